@@ -1,0 +1,379 @@
+// Package handlers defines the seam between the engine and the kinds of remediation responder can
+// run: a Handler declares its Spec and builds an Action from rendered params; the Action checks
+// (read-only) and does (idempotently). Implementations live one package each below this one
+// (handlers/http, ...) and are wired explicitly in app: there is no init() registration.
+package handlers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/responder-sre/responder/alert"
+)
+
+// Class says whether an action changes the world (disruptive) or only tells humans (notify).
+type Class string
+
+// Classes.
+const (
+	ClassNotify     Class = "notify"
+	ClassDisruptive Class = "disruptive"
+)
+
+// Approval is whether a human must approve an action before it runs.
+type Approval string
+
+// Approval modes.
+const (
+	ApprovalNone     Approval = "none"
+	ApprovalRequired Approval = "required"
+)
+
+// ParamType is the type a param must have once rendered.
+type ParamType int
+
+// Param types. Numbers decode from YAML as int or float; Duration accepts Go/Prometheus durations.
+const (
+	String ParamType = iota
+	Int
+	Bool
+	Duration
+	StringList
+	StringMap
+	Any
+)
+
+func (t ParamType) String() string {
+	switch t {
+	case String:
+		return "string"
+	case Int:
+		return "integer"
+	case Bool:
+		return "boolean"
+	case Duration:
+		return "duration"
+	case StringList:
+		return "list of strings"
+	case StringMap:
+		return "map of strings"
+	default:
+		return "any"
+	}
+}
+
+// Param declares one parameter of a handler.
+type Param struct {
+	Name     string
+	Type     ParamType
+	Required bool
+	// Static params may not contain {{ }} templates (checked at load).
+	Static bool
+	Doc    string
+}
+
+// Spec describes a handler: its name (as written in rule files), params, class, approval default,
+// target and scope, and an example. Everything here is checked or used at rule-load time.
+type Spec struct {
+	Name   string
+	Doc    string
+	Params []Param
+	Class  Class
+	// DefaultApproval applies when a rule does not say; ForbidNoApproval makes `approval: none` a
+	// load-time error.
+	DefaultApproval  Approval
+	ForbidNoApproval bool
+	// DefaultTimeout bounds one Do call when the rule does not say otherwise.
+	DefaultTimeout time.Duration
+	// Target and Scope document what the action's Target() and Scope() return.
+	Target  string
+	Scope   string
+	Example string
+}
+
+// Param returns the declared param called name.
+func (s Spec) Param(name string) (Param, bool) {
+	for _, p := range s.Params {
+		if p.Name == name {
+			return p, true
+		}
+	}
+	return Param{}, false
+}
+
+// Params are rendered parameter values as decoded from YAML or JSON: string, bool, int, int64,
+// float64, []any, map[string]any.
+type Params map[string]any
+
+// Handler is one kind of remediation.
+type Handler interface {
+	Spec() Spec
+	// Build validates rendered params and returns the action to run. An error is a bad_param failure.
+	Build(p Params) (Action, error)
+}
+
+// StaticValidator is implemented by handlers with load-time checks beyond param types. raw holds
+// the params as written in the rule file: strings containing "{{" are unrendered templates.
+type StaticValidator interface {
+	ValidateStatic(raw Params) error
+}
+
+// Action is one built, ready-to-run action.
+type Action interface {
+	// Target is the canonical thing acted on (k8s namespace/kind/name, postgres cluster, http
+	// method+host+path): cooldowns and the one-at-a-time execution slot are per target.
+	Target() string
+	// Scope is the bounded blast-radius label (namespace, cluster, host).
+	Scope() string
+	// Check re-confirms, read-only, that the action is still needed. ErrNotCheckable means the
+	// handler cannot tell.
+	Check(ctx context.Context, a alert.Alert) error
+	// Do performs the action. It must be idempotent: replicas race and crashes happen. The engine
+	// passes the action's id as the idempotency key through the context (IdempotencyKey).
+	Do(ctx context.Context, a alert.Alert) (Result, error)
+}
+
+// Result is what a successful Do reports.
+type Result struct {
+	Detail string `json:"detail,omitempty"`
+}
+
+// ErrNotCheckable is returned by Check when a handler cannot re-confirm the condition.
+var ErrNotCheckable = errors.New("handler cannot re-check the condition")
+
+// Failure reasons (an action's reason when it fails), also used as metric labels.
+const (
+	ReasonBadParam     = "bad_param"
+	ReasonTimeout      = "timeout"
+	ReasonClientError  = "client_error"
+	ReasonServerError  = "server_error"
+	ReasonNotRecovered = "not_recovered"
+	ReasonPDBBlocked   = "pdb_blocked"
+	ReasonError        = "error"
+)
+
+// Error is a failure with a reason.
+type Error struct {
+	Reason string
+	Err    error
+}
+
+func (e *Error) Error() string { return e.Reason + ": " + e.Err.Error() }
+func (e *Error) Unwrap() error { return e.Err }
+
+// Fail returns an *Error with the reason and a formatted message.
+func Fail(reason, format string, args ...any) error {
+	return &Error{Reason: reason, Err: fmt.Errorf(format, args...)}
+}
+
+// ReasonOf returns the reason of err: the Reason of an *Error in its chain, timeout for a context
+// deadline, or "error".
+func ReasonOf(err error) string {
+	var he *Error
+	switch {
+	case errors.As(err, &he):
+		return he.Reason
+	case errors.Is(err, context.DeadlineExceeded):
+		return ReasonTimeout
+	default:
+		return ReasonError
+	}
+}
+
+type idemKey struct{}
+
+// WithIdempotencyKey returns a context carrying the key a handler sends downstream.
+func WithIdempotencyKey(ctx context.Context, key string) context.Context {
+	return context.WithValue(ctx, idemKey{}, key)
+}
+
+// IdempotencyKey returns the key set by WithIdempotencyKey, or "".
+func IdempotencyKey(ctx context.Context) string {
+	k, _ := ctx.Value(idemKey{}).(string)
+	return k
+}
+
+// IsTemplate reports whether a raw param string holds a {{ }} template.
+func IsTemplate(s string) bool { return strings.Contains(s, "{{") }
+
+// Registry is the explicit set of handlers a responder runs with.
+type Registry struct {
+	byName map[string]Handler
+}
+
+// NewRegistry returns a registry of hs; duplicate names are an error.
+func NewRegistry(hs ...Handler) (*Registry, error) {
+	r := &Registry{byName: make(map[string]Handler, len(hs))}
+	for _, h := range hs {
+		name := h.Spec().Name
+		if _, dup := r.byName[name]; dup {
+			return nil, fmt.Errorf("handler %q registered twice", name)
+		}
+		r.byName[name] = h
+	}
+	return r, nil
+}
+
+// Get returns the handler called name.
+func (r *Registry) Get(name string) (Handler, bool) {
+	h, ok := r.byName[name]
+	return h, ok
+}
+
+// Names returns the registered handler names, sorted.
+func (r *Registry) Names() []string {
+	return slices.Sorted(maps.Keys(r.byName))
+}
+
+// CheckAction validates, at rule-load time, one action of a rule: the handler exists, the approval
+// is allowed, every param is declared, required params are present, literal values have the right
+// type, static params are not templated, and the handler's own static checks pass.
+func (r *Registry) CheckAction(handler, approval string, raw map[string]any) error {
+	h, ok := r.byName[handler]
+	if !ok {
+		return fmt.Errorf("unknown handler %q (known: %s)", handler, strings.Join(r.Names(), ", "))
+	}
+	spec := h.Spec()
+	switch Approval(approval) {
+	case "", ApprovalRequired:
+	case ApprovalNone:
+		if spec.ForbidNoApproval {
+			return fmt.Errorf("handler %q requires approval; approval: none is not allowed", handler)
+		}
+	default:
+		return fmt.Errorf("approval %q is neither none nor required", approval)
+	}
+	if err := CheckParams(spec, raw); err != nil {
+		return err
+	}
+	if v, ok := h.(StaticValidator); ok {
+		if err := v.ValidateStatic(Params(raw)); err != nil {
+			return fmt.Errorf("handler %q: %w", handler, err)
+		}
+	}
+	return nil
+}
+
+// CheckParams checks raw params against spec. Templated strings are accepted for non-static params
+// of any type (their type is checked when rendered).
+func CheckParams(spec Spec, raw map[string]any) error {
+	var errs []error
+	keys := slices.Sorted(maps.Keys(raw))
+	for _, k := range keys {
+		p, ok := spec.Param(k)
+		if !ok {
+			names := make([]string, len(spec.Params))
+			for i, sp := range spec.Params {
+				names[i] = sp.Name
+			}
+			sort.Strings(names)
+			errs = append(errs, fmt.Errorf("handler %q has no param %q (params: %s)", spec.Name, k, strings.Join(names, ", ")))
+			continue
+		}
+		if hasTemplate(raw[k]) {
+			if p.Static {
+				errs = append(errs, fmt.Errorf("param %q of handler %q may not be templated", k, spec.Name))
+			}
+			continue
+		}
+		if err := CheckType(p, raw[k]); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for _, p := range spec.Params {
+		if _, ok := raw[p.Name]; p.Required && !ok {
+			errs = append(errs, fmt.Errorf("handler %q needs param %q", spec.Name, p.Name))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func hasTemplate(v any) bool {
+	switch v := v.(type) {
+	case string:
+		return IsTemplate(v)
+	case []any:
+		return slices.ContainsFunc(v, hasTemplate)
+	case map[string]any:
+		for _, e := range v {
+			if hasTemplate(e) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// CheckType checks that a rendered (or literal) value has the param's type.
+func CheckType(p Param, v any) error {
+	bad := func() error {
+		return fmt.Errorf("param %q must be a %s, not %T", p.Name, p.Type, v)
+	}
+	switch p.Type {
+	case String:
+		if _, ok := v.(string); !ok {
+			return bad()
+		}
+	case Int:
+		switch n := v.(type) {
+		case int, int64, uint64:
+		case float64:
+			if n != float64(int64(n)) {
+				return bad()
+			}
+		default:
+			return bad()
+		}
+	case Bool:
+		if _, ok := v.(bool); !ok {
+			return bad()
+		}
+	case Duration:
+		s, ok := v.(string)
+		if !ok {
+			return bad()
+		}
+		if _, err := ParseDuration(s); err != nil {
+			return fmt.Errorf("param %q: %w", p.Name, err)
+		}
+	case StringList:
+		l, ok := v.([]any)
+		if !ok {
+			return bad()
+		}
+		for _, e := range l {
+			if _, ok := e.(string); !ok {
+				return fmt.Errorf("param %q must be a list of strings, has %T", p.Name, e)
+			}
+		}
+	case StringMap:
+		m, ok := v.(map[string]any)
+		if !ok {
+			return bad()
+		}
+		for k, e := range m {
+			if _, ok := e.(string); !ok {
+				return fmt.Errorf("param %q: key %q must be a string, not %T", p.Name, k, e)
+			}
+		}
+	}
+	return nil
+}
+
+// ParseDuration parses Go ("1m30s") and Prometheus ("1d", "2w") durations.
+func ParseDuration(s string) (time.Duration, error) {
+	if d, err := time.ParseDuration(s); err == nil {
+		return d, nil
+	}
+	d, err := parsePromDuration(s)
+	if err != nil {
+		return 0, fmt.Errorf("invalid duration %q", s)
+	}
+	return d, nil
+}

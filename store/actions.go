@@ -1,0 +1,270 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/responder-sre/responder/alert"
+)
+
+// NewAction is an action to plan. State is usually planned; an action whose params failed to
+// render is recorded directly as failed with reason bad_param.
+type NewAction struct {
+	IncidentID int64
+	Phase      string
+	Step       int
+	Rule       string
+	RuleHash   string
+	Handler    string
+	Target     string
+	Scope      string
+	Class      string
+	Mode       string
+	Params     map[string]any
+	Approval   string
+	Timeout    time.Duration
+	State      string
+	Reason     string
+	Error      string
+	At         time.Time
+}
+
+// InsertActionsTx plans actions; an existing (incident, phase, step) is left alone (a redelivered
+// message or a second replica plans nothing twice). It returns the ids of the rows it inserted.
+func (s *Store) InsertActionsTx(ctx context.Context, tx pgx.Tx, as []NewAction) ([]int64, error) {
+	if len(as) == 0 {
+		return nil, nil
+	}
+	n := len(as)
+	inc, steps, timeouts := make([]int64, n), make([]int32, n), make([]int64, n)
+	phases, rules, hashes, handlers, targets, scopes, classes, modes, params, approvals, states, reasons, errs :=
+		make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n),
+		make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	ats := make([]time.Time, n)
+	finished := make([]*time.Time, n)
+	for i, a := range as {
+		p := a.Params
+		if p == nil {
+			p = map[string]any{}
+		}
+		b, err := json.Marshal(p)
+		if err != nil {
+			return nil, fmt.Errorf("action params: %w", err)
+		}
+		inc[i], steps[i], timeouts[i] = a.IncidentID, int32(a.Step), a.Timeout.Milliseconds()
+		phases[i], rules[i], hashes[i], handlers[i], targets[i], scopes[i] = a.Phase, a.Rule, a.RuleHash, a.Handler, a.Target, a.Scope
+		classes[i], modes[i], params[i], approvals[i], states[i], reasons[i], errs[i] = a.Class, a.Mode, string(b), a.Approval, a.State, a.Reason, a.Error
+		ats[i] = a.At
+		if a.State != ActionPlanned {
+			finished[i] = &ats[i]
+		}
+	}
+	rows, err := tx.Query(ctx, `
+INSERT INTO actions (incident_id, phase, step, rule, rule_hash, handler, target, scope, class, mode, params,
+                     approval, timeout_ms, state, reason, error, created_at, finished_at, version)
+SELECT u.inc, u.phase, u.step, u.rule, u.hash, u.handler, u.target, u.scope, u.class, u.mode, u.params::jsonb,
+       u.approval, u.timeout, u.state, u.reason, u.err, u.at, u.fin, $19
+  FROM unnest($1::bigint[], $2::text[], $3::int[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
+              $9::text[], $10::text[], $11::text[], $12::text[], $13::bigint[], $14::text[], $15::text[], $16::text[],
+              $17::timestamptz[], $18::timestamptz[])
+       AS u(inc, phase, step, rule, hash, handler, target, scope, class, mode, params, approval, timeout, state, reason, err, at, fin)
+ON CONFLICT (incident_id, phase, step) DO NOTHING
+RETURNING id`,
+		inc, phases, steps, rules, hashes, handlers, targets, scopes, classes, modes, params, approvals, timeouts, states, reasons, errs, ats, finished, s.version)
+	if err != nil {
+		return nil, fmt.Errorf("plan actions: %w", err)
+	}
+	return pgx.CollectRows(rows, pgx.RowTo[int64])
+}
+
+// Claimed is a runnable action locked by ClaimRunnableTx, with what the executor needs of its
+// incident.
+type Claimed struct {
+	Action
+	IncidentState string
+	LastSeenAt    time.Time
+	Alert         alert.Alert
+}
+
+const actionCols = `a.id, a.incident_id, a.phase, a.step, a.rule, a.handler, a.target, a.scope, a.class, a.mode, a.params,
+       a.approval, a.timeout_ms, a.state, a.reason, a.attempt, a.approved_by, a.owner, a.lease_until, a.created_at,
+       a.started_at, a.finished_at, a.error, a.result, a.version, a.rule_hash`
+
+func scanAction(r pgx.Row, a *Action, extra ...any) error {
+	dest := []any{&a.ID, &a.IncidentID, &a.Phase, &a.Step, &a.Rule, &a.Handler, &a.Target, &a.Scope, &a.Class, &a.Mode, &a.Params,
+		&a.Approval, &a.TimeoutMS, &a.State, &a.Reason, &a.Attempt, &a.ApprovedBy, &a.Owner, &a.LeaseUntil, &a.CreatedAt,
+		&a.StartedAt, &a.FinishedAt, &a.Error, &a.Result, &a.Version, &a.RuleHash}
+	return r.Scan(append(dest, extra...)...)
+}
+
+// ClaimRunnableTx locks up to limit planned or approved actions whose earlier steps (same incident
+// and phase) all succeeded or were dry runs, oldest first, skipping rows other replicas hold and
+// targets that already have a running action.
+func (s *Store) ClaimRunnableTx(ctx context.Context, tx pgx.Tx, limit int) ([]Claimed, error) {
+	rows, err := tx.Query(ctx, `
+SELECT `+actionCols+`, i.state, i.last_seen_at, i.alert
+  FROM actions a JOIN incidents i ON i.id = a.incident_id
+ WHERE a.state IN ('planned', 'approved')
+   AND NOT EXISTS (SELECT 1 FROM actions p
+                    WHERE p.incident_id = a.incident_id AND p.phase = a.phase AND p.step < a.step
+                      AND p.state NOT IN ('succeeded', 'dry_run'))
+   AND NOT EXISTS (SELECT 1 FROM actions r WHERE r.target = a.target AND r.state = 'running')
+ ORDER BY a.id
+ LIMIT $1
+ FOR UPDATE OF a SKIP LOCKED`, limit)
+	if err != nil {
+		return nil, fmt.Errorf("claim actions: %w", err)
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Claimed, error) {
+		var c Claimed
+		var ab []byte
+		if err := scanAction(r, &c.Action, &c.IncidentState, &c.LastSeenAt, &ab); err != nil {
+			return c, err
+		}
+		return c, json.Unmarshal(ab, &c.Alert)
+	})
+}
+
+// Outcome is the final (or next) state of an action.
+type Outcome struct {
+	ID     int64
+	State  string
+	Reason string
+	Error  string
+	Result string
+	At     time.Time
+}
+
+// FinishActionsTx records outcomes. Only an action still in an unfinished state is changed, and a
+// running action only by its owner (fencing: an action whose lease another replica expired stays
+// unknown). It returns the ids it changed.
+func (s *Store) FinishActionsTx(ctx context.Context, tx pgx.Tx, owner string, os []Outcome) ([]int64, error) {
+	if len(os) == 0 {
+		return nil, nil
+	}
+	n := len(os)
+	ids := make([]int64, n)
+	states, reasons, errs, results := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	ats := make([]time.Time, n)
+	for i, o := range os {
+		ids[i], states[i], reasons[i], errs[i], results[i], ats[i] = o.ID, o.State, o.Reason, o.Error, o.Result, o.At
+	}
+	rows, err := tx.Query(ctx, `
+UPDATE actions a
+   SET state = u.state, reason = u.reason, error = u.err, result = u.result, finished_at = u.at, lease_until = NULL
+  FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[]) AS u(id, state, reason, err, result, at)
+ WHERE a.id = u.id
+   AND (a.state IN ('planned', 'approved', 'awaiting_approval') OR (a.state = 'running' AND a.owner = $7))
+RETURNING a.id`, ids, states, reasons, errs, results, ats, owner)
+	if err != nil {
+		return nil, fmt.Errorf("record outcomes: %w", err)
+	}
+	return pgx.CollectRows(rows, pgx.RowTo[int64])
+}
+
+// StartActionTx marks a claimed action running with owner and lease.
+func (s *Store) StartActionTx(ctx context.Context, tx pgx.Tx, id int64, owner string, at, leaseUntil time.Time) error {
+	_, err := tx.Exec(ctx, `
+UPDATE actions SET state = 'running', owner = $2, started_at = $3, lease_until = $4, attempt = attempt + 1
+ WHERE id = $1 AND state IN ('planned', 'approved')`, id, owner, at, leaseUntil)
+	if err != nil {
+		return fmt.Errorf("start action %d: %w", id, err)
+	}
+	return nil
+}
+
+// CancelLaterStepsTx skips (reason cancelled) the planned steps after step in the same incident and
+// phase: a step that did not succeed stops the rest.
+func (s *Store) CancelLaterStepsTx(ctx context.Context, tx pgx.Tx, incidentID int64, phase string, step int, at time.Time) error {
+	_, err := tx.Exec(ctx, `
+UPDATE actions SET state = 'skipped', reason = 'cancelled', finished_at = $4
+ WHERE incident_id = $1 AND phase = $2 AND step > $3 AND state IN ('planned', 'awaiting_approval', 'approved')`,
+		incidentID, phase, step, at)
+	return err
+}
+
+// CooldownKey is (rule, target).
+type CooldownKey struct{ Rule, Target string }
+
+// CooldownsTx returns the cooldowns in force at now for keys.
+func (s *Store) CooldownsTx(ctx context.Context, tx pgx.Tx, keys []CooldownKey, now time.Time) (map[CooldownKey]time.Time, error) {
+	if len(keys) == 0 {
+		return nil, nil
+	}
+	rs, ts := make([]string, len(keys)), make([]string, len(keys))
+	for i, k := range keys {
+		rs[i], ts[i] = k.Rule, k.Target
+	}
+	rows, err := tx.Query(ctx, `
+SELECT c.rule, c.target, c.until FROM cooldowns c
+  JOIN unnest($1::text[], $2::text[]) AS u(rule, target) ON c.rule = u.rule AND c.target = u.target
+ WHERE c.until > $3`, rs, ts, now)
+	if err != nil {
+		return nil, fmt.Errorf("read cooldowns: %w", err)
+	}
+	out := map[CooldownKey]time.Time{}
+	var k CooldownKey
+	var until time.Time
+	_, err = pgx.ForEachRow(rows, []any{&k.Rule, &k.Target, &until}, func() error {
+		out[k] = until
+		return nil
+	})
+	return out, err
+}
+
+// SetCooldownTx starts a cooldown for (rule, target) until until.
+func (s *Store) SetCooldownTx(ctx context.Context, tx pgx.Tx, k CooldownKey, until time.Time) error {
+	_, err := tx.Exec(ctx, `
+INSERT INTO cooldowns (rule, target, until) VALUES ($1, $2, $3)
+ON CONFLICT (rule, target) DO UPDATE SET until = greatest(cooldowns.until, EXCLUDED.until)`, k.Rule, k.Target, until)
+	return err
+}
+
+// RenewLeases extends the leases of the running actions owner holds.
+func (s *Store) RenewLeases(ctx context.Context, owner string, ids []int64, until time.Time) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	_, err := s.pool.Exec(ctx, `UPDATE actions SET lease_until = $3 WHERE id = ANY($1) AND owner = $2 AND state = 'running'`, ids, owner, until)
+	return err
+}
+
+// ExpireLeasesTx turns running actions whose lease expired before now into unknown (reason
+// lease_expired): they are never re-run blindly. It returns them.
+func (s *Store) ExpireLeasesTx(ctx context.Context, tx pgx.Tx, now time.Time) ([]Claimed, error) {
+	rows, err := tx.Query(ctx, `
+WITH x AS (
+    SELECT id FROM actions WHERE state = 'running' AND lease_until < $1 ORDER BY id FOR UPDATE SKIP LOCKED
+)
+UPDATE actions a SET state = 'unknown', reason = 'lease_expired', finished_at = $1, lease_until = NULL,
+       error = 'the replica running this action stopped renewing its lease; it may or may not have completed'
+  FROM x, incidents i
+ WHERE a.id = x.id AND i.id = a.incident_id
+RETURNING `+actionCols+`, i.state, i.last_seen_at, i.alert`, now)
+	if err != nil {
+		return nil, fmt.Errorf("expire leases: %w", err)
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Claimed, error) {
+		var c Claimed
+		var ab []byte
+		if err := scanAction(r, &c.Action, &c.IncidentState, &c.LastSeenAt, &ab); err != nil {
+			return c, err
+		}
+		return c, json.Unmarshal(ab, &c.Alert)
+	})
+}
+
+// IncidentAlertTx returns an incident's rule and latest alert (for planning escalations).
+func (s *Store) IncidentAlertTx(ctx context.Context, tx pgx.Tx, id int64) (string, alert.Alert, error) {
+	var rule string
+	var a alert.Alert
+	var ab []byte
+	if err := tx.QueryRow(ctx, `SELECT rule, alert FROM incidents WHERE id = $1`, id).Scan(&rule, &ab); err != nil {
+		return "", a, err
+	}
+	return rule, a, json.Unmarshal(ab, &a)
+}

@@ -1,0 +1,120 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Audit kinds.
+const (
+	AuditAlertRejected = "alert_rejected"
+	AuditIncident      = "incident"
+	AuditAction        = "action"
+	AuditTimer         = "timer"
+	AuditDeadLetter    = "dead_letter"
+	AuditReload        = "reload"
+)
+
+// AuditInsert is one decision to record.
+type AuditInsert struct {
+	At         time.Time
+	IncidentID int64 // 0 = none
+	ActionID   int64 // 0 = none
+	Kind       string
+	Actor      string
+	Reason     string
+	Detail     map[string]any
+	RuleHash   string
+}
+
+// AuditTx appends audit rows in one statement.
+func (s *Store) AuditTx(ctx context.Context, tx pgx.Tx, es []AuditInsert) error {
+	if len(es) == 0 {
+		return nil
+	}
+	n := len(es)
+	ats := make([]time.Time, n)
+	incs, acts := make([]*int64, n), make([]*int64, n)
+	kinds, actors, reasons, details, hashes := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	for i := range es {
+		e := &es[i]
+		d := e.Detail
+		if d == nil {
+			d = map[string]any{}
+		}
+		b, err := json.Marshal(d)
+		if err != nil {
+			return fmt.Errorf("audit detail: %w", err)
+		}
+		ats[i], kinds[i], actors[i], reasons[i], details[i], hashes[i] = e.At, e.Kind, e.Actor, e.Reason, string(b), e.RuleHash
+		if e.IncidentID != 0 {
+			incs[i] = &e.IncidentID
+		}
+		if e.ActionID != 0 {
+			acts[i] = &e.ActionID
+		}
+	}
+	_, err := tx.Exec(ctx, `
+INSERT INTO audit (at, incident_id, action_id, kind, actor, reason, detail, rule_hash, version)
+SELECT u.at, u.inc, u.act, u.kind, u.actor, u.reason, u.detail::jsonb, u.hash, $9
+  FROM unnest($1::timestamptz[], $2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[])
+       AS u(at, inc, act, kind, actor, reason, detail, hash)`,
+		ats, incs, acts, kinds, actors, reasons, details, hashes, s.version)
+	if err != nil {
+		return fmt.Errorf("write audit: %w", err)
+	}
+	return nil
+}
+
+// Audit appends audit rows in their own transaction.
+func (s *Store) Audit(ctx context.Context, es ...AuditInsert) error {
+	return s.InTx(ctx, func(tx pgx.Tx) error { return s.AuditTx(ctx, tx, es) })
+}
+
+// InsertDeadLetter records a bus message that could not be processed, and audits it.
+func (s *Store) InsertDeadLetter(ctx context.Context, msgID, reason string, data []byte, at time.Time) error {
+	return s.InTx(ctx, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `INSERT INTO dead_letters (at, msg_id, reason, data, version) VALUES ($1, $2, $3, $4, $5)`,
+			at, msgID, reason, data, s.version); err != nil {
+			return fmt.Errorf("write dead letter: %w", err)
+		}
+		return s.AuditTx(ctx, tx, []AuditInsert{{At: at, Kind: AuditDeadLetter, Actor: "bus", Reason: reason,
+			Detail: map[string]any{"msg_id": msgID, "bytes": len(data)}}})
+	})
+}
+
+// DeadLetters lists dead letters, newest first.
+func (s *Store) DeadLetters(ctx context.Context, limit int) ([]DeadLetter, error) {
+	rows, err := s.pool.Query(ctx, `SELECT id, at, msg_id, reason, data FROM dead_letters ORDER BY id DESC LIMIT $1`, limit)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (DeadLetter, error) {
+		var d DeadLetter
+		err := r.Scan(&d.ID, &d.At, &d.MsgID, &d.Reason, &d.Data)
+		return d, err
+	})
+}
+
+// DeleteBefore removes resolved incidents (with their actions and timers), audit rows and dead
+// letters older than cutoff. Open incidents are kept whatever their age.
+func (s *Store) DeleteBefore(ctx context.Context, cutoff time.Time) (int64, error) {
+	var total int64
+	for _, q := range []string{
+		`DELETE FROM incidents WHERE state = 'resolved' AND resolved_at < $1`,
+		`DELETE FROM audit WHERE at < $1`,
+		`DELETE FROM dead_letters WHERE at < $1`,
+		`DELETE FROM cooldowns WHERE until < $1`,
+	} {
+		tag, err := s.pool.Exec(ctx, q, cutoff)
+		if err != nil {
+			return total, fmt.Errorf("retention: %w", err)
+		}
+		total += tag.RowsAffected()
+	}
+	return total, nil
+}

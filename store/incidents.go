@@ -1,0 +1,273 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/responder-sre/responder/alert"
+)
+
+// IncidentUpsert is one (rule, alert) match to record.
+type IncidentUpsert struct {
+	Rule     string
+	RuleHash string
+	Alert    alert.Alert
+	State    string // pending, firing or resolved (a tombstone for a resolved alert never seen firing)
+	At       time.Time
+}
+
+// UpsertResult says what happened to one upsert. Inserted is false when the incident existed; rows
+// that conflicted with a resolved incident are not returned at all (a late firing is a no-op).
+type UpsertResult struct {
+	ID          int64
+	Rule        string
+	Fingerprint string
+	StartsAt    time.Time
+	State       string
+	Inserted    bool
+}
+
+// UpsertIncidentsTx inserts new incidents and refreshes the alert snapshot of open ones, in one
+// statement. The state of an existing incident is never changed here: it only moves forward
+// through FireIncidentTx and ResolveIncidentsTx. Callers must not pass the same key twice.
+func (s *Store) UpsertIncidentsTx(ctx context.Context, tx pgx.Tx, ups []IncidentUpsert) ([]UpsertResult, error) {
+	if len(ups) == 0 {
+		return nil, nil
+	}
+	n := len(ups)
+	rules, fps, states, names, labels, alerts, hashes := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	starts, seen, ats := make([]time.Time, n), make([]time.Time, n), make([]time.Time, n)
+	fired := make([]*time.Time, n)
+	resolved := make([]*time.Time, n)
+	for i, u := range ups {
+		lb, err := json.Marshal(u.Alert.Labels)
+		if err != nil {
+			return nil, err
+		}
+		ab, err := json.Marshal(u.Alert)
+		if err != nil {
+			return nil, err
+		}
+		rules[i], fps[i], states[i], names[i], labels[i], alerts[i], hashes[i] = u.Rule, u.Alert.Fingerprint, u.State, u.Alert.Name, string(lb), string(ab), u.RuleHash
+		starts[i], seen[i], ats[i] = u.Alert.StartsAt, u.Alert.ReceivedAt, u.At
+		switch u.State {
+		case IncidentFiring:
+			fired[i] = &ats[i]
+		case IncidentResolved:
+			resolved[i] = &ats[i]
+		}
+	}
+	rows, err := tx.Query(ctx, `
+INSERT INTO incidents (rule, fingerprint, starts_at, state, alert_name, labels, alert, last_seen_at,
+                       fired_at, resolved_at, created_at, updated_at, version, rule_hash)
+SELECT u.rule, u.fp, u.starts, u.state, u.name, u.labels::jsonb, u.alert::jsonb, u.seen,
+       u.fired, u.resolved, u.at, u.at, $13, u.hash
+FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::text[], $5::text[], $6::text[], $7::text[],
+            $8::timestamptz[], $9::timestamptz[], $10::timestamptz[], $11::timestamptz[], $12::text[])
+     AS u(rule, fp, starts, state, name, labels, alert, seen, fired, resolved, at, hash)
+ON CONFLICT (rule, fingerprint, starts_at) DO UPDATE
+   SET alert = EXCLUDED.alert,
+       last_seen_at = greatest(incidents.last_seen_at, EXCLUDED.last_seen_at),
+       updated_at = EXCLUDED.updated_at
+   WHERE incidents.state <> 'resolved' AND EXCLUDED.state <> 'resolved'
+RETURNING id, rule, fingerprint, starts_at, state, (xmax = 0) AS inserted`,
+		rules, fps, starts, states, names, labels, alerts, seen, fired, resolved, ats, hashes, s.version)
+	if err != nil {
+		return nil, fmt.Errorf("upsert incidents: %w", err)
+	}
+	res, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (UpsertResult, error) {
+		var u UpsertResult
+		err := r.Scan(&u.ID, &u.Rule, &u.Fingerprint, &u.StartsAt, &u.State, &u.Inserted)
+		return u, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("upsert incidents: %w", err)
+	}
+	return res, nil
+}
+
+// ResolveKey names one alert episode that resolved.
+type ResolveKey struct {
+	Fingerprint string
+	StartsAt    time.Time
+	Alert       alert.Alert
+}
+
+// Resolved is an incident that ResolveIncidentsTx moved to resolved.
+type Resolved struct {
+	ID        int64
+	Rule      string
+	PrevState string
+	Alert     alert.Alert
+}
+
+// ResolveIncidentsTx resolves every open incident of the given episodes (whatever rule opened it),
+// cancels their planned, awaiting and approved actions (skipped, reason cancelled) and deletes their
+// timers. It returns the incidents it resolved with their previous state.
+func (s *Store) ResolveIncidentsTx(ctx context.Context, tx pgx.Tx, keys []ResolveKey, at time.Time) ([]Resolved, error) {
+	if len(keys) == 0 {
+		return nil, nil
+	}
+	fps, starts, alerts := make([]string, len(keys)), make([]time.Time, len(keys)), make([]string, len(keys))
+	for i, k := range keys {
+		b, err := json.Marshal(k.Alert)
+		if err != nil {
+			return nil, err
+		}
+		fps[i], starts[i], alerts[i] = k.Fingerprint, k.StartsAt, string(b)
+	}
+	rows, err := tx.Query(ctx, `
+WITH k AS (
+    SELECT DISTINCT ON (fp, starts) fp, starts, alert
+    FROM unnest($1::text[], $2::timestamptz[], $3::text[]) AS u(fp, starts, alert)
+), prev AS (
+    SELECT i.id, i.state, k.alert
+    FROM incidents i JOIN k ON i.fingerprint = k.fp AND i.starts_at = k.starts
+    WHERE i.state IN ('pending', 'firing', 'suppressed')
+    ORDER BY i.id
+    FOR UPDATE OF i
+)
+UPDATE incidents i
+   SET state = 'resolved', resolved_at = $4, updated_at = $4, alert = prev.alert::jsonb,
+       last_seen_at = greatest(i.last_seen_at, (prev.alert::jsonb->>'receivedAt')::timestamptz)
+  FROM prev
+ WHERE i.id = prev.id
+RETURNING i.id, i.rule, prev.state, i.alert`, fps, starts, alerts, at)
+	if err != nil {
+		return nil, fmt.Errorf("resolve incidents: %w", err)
+	}
+	res, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Resolved, error) {
+		var x Resolved
+		var ab []byte
+		if err := r.Scan(&x.ID, &x.Rule, &x.PrevState, &ab); err != nil {
+			return x, err
+		}
+		return x, json.Unmarshal(ab, &x.Alert)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("resolve incidents: %w", err)
+	}
+	if len(res) == 0 {
+		return nil, nil
+	}
+	ids := make([]int64, len(res))
+	for i, r := range res {
+		ids[i] = r.ID
+	}
+	if _, err := tx.Exec(ctx, `
+UPDATE actions SET state = 'skipped', reason = 'cancelled', finished_at = $2
+ WHERE incident_id = ANY($1) AND state IN ('planned', 'awaiting_approval', 'approved') AND phase <> 'on_resolved'`, ids, at); err != nil {
+		return nil, fmt.Errorf("cancel actions: %w", err)
+	}
+	if _, err := tx.Exec(ctx, `DELETE FROM timers WHERE incident_id = ANY($1)`, ids); err != nil {
+		return nil, fmt.Errorf("delete timers: %w", err)
+	}
+	return res, nil
+}
+
+// Timer kinds.
+const TimerFor = "for"
+
+// TimerInsert schedules a timer for an incident.
+type TimerInsert struct {
+	IncidentID int64
+	Kind       string
+	DueAt      time.Time
+}
+
+// InsertTimersTx schedules timers; an existing (incident, kind) timer is kept.
+func (s *Store) InsertTimersTx(ctx context.Context, tx pgx.Tx, ts []TimerInsert) error {
+	if len(ts) == 0 {
+		return nil
+	}
+	ids, kinds, dues := make([]int64, len(ts)), make([]string, len(ts)), make([]time.Time, len(ts))
+	for i, t := range ts {
+		ids[i], kinds[i], dues[i] = t.IncidentID, t.Kind, t.DueAt
+	}
+	_, err := tx.Exec(ctx, `
+INSERT INTO timers (incident_id, kind, due_at)
+SELECT * FROM unnest($1::bigint[], $2::text[], $3::timestamptz[])
+ON CONFLICT (incident_id, kind) DO NOTHING`, ids, kinds, dues)
+	if err != nil {
+		return fmt.Errorf("insert timers: %w", err)
+	}
+	return nil
+}
+
+// DueTimer is a claimed timer with its incident.
+type DueTimer struct {
+	TimerID    int64
+	Kind       string
+	DueAt      time.Time
+	IncidentID int64
+	Rule       string
+	State      string
+	Alert      alert.Alert
+}
+
+// ClaimDueTimersTx locks up to limit timers due at now (FOR UPDATE SKIP LOCKED: each timer fires on
+// exactly one replica). The caller deletes or reschedules each in the same transaction.
+func (s *Store) ClaimDueTimersTx(ctx context.Context, tx pgx.Tx, now time.Time, limit int) ([]DueTimer, error) {
+	rows, err := tx.Query(ctx, `
+SELECT t.id, t.kind, t.due_at, i.id, i.rule, i.state, i.alert
+  FROM timers t JOIN incidents i ON i.id = t.incident_id
+ WHERE t.due_at <= $1
+ ORDER BY t.due_at
+ LIMIT $2
+ FOR UPDATE OF t, i SKIP LOCKED`, now, limit)
+	if err != nil {
+		return nil, fmt.Errorf("claim timers: %w", err)
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (DueTimer, error) {
+		var d DueTimer
+		var ab []byte
+		if err := r.Scan(&d.TimerID, &d.Kind, &d.DueAt, &d.IncidentID, &d.Rule, &d.State, &ab); err != nil {
+			return d, err
+		}
+		return d, json.Unmarshal(ab, &d.Alert)
+	})
+}
+
+// DeleteTimerTx removes a fired timer.
+func (s *Store) DeleteTimerTx(ctx context.Context, tx pgx.Tx, id int64) error {
+	_, err := tx.Exec(ctx, `DELETE FROM timers WHERE id = $1`, id)
+	return err
+}
+
+// RescheduleTimerTx moves a timer to a later due time.
+func (s *Store) RescheduleTimerTx(ctx context.Context, tx pgx.Tx, id int64, due time.Time) error {
+	_, err := tx.Exec(ctx, `UPDATE timers SET due_at = $2 WHERE id = $1`, id, due)
+	return err
+}
+
+// FireIncidentTx moves a pending incident to firing; it reports false if it was not pending.
+func (s *Store) FireIncidentTx(ctx context.Context, tx pgx.Tx, id int64, at time.Time) (bool, error) {
+	tag, err := tx.Exec(ctx, `UPDATE incidents SET state = 'firing', fired_at = $2, updated_at = $2 WHERE id = $1 AND state = 'pending'`, id, at)
+	if err != nil {
+		return false, err
+	}
+	return tag.RowsAffected() == 1, nil
+}
+
+// OpenAlert is the name and labels of an open (pending or firing) incident.
+type OpenAlert struct {
+	Name   string
+	Labels map[string]string
+}
+
+// OpenAlerts lists the alerts of open incidents (the snapshot behind the rules' firing()).
+func (s *Store) OpenAlerts(ctx context.Context) ([]OpenAlert, error) {
+	rows, err := s.pool.Query(ctx, `SELECT DISTINCT alert_name, labels FROM incidents WHERE state IN ('pending', 'firing')`)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (OpenAlert, error) {
+		var o OpenAlert
+		err := r.Scan(&o.Name, &o.Labels)
+		return o, err
+	})
+}

@@ -1,0 +1,109 @@
+package store
+
+import (
+	"time"
+)
+
+// Incident states.
+const (
+	IncidentPending    = "pending"
+	IncidentFiring     = "firing"
+	IncidentResolved   = "resolved"
+	IncidentSuppressed = "suppressed"
+)
+
+// Action states (DESIGN.md §4).
+const (
+	ActionPlanned          = "planned"
+	ActionAwaitingApproval = "awaiting_approval"
+	ActionApproved         = "approved"
+	ActionDenied           = "denied"
+	ActionExpired          = "expired"
+	ActionRunning          = "running"
+	ActionSucceeded        = "succeeded"
+	ActionFailed           = "failed"
+	ActionUnknown          = "unknown"
+	ActionSkipped          = "skipped"
+	ActionDryRun           = "dry_run"
+)
+
+// Action phases: a rule's actions, its escalation, and what runs when the incident resolves.
+const (
+	PhaseActions    = "actions"
+	PhaseEscalate   = "escalate"
+	PhaseOnResolved = "on_resolved"
+)
+
+// Incident is one episode of one alert matched by one rule: key (rule, fingerprint, starts_at).
+type Incident struct {
+	ID          int64             `json:"id"`
+	Rule        string            `json:"rule"`
+	Fingerprint string            `json:"fingerprint"`
+	State       string            `json:"state"`
+	AlertName   string            `json:"alert_name"`
+	Labels      map[string]string `json:"labels"`
+	StartsAt    time.Time         `json:"starts_at"`
+	FiredAt     *time.Time        `json:"fired_at"`
+	ResolvedAt  *time.Time        `json:"resolved_at"`
+	LastSeenAt  time.Time         `json:"last_seen_at"`
+	CreatedAt   time.Time         `json:"created_at"`
+	UpdatedAt   time.Time         `json:"updated_at"`
+	Version     string            `json:"version"`
+	RuleHash    string            `json:"rule_hash"`
+	// Actions and Audit are filled by GetIncident only.
+	Actions []Action     `json:"actions,omitempty"`
+	Audit   []AuditEntry `json:"audit,omitempty"`
+}
+
+// Action is one planned or executed step of an incident: key (incident, phase, step).
+type Action struct {
+	ID         int64          `json:"id"`
+	IncidentID int64          `json:"incident_id"`
+	Phase      string         `json:"phase"`
+	Step       int            `json:"step"`
+	Rule       string         `json:"rule"`
+	Handler    string         `json:"handler"`
+	Target     string         `json:"target"`
+	Scope      string         `json:"scope"`
+	Class      string         `json:"class"`
+	Mode       string         `json:"mode"`
+	Params     map[string]any `json:"params"`
+	Approval   string         `json:"approval"`
+	TimeoutMS  int64          `json:"timeout_ms"`
+	State      string         `json:"state"`
+	Reason     string         `json:"reason"`
+	Attempt    int            `json:"attempt"`
+	ApprovedBy string         `json:"approved_by"`
+	Owner      string         `json:"owner"`
+	LeaseUntil *time.Time     `json:"lease_until"`
+	CreatedAt  time.Time      `json:"created_at"`
+	StartedAt  *time.Time     `json:"started_at"`
+	FinishedAt *time.Time     `json:"finished_at"`
+	Error      string         `json:"error"`
+	Result     string         `json:"result"`
+	Version    string         `json:"version"`
+	RuleHash   string         `json:"rule_hash"`
+}
+
+// AuditEntry records one decision, refusals included.
+type AuditEntry struct {
+	ID         int64          `json:"id"`
+	At         time.Time      `json:"at"`
+	IncidentID *int64         `json:"incident_id"`
+	ActionID   *int64         `json:"action_id"`
+	Kind       string         `json:"kind"`
+	Actor      string         `json:"actor"`
+	Reason     string         `json:"reason"`
+	Detail     map[string]any `json:"detail"`
+	Version    string         `json:"version"`
+	RuleHash   string         `json:"rule_hash"`
+}
+
+// DeadLetter is a bus message that could not be processed.
+type DeadLetter struct {
+	ID     int64     `json:"id"`
+	At     time.Time `json:"at"`
+	MsgID  string    `json:"msg_id"`
+	Reason string    `json:"reason"`
+	Data   []byte    `json:"data"`
+}
