@@ -1,0 +1,24 @@
+// Package config reads responder's configuration file (DESIGN.md §4).
+//
+// Contract:
+//   - Strict: the file is one YAML document decoded with unknown keys as errors (a typo such as
+//     bearer_tokn is refused, never ignored). Sections reserved for later versions (probes,
+//     slack, handlers.kubernetes, ...) are accepted as raw YAML.
+//   - Every error names the file and, when the key is written, the line:
+//     `responder.yml:12: unknown key "bearer_tokn" in webhook`. Load and Parse report all
+//     problems at once (errors.Join), one per line.
+//   - Keys left out take the defaults of Default(); keys written with an invalid value (a zero
+//     max_concurrent_actions, a duplicate_window under 10m) are errors, not silently defaulted.
+//   - Durations take Prometheus or Go syntax ("90s", "15m", "90d", "2w", "1h30m"); sizes take
+//     bytes or B, KB, MB, GB (×1000) and KiB, MiB, GiB (×1024).
+//   - Secrets never print: Secret renders as "<secret>" through fmt (every verb), YAML, JSON,
+//     text and slog; only Value (and the Config helpers WebhookTokens, APIToken, APIReadToken,
+//     DatabaseURL) return it. Error messages never quote a secret.
+//   - Every secret has a *_file variant, read relative to the config file's directory and
+//     trimmed of surrounding whitespace; setting both the value and the file is an error.
+//     webhook.bearer_token_file holds one token per line, at most two (rotation).
+//   - RESPONDER_DATABASE_URL, when set, overrides database.url and database.url_file (which is
+//     then not read). Tests inject the lookup with WithGetenv.
+//   - Relative paths (rule_files, *_file) resolve against Config.Dir, the absolute directory of
+//     the file; RuleFilePaths expands the rule_files globs.
+package config

@@ -1,0 +1,177 @@
+package config
+
+import (
+	"fmt"
+	"net"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// MinDuplicateWindow is the shortest bus.duplicate_window: Alertmanager re-sends a group within
+// minutes, and every re-send inside the window is dropped by JetStream before it costs anything.
+const MinDuplicateWindow = 10 * time.Minute
+
+func (c *Config) validate(ch *checker) {
+	if c.Database.MaxConns < 1 {
+		ch.errorf("database.max_conns", "must be at least 1, got %d", c.Database.MaxConns)
+	}
+
+	if n := len(c.Webhook.BearerToken); n > maxWebhookTokens {
+		key := "webhook.bearer_token"
+		if c.Webhook.BearerTokenFile != "" {
+			key = "webhook.bearer_token_file"
+		}
+		ch.errorf(key, "%d tokens; at most %d (the current one and the next, for rotation)", n, maxWebhookTokens)
+	}
+	if c.Webhook.MaxBodyBytes <= 0 {
+		ch.errorf("webhook.max_body_bytes", "must be positive, got %s", c.Webhook.MaxBodyBytes)
+	}
+
+	if c.API.ReadToken != "" && c.API.ReadToken == c.API.Token {
+		key := "api.read_token"
+		if c.API.ReadTokenFile != "" {
+			key = "api.read_token_file"
+		}
+		ch.errorf(key, "must differ from api.token (the read token may only read)")
+	}
+
+	for i, pat := range c.RuleFiles {
+		key := fmt.Sprintf("rule_files[%d]", i)
+		if strings.TrimSpace(pat) == "" {
+			ch.errorf(key, "empty pattern")
+			continue
+		}
+		if _, err := filepath.Match(pat, ""); err != nil {
+			ch.wrapf(key, err, "pattern %q: %v", pat, err)
+		}
+	}
+
+	h := c.Handlers.HTTP
+	for i, host := range h.AllowedHosts {
+		if err := checkHost(host); err != nil {
+			ch.errorf(fmt.Sprintf("handlers.http.allowed_hosts[%d]", i), "%q: %v", host, err)
+		}
+	}
+	positive(ch, "handlers.http.timeout", h.Timeout)
+	if h.Retries != nil && *h.Retries < 0 {
+		ch.errorf("handlers.http.retries", "must not be negative, got %d", *h.Retries)
+	}
+
+	positive(ch, "approvals.ttl", c.Approvals.TTL)
+
+	s := c.Safety
+	positive(ch, "safety.max_alert_age", s.MaxAlertAge)
+	positive(ch, "safety.retention", s.Retention)
+	positive(ch, "safety.action_timeout", s.ActionTimeout)
+	if s.MaxConcurrentActions < 1 {
+		ch.errorf("safety.max_concurrent_actions", "must be at least 1, got %d", s.MaxConcurrentActions)
+	}
+
+	b := c.Bus
+	if err := checkStreamName(b.Stream); err != nil {
+		ch.errorf("bus.stream", "%v", err)
+	}
+	if b.MaxBytes <= 0 {
+		ch.errorf("bus.max_bytes", "must be positive, got %s", b.MaxBytes)
+	}
+	if b.MaxMsgs <= 0 {
+		ch.errorf("bus.max_msgs", "must be positive, got %d", b.MaxMsgs)
+	}
+	positive(ch, "bus.max_age", b.MaxAge)
+	if b.DuplicateWindow.D() < MinDuplicateWindow {
+		ch.errorf("bus.duplicate_window", "must be at least %s, got %s", Duration(MinDuplicateWindow), b.DuplicateWindow)
+	} else if b.MaxAge > 0 && b.DuplicateWindow > b.MaxAge {
+		ch.errorf("bus.duplicate_window", "%s is longer than bus.max_age %s", b.DuplicateWindow, b.MaxAge)
+	}
+	if b.Replicas < 1 || b.Replicas > 5 {
+		ch.errorf("bus.replicas", "must be between 1 and 5, got %d", b.Replicas)
+	}
+}
+
+func positive(c *checker, key string, d Duration) {
+	if d <= 0 {
+		c.errorf(key, "must be positive, got %s", d)
+	}
+}
+
+// checkHost accepts "host", "host:port", an IP, "[v6]" or "[v6]:port"; no scheme, path or userinfo.
+func checkHost(s string) error {
+	if s == "" {
+		return fmt.Errorf("empty host")
+	}
+	if strings.Contains(s, "://") {
+		return fmt.Errorf("want host or host:port, without a scheme")
+	}
+	if strings.ContainsAny(s, "/?#@ \t") {
+		return fmt.Errorf("want host or host:port, without a path, query or userinfo")
+	}
+	host := s
+	switch {
+	case strings.HasPrefix(s, "["): // [v6] or [v6]:port
+		if strings.HasSuffix(s, "]") {
+			host = s[1 : len(s)-1]
+		} else {
+			h, err := splitHostPort(s)
+			if err != nil {
+				return err
+			}
+			host = h
+		}
+		if !strings.Contains(host, ":") || net.ParseIP(host) == nil {
+			return fmt.Errorf("want [ipv6] or [ipv6]:port")
+		}
+		return nil
+	case strings.Count(s, ":") > 1: // bare v6
+		if net.ParseIP(s) == nil {
+			return fmt.Errorf("want host or host:port")
+		}
+		return nil
+	case strings.Contains(s, ":"):
+		h, err := splitHostPort(s)
+		if err != nil {
+			return err
+		}
+		host = h
+	}
+	if net.ParseIP(host) != nil {
+		return nil
+	}
+	for _, label := range strings.Split(host, ".") {
+		if label == "" || len(label) > 63 {
+			return fmt.Errorf("invalid host name")
+		}
+		for _, r := range label {
+			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+				return fmt.Errorf("invalid character %q in host name", r)
+			}
+		}
+	}
+	return nil
+}
+
+func splitHostPort(s string) (string, error) {
+	h, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return "", fmt.Errorf("want host or host:port: %w", err)
+	}
+	if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
+		return "", fmt.Errorf("port %q is not a number from 1 to 65535", port)
+	}
+	return h, nil
+}
+
+// checkStreamName applies JetStream's rules for stream names.
+func checkStreamName(s string) error {
+	if s == "" {
+		return fmt.Errorf("empty stream name")
+	}
+	if len(s) > 255 {
+		return fmt.Errorf("stream name longer than 255 characters")
+	}
+	if strings.ContainsAny(s, " \t\r\n.*>/\\") {
+		return fmt.Errorf("stream name %q may not contain whitespace, '.', '*', '>', '/' or '\\'", s)
+	}
+	return nil
+}

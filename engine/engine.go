@@ -1,0 +1,207 @@
+// Package engine turns alerts into incidents and planned actions, and runs those actions.
+//
+// Process evaluates every rule against a batch of alerts and commits, in ONE transaction, the
+// incidents it opens or resolves, the actions it plans and the audit rows that explain why; the
+// caller (the bus consumer) acks the batch only after that commit. Everything after the commit
+// happens from rows: the executor claims runnable actions with FOR UPDATE SKIP LOCKED, applies the
+// guards (staleness, cooldown, dry-run/shadow, execution slots), runs the handler under a lease and
+// records the outcome; `for` timers are rows claimed the same way. Any number of replicas may run
+// Process, the executor and the timers against one database: unique keys (incident = rule,
+// fingerprint, startsAt; action = incident, phase, step) make every duplicate a no-op, and a
+// running action whose lease expires becomes unknown instead of being run again.
+package engine
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/responder-sre/responder/handlers"
+	"github.com/responder-sre/responder/rules"
+	"github.com/responder-sre/responder/store"
+)
+
+// Options configure an Engine.
+type Options struct {
+	Store    *store.Store
+	Handlers *handlers.Registry
+	Rules    *rules.Set
+	// Owner names this replica on running actions (hostname + pid + random suffix).
+	Owner string
+	// DryRun records dry_run for every action and never calls Do.
+	DryRun bool
+	// MaxAlertAge: an action whose alert was last received longer ago is skipped (reason stale)
+	// unless the handler's Check re-confirms the condition. Zero disables the check.
+	MaxAlertAge time.Duration
+	// MaxConcurrent bounds the actions this replica runs at once (default 8).
+	MaxConcurrent int
+	// ActionTimeout bounds one handler call when neither rule nor handler says (default 5m).
+	ActionTimeout time.Duration
+	// Lease is how long a running action's lease lasts without renewal (default 30s).
+	Lease time.Duration
+	// Poll is how often the executor and the timers look for work besides being kicked (default 250ms).
+	Poll time.Duration
+	// ClaimBatch bounds the actions claimed per executor pass (default 512).
+	ClaimBatch int
+	Now        func() time.Time
+	Logger     *slog.Logger
+	Registerer prometheus.Registerer
+}
+
+// Engine evaluates rules, plans and executes actions.
+type Engine struct {
+	o       Options
+	st      *store.Store
+	rules   atomic.Pointer[rules.Set]
+	now     func() time.Time
+	log     *slog.Logger
+	m       *metrics
+	slots   chan struct{}
+	kick    chan struct{}
+	running sync.Map // action id → struct{}: leases this replica renews
+	wg      sync.WaitGroup
+}
+
+// New returns an engine; call Run to start the executor and timers.
+func New(o Options) (*Engine, error) {
+	if o.Store == nil || o.Handlers == nil || o.Rules == nil {
+		return nil, fmt.Errorf("engine: store, handlers and rules are required")
+	}
+	if o.MaxConcurrent <= 0 {
+		o.MaxConcurrent = 8
+	}
+	if o.ActionTimeout <= 0 {
+		o.ActionTimeout = 5 * time.Minute
+	}
+	if o.Lease <= 0 {
+		o.Lease = 30 * time.Second
+	}
+	if o.Poll <= 0 {
+		o.Poll = 250 * time.Millisecond
+	}
+	if o.ClaimBatch <= 0 {
+		o.ClaimBatch = 512
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Registerer == nil {
+		o.Registerer = prometheus.NewRegistry()
+	}
+	if o.Owner == "" {
+		o.Owner = "responder"
+	}
+	e := &Engine{
+		o: o, st: o.Store, now: o.Now, log: o.Logger,
+		slots: make(chan struct{}, o.MaxConcurrent),
+		kick:  make(chan struct{}, 1),
+	}
+	m, err := newMetrics(o.Registerer, o.Handlers.Names())
+	if err != nil {
+		return nil, err
+	}
+	e.m = m
+	e.SetRules(o.Rules)
+	return e, nil
+}
+
+// SetRules swaps the rule set atomically (reload). Incidents of rules that disappeared keep their
+// rows; their timers and escalations are dropped with an audit entry.
+func (e *Engine) SetRules(s *rules.Set) {
+	e.rules.Store(s)
+	for _, r := range s.Rules {
+		e.m.ruleMatches.WithLabelValues(r.Name)
+	}
+}
+
+// Rules returns the rule set in force.
+func (e *Engine) Rules() *rules.Set { return e.rules.Load() }
+
+// Kick wakes the executor (new planned actions).
+func (e *Engine) Kick() {
+	select {
+	case e.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Run runs the executor, the lease renewer and the timers until ctx is done, then waits up to
+// drain for running actions to finish. Actions still running after that keep their state; their
+// lease expires and another replica records them as unknown.
+func (e *Engine) Run(ctx context.Context, drain time.Duration) error {
+	runCtx, cancelRuns := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelRuns()
+	var loops sync.WaitGroup
+	loops.Add(3)
+	go func() { defer loops.Done(); e.loop(ctx, "executor", func(c context.Context) (int, error) { return e.execute(c, runCtx) }) }()
+	go func() { defer loops.Done(); e.loop(ctx, "timers", e.FireDueTimers) }()
+	go func() { defer loops.Done(); e.renewLeases(ctx, runCtx) }()
+	loops.Wait()
+	done := make(chan struct{})
+	go func() { e.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(drain):
+		e.log.Warn("shutdown: actions still running after the drain bound; their leases will expire", "drain", drain)
+		cancelRuns()
+		<-done
+	}
+	return nil
+}
+
+func (e *Engine) loop(ctx context.Context, name string, pass func(context.Context) (int, error)) {
+	t := time.NewTicker(e.o.Poll)
+	defer t.Stop()
+	for {
+		n, err := pass(ctx)
+		if err != nil && ctx.Err() == nil {
+			e.log.Warn(name+" pass failed", "err", err)
+		}
+		if n > 0 && err == nil {
+			continue // more work may be waiting
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-e.kick:
+		}
+	}
+}
+
+// renewLeases extends the leases of this replica's running actions every Lease/3.
+func (e *Engine) renewLeases(ctx, runCtx context.Context) {
+	t := time.NewTicker(e.o.Lease / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			// keep renewing while draining
+			select {
+			case <-runCtx.Done():
+				return
+			case <-t.C:
+			}
+		case <-t.C:
+		}
+		var ids []int64
+		e.running.Range(func(k, _ any) bool { ids = append(ids, k.(int64)); return true })
+		if len(ids) == 0 {
+			if ctx.Err() != nil {
+				return
+			}
+			continue
+		}
+		if err := e.st.RenewLeases(runCtx, e.o.Owner, ids, e.now().Add(e.o.Lease)); err != nil {
+			e.log.Warn("renew leases failed", "err", err, "actions", len(ids))
+		}
+	}
+}

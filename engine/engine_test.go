@@ -1,0 +1,562 @@
+package engine_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/responder-sre/responder/alert"
+	"github.com/responder-sre/responder/engine"
+	"github.com/responder-sre/responder/handlers"
+	"github.com/responder-sre/responder/rules"
+	"github.com/responder-sre/responder/store"
+	"github.com/responder-sre/responder/store/pgtest"
+)
+
+func TestMain(m *testing.M) { pgtest.Main(m) }
+
+// clock is an injected clock tests move by hand.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) Add(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+// recorder is a handler test double for the engine's seam: it records every Do and fails or
+// blocks on demand. Real handlers are tested against real peers in their own packages and end to
+// end in app.
+type recorder struct {
+	name  string
+	class handlers.Class
+	mu    sync.Mutex
+	calls []recCall
+	fail  map[string]error // target → error
+	block chan struct{}    // when set, Do waits for it (or ctx)
+}
+
+type recCall struct {
+	Target, Key string
+}
+
+func (r *recorder) Spec() handlers.Spec {
+	return handlers.Spec{Name: r.name, Class: r.class, DefaultApproval: handlers.ApprovalNone,
+		Params: []handlers.Param{{Name: "target", Type: handlers.String, Required: true}, {Name: "note", Type: handlers.String}}}
+}
+
+func (r *recorder) Build(p handlers.Params) (handlers.Action, error) {
+	t, _ := p["target"].(string)
+	if t == "" {
+		return nil, errors.New("target is empty")
+	}
+	return &recAction{r: r, target: t}, nil
+}
+
+type recAction struct {
+	r      *recorder
+	target string
+}
+
+func (a *recAction) Target() string                               { return a.r.name + ":" + a.target }
+func (a *recAction) Scope() string                                { return "test" }
+func (a *recAction) Check(context.Context, alert.Alert) error     { return handlers.ErrNotCheckable }
+func (a *recAction) Do(ctx context.Context, _ alert.Alert) (handlers.Result, error) {
+	a.r.mu.Lock()
+	a.r.calls = append(a.r.calls, recCall{a.target, handlers.IdempotencyKey(ctx)})
+	err := a.r.fail[a.target]
+	block := a.r.block
+	a.r.mu.Unlock()
+	if block != nil {
+		select {
+		case <-block:
+		case <-ctx.Done():
+			return handlers.Result{}, ctx.Err()
+		}
+	}
+	return handlers.Result{Detail: "done " + a.target}, err
+}
+
+func (r *recorder) Calls() []recCall {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]recCall(nil), r.calls...)
+}
+
+type harness struct {
+	t     *testing.T
+	clock *clock
+	st    *store.Store
+	eng   *engine.Engine
+	fix   *recorder
+	page  *recorder
+	reg   *handlers.Registry
+}
+
+var t0 = time.Date(2026, 11, 22, 3, 0, 0, 0, time.UTC)
+
+func newHarness(t *testing.T, ruleYAML string, mod func(*engine.Options)) *harness {
+	t.Helper()
+	ctx := context.Background()
+	st, err := store.Open(ctx, pgtest.NewDatabase(t), store.Options{Version: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(st.Close)
+	h := &harness{t: t, clock: &clock{t: t0}, st: st,
+		fix:  &recorder{name: "test.fix", class: handlers.ClassDisruptive, fail: map[string]error{}},
+		page: &recorder{name: "test.page", class: handlers.ClassNotify, fail: map[string]error{}}}
+	h.reg, err = handlers.NewRegistry(h.fix, h.page)
+	if err != nil {
+		t.Fatal(err)
+	}
+	set := loadRules(t, h.reg, ruleYAML)
+	o := engine.Options{Store: st, Handlers: h.reg, Rules: set, Owner: "replica-a", Now: h.clock.Now,
+		MaxAlertAge: 15 * time.Minute, Lease: 30 * time.Second}
+	if mod != nil {
+		mod(&o)
+	}
+	h.eng, err = engine.New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+func loadRules(t *testing.T, cat rules.Catalog, y string) *rules.Set {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "rules.yml")
+	if err := os.WriteFile(p, []byte(y), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	set, err := rules.LoadFiles([]string{p}, cat)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return set
+}
+
+func mkAlert(name string, status alert.Status, starts time.Time, labels map[string]string) alert.Alert {
+	ls := maps.Clone(labels)
+	if ls == nil {
+		ls = map[string]string{}
+	}
+	ls["alertname"] = name
+	a := alert.Alert{Source: alert.SourceAlertmanager, Status: status, Labels: ls, StartsAt: starts, ReceivedAt: starts}
+	if err := a.Validate(); err != nil {
+		panic(err)
+	}
+	return a
+}
+
+func (h *harness) process(as ...alert.Alert) {
+	h.t.Helper()
+	for i := range as {
+		if as[i].ReceivedAt.Before(h.clock.Now()) {
+			as[i].ReceivedAt = h.clock.Now()
+		}
+	}
+	if err := h.eng.Process(context.Background(), as); err != nil {
+		h.t.Fatalf("process: %v", err)
+	}
+}
+
+// settle runs executor passes until no action is planned or running, waiting for handler goroutines.
+func (h *harness) settle() {
+	h.t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		if _, err := h.eng.ExecuteOnce(context.Background()); err != nil {
+			h.t.Fatalf("execute: %v", err)
+		}
+		var open int
+		if err := h.st.Pool().QueryRow(context.Background(),
+			`SELECT count(*) FROM actions WHERE state IN ('planned','approved','running')`).Scan(&open); err != nil {
+			h.t.Fatal(err)
+		}
+		if open == 0 {
+			return
+		}
+		time.Sleep(5 * time.Millisecond) // poll interval while handler goroutines finish
+	}
+	h.t.Fatalf("actions did not settle: %v", h.actions())
+}
+
+type row struct {
+	Phase, Handler, State, Reason, Target string
+	Step                                  int
+}
+
+func (h *harness) actions() []row {
+	h.t.Helper()
+	rows, err := h.st.Pool().Query(context.Background(), `SELECT phase, step, handler, state, reason, target FROM actions ORDER BY id`)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (row, error) {
+		var x row
+		err := r.Scan(&x.Phase, &x.Step, &x.Handler, &x.State, &x.Reason, &x.Target)
+		return x, err
+	})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return out
+}
+
+func (h *harness) incidentStates() []string {
+	h.t.Helper()
+	rows, err := h.st.Pool().Query(context.Background(), `SELECT state FROM incidents ORDER BY id`)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	out, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return out
+}
+
+func (h *harness) count(q string, args ...any) int {
+	h.t.Helper()
+	var n int
+	if err := h.st.Pool().QueryRow(context.Background(), q, args...).Scan(&n); err != nil {
+		h.t.Fatal(err)
+	}
+	return n
+}
+
+func expectActions(t *testing.T, got []row, want ...string) {
+	t.Helper()
+	var g []string
+	for _, r := range got {
+		g = append(g, fmt.Sprintf("%s/%d %s %s %s", r.Phase, r.Step, r.Handler, r.State, r.Reason))
+	}
+	if fmt.Sprint(g) != fmt.Sprint(want) {
+		t.Fatalf("actions:\n got  %q\n want %q", g, want)
+	}
+}
+
+const crashRule = `
+rules:
+  - name: restart
+    when: alert.name == "KubePodCrashLooping" && alert.status == "firing"
+    cooldown: 15m
+    actions:
+      - handler: test.fix
+        params: {target: "{{ alert.labels.pod }}"}
+      - handler: test.fix
+        params: {target: "{{ alert.labels.pod }}-verify"}
+    escalate:
+      - handler: test.page
+        params: {target: "oncall", note: "restart of {{ alert.labels.pod }} did not help"}
+    on_resolved:
+      - handler: test.page
+        params: {target: "resolved-{{ alert.labels.pod }}"}
+`
+
+func TestFiringRunsStepsInOrderOnce(t *testing.T) {
+	h := newHarness(t, crashRule, nil)
+	a := mkAlert("KubePodCrashLooping", alert.StatusFiring, t0.Add(-time.Minute), map[string]string{"pod": "web-1"})
+	h.process(a)
+	h.process(a) // redelivery
+	h.settle()
+	h.process(a) // a re-send after execution
+	h.settle()
+	expectActions(t, h.actions(), "actions/0 test.fix succeeded ", "actions/1 test.fix succeeded ")
+	calls := h.fix.Calls()
+	if len(calls) != 2 || calls[0].Target != "web-1" || calls[1].Target != "web-1-verify" {
+		t.Fatalf("calls = %+v", calls)
+	}
+	if calls[0].Key == "" || calls[0].Key == calls[1].Key {
+		t.Fatalf("idempotency keys must be set and distinct: %+v", calls)
+	}
+	if got := h.incidentStates(); fmt.Sprint(got) != "[firing]" {
+		t.Fatalf("incidents = %v", got)
+	}
+	if n := h.count(`SELECT count(*) FROM audit WHERE kind = 'action' AND reason = 'started'`); n != 2 {
+		t.Fatalf("started audit rows = %d, want 2", n)
+	}
+}
+
+func TestNonMatchingAlertDoesNothing(t *testing.T) {
+	h := newHarness(t, crashRule, nil)
+	h.process(mkAlert("TargetDown", alert.StatusFiring, t0, map[string]string{"job": "api"}))
+	h.settle()
+	if n := h.count(`SELECT count(*) FROM incidents`); n != 0 {
+		t.Fatalf("incidents = %d", n)
+	}
+}
+
+func TestConcurrentDuplicatesPlanOnce(t *testing.T) {
+	h := newHarness(t, crashRule, nil)
+	a := mkAlert("KubePodCrashLooping", alert.StatusFiring, t0, map[string]string{"pod": "web-1"})
+	var wg sync.WaitGroup
+	errs := make(chan error, 50)
+	for range 50 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				err := h.eng.Process(context.Background(), []alert.Alert{a})
+				if err != nil && store.IsTransient(err) {
+					continue // serialization races between concurrent transactions are retried, as the bus does
+				}
+				errs <- err
+				return
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := h.count(`SELECT count(*) FROM incidents`); n != 1 {
+		t.Fatalf("incidents = %d, want 1", n)
+	}
+	if n := h.count(`SELECT count(*) FROM actions`); n != 2 {
+		t.Fatalf("actions = %d, want 2 (one per step)", n)
+	}
+}
+
+const forRule = `
+rules:
+  - name: disk
+    when: alert.name == "DiskLow" && alert.value < 10
+    for: 1m
+    actions:
+      - handler: test.fix
+        params: {target: "{{ alert.labels.instance }}"}
+`
+
+func withValue(a alert.Alert, v float64) alert.Alert { a.Value = &v; return a }
+
+func TestForWaitsThenFires(t *testing.T) {
+	h := newHarness(t, forRule, nil)
+	h.process(withValue(mkAlert("DiskLow", alert.StatusFiring, t0, map[string]string{"instance": "db-1"}), 5))
+	if got := h.incidentStates(); fmt.Sprint(got) != "[pending]" {
+		t.Fatalf("incidents = %v", got)
+	}
+	h.clock.Add(30 * time.Second)
+	if n, err := h.eng.FireDueTimers(context.Background()); err != nil || n != 0 {
+		t.Fatalf("timers before due: n=%d err=%v", n, err)
+	}
+	h.settle()
+	if n := h.count(`SELECT count(*) FROM actions`); n != 0 {
+		t.Fatalf("acted before for elapsed: %d actions", n)
+	}
+	h.clock.Add(31 * time.Second)
+	if n, err := h.eng.FireDueTimers(context.Background()); err != nil || n != 1 {
+		t.Fatalf("timers at due: n=%d err=%v", n, err)
+	}
+	if n, _ := h.eng.FireDueTimers(context.Background()); n != 0 {
+		t.Fatalf("a timer fired twice")
+	}
+	h.settle()
+	expectActions(t, h.actions(), "actions/0 test.fix succeeded ")
+	if got := h.incidentStates(); fmt.Sprint(got) != "[firing]" {
+		t.Fatalf("incidents = %v", got)
+	}
+}
+
+func TestForRechecksAtExpiry(t *testing.T) {
+	h := newHarness(t, forRule, nil)
+	a := mkAlert("DiskLow", alert.StatusFiring, t0, map[string]string{"instance": "db-1"})
+	h.process(withValue(a, 5))
+	h.clock.Add(30 * time.Second)
+	h.process(withValue(a, 50)) // same episode, the condition no longer holds
+	h.clock.Add(31 * time.Second)
+	if _, err := h.eng.FireDueTimers(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	h.settle()
+	if n := h.count(`SELECT count(*) FROM actions`); n != 0 {
+		t.Fatalf("acted although the re-check failed")
+	}
+	if n := h.count(`SELECT count(*) FROM audit WHERE reason = 'recheck_failed'`); n != 1 {
+		t.Fatalf("recheck_failed audit rows = %d", n)
+	}
+	if got := h.incidentStates(); fmt.Sprint(got) != "[pending]" {
+		t.Fatalf("incidents = %v", got)
+	}
+}
+
+func TestResolveCancelsAndRunsOnResolved(t *testing.T) {
+	h := newHarness(t, crashRule, func(o *engine.Options) { o.MaxConcurrent = 1; o.Lease = time.Hour })
+	h.fix.block = make(chan struct{})
+	a := mkAlert("KubePodCrashLooping", alert.StatusFiring, t0, map[string]string{"pod": "web-1"})
+	h.process(a)
+	if _, err := h.eng.ExecuteOnce(context.Background()); err != nil { // step 0 starts and blocks
+		t.Fatal(err)
+	}
+	r := a
+	r.Status, r.EndsAt = alert.StatusResolved, t0.Add(2*time.Minute)
+	h.clock.Add(2 * time.Minute)
+	h.process(r)
+	close(h.fix.block)
+	h.settle()
+	expectActions(t, h.actions(),
+		"actions/0 test.fix succeeded ",
+		"actions/1 test.fix skipped cancelled",
+		"on_resolved/0 test.page succeeded ")
+	if got := h.incidentStates(); fmt.Sprint(got) != "[resolved]" {
+		t.Fatalf("incidents = %v", got)
+	}
+	// A late firing of the resolved episode is a no-op.
+	h.process(a)
+	h.settle()
+	if n := h.count(`SELECT count(*) FROM actions`); n != 3 {
+		t.Fatalf("late firing planned actions: %d", n)
+	}
+}
+
+func TestResolvedBeforeFiringIsTombstone(t *testing.T) {
+	h := newHarness(t, crashRule, nil)
+	a := mkAlert("KubePodCrashLooping", alert.StatusFiring, t0, map[string]string{"pod": "web-1"})
+	r := a
+	r.Status = alert.StatusResolved
+	h.process(r)
+	h.process(a)
+	h.settle()
+	if n := h.count(`SELECT count(*) FROM actions`); n != 0 {
+		t.Fatalf("a firing older than its resolution acted: %v", h.actions())
+	}
+	if got := h.incidentStates(); fmt.Sprint(got) != "[resolved]" {
+		t.Fatalf("incidents = %v", got)
+	}
+}
+
+const singleRule = `
+rules:
+  - name: restart
+    when: alert.name == "KubePodCrashLooping"
+    cooldown: 15m
+    actions:
+      - handler: test.fix
+        params: {target: "{{ alert.labels.pod }}"}
+    escalate:
+      - handler: test.page
+        params: {target: "oncall"}
+`
+
+func TestCooldownSkipsWithoutEscalation(t *testing.T) {
+	h := newHarness(t, singleRule, nil)
+	h.process(mkAlert("KubePodCrashLooping", alert.StatusFiring, t0, map[string]string{"pod": "web-1"}))
+	h.settle()
+	h.clock.Add(5 * time.Minute)
+	h.process(mkAlert("KubePodCrashLooping", alert.StatusFiring, t0.Add(5*time.Minute), map[string]string{"pod": "web-1"}))
+	h.settle()
+	h.clock.Add(11 * time.Minute) // 16m after the first run: cooldown over
+	h.process(mkAlert("KubePodCrashLooping", alert.StatusFiring, t0.Add(16*time.Minute), map[string]string{"pod": "web-1"}))
+	h.settle()
+	expectActions(t, h.actions(), "actions/0 test.fix succeeded ", "actions/0 test.fix skipped cooldown", "actions/0 test.fix succeeded ")
+	if len(h.fix.Calls()) != 2 {
+		t.Fatalf("calls = %v", h.fix.Calls())
+	}
+}
+
+func TestDryRunNeverCallsDo(t *testing.T) {
+	for _, tc := range []struct {
+		name, rules, reason string
+		dry                 bool
+	}{
+		{"global dry run", singleRule, "dry_run", true},
+		{"shadow rule", `
+rules:
+  - name: restart
+    when: alert.name == "KubePodCrashLooping"
+    mode: shadow
+    cooldown: 15m
+    actions:
+      - handler: test.fix
+        params: {target: "{{ alert.labels.pod }}"}
+`, "shadow", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, tc.rules, func(o *engine.Options) { o.DryRun = tc.dry })
+			h.process(mkAlert("KubePodCrashLooping", alert.StatusFiring, t0, map[string]string{"pod": "web-1"}))
+			h.settle()
+			expectActions(t, h.actions(), "actions/0 test.fix dry_run "+tc.reason)
+			if len(h.fix.Calls()) != 0 {
+				t.Fatalf("dry run called Do: %v", h.fix.Calls())
+			}
+			if n := h.count(`SELECT count(*) FROM cooldowns`); n != 0 {
+				t.Fatalf("dry run started a cooldown")
+			}
+		})
+	}
+}
+
+func TestStaleAlertIsSkipped(t *testing.T) {
+	h := newHarness(t, singleRule, nil)
+	h.process(mkAlert("KubePodCrashLooping", alert.StatusFiring, t0, map[string]string{"pod": "web-1"}))
+	h.clock.Add(16 * time.Minute) // responder was stuck: the alert is older than max_alert_age
+	h.settle()
+	expectActions(t, h.actions(), "actions/0 test.fix skipped stale")
+	if len(h.fix.Calls()) != 0 {
+		t.Fatal("acted on a stale alert")
+	}
+}
+
+func TestFailureStopsStepsAndEscalates(t *testing.T) {
+	h := newHarness(t, crashRule, nil)
+	h.fix.fail["web-1"] = handlers.Fail(handlers.ReasonServerError, "HTTP 503")
+	h.process(mkAlert("KubePodCrashLooping", alert.StatusFiring, t0, map[string]string{"pod": "web-1"}))
+	h.settle()
+	expectActions(t, h.actions(),
+		"actions/0 test.fix failed server_error",
+		"actions/1 test.fix skipped cancelled",
+		"escalate/0 test.page succeeded ")
+}
+
+func TestBadParamFailsAtPlanAndEscalates(t *testing.T) {
+	h := newHarness(t, singleRule, nil)
+	h.process(mkAlert("KubePodCrashLooping", alert.StatusFiring, t0, nil)) // no pod label
+	h.settle()
+	expectActions(t, h.actions(), "actions/0 test.fix failed bad_param", "escalate/0 test.page succeeded ")
+}
+
+func TestExpiredLeaseBecomesUnknownNotRerun(t *testing.T) {
+	h := newHarness(t, singleRule, func(o *engine.Options) { o.Lease = 10 * time.Second })
+	h.fix.block = make(chan struct{})
+	defer close(h.fix.block)
+	h.process(mkAlert("KubePodCrashLooping", alert.StatusFiring, t0, map[string]string{"pod": "web-1"}))
+	if _, err := h.eng.ExecuteOnce(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	// Replica A is stuck (its lease is not renewed: Run is not running); replica B takes over.
+	b, err := engine.New(engine.Options{Store: h.st, Handlers: h.reg, Rules: h.eng.Rules(), Owner: "replica-b", Now: h.clock.Now,
+		Lease: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.clock.Add(11 * time.Second)
+	if _, err := b.ExecuteOnce(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	got := h.actions()
+	if got[0].State != "unknown" || got[0].Reason != "lease_expired" {
+		t.Fatalf("actions = %+v", got)
+	}
+	if len(got) != 2 || got[1].Phase != "escalate" {
+		t.Fatalf("no escalation planned: %+v", got)
+	}
+	if len(h.fix.Calls()) != 1 {
+		t.Fatalf("the action ran again: %v", h.fix.Calls())
+	}
+}

@@ -1,0 +1,305 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"maps"
+	"time"
+
+	"github.com/cenkalti/backoff/v5"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/responder-sre/responder/handlers"
+	"github.com/responder-sre/responder/rules"
+	"github.com/responder-sre/responder/store"
+)
+
+// Skip reasons decided by the guards that exist so far.
+const (
+	ReasonCooldown  = "cooldown"
+	ReasonStale     = "stale"
+	ReasonCancelled = "cancelled"
+	ReasonDryRun    = "dry_run"
+	ReasonShadow    = "shadow"
+	ReasonLease     = "lease_expired"
+)
+
+// escalates reports whether an action that ended in state/reason runs the rule's escalation
+// (DESIGN.md §4: failed, unknown, expired and skipped{breaker_open, budget_exhausted, storm_blocked}).
+func escalates(state, reason string) bool {
+	switch state {
+	case store.ActionFailed, store.ActionUnknown, store.ActionExpired:
+		return true
+	case store.ActionSkipped:
+		return reason == "breaker_open" || reason == "budget_exhausted" || reason == "storm_blocked"
+	}
+	return false
+}
+
+// passes reports whether a finished step lets the next one run.
+func passes(state string) bool { return state == store.ActionSucceeded || state == store.ActionDryRun }
+
+// ExecuteOnce runs one executor pass: it expires dead leases, claims runnable actions, applies the
+// guards, records every refusal and dry run, and starts the handlers of the actions that may run.
+// It returns how many actions it decided on. Tests call it directly; Run calls it in a loop.
+func (e *Engine) ExecuteOnce(ctx context.Context) (int, error) { return e.execute(ctx, ctx) }
+
+type decision struct {
+	c       store.Claimed
+	outcome store.Outcome
+	run     bool
+	verdict string // dry run: what Check said
+}
+
+func (e *Engine) execute(ctx, runCtx context.Context) (int, error) {
+	set := e.rules.Load()
+	var toRun []store.Claimed
+	var finals []decision
+	n := 0
+	err := e.st.InTx(ctx, func(tx pgx.Tx) error {
+		toRun, finals, n = nil, nil, 0
+		now := e.now()
+		p := planner{e: e, set: set, now: now, firing: noneFiring{}}
+		expired, err := e.st.ExpireLeasesTx(ctx, tx, now)
+		if err != nil {
+			return err
+		}
+		for _, c := range expired {
+			finals = append(finals, decision{c: c, outcome: store.Outcome{ID: c.ID, State: store.ActionUnknown, Reason: ReasonLease}})
+			if err := e.afterStep(ctx, tx, &p, c, store.ActionUnknown, ReasonLease); err != nil {
+				return err
+			}
+		}
+		claimed, err := e.st.ClaimRunnableTx(ctx, tx, e.o.ClaimBatch)
+		if err != nil {
+			return err
+		}
+		n = len(claimed) + len(expired)
+		if len(claimed) == 0 {
+			return p.flushAudit(ctx, tx, finals)
+		}
+		var keys []store.CooldownKey
+		for _, c := range claimed {
+			if c.Phase == store.PhaseActions {
+				keys = append(keys, store.CooldownKey{Rule: c.Rule, Target: c.Target})
+			}
+		}
+		cool, err := e.st.CooldownsTx(ctx, tx, keys, now)
+		if err != nil {
+			return err
+		}
+		free := cap(e.slots) - len(e.slots)
+		busy := map[string]bool{}
+		var outs []store.Outcome
+		var decided []decision
+		for _, c := range claimed {
+			d := e.decide(ctx, set, c, now, cool)
+			if d.run {
+				if free == 0 || busy[c.Target] {
+					continue // waits: execution slots never refuse
+				}
+				free--
+				busy[c.Target] = true
+				if err := e.st.StartActionTx(ctx, tx, c.ID, e.o.Owner, now, now.Add(e.o.Lease)); err != nil {
+					return err
+				}
+				if r := set.Rule(c.Rule); r != nil && r.Cooldown > 0 && c.Phase == store.PhaseActions {
+					if err := e.st.SetCooldownTx(ctx, tx, store.CooldownKey{Rule: c.Rule, Target: c.Target}, now.Add(r.Cooldown)); err != nil {
+						return err
+					}
+				}
+				p.audit(store.AuditInsert{IncidentID: c.IncidentID, ActionID: c.ID, Kind: store.AuditAction, Actor: e.o.Owner,
+					Reason: "started", RuleHash: c.RuleHash, Detail: map[string]any{"handler": c.Handler, "target": c.Target}})
+				toRun = append(toRun, c)
+				continue
+			}
+			d.outcome.At = now
+			outs = append(outs, d.outcome)
+			decided = append(decided, d)
+		}
+		if _, err := e.st.FinishActionsTx(ctx, tx, e.o.Owner, outs); err != nil {
+			return err
+		}
+		for _, d := range decided {
+			if err := e.afterStep(ctx, tx, &p, d.c, d.outcome.State, d.outcome.Reason); err != nil {
+				return err
+			}
+		}
+		finals = append(finals, decided...)
+		return p.flushAudit(ctx, tx, finals)
+	})
+	if err != nil {
+		return 0, err
+	}
+	for _, d := range finals {
+		e.m.actions.WithLabelValues(d.c.Rule, d.c.Handler, d.outcome.State).Inc()
+	}
+	for _, c := range toRun {
+		e.slots <- struct{}{}
+		e.running.Store(c.ID, struct{}{})
+		e.wg.Add(1)
+		go e.run(runCtx, c)
+	}
+	return n, nil
+}
+
+// decide applies the guards, in DESIGN.md order, to one claimed action.
+func (e *Engine) decide(ctx context.Context, set *rules.Set, c store.Claimed, now time.Time, cool map[store.CooldownKey]time.Time) decision {
+	d := decision{c: c, outcome: store.Outcome{ID: c.ID}}
+	skip := func(reason, msg string) decision {
+		d.outcome.State, d.outcome.Reason, d.outcome.Error = store.ActionSkipped, reason, msg
+		return d
+	}
+	if c.IncidentState == store.IncidentResolved && c.Phase != store.PhaseOnResolved {
+		return skip(ReasonCancelled, "the incident resolved")
+	}
+	if set.Rule(c.Rule) == nil {
+		return skip(ReasonCancelled, "the rule no longer exists")
+	}
+	if until, ok := cool[store.CooldownKey{Rule: c.Rule, Target: c.Target}]; ok && c.Phase == store.PhaseActions {
+		return skip(ReasonCooldown, "cooldown until "+until.UTC().Format(time.RFC3339))
+	}
+	act, buildErr := e.buildStored(c)
+	if buildErr != nil {
+		d.outcome.State, d.outcome.Reason, d.outcome.Error = store.ActionFailed, handlers.ReasonBadParam, buildErr.Error()
+		return d
+	}
+	stale := e.o.MaxAlertAge > 0 && now.Sub(c.LastSeenAt) > e.o.MaxAlertAge
+	dry := e.o.DryRun || c.Mode == "shadow"
+	if stale || dry {
+		cctx, cancel := context.WithTimeout(ctx, min(time.Duration(c.TimeoutMS)*time.Millisecond, 10*time.Second))
+		err := act.Check(cctx, c.Alert)
+		cancel()
+		switch {
+		case stale && err != nil:
+			return skip(ReasonStale, "alert last received "+c.LastSeenAt.UTC().Format(time.RFC3339)+"; "+err.Error())
+		case dry:
+			d.outcome.State, d.outcome.Reason = store.ActionDryRun, ReasonDryRun
+			if !e.o.DryRun {
+				d.outcome.Reason = ReasonShadow
+			}
+			d.verdict = "check: ok"
+			if err != nil {
+				d.verdict = "check: " + err.Error()
+			}
+			d.outcome.Result = "would run " + c.Handler + " on " + c.Target + " (" + d.verdict + ")"
+			return d
+		}
+	}
+	d.run = true
+	return d
+}
+
+// buildStored builds an action from its stored (rendered) params.
+func (e *Engine) buildStored(c store.Claimed) (handlers.Action, error) {
+	h, ok := e.o.Handlers.Get(c.Handler)
+	if !ok {
+		return nil, errors.New("handler " + c.Handler + " is not registered")
+	}
+	return h.Build(handlers.Params(maps.Clone(c.Params)))
+}
+
+// afterStep stops the later steps of a step that did not pass and plans the escalation.
+func (e *Engine) afterStep(ctx context.Context, tx pgx.Tx, p *planner, c store.Claimed, state, reason string) error {
+	if passes(state) {
+		return nil
+	}
+	if err := e.st.CancelLaterStepsTx(ctx, tx, c.IncidentID, c.Phase, c.Step, p.now); err != nil {
+		return err
+	}
+	if c.Phase != store.PhaseActions || !escalates(state, reason) {
+		return nil
+	}
+	rule := p.set.Rule(c.Rule)
+	if rule == nil {
+		return nil
+	}
+	p.plan(c.IncidentID, rule, store.PhaseEscalate, c.Alert)
+	return nil
+}
+
+// flushAudit records one audit row per final decision, then the planned escalations.
+func (p *planner) flushAudit(ctx context.Context, tx pgx.Tx, ds []decision) error {
+	for _, d := range ds {
+		detail := map[string]any{"handler": d.c.Handler, "target": d.c.Target, "state": d.outcome.State}
+		if d.outcome.Error != "" {
+			detail["error"] = d.outcome.Error
+		}
+		if d.verdict != "" {
+			detail["verdict"] = d.verdict
+		}
+		p.audit(store.AuditInsert{IncidentID: d.c.IncidentID, ActionID: d.c.ID, Kind: store.AuditAction,
+			Actor: p.e.o.Owner, Reason: d.outcome.Reason, RuleHash: d.c.RuleHash, Detail: detail})
+	}
+	return p.flush(ctx, tx)
+}
+
+// run calls the handler of one started action and records its outcome.
+func (e *Engine) run(ctx context.Context, c store.Claimed) {
+	defer e.wg.Done()
+	defer func() { <-e.slots; e.running.Delete(c.ID); e.Kick() }()
+	e.m.inFlight.WithLabelValues(c.Handler).Inc()
+	defer e.m.inFlight.WithLabelValues(c.Handler).Dec()
+
+	out := store.Outcome{ID: c.ID, State: store.ActionSucceeded}
+	start := time.Now()
+	act, err := e.buildStored(c)
+	if err == nil {
+		actx, cancel := context.WithTimeout(handlers.WithIdempotencyKey(ctx, idempotencyKey(c.ID)), time.Duration(c.TimeoutMS)*time.Millisecond)
+		var res handlers.Result
+		res, err = act.Do(actx, c.Alert)
+		cancel()
+		out.Result = res.Detail
+		if err != nil && ctx.Err() != nil {
+			// Shutdown cut the call short: leave it running; its lease expires and it becomes unknown.
+			e.log.Warn("action interrupted by shutdown", "action_id", c.ID, "handler", c.Handler)
+			return
+		}
+	} else {
+		err = handlers.Fail(handlers.ReasonBadParam, "%v", err)
+	}
+	e.m.actionDuration.WithLabelValues(c.Handler).Observe(time.Since(start).Seconds())
+	if err != nil {
+		out.State, out.Reason, out.Error = store.ActionFailed, handlers.ReasonOf(err), err.Error()
+	}
+	e.log.Info("action finished", "action_id", c.ID, "incident_id", c.IncidentID, "rule", c.Rule, "handler", c.Handler,
+		"target", c.Target, "state", out.State, "reason", out.Reason, "duration", time.Since(start))
+	e.record(ctx, c, out)
+}
+
+// record writes an outcome, retrying transient store errors until the lease would expire anyway.
+func (e *Engine) record(ctx context.Context, c store.Claimed, out store.Outcome) {
+	op := func() (struct{}, error) {
+		now := e.now()
+		out.At = now
+		err := e.st.InTx(ctx, func(tx pgx.Tx) error {
+			p := planner{e: e, set: e.rules.Load(), now: now, firing: noneFiring{}}
+			ids, err := e.st.FinishActionsTx(ctx, tx, e.o.Owner, []store.Outcome{out})
+			if err != nil {
+				return err
+			}
+			if len(ids) == 0 {
+				return backoff.Permanent(errors.New("action is no longer ours (lease expired)"))
+			}
+			if err := e.afterStep(ctx, tx, &p, c, out.State, out.Reason); err != nil {
+				return err
+			}
+			return p.flushAudit(ctx, tx, []decision{{c: c, outcome: out}})
+		})
+		if err != nil && !store.IsTransient(err) {
+			return struct{}{}, backoff.Permanent(err)
+		}
+		return struct{}{}, err
+	}
+	_, err := backoff.Retry(ctx, op, backoff.WithBackOff(backoff.NewExponentialBackOff()), backoff.WithMaxElapsedTime(e.o.Lease))
+	if err != nil {
+		e.log.Error("could not record action outcome; it will become unknown when its lease expires",
+			"action_id", c.ID, "state", out.State, "err", err)
+		return
+	}
+	e.m.actions.WithLabelValues(c.Rule, c.Handler, out.State).Inc()
+}
+
+func idempotencyKey(id int64) string {
+	return "responder-action-" + itoa(id)
+}

@@ -1,0 +1,346 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/responder-sre/responder/alert"
+	"github.com/responder-sre/responder/handlers"
+	"github.com/responder-sre/responder/rules"
+	"github.com/responder-sre/responder/store"
+)
+
+// Process evaluates every rule against alerts and commits, in one transaction, the incidents they
+// open or resolve, the actions they plan and the audit trail. Replaying the same alerts is a no-op.
+// An error means nothing was committed; the caller retries (the bus keeps the message).
+func (e *Engine) Process(ctx context.Context, alerts []alert.Alert) error {
+	if len(alerts) == 0 {
+		return nil
+	}
+	set := e.rules.Load()
+	now := e.now()
+	firing, err := e.firingSet(ctx, set, alerts)
+	if err != nil {
+		return err
+	}
+	alerts = latestPerID(alerts)
+
+	var ups []store.IncidentUpsert
+	var resolves []store.ResolveKey
+	var refresh []alert.Alert // firing alerts some rule did not match: open incidents still get their latest snapshot
+	idx := map[upsertKey]int{}
+	add := func(u store.IncidentUpsert) {
+		k := upsertKey{u.Rule, u.Alert.Fingerprint, u.Alert.StartsAt.UnixNano()}
+		if i, ok := idx[k]; ok {
+			// firing and pending for one key in one batch: the pending one wins only if no firing one came.
+			if ups[i].State == store.IncidentResolved || u.State == store.IncidentResolved {
+				if u.State != store.IncidentResolved {
+					ups[i] = u
+				}
+				return
+			}
+			ups[i] = u
+			return
+		}
+		idx[k] = len(ups)
+		ups = append(ups, u)
+	}
+	for _, a := range alerts {
+		probe := a
+		if a.Status == alert.StatusResolved {
+			resolves = append(resolves, store.ResolveKey{Fingerprint: a.Fingerprint, StartsAt: a.StartsAt, Alert: a})
+			// A resolved alert never seen firing leaves a resolved tombstone for every rule its
+			// firing self would have matched, so a late firing of the same episode is a no-op.
+			probe.Status = alert.StatusFiring
+		}
+		env := rules.NewEnv(probe, now, firing)
+		matched := 0
+		for _, r := range set.Rules {
+			ok, err := r.Match(env)
+			if err != nil {
+				e.m.ruleErrors.WithLabelValues(r.Name).Inc()
+				e.log.Warn("rule evaluation failed", "rule", r.Name, "alert", a.Name, "fingerprint", a.Fingerprint, "err", err)
+				continue
+			}
+			if !ok {
+				continue
+			}
+			matched++
+			u := store.IncidentUpsert{Rule: r.Name, RuleHash: r.FileHash, Alert: a, At: now}
+			switch {
+			case a.Status == alert.StatusResolved:
+				u.State = store.IncidentResolved
+			case r.For > 0 && now.Before(a.StartsAt.Add(r.For)):
+				e.m.ruleMatches.WithLabelValues(r.Name).Inc()
+				u.State = store.IncidentPending
+			default:
+				e.m.ruleMatches.WithLabelValues(r.Name).Inc()
+				u.State = store.IncidentFiring
+			}
+			add(u)
+		}
+		if a.Status == alert.StatusFiring && matched < len(set.Rules) {
+			refresh = append(refresh, a)
+		}
+	}
+	if len(ups) == 0 && len(resolves) == 0 && len(refresh) == 0 {
+		return nil
+	}
+
+	var opened, resolved int
+	err = e.st.InTx(ctx, func(tx pgx.Tx) error {
+		opened, resolved = 0, 0
+		p := planner{e: e, set: set, now: now, firing: firing}
+		if err := e.st.RefreshIncidentsTx(ctx, tx, refresh); err != nil {
+			return err
+		}
+		res, err := e.st.UpsertIncidentsTx(ctx, tx, ups)
+		if err != nil {
+			return err
+		}
+		var timers []store.TimerInsert
+		for _, r := range res {
+			if !r.Inserted || r.State == store.IncidentResolved {
+				continue
+			}
+			opened++
+			u := ups[idx[upsertKey{r.Rule, r.Fingerprint, r.StartsAt.UnixNano()}]]
+			rule := set.Rule(r.Rule)
+			p.audit(store.AuditInsert{IncidentID: r.ID, Kind: store.AuditIncident, Actor: "engine", Reason: r.State,
+				RuleHash: rule.FileHash, Detail: map[string]any{"alert": u.Alert.Name, "fingerprint": u.Alert.Fingerprint}})
+			switch r.State {
+			case store.IncidentPending:
+				timers = append(timers, store.TimerInsert{IncidentID: r.ID, Kind: store.TimerFor, DueAt: u.Alert.StartsAt.Add(rule.For)})
+			case store.IncidentFiring:
+				p.plan(r.ID, rule, store.PhaseActions, u.Alert)
+			}
+		}
+		rs, err := e.st.ResolveIncidentsTx(ctx, tx, resolves, now)
+		if err != nil {
+			return err
+		}
+		resolved = len(rs)
+		for _, r := range rs {
+			rule := set.Rule(r.Rule)
+			hash := ""
+			if rule != nil {
+				hash = rule.FileHash
+			}
+			p.audit(store.AuditInsert{IncidentID: r.ID, Kind: store.AuditIncident, Actor: "engine", Reason: store.IncidentResolved,
+				RuleHash: hash, Detail: map[string]any{"previous_state": r.PrevState}})
+			if r.PrevState == store.IncidentFiring && rule != nil {
+				p.plan(r.ID, rule, store.PhaseOnResolved, r.Alert)
+			}
+		}
+		if err := e.st.InsertTimersTx(ctx, tx, timers); err != nil {
+			return err
+		}
+		return p.flush(ctx, tx)
+	})
+	if err != nil {
+		return err
+	}
+	e.m.incidents.WithLabelValues("opened").Add(float64(opened))
+	e.m.incidents.WithLabelValues("resolved").Add(float64(resolved))
+	if opened > 0 || resolved > 0 {
+		e.Kick()
+	}
+	return nil
+}
+
+type upsertKey struct {
+	rule, fp string
+	starts   int64
+}
+
+// latestPerID keeps one alert per (fingerprint, startsAt, status): the last one received.
+func latestPerID(as []alert.Alert) []alert.Alert {
+	seen := make(map[string]int, len(as))
+	out := as[:0:0]
+	for _, a := range as {
+		id := a.ID()
+		if i, ok := seen[id]; ok {
+			if a.ReceivedAt.After(out[i].ReceivedAt) {
+				out[i] = a
+			}
+			continue
+		}
+		seen[id] = len(out)
+		out = append(out, a)
+	}
+	return out
+}
+
+// firingSet is the snapshot behind firing(): open incidents plus this batch's firing alerts. It is
+// only read from the store when some rule uses firing().
+func (e *Engine) firingSet(ctx context.Context, set *rules.Set, batch []alert.Alert) (rules.FiringSet, error) {
+	if !set.UsesFiring {
+		return noneFiring{}, nil
+	}
+	open, err := e.st.OpenAlerts(ctx)
+	if err != nil {
+		return nil, err
+	}
+	fs := firingSnapshot{}
+	for _, o := range open {
+		fs[o.Name] = append(fs[o.Name], o.Labels)
+	}
+	for _, a := range batch {
+		if a.Status == alert.StatusFiring {
+			fs[a.Name] = append(fs[a.Name], a.Labels)
+		}
+	}
+	return fs, nil
+}
+
+type noneFiring struct{}
+
+func (noneFiring) Firing(string, map[string]string) bool { return false }
+
+type firingSnapshot map[string][]map[string]string
+
+func (f firingSnapshot) Firing(name string, labels map[string]string) bool {
+	for _, ls := range f[name] {
+		match := true
+		for k, v := range labels {
+			if ls[k] != v {
+				match = false
+				break
+			}
+		}
+		if match {
+			return true
+		}
+	}
+	return false
+}
+
+// planner collects the actions and audit rows of one transaction and writes them in bulk.
+type planner struct {
+	e       *Engine
+	set     *rules.Set
+	now     time.Time
+	firing  rules.FiringSet
+	actions []store.NewAction
+	audits  []store.AuditInsert
+}
+
+func (p *planner) audit(a store.AuditInsert) {
+	if a.At.IsZero() {
+		a.At = p.now
+	}
+	p.audits = append(p.audits, a)
+}
+
+// plan renders and builds every step of a rule's phase for an incident. A step whose params do not
+// render or build is recorded failed (bad_param); the steps after it are skipped (cancelled) and,
+// for the actions phase, the rule's escalation is planned.
+func (p *planner) plan(incidentID int64, rule *rules.Rule, phase string, a alert.Alert) {
+	var steps []*rules.Action
+	switch phase {
+	case store.PhaseActions:
+		steps = rule.Actions
+	case store.PhaseEscalate:
+		steps = rule.Escalate
+	case store.PhaseOnResolved:
+		steps = rule.OnResolved
+	}
+	if len(steps) == 0 {
+		return
+	}
+	env := rules.NewEnv(a, p.now, p.firing)
+	broken := false
+	for i, s := range steps {
+		na := p.e.newAction(incidentID, rule, phase, i, s)
+		switch {
+		case broken:
+			na.State, na.Reason = store.ActionSkipped, "cancelled"
+		default:
+			if err := p.e.build(&na, s, env); err != nil {
+				na.State, na.Reason, na.Error = store.ActionFailed, handlers.ReasonBadParam, err.Error()
+				p.e.m.actions.WithLabelValues(rule.Name, s.Handler, store.ActionFailed).Inc()
+				p.audit(store.AuditInsert{IncidentID: incidentID, Kind: store.AuditAction, Actor: "engine",
+					Reason: handlers.ReasonBadParam, RuleHash: rule.FileHash,
+					Detail: map[string]any{"phase": phase, "step": i, "handler": s.Handler, "state": na.State, "error": err.Error()}})
+				broken = true
+			}
+		}
+		p.actions = append(p.actions, na)
+	}
+	if broken && phase == store.PhaseActions {
+		p.plan(incidentID, rule, store.PhaseEscalate, a)
+	}
+}
+
+// newAction fills what every planned action has, before rendering.
+func (e *Engine) newAction(incidentID int64, rule *rules.Rule, phase string, step int, s *rules.Action) store.NewAction {
+	mode := rule.Mode
+	if mode == "" {
+		mode = "enforce"
+	}
+	return store.NewAction{IncidentID: incidentID, Phase: phase, Step: step, Rule: rule.Name, RuleHash: rule.FileHash,
+		Handler: s.Handler, Mode: mode, State: store.ActionPlanned, At: e.now(), Params: map[string]any{}}
+}
+
+// build renders the step's params and builds the action once, to learn its target, scope, class,
+// approval and timeout. Execution builds again from the stored params.
+func (e *Engine) build(na *store.NewAction, s *rules.Action, env *rules.Env) error {
+	h, ok := e.o.Handlers.Get(s.Handler)
+	if !ok {
+		return fmt.Errorf("handler %q is not registered", s.Handler)
+	}
+	spec := h.Spec()
+	na.Class, na.Approval = string(spec.Class), string(spec.DefaultApproval)
+	if s.Approval != "" {
+		na.Approval = s.Approval
+	}
+	if na.Approval == "" {
+		na.Approval = string(handlers.ApprovalNone)
+	}
+	na.Timeout = e.o.ActionTimeout
+	if spec.DefaultTimeout > 0 {
+		na.Timeout = spec.DefaultTimeout
+	}
+	if s.Timeout > 0 {
+		na.Timeout = s.Timeout
+	}
+	params, err := s.Render(env)
+	if err != nil {
+		return err
+	}
+	na.Params = params
+	for _, p := range spec.Params {
+		if v, ok := params[p.Name]; ok {
+			if err := handlers.CheckType(p, v); err != nil {
+				return err
+			}
+		}
+	}
+	// A handler that declares a `class` param lets the rule choose its class.
+	if c, ok := params["class"].(string); ok {
+		if _, declared := spec.Param("class"); declared {
+			na.Class = c
+		}
+	}
+	act, err := h.Build(handlers.Params(maps.Clone(params)))
+	if err != nil {
+		return err
+	}
+	na.Target, na.Scope = act.Target(), act.Scope()
+	if na.Approval == string(handlers.ApprovalRequired) {
+		na.State = store.ActionAwaitingApproval
+	}
+	return nil
+}
+
+// flush writes the collected actions and audit rows.
+func (p *planner) flush(ctx context.Context, tx pgx.Tx) error {
+	if _, err := p.e.st.InsertActionsTx(ctx, tx, p.actions); err != nil {
+		return err
+	}
+	return p.e.st.AuditTx(ctx, tx, p.audits)
+}

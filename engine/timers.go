@@ -1,0 +1,84 @@
+package engine
+
+import (
+	"context"
+	"strconv"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/responder-sre/responder/rules"
+	"github.com/responder-sre/responder/store"
+)
+
+func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+// FireDueTimers claims the `for` timers that are due and fires each exactly once: if the incident
+// is still pending, its rule's `when` is re-checked against the latest alert; when it still holds
+// the incident fires and its actions are planned, otherwise the check is retried after another
+// `for`. It returns how many timers it handled.
+func (e *Engine) FireDueTimers(ctx context.Context) (int, error) {
+	set := e.rules.Load()
+	n := 0
+	fired := 0
+	err := e.st.InTx(ctx, func(tx pgx.Tx) error {
+		n, fired = 0, 0
+		now := e.now()
+		due, err := e.st.ClaimDueTimersTx(ctx, tx, now, 256)
+		if err != nil || len(due) == 0 {
+			return err
+		}
+		n = len(due)
+		var firing rules.FiringSet = noneFiring{}
+		if set.UsesFiring {
+			if firing, err = e.firingSet(ctx, set, nil); err != nil {
+				return err
+			}
+		}
+		p := planner{e: e, set: set, now: now, firing: firing}
+		for _, d := range due {
+			rule := set.Rule(d.Rule)
+			if rule == nil || d.State != store.IncidentPending {
+				reason := "not_pending"
+				if rule == nil {
+					reason = "rule_removed"
+				}
+				p.audit(store.AuditInsert{IncidentID: d.IncidentID, Kind: store.AuditTimer, Actor: e.o.Owner, Reason: reason})
+				if err := e.st.DeleteTimerTx(ctx, tx, d.TimerID); err != nil {
+					return err
+				}
+				continue
+			}
+			ok, err := rule.Match(rules.NewEnv(d.Alert, now, firing))
+			if err != nil {
+				e.m.ruleErrors.WithLabelValues(rule.Name).Inc()
+			}
+			if !ok {
+				p.audit(store.AuditInsert{IncidentID: d.IncidentID, Kind: store.AuditTimer, Actor: e.o.Owner, Reason: "recheck_failed",
+					RuleHash: rule.FileHash, Detail: map[string]any{"retry_at": now.Add(rule.For)}})
+				if err := e.st.RescheduleTimerTx(ctx, tx, d.TimerID, now.Add(rule.For)); err != nil {
+					return err
+				}
+				continue
+			}
+			if _, err := e.st.FireIncidentTx(ctx, tx, d.IncidentID, now); err != nil {
+				return err
+			}
+			if err := e.st.DeleteTimerTx(ctx, tx, d.TimerID); err != nil {
+				return err
+			}
+			fired++
+			p.audit(store.AuditInsert{IncidentID: d.IncidentID, Kind: store.AuditIncident, Actor: e.o.Owner, Reason: store.IncidentFiring,
+				RuleHash: rule.FileHash, Detail: map[string]any{"for": rule.For.String()}})
+			p.plan(d.IncidentID, rule, store.PhaseActions, d.Alert)
+		}
+		return p.flush(ctx, tx)
+	})
+	if err != nil {
+		return 0, err
+	}
+	if fired > 0 {
+		e.m.incidents.WithLabelValues("fired").Add(float64(fired))
+		e.Kick()
+	}
+	return n, nil
+}
