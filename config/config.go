@@ -54,6 +54,7 @@ func Default() *Config {
 			Retention:            Duration(90 * 24 * time.Hour),
 			MaxConcurrentActions: 8,
 			ActionTimeout:        Duration(5 * time.Minute),
+			LeaseDuration:        Duration(30 * time.Second),
 		},
 		Bus: BusConfig{
 			Stream:          "RESPONDER_ALERTS",

@@ -91,14 +91,17 @@ type ApprovalsConfig struct {
 
 // SafetyConfig bounds what responder may do.
 type SafetyConfig struct {
-	Paused               bool             `yaml:"paused"`
-	DryRun               bool             `yaml:"dry_run"`
-	MaxAlertAge          Duration         `yaml:"max_alert_age"`          // default 15m
-	Retention            Duration         `yaml:"retention"`              // default 90d
-	MaxConcurrentActions int              `yaml:"max_concurrent_actions"` // default 8
-	ActionTimeout        Duration         `yaml:"action_timeout"`         // default 5m: bound on one handler call when the handler has none
-	Budgets              []map[string]any `yaml:"budgets,omitempty"`
-	StormGuard           map[string]any   `yaml:"storm_guard,omitempty"`
+	Paused               bool     `yaml:"paused"`
+	DryRun               bool     `yaml:"dry_run"`
+	MaxAlertAge          Duration `yaml:"max_alert_age"`          // default 15m
+	Retention            Duration `yaml:"retention"`              // default 90d
+	MaxConcurrentActions int      `yaml:"max_concurrent_actions"` // default 8
+	ActionTimeout        Duration `yaml:"action_timeout"`         // default 5m: bound on one handler call when the handler has none
+	// LeaseDuration is how long a running action stays owned without renewal (default 30s); after
+	// it another replica records the action unknown.
+	LeaseDuration Duration         `yaml:"lease_duration"`
+	Budgets       []map[string]any `yaml:"budgets,omitempty"`
+	StormGuard    map[string]any   `yaml:"storm_guard,omitempty"`
 }
 
 // BusConfig tunes the JetStream stream (defaults suit most installs).

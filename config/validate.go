@@ -65,6 +65,7 @@ func (c *Config) validate(ch *checker) {
 	positive(ch, "safety.max_alert_age", s.MaxAlertAge)
 	positive(ch, "safety.retention", s.Retention)
 	positive(ch, "safety.action_timeout", s.ActionTimeout)
+	positive(ch, "safety.lease_duration", s.LeaseDuration)
 	if s.MaxConcurrentActions < 1 {
 		ch.errorf("safety.max_concurrent_actions", "must be at least 1, got %d", s.MaxConcurrentActions)
 	}

@@ -72,6 +72,12 @@ var (
 //
 //	func TestMain(m *testing.M) { pgtest.Main(m) }
 func Main(m *testing.M) {
+	os.Exit(Run(m))
+}
+
+// Run is Main for a TestMain that has its own cleanup to do: it runs the tests, stops the shared
+// server and returns the exit code.
+func Run(m *testing.M) int {
 	code := m.Run()
 	if shared != nil {
 		if err := shared.stop(); err != nil {
@@ -79,7 +85,7 @@ func Main(m *testing.M) {
 		}
 		shared.removeDir()
 	}
-	os.Exit(code)
+	return code
 }
 
 // NewDatabase creates a fresh database on the package's shared server and

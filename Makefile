@@ -1,0 +1,56 @@
+# responder: see README.md. `make run` starts it on the examples; `make test` runs every test.
+GO        ?= go
+BIN       := bin/responder
+PKG       := github.com/prometheus/common/version
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+REVISION  ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+LDFLAGS   := -X $(PKG).Version=$(VERSION) -X $(PKG).Revision=$(REVISION) -X $(PKG).Branch=main -X $(PKG).BuildDate=$(shell date -u +%Y%m%d-%H:%M:%S)
+FUZZTIME  ?= 4s
+# package:FuzzTarget pairs run briefly by `make test` (and longer with `make fuzz FUZZTIME=1m`).
+FUZZ      := ./source/alertmanager:FuzzDecode ./rules:FuzzParse ./config:FuzzParse
+LISTEN    ?= 127.0.0.1:9095
+
+.PHONY: all build run test test-go fuzz lint bench deps db-start db-stop clean
+
+all: build
+
+build:
+	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/responder
+
+deps:
+	scripts/ensure-deps.sh
+
+db-start: deps
+	scripts/dev-postgres.sh start
+
+db-stop:
+	scripts/dev-postgres.sh stop
+
+# make run: a throwaway PostgreSQL on 127.0.0.1:5433 (data/postgres) and responder with its
+# embedded JetStream (data/jetstream) on the example config and rules.
+run: build db-start
+	@echo "responder: webhook http://$(LISTEN)/webhook/alertmanager (token: examples/secrets/webhook-token)"
+	@echo "           API     http://$(LISTEN)/api/v1/actions  (token: examples/secrets/api-token)"
+	$(BIN) serve --config.file=examples/responder.yml --storage.path=data --web.listen-address=$(LISTEN)
+
+test: deps
+	$(GO) vet ./...
+	$(GO) test -race -count=1 ./...
+	$(MAKE) --no-print-directory fuzz
+
+fuzz:
+	@set -e; for t in $(FUZZ); do pkg=$${t%%:*}; fn=$${t##*:}; \
+	  echo "fuzz $$pkg $$fn ($(FUZZTIME))"; \
+	  $(GO) test -run='^$$' -fuzz="^$$fn$$" -fuzztime=$(FUZZTIME) -fuzzminimizetime=2s $$pkg; done
+
+lint:
+	$(GO) vet ./...
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
+
+# make bench: Go micro-benchmarks, then the end-to-end load harness (see README "Performance").
+bench: db-start
+	$(GO) test -run='^$$' -bench=. -benchmem -count=1 ./rules/ ./alert/ ./source/alertmanager/
+	$(GO) run ./cmd/responder-bench
+
+clean:
+	rm -rf bin data

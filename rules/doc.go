@@ -1,0 +1,24 @@
+// Package rules loads rule files (DESIGN.md §4 "Rule files") and evaluates them against alerts.
+//
+// The contract:
+//
+//   - Everything is compiled once, at load: each rule's `when` with expr.AsBool, and every
+//     {{ expr }} segment of every param string, all against the typed environment Env
+//     (expr.Env(Env{})), so a typo such as alert.lables or a `when` that is not a bool is a load
+//     error. Match and Render only run compiled programs; they never compile.
+//   - The environment is alert.name, alert.source, alert.status, alert.labels, alert.annotations,
+//     alert.value (float64, NaN when absent), alert.startsAt, alert.endsAt, alert.activeFor and
+//     alert.fingerprint, plus now() (the clock given to NewEnv), toJSON(x) (compact JSON) and
+//     firing(name[, labels]) (the FiringSet snapshot given to NewEnv; no I/O). Set.UsesFiring says
+//     whether any rule calls firing().
+//   - Missing labels: in `when`, alert.labels.x of a missing label is "" (so a comparison is just
+//     false). In a template it is an error (errors.Is(err, ErrMissing)), which the engine turns into
+//     a bad_param failure; write alert.labels?.x for "" or alert.labels.x ?? "default" for a
+//     default. The same holds for annotations. This is done by rewriting the expression's AST at
+//     compile time (see keyPatcher), not by inspecting strings.
+//   - A string param that is exactly one {{ expr }} keeps the value's type when it is a bool,
+//     number, list or map; any other result, and every mixed string, is text.
+//   - Load errors name file:line (from the YAML nodes) and all of them are reported, joined; a rule
+//     with an error is not loaded. Unknown keys are errors. Actions are checked against a Catalog
+//     (the handler registry, passed in by app: this package does not import handlers).
+package rules

@@ -1,0 +1,288 @@
+package rules
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"reflect"
+	"time"
+
+	"github.com/expr-lang/expr"
+	"github.com/expr-lang/expr/ast"
+
+	"github.com/responder-sre/responder/alert"
+)
+
+// Env is what `when` expressions and templates see. Build one per alert with NewEnv.
+type Env struct {
+	Alert AlertEnv `expr:"alert"`
+
+	now    time.Time
+	firing FiringSet
+}
+
+// AlertEnv is the `alert` variable of the expression environment (DESIGN.md §4).
+type AlertEnv struct {
+	Name        string            `expr:"name"`
+	Source      string            `expr:"source"`
+	Status      string            `expr:"status"`
+	Labels      map[string]string `expr:"labels"`
+	Annotations map[string]string `expr:"annotations"`
+	Value       float64           `expr:"value"` // NaN when the source reported none
+	StartsAt    time.Time         `expr:"startsAt"`
+	EndsAt      time.Time         `expr:"endsAt"`
+	ActiveFor   time.Duration     `expr:"activeFor"`
+	Fingerprint string            `expr:"fingerprint"`
+}
+
+// FiringSet answers firing(name[, labels]) from a snapshot taken once per batch: no I/O.
+type FiringSet interface {
+	// Firing reports whether an alert called name is firing whose labels include labels (nil: any).
+	Firing(name string, labels map[string]string) bool
+}
+
+// NewEnv returns the environment for evaluating rules against a at now. firing may be nil (then
+// firing() is false). The alert's label and annotation maps are shared, not copied: do not mutate
+// them while the Env is in use.
+func NewEnv(a alert.Alert, now time.Time, firing FiringSet) *Env {
+	return &Env{
+		Alert: AlertEnv{
+			Name:        a.Name,
+			Source:      a.Source,
+			Status:      string(a.Status),
+			Labels:      a.Labels,
+			Annotations: a.Annotations,
+			Value:       a.ValueOrNaN(),
+			StartsAt:    a.StartsAt,
+			EndsAt:      a.EndsAt,
+			ActiveFor:   a.ActiveFor(now),
+			Fingerprint: a.Fingerprint,
+		},
+		now:    now,
+		firing: firing,
+	}
+}
+
+// ErrMissing is matched (errors.Is) by the render error of a template that references a label or
+// annotation the alert does not have.
+var ErrMissing = errors.New("missing key")
+
+// MissingError names the missing label or annotation.
+type MissingError struct {
+	Kind string // "label" or "annotation"
+	Key  string
+}
+
+func (e *MissingError) Error() string {
+	return fmt.Sprintf("the alert has no %s %q", e.Kind, e.Key)
+}
+
+// Is makes errors.Is(err, ErrMissing) true.
+func (e *MissingError) Is(target error) bool { return target == ErrMissing }
+
+// Names of the internal functions the patchers insert. They cannot be written in a rule (the expr
+// lexer does not produce identifiers starting with '@'), so they are not part of the language.
+const (
+	fnLabel      = "@label"
+	fnAnnotation = "@annotation"
+	fnGet        = "@get"
+	fnLookup     = "@lookup"
+)
+
+// exprEnvArgument is expr's name for the environment passed to Run.
+const exprEnvArgument = "$env"
+
+var (
+	alertEnvType = reflect.TypeOf(AlertEnv{})
+	mapStrStr    = reflect.TypeOf(map[string]string(nil))
+	errNoEnv     = errors.New("rules: expression run without a *rules.Env")
+)
+
+func envOf(v any) (*Env, error) {
+	e, ok := v.(*Env)
+	if !ok || e == nil {
+		return nil, errNoEnv
+	}
+	return e, nil
+}
+
+func fnNow(params ...any) (any, error) {
+	e, err := envOf(params[0])
+	if err != nil {
+		return nil, err
+	}
+	return e.now, nil
+}
+
+func fnFiring(params ...any) (any, error) {
+	e, err := envOf(params[0])
+	if err != nil {
+		return nil, err
+	}
+	name, _ := params[1].(string)
+	var labels map[string]string
+	if len(params) > 2 {
+		switch m := params[2].(type) {
+		case map[string]string:
+			labels = m
+		case map[string]any:
+			labels = make(map[string]string, len(m))
+			for k, v := range m {
+				s, ok := v.(string)
+				if !ok {
+					return nil, fmt.Errorf("firing(): label %q must be a string, not %T", k, v)
+				}
+				labels[k] = s
+			}
+		case nil:
+		default:
+			return nil, fmt.Errorf("firing(): labels must be a map, not %T", m)
+		}
+	}
+	if e.firing == nil {
+		return false, nil
+	}
+	return e.firing.Firing(name, labels), nil
+}
+
+func fnToJSON(params ...any) (any, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(params[0]); err != nil {
+		return nil, fmt.Errorf("toJSON: %w", err)
+	}
+	return string(bytes.TrimSuffix(buf.Bytes(), []byte{'\n'})), nil
+}
+
+func requireKey(kind string) func(params ...any) (any, error) {
+	return func(params ...any) (any, error) {
+		m, _ := params[0].(map[string]string)
+		k, _ := params[1].(string)
+		v, ok := m[k]
+		if !ok {
+			return nil, &MissingError{Kind: kind, Key: k}
+		}
+		return v, nil
+	}
+}
+
+func fnGetKey(params ...any) (any, error) {
+	m, _ := params[0].(map[string]string)
+	k, _ := params[1].(string)
+	return m[k], nil
+}
+
+func fnLookupKey(params ...any) (any, error) {
+	m, _ := params[0].(map[string]string)
+	k, _ := params[1].(string)
+	if v, ok := m[k]; ok {
+		return v, nil
+	}
+	return nil, nil
+}
+
+// usage records what a compiled expression uses.
+type usage struct {
+	firing bool
+}
+
+// envInjector passes the environment to now() and firing() as a hidden first argument, so the
+// functions read the Env's clock and firing snapshot without closures per alert.
+type envInjector struct{ u *usage }
+
+func (p envInjector) Visit(node *ast.Node) {
+	call, ok := (*node).(*ast.CallNode)
+	if !ok {
+		return
+	}
+	id, ok := call.Callee.(*ast.IdentifierNode)
+	if !ok || (id.Value != "now" && id.Value != "firing") {
+		return
+	}
+	if len(call.Arguments) > 0 {
+		if a, ok := call.Arguments[0].(*ast.IdentifierNode); ok && a.Value == exprEnvArgument {
+			return // already injected
+		}
+	}
+	if id.Value == "firing" {
+		p.u.firing = true
+	}
+	ast.Patch(node, &ast.CallNode{
+		Callee:    &ast.IdentifierNode{Value: id.Value},
+		Arguments: append([]ast.Node{&ast.IdentifierNode{Value: exprEnvArgument}}, call.Arguments...),
+	})
+}
+
+// keyPatcher rewrites member access on alert.labels and alert.annotations (alert.labels.x,
+// alert.labels["x"]) into function calls: in templates a checked call that fails when the key is
+// missing; in `when` a plain lookup ("" when missing). On the left of `??` the lookup yields nil
+// when the key is missing, so `alert.labels.team ?? "none"` works in both. Optional access
+// (alert.labels?.x) is left alone: it yields "" when the key is missing.
+type keyPatcher struct{ template bool }
+
+func (p keyPatcher) Visit(node *ast.Node) {
+	switch n := (*node).(type) {
+	case *ast.MemberNode:
+		if n.Optional {
+			return
+		}
+		inner, ok := n.Node.(*ast.MemberNode)
+		if !ok {
+			return
+		}
+		prop, ok := inner.Property.(*ast.StringNode)
+		if !ok || (prop.Value != "labels" && prop.Value != "annotations") {
+			return
+		}
+		if t := inner.Node.Type(); t == nil || (t != alertEnvType && (t.Kind() != reflect.Pointer || t.Elem() != alertEnvType)) {
+			return
+		}
+		if t := inner.Type(); t != mapStrStr {
+			return
+		}
+		fn := fnGet
+		if p.template {
+			fn = fnLabel
+			if prop.Value == "annotations" {
+				fn = fnAnnotation
+			}
+		}
+		ast.Patch(node, &ast.CallNode{
+			Callee:    &ast.IdentifierNode{Value: fn},
+			Arguments: []ast.Node{n.Node, n.Property},
+		})
+	case *ast.BinaryNode:
+		if n.Operator != "??" {
+			return
+		}
+		call, ok := n.Left.(*ast.CallNode)
+		if !ok {
+			return
+		}
+		if id, ok := call.Callee.(*ast.IdentifierNode); ok && (id.Value == fnLabel || id.Value == fnAnnotation || id.Value == fnGet) {
+			id.Value = fnLookup
+		}
+	}
+}
+
+// compileOptions are the options every expression is compiled with.
+func compileOptions(u *usage, template bool) []expr.Option {
+	return []expr.Option{
+		expr.Env(Env{}),
+		expr.Function("now", fnNow, new(func(*Env) time.Time)),
+		expr.Function("firing", fnFiring,
+			new(func(*Env, string) bool),
+			new(func(*Env, string, map[string]string) bool),
+			new(func(*Env, string, map[string]any) bool),
+		),
+		expr.Function("toJSON", fnToJSON, new(func(any) string)),
+		expr.Function(fnLabel, requireKey("label"), new(func(map[string]string, string) string)),
+		expr.Function(fnAnnotation, requireKey("annotation"), new(func(map[string]string, string) string)),
+		expr.Function(fnGet, fnGetKey, new(func(map[string]string, string) string)),
+		expr.Function(fnLookup, fnLookupKey, new(func(map[string]string, string) any)),
+		expr.Patch(envInjector{u: u}),
+		expr.Patch(keyPatcher{template: template}),
+	}
+}

@@ -1,0 +1,330 @@
+package rules
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"reflect"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/expr-lang/expr"
+	"github.com/expr-lang/expr/vm"
+)
+
+// vms reuses expr VMs (their stacks) across evaluations; a VM is not safe for concurrent use.
+var vms = sync.Pool{New: func() any { return new(vm.VM) }}
+
+func run(p *vm.Program, e *Env) (any, error) {
+	m := vms.Get().(*vm.VM)
+	out, err := m.Run(p, e)
+	vms.Put(m)
+	return out, err
+}
+
+// compileExpr compiles src once, recovering from a panic in the compiler (a bad rule file must
+// never crash the daemon).
+func compileExpr(src string, u *usage, template bool, extra ...expr.Option) (p *vm.Program, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			p, err = nil, fmt.Errorf("expression compiler panicked: %v", r)
+		}
+	}()
+	return expr.Compile(src, append(compileOptions(u, template), extra...)...)
+}
+
+// segment is literal text or one compiled {{ expr }}.
+type segment struct {
+	text string
+	src  string // the expression, trimmed; "" for literal text
+	prog *vm.Program
+}
+
+// template is a param string holding at least one {{ expr }}.
+type template struct {
+	raw    string
+	segs   []segment
+	single bool // the string is exactly one {{ expr }}
+}
+
+// splitTemplate cuts s into literal text and {{ expr }} sources. An expression ends at the first
+// "}}" outside string literals and outside braces opened within it, so
+// {{ toJSON({a: {b: 1}}) }} is one expression.
+func splitTemplate(s string) ([]segment, error) {
+	var segs []segment
+	for {
+		i := strings.Index(s, "{{")
+		if i < 0 {
+			if s != "" {
+				segs = append(segs, segment{text: s})
+			}
+			return segs, nil
+		}
+		if i > 0 {
+			segs = append(segs, segment{text: s[:i]})
+		}
+		body := s[i+2:]
+		end := exprEnd(body)
+		if end < 0 {
+			return nil, errors.New(`unterminated "{{" (missing "}}")`)
+		}
+		src := strings.TrimSpace(body[:end])
+		if src == "" {
+			return nil, errors.New(`empty template "{{ }}"`)
+		}
+		segs = append(segs, segment{src: src})
+		s = body[end+2:]
+	}
+}
+
+// exprEnd returns the index of the "}}" closing the expression at the start of s, or -1.
+func exprEnd(s string) int {
+	depth := 0
+	var quote byte
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if quote != 0 {
+			switch {
+			case c == '\\' && quote != '`':
+				i++
+			case c == quote:
+				quote = 0
+			}
+			continue
+		}
+		switch c {
+		case '"', '\'', '`':
+			quote = c
+		case '{':
+			depth++
+		case '}':
+			if depth == 0 {
+				if i+1 < len(s) && s[i+1] == '}' {
+					return i
+				}
+				continue
+			}
+			depth--
+		}
+	}
+	return -1
+}
+
+func compileTemplate(raw string, u *usage) (*template, error) {
+	segs, err := splitTemplate(raw)
+	if err != nil {
+		return nil, err
+	}
+	t := &template{raw: raw, segs: segs, single: len(segs) == 1 && segs[0].src != ""}
+	for i := range t.segs {
+		sg := &t.segs[i]
+		if sg.src == "" {
+			continue
+		}
+		p, err := compileExpr(sg.src, u, true)
+		if err != nil {
+			return nil, &templateError{src: sg.src, err: err}
+		}
+		sg.prog = p
+	}
+	return t, nil
+}
+
+func (t *template) render(e *Env) (any, error) {
+	if t.single {
+		v, err := t.eval(&t.segs[0], e)
+		if err != nil {
+			return nil, err
+		}
+		if typed, ok := keepType(v); ok {
+			return typed, nil
+		}
+		return stringify(v), nil
+	}
+	var b strings.Builder
+	b.Grow(len(t.raw) + 16)
+	for i := range t.segs {
+		sg := &t.segs[i]
+		if sg.prog == nil {
+			b.WriteString(sg.text)
+			continue
+		}
+		v, err := t.eval(sg, e)
+		if err != nil {
+			return nil, err
+		}
+		b.WriteString(stringify(v))
+	}
+	return b.String(), nil
+}
+
+func (t *template) eval(sg *segment, e *Env) (any, error) {
+	v, err := run(sg.prog, e)
+	if err != nil {
+		if me := (*MissingError)(nil); errors.As(err, &me) {
+			return nil, fmt.Errorf("{{ %s }}: %w", sg.src, me)
+		}
+		return nil, fmt.Errorf("{{ %s }}: %w", sg.src, err)
+	}
+	return v, nil
+}
+
+// keepType returns v normalised to the param value types (bool, int, float64, []any,
+// map[string]any) when a single-expression template yields a bool, number, list or map.
+func keepType(v any) (any, bool) {
+	switch x := v.(type) {
+	case bool, int, int64, float64, []any, map[string]any:
+		return v, true
+	case string, nil, time.Time, time.Duration:
+		return nil, false
+	case int8, int16, int32, uint, uint8, uint16, uint32, uint64, float32:
+		return v, true
+	case map[string]string:
+		m := make(map[string]any, len(x))
+		for k, s := range x {
+			m[k] = s
+		}
+		return m, true
+	}
+	rv := reflect.ValueOf(v)
+	switch rv.Kind() {
+	case reflect.Slice, reflect.Array:
+		l := make([]any, rv.Len())
+		for i := range l {
+			l[i] = rv.Index(i).Interface()
+		}
+		return l, true
+	case reflect.Map:
+		if rv.Type().Key().Kind() != reflect.String {
+			return nil, false
+		}
+		m := make(map[string]any, rv.Len())
+		it := rv.MapRange()
+		for it.Next() {
+			m[it.Key().String()] = it.Value().Interface()
+		}
+		return m, true
+	}
+	return nil, false
+}
+
+// stringify formats a template value inside a string.
+func stringify(v any) string {
+	switch x := v.(type) {
+	case string:
+		return x
+	case nil:
+		return ""
+	case bool:
+		return strconv.FormatBool(x)
+	case int:
+		return strconv.Itoa(x)
+	case int64:
+		return strconv.FormatInt(x, 10)
+	case float64:
+		if math.IsInf(x, 0) || math.IsNaN(x) {
+			return strconv.FormatFloat(x, 'g', -1, 64)
+		}
+		return strconv.FormatFloat(x, 'f', -1, 64)
+	case time.Time:
+		return x.UTC().Format(time.RFC3339Nano)
+	case time.Duration:
+		return x.String()
+	case fmt.Stringer:
+		return x.String()
+	}
+	switch reflect.ValueOf(v).Kind() {
+	case reflect.Map, reflect.Slice, reflect.Array, reflect.Struct:
+		if b, err := json.Marshal(v); err == nil {
+			return string(b)
+		}
+	}
+	return fmt.Sprint(v)
+}
+
+// pnode is a compiled param value: a literal subtree without templates, a template, a list or a
+// map.
+type pnode struct {
+	lit   any
+	tmpl  *template
+	list  []*pnode
+	keys  []string
+	vals  []*pnode
+	kind  pkind
+	dirty bool // the subtree holds a template
+}
+
+type pkind uint8
+
+const (
+	pLiteral pkind = iota
+	pTemplate
+	pList
+	pMap
+)
+
+// paramError locates a render error in the params: "body", "headers.X-Reason", "args[2]".
+type paramError struct {
+	path string
+	err  error
+}
+
+func (e *paramError) Error() string { return "param " + strconv.Quote(e.path) + ": " + e.err.Error() }
+func (e *paramError) Unwrap() error { return e.err }
+
+func prefix(err error, p string) error {
+	if pe, ok := err.(*paramError); ok {
+		pe.path = p + pe.path
+		return pe
+	}
+	return &paramError{path: p, err: err}
+}
+
+// render returns the node's value for e. Literal subtrees are returned as is (shared between
+// renders: treat rendered params as read-only).
+func (n *pnode) render(e *Env) (any, error) {
+	if !n.dirty {
+		return n.lit, nil
+	}
+	switch n.kind {
+	case pTemplate:
+		v, err := n.tmpl.render(e)
+		if err != nil {
+			return nil, &paramError{err: err}
+		}
+		return v, nil
+	case pList:
+		out := make([]any, len(n.list))
+		for i, c := range n.list {
+			v, err := c.render(e)
+			if err != nil {
+				return nil, prefix(err, "["+strconv.Itoa(i)+"]")
+			}
+			out[i] = v
+		}
+		return out, nil
+	case pMap:
+		out := make(map[string]any, len(n.keys))
+		for i, k := range n.keys {
+			v, err := n.vals[i].render(e)
+			if err != nil {
+				return nil, prefix(err, "."+k)
+			}
+			out[k] = v
+		}
+		return out, nil
+	}
+	return n.lit, nil
+}
+
+// templateError is a compile error in one {{ expr }}.
+type templateError struct {
+	src string
+	err error
+}
+
+func (e *templateError) Error() string { return "template {{ " + e.src + " }}: " + e.err.Error() }
+func (e *templateError) Unwrap() error { return e.err }
