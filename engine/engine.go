@@ -35,6 +35,9 @@ type Options struct {
 	Owner string
 	// DryRun records dry_run for every action and never calls Do.
 	DryRun bool
+	// Paused (safety.paused) skips disruptive actions with reason paused; notify actions still run.
+	// The runtime kill switch (a row, POST /api/v1/pause) builds on this guard.
+	Paused bool
 	// MaxAlertAge: an action whose alert was last received longer ago is skipped (reason stale)
 	// unless the handler's Check re-confirms the condition. Zero disables the check.
 	MaxAlertAge time.Duration

@@ -560,3 +560,22 @@ func TestExpiredLeaseBecomesUnknownNotRerun(t *testing.T) {
 		t.Fatalf("the action ran again: %v", h.fix.Calls())
 	}
 }
+
+func TestPausedSkipsDisruptiveButNotifies(t *testing.T) {
+	h := newHarness(t, `
+rules:
+  - name: restart
+    when: alert.name == "KubePodCrashLooping"
+    actions:
+      - handler: test.page
+        params: {target: "tell-humans"}
+      - handler: test.fix
+        params: {target: "{{ alert.labels.pod }}"}
+`, func(o *engine.Options) { o.Paused = true })
+	h.process(mkAlert("KubePodCrashLooping", alert.StatusFiring, t0, map[string]string{"pod": "web-1"}))
+	h.settle()
+	expectActions(t, h.actions(), "actions/0 test.page succeeded ", "actions/1 test.fix skipped paused")
+	if len(h.fix.Calls()) != 0 || len(h.page.Calls()) != 1 {
+		t.Fatalf("fix calls %v, page calls %v", h.fix.Calls(), h.page.Calls())
+	}
+}

@@ -16,6 +16,7 @@ import (
 
 // Skip reasons decided by the guards that exist so far.
 const (
+	ReasonPaused    = "paused"
 	ReasonCooldown  = "cooldown"
 	ReasonStale     = "stale"
 	ReasonCancelled = "cancelled"
@@ -155,6 +156,9 @@ func (e *Engine) decide(ctx context.Context, set *rules.Set, c store.Claimed, no
 	}
 	if set.Rule(c.Rule) == nil {
 		return skip(ReasonCancelled, "the rule no longer exists")
+	}
+	if e.o.Paused && c.Class == string(handlers.ClassDisruptive) {
+		return skip(ReasonPaused, "responder is paused (safety.paused)")
 	}
 	if until, ok := cool[store.CooldownKey{Rule: c.Rule, Target: c.Target}]; ok && c.Phase == store.PhaseActions {
 		return skip(ReasonCooldown, "cooldown until "+until.UTC().Format(time.RFC3339))

@@ -320,15 +320,12 @@ func (e *Engine) build(na *store.NewAction, s *rules.Action, env *rules.Env) err
 			}
 		}
 	}
-	// A handler that declares a `class` param lets the rule choose its class.
-	if c, ok := params["class"].(string); ok {
-		if _, declared := spec.Param("class"); declared {
-			na.Class = c
-		}
-	}
 	act, err := h.Build(handlers.Params(maps.Clone(params)))
 	if err != nil {
 		return err
+	}
+	if c, ok := act.(handlers.Classifier); ok {
+		na.Class = string(c.Class())
 	}
 	na.Target, na.Scope = act.Target(), act.Scope()
 	if na.Approval == string(handlers.ApprovalRequired) {

@@ -139,6 +139,12 @@ type Action interface {
 	Do(ctx context.Context, a alert.Alert) (Result, error)
 }
 
+// Classifier is implemented by actions whose class depends on their params (http.request's
+// `class`); otherwise the class is the Spec's.
+type Classifier interface {
+	Class() Class
+}
+
 // Result is what a successful Do reports.
 type Result struct {
 	Detail string `json:"detail,omitempty"`

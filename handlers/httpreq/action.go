@@ -1,0 +1,215 @@
+package httpreq
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/cenkalti/backoff/v5"
+
+	"github.com/responder-sre/responder/alert"
+	"github.com/responder-sre/responder/handlers"
+)
+
+const (
+	maxResponse = 64 << 10 // bytes of a response read at most
+	maxDetail   = 256      // bytes of a response body kept in a result or error
+)
+
+// Action is one built request.
+type Action struct {
+	h      *Handler
+	method string
+	url    string
+	host   string // canonical: lower-case, default port dropped
+	path   string // escaped, without query
+	header http.Header
+	body   string
+	class  handlers.Class
+}
+
+var _ handlers.Action = (*Action)(nil)
+
+// Target is "METHOD host[:port]/path".
+func (a *Action) Target() string { return a.method + " " + a.host + a.path }
+
+// Scope is the host[:port].
+func (a *Action) Scope() string { return a.host }
+
+// Class is the class the rule gave (param class), disruptive by default.
+func (a *Action) Class() handlers.Class { return a.class }
+
+// Check cannot tell whether a request is still needed.
+func (a *Action) Check(context.Context, alert.Alert) error { return handlers.ErrNotCheckable }
+
+// outcome is the result of one attempt.
+type outcome struct {
+	res        handlers.Result
+	err        error
+	retry      bool
+	retryAfter time.Duration // from a 429's Retry-After; 0 = use the backoff
+}
+
+// Do sends the request, retrying 5xx, 429, timeouts and connection errors.
+func (a *Action) Do(ctx context.Context, _ alert.Alert) (handlers.Result, error) {
+	h := a.h
+	key := handlers.IdempotencyKey(ctx)
+	bo := &backoff.ExponentialBackOff{
+		InitialInterval:     h.backoff,
+		RandomizationFactor: 0.2,
+		Multiplier:          2,
+		MaxInterval:         maxBackoff,
+	}
+	for attempt := 1; ; attempt++ {
+		o := a.attempt(ctx, key, attempt)
+		if o.err == nil {
+			return o.res, nil
+		}
+		if !o.retry || attempt > h.retries {
+			return handlers.Result{}, o.err
+		}
+		wait := bo.NextBackOff()
+		if o.retryAfter > 0 {
+			wait = o.retryAfter
+		}
+		if dl, ok := ctx.Deadline(); ok && h.now().Add(wait).After(dl) {
+			return handlers.Result{}, fmt.Errorf("%w (no time left to retry after %s)", o.err, wait)
+		}
+		h.log.WarnContext(ctx, "http request failed, retrying", "handler", Name, "target", a.Target(),
+			"attempt", attempt, "reason", handlers.ReasonOf(o.err), "wait_seconds", wait.Seconds())
+		if err := h.sleep(ctx, wait); err != nil {
+			return handlers.Result{}, fmt.Errorf("%w; not retried: %w", o.err, err)
+		}
+	}
+}
+
+func (a *Action) attempt(ctx context.Context, key string, n int) outcome {
+	h := a.h
+	actx, cancel := context.WithTimeout(ctx, h.timeout)
+	defer cancel()
+	var body io.Reader = http.NoBody
+	if a.body != "" {
+		body = strings.NewReader(a.body)
+	}
+	req, err := http.NewRequestWithContext(actx, a.method, a.url, body)
+	if err != nil {
+		return outcome{err: &handlers.Error{Reason: handlers.ReasonBadParam, Err: err}}
+	}
+	req.Header = a.header.Clone()
+	if key != "" {
+		req.Header.Set("Idempotency-Key", key)
+	}
+	start := time.Now()
+	resp, err := h.client.Do(req)
+	log := h.log.With("handler", Name, "target", a.Target(), "attempt", n)
+	if err != nil {
+		log.DebugContext(ctx, "http request attempt", "error", err.Error(), "duration_seconds", time.Since(start).Seconds())
+		return a.transportError(ctx, actx, n, err)
+	}
+	defer drain(resp.Body)
+	data, readErr := io.ReadAll(io.LimitReader(resp.Body, maxResponse))
+	log.DebugContext(ctx, "http request attempt", "status", resp.StatusCode, "duration_seconds", time.Since(start).Seconds())
+	detail := resp.Status
+	if s := sanitize(data); s != "" {
+		detail += ": " + s
+	}
+	code := resp.StatusCode
+	switch {
+	case code >= 200 && code < 300:
+		if readErr != nil {
+			detail += " (body unread: " + readErr.Error() + ")"
+		}
+		return outcome{res: handlers.Result{Detail: detail}}
+	case code == http.StatusTooManyRequests:
+		o := outcome{err: handlers.Fail(handlers.ReasonClientError, "attempt %d: %s", n, detail), retry: true}
+		if d, ok := parseRetryAfter(resp.Header.Get("Retry-After"), h.now()); ok {
+			if d > maxRetryAfter {
+				o.err = handlers.Fail(handlers.ReasonClientError, "attempt %d: %s (Retry-After %s is longer than %s)", n, detail, d, maxRetryAfter)
+				o.retry = false
+			}
+			o.retryAfter = d
+		}
+		return o
+	case code >= 500:
+		return outcome{err: handlers.Fail(handlers.ReasonServerError, "attempt %d: %s", n, detail), retry: true}
+	default:
+		return outcome{err: handlers.Fail(handlers.ReasonClientError, "attempt %d: %s", n, detail)}
+	}
+}
+
+// transportError classifies an error without a response.
+func (a *Action) transportError(ctx, actx context.Context, n int, err error) outcome {
+	var ne net.Error
+	switch {
+	case errors.Is(err, errRedirect):
+		return outcome{err: &handlers.Error{Reason: handlers.ReasonClientError, Err: fmt.Errorf("attempt %d: %w", n, err)}}
+	case ctx.Err() != nil:
+		// The whole action's deadline or cancellation: ReasonOf makes a deadline a timeout.
+		return outcome{err: fmt.Errorf("attempt %d: %w", n, context.Cause(ctx))}
+	case actx.Err() != nil || errors.As(err, &ne) && ne.Timeout():
+		return outcome{err: &handlers.Error{Reason: handlers.ReasonTimeout,
+			Err: fmt.Errorf("attempt %d: no answer within %s: %w", n, a.h.timeout, err)}, retry: true}
+	default:
+		return outcome{err: &handlers.Error{Reason: handlers.ReasonServerError, Err: fmt.Errorf("attempt %d: %w", n, err)}, retry: true}
+	}
+}
+
+// parseRetryAfter parses a Retry-After value: delay-seconds or an HTTP date.
+func parseRetryAfter(v string, now time.Time) (time.Duration, bool) {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0, false
+	}
+	if s, err := strconv.ParseInt(v, 10, 64); err == nil {
+		if s < 0 {
+			return 0, false
+		}
+		if s > int64(24*time.Hour/time.Second) {
+			s = int64(24 * time.Hour / time.Second)
+		}
+		return time.Duration(s) * time.Second, true
+	}
+	t, err := http.ParseTime(v)
+	if err != nil {
+		return 0, false
+	}
+	return max(t.Sub(now), 0), true
+}
+
+// sanitize returns the first maxDetail bytes of b as one line of printable UTF-8.
+func sanitize(b []byte) string {
+	b = b[:min(len(b), maxDetail)]
+	var sb strings.Builder
+	space := false
+	for len(b) > 0 {
+		r, size := utf8.DecodeRune(b)
+		b = b[size:]
+		switch {
+		case unicode.IsSpace(r) || unicode.IsControl(r):
+			space = true
+			continue
+		case r == utf8.RuneError || !unicode.IsPrint(r):
+			r = '?'
+		}
+		if space && sb.Len() > 0 {
+			sb.WriteByte(' ')
+		}
+		space = false
+		sb.WriteRune(r)
+	}
+	return sb.String()
+}
+
+// drain reads what is left of a response body, up to a bound, so the connection can be reused.
+func drain(rc io.ReadCloser) {
+	_, _ = io.Copy(io.Discard, io.LimitReader(rc, maxResponse))
+	_ = rc.Close()
+}

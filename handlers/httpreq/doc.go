@@ -1,0 +1,22 @@
+// Package httpreq implements the http.request handler: it calls an HTTP endpoint on an allow-listed
+// host, for example to re-trigger an Airflow DAG or update a status page.
+//
+// Contract:
+//   - The URL's scheme (http or https) and host may not be templated: the text before the first
+//     "{{" must hold a whole "scheme://host[:port]/". The host must be in Options.AllowedHosts,
+//     compared case-insensitively with host or host:port exactly as listed (an explicit default
+//     port equals no port). Userinfo in the URL is refused; put credentials in headers. These are
+//     checked at rule load (ValidateStatic) and again on the rendered URL (Build), which also
+//     refuses ".." path segments; Build failures carry reason bad_param.
+//   - Every attempt carries Idempotency-Key (the engine's key from handlers.IdempotencyKey, when
+//     set; rules may not override it) and User-Agent responder/<version>; a body that is a JSON
+//     object or array gets Content-Type application/json unless the rule sets one.
+//   - 2xx succeeds; the result detail is the status and the first 256 bytes of the response body,
+//     sanitised. Other 4xx fail at once with reason client_error, except 429, which is retried
+//     after Retry-After (when it fits the deadline) within the same retry budget. 5xx and
+//     connection errors are retried Options.Retries times with exponential backoff, then fail with
+//     server_error; timed-out attempts (Options.Timeout each) likewise end in timeout.
+//   - Redirects are followed only to allow-listed http(s) hosts; any other redirect fails with
+//     client_error. At most 64 KiB of a response is read. Header values and bodies are never
+//     logged. Check cannot re-confirm anything and returns handlers.ErrNotCheckable.
+package httpreq
