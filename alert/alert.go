@@ -140,6 +140,10 @@ func (a *Alert) Validate() error {
 	if a.StartsAt.IsZero() {
 		return &InvalidError{ReasonMissingStartsAt, "startsAt is missing"}
 	}
+	// PostgreSQL keeps microseconds: normalise here so an alert has one identity everywhere.
+	a.StartsAt = a.StartsAt.Truncate(time.Microsecond)
+	a.EndsAt = a.EndsAt.Truncate(time.Microsecond)
+	a.ReceivedAt = a.ReceivedAt.Truncate(time.Microsecond)
 	// Always computed from the labels (as Alertmanager does), so an alert has one identity whether it
 	// came through Alertmanager, `responder send` or a probe.
 	a.Fingerprint = Fingerprint(a.Labels)

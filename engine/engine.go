@@ -140,13 +140,18 @@ func (e *Engine) Kick() {
 // drain for running actions to finish. Actions still running after that keep their state; their
 // lease expires and another replica records them as unknown.
 func (e *Engine) Run(ctx context.Context, drain time.Duration) error {
+	// Handler calls and lease renewal outlive ctx: they stop after the drain.
 	runCtx, cancelRuns := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelRuns()
+	renewed := make(chan struct{})
+	go func() { defer close(renewed); e.renewLeases(runCtx) }()
 	var loops sync.WaitGroup
-	loops.Add(3)
-	go func() { defer loops.Done(); e.loop(ctx, "executor", func(c context.Context) (int, error) { return e.execute(c, runCtx) }) }()
+	loops.Add(2)
+	go func() {
+		defer loops.Done()
+		e.loop(ctx, "executor", func(c context.Context) (int, error) { return e.execute(c, runCtx) })
+	}()
 	go func() { defer loops.Done(); e.loop(ctx, "timers", e.FireDueTimers) }()
-	go func() { defer loops.Done(); e.renewLeases(ctx, runCtx) }()
 	loops.Wait()
 	done := make(chan struct{})
 	go func() { e.wg.Wait(); close(done) }()
@@ -157,6 +162,8 @@ func (e *Engine) Run(ctx context.Context, drain time.Duration) error {
 		cancelRuns()
 		<-done
 	}
+	cancelRuns()
+	<-renewed
 	return nil
 }
 
@@ -180,30 +187,22 @@ func (e *Engine) loop(ctx context.Context, name string, pass func(context.Contex
 	}
 }
 
-// renewLeases extends the leases of this replica's running actions every Lease/3.
-func (e *Engine) renewLeases(ctx, runCtx context.Context) {
+// renewLeases extends the leases of this replica's running actions every Lease/3 until ctx ends.
+func (e *Engine) renewLeases(ctx context.Context) {
 	t := time.NewTicker(e.o.Lease / 3)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
-			// keep renewing while draining
-			select {
-			case <-runCtx.Done():
-				return
-			case <-t.C:
-			}
+			return
 		case <-t.C:
 		}
 		var ids []int64
 		e.running.Range(func(k, _ any) bool { ids = append(ids, k.(int64)); return true })
 		if len(ids) == 0 {
-			if ctx.Err() != nil {
-				return
-			}
 			continue
 		}
-		if err := e.st.RenewLeases(runCtx, e.o.Owner, ids, e.now().Add(e.o.Lease)); err != nil {
+		if err := e.st.RenewLeases(ctx, e.o.Owner, ids, e.now().Add(e.o.Lease)); err != nil {
 			e.log.Warn("renew leases failed", "err", err, "actions", len(ids))
 		}
 	}

@@ -70,9 +70,9 @@ type recAction struct {
 	target string
 }
 
-func (a *recAction) Target() string                               { return a.r.name + ":" + a.target }
-func (a *recAction) Scope() string                                { return "test" }
-func (a *recAction) Check(context.Context, alert.Alert) error     { return handlers.ErrNotCheckable }
+func (a *recAction) Target() string                           { return a.r.name + ":" + a.target }
+func (a *recAction) Scope() string                            { return "test" }
+func (a *recAction) Check(context.Context, alert.Alert) error { return handlers.ErrNotCheckable }
 func (a *recAction) Do(ctx context.Context, _ alert.Alert) (handlers.Result, error) {
 	a.r.mu.Lock()
 	a.r.calls = append(a.r.calls, recCall{a.target, handlers.IdempotencyKey(ctx)})
@@ -577,5 +577,24 @@ rules:
 	expectActions(t, h.actions(), "actions/0 test.page succeeded ", "actions/1 test.fix skipped paused")
 	if len(h.fix.Calls()) != 0 || len(h.page.Calls()) != 1 {
 		t.Fatalf("fix calls %v, page calls %v", h.fix.Calls(), h.page.Calls())
+	}
+}
+
+func TestBatchWithNanosecondStartsAtKeepsAlertsApart(t *testing.T) {
+	h := newHarness(t, singleRule, nil)
+	var as []alert.Alert
+	for i, pod := range []string{"web-1", "web-2", "web-3"} {
+		a := mkAlert("KubePodCrashLooping", alert.StatusFiring, t0, map[string]string{"pod": pod})
+		a.StartsAt = t0.Add(time.Duration(i*7+1) * time.Nanosecond) // finer than PostgreSQL keeps
+		as = append(as, a)
+	}
+	h.process(as...)
+	h.settle()
+	got := map[string]bool{}
+	for _, c := range h.fix.Calls() {
+		got[c.Target] = true
+	}
+	if len(got) != 3 {
+		t.Fatalf("each incident must act on its own alert: calls %v", h.fix.Calls())
 	}
 }

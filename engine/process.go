@@ -34,7 +34,7 @@ func (e *Engine) Process(ctx context.Context, alerts []alert.Alert) error {
 	var refresh []alert.Alert // firing alerts some rule did not match: open incidents still get their latest snapshot
 	idx := map[upsertKey]int{}
 	add := func(u store.IncidentUpsert) {
-		k := upsertKey{u.Rule, u.Alert.Fingerprint, u.Alert.StartsAt.UnixNano()}
+		k := keyOf(u.Rule, u.Alert.Fingerprint, u.Alert.StartsAt)
 		if i, ok := idx[k]; ok {
 			// firing and pending for one key in one batch: the pending one wins only if no firing one came.
 			if ups[i].State == store.IncidentResolved || u.State == store.IncidentResolved {
@@ -107,8 +107,12 @@ func (e *Engine) Process(ctx context.Context, alerts []alert.Alert) error {
 			if !r.Inserted || r.State == store.IncidentResolved {
 				continue
 			}
+			i, ok := idx[keyOf(r.Rule, r.Fingerprint, r.StartsAt)]
+			if !ok {
+				return fmt.Errorf("incident %d (%s, %s, %s) does not match any alert of the batch", r.ID, r.Rule, r.Fingerprint, r.StartsAt)
+			}
 			opened++
-			u := ups[idx[upsertKey{r.Rule, r.Fingerprint, r.StartsAt.UnixNano()}]]
+			u := ups[i]
 			rule := set.Rule(r.Rule)
 			p.audit(store.AuditInsert{IncidentID: r.ID, Kind: store.AuditIncident, Actor: "engine", Reason: r.State,
 				RuleHash: rule.FileHash, Detail: map[string]any{"alert": u.Alert.Name, "fingerprint": u.Alert.Fingerprint}})
@@ -155,6 +159,11 @@ func (e *Engine) Process(ctx context.Context, alerts []alert.Alert) error {
 type upsertKey struct {
 	rule, fp string
 	starts   int64
+}
+
+// keyOf is an incident's key as the database stores it (timestamps have microsecond precision).
+func keyOf(rule, fp string, starts time.Time) upsertKey {
+	return upsertKey{rule, fp, starts.UnixMicro()}
 }
 
 // latestPerID keeps one alert per (fingerprint, startsAt, status): the last one received.

@@ -4,9 +4,10 @@
 // NewDatabase gives each test a fresh, empty database on a server shared by
 // the whole package run; StartServer gives a test a dedicated server it may
 // Stop and Start. Servers listen on 127.0.0.1 on a free port with a unix socket
-// in their temporary directory, trust authentication for user postgres, and
-// fsync, full_page_writes and synchronous_commit off: they are fast and must
-// never hold data anyone wants.
+// in their temporary directory (in /dev/shm when it has room, see
+// PGTEST_TMPDIR), trust authentication for user postgres, and fsync,
+// full_page_writes and synchronous_commit off: they are fast and must never
+// hold data anyone wants.
 //
 // Binaries: $PG_BIN if set, else the newest /usr/lib/postgresql/*/bin. When
 // they are missing the test fails (never skips) with the command that installs
@@ -163,7 +164,11 @@ func (s *Server) CreateDatabase(t testing.TB, name string) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := s.exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
+	sql := "CREATE DATABASE " + pgx.Identifier{name}.Sanitize()
+	if s.bins.major >= 15 {
+		sql += " STRATEGY FILE_COPY" // ~10 ms against ~17 ms for WAL_LOG here
+	}
+	if err := s.exec(ctx, sql); err != nil {
 		t.Fatalf("pgtest: create database %s: %v", name, err)
 	}
 	return s.URL(name)
@@ -192,7 +197,7 @@ func newServer(maxConn int) (*Server, error) {
 		return nil, err
 	}
 	sweepStaleDirs()
-	dir, err := os.MkdirTemp("", dirPrefix)
+	dir, err := os.MkdirTemp(baseDir(), dirPrefix)
 	if err != nil {
 		return nil, fmt.Errorf("temp dir: %w", err)
 	}
@@ -379,6 +384,7 @@ func (s *Server) logTail() string {
 type binaries struct {
 	dir     string
 	version string              // output of postgres --version
+	major   int                 // major version, e.g. 15
 	cred    *syscall.Credential // nil unless running as root
 }
 
@@ -413,6 +419,7 @@ func lookBinaries() (binaries, error) {
 		return b, fmt.Errorf("%s --version: %w", filepath.Join(dir, "postgres"), err)
 	}
 	b.version = strings.TrimSpace(string(out))
+	b.major = majorVersion(b.version)
 	if os.Geteuid() == 0 {
 		u, err := user.Lookup("postgres")
 		if err != nil {
@@ -423,6 +430,17 @@ func lookBinaries() (binaries, error) {
 		b.cred = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), Groups: []uint32{uint32(gid)}}
 	}
 	return b, nil
+}
+
+// majorVersion parses "postgres (PostgreSQL) 15.18 (Debian ...)" → 15 (0 if unknown).
+func majorVersion(v string) int {
+	f := strings.Fields(v)
+	if len(f) < 3 {
+		return 0
+	}
+	major, _, _ := strings.Cut(f[2], ".")
+	n, _ := strconv.Atoi(major)
+	return n
 }
 
 // newestBinDir returns root/<newest major>/bin holding a postgres binary, or "".
@@ -460,7 +478,8 @@ func runInitdb(b binaries, parent, dataDir string) error {
 	}
 	cmd := exec.Command(filepath.Join(b.dir, "initdb"),
 		"-D", dataDir, "-U", "postgres", "--auth=trust",
-		"-E", "UTF8", "--no-locale", "--no-sync", "--no-instructions")
+		"-E", "UTF8", "--no-locale", "--no-sync", "--no-instructions",
+		"--wal-segsize=1") // 1 MiB WAL segments: a smaller directory to copy
 	cmd.Dir = parent
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: b.cred}
 	if out, err := cmd.CombinedOutput(); err != nil {
@@ -485,13 +504,13 @@ func cachedTemplate(b binaries) (string, error) {
 		}
 		return '_'
 	}, b.version)
-	final := filepath.Join(root, "responder-pgtest", key+"-v1")
+	final := filepath.Join(root, "responder-pgtest", key+"-v2")
 	if _, err := os.Stat(filepath.Join(final, "PG_VERSION")); err == nil {
 		return final, nil
 	}
 	// initdb in a temp dir the server user can reach, then copy into the cache
 	// under a temporary name and rename: concurrent creators are safe.
-	work, err := os.MkdirTemp("", dirPrefix+"initdb-")
+	work, err := os.MkdirTemp(baseDir(), dirPrefix+"initdb-")
 	if err != nil {
 		return "", err
 	}
@@ -523,6 +542,31 @@ func cachedTemplate(b binaries) (string, error) {
 	}
 	return final, nil
 }
+
+// baseDir is where server directories go: $PGTEST_TMPDIR, else /dev/shm
+// when it is a tmpfs with room (disk writes dominate start-up on slow disks:
+// copying a data directory takes ~1.2 s on this machine's disk, 0.06 s in
+// memory), else the system temporary directory.
+func baseDir() string {
+	if d := os.Getenv("PGTEST_TMPDIR"); d != "" {
+		return d
+	}
+	baseOnce.Do(func() {
+		base = os.TempDir()
+		var st syscall.Statfs_t
+		const minFree = 2 << 30
+		if syscall.Statfs("/dev/shm", &st) == nil && uint64(st.Bavail)*uint64(st.Bsize) >= minFree &&
+			syscall.Access("/dev/shm", 0o2|0o1) == nil {
+			base = "/dev/shm"
+		}
+	})
+	return base
+}
+
+var (
+	baseOnce sync.Once
+	base     string
+)
 
 func cacheRoot() (string, error) {
 	if gc := os.Getenv("GOCACHE"); gc != "" && gc != "off" {
@@ -606,7 +650,7 @@ func freePort() (int, error) {
 // sweepStaleDirs removes server directories whose test process and
 // postmaster are both gone (a run that died without cleaning up).
 func sweepStaleDirs() {
-	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), dirPrefix+"*"))
+	dirs, _ := filepath.Glob(filepath.Join(baseDir(), dirPrefix+"*"))
 	for _, dir := range dirs {
 		owner := readPID(filepath.Join(dir, "owner.pid"))
 		if owner == 0 || owner == os.Getpid() || alive(owner) {

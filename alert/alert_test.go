@@ -1,0 +1,74 @@
+package alert_test
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/prometheus/alertmanager/types"
+	"github.com/prometheus/common/model"
+
+	"github.com/responder-sre/responder/alert"
+)
+
+func TestFingerprintMatchesAlertmanager(t *testing.T) {
+	labels := map[string]string{"alertname": "KubePodCrashLooping", "namespace": "shop", "pod": "checkout-7d9f8b6c5-x2x4q"}
+	ls := model.LabelSet{}
+	for k, v := range labels {
+		ls[model.LabelName(k)] = model.LabelValue(v)
+	}
+	am := (&types.Alert{Alert: model.Alert{Labels: ls}}).Fingerprint().String()
+	if got := alert.Fingerprint(labels); got != am {
+		t.Fatalf("Fingerprint = %s, Alertmanager says %s", got, am)
+	}
+}
+
+func TestBatchIDIgnoresOrderAndReceivedAt(t *testing.T) {
+	t0 := time.Date(2026, 11, 22, 3, 0, 0, 0, time.UTC)
+	a := alert.Alert{Fingerprint: "a", StartsAt: t0, Status: alert.StatusFiring, ReceivedAt: t0}
+	b := alert.Alert{Fingerprint: "b", StartsAt: t0, Status: alert.StatusFiring, ReceivedAt: t0}
+	b2 := b
+	b2.ReceivedAt = t0.Add(time.Hour)
+	if alert.BatchID([]alert.Alert{a, b}) != alert.BatchID([]alert.Alert{b2, a}) {
+		t.Fatal("a re-sent group in another order must have the same id")
+	}
+	r := b
+	r.Status = alert.StatusResolved
+	if alert.BatchID([]alert.Alert{a, b}) == alert.BatchID([]alert.Alert{a, r}) {
+		t.Fatal("a status change must change the id")
+	}
+}
+
+func TestValidate(t *testing.T) {
+	t0 := time.Date(2026, 11, 22, 3, 0, 0, 123456789, time.UTC)
+	for _, tc := range []struct {
+		name   string
+		a      alert.Alert
+		reason string
+	}{
+		{"ok", alert.Alert{Status: "firing", Labels: map[string]string{"alertname": "X"}, StartsAt: t0}, ""},
+		{"no alertname", alert.Alert{Status: "firing", Labels: map[string]string{"job": "x"}, StartsAt: t0}, alert.ReasonMissingName},
+		{"empty alertname", alert.Alert{Status: "firing", Labels: map[string]string{"alertname": " "}, StartsAt: t0}, alert.ReasonMissingName},
+		{"bad status", alert.Alert{Status: "pending", Labels: map[string]string{"alertname": "X"}, StartsAt: t0}, alert.ReasonInvalidStatus},
+		{"no startsAt", alert.Alert{Status: "resolved", Labels: map[string]string{"alertname": "X"}}, alert.ReasonMissingStartsAt},
+		{"bad label value", alert.Alert{Status: "firing", Labels: map[string]string{"alertname": "X", "v": "\xff"}, StartsAt: t0}, alert.ReasonInvalidLabel},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a := tc.a
+			err := a.Validate()
+			if tc.reason == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if a.Name != "X" || a.Fingerprint != alert.Fingerprint(a.Labels) || a.StartsAt.Nanosecond()%1000 != 0 {
+					t.Fatalf("validated alert = %+v", a)
+				}
+				return
+			}
+			var ie *alert.InvalidError
+			if !errors.As(err, &ie) || ie.Reason != tc.reason || !errors.Is(err, alert.ErrInvalid) {
+				t.Fatalf("err = %v, want reason %s", err, tc.reason)
+			}
+		})
+	}
+}

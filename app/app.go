@@ -1,0 +1,321 @@
+// Package app wires responder together: config, store, bus, webhook intake, rules, engine,
+// handlers and the HTTP API. It owns the lifecycle: New opens everything (or nothing), Run serves
+// until its context ends and then shuts down in order: stop intake, stop consuming, drain running
+// actions within a bound, close the bus and the database pool.
+package app
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
+	"github.com/prometheus/exporter-toolkit/web"
+
+	"github.com/responder-sre/responder/alert"
+	"github.com/responder-sre/responder/bus"
+	"github.com/responder-sre/responder/config"
+	"github.com/responder-sre/responder/engine"
+	"github.com/responder-sre/responder/handlers"
+	"github.com/responder-sre/responder/handlers/httpreq"
+	"github.com/responder-sre/responder/rules"
+	"github.com/responder-sre/responder/store"
+)
+
+// Options are what `responder serve` passes in (flags), plus test hooks.
+type Options struct {
+	ConfigFile    string
+	ListenAddress string
+	WebConfigFile string
+	StoragePath   string
+	DryRun        bool
+	NoAuth        bool
+	Version       string
+	// DrainTimeout bounds how long shutdown waits for running actions (default 30s).
+	DrainTimeout time.Duration
+	Logger       *slog.Logger
+	// Now is the clock (tests inject one).
+	Now func() time.Time
+	// Getenv reads RESPONDER_DATABASE_URL (default os.Getenv).
+	Getenv func(string) string
+}
+
+// App is a running responder.
+type App struct {
+	o        Options
+	log      *slog.Logger
+	cfg      *config.Config
+	reg      *prometheus.Registry
+	st       *store.Store
+	bus      *bus.Bus
+	eng      *engine.Engine
+	handlers *handlers.Registry
+	srv      *http.Server
+	ln       net.Listener
+	reload   *reloader
+	mux      *http.ServeMux
+}
+
+// New loads the configuration and rules, opens the store (applying migrations) and the bus, and
+// binds the listener. It fails without tokens unless NoAuth.
+func New(ctx context.Context, o Options) (*App, error) {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Getenv == nil {
+		o.Getenv = os.Getenv
+	}
+	if o.DrainTimeout <= 0 {
+		o.DrainTimeout = 30 * time.Second
+	}
+	if o.StoragePath == "" {
+		o.StoragePath = "data"
+	}
+	cfg, err := loadConfig(o)
+	if err != nil {
+		return nil, err
+	}
+	if !o.NoAuth {
+		if len(cfg.WebhookTokens()) == 0 || cfg.APIToken() == "" {
+			return nil, errors.New("refusing to start without authentication: set webhook.bearer_token(_file) and api.token(_file) in the config, or pass --web.no-auth (never in production)")
+		}
+	}
+	if cfg.DatabaseURL() == "" {
+		return nil, errors.New("no database: set database.url (or database.url_file, or RESPONDER_DATABASE_URL)")
+	}
+	a := &App{o: o, log: o.Logger, cfg: cfg, reg: prometheus.NewRegistry()}
+	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		versioncollector.NewCollector("responder"))
+
+	hs, err := a.buildHandlers()
+	if err != nil {
+		return nil, err
+	}
+	a.handlers = hs
+	ruleSet, err := loadRules(cfg, hs)
+	if err != nil {
+		return nil, err
+	}
+	a.reload = newReloader(a.reg, o.Now)
+	a.reload.succeeded(ruleSet)
+
+	ok := false
+	defer func() {
+		if !ok {
+			a.closeAll(ctx)
+		}
+	}()
+	a.st, err = store.Open(ctx, cfg.DatabaseURL(), store.Options{MaxConns: cfg.Database.MaxConns, Version: o.Version})
+	if err != nil {
+		return nil, err
+	}
+	a.bus, err = bus.Open(ctx, bus.Options{
+		URL:             cfg.NATS.URL,
+		StoreDir:        filepath.Join(o.StoragePath, "jetstream"),
+		Stream:          cfg.Bus.Stream,
+		MaxBytes:        int64(cfg.Bus.MaxBytes),
+		MaxMsgs:         cfg.Bus.MaxMsgs,
+		MaxAge:          cfg.Bus.MaxAge.D(),
+		DuplicateWindow: cfg.Bus.DuplicateWindow.D(),
+		Replicas:        cfg.Bus.Replicas,
+		Logger:          o.Logger.With("component", "bus"),
+		Registerer:      a.reg,
+	})
+	if err != nil {
+		return nil, err
+	}
+	dry := o.DryRun || cfg.Safety.DryRun
+	a.eng, err = engine.New(engine.Options{
+		Store: a.st, Handlers: hs, Rules: ruleSet, Owner: owner(),
+		DryRun: dry, Paused: cfg.Safety.Paused, MaxAlertAge: cfg.Safety.MaxAlertAge.D(), MaxConcurrent: cfg.Safety.MaxConcurrentActions,
+		ActionTimeout: cfg.Safety.ActionTimeout.D(), Lease: cfg.Safety.LeaseDuration.D(),
+		Now: o.Now, Logger: o.Logger.With("component", "engine"), Registerer: a.reg,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := a.buildHTTP(); err != nil {
+		return nil, err
+	}
+	a.ln, err = net.Listen("tcp", o.ListenAddress)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", o.ListenAddress, err)
+	}
+	a.log.Info("responder ready", "listen_address", a.ln.Addr().String(), "rules", len(ruleSet.Rules), "rule_hash", ruleSet.Hash,
+		"bus", a.bus.ClientURL(), "dry_run", dry, "auth", !o.NoAuth, "config", cfg.File)
+	ok = true
+	return a, nil
+}
+
+func loadConfig(o Options) (*config.Config, error) {
+	if o.ConfigFile == "" {
+		return config.Default(), nil
+	}
+	return config.Load(o.ConfigFile, config.WithGetenv(o.Getenv))
+}
+
+// buildHandlers is the explicit handler registry.
+func (a *App) buildHandlers() (*handlers.Registry, error) {
+	h := a.cfg.Handlers.HTTP
+	retries := 2
+	if h.Retries != nil {
+		retries = *h.Retries
+	}
+	return handlers.NewRegistry(
+		httpreq.New(httpreq.Options{AllowedHosts: h.AllowedHosts, Timeout: h.Timeout.D(), Retries: retries,
+			Version: a.o.Version, Logger: a.log.With("handler", "http.request")}),
+	)
+}
+
+func loadRules(cfg *config.Config, hs *handlers.Registry) (*rules.Set, error) {
+	paths, err := cfg.RuleFilePaths()
+	if err != nil {
+		return nil, err
+	}
+	return rules.LoadFiles(paths, hs)
+}
+
+func owner() string {
+	host, _ := os.Hostname()
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	return fmt.Sprintf("%s-%d-%s", host, os.Getpid(), hex.EncodeToString(b))
+}
+
+// Addr is the address the HTTP listener is bound to.
+func (a *App) Addr() string { return a.ln.Addr().String() }
+
+// Engine exposes the engine (tests, benchmarks).
+func (a *App) Engine() *engine.Engine { return a.eng }
+
+// Store exposes the store (tests, benchmarks).
+func (a *App) Store() *store.Store { return a.st }
+
+// Registry is the App's private Prometheus registry.
+func (a *App) Registry() *prometheus.Registry { return a.reg }
+
+// Run serves HTTP, consumes the bus and runs the engine until ctx is done, then shuts down.
+func (a *App) Run(ctx context.Context) error {
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	errc := make(chan error, 3)
+	engCtx, stopEngine := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopEngine()
+	consumeCtx, stopConsume := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopConsume()
+
+	wg.Add(3)
+	go func() {
+		defer wg.Done()
+		lf := []string{a.o.ListenAddress}
+		noSystemd := false
+		err := web.Serve(a.ln, a.srv, &web.FlagConfig{WebListenAddresses: &lf, WebSystemdSocket: &noSystemd, WebConfigFile: &a.o.WebConfigFile}, a.log)
+		if err != nil && !errors.Is(err, http.ErrServerClosed) {
+			errc <- fmt.Errorf("http: %w", err)
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		if err := a.bus.Consume(consumeCtx, processor{a}); err != nil && consumeCtx.Err() == nil {
+			errc <- fmt.Errorf("bus consumer: %w", err)
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		_ = a.eng.Run(engCtx, a.o.DrainTimeout)
+	}()
+	go a.retention(runCtx)
+
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+		a.log.Error("stopping after a fatal error", "err", err)
+	}
+	cancel()
+	a.log.Info("shutting down: stopping intake")
+	shCtx, shCancel := context.WithTimeout(context.WithoutCancel(ctx), a.o.DrainTimeout+10*time.Second)
+	defer shCancel()
+	_ = a.srv.Shutdown(shCtx) // stop intake first: no new 200s
+	stopConsume()             // no new batches; a batch in flight finishes or is redelivered
+	stopEngine()              // stop claiming; running actions drain within DrainTimeout
+	wg.Wait()
+	a.closeAll(shCtx)
+	a.log.Info("shutdown complete")
+	return err
+}
+
+func (a *App) closeAll(ctx context.Context) {
+	if a.bus != nil {
+		if err := a.bus.Close(ctx); err != nil {
+			a.log.Warn("closing bus", "err", err)
+		}
+	}
+	if a.st != nil {
+		a.st.Close()
+	}
+	if a.ln != nil {
+		_ = a.ln.Close()
+	}
+}
+
+// retention deletes old rows hourly.
+func (a *App) retention(ctx context.Context) {
+	keep := a.cfg.Safety.Retention.D()
+	if keep <= 0 {
+		return
+	}
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		n, err := a.st.DeleteBefore(ctx, a.o.Now().Add(-keep))
+		if err != nil && ctx.Err() == nil {
+			a.log.Warn("retention pass failed", "err", err)
+		} else if n > 0 {
+			a.log.Info("retention removed old rows", "rows", n)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// processor adapts the engine to the bus: one fetch = one transaction.
+type processor struct{ a *App }
+
+func (p processor) Process(ctx context.Context, msgs []bus.Message) error {
+	n := 0
+	for _, m := range msgs {
+		n += len(m.Alerts)
+	}
+	alerts := make([]alert.Alert, 0, n)
+	for _, m := range msgs {
+		alerts = append(alerts, m.Alerts...)
+	}
+	err := p.a.eng.Process(ctx, alerts)
+	if err != nil && !store.IsTransient(err) {
+		return bus.Permanent(err)
+	}
+	return err
+}
+
+func (p processor) DeadLetter(ctx context.Context, msgID string, data []byte, reason string) error {
+	return p.a.st.InsertDeadLetter(ctx, msgID, reason, data, p.a.o.Now())
+}

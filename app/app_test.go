@@ -1,0 +1,448 @@
+package app_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/responder-sre/responder/app"
+	"github.com/responder-sre/responder/bus/bustest"
+	"github.com/responder-sre/responder/store/pgtest"
+)
+
+func TestMain(m *testing.M) { pgtest.Main(m) }
+
+const (
+	hookToken  = "hook-token-for-tests"
+	adminToken = "admin-token-for-tests"
+	readToken  = "read-token-for-tests"
+)
+
+// sink is the downstream http.request calls: a real HTTP server recording what it receives.
+type sink struct {
+	*httptest.Server
+	mu    sync.Mutex
+	calls []sinkCall
+}
+
+type sinkCall struct {
+	Path, Key string
+	Body      map[string]any
+}
+
+func newSink(t *testing.T) *sink {
+	s := &sink{}
+	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var body map[string]any
+		_ = json.NewDecoder(r.Body).Decode(&body)
+		s.mu.Lock()
+		s.calls = append(s.calls, sinkCall{Path: r.URL.Path, Key: r.Header.Get("Idempotency-Key"), Body: body})
+		s.mu.Unlock()
+		w.WriteHeader(http.StatusOK)
+	}))
+	t.Cleanup(s.Close)
+	return s
+}
+
+func (s *sink) Calls() []sinkCall {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]sinkCall(nil), s.calls...)
+}
+
+func (s *sink) HostPort() string { u, _ := url.Parse(s.URL); return u.Host }
+
+func rulesYAML(s *sink) string {
+	return fmt.Sprintf(`
+rules:
+  - name: restart-crashlooping-pod
+    when: alert.name == "KubePodCrashLooping" && alert.status == "firing"
+    cooldown: 1m
+    actions:
+      - handler: http.request
+        params:
+          url: "http://%s/hooks/restart/{{ alert.labels.pod }}"
+          body: '{{ toJSON({pod: alert.labels.pod, namespace: alert.labels.namespace}) }}'
+`, s.HostPort())
+}
+
+type fixture struct {
+	t      *testing.T
+	dir    string
+	app    *app.App
+	base   string
+	sink   *sink
+	cancel context.CancelFunc
+	done   chan error
+}
+
+type fixtureOpts struct {
+	natsURL string
+	dbURL   string
+	dryRun  bool
+	extra   string // appended to the config
+}
+
+func writeConfig(t *testing.T, dir string, s *sink, o fixtureOpts) string {
+	t.Helper()
+	cfg := fmt.Sprintf(`
+nats: {url: %q}
+database: {url: %q}
+webhook: {bearer_token: %q}
+api: {token: %q, read_token: %q}
+rule_files: [rules/*.yml]
+handlers:
+  http: {allowed_hosts: [%q]}
+%s`, o.natsURL, o.dbURL, hookToken, adminToken, readToken, s.HostPort(), o.extra)
+	must(t, os.MkdirAll(filepath.Join(dir, "rules"), 0o755))
+	must(t, os.WriteFile(filepath.Join(dir, "responder.yml"), []byte(cfg), 0o600))
+	must(t, os.WriteFile(filepath.Join(dir, "rules", "pods.yml"), []byte(rulesYAML(s)), 0o644))
+	return filepath.Join(dir, "responder.yml")
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func startApp(t *testing.T, o fixtureOpts) *fixture {
+	t.Helper()
+	if o.dbURL == "" {
+		o.dbURL = pgtest.NewDatabase(t)
+	}
+	f := &fixture{t: t, dir: t.TempDir(), sink: newSink(t)}
+	cfg := writeConfig(t, f.dir, f.sink, o)
+	a, err := app.New(context.Background(), app.Options{ConfigFile: cfg, ListenAddress: "127.0.0.1:0",
+		StoragePath: filepath.Join(f.dir, "data"), DryRun: o.dryRun, Version: "test", DrainTimeout: 5 * time.Second,
+		Logger: slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	f.app, f.base, f.cancel, f.done = a, "http://"+a.Addr(), cancel, make(chan error, 1)
+	go func() { f.done <- a.Run(ctx) }()
+	t.Cleanup(f.stop)
+	return f
+}
+
+func (f *fixture) stop() {
+	if f.cancel == nil {
+		return
+	}
+	f.cancel()
+	f.cancel = nil
+	select {
+	case err := <-f.done:
+		if err != nil {
+			f.t.Errorf("app stopped with %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		f.t.Error("app did not stop within 30s")
+	}
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
+}
+
+// payload builds an Alertmanager v4 webhook body with one firing KubePodCrashLooping alert per pod.
+func payload(status string, starts time.Time, pods ...string) []byte {
+	type am struct {
+		Status      string            `json:"status"`
+		Labels      map[string]string `json:"labels"`
+		Annotations map[string]string `json:"annotations"`
+		StartsAt    time.Time         `json:"startsAt"`
+		EndsAt      time.Time         `json:"endsAt"`
+	}
+	var as []am
+	for _, p := range pods {
+		a := am{Status: status, StartsAt: starts, Labels: map[string]string{"alertname": "KubePodCrashLooping", "namespace": "shop", "pod": p, "severity": "critical"},
+			Annotations: map[string]string{"summary": "pod " + p + " is crash looping"}}
+		if status == "resolved" {
+			a.EndsAt = starts.Add(5 * time.Minute)
+		}
+		as = append(as, a)
+	}
+	b, _ := json.Marshal(map[string]any{"version": "4", "groupKey": "{}:{alertname=\"KubePodCrashLooping\"}", "truncatedAlerts": 0,
+		"status": status, "receiver": "responder", "groupLabels": map[string]string{"alertname": "KubePodCrashLooping"},
+		"commonLabels": map[string]string{}, "commonAnnotations": map[string]string{}, "externalURL": "http://alertmanager:9093", "alerts": as})
+	return b
+}
+
+func (f *fixture) do(method, path, token string, body []byte) (int, []byte) {
+	f.t.Helper()
+	req, err := http.NewRequest(method, f.base+path, bytes.NewReader(body))
+	must(f.t, err)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	must(f.t, err)
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, b
+}
+
+func (f *fixture) post(body []byte) int {
+	code, _ := f.do(http.MethodPost, "/webhook/alertmanager", hookToken, body)
+	return code
+}
+
+func (f *fixture) actions(query string) []map[string]any {
+	f.t.Helper()
+	code, b := f.do(http.MethodGet, "/api/v1/actions"+query, adminToken, nil)
+	if code != 200 {
+		f.t.Fatalf("GET /api/v1/actions: %d %s", code, b)
+	}
+	var l struct {
+		Items      []map[string]any `json:"items"`
+		NextCursor *string          `json:"next_cursor"`
+	}
+	must(f.t, json.Unmarshal(b, &l))
+	if l.NextCursor == nil || l.Items == nil {
+		f.t.Fatalf("list without items/next_cursor: %s", b)
+	}
+	return l.Items
+}
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", d, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func countState(items []map[string]any, state string) int {
+	n := 0
+	for _, it := range items {
+		if it["state"] == state {
+			n++
+		}
+	}
+	return n
+}
+
+func TestConcurrentDuplicatePostsActOnce(t *testing.T) {
+	f := startApp(t, fixtureOpts{})
+	body := payload("firing", time.Now().Add(-2*time.Minute).UTC().Truncate(time.Second), "checkout-1", "checkout-2", "checkout-3")
+	var wg sync.WaitGroup
+	codes := make(chan int, 50)
+	for range 50 {
+		wg.Add(1)
+		go func() { defer wg.Done(); codes <- f.post(body) }()
+	}
+	wg.Wait()
+	close(codes)
+	for c := range codes {
+		if c != 200 {
+			t.Fatalf("webhook answered %d", c)
+		}
+	}
+	waitFor(t, "3 succeeded actions", 20*time.Second, func() bool {
+		items := f.actions("")
+		if countState(items, "succeeded") == 3 {
+			return true
+		}
+		t.Logf("actions: %v", items)
+		return false
+	})
+	// Let the executor run a few more passes: nothing else may happen.
+	waitFor(t, "bus drained", 10*time.Second, func() bool {
+		return metricValue(t, f, "responder_bus_pending_messages") == 0
+	})
+	items := f.actions("")
+	if len(items) != 3 {
+		t.Fatalf("actions = %d, want 3: %v", len(items), items)
+	}
+	calls := f.sink.Calls()
+	pods := map[string]int{}
+	keys := map[string]bool{}
+	for _, c := range calls {
+		pods[fmt.Sprint(c.Body["pod"])]++
+		keys[c.Key] = true
+	}
+	if len(calls) != 3 || pods["checkout-1"] != 1 || pods["checkout-2"] != 1 || pods["checkout-3"] != 1 || len(keys) != 3 {
+		t.Fatalf("sink calls = %+v", calls)
+	}
+	for _, field := range []string{"id", "incident_id", "rule", "handler", "step", "target", "params", "state", "reason", "attempt",
+		"approved_by", "created_at", "started_at", "finished_at", "error"} {
+		if _, ok := items[0][field]; !ok {
+			t.Errorf("action JSON lacks %q: %v", field, items[0])
+		}
+	}
+	code, b := f.do(http.MethodGet, "/api/v1/incidents?state=firing", readToken, nil)
+	if code != 200 || !strings.Contains(string(b), `"fingerprint"`) {
+		t.Fatalf("incidents with the read token: %d %s", code, b)
+	}
+}
+
+// metricValue sums every series of a metric in the app's registry.
+func metricValue(t *testing.T, f *fixture, name string) float64 {
+	t.Helper()
+	mfs, err := f.app.Registry().Gather()
+	must(t, err)
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		var v float64
+		for _, m := range mf.GetMetric() {
+			switch {
+			case m.Gauge != nil:
+				v += m.GetGauge().GetValue()
+			case m.Counter != nil:
+				v += m.GetCounter().GetValue()
+			}
+		}
+		return v
+	}
+	t.Fatalf("metric %s not found", name)
+	return 0
+}
+
+func TestAPIAuth(t *testing.T) {
+	f := startApp(t, fixtureOpts{})
+	for _, tc := range []struct {
+		method, path, token string
+		want                int
+	}{
+		{"GET", "/api/v1/actions", "", 401},
+		{"GET", "/api/v1/actions", "wrong", 401},
+		{"GET", "/api/v1/actions", readToken, 200},
+		{"GET", "/api/v1/actions", adminToken, 200},
+		{"GET", "/api/v1/audit", readToken, 200},
+		{"GET", "/api/v1/incidents/999", adminToken, 404},
+		{"GET", "/api/v1/incidents/abc", adminToken, 400},
+		{"GET", "/api/v1/actions?limit=0", adminToken, 400},
+		{"GET", "/api/v1/actions?cursor=zz", adminToken, 400},
+		{"GET", "/api/v1/status", readToken, 200},
+		{"POST", "/-/reload", readToken, 403},
+		{"POST", "/-/reload", "", 401},
+		{"POST", "/-/reload", adminToken, 200},
+		{"GET", "/livez", "", 200},
+		{"GET", "/healthz", "", 200},
+		{"GET", "/readyz", "", 200},
+		{"GET", "/metrics", "", 200},
+	} {
+		t.Run(tc.method+tc.path+"/"+tc.token, func(t *testing.T) {
+			if code, b := f.do(tc.method, tc.path, tc.token, nil); code != tc.want {
+				t.Fatalf("%s %s = %d, want %d: %s", tc.method, tc.path, code, tc.want, b)
+			}
+		})
+	}
+}
+
+func TestBusDownAnswers503ThenProcessesOnce(t *testing.T) {
+	ns := bustest.Start(t)
+	f := startApp(t, fixtureOpts{natsURL: ns.URL()})
+	body := payload("firing", time.Now().Add(-time.Minute).UTC().Truncate(time.Second), "cart-1")
+	ns.Shutdown()
+	if code := f.post(body); code != http.StatusServiceUnavailable {
+		t.Fatalf("bus down: webhook answered %d, want 503", code)
+	}
+	waitFor(t, "/readyz to fail", 10*time.Second, func() bool { c, _ := f.do("GET", "/readyz", "", nil); return c == 503 })
+	ns.Restart()
+	waitFor(t, "webhook 200 after the bus is back", 20*time.Second, func() bool { return f.post(body) == 200 })
+	if code := f.post(body); code != 200 { // Alertmanager's retry of the same group
+		t.Fatalf("second post: %d", code)
+	}
+	waitFor(t, "1 succeeded action", 20*time.Second, func() bool { return countState(f.actions(""), "succeeded") == 1 })
+	waitFor(t, "/readyz ok", 10*time.Second, func() bool { c, _ := f.do("GET", "/readyz", "", nil); return c == 200 })
+	if n := len(f.actions("")); n != 1 {
+		t.Fatalf("actions = %d, want 1", n)
+	}
+	if n := len(f.sink.Calls()); n != 1 {
+		t.Fatalf("sink calls = %d, want 1", n)
+	}
+}
+
+func TestStoreDownMessagesWait(t *testing.T) {
+	pg := pgtest.StartServer(t)
+	db := pg.CreateDatabase(t, "responder")
+	f := startApp(t, fixtureOpts{dbURL: db})
+	pg.Stop(t)
+	body := payload("firing", time.Now().Add(-time.Minute).UTC().Truncate(time.Second), "cart-1", "cart-2")
+	if code := f.post(body); code != 200 {
+		t.Fatalf("store down: webhook answered %d, want 200 (the bus holds the alerts)", code)
+	}
+	waitFor(t, "/readyz to fail", 15*time.Second, func() bool { c, _ := f.do("GET", "/readyz", "", nil); return c == 503 })
+	pg.Start(t)
+	waitFor(t, "2 succeeded actions after the store is back", 30*time.Second, func() bool {
+		c, b := f.do("GET", "/api/v1/actions?state=succeeded", adminToken, nil)
+		return c == 200 && strings.Count(string(b), `"state": "succeeded"`) == 2
+	})
+	waitFor(t, "/readyz ok", 15*time.Second, func() bool { c, _ := f.do("GET", "/readyz", "", nil); return c == 200 })
+	if n := len(f.sink.Calls()); n != 2 {
+		t.Fatalf("sink calls = %d, want 2", n)
+	}
+}
+
+func TestReloadKeepsLastGoodRules(t *testing.T) {
+	f := startApp(t, fixtureOpts{})
+	rulesFile := filepath.Join(f.dir, "rules", "pods.yml")
+	good, err := os.ReadFile(rulesFile)
+	must(t, err)
+	must(t, os.WriteFile(rulesFile, []byte("rules:\n  - name: broken\n    when: alert.nmae == 1\n    actions: []\n"), 0o644))
+	code, b := f.do("POST", "/-/reload", adminToken, nil)
+	if code != 400 || !strings.Contains(string(b), "pods.yml:") {
+		t.Fatalf("bad reload: %d %s (want 400 naming file:line)", code, b)
+	}
+	if v := metricValue(t, f, "responder_config_last_reload_successful"); v != 0 {
+		t.Fatalf("config_last_reload_successful = %v after a bad reload", v)
+	}
+	// The last good rules still act.
+	if code := f.post(payload("firing", time.Now().UTC().Truncate(time.Second), "api-1")); code != 200 {
+		t.Fatalf("post: %d", code)
+	}
+	waitFor(t, "the old rule to act", 20*time.Second, func() bool { return countState(f.actions(""), "succeeded") == 1 })
+	must(t, os.WriteFile(rulesFile, good, 0o644))
+	if code, b := f.do("POST", "/-/reload", adminToken, nil); code != 200 {
+		t.Fatalf("good reload: %d %s", code, b)
+	}
+	if v := metricValue(t, f, "responder_config_last_reload_successful"); v != 1 {
+		t.Fatalf("config_last_reload_successful = %v after a good reload", v)
+	}
+}
+
+func TestRefusesToStartWithoutTokens(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "responder.yml")
+	must(t, os.WriteFile(cfg, []byte(fmt.Sprintf("database: {url: %q}\n", pgtest.NewDatabase(t))), 0o600))
+	_, err := app.New(context.Background(), app.Options{ConfigFile: cfg, ListenAddress: "127.0.0.1:0", StoragePath: dir})
+	if err == nil || !strings.Contains(err.Error(), "--web.no-auth") {
+		t.Fatalf("err = %v, want a refusal naming --web.no-auth", err)
+	}
+}
+
+func TestDryRunRecordsWithoutCalling(t *testing.T) {
+	f := startApp(t, fixtureOpts{dryRun: true})
+	if code := f.post(payload("firing", time.Now().UTC().Truncate(time.Second), "web-9")); code != 200 {
+		t.Fatalf("post: %d", code)
+	}
+	waitFor(t, "a dry_run action", 20*time.Second, func() bool { return countState(f.actions(""), "dry_run") == 1 })
+	if n := len(f.sink.Calls()); n != 0 {
+		t.Fatalf("dry run called the sink %d times", n)
+	}
+}

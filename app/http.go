@@ -1,0 +1,304 @@
+package app
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/responder-sre/responder/alert"
+	"github.com/responder-sre/responder/source/alertmanager"
+	"github.com/responder-sre/responder/store"
+)
+
+// access levels of the API tokens.
+type access int
+
+const (
+	accessNone access = iota
+	accessRead
+	accessAdmin
+)
+
+func (a *App) buildHTTP() error {
+	wh, err := alertmanager.NewHandler(alertmanager.Options{
+		Tokens:       a.cfg.WebhookTokens(),
+		NoAuth:       a.o.NoAuth,
+		MaxBodyBytes: int64(a.cfg.Webhook.MaxBodyBytes),
+		Emit:         a.bus.Publish,
+		OnReject:     a.auditReject,
+		Now:          a.o.Now,
+		Logger:       a.log.With("component", "webhook"),
+		Registerer:   a.reg,
+	})
+	if err != nil {
+		return err
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/webhook/alertmanager", wh)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{Registry: a.reg}))
+	live := func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) }
+	mux.HandleFunc("GET /livez", live)
+	mux.HandleFunc("GET /healthz", live)
+	mux.HandleFunc("GET /readyz", a.readyz)
+	mux.Handle("POST /-/reload", a.auth(accessAdmin, a.postReload))
+	mux.Handle("GET /api/v1/incidents", a.auth(accessRead, a.listIncidents))
+	mux.Handle("GET /api/v1/incidents/{id}", a.auth(accessRead, a.getIncident))
+	mux.Handle("GET /api/v1/actions", a.auth(accessRead, a.listActions))
+	mux.Handle("GET /api/v1/actions/{id}", a.auth(accessRead, a.getAction))
+	mux.Handle("GET /api/v1/audit", a.auth(accessRead, a.listAudit))
+	mux.Handle("GET /api/v1/status", a.auth(accessRead, a.status))
+	mux.Handle("/api/", a.auth(accessRead, func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "no such API endpoint: "+r.Method+" "+r.URL.Path)
+	}))
+	a.mux = mux
+	a.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute, WriteTimeout: time.Minute, IdleTimeout: 2 * time.Minute}
+	return nil
+}
+
+// auditReject records an alert the webhook refused (best effort: the rest of the group is accepted).
+func (a *App) auditReject(ctx context.Context, al alert.Alert, err *alert.InvalidError) {
+	e := store.AuditInsert{At: a.o.Now(), Kind: store.AuditAlertRejected, Actor: "webhook", Reason: err.Reason,
+		Detail: map[string]any{"detail": err.Detail, "labels": al.Labels, "status": al.Status}}
+	if aerr := a.st.Audit(ctx, e); aerr != nil {
+		a.log.Warn("could not audit a rejected alert", "reason", err.Reason, "err", aerr)
+	}
+}
+
+// auth checks the bearer token in constant time. The admin token may do everything, the read token
+// only GET.
+func (a *App) auth(need access, h http.HandlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !a.o.NoAuth {
+			got := a.accessOf(r)
+			if got == accessNone {
+				w.Header().Set("WWW-Authenticate", `Bearer realm="responder"`)
+				writeError(w, http.StatusUnauthorized, "missing or invalid bearer token")
+				return
+			}
+			if got < need {
+				writeError(w, http.StatusForbidden, "the read-only token may not do this")
+				return
+			}
+		}
+		h(w, r)
+	})
+}
+
+func (a *App) accessOf(r *http.Request) access {
+	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok || tok == "" {
+		return accessNone
+	}
+	admin := a.cfg.APIToken()
+	read := a.cfg.APIReadToken()
+	isAdmin := admin != "" && subtle.ConstantTimeCompare([]byte(tok), []byte(admin)) == 1
+	isRead := read != "" && subtle.ConstantTimeCompare([]byte(tok), []byte(read)) == 1
+	switch {
+	case isAdmin:
+		return accessAdmin
+	case isRead:
+		return accessRead
+	}
+	return accessNone
+}
+
+func (a *App) readyz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
+	defer cancel()
+	checks := map[string]string{}
+	ready := true
+	check := func(name string, err error) {
+		if err != nil {
+			ready = false
+			checks[name] = err.Error()
+			return
+		}
+		checks[name] = "ok"
+	}
+	check("bus", a.bus.Ready(ctx))
+	check("database", a.st.Ping(ctx))
+	if a.eng.Rules() == nil {
+		check("rules", errors.New("no rules loaded"))
+	} else {
+		check("rules", nil)
+	}
+	code := http.StatusOK
+	if !ready {
+		code = http.StatusServiceUnavailable
+	}
+	writeJSON(w, code, map[string]any{"ready": ready, "checks": checks})
+}
+
+func (a *App) postReload(w http.ResponseWriter, r *http.Request) {
+	if err := a.Reload(r.Context()); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"status": "reloaded", "rules": len(a.eng.Rules().Rules), "rule_hash": a.eng.Rules().Hash})
+}
+
+func page(r *http.Request) (store.Page, error) {
+	q := r.URL.Query()
+	p := store.Page{Cursor: q.Get("cursor")}
+	if l := q.Get("limit"); l != "" {
+		n, err := strconv.Atoi(l)
+		if err != nil || n < 1 {
+			return p, errors.New("limit must be a positive integer")
+		}
+		p.Limit = n
+	}
+	return p, nil
+}
+
+type list[T any] struct {
+	Items      []T    `json:"items"`
+	NextCursor string `json:"next_cursor"`
+}
+
+func (a *App) listIncidents(w http.ResponseWriter, r *http.Request) {
+	p, err := page(r)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	items, next, err := a.st.ListIncidents(r.Context(), store.IncidentFilter{State: r.URL.Query().Get("state"), Rule: r.URL.Query().Get("rule"), Page: p})
+	a.writeList(w, items, next, err)
+}
+
+func (a *App) listActions(w http.ResponseWriter, r *http.Request) {
+	p, err := page(r)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	q := r.URL.Query()
+	f := store.ActionFilter{State: q.Get("state"), Rule: q.Get("rule"), Page: p}
+	if s := q.Get("incident"); s != "" {
+		if f.IncidentID, err = strconv.ParseInt(s, 10, 64); err != nil {
+			writeError(w, http.StatusBadRequest, "incident must be an integer id")
+			return
+		}
+	}
+	items, next, err := a.st.ListActions(r.Context(), f)
+	a.writeList(w, items, next, err)
+}
+
+func (a *App) listAudit(w http.ResponseWriter, r *http.Request) {
+	p, err := page(r)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	f := store.AuditFilter{Page: p}
+	if s := r.URL.Query().Get("incident"); s != "" {
+		if f.IncidentID, err = strconv.ParseInt(s, 10, 64); err != nil {
+			writeError(w, http.StatusBadRequest, "incident must be an integer id")
+			return
+		}
+	}
+	items, next, err := a.st.ListAudit(r.Context(), f)
+	a.writeList(w, items, next, err)
+}
+
+func writeListOf[T any](a *App, w http.ResponseWriter, items []T, next string, err error) {
+	if err != nil {
+		a.apiError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, list[T]{Items: items, NextCursor: next})
+}
+
+func (a *App) writeList(w http.ResponseWriter, items any, next string, err error) {
+	switch v := items.(type) {
+	case []store.Incident:
+		writeListOf(a, w, v, next, err)
+	case []store.Action:
+		writeListOf(a, w, v, next, err)
+	case []store.AuditEntry:
+		writeListOf(a, w, v, next, err)
+	}
+}
+
+func pathID(r *http.Request) (int64, error) {
+	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
+	if err != nil || id <= 0 {
+		return 0, errors.New("id must be a positive integer")
+	}
+	return id, nil
+}
+
+func (a *App) getIncident(w http.ResponseWriter, r *http.Request) {
+	id, err := pathID(r)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	inc, err := a.st.GetIncident(r.Context(), id)
+	if err != nil {
+		a.apiError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, inc)
+}
+
+func (a *App) getAction(w http.ResponseWriter, r *http.Request) {
+	id, err := pathID(r)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	act, err := a.st.GetAction(r.Context(), id)
+	if err != nil {
+		a.apiError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, act)
+}
+
+func (a *App) status(w http.ResponseWriter, r *http.Request) {
+	set := a.eng.Rules()
+	pending, _ := a.bus.Pending(r.Context())
+	writeJSON(w, http.StatusOK, map[string]any{
+		"paused":      a.cfg.Safety.Paused,
+		"dry_run":     a.o.DryRun || a.cfg.Safety.DryRun,
+		"rules":       len(set.Rules),
+		"rule_hash":   set.Hash,
+		"version":     a.o.Version,
+		"bus_pending": pending,
+		"breakers":    []any{},
+		"budgets":     []any{},
+		"leader":      "",
+		"last_reload": a.reload.last(),
+	})
+}
+
+func (a *App) apiError(w http.ResponseWriter, err error) {
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		writeError(w, http.StatusNotFound, "not found")
+	case strings.Contains(err.Error(), "invalid cursor"):
+		writeError(w, http.StatusBadRequest, err.Error())
+	default:
+		a.log.Warn("api: store error", "err", err)
+		writeError(w, http.StatusServiceUnavailable, "database unavailable")
+	}
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+func writeError(w http.ResponseWriter, code int, msg string) {
+	writeJSON(w, code, map[string]string{"error": msg})
+}

@@ -1,0 +1,398 @@
+// Package bus carries groups of alerts from the sources to the engine over NATS JetStream.
+//
+// Contract:
+//   - Publish stores one message per call (one webhook request) and returns only after JetStream
+//     acknowledged it, i.e. after it is durable. The message id (Nats-Msg-Id) is alert.BatchID, so a
+//     group sent twice within the duplicate window is stored once. Every error wraps ErrUnavailable
+//     or ErrStreamFull: both mean "try again later" (HTTP 503), never "dropped".
+//   - The stream is a work queue with file storage, bounded by MaxBytes/MaxMsgs with DiscardNew: a
+//     full stream refuses new messages instead of dropping old ones.
+//   - Consume delivers messages in batches to a Processor through one durable pull consumer shared
+//     by every replica; a message is acked only after Process returned nil for it. Transient errors
+//     are retried without limit (and make Ready fail); permanent errors terminate a message after
+//     MaxPermanentDeliveries and hand it to DeadLetter. Undecodable messages are dead-lettered at
+//     once.
+//   - With no URL, Open runs an embedded JetStream server in-process (loopback, fsync always).
+package bus
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/responder-sre/responder/alert"
+)
+
+// Sentinel errors of Publish. Both mean the caller should answer 503 and let the sender retry.
+var (
+	// ErrUnavailable: not connected, timed out, no JetStream responder, or any other failure.
+	ErrUnavailable = errors.New("bus unavailable")
+	// ErrStreamFull: the stream reached its byte or message limit (DiscardNew).
+	ErrStreamFull = errors.New("bus stream full")
+)
+
+// Defaults of Options.
+const (
+	DefaultStream         = "RESPONDER_ALERTS"
+	DefaultSubject        = "responder.alerts"
+	DefaultDurable        = "responder"
+	DefaultFetchBatch     = 256
+	DefaultAckWait        = 60 * time.Second
+	DefaultMaxPermanent   = 3
+	DefaultMaxBytes       = 1 << 30
+	DefaultMaxMsgs        = 1_000_000
+	MinDuplicateWindow    = 10 * time.Minute
+	DefaultNakDelay       = time.Second
+	embeddedMaxPayload    = 8 << 20
+	embeddedReadyTimeout  = 10 * time.Second
+	defaultPublishTimeout = 10 * time.Second
+	pendingScrapeTimeout  = 2 * time.Second
+	reconnectWait         = 250 * time.Millisecond
+)
+
+// Options configures a Bus. Zero values take the defaults above.
+type Options struct {
+	// URL of an external NATS server; "" starts an embedded JetStream server with file storage
+	// under StoreDir, listening on loopback (Port; 0 = a random port), fsync on every write.
+	URL      string
+	StoreDir string
+	Port     int
+
+	Stream, Subject string
+	// Stream limits. MaxBytes/MaxMsgs default to 1 GiB / 1e6 messages; MaxAge 0 = no age limit
+	// (an age limit would silently drop unprocessed alerts). DuplicateWindow is raised to at least
+	// 10 minutes.
+	MaxBytes, MaxMsgs int64
+	MaxAge            time.Duration
+	DuplicateWindow   time.Duration
+	Replicas          int
+
+	// Durable is the name of the one pull consumer shared by all replicas.
+	Durable    string
+	FetchBatch int
+	AckWait    time.Duration
+	// MaxPermanentDeliveries is how many deliveries failing with a permanent error a message gets
+	// before it is terminated and dead-lettered.
+	MaxPermanentDeliveries int
+	// NakDelay is the base redelivery delay after a permanent failure (times the delivery count,
+	// capped at AckWait).
+	NakDelay time.Duration
+
+	Logger     *slog.Logger
+	Registerer prometheus.Registerer
+}
+
+func (o *Options) setDefaults() error {
+	if o.Stream == "" {
+		o.Stream = DefaultStream
+	}
+	if o.Subject == "" {
+		o.Subject = DefaultSubject
+	}
+	if o.Durable == "" {
+		o.Durable = DefaultDurable
+	}
+	if o.FetchBatch <= 0 {
+		o.FetchBatch = DefaultFetchBatch
+	}
+	if o.AckWait <= 0 {
+		o.AckWait = DefaultAckWait
+	}
+	if o.MaxPermanentDeliveries <= 0 {
+		o.MaxPermanentDeliveries = DefaultMaxPermanent
+	}
+	if o.NakDelay <= 0 {
+		o.NakDelay = DefaultNakDelay
+	}
+	if o.MaxBytes == 0 {
+		o.MaxBytes = DefaultMaxBytes
+	}
+	if o.MaxMsgs == 0 {
+		o.MaxMsgs = DefaultMaxMsgs
+	}
+	if o.DuplicateWindow < MinDuplicateWindow {
+		o.DuplicateWindow = MinDuplicateWindow
+	}
+	if o.MaxAge > 0 && o.MaxAge < o.DuplicateWindow {
+		return fmt.Errorf("bus: max age %s is shorter than the duplicate window %s", o.MaxAge, o.DuplicateWindow)
+	}
+	if o.Replicas <= 0 {
+		o.Replicas = 1
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Registerer == nil {
+		o.Registerer = prometheus.NewRegistry()
+	}
+	if o.URL == "" && o.StoreDir == "" {
+		return errors.New("bus: an embedded server needs a store directory")
+	}
+	return nil
+}
+
+// Bus is a connection to the alert stream. Publish, Ready and Pending are safe for concurrent use.
+type Bus struct {
+	o        Options
+	log      *slog.Logger
+	srv      *server.Server // nil when external
+	nc       *nats.Conn
+	js       jetstream.JetStream
+	stream   jetstream.Stream
+	consumer jetstream.Consumer
+	m        *metrics
+
+	// transient holds the last transient Process error while a batch is being retried.
+	transient atomic.Pointer[error]
+	lastPend  atomic.Uint64
+
+	fetchMu     sync.Mutex
+	fetchCancel context.CancelFunc // cancels the current waiting fetch
+
+	mu        sync.Mutex // guards closed and consumers.Add
+	closed    bool
+	closeOnce sync.Once
+	closing   chan struct{}
+	consumers sync.WaitGroup
+}
+
+// Open connects to URL (or starts the embedded server), then creates or updates the stream and the
+// durable consumer.
+func Open(ctx context.Context, o Options) (*Bus, error) {
+	if err := o.setDefaults(); err != nil {
+		return nil, err
+	}
+	b := &Bus{o: o, log: o.Logger, closing: make(chan struct{})}
+	url := o.URL
+	if url == "" {
+		srv, err := startEmbedded(o)
+		if err != nil {
+			return nil, err
+		}
+		b.srv = srv
+		url = srv.ClientURL()
+	}
+	nc, err := nats.Connect(url,
+		nats.Name("responder"),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(reconnectWait),
+		nats.ReconnectJitter(100*time.Millisecond, time.Second),
+		// Fail fast while disconnected instead of buffering publishes that the caller has already
+		// answered with an error.
+		nats.ReconnectBufSize(-1),
+		nats.RetryOnFailedConnect(false),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			b.log.Warn("bus disconnected", "err", err)
+		}),
+		nats.ReconnectHandler(func(c *nats.Conn) {
+			b.log.Info("bus reconnected", "url", c.ConnectedUrlRedacted())
+			b.fetchMu.Lock()
+			if b.fetchCancel != nil {
+				b.fetchCancel()
+			}
+			b.fetchMu.Unlock()
+		}),
+	)
+	if err != nil {
+		b.shutdownServer()
+		return nil, fmt.Errorf("bus: connect %s: %w: %w", url, ErrUnavailable, err)
+	}
+	b.nc = nc
+	if err := b.setup(ctx); err != nil {
+		nc.Close()
+		b.shutdownServer()
+		return nil, err
+	}
+	m, err := newMetrics(o.Registerer, b)
+	if err != nil {
+		nc.Close()
+		b.shutdownServer()
+		return nil, err
+	}
+	b.m = m
+	return b, nil
+}
+
+func (b *Bus) setup(ctx context.Context) error {
+	js, err := jetstream.New(b.nc)
+	if err != nil {
+		return fmt.Errorf("bus: jetstream: %w", err)
+	}
+	b.js = js
+	o := b.o
+	maxAge := o.MaxAge
+	b.stream, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        o.Stream,
+		Description: "responder alert groups",
+		Subjects:    []string{o.Subject},
+		Retention:   jetstream.WorkQueuePolicy,
+		Storage:     jetstream.FileStorage,
+		Discard:     jetstream.DiscardNew,
+		MaxBytes:    o.MaxBytes,
+		MaxMsgs:     o.MaxMsgs,
+		MaxAge:      maxAge,
+		Duplicates:  o.DuplicateWindow,
+		Replicas:    o.Replicas,
+	})
+	if err != nil {
+		return fmt.Errorf("bus: create or update stream %s: %w", o.Stream, err)
+	}
+	b.consumer, err = js.CreateOrUpdateConsumer(ctx, o.Stream, jetstream.ConsumerConfig{
+		Durable:       o.Durable,
+		Description:   "responder engine (shared by all replicas)",
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       o.AckWait,
+		MaxDeliver:    -1,
+		MaxAckPending: max(8*o.FetchBatch, 4096),
+		FilterSubject: o.Subject,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+	})
+	if err != nil {
+		return fmt.Errorf("bus: create or update consumer %s: %w", o.Durable, err)
+	}
+	return nil
+}
+
+// ClientURL is the URL other clients use to reach the server (the embedded one when embedded).
+func (b *Bus) ClientURL() string {
+	if b.srv != nil {
+		return b.srv.ClientURL()
+	}
+	return b.o.URL
+}
+
+// Publish stores alerts as one message and returns after the PubAck. Groups larger than the server's
+// maximum payload are split (deterministically) into several messages.
+func (b *Bus) Publish(ctx context.Context, alerts []alert.Alert) error {
+	if len(alerts) == 0 {
+		return nil
+	}
+	start := time.Now()
+	err := b.publish(ctx, alerts)
+	b.m.publishDuration.Observe(time.Since(start).Seconds())
+	switch {
+	case err == nil:
+		b.m.published.WithLabelValues("ok").Inc()
+	case errors.Is(err, ErrStreamFull):
+		b.m.published.WithLabelValues("stream_full").Inc()
+	default:
+		b.m.published.WithLabelValues("unavailable").Inc()
+	}
+	return err
+}
+
+func (b *Bus) publish(ctx context.Context, alerts []alert.Alert) error {
+	if !b.nc.IsConnected() {
+		return fmt.Errorf("bus: publish: %w: %s", ErrUnavailable, strings.ToLower(b.nc.Status().String()))
+	}
+	data, err := json.Marshal(alerts)
+	if err != nil {
+		return fmt.Errorf("bus: encode alerts: %w: %w", ErrUnavailable, err)
+	}
+	if int64(len(data)) > b.nc.MaxPayload()-1024 && len(alerts) > 1 {
+		return b.publishSplit(ctx, alerts)
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, defaultPublishTimeout)
+		defer cancel()
+	}
+	msg := &nats.Msg{Subject: b.o.Subject, Data: data}
+	if _, err := b.js.PublishMsg(ctx, msg, jetstream.WithMsgID(alert.BatchID(alerts))); err != nil {
+		return classify(err)
+	}
+	return nil
+}
+
+// publishSplit sorts the alerts by ID and publishes halves, so a re-sent oversized group splits the
+// same way and is deduplicated.
+func (b *Bus) publishSplit(ctx context.Context, alerts []alert.Alert) error {
+	sorted := slices.Clone(alerts)
+	slices.SortFunc(sorted, func(x, y alert.Alert) int { return strings.Compare(x.ID(), y.ID()) })
+	mid := len(sorted) / 2
+	if err := b.publish(ctx, sorted[:mid]); err != nil {
+		return err
+	}
+	return b.publish(ctx, sorted[mid:])
+}
+
+// classify wraps a publish error in ErrStreamFull or ErrUnavailable.
+func classify(err error) error {
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) {
+		full := apiErr.ErrorCode == 10023 || // insufficient resources
+			(apiErr.ErrorCode == 10077 && strings.Contains(apiErr.Description, "exceeded"))
+		if full {
+			return fmt.Errorf("bus: publish: %w: %w", ErrStreamFull, err)
+		}
+	}
+	return fmt.Errorf("bus: publish: %w: %w", ErrUnavailable, err)
+}
+
+// Ready reports whether the bus is usable: connected, the stream exists on the server, and no batch
+// is stuck on a transient processing error.
+func (b *Bus) Ready(ctx context.Context) error {
+	if !b.nc.IsConnected() {
+		return fmt.Errorf("bus: %w: %s", ErrUnavailable, strings.ToLower(b.nc.Status().String()))
+	}
+	if _, err := b.js.Stream(ctx, b.o.Stream); err != nil {
+		return fmt.Errorf("bus: stream %s: %w: %w", b.o.Stream, ErrUnavailable, err)
+	}
+	if p := b.transient.Load(); p != nil {
+		return fmt.Errorf("bus: processing is failing: %w", *p)
+	}
+	return nil
+}
+
+// Pending is the number of messages not yet acked by the consumer (undelivered plus in flight).
+func (b *Bus) Pending(ctx context.Context) (uint64, error) {
+	info, err := b.consumer.Info(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("bus: consumer info: %w", err)
+	}
+	n := info.NumPending + uint64(info.NumAckPending)
+	b.lastPend.Store(n)
+	return n, nil
+}
+
+// Close stops Consume (waiting for it within ctx), closes the connection and shuts the embedded
+// server down.
+func (b *Bus) Close(ctx context.Context) error {
+	var err error
+	b.closeOnce.Do(func() {
+		b.mu.Lock()
+		b.closed = true
+		close(b.closing)
+		b.mu.Unlock()
+		done := make(chan struct{})
+		go func() { b.consumers.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-ctx.Done():
+			err = fmt.Errorf("bus: close: consumers still running: %w", ctx.Err())
+		}
+		b.m.unregister()
+		b.nc.Close()
+		b.shutdownServer()
+	})
+	return err
+}
+
+func (b *Bus) shutdownServer() {
+	if b.srv != nil {
+		b.srv.Shutdown()
+		b.srv.WaitForShutdown()
+	}
+}

@@ -1,0 +1,462 @@
+package bus_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/responder-sre/responder/alert"
+	"github.com/responder-sre/responder/bus"
+	"github.com/responder-sre/responder/bus/bustest"
+)
+
+func open(t *testing.T, o bus.Options) (*bus.Bus, *prometheus.Registry) {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	o.Registerer = reg
+	if os.Getenv("BUS_DEBUG") != "" {
+		o.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	if o.NakDelay == 0 {
+		o.NakDelay = 10 * time.Millisecond
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	b, err := bus.Open(ctx, o)
+	if err != nil {
+		t.Fatalf("open: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := b.Close(ctx); err != nil {
+			t.Errorf("close: %v", err)
+		}
+	})
+	return b, reg
+}
+
+// group returns n valid alerts whose identity depends on name.
+func group(name string, n int) []alert.Alert {
+	start := time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC)
+	out := make([]alert.Alert, n)
+	for i := range out {
+		labels := map[string]string{"alertname": name, "pod": fmt.Sprintf("pod-%d", i), "namespace": "shop"}
+		out[i] = alert.Alert{
+			Name: name, Source: alert.SourceAlertmanager, Status: alert.StatusFiring,
+			Labels: labels, Annotations: map[string]string{"summary": "s"},
+			StartsAt: start, Fingerprint: alert.Fingerprint(labels), ReceivedAt: start.Add(time.Minute),
+		}
+	}
+	return out
+}
+
+// recorder is a Processor that records what it saw; fail decides the result of each Process call.
+type recorder struct {
+	mu        sync.Mutex
+	calls     int
+	processed map[string][]bus.Message // by message id, one entry per successful processing
+	dead      map[string]string        // msg id -> reason
+	deadData  map[string][]byte
+	fail      func(msgs []bus.Message) error
+}
+
+func newRecorder() *recorder {
+	return &recorder{processed: map[string][]bus.Message{}, dead: map[string]string{}, deadData: map[string][]byte{}}
+}
+
+func (r *recorder) Process(_ context.Context, msgs []bus.Message) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.calls++
+	if r.fail != nil {
+		if err := r.fail(msgs); err != nil {
+			return err
+		}
+	}
+	for _, m := range msgs {
+		r.processed[m.ID] = append(r.processed[m.ID], m)
+	}
+	return nil
+}
+
+func (r *recorder) DeadLetter(_ context.Context, id string, data []byte, reason string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.dead[id] = reason
+	r.deadData[id] = data
+	return nil
+}
+
+func (r *recorder) setFail(f func([]bus.Message) error) {
+	r.mu.Lock()
+	r.fail = f
+	r.mu.Unlock()
+}
+
+func (r *recorder) count() (processed, dead int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, ms := range r.processed {
+		processed += len(ms)
+	}
+	return processed, len(r.dead)
+}
+
+// consume runs b.Consume until the test ends.
+func consume(t *testing.T, b *bus.Bus, p bus.Processor) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- b.Consume(ctx, p) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("consume: %v", err)
+			}
+		case <-time.After(15 * time.Second):
+			t.Error("consume did not stop")
+		}
+	})
+}
+
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond) // polling a condition, not waiting for work
+	}
+}
+
+func publish(t *testing.T, b *bus.Bus, alerts []alert.Alert) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := b.Publish(ctx, alerts); err != nil {
+		t.Fatalf("publish: %v", err)
+	}
+}
+
+func TestRoundTripEmbedded(t *testing.T) {
+	b, reg := open(t, bus.Options{StoreDir: t.TempDir()})
+	if !strings.HasPrefix(b.ClientURL(), "nats://127.0.0.1:") {
+		t.Fatalf("client url %q", b.ClientURL())
+	}
+	groups := [][]alert.Alert{group("A", 1), group("B", 3), group("C", 10)}
+	for _, g := range groups {
+		publish(t, b, g)
+	}
+	eventually(t, "pending 3", func() bool { n, err := b.Pending(context.Background()); return err == nil && n == 3 })
+	if got := metricValue(t, reg, "responder_bus_pending_messages"); got != 3 {
+		t.Fatalf("pending gauge = %v, want 3", got)
+	}
+	rec := newRecorder()
+	consume(t, b, rec)
+	eventually(t, "3 messages processed", func() bool { n, _ := rec.count(); return n == 3 })
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	for _, g := range groups {
+		ms := rec.processed[alert.BatchID(g)]
+		if len(ms) != 1 {
+			t.Fatalf("group %s processed %d times", g[0].Name, len(ms))
+		}
+		if diff := cmp.Diff(g, ms[0].Alerts); diff != "" {
+			t.Errorf("alerts changed on the bus (-sent +got):\n%s", diff)
+		}
+		if ms[0].Delivered != 1 || ms[0].Published.IsZero() {
+			t.Errorf("delivered %d published %v", ms[0].Delivered, ms[0].Published)
+		}
+	}
+	eventually(t, "pending 0", func() bool { n, err := b.Pending(context.Background()); return err == nil && n == 0 })
+	if err := b.Ready(context.Background()); err != nil {
+		t.Fatalf("ready: %v", err)
+	}
+}
+
+// metricValue sums the series of one metric in reg.
+func metricValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatalf("gather: %v", err)
+	}
+	var v float64
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			for _, m := range mf.GetMetric() {
+				v += m.GetGauge().GetValue() + m.GetCounter().GetValue()
+			}
+			return v
+		}
+	}
+	t.Fatalf("metric %s not registered", name)
+	return 0
+}
+
+func TestDedupe(t *testing.T) {
+	srv := bustest.Start(t)
+	b, _ := open(t, bus.Options{URL: srv.URL()})
+	g := group("Dup", 4)
+	publish(t, b, g)
+	reversed := []alert.Alert{g[3], g[2], g[1], g[0]}
+	publish(t, b, reversed) // same alerts in another order: same message id
+	eventually(t, "pending 1", func() bool { n, err := b.Pending(context.Background()); return err == nil && n == 1 })
+	rec := newRecorder()
+	consume(t, b, rec)
+	eventually(t, "processed", func() bool { n, _ := rec.count(); return n >= 1 })
+	eventually(t, "acked", func() bool { n, err := b.Pending(context.Background()); return err == nil && n == 0 })
+	if n, _ := rec.count(); n != 1 {
+		t.Fatalf("processed %d deliveries, want 1", n)
+	}
+}
+
+func TestStreamFull(t *testing.T) {
+	srv := bustest.Start(t)
+	b, reg := open(t, bus.Options{URL: srv.URL(), MaxMsgs: 2})
+	publish(t, b, group("One", 1))
+	publish(t, b, group("Two", 1))
+	err := b.Publish(context.Background(), group("Three", 1))
+	if !errors.Is(err, bus.ErrStreamFull) || errors.Is(err, bus.ErrUnavailable) {
+		t.Fatalf("publish to a full stream: %v; want ErrStreamFull", err)
+	}
+	if got := metricValue(t, reg, "responder_bus_pending_messages"); got != 2 {
+		t.Fatalf("pending gauge = %v, want 2", got)
+	}
+	// Draining makes room again (work-queue retention).
+	rec := newRecorder()
+	consume(t, b, rec)
+	eventually(t, "drained", func() bool { n, err := b.Pending(context.Background()); return err == nil && n == 0 })
+	publish(t, b, group("Three", 1))
+}
+
+func TestServerDownAndBack(t *testing.T) {
+	srv := bustest.Start(t)
+	b, _ := open(t, bus.Options{URL: srv.URL()})
+	rec := newRecorder()
+	consume(t, b, rec)
+	publish(t, b, group("Before", 1))
+
+	srv.Shutdown()
+	// Before the client notices, a publish is bounded by its context.
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	if err := b.Publish(ctx, group("During", 1)); !errors.Is(err, bus.ErrUnavailable) {
+		t.Fatalf("publish with the server down: %v; want ErrUnavailable", err)
+	}
+	eventually(t, "not ready", func() bool { return b.Ready(context.Background()) != nil })
+	// Once it has noticed, a publish fails at once.
+	start := time.Now()
+	err := b.Publish(context.Background(), group("During", 1))
+	if !errors.Is(err, bus.ErrUnavailable) {
+		t.Fatalf("publish with the server down: %v; want ErrUnavailable", err)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Fatalf("publish took %s while disconnected", d)
+	}
+
+	srv.Restart()
+	eventually(t, "publish after restart", func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		return b.Publish(ctx, group("After", 1)) == nil
+	})
+	eventually(t, "ready", func() bool { return b.Ready(context.Background()) == nil })
+	eventually(t, "both processed", func() bool {
+		rec.mu.Lock()
+		defer rec.mu.Unlock()
+		return len(rec.processed[alert.BatchID(group("Before", 1))]) == 1 && len(rec.processed[alert.BatchID(group("After", 1))]) == 1
+	})
+}
+
+func TestTransientErrorRetriedNotLost(t *testing.T) {
+	srv := bustest.Start(t)
+	b, reg := open(t, bus.Options{URL: srv.URL(), AckWait: time.Second})
+	storeDown := errors.New("store down")
+	rec := newRecorder()
+	rec.fail = func([]bus.Message) error { return storeDown }
+	consume(t, b, rec)
+	g := group("Transient", 2)
+	publish(t, b, g)
+
+	eventually(t, "ready fails", func() bool {
+		err := b.Ready(context.Background())
+		return err != nil && errors.Is(err, storeDown)
+	})
+	// Keep failing past AckWait: InProgress must prevent a redelivery.
+	eventually(t, "retries", func() bool { rec.mu.Lock(); defer rec.mu.Unlock(); return rec.calls >= 7 })
+	rec.setFail(nil)
+	eventually(t, "processed", func() bool { n, _ := rec.count(); return n == 1 })
+	eventually(t, "ready again", func() bool { return b.Ready(context.Background()) == nil })
+	rec.mu.Lock()
+	m := rec.processed[alert.BatchID(g)][0]
+	rec.mu.Unlock()
+	if m.Delivered != 1 {
+		t.Errorf("delivered %d times; the message should have stayed in progress", m.Delivered)
+	}
+	if got := metricValue(t, reg, "responder_bus_redeliveries_total"); got != 0 {
+		t.Errorf("redeliveries = %v, want 0", got)
+	}
+	if n, _ := rec.count(); n != 1 {
+		t.Errorf("processed %d, want 1", n)
+	}
+}
+
+func TestPermanentErrorDeadLettersAfterN(t *testing.T) {
+	srv := bustest.Start(t)
+	b, reg := open(t, bus.Options{URL: srv.URL(), MaxPermanentDeliveries: 3})
+	rec := newRecorder()
+	rec.fail = func(msgs []bus.Message) error {
+		for _, m := range msgs {
+			if m.Alerts[0].Name == "Poison" {
+				return bus.Permanent(errors.New("cannot plan"))
+			}
+		}
+		return nil
+	}
+	// Published before consuming so the poison message arrives in one batch with good ones.
+	good := [][]alert.Alert{group("Good1", 1), group("Good2", 2)}
+	poison := group("Poison", 1)
+	publish(t, b, good[0])
+	publish(t, b, poison)
+	publish(t, b, good[1])
+	consume(t, b, rec)
+
+	eventually(t, "dead letter", func() bool { _, d := rec.count(); return d == 1 })
+	eventually(t, "acked", func() bool { n, err := b.Pending(context.Background()); return err == nil && n == 0 })
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	id := alert.BatchID(poison)
+	if reason := rec.dead[id]; !strings.Contains(reason, "cannot plan") {
+		t.Errorf("dead letter reason %q", reason)
+	}
+	for _, g := range good {
+		if n := len(rec.processed[alert.BatchID(g)]); n != 1 {
+			t.Errorf("good message processed %d times, want 1", n)
+		}
+	}
+	if len(rec.processed[id]) != 0 {
+		t.Errorf("poison message processed")
+	}
+	if got := metricValue(t, reg, "responder_bus_terminated_total"); got != 1 {
+		t.Errorf("terminated = %v, want 1", got)
+	}
+	if got := metricValue(t, reg, "responder_bus_redeliveries_total"); got != 2 {
+		t.Errorf("redeliveries = %v, want 2 (3 deliveries)", got)
+	}
+}
+
+func TestUndecodableIsDeadLettered(t *testing.T) {
+	srv := bustest.Start(t)
+	b, reg := open(t, bus.Options{URL: srv.URL()})
+	nc, err := nats.Connect(srv.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	for i, data := range []string{"{not json", "[]"} {
+		msg := &nats.Msg{Subject: bus.DefaultSubject, Data: []byte(data), Header: nats.Header{"Nats-Msg-Id": {fmt.Sprintf("bad-%d", i)}}}
+		if _, err := nc.RequestMsg(msg, 5*time.Second); err != nil {
+			t.Fatal(err)
+		}
+	}
+	publish(t, b, group("Fine", 1))
+	rec := newRecorder()
+	consume(t, b, rec)
+	eventually(t, "dead letters", func() bool { _, d := rec.count(); return d == 2 })
+	eventually(t, "processed", func() bool { n, _ := rec.count(); return n == 1 })
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	if !strings.HasPrefix(rec.dead["bad-0"], "undecodable") || string(rec.deadData["bad-0"]) != "{not json" {
+		t.Errorf("dead letter bad-0: %q %q", rec.dead["bad-0"], rec.deadData["bad-0"])
+	}
+	if got := metricValue(t, reg, "responder_bus_terminated_total"); got != 2 {
+		t.Errorf("terminated = %v, want 2", got)
+	}
+}
+
+func TestTwoReplicasShareWork(t *testing.T) {
+	srv := bustest.Start(t)
+	b1, _ := open(t, bus.Options{URL: srv.URL(), FetchBatch: 8})
+	b2, _ := open(t, bus.Options{URL: srv.URL(), FetchBatch: 8})
+	r1, r2 := newRecorder(), newRecorder()
+	consume(t, b1, r1)
+	consume(t, b2, r2)
+	const n = 200
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i := range n {
+		wg.Go(func() {
+			pub := b1
+			if i%2 == 1 {
+				pub = b2
+			}
+			if err := pub.Publish(context.Background(), group(fmt.Sprintf("A%d", i), 2)); err != nil {
+				errs <- err
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	eventually(t, "all processed", func() bool { a, _ := r1.count(); b, _ := r2.count(); return a+b >= n })
+	eventually(t, "all acked", func() bool { p, err := b1.Pending(context.Background()); return err == nil && p == 0 })
+	a, _ := r1.count()
+	c, _ := r2.count()
+	if a+c != n {
+		t.Fatalf("processed %d+%d, want %d", a, c, n)
+	}
+	r1.mu.Lock()
+	r2.mu.Lock()
+	defer r1.mu.Unlock()
+	defer r2.mu.Unlock()
+	for id, ms := range r1.processed {
+		if len(ms) != 1 || len(r2.processed[id]) != 0 {
+			t.Errorf("message %s processed %d times by replica 1 and %d by replica 2", id, len(ms), len(r2.processed[id]))
+		}
+	}
+	t.Logf("replica 1 processed %d, replica 2 %d", a, c)
+}
+
+// TestOversizedGroupIsSplit: a group larger than the server's maximum payload is stored as several
+// messages, none lost.
+func TestOversizedGroupIsSplit(t *testing.T) {
+	srv := bustest.Start(t)
+	b, _ := open(t, bus.Options{URL: srv.URL()})
+	g := group("Big", 3)
+	for i := range g {
+		g[i].Annotations = map[string]string{"description": strings.Repeat("x", 3<<20)}
+	}
+	publish(t, b, g)
+	eventually(t, "pending 2", func() bool { n, err := b.Pending(context.Background()); return err == nil && n == 2 })
+	rec := newRecorder()
+	consume(t, b, rec)
+	eventually(t, "processed", func() bool { n, _ := rec.count(); return n == 2 })
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	seen := map[string]bool{}
+	for _, ms := range rec.processed {
+		for _, a := range ms[0].Alerts {
+			seen[a.ID()] = true
+		}
+	}
+	if len(seen) != 3 {
+		t.Fatalf("%d distinct alerts arrived, want 3", len(seen))
+	}
+}

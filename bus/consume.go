@@ -1,0 +1,367 @@
+package bus
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/cenkalti/backoff/v5"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/responder-sre/responder/alert"
+)
+
+// Message is one stored group of alerts as the Processor sees it.
+type Message struct {
+	ID        string // Nats-Msg-Id (alert.BatchID of the group)
+	Alerts    []alert.Alert
+	Delivered uint64 // 1 on the first delivery
+	Published time.Time
+}
+
+// Processor consumes messages. Process gets all decoded messages of one fetch in one call and
+// must be idempotent (a message can be delivered again after a crash). It returns nil when every
+// message is durably handled (they are then acked), a Permanent error when retrying cannot help,
+// and any other error when it can (the batch is kept and retried without limit).
+// DeadLetter records a message that will never be processed; the message is terminated only
+// after it returned nil.
+type Processor interface {
+	Process(ctx context.Context, msgs []Message) error
+	DeadLetter(ctx context.Context, msgID string, data []byte, reason string) error
+}
+
+type permanentError struct{ err error }
+
+func (e *permanentError) Error() string { return e.err.Error() }
+func (e *permanentError) Unwrap() error { return e.err }
+
+// Permanent marks err as permanent: the message cannot be processed, however often it is retried.
+func Permanent(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &permanentError{err}
+}
+
+// IsPermanent reports whether err (or an error it wraps) was marked with Permanent.
+func IsPermanent(err error) bool {
+	var p *permanentError
+	return errors.As(err, &p)
+}
+
+const (
+	fetchWait          = 10 * time.Second
+	retryInitial       = 100 * time.Millisecond
+	retryCap           = 5 * time.Second
+	fetchErrorCap      = 2 * time.Second
+	undecodablePrefix  = "undecodable: "
+	permanentPrefix    = "permanent: "
+	maxTermReasonBytes = 256
+)
+
+type item struct {
+	raw jetstream.Msg
+	msg Message
+}
+
+// Consume fetches messages and hands them to p until ctx is done or the Bus is closed. Several
+// Consume calls (in one process or in several replicas) share the work: each message goes to one
+// of them.
+func (b *Bus) Consume(ctx context.Context, p Processor) error {
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return errors.New("bus: consume: closed")
+	}
+	b.consumers.Add(1)
+	b.mu.Unlock()
+	defer b.consumers.Done()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-b.closing:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+
+	bo := newBackoff(fetchErrorCap)
+	for ctx.Err() == nil {
+		raw, err := b.fetch(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				break
+			}
+			b.log.Warn("bus fetch failed", "err", err)
+			sleep(ctx, bo.NextBackOff())
+			continue
+		}
+		bo.Reset()
+		if len(raw) > 0 {
+			b.handle(ctx, p, raw)
+		}
+	}
+	return nil
+}
+
+// fetch returns what is available at once; when nothing is, it waits for one message and then
+// takes whatever else arrived with it. Low latency when idle, full batches under load.
+func (b *Bus) fetch(ctx context.Context) ([]jetstream.Msg, error) {
+	msgs, err := b.fetchNoWait(b.o.FetchBatch)
+	if err != nil || len(msgs) > 0 {
+		return msgs, err
+	}
+	fctx, cancel := context.WithTimeout(ctx, fetchWait)
+	defer cancel()
+	// A reconnect cancels the wait: the server may have lost the pull request.
+	b.fetchMu.Lock()
+	b.fetchCancel = cancel
+	b.fetchMu.Unlock()
+	batch, err := b.consumer.Fetch(1, jetstream.FetchContext(fctx))
+	if err != nil {
+		return nil, err
+	}
+	msgs, err = drain(batch)
+	if err != nil && fctx.Err() == nil {
+		return msgs, err
+	}
+	if len(msgs) == 0 || b.o.FetchBatch == 1 {
+		return msgs, nil
+	}
+	more, err := b.fetchNoWait(b.o.FetchBatch - 1)
+	if err != nil {
+		b.log.Debug("bus fetch of more messages failed", "err", err)
+	}
+	return append(msgs, more...), nil
+}
+
+func (b *Bus) fetchNoWait(n int) ([]jetstream.Msg, error) {
+	batch, err := b.consumer.FetchNoWait(n)
+	if err != nil {
+		return nil, err
+	}
+	return drain(batch)
+}
+
+func drain(batch jetstream.MessageBatch) ([]jetstream.Msg, error) {
+	var msgs []jetstream.Msg
+	for m := range batch.Messages() {
+		msgs = append(msgs, m)
+	}
+	return msgs, batch.Error()
+}
+
+// handle decodes a fetched batch, dead-letters what cannot be decoded and processes the rest.
+func (b *Bus) handle(ctx context.Context, p Processor, raw []jetstream.Msg) {
+	items := make([]item, 0, len(raw))
+	for _, m := range raw {
+		it, err := decode(m)
+		if it.msg.Delivered > 1 {
+			b.m.redeliveries.Inc()
+		}
+		if err != nil {
+			b.log.Error("bus message undecodable", "msg_id", it.msg.ID, "err", err)
+			b.deadLetter(ctx, p, it, undecodablePrefix+err.Error())
+			continue
+		}
+		items = append(items, it)
+	}
+	if len(items) == 0 {
+		return
+	}
+	err := b.processRetrying(ctx, p, items)
+	switch {
+	case err == nil:
+		b.ackAll(items)
+	case ctx.Err() != nil:
+		b.nakAll(items)
+	default:
+		// Permanent: find the culprit(s) by processing each message alone.
+		if len(items) > 1 {
+			b.log.Warn("bus batch failed permanently; retrying its messages one by one", "messages", len(items), "err", err)
+		}
+		for i, it := range items {
+			if ctx.Err() != nil {
+				b.nakAll(items[i:])
+				return
+			}
+			if len(items) > 1 {
+				err = b.processRetrying(ctx, p, items[i:i+1])
+			}
+			b.settleOne(ctx, p, it, err)
+		}
+	}
+}
+
+// settleOne acks a message, or after a permanent error naks it with a delay or, once its
+// deliveries reach MaxPermanentDeliveries, dead-letters it.
+func (b *Bus) settleOne(ctx context.Context, p Processor, it item, err error) {
+	switch {
+	case err == nil:
+		b.ackAll([]item{it})
+	case ctx.Err() != nil:
+		b.nakAll([]item{it})
+	case it.msg.Delivered >= uint64(b.o.MaxPermanentDeliveries):
+		b.log.Error("bus message failed permanently; dead-lettering", "msg_id", it.msg.ID, "delivered", it.msg.Delivered, "err", err)
+		b.deadLetter(ctx, p, it, permanentPrefix+err.Error())
+	default:
+		delay := min(b.o.NakDelay*time.Duration(it.msg.Delivered), b.o.AckWait)
+		b.log.Warn("bus message failed permanently; will retry", "msg_id", it.msg.ID, "delivered", it.msg.Delivered, "retry_in", delay, "err", err)
+		if err := it.raw.NakWithDelay(delay); err != nil {
+			b.log.Warn("bus nak failed", "msg_id", it.msg.ID, "err", err)
+		}
+	}
+}
+
+// processRetrying calls Process until it succeeds, fails permanently, or ctx is done. While a
+// transient error persists it keeps the messages in progress and makes Ready fail.
+func (b *Bus) processRetrying(ctx context.Context, p Processor, items []item) error {
+	msgs := make([]Message, len(items))
+	for i := range items {
+		msgs[i] = items[i].msg
+	}
+	bo := newBackoff(retryCap)
+	for {
+		err := p.Process(ctx, msgs)
+		if err == nil || IsPermanent(err) {
+			if b.transient.Swap(nil) != nil {
+				b.log.Info("bus processing recovered")
+			}
+			if err != nil {
+				b.m.processErrors.WithLabelValues("permanent").Inc()
+			}
+			return err
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		b.m.processErrors.WithLabelValues("transient").Inc()
+		err = fmt.Errorf("transient: %w", err)
+		b.transient.Store(&err)
+		d := bo.NextBackOff()
+		b.log.Warn("bus processing failed; retrying", "messages", len(items), "retry_in", d, "err", err)
+		if !b.waitInProgress(ctx, items, d) {
+			return ctx.Err()
+		}
+	}
+}
+
+// deadLetter hands a message to the Processor's DeadLetter (retried until it succeeds or ctx is
+// done) and then terminates it.
+func (b *Bus) deadLetter(ctx context.Context, p Processor, it item, reason string) {
+	bo := newBackoff(retryCap)
+	for {
+		err := p.DeadLetter(ctx, it.msg.ID, it.raw.Data(), reason)
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			b.nakAll([]item{it})
+			return
+		}
+		err = fmt.Errorf("dead letter: %w", err)
+		b.transient.Store(&err)
+		d := bo.NextBackOff()
+		b.log.Warn("bus dead letter failed; retrying", "msg_id", it.msg.ID, "retry_in", d, "err", err)
+		if !b.waitInProgress(ctx, []item{it}, d) {
+			b.nakAll([]item{it})
+			return
+		}
+	}
+	b.transient.Store(nil)
+	if len(reason) > maxTermReasonBytes {
+		reason = reason[:maxTermReasonBytes]
+	}
+	if err := it.raw.TermWithReason(reason); err != nil {
+		b.log.Warn("bus term failed", "msg_id", it.msg.ID, "err", err)
+	}
+	b.m.terminated.Inc()
+}
+
+// waitInProgress waits d while telling the server the messages are still being worked on, so they
+// are not redelivered. It returns false when ctx is done.
+func (b *Bus) waitInProgress(ctx context.Context, items []item, d time.Duration) bool {
+	tick := max(b.o.AckWait/4, time.Millisecond)
+	deadline := time.Now().Add(d)
+	for {
+		for _, it := range items {
+			if err := it.raw.InProgress(); err != nil {
+				b.log.Debug("bus in-progress failed", "msg_id", it.msg.ID, "err", err)
+			}
+		}
+		left := time.Until(deadline)
+		if left <= 0 {
+			return ctx.Err() == nil
+		}
+		if !sleep(ctx, min(left, tick)) {
+			return false
+		}
+	}
+}
+
+func (b *Bus) ackAll(items []item) {
+	for _, it := range items {
+		if err := it.raw.Ack(); err != nil {
+			// The message is redelivered after AckWait; processing is idempotent.
+			b.log.Warn("bus ack failed", "msg_id", it.msg.ID, "err", err)
+		}
+	}
+}
+
+// nakAll hands messages back for immediate redelivery (to another replica when shutting down).
+func (b *Bus) nakAll(items []item) {
+	for _, it := range items {
+		if err := it.raw.Nak(); err != nil {
+			b.log.Debug("bus nak failed", "msg_id", it.msg.ID, "err", err)
+		}
+	}
+}
+
+func decode(m jetstream.Msg) (item, error) {
+	it := item{raw: m, msg: Message{ID: m.Headers().Get("Nats-Msg-Id")}}
+	if md, err := m.Metadata(); err == nil {
+		it.msg.Delivered = md.NumDelivered
+		it.msg.Published = md.Timestamp
+	}
+	if it.msg.ID == "" {
+		it.msg.ID = fmt.Sprintf("seq-%d", seq(m))
+	}
+	if err := json.Unmarshal(m.Data(), &it.msg.Alerts); err != nil {
+		return it, fmt.Errorf("decode alerts: %w", err)
+	}
+	if len(it.msg.Alerts) == 0 {
+		return it, errors.New("decode alerts: no alerts")
+	}
+	return it, nil
+}
+
+func seq(m jetstream.Msg) uint64 {
+	md, err := m.Metadata()
+	if err != nil {
+		return 0
+	}
+	return md.Sequence.Stream
+}
+
+func newBackoff(maxInterval time.Duration) *backoff.ExponentialBackOff {
+	bo := backoff.NewExponentialBackOff()
+	bo.InitialInterval = retryInitial
+	bo.MaxInterval = maxInterval
+	bo.Reset()
+	return bo
+}
+
+// sleep waits d or until ctx is done; it returns false when ctx is done.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}

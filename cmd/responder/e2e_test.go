@@ -1,0 +1,397 @@
+package main_test
+
+// End-to-end tests of the built binary, driven only through the user-facing contract (flags,
+// config keys, endpoints, JSON fields, metric names) against real servers: PostgreSQL from the
+// local binaries, the embedded JetStream, and the real Alertmanager binary.
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/responder-sre/responder/source/alertmanager/amtest"
+	"github.com/responder-sre/responder/store/pgtest"
+)
+
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "responder-e2e-")
+	if err != nil {
+		panic(err)
+	}
+	binary = filepath.Join(dir, "responder")
+	out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "build responder: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := pgtest.Run(m)
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+const (
+	hookToken  = "e2e-webhook-token"
+	adminToken = "e2e-admin-token"
+)
+
+type sink struct {
+	*httptest.Server
+	mu    sync.Mutex
+	calls map[string]int // pod → calls
+	keys  map[string]int // Idempotency-Key → calls
+	delay time.Duration
+}
+
+func newSink(t *testing.T, delay time.Duration) *sink {
+	s := &sink{calls: map[string]int{}, keys: map[string]int{}, delay: delay}
+	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var body struct{ Pod string }
+		_ = json.NewDecoder(r.Body).Decode(&body)
+		if s.delay > 0 {
+			time.Sleep(s.delay) // a slow downstream, so a crash lands mid-action
+		}
+		s.mu.Lock()
+		s.calls[body.Pod]++
+		s.keys[r.Header.Get("Idempotency-Key")]++
+		s.mu.Unlock()
+	}))
+	t.Cleanup(s.Close)
+	return s
+}
+
+func (s *sink) snapshot() (map[string]int, map[string]int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, k := map[string]int{}, map[string]int{}
+	for p, n := range s.calls {
+		c[p] = n
+	}
+	for p, n := range s.keys {
+		k[p] = n
+	}
+	return c, k
+}
+
+func (s *sink) hostPort() string { u, _ := url.Parse(s.URL); return u.Host }
+
+// setup writes a config and rule file the way a user would, with token files.
+func setup(t *testing.T, s *sink, dbURL, extra string) string {
+	t.Helper()
+	dir := t.TempDir()
+	write := func(name, content string) {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("webhook-token", hookToken+"\n")
+	write("api-token", adminToken+"\n")
+	write("responder.yml", fmt.Sprintf(`database:
+  url: %s
+webhook:
+  bearer_token_file: webhook-token
+api:
+  token_file: api-token
+rule_files: [rules.yml]
+handlers:
+  http:
+    allowed_hosts: [%q]
+%s`, dbURL, s.hostPort(), extra))
+	write("rules.yml", fmt.Sprintf(`rules:
+  - name: restart-crashlooping-pod
+    when: alert.name == "KubePodCrashLooping" && alert.status == "firing"
+    actions:
+      - handler: http.request
+        params:
+          url: "http://%s/hooks/restart/{{ alert.labels.pod }}"
+          body: '{{ toJSON({pod: alert.labels.pod}) }}'
+`, s.hostPort()))
+	return dir
+}
+
+type proc struct {
+	cmd  *exec.Cmd
+	base string
+	log  *bytes.Buffer
+	mu   *sync.Mutex
+}
+
+func freePort(t *testing.T) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// serve starts `responder serve` and waits until /readyz answers 200.
+func serve(t *testing.T, dir, storage, addr string, args ...string) *proc {
+	t.Helper()
+	cmd := exec.Command(binary, append([]string{"serve", "--config.file=" + filepath.Join(dir, "responder.yml"),
+		"--web.listen-address=" + addr, "--storage.path=" + storage, "--log.level=info"}, args...)...)
+	p := &proc{cmd: cmd, base: "http://" + addr, log: &bytes.Buffer{}, mu: &sync.Mutex{}}
+	pr, pw := io.Pipe()
+	cmd.Stdout, cmd.Stderr = pw, pw
+	go func() {
+		sc := bufio.NewScanner(pr)
+		for sc.Scan() {
+			p.mu.Lock()
+			p.log.WriteString(sc.Text() + "\n")
+			p.mu.Unlock()
+		}
+	}()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			_ = cmd.Process.Signal(syscall.SIGTERM)
+			_ = cmd.Wait()
+		}
+		pw.Close()
+		if t.Failed() {
+			p.mu.Lock()
+			t.Logf("responder log:\n%s", p.log.String())
+			p.mu.Unlock()
+		}
+	})
+	waitFor(t, "responder /readyz", 60*time.Second, func() bool {
+		resp, err := http.Get(p.base + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	})
+	return p
+}
+
+func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", d, what)
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+}
+
+type action struct {
+	ID      int64          `json:"id"`
+	State   string         `json:"state"`
+	Reason  string         `json:"reason"`
+	Handler string         `json:"handler"`
+	Params  map[string]any `json:"params"`
+}
+
+func (p *proc) get(t *testing.T, path string, out any) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, p.base+path, nil)
+	req.Header.Set("Authorization", "Bearer "+adminToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 {
+		t.Fatalf("GET %s: %d %s", path, resp.StatusCode, b)
+	}
+	if err := json.Unmarshal(b, out); err != nil {
+		t.Fatalf("GET %s: %v: %s", path, err, b)
+	}
+}
+
+func (p *proc) actions(t *testing.T) []action {
+	t.Helper()
+	var all []action
+	cursor := ""
+	for {
+		var l struct {
+			Items      []action `json:"items"`
+			NextCursor string   `json:"next_cursor"`
+		}
+		p.get(t, "/api/v1/actions?limit=1000&cursor="+cursor, &l)
+		all = append(all, l.Items...)
+		if l.NextCursor == "" {
+			return all
+		}
+		cursor = l.NextCursor
+	}
+}
+
+// metric reads one sample from /metrics.
+func (p *proc) metric(t *testing.T, series string) float64 {
+	t.Helper()
+	resp, err := http.Get(p.base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), series+" "); ok {
+			var f float64
+			fmt.Sscan(v, &f)
+			return f
+		}
+	}
+	return -1
+}
+
+func TestAlertmanagerEndToEnd(t *testing.T) {
+	s := newSink(t, 0)
+	dir := setup(t, s, pgtest.NewDatabase(t), "")
+	addr := freePort(t)
+	p := serve(t, dir, t.TempDir(), addr)
+	am := amtest.Start(t, amtest.Config{WebhookURL: p.base + "/webhook/alertmanager", BearerToken: hookToken,
+		GroupWait: 100 * time.Millisecond, GroupInterval: 500 * time.Millisecond, RepeatInterval: time.Second, SendResolved: true, MaxAlerts: 1000})
+	starts := time.Now().Add(-time.Minute).UTC()
+	var alerts []amtest.PostableAlert
+	for _, pod := range []string{"checkout-1", "checkout-2", "checkout-3"} {
+		alerts = append(alerts, amtest.PostableAlert{Labels: map[string]string{"alertname": "KubePodCrashLooping", "namespace": "shop", "pod": pod},
+			StartsAt: starts})
+	}
+	am.PostAlerts(t, alerts...)
+	waitFor(t, "3 calls at the sink", 30*time.Second, func() bool { c, _ := s.snapshot(); return len(c) == 3 })
+	// Alertmanager keeps re-sending the group (repeat_interval 1s): wait for several more deliveries.
+	ok := p.metric(t, `responder_webhook_requests_total{code="200"}`)
+	waitFor(t, "Alertmanager re-sends", 30*time.Second, func() bool {
+		return p.metric(t, `responder_webhook_requests_total{code="200"}`) >= ok+3
+	})
+	calls, keys := s.snapshot()
+	for pod, n := range calls {
+		if n != 1 {
+			t.Errorf("pod %s: %d http.request calls, want exactly 1", pod, n)
+		}
+	}
+	if len(keys) != 3 {
+		t.Errorf("idempotency keys = %v", keys)
+	}
+	acts := p.actions(t)
+	if len(acts) != 3 {
+		t.Fatalf("actions = %+v", acts)
+	}
+	for _, a := range acts {
+		if a.State != "succeeded" || a.Handler != "http.request" {
+			t.Errorf("action %+v", a)
+		}
+	}
+	// Resolve: Alertmanager sends the resolved group (send_resolved), the incidents resolve, nothing re-runs.
+	for i := range alerts {
+		alerts[i].EndsAt = time.Now().Add(-time.Second).UTC()
+	}
+	am.PostAlerts(t, alerts...)
+	waitFor(t, "3 resolved incidents", 30*time.Second, func() bool {
+		var l struct{ Items []struct{ State string } }
+		p.get(t, "/api/v1/incidents?state=resolved", &l)
+		return len(l.Items) == 3
+	})
+	if n := len(p.actions(t)); n != 3 {
+		t.Fatalf("actions after resolve = %d", n)
+	}
+}
+
+func TestCrashMidStreamLosesNothingRunsNothingTwice(t *testing.T) {
+	s := newSink(t, 150*time.Millisecond)
+	db := pgtest.NewDatabase(t)
+	dir := setup(t, s, db, "safety:\n  max_concurrent_actions: 4\n  lease_duration: 2s\n")
+	storage := t.TempDir()
+	addr := freePort(t)
+	a := serve(t, dir, storage, addr)
+
+	// 30 requests of 4 alerts each, posted the way Alertmanager would; remember what got a 200.
+	accepted := map[string]bool{}
+	starts := time.Now().Add(-time.Minute).UTC().Truncate(time.Second)
+	for r := range 30 {
+		var as []map[string]any
+		for i := range 4 {
+			as = append(as, map[string]any{"status": "firing", "startsAt": starts, "endsAt": time.Time{},
+				"labels": map[string]string{"alertname": "KubePodCrashLooping", "pod": fmt.Sprintf("p-%d-%d", r, i)}})
+		}
+		body, _ := json.Marshal(map[string]any{"version": "4", "status": "firing", "receiver": "responder", "groupKey": fmt.Sprint(r), "alerts": as})
+		req, _ := http.NewRequest(http.MethodPost, a.base+"/webhook/alertmanager", bytes.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+hookToken)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode == 200 {
+			for i := range 4 {
+				accepted[fmt.Sprintf("p-%d-%d", r, i)] = true
+			}
+		}
+	}
+	waitFor(t, "some actions to complete", 30*time.Second, func() bool { c, _ := s.snapshot(); return len(c) >= 10 })
+	if err := a.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = a.cmd.Wait()
+	before, _ := s.snapshot()
+
+	b := serve(t, dir, storage, addr)
+	waitFor(t, "every action to reach a final state", 90*time.Second, func() bool {
+		acts := b.actions(t)
+		if len(acts) < len(accepted) {
+			return false
+		}
+		for _, x := range acts {
+			if x.State != "succeeded" && x.State != "unknown" {
+				return false
+			}
+		}
+		return true
+	})
+	acts := b.actions(t)
+	seen := map[string]string{}
+	unknown := 0
+	for _, x := range acts {
+		pod := fmt.Sprint(x.Params["body"])
+		seen[pod] = x.State
+		if x.State == "unknown" {
+			unknown++
+			if x.Reason != "lease_expired" {
+				t.Errorf("unknown action with reason %q", x.Reason)
+			}
+		}
+	}
+	for pod := range accepted {
+		if _, ok := seen[fmt.Sprintf(`{"pod":"%s"}`, pod)]; !ok {
+			t.Errorf("alert for %s was answered 200 but has no action", pod)
+		}
+	}
+	if len(acts) != len(accepted) {
+		t.Errorf("actions = %d, accepted alerts = %d", len(acts), len(accepted))
+	}
+	calls, keys := s.snapshot()
+	for pod, n := range calls {
+		if n > 1 {
+			t.Errorf("pod %s was acted on %d times", pod, n)
+		}
+	}
+	for k, n := range keys {
+		if n > 1 {
+			t.Errorf("idempotency key %s used %d times", k, n)
+		}
+	}
+	t.Logf("accepted %d alerts; %d calls before the kill, %d after restart; %d actions unknown (running at the kill)",
+		len(accepted), len(before), len(calls), unknown)
+}

@@ -1,0 +1,367 @@
+// Package alertmanager receives Alertmanager webhook notifications (payload version 4) on
+// POST /webhook/alertmanager and hands their alerts to Emit, which must return only once they are
+// durable (the bus publish).
+//
+// Contract (Alertmanager retries only 5xx and network errors; any 4xx drops the group for good):
+//   - 200 only after Emit returned nil for the valid alerts of the request (or when none is valid);
+//     the body is {"status":"ok","accepted":N,"rejected":M}.
+//   - 400 only for a body that cannot be decoded or whose version is not "4".
+//   - 401 for a missing or wrong bearer token (WWW-Authenticate: Bearer), 405 for a method other
+//     than POST, 413 for a body over MaxBodyBytes.
+//   - 503 (Retry-After) when Emit fails, whatever the error: the sender must retry.
+//   - An individual invalid alert (alert.Validate) is counted, passed to OnReject and skipped;
+//     the rest of the group is accepted.
+//
+// Send posts a payload file to a receiver; `responder send` uses it.
+package alertmanager
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/alertmanager/notify/webhook"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/responder-sre/responder/alert"
+)
+
+// Path is where the handler listens.
+const Path = "/webhook/alertmanager"
+
+// DefaultMaxBodyBytes is used when Options.MaxBodyBytes is zero.
+const DefaultMaxBodyBytes = 8 << 20
+
+// retryAfterSeconds is sent with 503 answers.
+const retryAfterSeconds = "5"
+
+// Options configures the webhook handler.
+type Options struct {
+	// Tokens are the accepted bearer tokens (two during a rotation). Required unless NoAuth.
+	Tokens []string
+	NoAuth bool
+	// MaxBodyBytes bounds the request body (DefaultMaxBodyBytes when zero).
+	MaxBodyBytes int64
+	// Emit makes the alerts durable (the bus publish). Required.
+	Emit func(ctx context.Context, alerts []alert.Alert) error
+	// OnReject is called for each invalid alert (the audit hook); may be nil.
+	OnReject func(ctx context.Context, a alert.Alert, err *alert.InvalidError)
+	// Now stamps ReceivedAt (time.Now when nil).
+	Now func() time.Time
+
+	Logger     *slog.Logger
+	Registerer prometheus.Registerer
+}
+
+// codes are the status codes the handler answers; their metric series are pre-initialised.
+var codes = []int{http.StatusOK, http.StatusBadRequest, http.StatusUnauthorized, http.StatusMethodNotAllowed, http.StatusRequestEntityTooLarge, http.StatusServiceUnavailable}
+
+type handler struct {
+	o        Options
+	log      *slog.Logger
+	tokens   [][sha256.Size]byte
+	requests map[int]prometheus.Counter
+	duration map[int]prometheus.Observer
+	reqVec   *prometheus.CounterVec
+	durVec   *prometheus.HistogramVec
+	received map[alert.Status]prometheus.Counter
+	rejected map[string]prometheus.Counter
+	rejVec   *prometheus.CounterVec
+	trunc    prometheus.Counter
+	bufs     sync.Pool
+}
+
+// NewHandler returns the handler of POST /webhook/alertmanager.
+func NewHandler(o Options) (http.Handler, error) {
+	if o.Emit == nil {
+		return nil, errors.New("alertmanager webhook: Emit is required")
+	}
+	if !o.NoAuth && len(o.Tokens) == 0 {
+		return nil, errors.New("alertmanager webhook: a bearer token is required (or disable auth explicitly)")
+	}
+	if o.MaxBodyBytes <= 0 {
+		o.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Registerer == nil {
+		o.Registerer = prometheus.NewRegistry()
+	}
+	h := &handler{o: o, log: o.Logger.With("source", alert.SourceAlertmanager)}
+	h.bufs.New = func() any { return new(bytes.Buffer) }
+	for _, t := range o.Tokens {
+		if t == "" {
+			return nil, errors.New("alertmanager webhook: empty bearer token")
+		}
+		h.tokens = append(h.tokens, sha256.Sum256([]byte(t)))
+	}
+	if err := h.registerMetrics(o.Registerer); err != nil {
+		return nil, err
+	}
+	return h, nil
+}
+
+func (h *handler) registerMetrics(reg prometheus.Registerer) error {
+	h.reqVec = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "responder", Name: "webhook_requests_total",
+		Help: "Alertmanager webhook requests by HTTP status code.",
+	}, []string{"code"})
+	h.durVec = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Namespace: "responder", Name: "webhook_request_duration_seconds",
+		Help:    "Alertmanager webhook request duration (until the publish is acked) by HTTP status code.",
+		Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+	}, []string{"code"})
+	recVec := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "responder", Name: "alerts_received_total",
+		Help: "Alerts accepted (durably published) by source and status.",
+	}, []string{"source", "status"})
+	h.rejVec = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "responder", Name: "alerts_rejected_total",
+		Help: "Invalid alerts skipped, by reason.",
+	}, []string{"reason"})
+	h.trunc = prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: "responder", Name: "webhook_truncated_alerts_total",
+		Help: "Alerts Alertmanager dropped from notifications because of its max_alerts setting.",
+	})
+	h.requests = map[int]prometheus.Counter{}
+	h.duration = map[int]prometheus.Observer{}
+	for _, c := range codes {
+		s := strconv.Itoa(c)
+		h.requests[c] = h.reqVec.WithLabelValues(s)
+		h.duration[c] = h.durVec.WithLabelValues(s)
+	}
+	h.received = map[alert.Status]prometheus.Counter{
+		alert.StatusFiring:   recVec.WithLabelValues(alert.SourceAlertmanager, string(alert.StatusFiring)),
+		alert.StatusResolved: recVec.WithLabelValues(alert.SourceAlertmanager, string(alert.StatusResolved)),
+	}
+	h.rejected = map[string]prometheus.Counter{}
+	for _, r := range alert.RejectReasons {
+		h.rejected[r] = h.rejVec.WithLabelValues(r)
+	}
+	for _, c := range []prometheus.Collector{h.reqVec, h.durVec, recVec, h.rejVec, h.trunc} {
+		if err := reg.Register(c); err != nil {
+			return fmt.Errorf("alertmanager webhook: register metrics: %w", err)
+		}
+	}
+	return nil
+}
+
+func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path != Path {
+		http.NotFound(w, r)
+		return
+	}
+	start := time.Now()
+	code := h.serve(w, r)
+	if c, ok := h.requests[code]; ok {
+		c.Inc()
+		h.duration[code].Observe(time.Since(start).Seconds())
+		return
+	}
+	s := strconv.Itoa(code)
+	h.reqVec.WithLabelValues(s).Inc()
+	h.durVec.WithLabelValues(s).Observe(time.Since(start).Seconds())
+}
+
+func (h *handler) serve(w http.ResponseWriter, r *http.Request) int {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		return fail(w, http.StatusMethodNotAllowed, "method not allowed: use POST")
+	}
+	if !h.o.NoAuth && !h.authorized(r.Header.Get("Authorization")) {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="responder"`)
+		return fail(w, http.StatusUnauthorized, "missing or invalid bearer token")
+	}
+	if r.ContentLength > h.o.MaxBodyBytes {
+		return h.tooLarge(w)
+	}
+	buf := h.bufs.Get().(*bytes.Buffer)
+	defer h.putBuf(buf)
+	buf.Reset()
+	if _, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, h.o.MaxBodyBytes)); err != nil {
+		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+			return h.tooLarge(w)
+		}
+		// Not the sender's fault for sure (timeouts, resets): let it retry.
+		h.log.Warn("reading webhook body failed", "err", err)
+		w.Header().Set("Retry-After", retryAfterSeconds)
+		return fail(w, http.StatusServiceUnavailable, "reading body: "+err.Error())
+	}
+
+	p, err := decode(buf.Bytes(), h.o.Now())
+	if err != nil {
+		h.log.Warn("webhook payload rejected", "err", err)
+		return fail(w, http.StatusBadRequest, err.Error())
+	}
+	if p.truncated > 0 {
+		h.trunc.Add(float64(p.truncated))
+		h.log.Warn("alertmanager truncated the notification (max_alerts): some alerts were not sent",
+			"group_key", p.groupKey, "truncated_alerts", p.truncated)
+	}
+	for _, rej := range p.rejected {
+		h.rejected[rej.err.Reason].Inc()
+		h.log.Warn("invalid alert skipped", "reason", rej.err.Reason, "detail", rej.err.Detail, "group_key", p.groupKey)
+		if h.o.OnReject != nil {
+			h.o.OnReject(r.Context(), rej.alert, rej.err)
+		}
+	}
+	if len(p.alerts) > 0 {
+		if err := h.o.Emit(r.Context(), p.alerts); err != nil {
+			h.log.Warn("webhook alerts not stored; asking the sender to retry", "alerts", len(p.alerts), "group_key", p.groupKey, "err", err)
+			w.Header().Set("Retry-After", retryAfterSeconds)
+			return fail(w, http.StatusServiceUnavailable, "alerts not stored, retry later: "+err.Error())
+		}
+		for _, a := range p.alerts {
+			h.received[a.Status].Inc()
+		}
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	var out [64]byte
+	b := append(out[:0], `{"status":"ok","accepted":`...)
+	b = strconv.AppendInt(b, int64(len(p.alerts)), 10)
+	b = append(b, `,"rejected":`...)
+	b = strconv.AppendInt(b, int64(len(p.rejected)), 10)
+	b = append(b, "}\n"...)
+	_, _ = w.Write(b)
+	return http.StatusOK
+}
+
+func (h *handler) putBuf(b *bytes.Buffer) {
+	if b.Cap() <= 1<<20 {
+		h.bufs.Put(b)
+	}
+}
+
+func (h *handler) tooLarge(w http.ResponseWriter) int {
+	return fail(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body larger than %d bytes: lower max_alerts in the Alertmanager receiver", h.o.MaxBodyBytes))
+}
+
+// authorized compares the bearer token with every configured token in constant time.
+func (h *handler) authorized(header string) bool {
+	const scheme = "bearer "
+	if len(header) < len(scheme) || !strings.EqualFold(header[:len(scheme)], scheme) {
+		return false
+	}
+	got := sha256.Sum256([]byte(strings.TrimSpace(header[len(scheme):])))
+	ok := 0
+	for i := range h.tokens {
+		ok |= subtle.ConstantTimeCompare(got[:], h.tokens[i][:])
+	}
+	return ok == 1
+}
+
+func fail(w http.ResponseWriter, code int, msg string) int {
+	body, _ := json.Marshal(struct {
+		Status string `json:"status"`
+		Error  string `json:"error"`
+	}{"error", msg})
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(code)
+	_, _ = w.Write(append(body, '\n'))
+	return code
+}
+
+// payload is a decoded notification.
+type payload struct {
+	groupKey  string
+	truncated uint64
+	alerts    []alert.Alert
+	rejected  []rejection
+}
+
+type rejection struct {
+	alert alert.Alert
+	err   *alert.InvalidError
+}
+
+// decode parses a v4 notification and validates each alert. Its error (400) means the whole body
+// is unusable; invalid alerts are returned in rejected.
+func decode(body []byte, now time.Time) (payload, error) {
+	var msg webhook.Message
+	if err := json.Unmarshal(body, &msg); err != nil {
+		return payload{}, fmt.Errorf("undecodable body: %w", err)
+	}
+	if msg.Version != "4" {
+		return payload{}, fmt.Errorf("unsupported payload version %q: want \"4\"", msg.Version)
+	}
+	p := payload{groupKey: msg.GroupKey, truncated: msg.TruncatedAlerts}
+	if msg.Data == nil {
+		return p, nil
+	}
+	p.alerts = make([]alert.Alert, 0, len(msg.Alerts))
+	for _, in := range msg.Alerts {
+		a := alert.Alert{
+			Source:       alert.SourceAlertmanager,
+			Status:       alert.Status(in.Status),
+			Labels:       in.Labels,
+			Annotations:  in.Annotations,
+			StartsAt:     in.StartsAt,
+			EndsAt:       in.EndsAt,
+			GeneratorURL: in.GeneratorURL,
+			Fingerprint:  in.Fingerprint,
+			ReceivedAt:   now,
+		}
+		if err := a.Validate(); err != nil {
+			ie, ok := errors.AsType[*alert.InvalidError](err)
+			if !ok {
+				ie = &alert.InvalidError{Reason: alert.ReasonInvalidLabel, Detail: err.Error()}
+			}
+			p.rejected = append(p.rejected, rejection{a, ie})
+			continue
+		}
+		p.alerts = append(p.alerts, a)
+	}
+	return p, nil
+}
+
+// Send posts an Alertmanager payload to a responder webhook, as Alertmanager would, and returns the
+// answer's status and body. A url without a path gets Path appended. c may be nil.
+func Send(ctx context.Context, c *http.Client, rawURL, token string, body []byte) (status int, respBody []byte, err error) {
+	if c == nil {
+		c = http.DefaultClient
+	}
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return 0, nil, fmt.Errorf("send: %w", err)
+	}
+	if u.Path == "" || u.Path == "/" {
+		u.Path = Path
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u.String(), bytes.NewReader(body))
+	if err != nil {
+		return 0, nil, fmt.Errorf("send: %w", err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("User-Agent", "responder-send")
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return 0, nil, fmt.Errorf("send: %w", err)
+	}
+	defer resp.Body.Close()
+	respBody, err = io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return resp.StatusCode, respBody, fmt.Errorf("send: read answer: %w", err)
+	}
+	return resp.StatusCode, respBody, nil
+}
