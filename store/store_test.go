@@ -1,0 +1,119 @@
+package store_test
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/responder-sre/responder/alert"
+	"github.com/responder-sre/responder/store"
+	"github.com/responder-sre/responder/store/pgtest"
+)
+
+func TestMain(m *testing.M) { pgtest.Main(m) }
+
+func TestMigrationsNamedByUTCTimestamp(t *testing.T) {
+	names, err := store.Migrations()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(names) == 0 {
+		t.Fatal("no migrations embedded")
+	}
+	for _, n := range names {
+		if _, err := time.Parse("20060102150405", n[:14]); err != nil {
+			t.Errorf("migration %s does not start with a UTC timestamp: %v", n, err)
+		}
+	}
+}
+
+func TestReplicasMigrateOnceConcurrently(t *testing.T) {
+	url := pgtest.NewDatabase(t)
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	errs := make(chan error, 4)
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s, err := store.Open(ctx, url, store.Options{Version: "test"})
+			if err == nil {
+				s.Close()
+			}
+			errs <- err
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatalf("concurrent Open: %v", err)
+		}
+	}
+	s, err := store.Open(ctx, url, store.Options{Version: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var v int
+	if err := s.Pool().QueryRow(ctx, `SELECT version FROM responder_schema_version`).Scan(&v); err != nil {
+		t.Fatal(err)
+	}
+	names, _ := store.Migrations()
+	if v != len(names) {
+		t.Fatalf("schema version %d, want %d", v, len(names))
+	}
+}
+
+func TestListPagination(t *testing.T) {
+	ctx := context.Background()
+	s, err := store.Open(ctx, pgtest.NewDatabase(t), store.Options{Version: "v-test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	t0 := time.Date(2026, 11, 22, 3, 0, 0, 0, time.UTC)
+	var ups []store.IncidentUpsert
+	for i := range 5 {
+		a := alert.Alert{Status: alert.StatusFiring, Labels: map[string]string{"alertname": "X", "i": string(rune('a' + i))}, StartsAt: t0, ReceivedAt: t0}
+		if err := a.Validate(); err != nil {
+			t.Fatal(err)
+		}
+		ups = append(ups, store.IncidentUpsert{Rule: "r", RuleHash: "h", Alert: a, State: store.IncidentFiring, At: t0})
+	}
+	if err := s.InTx(ctx, func(tx pgx.Tx) error { _, err := s.UpsertIncidentsTx(ctx, tx, ups); return err }); err != nil {
+		t.Fatal(err)
+	}
+	var seen []int64
+	cursor := ""
+	for range 10 {
+		items, next, err := s.ListIncidents(ctx, store.IncidentFilter{Page: store.Page{Limit: 2, Cursor: cursor}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, it := range items {
+			seen = append(seen, it.ID)
+			if it.Version != "v-test" || it.RuleHash != "h" {
+				t.Fatalf("row not stamped: %+v", it)
+			}
+		}
+		if next == "" {
+			break
+		}
+		cursor = next
+	}
+	if len(seen) != 5 {
+		t.Fatalf("paged through %v, want 5 incidents", seen)
+	}
+	for i := 1; i < len(seen); i++ {
+		if seen[i] >= seen[i-1] {
+			t.Fatalf("not newest first: %v", seen)
+		}
+	}
+	if _, _, err := s.ListIncidents(ctx, store.IncidentFilter{Page: store.Page{Cursor: "x"}}); err == nil {
+		t.Fatal("a bad cursor must be an error")
+	}
+}
