@@ -10,7 +10,7 @@ FUZZTIME  ?= 4s
 FUZZ      := ./source/alertmanager:FuzzDecode ./rules:FuzzParse ./config:FuzzParse
 LISTEN    ?= 127.0.0.1:9095
 
-.PHONY: all build run test test-go fuzz lint bench deps db-start db-stop clean
+.PHONY: all build run sink test test-go fuzz lint bench deps db-start db-stop clean
 
 all: build
 
@@ -35,6 +35,10 @@ run: build db-start
 
 # The Alertmanager binary (built from go.mod's version in tools/alertmanager, cached) is built first,
 # in its own step: cold, it takes minutes, and it must not eat the test timeout.
+# make sink: a local HTTP sink on 127.0.0.1:9999 for the example rules' http.request actions.
+sink:
+	python3 scripts/sink.py 9999
+
 test: deps
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 30m -run '^TestBinary$$' ./source/alertmanager/amtest

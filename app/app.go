@@ -177,7 +177,7 @@ func (a *App) buildHandlers() (*handlers.Registry, error) {
 	}
 	return handlers.NewRegistry(
 		httpreq.New(httpreq.Options{AllowedHosts: h.AllowedHosts, Timeout: h.Timeout.D(), Retries: retries,
-			Version: a.o.Version, Logger: a.log.With("handler", "http.request")}),
+			Version: a.o.Version, Logger: a.log}),
 	)
 }
 
