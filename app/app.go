@@ -213,13 +213,14 @@ func (a *App) Run(ctx context.Context) error {
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	errc := make(chan error, 3)
+	errc := make(chan error, 8)
 	engCtx, stopEngine := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopEngine()
 	consumeCtx, stopConsume := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopConsume()
 
-	wg.Add(3)
+	consumers := max(1, a.cfg.Bus.Consumers)
+	wg.Add(2 + consumers)
 	go func() {
 		defer wg.Done()
 		lf := []string{a.o.ListenAddress}
@@ -229,12 +230,14 @@ func (a *App) Run(ctx context.Context) error {
 			errc <- fmt.Errorf("http: %w", err)
 		}
 	}()
-	go func() {
-		defer wg.Done()
-		if err := a.bus.Consume(consumeCtx, processor{a}); err != nil && consumeCtx.Err() == nil {
-			errc <- fmt.Errorf("bus consumer: %w", err)
-		}
-	}()
+	for range consumers { // each takes its own batches: their transactions overlap
+		go func() {
+			defer wg.Done()
+			if err := a.bus.Consume(consumeCtx, processor{a}); err != nil && consumeCtx.Err() == nil {
+				errc <- fmt.Errorf("bus consumer: %w", err)
+			}
+		}()
+	}
 	go func() {
 		defer wg.Done()
 		_ = a.eng.Run(engCtx, a.o.DrainTimeout)

@@ -63,6 +63,7 @@ func Default() *Config {
 			MaxAge:          Duration(7 * 24 * time.Hour),
 			DuplicateWindow: Duration(20 * time.Minute),
 			Replicas:        1,
+			Consumers:       2,
 		},
 	}
 }

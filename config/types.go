@@ -112,6 +112,8 @@ type BusConfig struct {
 	MaxAge          Duration `yaml:"max_age"`          // default 7d
 	DuplicateWindow Duration `yaml:"duplicate_window"` // default 20m, at least 10m
 	Replicas        int      `yaml:"replicas"`         // default 1 (3 on an external cluster)
+	// Consumers is how many batches this replica processes at once (default 2).
+	Consumers int `yaml:"consumers"`
 }
 
 // Duration is a time.Duration written in YAML as a Prometheus duration ("90s", "15m", "90d",

@@ -86,6 +86,9 @@ func (c *Config) validate(ch *checker) {
 	} else if b.MaxAge > 0 && b.DuplicateWindow > b.MaxAge {
 		ch.errorf("bus.duplicate_window", "%s is longer than bus.max_age %s", b.DuplicateWindow, b.MaxAge)
 	}
+	if b.Consumers < 1 || b.Consumers > 64 {
+		ch.errorf("bus.consumers", "must be between 1 and 64, got %d", b.Consumers)
+	}
 	if b.Replicas < 1 || b.Replicas > 5 {
 		ch.errorf("bus.replicas", "must be between 1 and 5, got %d", b.Replicas)
 	}

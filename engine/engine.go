@@ -51,6 +51,9 @@ type Options struct {
 	Poll time.Duration
 	// ClaimBatch bounds the actions claimed per executor pass (default 512).
 	ClaimBatch int
+	// Executors is how many executor passes run concurrently on this replica (default 2): claims
+	// use SKIP LOCKED, so they share the work like replicas do.
+	Executors  int
 	Now        func() time.Time
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
@@ -86,6 +89,9 @@ func New(o Options) (*Engine, error) {
 	}
 	if o.Poll <= 0 {
 		o.Poll = 250 * time.Millisecond
+	}
+	if o.Executors <= 0 {
+		o.Executors = 2
 	}
 	if o.ClaimBatch <= 0 {
 		o.ClaimBatch = 512
@@ -146,11 +152,14 @@ func (e *Engine) Run(ctx context.Context, drain time.Duration) error {
 	renewed := make(chan struct{})
 	go func() { defer close(renewed); e.renewLeases(runCtx) }()
 	var loops sync.WaitGroup
-	loops.Add(2)
-	go func() {
-		defer loops.Done()
-		e.loop(ctx, "executor", func(c context.Context) (int, error) { return e.execute(c, runCtx) })
-	}()
+	for range e.o.Executors {
+		loops.Add(1)
+		go func() {
+			defer loops.Done()
+			e.loop(ctx, "executor", func(c context.Context) (int, error) { return e.execute(c, runCtx) })
+		}()
+	}
+	loops.Add(1)
 	go func() { defer loops.Done(); e.loop(ctx, "timers", e.FireDueTimers) }()
 	loops.Wait()
 	done := make(chan struct{})

@@ -1,9 +1,11 @@
 package engine
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"maps"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -31,7 +33,9 @@ func (e *Engine) Process(ctx context.Context, alerts []alert.Alert) error {
 
 	var ups []store.IncidentUpsert
 	var resolves []store.ResolveKey
-	var refresh []alert.Alert // firing alerts some rule did not match: open incidents still get their latest snapshot
+	// A firing alert a `for` rule no longer matches still refreshes that rule's pending incident,
+	// so the re-check at expiry sees the alert as it is now.
+	var refresh []store.RefreshKey
 	idx := map[upsertKey]int{}
 	add := func(u store.IncidentUpsert) {
 		k := keyOf(u.Rule, u.Alert.Fingerprint, u.Alert.StartsAt)
@@ -58,7 +62,6 @@ func (e *Engine) Process(ctx context.Context, alerts []alert.Alert) error {
 			probe.Status = alert.StatusFiring
 		}
 		env := rules.NewEnv(probe, now, firing)
-		matched := 0
 		for _, r := range set.Rules {
 			ok, err := r.Match(env)
 			if err != nil {
@@ -67,9 +70,11 @@ func (e *Engine) Process(ctx context.Context, alerts []alert.Alert) error {
 				continue
 			}
 			if !ok {
+				if r.For > 0 && a.Status == alert.StatusFiring {
+					refresh = append(refresh, store.RefreshKey{Rule: r.Name, Alert: a})
+				}
 				continue
 			}
-			matched++
 			u := store.IncidentUpsert{Rule: r.Name, RuleHash: r.FileHash, Alert: a, At: now}
 			switch {
 			case a.Status == alert.StatusResolved:
@@ -83,13 +88,20 @@ func (e *Engine) Process(ctx context.Context, alerts []alert.Alert) error {
 			}
 			add(u)
 		}
-		if a.Status == alert.StatusFiring && matched < len(set.Rules) {
-			refresh = append(refresh, a)
-		}
 	}
 	if len(ups) == 0 && len(resolves) == 0 && len(refresh) == 0 {
 		return nil
 	}
+	// Concurrent batches (consumers, replicas) lock rows in key order: no deadlocks between them.
+	slices.SortFunc(ups, func(a, b store.IncidentUpsert) int {
+		return cmp.Or(cmp.Compare(a.Rule, b.Rule), cmp.Compare(a.Alert.Fingerprint, b.Alert.Fingerprint), a.Alert.StartsAt.Compare(b.Alert.StartsAt))
+	})
+	for i, u := range ups {
+		idx[keyOf(u.Rule, u.Alert.Fingerprint, u.Alert.StartsAt)] = i
+	}
+	slices.SortFunc(refresh, func(a, b store.RefreshKey) int {
+		return cmp.Or(cmp.Compare(a.Rule, b.Rule), cmp.Compare(a.Alert.Fingerprint, b.Alert.Fingerprint), a.Alert.StartsAt.Compare(b.Alert.StartsAt))
+	})
 
 	var opened, resolved int
 	err = e.st.InTx(ctx, func(tx pgx.Tx) error {

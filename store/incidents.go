@@ -272,24 +272,33 @@ func (s *Store) OpenAlerts(ctx context.Context) ([]OpenAlert, error) {
 	})
 }
 
-// RefreshIncidentsTx stores the latest alert of open incidents of the given episodes, whatever rule
-// opened them, so a `for` re-check sees the alert as it is now even when it no longer matches.
-func (s *Store) RefreshIncidentsTx(ctx context.Context, tx pgx.Tx, as []alert.Alert) error {
-	if len(as) == 0 {
+// RefreshKey names the incident of one rule for one alert episode.
+type RefreshKey struct {
+	Rule  string
+	Alert alert.Alert
+}
+
+// RefreshIncidentsTx stores the latest alert of the given open incidents, so a `for` re-check sees
+// the alert as it is now even when it no longer matches.
+func (s *Store) RefreshIncidentsTx(ctx context.Context, tx pgx.Tx, ks []RefreshKey) error {
+	if len(ks) == 0 {
 		return nil
 	}
-	fps, starts, alerts, seen := make([]string, len(as)), make([]time.Time, len(as)), make([]string, len(as)), make([]time.Time, len(as))
-	for i, a := range as {
-		b, err := json.Marshal(a)
+	n := len(ks)
+	rules, fps, alerts := make([]string, n), make([]string, n), make([]string, n)
+	starts, seen := make([]time.Time, n), make([]time.Time, n)
+	for i, k := range ks {
+		b, err := json.Marshal(k.Alert)
 		if err != nil {
 			return err
 		}
-		fps[i], starts[i], alerts[i], seen[i] = a.Fingerprint, a.StartsAt, string(b), a.ReceivedAt
+		rules[i], fps[i], starts[i], alerts[i], seen[i] = k.Rule, k.Alert.Fingerprint, k.Alert.StartsAt, string(b), k.Alert.ReceivedAt
 	}
 	_, err := tx.Exec(ctx, `
 UPDATE incidents i SET alert = u.alert::jsonb, last_seen_at = greatest(i.last_seen_at, u.seen)
-  FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::timestamptz[]) AS u(fp, starts, alert, seen)
- WHERE i.fingerprint = u.fp AND i.starts_at = u.starts AND i.state IN ('pending', 'firing')`, fps, starts, alerts, seen)
+  FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::text[], $5::timestamptz[]) AS u(rule, fp, starts, alert, seen)
+ WHERE i.rule = u.rule AND i.fingerprint = u.fp AND i.starts_at = u.starts AND i.state IN ('pending', 'firing')`,
+		rules, fps, starts, alerts, seen)
 	if err != nil {
 		return fmt.Errorf("refresh incidents: %w", err)
 	}
