@@ -227,7 +227,7 @@ func TestDedupe(t *testing.T) {
 
 func TestStreamFull(t *testing.T) {
 	srv := bustest.Start(t)
-	b, reg := open(t, bus.Options{URL: srv.URL(), MaxMsgs: 2})
+	b, reg := open(t, bus.Options{URL: srv.URL(), MaxMsgs: 2, PurgeInterval: 20 * time.Millisecond})
 	publish(t, b, group("One", 1))
 	publish(t, b, group("Two", 1))
 	err := b.Publish(context.Background(), group("Three", 1))
@@ -237,11 +237,14 @@ func TestStreamFull(t *testing.T) {
 	if got := metricValue(t, reg, "responder_bus_pending_messages"); got != 2 {
 		t.Fatalf("pending gauge = %v, want 2", got)
 	}
-	// Draining makes room again (work-queue retention).
+	// Draining makes room again: acked messages are purged.
 	rec := newRecorder()
 	consume(t, b, rec)
 	eventually(t, "drained", func() bool { n, err := b.Pending(context.Background()); return err == nil && n == 0 })
-	publish(t, b, group("Three", 1))
+	eventually(t, "room after the purge", func() bool { return b.Publish(context.Background(), group("Three", 1)) == nil })
+	if n, _ := rec.count(); n < 2 {
+		t.Fatalf("processed %d, want the two acked messages", n)
+	}
 }
 
 func TestServerDownAndBack(t *testing.T) {
