@@ -446,3 +446,20 @@ func TestDryRunRecordsWithoutCalling(t *testing.T) {
 		t.Fatalf("dry run called the sink %d times", n)
 	}
 }
+
+func TestInvalidAlertIsAuditedAndTheRestAccepted(t *testing.T) {
+	f := startApp(t, fixtureOpts{})
+	body, err := os.ReadFile("../testdata/alerts/alertmanager-invalid-alert-among-valid.json")
+	must(t, err)
+	code, resp := f.do(http.MethodPost, "/webhook/alertmanager", hookToken, body)
+	if code != 200 || !strings.Contains(string(resp), `"rejected":1`) {
+		t.Fatalf("webhook: %d %s", code, resp)
+	}
+	if v := metricValue(t, f, "responder_alerts_rejected_total"); v != 1 {
+		t.Fatalf("alerts_rejected_total = %v, want 1", v)
+	}
+	waitFor(t, "the rejection in the audit trail", 10*time.Second, func() bool {
+		c, b := f.do(http.MethodGet, "/api/v1/audit", readToken, nil)
+		return c == 200 && strings.Contains(string(b), `"kind": "alert_rejected"`) && strings.Contains(string(b), `"reason": "missing_alertname"`)
+	})
+}

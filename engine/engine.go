@@ -128,6 +128,14 @@ func (e *Engine) SetRules(s *rules.Set) {
 	e.rules.Store(s)
 	for _, r := range s.Rules {
 		e.m.ruleMatches.WithLabelValues(r.Name)
+		e.m.ruleErrors.WithLabelValues(r.Name)
+		for _, phase := range [][]*rules.Action{r.Actions, r.Escalate, r.OnResolved} {
+			for _, a := range phase {
+				for _, o := range outcomes {
+					e.m.actions.WithLabelValues(r.Name, a.Handler, o)
+				}
+			}
+		}
 	}
 }
 

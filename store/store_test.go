@@ -117,3 +117,34 @@ func TestListPagination(t *testing.T) {
 		t.Fatal("a bad cursor must be an error")
 	}
 }
+
+func TestDeadLetterIsRecordedAndAudited(t *testing.T) {
+	ctx := context.Background()
+	s, err := store.Open(ctx, pgtest.NewDatabase(t), store.Options{Version: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	at := time.Date(2026, 11, 22, 3, 0, 0, 0, time.UTC)
+	if err := s.InsertDeadLetter(ctx, "msg-1", "undecodable: invalid character", []byte("{not json"), at); err != nil {
+		t.Fatal(err)
+	}
+	dls, err := s.DeadLetters(ctx, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(dls) != 1 || dls[0].MsgID != "msg-1" || string(dls[0].Data) != "{not json" {
+		t.Fatalf("dead letters = %+v", dls)
+	}
+	aud, _, err := s.ListAudit(ctx, store.AuditFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(aud) != 1 || aud[0].Kind != store.AuditDeadLetter || aud[0].Reason == "" {
+		t.Fatalf("audit = %+v", aud)
+	}
+	// Retention removes it once old enough, and leaves newer rows.
+	if n, err := s.DeleteBefore(ctx, at.Add(time.Hour)); err != nil || n != 2 {
+		t.Fatalf("retention removed %d rows (err %v), want 2", n, err)
+	}
+}
