@@ -96,7 +96,7 @@ func (r *recorder) Calls() []recCall {
 }
 
 type harness struct {
-	t     *testing.T
+	t     testing.TB
 	clock *clock
 	st    *store.Store
 	eng   *engine.Engine
@@ -107,7 +107,7 @@ type harness struct {
 
 var t0 = time.Date(2026, 11, 22, 3, 0, 0, 0, time.UTC)
 
-func newHarness(t *testing.T, ruleYAML string, mod func(*engine.Options)) *harness {
+func newHarness(t testing.TB, ruleYAML string, mod func(*engine.Options)) *harness {
 	t.Helper()
 	ctx := context.Background()
 	st, err := store.Open(ctx, pgtest.NewDatabase(t), store.Options{Version: "test"})
@@ -135,7 +135,7 @@ func newHarness(t *testing.T, ruleYAML string, mod func(*engine.Options)) *harne
 	return h
 }
 
-func loadRules(t *testing.T, cat rules.Catalog, y string) *rules.Set {
+func loadRules(t testing.TB, cat rules.Catalog, y string) *rules.Set {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), "rules.yml")
 	if err := os.WriteFile(p, []byte(y), 0o644); err != nil {

@@ -115,6 +115,7 @@ func run(total, perRequest, concurrency, pacedRate int, pacedFor time.Duration, 
 	}
 	accepted := time.Since(begin)
 	want := requests * perRequest
+	fmt.Printf("accepted %.0f alerts/s p50 %s p99 %s\n", float64(want)/accepted.Seconds(), pct(lat, 50), pct(lat, 99))
 	if err := waitActions(ctx, a, want, 10*time.Minute); err != nil {
 		return err
 	}
