@@ -108,10 +108,11 @@ const (
 	ReasonInvalidStatus   = "invalid_status"
 	ReasonMissingStartsAt = "missing_starts_at"
 	ReasonInvalidLabel    = "invalid_label"
+	ReasonInvalidText     = "invalid_annotation"
 )
 
 // RejectReasons lists every rejection reason, so metrics can be pre-initialised.
-var RejectReasons = []string{ReasonMissingName, ReasonInvalidStatus, ReasonMissingStartsAt, ReasonInvalidLabel}
+var RejectReasons = []string{ReasonMissingName, ReasonInvalidStatus, ReasonMissingStartsAt, ReasonInvalidLabel, ReasonInvalidText}
 
 // InvalidError says why an alert was rejected. Reason is one of the Reason* constants.
 type InvalidError struct {
@@ -127,10 +128,20 @@ func (a *Alert) Validate() error {
 	if a.Status != StatusFiring && a.Status != StatusResolved {
 		return &InvalidError{ReasonInvalidStatus, fmt.Sprintf("status %q is neither firing nor resolved", a.Status)}
 	}
+	// NUL cannot be stored (PostgreSQL text and jsonb refuse it): one such alert must not take its
+	// whole group down with it.
 	for k, v := range a.Labels {
-		if !model.LabelName(k).IsValid() || !model.LabelValue(v).IsValid() {
+		if !model.LabelName(k).IsValid() || !model.LabelValue(v).IsValid() || strings.ContainsRune(k+v, 0) {
 			return &InvalidError{ReasonInvalidLabel, fmt.Sprintf("label %q is not a valid label", k)}
 		}
+	}
+	for k, v := range a.Annotations {
+		if strings.ContainsRune(k+v, 0) {
+			return &InvalidError{ReasonInvalidText, fmt.Sprintf("annotation %q contains a NUL character", k)}
+		}
+	}
+	if strings.ContainsRune(a.GeneratorURL, 0) {
+		return &InvalidError{ReasonInvalidText, "generatorURL contains a NUL character"}
 	}
 	name := a.Labels[NameLabel]
 	if strings.TrimSpace(name) == "" {

@@ -52,6 +52,8 @@ func TestValidate(t *testing.T) {
 		{"bad status", alert.Alert{Status: "pending", Labels: map[string]string{"alertname": "X"}, StartsAt: t0}, alert.ReasonInvalidStatus},
 		{"no startsAt", alert.Alert{Status: "resolved", Labels: map[string]string{"alertname": "X"}}, alert.ReasonMissingStartsAt},
 		{"bad label value", alert.Alert{Status: "firing", Labels: map[string]string{"alertname": "X", "v": "\xff"}, StartsAt: t0}, alert.ReasonInvalidLabel},
+		{"NUL in a label", alert.Alert{Status: "firing", Labels: map[string]string{"alertname": "X", "v": "a\x00b"}, StartsAt: t0}, alert.ReasonInvalidLabel},
+		{"NUL in an annotation", alert.Alert{Status: "firing", Labels: map[string]string{"alertname": "X"}, Annotations: map[string]string{"summary": "\x00"}, StartsAt: t0}, alert.ReasonInvalidText},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			a := tc.a

@@ -65,6 +65,8 @@ type App struct {
 	ln       net.Listener
 	reload   *reloader
 	mux      *http.ServeMux
+	// SHA-256 digests of the API tokens (nil when unset), compared in constant time.
+	adminHash, readHash []byte
 }
 
 // New loads the configuration and rules, opens the store (applying migrations) and the bus, and
@@ -141,7 +143,7 @@ func New(ctx context.Context, o Options) (*App, error) {
 	dry := o.DryRun || cfg.Safety.DryRun
 	a.eng, err = engine.New(engine.Options{
 		Store: a.st, Handlers: hs, Rules: ruleSet, Owner: owner(),
-		DryRun: dry, Paused: cfg.Safety.Paused, MaxAlertAge: cfg.Safety.MaxAlertAge.D(), MaxConcurrent: cfg.Safety.MaxConcurrentActions,
+		DryRun: dry, Paused: cfg.Safety.Paused, ApprovalTTL: cfg.Approvals.TTL.D(), MaxAlertAge: cfg.Safety.MaxAlertAge.D(), MaxConcurrent: cfg.Safety.MaxConcurrentActions,
 		ActionTimeout: cfg.Safety.ActionTimeout.D(), Lease: cfg.Safety.LeaseDuration.D(),
 		Now: o.Now, Logger: o.Logger.With("component", "engine"), Registerer: a.reg,
 	})
@@ -242,7 +244,8 @@ func (a *App) Run(ctx context.Context) error {
 		defer wg.Done()
 		_ = a.eng.Run(engCtx, a.o.DrainTimeout)
 	}()
-	go a.retention(runCtx)
+	wg.Add(1)
+	go func() { defer wg.Done(); a.retention(runCtx) }()
 
 	var err error
 	select {

@@ -2,10 +2,13 @@ package app
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
+	"maps"
 	"net/http"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -40,6 +43,14 @@ func (a *App) buildHTTP() error {
 	if err != nil {
 		return err
 	}
+	if t := a.cfg.APIToken(); t != "" {
+		h := sha256.Sum256([]byte(t))
+		a.adminHash = h[:]
+	}
+	if t := a.cfg.APIReadToken(); t != "" {
+		h := sha256.Sum256([]byte(t))
+		a.readHash = h[:]
+	}
 	mux := http.NewServeMux()
 	mux.Handle("/webhook/alertmanager", wh)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{Registry: a.reg}))
@@ -66,6 +77,9 @@ func (a *App) buildHTTP() error {
 func (a *App) auditReject(ctx context.Context, al alert.Alert, err *alert.InvalidError) {
 	e := store.AuditInsert{At: a.o.Now(), Kind: store.AuditAlertRejected, Actor: "webhook", Reason: err.Reason,
 		Detail: map[string]any{"detail": err.Detail, "labels": al.Labels, "status": al.Status}}
+	// Bounded: a store outage must not hold Alertmanager's request (the alerts are on the bus).
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
 	if aerr := a.st.Audit(ctx, e); aerr != nil {
 		a.log.Warn("could not audit a rejected alert", "reason", err.Reason, "err", aerr)
 	}
@@ -96,10 +110,10 @@ func (a *App) accessOf(r *http.Request) access {
 	if !ok || tok == "" {
 		return accessNone
 	}
-	admin := a.cfg.APIToken()
-	read := a.cfg.APIReadToken()
-	isAdmin := admin != "" && subtle.ConstantTimeCompare([]byte(tok), []byte(admin)) == 1
-	isRead := read != "" && subtle.ConstantTimeCompare([]byte(tok), []byte(read)) == 1
+	// Compare digests: constant time whatever the lengths.
+	got := sha256.Sum256([]byte(tok))
+	isAdmin := a.adminHash != nil && subtle.ConstantTimeCompare(got[:], a.adminHash) == 1
+	isRead := a.readHash != nil && subtle.ConstantTimeCompare(got[:], a.readHash) == 1
 	switch {
 	case isAdmin:
 		return accessAdmin
@@ -116,8 +130,10 @@ func (a *App) readyz(w http.ResponseWriter, r *http.Request) {
 	ready := true
 	check := func(name string, err error) {
 		if err != nil {
+			// /readyz is unauthenticated: the details (hosts, users) go to the log, not the answer.
+			a.log.Warn("not ready", "check", name, "err", err)
 			ready = false
-			checks[name] = err.Error()
+			checks[name] = "failing"
 			return
 		}
 		checks[name] = "ok"
@@ -220,6 +236,9 @@ func (a *App) writeList(w http.ResponseWriter, items any, next string, err error
 	case []store.Incident:
 		writeListOf(a, w, v, next, err)
 	case []store.Action:
+		for i := range v {
+			redactParams(&v[i])
+		}
 		writeListOf(a, w, v, next, err)
 	case []store.AuditEntry:
 		writeListOf(a, w, v, next, err)
@@ -245,6 +264,9 @@ func (a *App) getIncident(w http.ResponseWriter, r *http.Request) {
 		a.apiError(w, err)
 		return
 	}
+	for i := range inc.Actions {
+		redactParams(&inc.Actions[i])
+	}
 	writeJSON(w, http.StatusOK, inc)
 }
 
@@ -259,6 +281,7 @@ func (a *App) getAction(w http.ResponseWriter, r *http.Request) {
 		a.apiError(w, err)
 		return
 	}
+	redactParams(act)
 	writeJSON(w, http.StatusOK, act)
 }
 
@@ -301,4 +324,25 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 
 func writeError(w http.ResponseWriter, code int, msg string) {
 	writeJSON(w, code, map[string]string{"error": msg})
+}
+
+// sensitiveHeader matches header names whose values are credentials.
+var sensitiveHeader = regexp.MustCompile(`(?i)(authorization|cookie|token|secret|password|api[-_]?key|signature)`)
+
+// redactParams hides credential-like header values of an action's params in API answers (the
+// stored params keep them: the executor needs them).
+func redactParams(act *store.Action) {
+	hs, ok := act.Params["headers"].(map[string]any)
+	if !ok {
+		return
+	}
+	red := make(map[string]any, len(hs))
+	for k, v := range hs {
+		if sensitiveHeader.MatchString(k) {
+			v = "<secret>"
+		}
+		red[k] = v
+	}
+	act.Params = maps.Clone(act.Params)
+	act.Params["headers"] = red
 }

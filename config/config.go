@@ -60,7 +60,7 @@ func Default() *Config {
 			Stream:          "RESPONDER_ALERTS",
 			MaxBytes:        1 << 30,
 			MaxMsgs:         1_000_000,
-			MaxAge:          Duration(7 * 24 * time.Hour),
+			MaxAge:          0, // an age limit would drop alerts nobody processed
 			DuplicateWindow: Duration(20 * time.Minute),
 			Replicas:        1,
 			Consumers:       2,

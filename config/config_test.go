@@ -82,7 +82,7 @@ func TestDefaults(t *testing.T) {
 				{"bus.stream", cfg.Bus.Stream, "RESPONDER_ALERTS"},
 				{"bus.max_bytes", cfg.Bus.MaxBytes, Bytes(1 << 30)},
 				{"bus.max_msgs", cfg.Bus.MaxMsgs, int64(1_000_000)},
-				{"bus.max_age", cfg.Bus.MaxAge.D(), 7 * 24 * time.Hour},
+				{"bus.max_age", cfg.Bus.MaxAge.D(), time.Duration(0)},
 				{"bus.duplicate_window", cfg.Bus.DuplicateWindow.D(), 20 * time.Minute},
 				{"bus.replicas", cfg.Bus.Replicas, 1},
 			}

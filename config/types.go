@@ -109,7 +109,7 @@ type BusConfig struct {
 	Stream          string   `yaml:"stream"`           // default RESPONDER_ALERTS
 	MaxBytes        Bytes    `yaml:"max_bytes"`        // default 1GiB
 	MaxMsgs         int64    `yaml:"max_msgs"`         // default 1,000,000
-	MaxAge          Duration `yaml:"max_age"`          // default 7d
+	MaxAge          Duration `yaml:"max_age"`          // default 0: no age limit
 	DuplicateWindow Duration `yaml:"duplicate_window"` // default 20m, at least 10m
 	Replicas        int      `yaml:"replicas"`         // default 1 (3 on an external cluster)
 	// Consumers is how many batches this replica processes at once (default 2).

@@ -80,7 +80,9 @@ func (c *Config) validate(ch *checker) {
 	if b.MaxMsgs <= 0 {
 		ch.errorf("bus.max_msgs", "must be positive, got %d", b.MaxMsgs)
 	}
-	positive(ch, "bus.max_age", b.MaxAge)
+	if b.MaxAge < 0 {
+		ch.errorf("bus.max_age", "must not be negative (0 means no age limit), got %s", b.MaxAge)
+	}
 	if b.DuplicateWindow.D() < MinDuplicateWindow {
 		ch.errorf("bus.duplicate_window", "must be at least %s, got %s", Duration(MinDuplicateWindow), b.DuplicateWindow)
 	} else if b.MaxAge > 0 && b.DuplicateWindow > b.MaxAge {

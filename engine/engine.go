@@ -45,6 +45,8 @@ type Options struct {
 	MaxConcurrent int
 	// ActionTimeout bounds one handler call when neither rule nor handler says (default 5m).
 	ActionTimeout time.Duration
+	// ApprovalTTL: an action awaiting approval longer than this expires and escalates (0: never).
+	ApprovalTTL time.Duration
 	// Lease is how long a running action's lease lasts without renewal (default 30s).
 	Lease time.Duration
 	// Poll is how often the executor and the timers look for work besides being kicked (default 250ms).

@@ -598,3 +598,103 @@ func TestBatchWithNanosecondStartsAtKeepsAlertsApart(t *testing.T) {
 		t.Fatalf("each incident must act on its own alert: calls %v", h.fix.Calls())
 	}
 }
+
+func TestForLongerThanMaxAlertAgeStillActs(t *testing.T) {
+	h := newHarness(t, `
+rules:
+  - name: slow
+    when: alert.name == "DiskLow"
+    for: 20m
+    actions:
+      - handler: test.fix
+        params: {target: "{{ alert.labels.instance }}"}
+`, nil) // max_alert_age 15m; Alertmanager re-sends only every repeat_interval
+	h.process(mkAlert("DiskLow", alert.StatusFiring, t0, map[string]string{"instance": "db-1"}))
+	h.clock.Add(21 * time.Minute)
+	if _, err := h.eng.FireDueTimers(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	h.settle()
+	expectActions(t, h.actions(), "actions/0 test.fix succeeded ")
+}
+
+func TestLateTimerIsStale(t *testing.T) {
+	h := newHarness(t, forRule, nil)
+	h.process(withValue(mkAlert("DiskLow", alert.StatusFiring, t0, map[string]string{"instance": "db-1"}), 5))
+	h.clock.Add(2 * time.Hour) // responder was down when the timer was due
+	if _, err := h.eng.FireDueTimers(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	h.settle()
+	expectActions(t, h.actions(), "actions/0 test.fix skipped stale")
+}
+
+func TestFullSlotsWaitWithoutSpinning(t *testing.T) {
+	h := newHarness(t, singleRule, func(o *engine.Options) { o.MaxConcurrent = 1; o.Lease = time.Hour })
+	h.fix.block = make(chan struct{})
+	h.process(
+		mkAlert("KubePodCrashLooping", alert.StatusFiring, t0, map[string]string{"pod": "a"}),
+		mkAlert("KubePodCrashLooping", alert.StatusFiring, t0, map[string]string{"pod": "b"}))
+	n, err := h.eng.ExecuteOnce(context.Background())
+	if err != nil || n != 1 {
+		t.Fatalf("first pass: n=%d err=%v, want one action started", n, err)
+	}
+	n, err = h.eng.ExecuteOnce(context.Background())
+	if err != nil || n != 0 {
+		t.Fatalf("pass with every slot busy: n=%d err=%v, want 0 (nothing decided)", n, err)
+	}
+	close(h.fix.block)
+	h.settle()
+	expectActions(t, h.actions(), "actions/0 test.fix succeeded ", "actions/0 test.fix succeeded ")
+}
+
+func TestApprovalExpiresAndEscalates(t *testing.T) {
+	h := newHarness(t, `
+rules:
+  - name: careful
+    when: alert.name == "KubePodCrashLooping"
+    actions:
+      - handler: test.fix
+        params: {target: "{{ alert.labels.pod }}"}
+        approval: required
+    escalate:
+      - handler: test.page
+        params: {target: "oncall"}
+`, func(o *engine.Options) { o.ApprovalTTL = 15 * time.Minute })
+	h.process(mkAlert("KubePodCrashLooping", alert.StatusFiring, t0, map[string]string{"pod": "a"}))
+	h.settle()
+	expectActions(t, h.actions(), "actions/0 test.fix awaiting_approval ")
+	h.clock.Add(16 * time.Minute)
+	h.settle()
+	expectActions(t, h.actions(), "actions/0 test.fix expired approval_ttl", "escalate/0 test.page succeeded ")
+	if len(h.fix.Calls()) != 0 {
+		t.Fatal("an unapproved action ran")
+	}
+}
+
+func TestHandlerPastItsTimeoutBecomesUnknown(t *testing.T) {
+	h := newHarness(t, singleRule, func(o *engine.Options) { o.Lease = 10 * time.Minute; o.ActionTimeout = time.Minute })
+	h.fix.block = make(chan struct{})
+	defer close(h.fix.block)
+	h.process(mkAlert("KubePodCrashLooping", alert.StatusFiring, t0, map[string]string{"pod": "a"}))
+	if _, err := h.eng.ExecuteOnce(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	id := h.count(`SELECT id FROM actions`)
+	// The owner keeps renewing its lease, but the handler ignores its deadline.
+	h.clock.Add(9 * time.Minute)
+	if err := h.st.RenewLeases(context.Background(), "replica-a", []int64{int64(id)}, h.clock.Now().Add(10*time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	h.clock.Add(3 * time.Minute) // 12m after start: past timeout (1m) plus grace (the lease, 10m)
+	if _, err := h.eng.ExecuteOnce(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	got := h.actions()
+	if got[0].State != "unknown" || got[0].Reason != "timeout" {
+		t.Fatalf("actions = %+v", got)
+	}
+	if len(got) != 2 || got[1].Phase != "escalate" {
+		t.Fatalf("no escalation: %+v", got)
+	}
+}

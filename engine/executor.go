@@ -56,18 +56,38 @@ func (e *Engine) execute(ctx, runCtx context.Context) (int, error) {
 	set := e.rules.Load()
 	var toRun []store.Claimed
 	var finals []decision
-	n := 0
+	var p planner
+	// Slots are reserved (non-blocking) before an action is marked running, and released if the
+	// transaction does not commit: an action is running in the database only while this replica
+	// holds a slot for it and renews its lease.
+	reserved := 0
+	release := func() {
+		for _, c := range toRun {
+			e.running.Delete(c.ID)
+		}
+		for ; reserved > 0; reserved-- {
+			<-e.slots
+		}
+	}
 	err := e.st.InTx(ctx, func(tx pgx.Tx) error {
-		toRun, finals, n = nil, nil, 0
+		release()
+		toRun, finals = nil, nil
 		now := e.now()
-		p := planner{e: e, set: set, now: now, firing: noneFiring{}}
-		expired, err := e.st.ExpireLeasesTx(ctx, tx, now)
+		p = planner{e: e, set: set, now: now, firing: noneFiring{}}
+		expired, err := e.st.ExpireLeasesTx(ctx, tx, now, e.o.Lease)
 		if err != nil {
 			return err
 		}
+		if e.o.ApprovalTTL > 0 {
+			stale, err := e.st.ExpireApprovalsTx(ctx, tx, now, e.o.ApprovalTTL)
+			if err != nil {
+				return err
+			}
+			expired = append(expired, stale...)
+		}
 		for _, c := range expired {
-			finals = append(finals, decision{c: c, outcome: store.Outcome{ID: c.ID, State: store.ActionUnknown, Reason: ReasonLease}})
-			if err := e.afterStep(ctx, tx, &p, c, store.ActionUnknown, ReasonLease); err != nil {
+			finals = append(finals, decision{c: c, outcome: store.Outcome{ID: c.ID, State: c.State, Reason: c.Reason, Error: c.Error}})
+			if err := e.afterStep(ctx, tx, &p, c, c.State, c.Reason); err != nil {
 				return err
 			}
 		}
@@ -75,7 +95,6 @@ func (e *Engine) execute(ctx, runCtx context.Context) (int, error) {
 		if err != nil {
 			return err
 		}
-		n = len(claimed) + len(expired)
 		if len(claimed) == 0 {
 			return p.flushAudit(ctx, tx, finals)
 		}
@@ -89,34 +108,40 @@ func (e *Engine) execute(ctx, runCtx context.Context) (int, error) {
 		if err != nil {
 			return err
 		}
-		free := cap(e.slots) - len(e.slots)
 		busy := map[string]bool{}
 		var outs []store.Outcome
 		var decided []decision
 		for _, c := range claimed {
 			d := e.decide(ctx, set, c, now, cool)
-			if d.run {
-				if free == 0 || busy[c.Target] {
-					continue // waits: execution slots never refuse
-				}
-				free--
-				busy[c.Target] = true
-				if err := e.st.StartActionTx(ctx, tx, c.ID, e.o.Owner, now, now.Add(e.o.Lease)); err != nil {
-					return err
-				}
-				if r := set.Rule(c.Rule); r != nil && r.Cooldown > 0 && c.Phase == store.PhaseActions {
-					if err := e.st.SetCooldownTx(ctx, tx, store.CooldownKey{Rule: c.Rule, Target: c.Target}, now.Add(r.Cooldown)); err != nil {
-						return err
-					}
-				}
-				p.audit(store.AuditInsert{IncidentID: c.IncidentID, ActionID: c.ID, Kind: store.AuditAction, Actor: e.o.Owner,
-					Reason: "started", RuleHash: c.RuleHash, Detail: map[string]any{"handler": c.Handler, "target": c.Target}})
-				toRun = append(toRun, c)
+			if !d.run {
+				d.outcome.At = now
+				outs = append(outs, d.outcome)
+				decided = append(decided, d)
 				continue
 			}
-			d.outcome.At = now
-			outs = append(outs, d.outcome)
-			decided = append(decided, d)
+			if busy[c.Target] {
+				continue // one at a time per target: it waits for a later pass
+			}
+			select {
+			case e.slots <- struct{}{}:
+				reserved++
+			default:
+				continue // no free slot: it waits (execution slots never refuse)
+			}
+			started, err := e.start(ctx, tx, set, c, now)
+			if err != nil {
+				return err
+			}
+			if !started {
+				<-e.slots
+				reserved--
+				continue
+			}
+			busy[c.Target] = true
+			e.running.Store(c.ID, struct{}{})
+			p.audit(store.AuditInsert{IncidentID: c.IncidentID, ActionID: c.ID, Kind: store.AuditAction, Actor: e.o.Owner,
+				Reason: "started", RuleHash: c.RuleHash, Detail: map[string]any{"handler": c.Handler, "target": c.Target}})
+			toRun = append(toRun, c)
 		}
 		if _, err := e.st.FinishActionsTx(ctx, tx, e.o.Owner, outs); err != nil {
 			return err
@@ -130,18 +155,43 @@ func (e *Engine) execute(ctx, runCtx context.Context) (int, error) {
 		return p.flushAudit(ctx, tx, finals)
 	})
 	if err != nil {
+		release()
 		return 0, err
 	}
+	p.committed()
 	for _, d := range finals {
 		e.m.actions.WithLabelValues(d.c.Rule, d.c.Handler, d.outcome.State).Inc()
 	}
 	for _, c := range toRun {
-		e.slots <- struct{}{}
-		e.running.Store(c.ID, struct{}{})
 		e.wg.Add(1)
 		go e.run(runCtx, c)
 	}
-	return n, nil
+	// Count only what was decided or started: actions waiting for a slot are not progress.
+	return len(finals) + len(toRun), nil
+}
+
+// start marks a claimed action running under this replica's lease and starts its rule's cooldown.
+// It reports false, leaving the action planned, when another executor or replica got the target
+// first (the one-running-per-target index); the rest of the pass is unaffected (a savepoint).
+func (e *Engine) start(ctx context.Context, tx pgx.Tx, set *rules.Set, c store.Claimed, now time.Time) (bool, error) {
+	sp, err := tx.Begin(ctx)
+	if err != nil {
+		return false, err
+	}
+	if err := e.st.StartActionTx(ctx, sp, c.ID, e.o.Owner, now, now.Add(e.o.Lease)); err != nil {
+		_ = sp.Rollback(ctx)
+		if store.IsTargetBusy(err) {
+			return false, nil
+		}
+		return false, err
+	}
+	if r := set.Rule(c.Rule); r != nil && r.Cooldown > 0 && c.Phase == store.PhaseActions {
+		if err := e.st.SetCooldownTx(ctx, sp, store.CooldownKey{Rule: c.Rule, Target: c.Target}, now.Add(r.Cooldown)); err != nil {
+			_ = sp.Rollback(ctx)
+			return false, err
+		}
+	}
+	return true, sp.Commit(ctx)
 }
 
 // decide applies the guards, in DESIGN.md order, to one claimed action.
@@ -168,7 +218,7 @@ func (e *Engine) decide(ctx context.Context, set *rules.Set, c store.Claimed, no
 		d.outcome.State, d.outcome.Reason, d.outcome.Error = store.ActionFailed, handlers.ReasonBadParam, buildErr.Error()
 		return d
 	}
-	stale := e.o.MaxAlertAge > 0 && now.Sub(c.LastSeenAt) > e.o.MaxAlertAge
+	stale := e.o.MaxAlertAge > 0 && now.Sub(c.EvidenceAt) > e.o.MaxAlertAge
 	dry := e.o.DryRun || c.Mode == "shadow"
 	if stale || dry {
 		cctx, cancel := context.WithTimeout(ctx, min(time.Duration(c.TimeoutMS)*time.Millisecond, 10*time.Second))
@@ -176,7 +226,7 @@ func (e *Engine) decide(ctx context.Context, set *rules.Set, c store.Claimed, no
 		cancel()
 		switch {
 		case stale && err != nil:
-			return skip(ReasonStale, "alert last received "+c.LastSeenAt.UTC().Format(time.RFC3339)+"; "+err.Error())
+			return skip(ReasonStale, "evidence from "+c.EvidenceAt.UTC().Format(time.RFC3339)+" is older than safety.max_alert_age; "+err.Error())
 		case dry:
 			d.outcome.State, d.outcome.Reason = store.ActionDryRun, ReasonDryRun
 			if !e.o.DryRun {
@@ -218,7 +268,7 @@ func (e *Engine) afterStep(ctx context.Context, tx pgx.Tx, p *planner, c store.C
 	if rule == nil {
 		return nil
 	}
-	p.plan(c.IncidentID, rule, store.PhaseEscalate, c.Alert)
+	p.plan(c.IncidentID, rule, store.PhaseEscalate, c.Alert, p.now)
 	return nil
 }
 
@@ -295,6 +345,9 @@ func (e *Engine) record(ctx context.Context, c store.Claimed, out store.Outcome)
 		}
 		return struct{}{}, err
 	}
+	// The outcome is recorded even when shutdown cancelled ctx meanwhile: it happened.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.o.Lease)
+	defer cancel()
 	_, err := backoff.Retry(ctx, op, backoff.WithBackOff(backoff.NewExponentialBackOff()), backoff.WithMaxElapsedTime(e.o.Lease))
 	if err != nil {
 		e.log.Error("could not record action outcome; it will become unknown when its lease expires",

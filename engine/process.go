@@ -104,9 +104,10 @@ func (e *Engine) Process(ctx context.Context, alerts []alert.Alert) error {
 	})
 
 	var opened, resolved int
+	var p planner
 	err = e.st.InTx(ctx, func(tx pgx.Tx) error {
 		opened, resolved = 0, 0
-		p := planner{e: e, set: set, now: now, firing: firing}
+		p = planner{e: e, set: set, now: now, firing: firing}
 		if err := e.st.RefreshIncidentsTx(ctx, tx, refresh); err != nil {
 			return err
 		}
@@ -132,7 +133,7 @@ func (e *Engine) Process(ctx context.Context, alerts []alert.Alert) error {
 			case store.IncidentPending:
 				timers = append(timers, store.TimerInsert{IncidentID: r.ID, Kind: store.TimerFor, DueAt: u.Alert.StartsAt.Add(rule.For)})
 			case store.IncidentFiring:
-				p.plan(r.ID, rule, store.PhaseActions, u.Alert)
+				p.plan(r.ID, rule, store.PhaseActions, u.Alert, u.Alert.ReceivedAt)
 			}
 		}
 		rs, err := e.st.ResolveIncidentsTx(ctx, tx, resolves, now)
@@ -149,7 +150,7 @@ func (e *Engine) Process(ctx context.Context, alerts []alert.Alert) error {
 			p.audit(store.AuditInsert{IncidentID: r.ID, Kind: store.AuditIncident, Actor: "engine", Reason: store.IncidentResolved,
 				RuleHash: hash, Detail: map[string]any{"previous_state": r.PrevState}})
 			if r.PrevState == store.IncidentFiring && rule != nil {
-				p.plan(r.ID, rule, store.PhaseOnResolved, r.Alert)
+				p.plan(r.ID, rule, store.PhaseOnResolved, r.Alert, r.Alert.ReceivedAt)
 			}
 		}
 		if err := e.st.InsertTimersTx(ctx, tx, timers); err != nil {
@@ -160,6 +161,7 @@ func (e *Engine) Process(ctx context.Context, alerts []alert.Alert) error {
 	if err != nil {
 		return err
 	}
+	p.committed()
 	e.m.incidents.WithLabelValues("opened").Add(float64(opened))
 	e.m.incidents.WithLabelValues("resolved").Add(float64(resolved))
 	if opened > 0 || resolved > 0 {
@@ -248,6 +250,15 @@ type planner struct {
 	firing  rules.FiringSet
 	actions []store.NewAction
 	audits  []store.AuditInsert
+	// failedAtPlan are (rule, handler) of steps that failed to render: counted after the commit.
+	failedAtPlan [][2]string
+}
+
+// committed counts what the planner decided, once its transaction committed.
+func (p *planner) committed() {
+	for _, f := range p.failedAtPlan {
+		p.e.m.actions.WithLabelValues(f[0], f[1], store.ActionFailed).Inc()
+	}
 }
 
 func (p *planner) audit(a store.AuditInsert) {
@@ -260,7 +271,9 @@ func (p *planner) audit(a store.AuditInsert) {
 // plan renders and builds every step of a rule's phase for an incident. A step whose params do not
 // render or build is recorded failed (bad_param); the steps after it are skipped (cancelled) and,
 // for the actions phase, the rule's escalation is planned.
-func (p *planner) plan(incidentID int64, rule *rules.Rule, phase string, a alert.Alert) {
+//
+// basis is when the evidence for these steps was current (see store.NewAction.BasisAt).
+func (p *planner) plan(incidentID int64, rule *rules.Rule, phase string, a alert.Alert, basis time.Time) {
 	var steps []*rules.Action
 	switch phase {
 	case store.PhaseActions:
@@ -277,13 +290,14 @@ func (p *planner) plan(incidentID int64, rule *rules.Rule, phase string, a alert
 	broken := false
 	for i, s := range steps {
 		na := p.e.newAction(incidentID, rule, phase, i, s)
+		na.BasisAt = basis
 		switch {
 		case broken:
 			na.State, na.Reason = store.ActionSkipped, "cancelled"
 		default:
 			if err := p.e.build(&na, s, env); err != nil {
 				na.State, na.Reason, na.Error = store.ActionFailed, handlers.ReasonBadParam, err.Error()
-				p.e.m.actions.WithLabelValues(rule.Name, s.Handler, store.ActionFailed).Inc()
+				p.failedAtPlan = append(p.failedAtPlan, [2]string{rule.Name, s.Handler})
 				p.audit(store.AuditInsert{IncidentID: incidentID, Kind: store.AuditAction, Actor: "engine",
 					Reason: handlers.ReasonBadParam, RuleHash: rule.FileHash,
 					Detail: map[string]any{"phase": phase, "step": i, "handler": s.Handler, "state": na.State, "error": err.Error()}})
@@ -293,7 +307,7 @@ func (p *planner) plan(incidentID int64, rule *rules.Rule, phase string, a alert
 		p.actions = append(p.actions, na)
 	}
 	if broken && phase == store.PhaseActions {
-		p.plan(incidentID, rule, store.PhaseEscalate, a)
+		p.plan(incidentID, rule, store.PhaseEscalate, a, p.now)
 	}
 }
 

@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"strconv"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -20,6 +21,7 @@ func (e *Engine) FireDueTimers(ctx context.Context) (int, error) {
 	set := e.rules.Load()
 	n := 0
 	fired := 0
+	var p planner
 	err := e.st.InTx(ctx, func(tx pgx.Tx) error {
 		n, fired = 0, 0
 		now := e.now()
@@ -34,7 +36,7 @@ func (e *Engine) FireDueTimers(ctx context.Context) (int, error) {
 				return err
 			}
 		}
-		p := planner{e: e, set: set, now: now, firing: firing}
+		p = planner{e: e, set: set, now: now, firing: firing}
 		for _, d := range due {
 			rule := set.Rule(d.Rule)
 			if rule == nil || d.State != store.IncidentPending {
@@ -54,8 +56,8 @@ func (e *Engine) FireDueTimers(ctx context.Context) (int, error) {
 			}
 			if !ok {
 				p.audit(store.AuditInsert{IncidentID: d.IncidentID, Kind: store.AuditTimer, Actor: e.o.Owner, Reason: "recheck_failed",
-					RuleHash: rule.FileHash, Detail: map[string]any{"retry_at": now.Add(rule.For)}})
-				if err := e.st.RescheduleTimerTx(ctx, tx, d.TimerID, now.Add(rule.For)); err != nil {
+					RuleHash: rule.FileHash, Detail: map[string]any{"retry_at": now.Add(recheckAfter(rule))}})
+				if err := e.st.RescheduleTimerTx(ctx, tx, d.TimerID, now.Add(recheckAfter(rule))); err != nil {
 					return err
 				}
 				continue
@@ -69,16 +71,21 @@ func (e *Engine) FireDueTimers(ctx context.Context) (int, error) {
 			fired++
 			p.audit(store.AuditInsert{IncidentID: d.IncidentID, Kind: store.AuditIncident, Actor: e.o.Owner, Reason: store.IncidentFiring,
 				RuleHash: rule.FileHash, Detail: map[string]any{"for": rule.For.String()}})
-			p.plan(d.IncidentID, rule, store.PhaseActions, d.Alert)
+			p.plan(d.IncidentID, rule, store.PhaseActions, d.Alert, d.DueAt)
 		}
 		return p.flush(ctx, tx)
 	})
 	if err != nil {
 		return 0, err
 	}
+	p.committed()
 	if fired > 0 {
 		e.m.incidents.WithLabelValues("fired").Add(float64(fired))
 		e.Kick()
 	}
 	return n, nil
 }
+
+// recheckAfter is when a `for` whose re-check failed is checked again: after another `for`, and
+// never sooner than a minute (a reload may have set `for` to zero).
+func recheckAfter(r *rules.Rule) time.Duration { return max(r.For, time.Minute) }

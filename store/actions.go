@@ -31,6 +31,9 @@ type NewAction struct {
 	Reason     string
 	Error      string
 	At         time.Time
+	// BasisAt is when the evidence the action rests on was current: the alert's receipt, the
+	// moment a `for` completed, or the failure that escalated. Staleness is measured from it.
+	BasisAt time.Time
 }
 
 // InsertActionsTx plans actions; an existing (incident, phase, step) is left alone (a redelivered
@@ -44,7 +47,7 @@ func (s *Store) InsertActionsTx(ctx context.Context, tx pgx.Tx, as []NewAction) 
 	phases, rules, hashes, handlers, targets, scopes, classes, modes, params, approvals, states, reasons, errs :=
 		make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n),
 		make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
-	ats := make([]time.Time, n)
+	ats, bases := make([]time.Time, n), make([]time.Time, n)
 	finished := make([]*time.Time, n)
 	for i, a := range as {
 		p := a.Params
@@ -58,23 +61,26 @@ func (s *Store) InsertActionsTx(ctx context.Context, tx pgx.Tx, as []NewAction) 
 		inc[i], steps[i], timeouts[i] = a.IncidentID, int32(a.Step), a.Timeout.Milliseconds()
 		phases[i], rules[i], hashes[i], handlers[i], targets[i], scopes[i] = a.Phase, a.Rule, a.RuleHash, a.Handler, a.Target, a.Scope
 		classes[i], modes[i], params[i], approvals[i], states[i], reasons[i], errs[i] = a.Class, a.Mode, string(b), a.Approval, a.State, a.Reason, a.Error
-		ats[i] = a.At
-		if a.State != ActionPlanned {
+		ats[i], bases[i] = a.At, a.BasisAt
+		if bases[i].IsZero() {
+			bases[i] = a.At
+		}
+		if a.State != ActionPlanned && a.State != ActionAwaitingApproval {
 			finished[i] = &ats[i]
 		}
 	}
 	rows, err := tx.Query(ctx, `
 INSERT INTO actions (incident_id, phase, step, rule, rule_hash, handler, target, scope, class, mode, params,
-                     approval, timeout_ms, state, reason, error, created_at, finished_at, version)
+                     approval, timeout_ms, state, reason, error, created_at, finished_at, basis_at, version)
 SELECT u.inc, u.phase, u.step, u.rule, u.hash, u.handler, u.target, u.scope, u.class, u.mode, u.params::jsonb,
-       u.approval, u.timeout, u.state, u.reason, u.err, u.at, u.fin, $19
+       u.approval, u.timeout, u.state, u.reason, u.err, u.at, u.fin, u.basis, $20
   FROM unnest($1::bigint[], $2::text[], $3::int[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
               $9::text[], $10::text[], $11::text[], $12::text[], $13::bigint[], $14::text[], $15::text[], $16::text[],
-              $17::timestamptz[], $18::timestamptz[])
-       AS u(inc, phase, step, rule, hash, handler, target, scope, class, mode, params, approval, timeout, state, reason, err, at, fin)
+              $17::timestamptz[], $18::timestamptz[], $19::timestamptz[])
+       AS u(inc, phase, step, rule, hash, handler, target, scope, class, mode, params, approval, timeout, state, reason, err, at, fin, basis)
 ON CONFLICT (incident_id, phase, step) DO NOTHING
 RETURNING id`,
-		inc, phases, steps, rules, hashes, handlers, targets, scopes, classes, modes, params, approvals, timeouts, states, reasons, errs, ats, finished, s.version)
+		inc, phases, steps, rules, hashes, handlers, targets, scopes, classes, modes, params, approvals, timeouts, states, reasons, errs, ats, finished, bases, s.version)
 	if err != nil {
 		return nil, fmt.Errorf("plan actions: %w", err)
 	}
@@ -86,18 +92,19 @@ RETURNING id`,
 type Claimed struct {
 	Action
 	IncidentState string
-	LastSeenAt    time.Time
-	Alert         alert.Alert
+	// EvidenceAt is the later of the action's basis and the last time its alert was received.
+	EvidenceAt time.Time
+	Alert      alert.Alert
 }
 
 const actionCols = `a.id, a.incident_id, a.phase, a.step, a.rule, a.handler, a.target, a.scope, a.class, a.mode, a.params,
        a.approval, a.timeout_ms, a.state, a.reason, a.attempt, a.approved_by, a.owner, a.lease_until, a.created_at,
-       a.started_at, a.finished_at, a.error, a.result, a.version, a.rule_hash`
+       a.started_at, a.finished_at, a.basis_at, a.error, a.result, a.version, a.rule_hash`
 
 func scanAction(r pgx.Row, a *Action, extra ...any) error {
 	dest := []any{&a.ID, &a.IncidentID, &a.Phase, &a.Step, &a.Rule, &a.Handler, &a.Target, &a.Scope, &a.Class, &a.Mode, &a.Params,
 		&a.Approval, &a.TimeoutMS, &a.State, &a.Reason, &a.Attempt, &a.ApprovedBy, &a.Owner, &a.LeaseUntil, &a.CreatedAt,
-		&a.StartedAt, &a.FinishedAt, &a.Error, &a.Result, &a.Version, &a.RuleHash}
+		&a.StartedAt, &a.FinishedAt, &a.BasisAt, &a.Error, &a.Result, &a.Version, &a.RuleHash}
 	return r.Scan(append(dest, extra...)...)
 }
 
@@ -106,7 +113,7 @@ func scanAction(r pgx.Row, a *Action, extra ...any) error {
 // targets that already have a running action.
 func (s *Store) ClaimRunnableTx(ctx context.Context, tx pgx.Tx, limit int) ([]Claimed, error) {
 	rows, err := tx.Query(ctx, `
-SELECT `+actionCols+`, i.state, i.last_seen_at, i.alert
+SELECT `+actionCols+`, i.state, greatest(a.basis_at, i.last_seen_at), i.alert
   FROM actions a JOIN incidents i ON i.id = a.incident_id
  WHERE a.state IN ('planned', 'approved')
    AND NOT EXISTS (SELECT 1 FROM actions p
@@ -122,7 +129,7 @@ SELECT `+actionCols+`, i.state, i.last_seen_at, i.alert
 	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Claimed, error) {
 		var c Claimed
 		var ab []byte
-		if err := scanAction(r, &c.Action, &c.IncidentState, &c.LastSeenAt, &ab); err != nil {
+		if err := scanAction(r, &c.Action, &c.IncidentState, &c.EvidenceAt, &ab); err != nil {
 			return c, err
 		}
 		return c, json.Unmarshal(ab, &c.Alert)
@@ -233,25 +240,31 @@ func (s *Store) RenewLeases(ctx context.Context, owner string, ids []int64, unti
 	return err
 }
 
-// ExpireLeasesTx turns running actions whose lease expired before now into unknown (reason
-// lease_expired): they are never re-run blindly. It returns them.
-func (s *Store) ExpireLeasesTx(ctx context.Context, tx pgx.Tx, now time.Time) ([]Claimed, error) {
+// ExpireLeasesTx turns running actions into unknown when their lease expired before now (reason
+// lease_expired: the replica running them died) or they ran past their timeout plus grace (reason
+// timeout: the handler ignores its deadline). They are never re-run blindly. It returns them.
+func (s *Store) ExpireLeasesTx(ctx context.Context, tx pgx.Tx, now time.Time, grace time.Duration) ([]Claimed, error) {
 	rows, err := tx.Query(ctx, `
 WITH x AS (
-    SELECT id FROM actions WHERE state = 'running' AND lease_until < $1 ORDER BY id FOR UPDATE SKIP LOCKED
+    SELECT id, lease_until < $1 AS lost FROM actions
+     WHERE state = 'running'
+       AND (lease_until < $1 OR started_at + (timeout_ms + $2::bigint) * interval '1 millisecond' < $1)
+     ORDER BY id FOR UPDATE SKIP LOCKED
 )
-UPDATE actions a SET state = 'unknown', reason = 'lease_expired', finished_at = $1, lease_until = NULL,
-       error = 'the replica running this action stopped renewing its lease; it may or may not have completed'
+UPDATE actions a SET state = 'unknown', finished_at = $1, lease_until = NULL,
+       reason = CASE WHEN x.lost THEN 'lease_expired' ELSE 'timeout' END,
+       error = CASE WHEN x.lost THEN 'the replica running this action stopped renewing its lease; it may or may not have completed'
+                    ELSE 'the handler ran past its timeout; it may or may not have completed' END
   FROM x, incidents i
  WHERE a.id = x.id AND i.id = a.incident_id
-RETURNING `+actionCols+`, i.state, i.last_seen_at, i.alert`, now)
+RETURNING `+actionCols+`, i.state, greatest(a.basis_at, i.last_seen_at), i.alert`, now, grace.Milliseconds())
 	if err != nil {
 		return nil, fmt.Errorf("expire leases: %w", err)
 	}
 	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Claimed, error) {
 		var c Claimed
 		var ab []byte
-		if err := scanAction(r, &c.Action, &c.IncidentState, &c.LastSeenAt, &ab); err != nil {
+		if err := scanAction(r, &c.Action, &c.IncidentState, &c.EvidenceAt, &ab); err != nil {
 			return c, err
 		}
 		return c, json.Unmarshal(ab, &c.Alert)
@@ -267,4 +280,29 @@ func (s *Store) IncidentAlertTx(ctx context.Context, tx pgx.Tx, id int64) (strin
 		return "", a, err
 	}
 	return rule, a, json.Unmarshal(ab, &a)
+}
+
+// ExpireApprovalsTx turns actions that waited for approval longer than ttl into expired (reason
+// approval_ttl) and returns them.
+func (s *Store) ExpireApprovalsTx(ctx context.Context, tx pgx.Tx, now time.Time, ttl time.Duration) ([]Claimed, error) {
+	rows, err := tx.Query(ctx, `
+WITH x AS (
+    SELECT id FROM actions WHERE state = 'awaiting_approval' AND created_at < $2 ORDER BY id FOR UPDATE SKIP LOCKED
+)
+UPDATE actions a SET state = 'expired', reason = 'approval_ttl', finished_at = $1,
+       error = 'nobody approved the action within approvals.ttl'
+  FROM x, incidents i
+ WHERE a.id = x.id AND i.id = a.incident_id
+RETURNING `+actionCols+`, i.state, greatest(a.basis_at, i.last_seen_at), i.alert`, now, now.Add(-ttl))
+	if err != nil {
+		return nil, fmt.Errorf("expire approvals: %w", err)
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Claimed, error) {
+		var c Claimed
+		var ab []byte
+		if err := scanAction(r, &c.Action, &c.IncidentState, &c.EvidenceAt, &ab); err != nil {
+			return c, err
+		}
+		return c, json.Unmarshal(ab, &c.Alert)
+	})
 }

@@ -129,7 +129,7 @@ WITH k AS (
     FROM incidents i JOIN k ON i.fingerprint = k.fp AND i.starts_at = k.starts
     WHERE i.state IN ('pending', 'firing', 'suppressed')
     ORDER BY i.id
-    FOR UPDATE OF i
+    FOR NO KEY UPDATE OF i
 )
 UPDATE incidents i
    SET state = 'resolved', resolved_at = $4, updated_at = $4, alert = prev.alert::jsonb,

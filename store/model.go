@@ -77,6 +77,7 @@ type Action struct {
 	Owner      string         `json:"owner"`
 	LeaseUntil *time.Time     `json:"lease_until"`
 	CreatedAt  time.Time      `json:"created_at"`
+	BasisAt    time.Time      `json:"basis_at"`
 	StartedAt  *time.Time     `json:"started_at"`
 	FinishedAt *time.Time     `json:"finished_at"`
 	Error      string         `json:"error"`

@@ -11,11 +11,14 @@ import (
 	"embed"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
+	"net"
 	"path"
 	"regexp"
 	"slices"
 	"strings"
+	"syscall"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -133,9 +136,17 @@ func (s *Store) InTx(ctx context.Context, fn func(pgx.Tx) error) error {
 	return pgx.BeginFunc(ctx, s.pool, fn)
 }
 
-// IsTransient reports whether err is worth retrying as is: a connection problem, a serialization
-// failure or deadlock, a unique violation on the one-running-per-target index, or a cancelled ctx.
-// Anything else (bad data, a bug) is permanent.
+// IsTargetBusy reports whether err is the one-running-per-target index refusing a second running
+// action on a target.
+func IsTargetBusy(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == "23505" && pe.ConstraintName == "actions_one_running_per_target"
+}
+
+// IsTransient reports whether err is worth retrying as is: the database is unreachable or going
+// away (connection errors, network errors, server shutdown or overload), a serialization failure
+// or deadlock, a lock timeout, or a cancelled context. Anything else (bad data, a bug) is
+// permanent: retrying it forever would block the consumer.
 func IsTransient(err error) bool {
 	if err == nil {
 		return false
@@ -143,15 +154,24 @@ func IsTransient(err error) bool {
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) {
 		switch {
-		case pe.Code == "40001", pe.Code == "40P01": // serialization_failure, deadlock_detected
+		case pe.Code == "40001", pe.Code == "40P01", pe.Code == "55P03": // serialization, deadlock, lock not available
 			return true
 		case strings.HasPrefix(pe.Code, "08"), strings.HasPrefix(pe.Code, "57"), strings.HasPrefix(pe.Code, "53"):
 			return true // connection exception, operator intervention (shutdown), insufficient resources
-		case pe.Code == "23505" && pe.ConstraintName == "actions_one_running_per_target":
-			return true
 		}
-		return false
+		return IsTargetBusy(err)
 	}
-	// Anything without a server error code is a connection-level failure (refused, reset, timeout).
-	return true
+	var ce *pgconn.ConnectError
+	var ne net.Error
+	switch {
+	case errors.As(err, &ce), errors.As(err, &ne), pgconn.SafeToRetry(err), pgconn.Timeout(err):
+		return true
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.ECONNREFUSED):
+		return true
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return true
+	}
+	// pgx reports a connection lost mid-transaction as "conn closed" / "conn busy" without a type.
+	msg := err.Error()
+	return strings.Contains(msg, "conn closed") || strings.Contains(msg, "conn busy") || strings.Contains(msg, "closed pool")
 }

@@ -2,11 +2,16 @@ package store_test
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"io"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/responder-sre/responder/alert"
 	"github.com/responder-sre/responder/store"
@@ -146,5 +151,32 @@ func TestDeadLetterIsRecordedAndAudited(t *testing.T) {
 	// Retention removes it once old enough, and leaves newer rows.
 	if n, err := s.DeleteBefore(ctx, at.Add(time.Hour)); err != nil || n != 2 {
 		t.Fatalf("retention removed %d rows (err %v), want 2", n, err)
+	}
+}
+
+func TestIsTransient(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"nil", nil, false},
+		{"admin shutdown", &pgconn.PgError{Code: "57P01"}, true},
+		{"connection failure", &pgconn.PgError{Code: "08006"}, true},
+		{"deadlock", &pgconn.PgError{Code: "40P01"}, true},
+		{"target busy", &pgconn.PgError{Code: "23505", ConstraintName: "actions_one_running_per_target"}, true},
+		{"other unique violation", &pgconn.PgError{Code: "23505", ConstraintName: "x"}, false},
+		{"bad jsonb", &pgconn.PgError{Code: "22P05"}, false},
+		{"refused", fmt.Errorf("dial: %w", syscall.ECONNREFUSED), true},
+		{"unexpected EOF", fmt.Errorf("read: %w", io.ErrUnexpectedEOF), true},
+		{"cancelled", fmt.Errorf("x: %w", context.Canceled), true},
+		{"json", errors.New("json: unsupported value: NaN"), false},
+		{"engine bug", errors.New("incident 3 does not match any alert of the batch"), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := store.IsTransient(tc.err); got != tc.want {
+				t.Fatalf("IsTransient(%v) = %v, want %v", tc.err, got, tc.want)
+			}
+		})
 	}
 }

@@ -118,6 +118,10 @@ func runServe(logger *slog.Logger, o app.Options) int {
 			}
 		}
 	}()
+	go func() {
+		<-ctx.Done()
+		stop() // a second SIGINT/SIGTERM during the drain kills the process
+	}()
 	if err := a.Run(ctx); err != nil {
 		logger.Error("stopped", "err", err)
 		return 1

@@ -54,6 +54,7 @@ CREATE TABLE actions (
     owner        text        NOT NULL DEFAULT '',
     lease_until  timestamptz,
     created_at   timestamptz NOT NULL,
+    basis_at     timestamptz NOT NULL,   -- when the evidence the action was planned on was current
     started_at   timestamptz,
     finished_at  timestamptz,
     error        text        NOT NULL DEFAULT '',
