@@ -162,8 +162,11 @@ type Bus struct {
 	consumer jetstream.Consumer
 	m        *metrics
 
-	// transient holds the last transient Process error while a batch is being retried.
-	transient atomic.Pointer[error]
+	// failing counts the Consume calls retrying a transient error right now; lastErr is the
+	// latest such error. Ready fails while failing > 0 (per consumer, so one consumer's success
+	// does not hide another's outage).
+	failing atomic.Int32
+	lastErr atomic.Pointer[error]
 	lastPend  atomic.Uint64
 
 	fetchMu     sync.Mutex
@@ -399,8 +402,11 @@ func (b *Bus) Ready(ctx context.Context) error {
 	if _, err := b.js.Stream(ctx, b.o.Stream); err != nil {
 		return fmt.Errorf("bus: stream %s: %w: %w", b.o.Stream, ErrUnavailable, err)
 	}
-	if p := b.transient.Load(); p != nil {
-		return fmt.Errorf("bus: processing is failing: %w", *p)
+	if b.failing.Load() > 0 {
+		if p := b.lastErr.Load(); p != nil {
+			return fmt.Errorf("bus: processing is failing: %w", *p)
+		}
+		return errors.New("bus: processing is failing")
 	}
 	return nil
 }

@@ -224,10 +224,12 @@ func (b *Bus) processRetrying(ctx context.Context, p Processor, items []item) er
 		msgs[i] = items[i].msg
 	}
 	bo := newBackoff(retryCap)
+	var f failure
+	defer f.clear(b)
 	for {
 		err := p.Process(ctx, msgs)
 		if err == nil || IsPermanent(err) {
-			if b.transient.Swap(nil) != nil {
+			if f.clear(b) {
 				b.log.Info("bus processing recovered")
 			}
 			if err != nil {
@@ -240,7 +242,7 @@ func (b *Bus) processRetrying(ctx context.Context, p Processor, items []item) er
 		}
 		b.m.processErrors.WithLabelValues("transient").Inc()
 		err = fmt.Errorf("transient: %w", err)
-		b.transient.Store(&err)
+		f.set(b, err)
 		d := bo.NextBackOff()
 		b.log.Warn("bus processing failed; retrying", "messages", len(items), "retry_in", d, "err", err)
 		if !b.waitInProgress(ctx, items, d) {
@@ -253,6 +255,8 @@ func (b *Bus) processRetrying(ctx context.Context, p Processor, items []item) er
 // done) and then terminates it.
 func (b *Bus) deadLetter(ctx context.Context, p Processor, it item, reason string) {
 	bo := newBackoff(retryCap)
+	var f failure
+	defer f.clear(b)
 	for {
 		err := p.DeadLetter(ctx, it.msg.ID, it.raw.Data(), reason)
 		if err == nil {
@@ -263,7 +267,7 @@ func (b *Bus) deadLetter(ctx context.Context, p Processor, it item, reason strin
 			return
 		}
 		err = fmt.Errorf("dead letter: %w", err)
-		b.transient.Store(&err)
+		f.set(b, err)
 		d := bo.NextBackOff()
 		b.log.Warn("bus dead letter failed; retrying", "msg_id", it.msg.ID, "retry_in", d, "err", err)
 		if !b.waitInProgress(ctx, []item{it}, d) {
@@ -271,7 +275,7 @@ func (b *Bus) deadLetter(ctx context.Context, p Processor, it item, reason strin
 			return
 		}
 	}
-	b.transient.Store(nil)
+	f.clear(b)
 	if len(reason) > maxTermReasonBytes {
 		reason = reason[:maxTermReasonBytes]
 	}
@@ -364,4 +368,25 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	case <-t.C:
 		return true
 	}
+}
+
+// failure tracks whether one retry loop currently counts in Bus.failing.
+type failure struct{ on bool }
+
+func (f *failure) set(b *Bus, err error) {
+	b.lastErr.Store(&err)
+	if !f.on {
+		f.on = true
+		b.failing.Add(1)
+	}
+}
+
+// clear reports whether the loop was failing.
+func (f *failure) clear(b *Bus) bool {
+	if !f.on {
+		return false
+	}
+	f.on = false
+	b.failing.Add(-1)
+	return true
 }

@@ -120,6 +120,9 @@ func New(o Options) (*Engine, error) {
 		return nil, err
 	}
 	e.m = m
+	if o.Paused {
+		m.paused.Set(1)
+	}
 	e.SetRules(o.Rules)
 	return e, nil
 }

@@ -11,6 +11,7 @@ type metrics struct {
 	actionDuration *prometheus.HistogramVec
 	inFlight       *prometheus.GaugeVec
 	incidents      *prometheus.CounterVec
+	paused         prometheus.Gauge
 }
 
 // Outcomes are the final action states counted by responder_actions_total.
@@ -30,8 +31,10 @@ func newMetrics(reg prometheus.Registerer, handlerNames []string) (*metrics, err
 			Help: "Handler calls running on this replica."}, []string{"handler"}),
 		incidents: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "responder", Name: "incidents_total",
 			Help: "Incidents opened or resolved by this replica."}, []string{"event"}),
+		paused: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "responder", Name: "paused",
+			Help: "1 when disruptive actions are skipped (safety.paused), else 0."}),
 	}
-	for _, c := range []prometheus.Collector{m.ruleMatches, m.ruleErrors, m.actions, m.actionDuration, m.inFlight, m.incidents} {
+	for _, c := range []prometheus.Collector{m.ruleMatches, m.ruleErrors, m.actions, m.actionDuration, m.inFlight, m.incidents, m.paused} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

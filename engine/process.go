@@ -136,6 +136,10 @@ func (e *Engine) Process(ctx context.Context, alerts []alert.Alert) error {
 				p.plan(r.ID, rule, store.PhaseActions, u.Alert, u.Alert.ReceivedAt)
 			}
 		}
+		// Timers first: a resolution later in the same batch deletes them.
+		if err := e.st.InsertTimersTx(ctx, tx, timers); err != nil {
+			return err
+		}
 		rs, err := e.st.ResolveIncidentsTx(ctx, tx, resolves, now)
 		if err != nil {
 			return err
@@ -152,9 +156,6 @@ func (e *Engine) Process(ctx context.Context, alerts []alert.Alert) error {
 			if r.PrevState == store.IncidentFiring && rule != nil {
 				p.plan(r.ID, rule, store.PhaseOnResolved, r.Alert, r.Alert.ReceivedAt)
 			}
-		}
-		if err := e.st.InsertTimersTx(ctx, tx, timers); err != nil {
-			return err
 		}
 		return p.flush(ctx, tx)
 	})
