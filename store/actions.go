@@ -165,7 +165,9 @@ UPDATE actions a
    SET state = u.state, reason = u.reason, error = u.err, result = u.result, finished_at = u.at, lease_until = NULL
   FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[]) AS u(id, state, reason, err, result, at)
  WHERE a.id = u.id
-   AND (a.state IN ('planned', 'approved', 'awaiting_approval') OR (a.state = 'running' AND a.owner = $7))
+   -- coalesce(...) keeps the planner on the primary key: during a burst the state statistics are
+   -- stale and it would otherwise scan every planned row for each batch.
+   AND coalesce(a.state IN ('planned', 'approved', 'awaiting_approval') OR (a.state = 'running' AND a.owner = $7), false)
 RETURNING a.id`, ids, states, reasons, errs, results, ats, owner)
 	if err != nil {
 		return nil, fmt.Errorf("record outcomes: %w", err)
@@ -189,7 +191,7 @@ UPDATE actions SET state = 'running', owner = $2, started_at = $3, lease_until =
 func (s *Store) CancelLaterStepsTx(ctx context.Context, tx pgx.Tx, incidentID int64, phase string, step int, at time.Time) error {
 	_, err := tx.Exec(ctx, `
 UPDATE actions SET state = 'skipped', reason = 'cancelled', finished_at = $4
- WHERE incident_id = $1 AND phase = $2 AND step > $3 AND state IN ('planned', 'awaiting_approval', 'approved')`,
+ WHERE incident_id = $1 AND phase = $2 AND step > $3 AND coalesce(state IN ('planned', 'awaiting_approval', 'approved'), false)`,
 		incidentID, phase, step, at)
 	return err
 }
