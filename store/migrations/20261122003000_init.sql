@@ -19,8 +19,8 @@ CREATE TABLE incidents (
     rule_hash     text        NOT NULL,
     UNIQUE (rule, fingerprint, starts_at)
 );
+-- Indexes cost a write per row on the hot path: only those a query needs.
 CREATE INDEX incidents_fingerprint ON incidents (fingerprint, starts_at);
-CREATE INDEX incidents_open ON incidents (alert_name) WHERE state IN ('pending', 'firing');
 CREATE INDEX incidents_resolved_at ON incidents (resolved_at) WHERE resolved_at IS NOT NULL;
 
 -- Timers are rows: whoever claims one (FOR UPDATE SKIP LOCKED) fires it, once.
@@ -63,12 +63,11 @@ CREATE TABLE actions (
     rule_hash    text        NOT NULL,
     UNIQUE (incident_id, phase, step)
 );
--- One action at a time per target, across replicas.
+-- One action at a time per target, across replicas (and the lease reaper's scan of running rows).
 CREATE UNIQUE INDEX actions_one_running_per_target ON actions (target) WHERE state = 'running';
 CREATE INDEX actions_runnable ON actions (id) WHERE state IN ('planned', 'approved');
-CREATE INDEX actions_state ON actions (state, id);
-CREATE INDEX actions_rule ON actions (rule, id);
-CREATE INDEX actions_incident ON actions (incident_id);
+CREATE INDEX actions_awaiting ON actions (created_at) WHERE state = 'awaiting_approval';
+-- (incident_id, phase, step) above serves lookups by incident; API filters walk the primary key.
 
 CREATE TABLE cooldowns (
     rule   text        NOT NULL,
