@@ -126,14 +126,7 @@ SELECT `+actionCols+`, i.state, greatest(a.basis_at, i.last_seen_at), i.alert
 	if err != nil {
 		return nil, fmt.Errorf("claim actions: %w", err)
 	}
-	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Claimed, error) {
-		var c Claimed
-		var ab []byte
-		if err := scanAction(r, &c.Action, &c.IncidentState, &c.EvidenceAt, &ab); err != nil {
-			return c, err
-		}
-		return c, json.Unmarshal(ab, &c.Alert)
-	})
+	return collectClaimed(rows)
 }
 
 // Outcome is the final (or next) state of an action.
@@ -263,14 +256,7 @@ RETURNING `+actionCols+`, i.state, greatest(a.basis_at, i.last_seen_at), i.alert
 	if err != nil {
 		return nil, fmt.Errorf("expire leases: %w", err)
 	}
-	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Claimed, error) {
-		var c Claimed
-		var ab []byte
-		if err := scanAction(r, &c.Action, &c.IncidentState, &c.EvidenceAt, &ab); err != nil {
-			return c, err
-		}
-		return c, json.Unmarshal(ab, &c.Alert)
-	})
+	return collectClaimed(rows)
 }
 
 // IncidentAlertTx returns an incident's rule and latest alert (for planning escalations).
@@ -299,6 +285,12 @@ RETURNING `+actionCols+`, i.state, greatest(a.basis_at, i.last_seen_at), i.alert
 	if err != nil {
 		return nil, fmt.Errorf("expire approvals: %w", err)
 	}
+	return collectClaimed(rows)
+}
+
+// collectClaimed scans rows of actionCols followed by the incident's state, the evidence time and
+// the alert.
+func collectClaimed(rows pgx.Rows) ([]Claimed, error) {
 	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Claimed, error) {
 		var c Claimed
 		var ab []byte
