@@ -22,7 +22,6 @@ const (
 	ReasonCancelled = "cancelled"
 	ReasonDryRun    = "dry_run"
 	ReasonShadow    = "shadow"
-	ReasonLease     = "lease_expired"
 )
 
 // escalates reports whether an action that ended in state/reason runs the rule's escalation

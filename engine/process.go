@@ -40,7 +40,8 @@ func (e *Engine) Process(ctx context.Context, alerts []alert.Alert) error {
 	add := func(u store.IncidentUpsert) {
 		k := keyOf(u.Rule, u.Alert.Fingerprint, u.Alert.StartsAt)
 		if i, ok := idx[k]; ok {
-			// firing and pending for one key in one batch: the pending one wins only if no firing one came.
+			// A firing and a resolved tombstone for one key in one batch: keep the firing upsert; the
+			// resolution later in the same transaction resolves it. Otherwise the later one wins.
 			if ups[i].State == store.IncidentResolved || u.State == store.IncidentResolved {
 				if u.State != store.IncidentResolved {
 					ups[i] = u
