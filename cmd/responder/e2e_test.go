@@ -395,3 +395,87 @@ func TestCrashMidStreamLosesNothingRunsNothingTwice(t *testing.T) {
 	t.Logf("accepted %d alerts; %d calls before the kill, %d after restart; %d actions unknown (running at the kill)",
 		len(accepted), len(before), len(calls), unknown)
 }
+
+func run(t *testing.T, args ...string) (string, int) {
+	t.Helper()
+	out, err := exec.Command(binary, args...).CombinedOutput()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return string(out), code
+}
+
+func TestCLIContract(t *testing.T) {
+	bad := filepath.Join(t.TempDir(), "bad.yml")
+	if err := os.WriteFile(bad, []byte("rules:\n  - name: x\n    when: alert.lables.pod == \"a\"\n    actions:\n      - handler: http.requets\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	noTokens := filepath.Join(t.TempDir(), "responder.yml")
+	if err := os.WriteFile(noTokens, []byte("database: {url: postgres://127.0.0.1:1/x}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		args []string
+		code int
+		want []string
+	}{
+		{"rules check on the examples", []string{"rules", "check", "--config.file=../../examples/responder.yml"}, 0, []string{"SUCCESS: 3 rules"}},
+		{"rules check names file:line", []string{"rules", "check", bad}, 1, []string{bad + ":3:", "alert has no field lables", bad + ":5:", `unknown handler "http.requets"`}},
+		{"version", []string{"version"}, 0, []string{"responder, version"}},
+		{"serve refuses without tokens", []string{"serve", "--config.file=" + noTokens, "--web.listen-address=127.0.0.1:0"}, 1, []string{"--web.no-auth"}},
+		{"serve rejects an unknown config key", []string{"serve", "--config.file=" + bad}, 1, []string{bad + ":1:"}},
+		{"unknown flag", []string{"serve", "--web.listen-adress=:1"}, 2, []string{"unknown long flag"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out, code := run(t, tc.args...)
+			if code != tc.code {
+				t.Fatalf("exit %d, want %d:\n%s", code, tc.code, out)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(out, w) {
+					t.Errorf("output lacks %q:\n%s", w, out)
+				}
+			}
+		})
+	}
+}
+
+func TestSendAndSIGHUPReload(t *testing.T) {
+	s := newSink(t, 0)
+	dir := setup(t, s, pgtest.NewDatabase(t), "")
+	p := serve(t, dir, t.TempDir(), freePort(t))
+	out, code := run(t, "send", "--url", p.base+"/webhook/alertmanager", "--bearer-token-file", filepath.Join(dir, "webhook-token"),
+		"../../testdata/alerts/alertmanager-kube-pod-crashlooping.json")
+	if code != 0 || !strings.Contains(out, "HTTP 200") {
+		t.Fatalf("send: exit %d: %s", code, out)
+	}
+	waitFor(t, "the crash-looping pod's action", 30*time.Second, func() bool {
+		acts := p.actions(t)
+		return len(acts) == 1 && acts[0].State == "succeeded"
+	})
+	out, code = run(t, "send", "--url", p.base+"/webhook/alertmanager", "../../testdata/alerts/alertmanager-kube-pod-crashlooping.json")
+	if code != 1 || !strings.Contains(out, "HTTP 401") {
+		t.Fatalf("send without a token: exit %d: %s", code, out)
+	}
+	// A broken rule file and SIGHUP: the last good rules stay, the metric says the reload failed.
+	if err := os.WriteFile(filepath.Join(dir, "rules.yml"), []byte("rules: [{name: x, when: 'nope('}]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "config_last_reload_successful 0", 10*time.Second, func() bool {
+		return p.metric(t, "responder_config_last_reload_successful") == 0
+	})
+	var st struct {
+		Rules int `json:"rules"`
+	}
+	p.get(t, "/api/v1/status", &st)
+	if st.Rules != 1 {
+		t.Fatalf("rules after a bad reload = %d, want the last good 1", st.Rules)
+	}
+}
