@@ -60,7 +60,7 @@ func (s *Store) AuditTx(ctx context.Context, tx pgx.Tx, es []AuditInsert) error 
 	}
 	_, err := tx.Exec(ctx, `
 INSERT INTO audit (at, incident_id, action_id, kind, actor, reason, detail, rule_hash, version)
-SELECT u.at, u.inc, u.act, u.kind, u.actor, u.reason, u.detail::jsonb, u.hash, $9
+SELECT u.at, u.inc, u.act, u.kind, u.actor, u.reason, u.detail::json, u.hash, $9
   FROM unnest($1::timestamptz[], $2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[])
        AS u(at, inc, act, kind, actor, reason, detail, hash)`,
 		ats, incs, acts, kinds, actors, reasons, details, hashes, s.version)

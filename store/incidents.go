@@ -64,7 +64,7 @@ func (s *Store) UpsertIncidentsTx(ctx context.Context, tx pgx.Tx, ups []Incident
 	rows, err := tx.Query(ctx, `
 INSERT INTO incidents (rule, fingerprint, starts_at, state, alert_name, labels, alert, last_seen_at,
                        fired_at, resolved_at, created_at, updated_at, version, rule_hash)
-SELECT u.rule, u.fp, u.starts, u.state, u.name, u.labels::jsonb, u.alert::jsonb, u.seen,
+SELECT u.rule, u.fp, u.starts, u.state, u.name, u.labels::jsonb, u.alert::json, u.seen,
        u.fired, u.resolved, u.at, u.at, $13, u.hash
 FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::text[], $5::text[], $6::text[], $7::text[],
             $8::timestamptz[], $9::timestamptz[], $10::timestamptz[], $11::timestamptz[], $12::text[])
@@ -132,8 +132,8 @@ WITH k AS (
     FOR NO KEY UPDATE OF i
 )
 UPDATE incidents i
-   SET state = 'resolved', resolved_at = $4, updated_at = $4, alert = prev.alert::jsonb,
-       last_seen_at = greatest(i.last_seen_at, (prev.alert::jsonb->>'receivedAt')::timestamptz)
+   SET state = 'resolved', resolved_at = $4, updated_at = $4, alert = prev.alert::json,
+       last_seen_at = greatest(i.last_seen_at, (prev.alert::json->>'receivedAt')::timestamptz)
   FROM prev
  WHERE i.id = prev.id
 RETURNING i.id, i.rule, prev.state, i.alert`, fps, starts, alerts, at)
@@ -295,7 +295,7 @@ func (s *Store) RefreshIncidentsTx(ctx context.Context, tx pgx.Tx, ks []RefreshK
 		rules[i], fps[i], starts[i], alerts[i], seen[i] = k.Rule, k.Alert.Fingerprint, k.Alert.StartsAt, string(b), k.Alert.ReceivedAt
 	}
 	_, err := tx.Exec(ctx, `
-UPDATE incidents i SET alert = u.alert::jsonb, last_seen_at = greatest(i.last_seen_at, u.seen)
+UPDATE incidents i SET alert = u.alert::json, last_seen_at = greatest(i.last_seen_at, u.seen)
   FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::text[], $5::timestamptz[]) AS u(rule, fp, starts, alert, seen)
  WHERE i.rule = u.rule AND i.fingerprint = u.fp AND i.starts_at = u.starts AND i.state IN ('pending', 'firing')`,
 		rules, fps, starts, alerts, seen)

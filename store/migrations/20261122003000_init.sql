@@ -9,7 +9,7 @@ CREATE TABLE incidents (
     state         text        NOT NULL CHECK (state IN ('pending', 'firing', 'resolved', 'suppressed')),
     alert_name    text        NOT NULL,
     labels        jsonb       NOT NULL,
-    alert         jsonb       NOT NULL,   -- the latest alert received for this episode
+    alert         json        NOT NULL,   -- the latest alert received for this episode (json: stored, never queried)
     last_seen_at  timestamptz NOT NULL,   -- when responder last received it (staleness)
     fired_at      timestamptz,
     resolved_at   timestamptz,
@@ -44,7 +44,7 @@ CREATE TABLE actions (
     scope        text        NOT NULL,
     class        text        NOT NULL,
     mode         text        NOT NULL,
-    params       jsonb       NOT NULL,
+    params       json        NOT NULL,
     approval     text        NOT NULL,
     timeout_ms   bigint      NOT NULL,
     state        text        NOT NULL,
@@ -84,7 +84,7 @@ CREATE TABLE audit (
     kind        text        NOT NULL,
     actor       text        NOT NULL,
     reason      text        NOT NULL DEFAULT '',
-    detail      jsonb       NOT NULL DEFAULT '{}',
+    detail      json        NOT NULL DEFAULT '{}',
     version     text        NOT NULL,
     rule_hash   text        NOT NULL DEFAULT ''
 );
