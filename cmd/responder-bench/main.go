@@ -44,9 +44,10 @@ func main() {
 		adminURL    = flag.String("database-admin-url", "postgres://postgres@127.0.0.1:5433/postgres?sslmode=disable", "PostgreSQL to create the bench database on (make db-start)")
 		cpuProfile  = flag.String("cpuprofile", "", "write a CPU profile of the throughput phase to this file")
 		rulesN      = flag.Int("rules", 10, "rules loaded (one matches every alert)")
+		consumers   = flag.Int("consumers", 2, "bus.consumers of the responder under test")
 	)
 	flag.Parse()
-	if err := run(*total, *perRequest, *concurrency, *pacedRate, *pacedFor, *adminURL, *cpuProfile, *rulesN); err != nil {
+	if err := run(*total, *perRequest, *concurrency, *pacedRate, *pacedFor, *adminURL, *cpuProfile, *rulesN, *consumers); err != nil {
 		fmt.Fprintln(os.Stderr, "responder-bench:", err)
 		os.Exit(1)
 	}
@@ -54,7 +55,7 @@ func main() {
 
 const token = "bench-token"
 
-func run(total, perRequest, concurrency, pacedRate int, pacedFor time.Duration, adminURL, cpuProfile string, rulesN int) error {
+func run(total, perRequest, concurrency, pacedRate int, pacedFor time.Duration, adminURL, cpuProfile string, rulesN, consumers int) error {
 	ctx := context.Background()
 	dir, err := os.MkdirTemp("", "responder-bench-")
 	if err != nil {
@@ -91,7 +92,7 @@ func run(total, perRequest, concurrency, pacedRate int, pacedFor time.Duration, 
 		return err
 	}
 	defer cleanup()
-	a, stop, err := startResponder(ctx, dir, dbURL, rulesN)
+	a, stop, err := startResponder(ctx, dir, dbURL, rulesN, consumers)
 	if err != nil {
 		return err
 	}
@@ -241,7 +242,7 @@ func benchDatabase(ctx context.Context, adminURL string) (string, func(), error)
 	}, nil
 }
 
-func startResponder(ctx context.Context, dir, dbURL string, rulesN int) (*app.App, func(), error) {
+func startResponder(ctx context.Context, dir, dbURL string, rulesN, consumers int) (*app.App, func(), error) {
 	rules := "rules:\n"
 	for i := range rulesN - 1 {
 		rules += fmt.Sprintf("  - name: other-%d\n    when: alert.name == \"Other%d\" && alert.labels.severity == \"critical\"\n    actions:\n      - handler: http.request\n        params: {url: \"http://127.0.0.1:9/x\", body: '{{ alert.labels.pod }}'}\n", i, i)
@@ -255,7 +256,7 @@ func startResponder(ctx context.Context, dir, dbURL string, rulesN int) (*app.Ap
           url: "http://127.0.0.1:9/restart"
           body: '{{ toJSON({pod: alert.labels.pod, namespace: alert.labels.namespace}) }}'
 `
-	cfg := fmt.Sprintf("database: {url: %q, max_conns: 16}\nwebhook: {bearer_token: %q}\napi: {token: admin}\nrule_files: [rules.yml]\nhandlers: {http: {allowed_hosts: [\"127.0.0.1:9\"]}}\n", dbURL, token)
+	cfg := fmt.Sprintf("database: {url: %q, max_conns: 16}\nwebhook: {bearer_token: %q}\napi: {token: admin}\nrule_files: [rules.yml]\nhandlers: {http: {allowed_hosts: [\"127.0.0.1:9\"]}}\nbus: {consumers: %d}\n", dbURL, token, consumers)
 	if err := os.WriteFile(filepath.Join(dir, "rules.yml"), []byte(rules), 0o644); err != nil {
 		return nil, nil, err
 	}
