@@ -89,7 +89,8 @@ CREATE TABLE audit (
     rule_hash   text        NOT NULL DEFAULT ''
 );
 CREATE INDEX audit_incident ON audit (incident_id, id);
-CREATE INDEX audit_at ON audit (at);
+-- Append-only and in time order: a BRIN index serves retention at almost no write cost.
+CREATE INDEX audit_at ON audit USING brin (at);
 
 CREATE TABLE dead_letters (
     id      bigserial PRIMARY KEY,
