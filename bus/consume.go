@@ -172,7 +172,7 @@ func (b *Bus) handle(ctx context.Context, p Processor, raw []jetstream.Msg) {
 	if len(items) == 0 {
 		return
 	}
-	err := b.processRetrying(ctx, p, items)
+	err := b.processRetrying(ctx, p, items, items)
 	switch {
 	case err == nil:
 		b.ackAll(items)
@@ -189,7 +189,8 @@ func (b *Bus) handle(ctx context.Context, p Processor, raw []jetstream.Msg) {
 				return
 			}
 			if len(items) > 1 {
-				err = b.processRetrying(ctx, p, items[i:i+1])
+				// The messages still waiting their turn stay in progress meanwhile.
+				err = b.processRetrying(ctx, p, items[i:i+1], items[i:])
 			}
 			b.settleOne(ctx, p, it, err)
 		}
@@ -216,9 +217,10 @@ func (b *Bus) settleOne(ctx context.Context, p Processor, it item, err error) {
 	}
 }
 
-// processRetrying calls Process until it succeeds, fails permanently, or ctx is done. While a
-// transient error persists it keeps the messages in progress and makes Ready fail.
-func (b *Bus) processRetrying(ctx context.Context, p Processor, items []item) error {
+// processRetrying calls Process on items until it succeeds, fails permanently, or ctx is done.
+// While a transient error persists it keeps hold (items and any others this consumer still owns)
+// in progress and makes Ready fail.
+func (b *Bus) processRetrying(ctx context.Context, p Processor, items, hold []item) error {
 	msgs := make([]Message, len(items))
 	for i := range items {
 		msgs[i] = items[i].msg
@@ -245,7 +247,7 @@ func (b *Bus) processRetrying(ctx context.Context, p Processor, items []item) er
 		f.set(b, err)
 		d := bo.NextBackOff()
 		b.log.Warn("bus processing failed; retrying", "messages", len(items), "retry_in", d, "err", err)
-		if !b.waitInProgress(ctx, items, d) {
+		if !b.waitInProgress(ctx, hold, d) {
 			return ctx.Err()
 		}
 	}
