@@ -165,9 +165,9 @@ type Bus struct {
 	// failing counts the Consume calls retrying a transient error right now; lastErr is the
 	// latest such error. Ready fails while failing > 0 (per consumer, so one consumer's success
 	// does not hide another's outage).
-	failing atomic.Int32
-	lastErr atomic.Pointer[error]
-	lastPend  atomic.Uint64
+	failing  atomic.Int32
+	lastErr  atomic.Pointer[error]
+	lastPend atomic.Uint64
 
 	fetchMu     sync.Mutex
 	fetchCancel context.CancelFunc // cancels the current waiting fetch
