@@ -178,6 +178,9 @@ type Bus struct {
 	closing   chan struct{}
 	consumers sync.WaitGroup
 	purged    chan struct{} // closed when purgeLoop returned
+	// bg bounds the Bus's own background work (purges, metric scrapes); cancelled by Close.
+	bg       context.Context
+	bgCancel context.CancelFunc
 	purgedTo  atomic.Uint64 // first sequence not yet purged by this Bus
 }
 
@@ -228,8 +231,10 @@ func Open(ctx context.Context, o Options) (*Bus, error) {
 		b.shutdownServer()
 		return nil, err
 	}
+	b.bg, b.bgCancel = context.WithCancel(context.WithoutCancel(ctx))
 	m, err := newMetrics(o.Registerer, b)
 	if err != nil {
+		b.bgCancel()
 		nc.Close()
 		b.shutdownServer()
 		return nil, err
@@ -251,7 +256,7 @@ func (b *Bus) purgeLoop() {
 			return
 		case <-t.C:
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), b.o.PurgeInterval+5*time.Second)
+		ctx, cancel := context.WithTimeout(b.bg, b.o.PurgeInterval+5*time.Second)
 		if err := b.purgeAcked(ctx); err != nil && b.nc.IsConnected() {
 			b.log.Debug("bus purge failed", "err", err)
 		}
@@ -431,6 +436,7 @@ func (b *Bus) Close(ctx context.Context) error {
 		b.closed = true
 		close(b.closing)
 		b.mu.Unlock()
+		b.bgCancel()
 		done := make(chan struct{})
 		go func() { b.consumers.Wait(); close(done) }()
 		select {

@@ -27,7 +27,7 @@ func newMetrics(reg prometheus.Registerer, b *Bus) (*metrics, error) {
 			Namespace: "responder", Name: "bus_pending_messages",
 			Help: "Messages in the alert stream not yet acked by the consumer.",
 		}, func() float64 {
-			ctx, cancel := context.WithTimeout(context.Background(), pendingScrapeTimeout)
+			ctx, cancel := context.WithTimeout(b.bg, pendingScrapeTimeout)
 			defer cancel()
 			n, err := b.Pending(ctx)
 			if err != nil {

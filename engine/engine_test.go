@@ -178,6 +178,8 @@ func (h *harness) process(as ...alert.Alert) {
 func (h *harness) settle() {
 	h.t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
+	tick := time.NewTicker(5 * time.Millisecond) // poll interval while handler goroutines finish
+	defer tick.Stop()
 	for time.Now().Before(deadline) {
 		if _, err := h.eng.ExecuteOnce(context.Background()); err != nil {
 			h.t.Fatalf("execute: %v", err)
@@ -190,7 +192,7 @@ func (h *harness) settle() {
 		if open == 0 {
 			return
 		}
-		time.Sleep(5 * time.Millisecond) // poll interval while handler goroutines finish
+		<-tick.C
 	}
 	h.t.Fatalf("actions did not settle: %v", h.actions())
 }

@@ -63,13 +63,17 @@ func newSink(t *testing.T, delay time.Duration) *sink {
 	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var body struct{ Pod string }
 		_ = json.NewDecoder(r.Body).Decode(&body)
-		if s.delay > 0 {
-			time.Sleep(s.delay) // a slow downstream, so a crash lands mid-action
-		}
+		// Counted on arrival: a request cut short by a crash may still have acted downstream.
 		s.mu.Lock()
 		s.calls[body.Pod]++
 		s.keys[r.Header.Get("Idempotency-Key")]++
 		s.mu.Unlock()
+		if s.delay > 0 { // a slow downstream, so a crash lands mid-action
+			select {
+			case <-time.After(s.delay):
+			case <-r.Context().Done():
+			}
+		}
 	}))
 	t.Cleanup(s.Close)
 	return s
@@ -184,12 +188,15 @@ func serve(t *testing.T, dir, storage, addr string, args ...string) *proc {
 
 func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(d)
+	deadline := time.After(d)
+	tick := time.NewTicker(25 * time.Millisecond)
+	defer tick.Stop()
 	for !cond() {
-		if time.Now().After(deadline) {
+		select {
+		case <-deadline:
 			t.Fatalf("timed out after %s waiting for %s", d, what)
+		case <-tick.C:
 		}
-		time.Sleep(25 * time.Millisecond)
 	}
 }
 

@@ -70,7 +70,7 @@ func Binary(t testing.TB) string {
 	if p, ok := binPaths[version]; ok {
 		return p
 	}
-	p, err := build(tools, version)
+	p, err := build(t.Context(), tools, version)
 	if err != nil {
 		t.Fatalf("amtest: build alertmanager %s: %v", version, err)
 	}
@@ -157,7 +157,7 @@ func cacheDir() (string, error) {
 	return filepath.Join(dir, "responder-tools"), nil
 }
 
-func build(tools, version string) (string, error) {
+func build(ctx context.Context, tools, version string) (string, error) {
 	cache, err := cacheDir()
 	if err != nil {
 		return "", fmt.Errorf("cache dir: %w", err)
@@ -183,7 +183,7 @@ func build(tools, version string) (string, error) {
 		return final, nil
 	}
 
-	ctx, cancel := context.WithTimeout(context.Background(), buildTimeout)
+	ctx, cancel := context.WithTimeout(ctx, buildTimeout)
 	defer cancel()
 	work, err := os.MkdirTemp(cache, ".build-")
 	if err != nil {

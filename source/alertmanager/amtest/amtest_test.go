@@ -65,7 +65,7 @@ func (s *sink) waitFor(t *testing.T, what string, ok func(message) bool) message
 			}
 		}
 		s.mu.Unlock()
-		time.Sleep(50 * time.Millisecond) // polling the sink with a deadline
+		<-time.After(50 * time.Millisecond) // polling the sink with a deadline
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
