@@ -181,7 +181,7 @@ type Bus struct {
 	// bg bounds the Bus's own background work (purges, metric scrapes); cancelled by Close.
 	bg       context.Context
 	bgCancel context.CancelFunc
-	purgedTo  atomic.Uint64 // first sequence not yet purged by this Bus
+	purgedTo atomic.Uint64 // first sequence not yet purged by this Bus
 }
 
 // Open connects to URL (or starts the embedded server), then creates or updates the stream and the

@@ -105,7 +105,8 @@ func NewDatabase(t testing.TB) string {
 	name := fmt.Sprintf("test_%d_%d", os.Getpid(), dbCounter.Add(1))
 	u := shared.CreateDatabase(t, name)
 	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		// t.Context() is already cancelled when cleanups run.
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(t.Context()), 10*time.Second)
 		defer cancel()
 		if err := shared.exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)"); err != nil {
 			t.Logf("pgtest: drop database %s: %v", name, err)
@@ -162,7 +163,7 @@ func (s *Server) URL(db string) string {
 // CreateDatabase creates database name and returns its URL.
 func (s *Server) CreateDatabase(t testing.TB, name string) string {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
 	sql := "CREATE DATABASE " + pgx.Identifier{name}.Sanitize()
 	if s.bins.major >= 15 {

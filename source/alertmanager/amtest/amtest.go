@@ -449,7 +449,7 @@ func (i *Instance) PostAlerts(t testing.TB, alerts ...PostableAlert) {
 	if err != nil {
 		t.Fatalf("amtest: %v", err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, i.url+"/api/v2/alerts", bytes.NewReader(body))
 	if err != nil {
