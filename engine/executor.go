@@ -298,7 +298,8 @@ func (e *Engine) run(ctx context.Context, c store.Claimed) {
 	start := time.Now()
 	act, err := e.buildStored(c)
 	if err == nil {
-		actx, cancel := context.WithTimeout(handlers.WithIdempotencyKey(ctx, idempotencyKey(c.ID)), time.Duration(c.TimeoutMS)*time.Millisecond)
+		actx := handlers.WithIncident(handlers.WithIdempotencyKey(ctx, idempotencyKey(c.ID)), c.IncidentID)
+		actx, cancel := context.WithTimeout(actx, time.Duration(c.TimeoutMS)*time.Millisecond)
 		var res handlers.Result
 		res, err = act.Do(actx, c.Alert)
 		cancel()

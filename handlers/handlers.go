@@ -192,6 +192,20 @@ func ReasonOf(err error) string {
 	}
 }
 
+type incidentKey struct{}
+
+// WithIncident returns a context carrying the id of the incident an action belongs to (handlers
+// use it as a dedup key, e.g. page.webhook).
+func WithIncident(ctx context.Context, id int64) context.Context {
+	return context.WithValue(ctx, incidentKey{}, id)
+}
+
+// IncidentID returns the id set by WithIncident, or 0.
+func IncidentID(ctx context.Context) int64 {
+	id, _ := ctx.Value(incidentKey{}).(int64)
+	return id
+}
+
 type idemKey struct{}
 
 // WithIdempotencyKey returns a context carrying the key a handler sends downstream.
