@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"time"
 
@@ -18,7 +19,7 @@ const maxNodes = 100_000
 var (
 	fileKeys   = []string{"rules"}
 	ruleKeys   = []string{"name", "when", "for", "cooldown", "mode", "actions", "escalate", "on_resolved"}
-	actionKeys = []string{"handler", "params", "approval", "timeout"}
+	actionKeys = []string{"handler", "params", "approval", "approvals_required", "timeout"}
 )
 
 type parser struct {
@@ -286,6 +287,18 @@ func (p *parser) action(n *yaml.Node, what string) *Action {
 		approval = ""
 	}
 	a.Approval = approval
+	if n := f["approvals_required"]; n != nil {
+		s, _ := p.scalar(n, what+": approvals_required")
+		k, err := strconv.Atoi(strings.TrimSpace(s))
+		switch {
+		case err != nil || k < 1 || k > 5:
+			p.errorf(n.Line, "%s: approvals_required must be an integer from 1 to 5, not %q", what, s)
+		case approval == ApprovalNone:
+			p.errorf(n.Line, "%s: approvals_required needs approval: required (or the handler's default)", what)
+		default:
+			a.ApprovalsRequired = k
+		}
+	}
 	a.Timeout = p.duration(f["timeout"], what+": timeout")
 	a.Params = map[string]any{}
 	if pn := p.deref(f["params"]); pn != nil && !isNull(pn) {

@@ -102,6 +102,8 @@ type Action struct {
 	Handler string
 	// Approval is "none", "required" or "" (the handler's default).
 	Approval string
+	// ApprovalsRequired is how many distinct approvers an action needs (0 means 1).
+	ApprovalsRequired int
 	// Params are the params as written in the rule file (templates unrendered).
 	Params map[string]any
 	// Timeout bounds one Do call; zero means the handler's default.

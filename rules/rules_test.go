@@ -47,7 +47,7 @@ func TestParseBadFiles(t *testing.T) {
 		{"templated-host.yml", []string{`templated-host.yml:5: rule "hosttmpl": actions: http.request: the url host may not be templated`}},
 		{"action-shape.yml", []string{
 			`action-shape.yml:6: rule "shapes": actions: http.request: params must be a mapping`,
-			`action-shape.yml:8: rule "shapes": actions: unknown key "retries" (allowed: handler, params, approval, timeout)`,
+			`action-shape.yml:8: rule "shapes": actions: unknown key "retries" (allowed: handler, params, approval, approvals_required, timeout)`,
 			`action-shape.yml:10: rule "shapes": actions: action has no handler`,
 			`action-shape.yml:12: rule "shapes": actions: http.request: timeout: invalid duration "soon"`,
 		}},
@@ -439,5 +439,40 @@ f: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e,*e]
 	}
 	if d := time.Since(start); d > 5*time.Second {
 		t.Errorf("Parse took %v", d)
+	}
+}
+
+func TestApprovalsRequired(t *testing.T) {
+	rs := mustParse(t, `
+rules:
+  - name: two-person
+    when: alert.name == "X"
+    actions:
+      - handler: http.request
+        approval: required
+        approvals_required: 2
+        params: {url: "http://airflow.internal:8080/x"}
+`)
+	if got := rs[0].Actions[0].ApprovalsRequired; got != 2 {
+		t.Fatalf("ApprovalsRequired = %d, want 2", got)
+	}
+	for _, tc := range []struct{ name, yaml, want string }{
+		{"zero", "approval: required\n        approvals_required: 0", "inline.yml:8: rule \"bad\": actions: http.request: approvals_required must be an integer from 1 to 5"},
+		{"with approval none", "approval: none\n        approvals_required: 2", "approvals_required needs approval: required"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse([]byte(`
+rules:
+  - name: bad
+    when: alert.name == "X"
+    actions:
+      - handler: http.request
+        `+tc.yaml+`
+        params: {url: "http://airflow.internal:8080/x"}
+`), "inline.yml", fakeCatalog{})
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want %q", err, tc.want)
+			}
+		})
 	}
 }
