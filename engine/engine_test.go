@@ -174,23 +174,25 @@ func (h *harness) process(as ...alert.Alert) {
 	}
 }
 
-// settle runs executor passes until no action is planned or running, waiting for handler goroutines.
+// settle runs executor passes until one decides nothing and no handler is running. Actions that
+// wait for a human (or behind one) do not count.
 func (h *harness) settle() {
 	h.t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
 	tick := time.NewTicker(5 * time.Millisecond) // poll interval while handler goroutines finish
 	defer tick.Stop()
 	for time.Now().Before(deadline) {
-		if _, err := h.eng.ExecuteOnce(context.Background()); err != nil {
+		n, err := h.eng.ExecuteOnce(context.Background())
+		if err != nil {
 			h.t.Fatalf("execute: %v", err)
 		}
-		var open int
-		if err := h.st.Pool().QueryRow(context.Background(),
-			`SELECT count(*) FROM actions WHERE state IN ('planned','approved','running')`).Scan(&open); err != nil {
-			h.t.Fatal(err)
-		}
-		if open == 0 {
-			return
+		if n == 0 && h.count(`SELECT count(*) FROM actions WHERE state = 'running'`) == 0 {
+			if n, err = h.eng.ExecuteOnce(context.Background()); err != nil {
+				h.t.Fatalf("execute: %v", err)
+			}
+			if n == 0 {
+				return
+			}
 		}
 		<-tick.C
 	}
@@ -702,4 +704,134 @@ func TestHandlerPastItsTimeoutBecomesUnknown(t *testing.T) {
 	if len(got) != 2 || got[1].Phase != "escalate" {
 		t.Fatalf("no escalation: %+v", got)
 	}
+}
+
+const approvalRule = `
+rules:
+  - name: careful
+    when: alert.name == "KubePodCrashLooping"
+    actions:
+      - handler: test.fix
+        params: {target: "{{ alert.labels.pod }}"}
+        approval: required
+        approvals_required: 2
+      - handler: test.fix
+        params: {target: "{{ alert.labels.pod }}-verify"}
+    escalate:
+      - handler: test.page
+        params: {target: "oncall"}
+`
+
+func (h *harness) actionID(phase string, step int) int64 {
+	h.t.Helper()
+	return int64(h.count(`SELECT id FROM actions WHERE phase = $1 AND step = $2`, phase, step))
+}
+
+func TestTwoPersonApprovalRunsOnce(t *testing.T) {
+	h := newHarness(t, approvalRule, func(o *engine.Options) { o.ApprovalTTL = 15 * time.Minute })
+	h.process(mkAlert("KubePodCrashLooping", alert.StatusFiring, t0, map[string]string{"pod": "a"}))
+	h.settle()
+	id := h.actionID("actions", 0)
+	ctx := context.Background()
+	res, err := h.st.Decide(ctx, id, "alice", store.DecisionApprove, "api", h.clock.Now())
+	if err != nil || res.Action.State != store.ActionAwaitingApproval {
+		t.Fatalf("first approval: %+v %v", res.Action, err)
+	}
+	if res, err := h.st.Decide(ctx, id, "alice", store.DecisionApprove, "api", h.clock.Now()); err != nil || !res.Replay {
+		t.Fatalf("the same approver again must be a replay: %+v %v", res, err)
+	}
+	h.settle()
+	if len(h.fix.Calls()) != 0 {
+		t.Fatal("ran with one of two approvals")
+	}
+	// Two replicas receive bob's approval at once: decided once, run once.
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := h.st.Decide(ctx, id, "bob", store.DecisionApprove, "slack", h.clock.Now()); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	h.settle()
+	expectActions(t, h.actions(), "actions/0 test.fix succeeded ", "actions/1 test.fix succeeded ")
+	if calls := h.fix.Calls(); len(calls) != 2 || calls[0].Target != "a" {
+		t.Fatalf("calls = %v", calls)
+	}
+	var by string
+	if err := h.st.Pool().QueryRow(ctx, `SELECT approved_by FROM actions WHERE id = $1`, id).Scan(&by); err != nil || by != "alice,bob" {
+		t.Fatalf("approved_by = %q (%v)", by, err)
+	}
+	if _, err := h.st.Decide(ctx, id, "carol", store.DecisionDeny, "api", h.clock.Now()); !errors.Is(err, store.ErrNotAwaiting) {
+		t.Fatalf("a decision after the fact: %v, want ErrNotAwaiting", err)
+	}
+}
+
+func TestDenyStopsWithoutEscalation(t *testing.T) {
+	h := newHarness(t, approvalRule, nil)
+	h.process(mkAlert("KubePodCrashLooping", alert.StatusFiring, t0, map[string]string{"pod": "a"}))
+	h.settle()
+	if _, err := h.st.Decide(context.Background(), h.actionID("actions", 0), "alice", store.DecisionDeny, "api", h.clock.Now()); err != nil {
+		t.Fatal(err)
+	}
+	h.settle()
+	expectActions(t, h.actions(), "actions/0 test.fix denied denied", "actions/1 test.fix skipped cancelled")
+	if len(h.fix.Calls())+len(h.page.Calls()) != 0 {
+		t.Fatal("a denied action ran or escalated")
+	}
+}
+
+func TestPauseRowSkipsDisruptiveAndIsNotReplayed(t *testing.T) {
+	h := newHarness(t, `
+rules:
+  - name: restart
+    when: alert.name == "KubePodCrashLooping"
+    actions:
+      - handler: test.page
+        params: {target: "tell-{{ alert.labels.pod }}"}
+      - handler: test.fix
+        params: {target: "{{ alert.labels.pod }}"}
+`, nil)
+	ctx := context.Background()
+	if _, err := h.st.SetPause(ctx, true, "alice", "maintenance", h.clock.Now(), nil); err != nil {
+		t.Fatal(err)
+	}
+	pausedAt := h.clock.Now()
+	for i := range 20 {
+		h.process(mkAlert("KubePodCrashLooping", alert.StatusFiring, t0, map[string]string{"pod": fmt.Sprint("p", i)}))
+	}
+	h.settle()
+	if len(h.fix.Calls()) != 0 || len(h.page.Calls()) != 20 {
+		t.Fatalf("paused: %d disruptive calls, %d pages (want 0 and 20)", len(h.fix.Calls()), len(h.page.Calls()))
+	}
+	if n := h.count(`SELECT count(*) FROM actions WHERE handler = 'test.fix' AND started_at >= $1`, pausedAt); n != 0 {
+		t.Fatalf("%d disruptive actions started after the pause", n)
+	}
+	h.clock.Add(time.Minute)
+	if _, err := h.st.SetPause(ctx, false, "alice", "", h.clock.Now(), nil); err != nil {
+		t.Fatal(err)
+	}
+	h.process(mkAlert("KubePodCrashLooping", alert.StatusFiring, t0.Add(time.Minute), map[string]string{"pod": "after"}))
+	h.settle()
+	if calls := h.fix.Calls(); len(calls) != 1 || calls[0].Target != "after" {
+		t.Fatalf("after resume: %v (paused actions must not be replayed)", calls)
+	}
+	if n := h.count(`SELECT count(*) FROM actions WHERE state = 'skipped' AND reason = 'paused'`); n != 20 {
+		t.Fatalf("skipped/paused = %d, want 20", n)
+	}
+}
+
+func TestPauseWithEndLapses(t *testing.T) {
+	h := newHarness(t, singleRule, nil)
+	until := h.clock.Now().Add(10 * time.Minute)
+	if _, err := h.st.SetPause(context.Background(), true, "bob", "deploy", h.clock.Now(), &until); err != nil {
+		t.Fatal(err)
+	}
+	h.clock.Add(11 * time.Minute)
+	h.process(mkAlert("KubePodCrashLooping", alert.StatusFiring, t0.Add(11*time.Minute), map[string]string{"pod": "a"}))
+	h.settle()
+	expectActions(t, h.actions(), "actions/0 test.fix succeeded ")
 }

@@ -90,6 +90,14 @@ func (e *Engine) execute(ctx, runCtx context.Context) (int, error) {
 				return err
 			}
 		}
+		// The kill switch, read in the claiming transaction (FOR SHARE): no action starts after a
+		// pause committed. Approved actions are claimed here too, so it is re-checked before Do.
+		pause, err := e.st.PauseTx(ctx, tx)
+		if err != nil {
+			return err
+		}
+		paused := e.o.Paused || pause.Active(now)
+		e.m.paused.Set(boolFloat(paused))
 		claimed, err := e.st.ClaimRunnableTx(ctx, tx, e.o.ClaimBatch)
 		if err != nil {
 			return err
@@ -111,7 +119,7 @@ func (e *Engine) execute(ctx, runCtx context.Context) (int, error) {
 		var outs []store.Outcome
 		var decided []decision
 		for _, c := range claimed {
-			d := e.decide(ctx, set, c, now, cool)
+			d := e.decide(ctx, set, c, now, cool, paused)
 			if !d.run {
 				d.outcome.At = now
 				outs = append(outs, d.outcome)
@@ -194,7 +202,7 @@ func (e *Engine) start(ctx context.Context, tx pgx.Tx, set *rules.Set, c store.C
 }
 
 // decide applies the guards, in DESIGN.md order, to one claimed action.
-func (e *Engine) decide(ctx context.Context, set *rules.Set, c store.Claimed, now time.Time, cool map[store.CooldownKey]time.Time) decision {
+func (e *Engine) decide(ctx context.Context, set *rules.Set, c store.Claimed, now time.Time, cool map[store.CooldownKey]time.Time, paused bool) decision {
 	d := decision{c: c, outcome: store.Outcome{ID: c.ID}}
 	skip := func(reason, msg string) decision {
 		d.outcome.State, d.outcome.Reason, d.outcome.Error = store.ActionSkipped, reason, msg
@@ -206,8 +214,8 @@ func (e *Engine) decide(ctx context.Context, set *rules.Set, c store.Claimed, no
 	if set.Rule(c.Rule) == nil {
 		return skip(ReasonCancelled, "the rule no longer exists")
 	}
-	if e.o.Paused && c.Class == string(handlers.ClassDisruptive) {
-		return skip(ReasonPaused, "responder is paused (safety.paused)")
+	if paused && c.Class == string(handlers.ClassDisruptive) {
+		return skip(ReasonPaused, "responder is paused")
 	}
 	if until, ok := cool[store.CooldownKey{Rule: c.Rule, Target: c.Target}]; ok && c.Phase == store.PhaseActions {
 		return skip(ReasonCooldown, "cooldown until "+until.UTC().Format(time.RFC3339))
@@ -359,4 +367,11 @@ func (e *Engine) record(ctx context.Context, c store.Claimed, out store.Outcome)
 
 func idempotencyKey(id int64) string {
 	return "responder-action-" + itoa(id)
+}
+
+func boolFloat(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }

@@ -367,6 +367,7 @@ func (e *Engine) build(na *store.NewAction, s *rules.Action, env *rules.Env) err
 	na.Target, na.Scope = act.Target(), act.Scope()
 	if na.Approval == string(handlers.ApprovalRequired) {
 		na.State = store.ActionAwaitingApproval
+		na.ApprovalsRequired = s.ApprovalsRequired
 	}
 	return nil
 }

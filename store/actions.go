@@ -31,6 +31,8 @@ type NewAction struct {
 	Reason     string
 	Error      string
 	At         time.Time
+	// ApprovalsRequired is how many distinct approvers it needs when awaiting approval (0 means 1).
+	ApprovalsRequired int
 	// BasisAt is when the evidence the action rests on was current: the alert's receipt, the
 	// moment a `for` completed, or the failure that escalated. Staleness is measured from it.
 	BasisAt time.Time
@@ -43,7 +45,7 @@ func (s *Store) InsertActionsTx(ctx context.Context, tx pgx.Tx, as []NewAction) 
 		return nil, nil
 	}
 	n := len(as)
-	inc, steps, timeouts := make([]int64, n), make([]int32, n), make([]int64, n)
+	inc, steps, timeouts, required := make([]int64, n), make([]int32, n), make([]int64, n), make([]int32, n)
 	phases, rules, hashes, handlers, targets, scopes, classes, modes, params, approvals, states, reasons, errs :=
 		make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n),
 		make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
@@ -58,7 +60,7 @@ func (s *Store) InsertActionsTx(ctx context.Context, tx pgx.Tx, as []NewAction) 
 		if err != nil {
 			return nil, fmt.Errorf("action params: %w", err)
 		}
-		inc[i], steps[i], timeouts[i] = a.IncidentID, int32(a.Step), a.Timeout.Milliseconds()
+		inc[i], steps[i], timeouts[i], required[i] = a.IncidentID, int32(a.Step), a.Timeout.Milliseconds(), int32(max(a.ApprovalsRequired, 1))
 		phases[i], rules[i], hashes[i], handlers[i], targets[i], scopes[i] = a.Phase, a.Rule, a.RuleHash, a.Handler, a.Target, a.Scope
 		classes[i], modes[i], params[i], approvals[i], states[i], reasons[i], errs[i] = a.Class, a.Mode, string(b), a.Approval, a.State, a.Reason, a.Error
 		ats[i], bases[i] = a.At, a.BasisAt
@@ -71,16 +73,16 @@ func (s *Store) InsertActionsTx(ctx context.Context, tx pgx.Tx, as []NewAction) 
 	}
 	rows, err := tx.Query(ctx, `
 INSERT INTO actions (incident_id, phase, step, rule, rule_hash, handler, target, scope, class, mode, params,
-                     approval, timeout_ms, state, reason, error, created_at, finished_at, basis_at, version)
+                     approval, timeout_ms, state, reason, error, created_at, finished_at, basis_at, approvals_required, version)
 SELECT u.inc, u.phase, u.step, u.rule, u.hash, u.handler, u.target, u.scope, u.class, u.mode, u.params::json,
-       u.approval, u.timeout, u.state, u.reason, u.err, u.at, u.fin, u.basis, $20
+       u.approval, u.timeout, u.state, u.reason, u.err, u.at, u.fin, u.basis, u.required, $21
   FROM unnest($1::bigint[], $2::text[], $3::int[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
               $9::text[], $10::text[], $11::text[], $12::text[], $13::bigint[], $14::text[], $15::text[], $16::text[],
-              $17::timestamptz[], $18::timestamptz[], $19::timestamptz[])
-       AS u(inc, phase, step, rule, hash, handler, target, scope, class, mode, params, approval, timeout, state, reason, err, at, fin, basis)
+              $17::timestamptz[], $18::timestamptz[], $19::timestamptz[], $20::int[])
+       AS u(inc, phase, step, rule, hash, handler, target, scope, class, mode, params, approval, timeout, state, reason, err, at, fin, basis, required)
 ON CONFLICT (incident_id, phase, step) DO NOTHING
 RETURNING id`,
-		inc, phases, steps, rules, hashes, handlers, targets, scopes, classes, modes, params, approvals, timeouts, states, reasons, errs, ats, finished, bases, s.version)
+		inc, phases, steps, rules, hashes, handlers, targets, scopes, classes, modes, params, approvals, timeouts, states, reasons, errs, ats, finished, bases, required, s.version)
 	if err != nil {
 		return nil, fmt.Errorf("plan actions: %w", err)
 	}

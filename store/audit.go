@@ -17,6 +17,8 @@ const (
 	AuditTimer         = "timer"
 	AuditDeadLetter    = "dead_letter"
 	AuditReload        = "reload"
+	AuditApproval      = "approval"
+	AuditControl       = "control"
 )
 
 // AuditInsert is one decision to record.
