@@ -29,6 +29,8 @@ import (
 	"github.com/responder-sre/responder/engine"
 	"github.com/responder-sre/responder/handlers"
 	"github.com/responder-sre/responder/handlers/httpreq"
+	pagehandler "github.com/responder-sre/responder/handlers/page"
+	"github.com/responder-sre/responder/leader"
 	"github.com/responder-sre/responder/rules"
 	"github.com/responder-sre/responder/store"
 )
@@ -65,8 +67,11 @@ type App struct {
 	ln       net.Listener
 	reload   *reloader
 	mux      *http.ServeMux
+	elector  *leader.Elector
+	owner    string
 	// SHA-256 digests of the API tokens (nil when unset), compared in constant time.
 	adminHash, readHash []byte
+	unauthorized        prometheus.Counter
 }
 
 // New loads the configuration and rules, opens the store (applying migrations) and the bus, and
@@ -141,8 +146,14 @@ func New(ctx context.Context, o Options) (*App, error) {
 		return nil, err
 	}
 	dry := o.DryRun || cfg.Safety.DryRun
+	a.owner = owner()
+	// Singleton work (health probes, next) runs only on the leader; every replica campaigns.
+	if a.elector, err = leader.New(a.st, "responder", a.owner, leader.Options{Now: o.Now,
+		Logger: o.Logger.With("component", "leader"), Registerer: a.reg}); err != nil {
+		return nil, err
+	}
 	a.eng, err = engine.New(engine.Options{
-		Store: a.st, Handlers: hs, Rules: ruleSet, Owner: owner(),
+		Store: a.st, Handlers: hs, Rules: ruleSet, Owner: a.owner,
 		DryRun: dry, Paused: cfg.Safety.Paused, ApprovalTTL: cfg.Approvals.TTL.D(), MaxAlertAge: cfg.Safety.MaxAlertAge.D(), MaxConcurrent: cfg.Safety.MaxConcurrentActions,
 		ActionTimeout: cfg.Safety.ActionTimeout.D(), Lease: cfg.Safety.LeaseDuration.D(),
 		Now: o.Now, Logger: o.Logger.With("component", "engine"), Registerer: a.reg,
@@ -150,6 +161,15 @@ func New(ctx context.Context, o Options) (*App, error) {
 	if err != nil {
 		return nil, err
 	}
+	a.unauthorized = prometheus.NewCounter(prometheus.CounterOpts{Namespace: "responder", Name: "api_unauthorized_total",
+		Help: "API and reload requests refused for a missing, wrong or read-only token."})
+	a.reg.MustRegister(a.unauthorized, prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "responder", Name: "approvals_pending",
+		Help: "Actions awaiting approval."}, func() float64 {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+		defer cancel()
+		n, _ := a.st.PendingApprovals(ctx)
+		return float64(n)
+	}))
 	if err := a.buildHTTP(); err != nil {
 		return nil, err
 	}
@@ -177,9 +197,16 @@ func (a *App) buildHandlers() (*handlers.Registry, error) {
 	if h.Retries != nil {
 		retries = *h.Retries
 	}
+	pw := a.cfg.Handlers.Page.Webhook
+	pager := pagehandler.New(pagehandler.Options{URL: pw.URL.Value(), RoutingKey: pw.RoutingKey.Value(), Timeout: pw.Timeout.D(),
+		Version: a.o.Version, Logger: a.log})
+	if err := pager.ConfigError(); err != nil {
+		a.log.Info("page.webhook is not configured; rules using it will fail with bad_param", "err", err)
+	}
 	return handlers.NewRegistry(
 		httpreq.New(httpreq.Options{AllowedHosts: h.AllowedHosts, Timeout: h.Timeout.D(), Retries: retries,
 			Version: a.o.Version, Logger: a.log}),
+		pager,
 	)
 }
 
@@ -244,8 +271,14 @@ func (a *App) Run(ctx context.Context) error {
 		defer wg.Done()
 		_ = a.eng.Run(engCtx, a.o.DrainTimeout)
 	}()
-	wg.Add(1)
+	wg.Add(2)
 	go func() { defer wg.Done(); a.retention(runCtx) }()
+	go func() {
+		defer wg.Done()
+		if err := a.elector.Run(runCtx); err != nil {
+			a.log.Warn("leader election stopped", "err", err)
+		}
+	}()
 
 	var err error
 	select {

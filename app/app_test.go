@@ -466,3 +466,79 @@ func TestInvalidAlertIsAuditedAndTheRestAccepted(t *testing.T) {
 		return c == 200 && strings.Contains(string(b), `"kind": "alert_rejected"`) && strings.Contains(string(b), `"reason": "missing_alertname"`)
 	})
 }
+
+func TestApproveDenyAndPauseThroughTheAPI(t *testing.T) {
+	f := startApp(t, fixtureOpts{})
+	rules := fmt.Sprintf(`
+rules:
+  - name: careful
+    when: alert.name == "KubePodCrashLooping"
+    actions:
+      - handler: http.request
+        approval: required
+        approvals_required: 2
+        params:
+          url: "http://%s/hooks/restart/{{ alert.labels.pod }}"
+`, f.sink.HostPort())
+	must(t, os.WriteFile(filepath.Join(f.dir, "rules", "pods.yml"), []byte(rules), 0o644))
+	if code, b := f.do("POST", "/-/reload", adminToken, nil); code != 200 {
+		t.Fatalf("reload: %d %s", code, b)
+	}
+	if code := f.post(payload("firing", time.Now().UTC().Truncate(time.Second), "a", "b")); code != 200 {
+		t.Fatalf("post: %d", code)
+	}
+	waitFor(t, "2 actions awaiting approval", 10*time.Second, func() bool { return countState(f.actions(""), "awaiting_approval") == 2 })
+	ids := map[string]int{}
+	for _, it := range f.actions("") {
+		ids[fmt.Sprint(it["params"].(map[string]any)["url"])] = int(it["id"].(float64))
+	}
+	idA := ids["http://"+f.sink.HostPort()+"/hooks/restart/a"]
+	idB := ids["http://"+f.sink.HostPort()+"/hooks/restart/b"]
+	approve := func(id int, token, by string) (int, string) {
+		code, b := f.do("POST", fmt.Sprintf("/api/v1/actions/%d/approve", id), token, []byte(`{"by":"`+by+`"}`))
+		return code, string(b)
+	}
+	if code, b := approve(idA, readToken, "alice"); code != 403 {
+		t.Fatalf("approve with the read token: %d %s", code, b)
+	}
+	if code, b := approve(idA, adminToken, "alice"); code != 200 || !strings.Contains(b, `"awaiting_approval"`) {
+		t.Fatalf("first approval: %d %s", code, b)
+	}
+	if code, b := approve(idA, adminToken, "alice"); code != 200 || !strings.Contains(b, `"replay": true`) {
+		t.Fatalf("replayed approval: %d %s", code, b)
+	}
+	if code, b := approve(idA, adminToken, "bob"); code != 200 || !strings.Contains(b, `"approved_by": "api:alice,api:bob"`) {
+		t.Fatalf("second approver: %d %s", code, b)
+	}
+	if code, b := f.do("POST", fmt.Sprintf("/api/v1/actions/%d/deny", idB), adminToken, []byte(`{"by":"carol"}`)); code != 200 || !strings.Contains(string(b), `"denied"`) {
+		t.Fatalf("deny: %d %s", code, b)
+	}
+	waitFor(t, "the approved action to run", 10*time.Second, func() bool { return len(f.sink.Calls()) == 1 })
+	if code, _ := approve(idB, adminToken, "dave"); code != 409 {
+		t.Fatalf("approving a denied action: %d, want 409", code)
+	}
+	if code, _ := approve(99999, adminToken, "dave"); code != 404 {
+		t.Fatalf("approving a missing action: %d, want 404", code)
+	}
+
+	// Pause: the status shows who and until when; resume clears it.
+	if code, b := f.do("POST", "/api/v1/pause", adminToken, []byte(`{"duration":"30m","reason":"maintenance","by":"alice"}`)); code != 200 {
+		t.Fatalf("pause: %d %s", code, b)
+	}
+	code, b := f.do("GET", "/api/v1/status", readToken, nil)
+	if code != 200 || !strings.Contains(string(b), `"paused": true`) || !strings.Contains(string(b), `"by": "api:alice"`) || !strings.Contains(string(b), `"until": "`) {
+		t.Fatalf("status while paused: %d %s", code, b)
+	}
+	if code, b := f.do("POST", "/api/v1/pause", adminToken, []byte(`{"duration":"soon"}`)); code != 400 {
+		t.Fatalf("bad duration: %d %s", code, b)
+	}
+	if code, _ := f.do("POST", "/api/v1/resume", adminToken, nil); code != 200 {
+		t.Fatalf("resume: %d", code)
+	}
+	if code, b := f.do("GET", "/api/v1/status", readToken, nil); !strings.Contains(string(b), `"paused": false`) {
+		t.Fatalf("status after resume: %d %s", code, b)
+	}
+	if v := metricValue(t, f, "responder_api_unauthorized_total"); v < 1 {
+		t.Fatalf("api_unauthorized_total = %v", v)
+	}
+}

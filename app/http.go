@@ -6,6 +6,8 @@ import (
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
 	"maps"
 	"net/http"
 	"regexp"
@@ -16,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/responder-sre/responder/alert"
+	"github.com/responder-sre/responder/handlers"
 	"github.com/responder-sre/responder/source/alertmanager"
 	"github.com/responder-sre/responder/store"
 )
@@ -65,6 +68,10 @@ func (a *App) buildHTTP() error {
 	mux.Handle("GET /api/v1/actions/{id}", a.auth(accessRead, a.getAction))
 	mux.Handle("GET /api/v1/audit", a.auth(accessRead, a.listAudit))
 	mux.Handle("GET /api/v1/status", a.auth(accessRead, a.status))
+	mux.Handle("POST /api/v1/actions/{id}/approve", a.auth(accessAdmin, a.decide(store.DecisionApprove)))
+	mux.Handle("POST /api/v1/actions/{id}/deny", a.auth(accessAdmin, a.decide(store.DecisionDeny)))
+	mux.Handle("POST /api/v1/pause", a.auth(accessAdmin, a.pause))
+	mux.Handle("POST /api/v1/resume", a.auth(accessAdmin, a.resume))
 	mux.Handle("/api/", a.auth(accessRead, func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such API endpoint: "+r.Method+" "+r.URL.Path)
 	}))
@@ -92,11 +99,13 @@ func (a *App) auth(need access, h http.HandlerFunc) http.Handler {
 		if !a.o.NoAuth {
 			got := a.accessOf(r)
 			if got == accessNone {
+				a.unauthorized.Inc()
 				w.Header().Set("WWW-Authenticate", `Bearer realm="responder"`)
 				writeError(w, http.StatusUnauthorized, "missing or invalid bearer token")
 				return
 			}
 			if got < need {
+				a.unauthorized.Inc()
 				writeError(w, http.StatusForbidden, "the read-only token may not do this")
 				return
 			}
@@ -288,17 +297,29 @@ func (a *App) getAction(w http.ResponseWriter, r *http.Request) {
 func (a *App) status(w http.ResponseWriter, r *http.Request) {
 	set := a.eng.Rules()
 	pending, _ := a.bus.Pending(r.Context())
+	ps, err := a.st.Pause(r.Context())
+	if err != nil {
+		a.apiError(w, err)
+		return
+	}
+	approvals, err := a.st.PendingApprovals(r.Context())
+	if err != nil {
+		a.apiError(w, err)
+		return
+	}
 	writeJSON(w, http.StatusOK, map[string]any{
-		"paused":      a.cfg.Safety.Paused,
-		"dry_run":     a.o.DryRun || a.cfg.Safety.DryRun,
-		"rules":       len(set.Rules),
-		"rule_hash":   set.Hash,
-		"version":     a.o.Version,
-		"bus_pending": pending,
-		"breakers":    []any{},
-		"budgets":     []any{},
-		"leader":      "",
-		"last_reload": a.reload.last(),
+		"paused":            a.cfg.Safety.Paused || ps.Active(a.o.Now()),
+		"pause":             ps,
+		"approvals_pending": approvals,
+		"dry_run":           a.o.DryRun || a.cfg.Safety.DryRun,
+		"rules":             len(set.Rules),
+		"rule_hash":         set.Hash,
+		"version":           a.o.Version,
+		"bus_pending":       pending,
+		"breakers":          []any{},
+		"budgets":           []any{},
+		"leader":            a.leaderStatus(),
+		"last_reload":       a.reload.last(),
 	})
 }
 
@@ -345,4 +366,118 @@ func redactParams(act *store.Action) {
 	}
 	act.Params = maps.Clone(act.Params)
 	act.Params["headers"] = red
+}
+
+// decision is the body of approve/deny (optional): who decides. The admin token is shared, so a
+// caller names the human; two-person approval counts distinct names.
+type decisionBody struct {
+	By string `json:"by"`
+}
+
+func (a *App) decide(decision string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		id, err := pathID(r)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, err.Error())
+			return
+		}
+		var b decisionBody
+		if err := decodeOptional(r, &b); err != nil {
+			writeError(w, http.StatusBadRequest, err.Error())
+			return
+		}
+		by := "api"
+		if b.By != "" {
+			by = "api:" + b.By
+		}
+		res, err := a.st.Decide(r.Context(), id, by, decision, "api", a.o.Now())
+		switch {
+		case errors.Is(err, store.ErrNotAwaiting):
+			writeJSON(w, http.StatusConflict, map[string]any{"error": err.Error(), "action": redacted(res.Action)})
+			return
+		case err != nil:
+			a.apiError(w, err)
+			return
+		}
+		a.eng.Kick()
+		writeJSON(w, http.StatusOK, map[string]any{"replay": res.Replay, "action": redacted(res.Action)})
+	}
+}
+
+type pauseBody struct {
+	Duration string `json:"duration"`
+	Reason   string `json:"reason"`
+	By       string `json:"by"`
+}
+
+func (a *App) pause(w http.ResponseWriter, r *http.Request) {
+	var b pauseBody
+	if err := decodeOptional(r, &b); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if d := r.URL.Query().Get("duration"); d != "" {
+		b.Duration = d
+	}
+	now := a.o.Now()
+	var until *time.Time
+	if b.Duration != "" {
+		d, err := handlers.ParseDuration(b.Duration)
+		if err != nil || d <= 0 {
+			writeError(w, http.StatusBadRequest, "duration must be a positive duration like 30m")
+			return
+		}
+		u := now.Add(d)
+		until = &u
+	}
+	a.setPause(w, r, true, b, until)
+}
+
+func (a *App) resume(w http.ResponseWriter, r *http.Request) {
+	var b pauseBody
+	if err := decodeOptional(r, &b); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	a.setPause(w, r, false, b, nil)
+}
+
+func (a *App) setPause(w http.ResponseWriter, r *http.Request, paused bool, b pauseBody, until *time.Time) {
+	by := "api"
+	if b.By != "" {
+		by = "api:" + b.By
+	}
+	ps, err := a.st.SetPause(r.Context(), paused, by, b.Reason, a.o.Now(), until)
+	if err != nil {
+		a.apiError(w, err)
+		return
+	}
+	a.log.Warn("kill switch changed", "paused", paused, "by", by, "reason", b.Reason, "until", until)
+	a.eng.Kick()
+	writeJSON(w, http.StatusOK, ps)
+}
+
+// decodeOptional decodes a small JSON body if there is one.
+func decodeOptional(r *http.Request, v any) error {
+	if r.ContentLength == 0 {
+		return nil
+	}
+	dec := json.NewDecoder(http.MaxBytesReader(nil, r.Body, 64<<10))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("invalid JSON body: %w", err)
+	}
+	return nil
+}
+
+func redacted(act *store.Action) *store.Action {
+	if act != nil {
+		redactParams(act)
+	}
+	return act
+}
+
+func (a *App) leaderStatus() map[string]any {
+	token, leading := a.elector.Leading()
+	return map[string]any{"replica": a.owner, "leading": leading, "token": token}
 }

@@ -21,6 +21,8 @@ func resolveSecrets(cfg *Config, c *checker, o options) {
 	}
 	readOne(cfg, c, o, "api.token", &cfg.API.Token, cfg.API.TokenFile)
 	readOne(cfg, c, o, "api.read_token", &cfg.API.ReadToken, cfg.API.ReadTokenFile)
+	readOne(cfg, c, o, "handlers.page.webhook.url", &cfg.Handlers.Page.Webhook.URL, cfg.Handlers.Page.Webhook.URLFile)
+	readOne(cfg, c, o, "handlers.page.webhook.routing_key", &cfg.Handlers.Page.Webhook.RoutingKey, cfg.Handlers.Page.Webhook.RoutingKeyFile)
 
 	w := &cfg.Webhook
 	if w.BearerTokenFile != "" {

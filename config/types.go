@@ -71,7 +71,7 @@ type HandlersConfig struct {
 	HTTP       HTTPHandlerConfig `yaml:"http"`
 	Kubernetes map[string]any    `yaml:"kubernetes,omitempty"`
 	Postgres   map[string]any    `yaml:"postgres,omitempty"`
-	Page       map[string]any    `yaml:"page,omitempty"`
+	Page       PageConfig        `yaml:"page"`
 }
 
 // HTTPHandlerConfig configures http.request.
@@ -82,6 +82,21 @@ type HTTPHandlerConfig struct {
 	Timeout Duration `yaml:"timeout"`
 	// Retries is how many times a 5xx or timeout is retried (default 2).
 	Retries *int `yaml:"retries"`
+}
+
+// PageConfig configures the page.* handlers.
+type PageConfig struct {
+	Webhook PageWebhookConfig `yaml:"webhook"`
+}
+
+// PageWebhookConfig is page.webhook's endpoint: a PagerDuty Events API v2 URL (or a compatible
+// receiver) and its routing key. Both are secrets; each has a *_file variant.
+type PageWebhookConfig struct {
+	URL            Secret   `yaml:"url"`
+	URLFile        string   `yaml:"url_file"`
+	RoutingKey     Secret   `yaml:"routing_key"`
+	RoutingKeyFile string   `yaml:"routing_key_file"`
+	Timeout        Duration `yaml:"timeout"` // per attempt, default 10s
 }
 
 // ApprovalsConfig configures human approvals.

@@ -365,6 +365,9 @@ func (e *Engine) build(na *store.NewAction, s *rules.Action, env *rules.Env) err
 		na.Class = string(c.Class())
 	}
 	na.Target, na.Scope = act.Target(), act.Scope()
+	if spec.TargetPerIncident {
+		na.Target += " incident/" + itoa(na.IncidentID)
+	}
 	if na.Approval == string(handlers.ApprovalRequired) {
 		na.State = store.ActionAwaitingApproval
 		na.ApprovalsRequired = s.ApprovalsRequired

@@ -92,9 +92,13 @@ type Spec struct {
 	// DefaultTimeout bounds one Do call when the rule does not say otherwise.
 	DefaultTimeout time.Duration
 	// Target and Scope document what the action's Target() and Scope() return.
-	Target  string
-	Scope   string
-	Example string
+	Target string
+	Scope  string
+	// TargetPerIncident makes the engine qualify Target() with the incident (a page per incident
+	// is its own target: pages for different incidents neither queue behind each other nor share
+	// a cooldown).
+	TargetPerIncident bool
+	Example           string
 }
 
 // Param returns the declared param called name.
