@@ -43,6 +43,8 @@ func (c *clock) Add(d time.Duration) {
 type recorder struct {
 	name  string
 	class handlers.Class
+	// failures, when set, is how many Do calls fail (server_error) before they succeed.
+	failures int
 	mu    sync.Mutex
 	calls []recCall
 	fail  map[string]error // target → error
@@ -50,12 +52,23 @@ type recorder struct {
 }
 
 type recCall struct {
-	Target, Key string
+	Target, Key, Note string
 }
 
 func (r *recorder) Spec() handlers.Spec {
-	return handlers.Spec{Name: r.name, Class: r.class, DefaultApproval: handlers.ApprovalNone,
+	s := handlers.Spec{Name: r.name, Class: r.class, DefaultApproval: handlers.ApprovalNone,
 		Params: []handlers.Param{{Name: "target", Type: handlers.String, Required: true}, {Name: "note", Type: handlers.String}}}
+	if r.class == handlers.ClassNotify { // like page.webhook: a sent notification is resolved later
+		s.ResolveParams = func(p handlers.Params) (handlers.Params, bool) {
+			if p["note"] == "resolve" {
+				return nil, false
+			}
+			q := maps.Clone(p)
+			q["note"] = "resolve"
+			return q, true
+		}
+	}
+	return s
 }
 
 func (r *recorder) Build(p handlers.Params) (handlers.Action, error) {
@@ -63,12 +76,13 @@ func (r *recorder) Build(p handlers.Params) (handlers.Action, error) {
 	if t == "" {
 		return nil, errors.New("target is empty")
 	}
-	return &recAction{r: r, target: t}, nil
+	note, _ := p["note"].(string)
+	return &recAction{r: r, target: t, note: note}, nil
 }
 
 type recAction struct {
-	r      *recorder
-	target string
+	r            *recorder
+	target, note string
 }
 
 func (a *recAction) Target() string                           { return a.r.name + ":" + a.target }
@@ -76,8 +90,12 @@ func (a *recAction) Scope() string                            { return "test" }
 func (a *recAction) Check(context.Context, alert.Alert) error { return handlers.ErrNotCheckable }
 func (a *recAction) Do(ctx context.Context, _ alert.Alert) (handlers.Result, error) {
 	a.r.mu.Lock()
-	a.r.calls = append(a.r.calls, recCall{a.target, handlers.IdempotencyKey(ctx)})
+	a.r.calls = append(a.r.calls, recCall{a.target, handlers.IdempotencyKey(ctx), a.note})
 	err := a.r.fail[a.target]
+	if err == nil && a.r.failures > 0 {
+		a.r.failures--
+		err = handlers.Fail(handlers.ReasonServerError, "pager answered 503")
+	}
 	block := a.r.block
 	a.r.mu.Unlock()
 	if block != nil {
@@ -834,4 +852,50 @@ func TestPauseWithEndLapses(t *testing.T) {
 	h.process(mkAlert("KubePodCrashLooping", alert.StatusFiring, t0.Add(11*time.Minute), map[string]string{"pod": "a"}))
 	h.settle()
 	expectActions(t, h.actions(), "actions/0 test.fix succeeded ")
+}
+
+const pageRule = `
+rules:
+  - name: page-oncall
+    when: alert.name == "PostgresDown"
+    actions:
+      - handler: test.page
+        params: {target: "{{ alert.labels.cluster }}", note: "trigger"}
+`
+
+func TestPageRetriedFromTheStoreUntilThePagerTakesIt(t *testing.T) {
+	h := newHarness(t, pageRule, nil)
+	h.page.failures = 3
+	h.process(mkAlert("PostgresDown", alert.StatusFiring, t0, map[string]string{"cluster": "main"}))
+	h.settle()
+	expectActions(t, h.actions(), "actions/0 test.page planned server_error")
+	for range 3 { // 30s, 60s, 120s: past max_alert_age too, still delivered
+		h.clock.Add(10 * time.Minute)
+		h.settle()
+	}
+	expectActions(t, h.actions(), "actions/0 test.page succeeded ")
+	if n := len(h.page.Calls()); n != 4 {
+		t.Fatalf("pager calls = %d, want 4 (3 failures, 1 success)", n)
+	}
+	if n := h.count(`SELECT count(*) FROM audit WHERE reason = 'retry_scheduled'`); n != 3 {
+		t.Fatalf("retry_scheduled audit rows = %d", n)
+	}
+}
+
+func TestResolvedIncidentResolvesItsPages(t *testing.T) {
+	h := newHarness(t, pageRule, nil)
+	a := mkAlert("PostgresDown", alert.StatusFiring, t0, map[string]string{"cluster": "main"})
+	h.process(a)
+	h.settle()
+	r := a
+	r.Status = alert.StatusResolved
+	h.clock.Add(time.Minute)
+	h.process(r)
+	h.process(r) // redelivered: still one resolve
+	h.settle()
+	expectActions(t, h.actions(), "actions/0 test.page succeeded ", "resolve/0 test.page succeeded ")
+	calls := h.page.Calls()
+	if len(calls) != 2 || calls[1].Note != "resolve" || calls[1].Target != "main" {
+		t.Fatalf("pager calls = %+v", calls)
+	}
 }

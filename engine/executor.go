@@ -98,7 +98,7 @@ func (e *Engine) execute(ctx, runCtx context.Context) (int, error) {
 		}
 		paused := e.o.Paused || pause.Active(now)
 		e.m.paused.Set(boolFloat(paused))
-		claimed, err := e.st.ClaimRunnableTx(ctx, tx, e.o.ClaimBatch)
+		claimed, err := e.st.ClaimRunnableTx(ctx, tx, now, e.o.ClaimBatch)
 		if err != nil {
 			return err
 		}
@@ -208,7 +208,7 @@ func (e *Engine) decide(ctx context.Context, set *rules.Set, c store.Claimed, no
 		d.outcome.State, d.outcome.Reason, d.outcome.Error = store.ActionSkipped, reason, msg
 		return d
 	}
-	if c.IncidentState == store.IncidentResolved && c.Phase != store.PhaseOnResolved {
+	if c.IncidentState == store.IncidentResolved && c.Phase != store.PhaseOnResolved && c.Phase != store.PhaseResolve {
 		return skip(ReasonCancelled, "the incident resolved")
 	}
 	if set.Rule(c.Rule) == nil {
@@ -225,7 +225,9 @@ func (e *Engine) decide(ctx context.Context, set *rules.Set, c store.Claimed, no
 		d.outcome.State, d.outcome.Reason, d.outcome.Error = store.ActionFailed, handlers.ReasonBadParam, buildErr.Error()
 		return d
 	}
-	stale := e.o.MaxAlertAge > 0 && now.Sub(c.EvidenceAt) > e.o.MaxAlertAge
+	// A notification already tried once (the pager was down) is delivered late rather than never.
+	retrying := c.Class == string(handlers.ClassNotify) && c.Attempt > 0
+	stale := e.o.MaxAlertAge > 0 && now.Sub(c.EvidenceAt) > e.o.MaxAlertAge && !retrying
 	dry := e.o.DryRun || c.Mode == "shadow"
 	if stale || dry {
 		cctx, cancel := context.WithTimeout(ctx, min(time.Duration(c.TimeoutMS)*time.Millisecond, 10*time.Second))
@@ -323,6 +325,9 @@ func (e *Engine) run(ctx context.Context, c store.Claimed) {
 	e.m.actionDuration.WithLabelValues(c.Handler).Observe(time.Since(start).Seconds())
 	if err != nil {
 		out.State, out.Reason, out.Error = store.ActionFailed, handlers.ReasonOf(err), err.Error()
+		if e.requeue(ctx, c, out) {
+			return
+		}
 	}
 	e.log.Info("action finished", "action_id", c.ID, "incident_id", c.IncidentID, "rule", c.Rule, "handler", c.Handler,
 		"target", c.Target, "state", out.State, "reason", out.Reason, "duration", time.Since(start))
@@ -374,4 +379,40 @@ func boolFloat(b bool) float64 {
 		return 1
 	}
 	return 0
+}
+
+// Notify actions that fail for a transient reason (the pager is down) are tried again from the
+// store, with backoff, up to notifyAttempts times: a pager outage delays a page, it does not lose it.
+const (
+	notifyAttempts    = 12
+	notifyBackoffBase = 30 * time.Second
+	notifyBackoffCap  = 10 * time.Minute
+)
+
+// requeue puts a failed notify action back to planned for a later attempt; it reports whether it did.
+func (e *Engine) requeue(ctx context.Context, c store.Claimed, out store.Outcome) bool {
+	transient := out.Reason == handlers.ReasonServerError || out.Reason == handlers.ReasonTimeout
+	attempt := c.Attempt + 1 // StartActionTx counted this one
+	if c.Class != string(handlers.ClassNotify) || !transient || attempt >= notifyAttempts {
+		return false
+	}
+	delay := min(notifyBackoffBase<<(attempt-1), notifyBackoffCap)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.o.Lease)
+	defer cancel()
+	now := e.now()
+	err := e.st.InTx(ctx, func(tx pgx.Tx) error {
+		ok, err := e.st.RequeueActionTx(ctx, tx, e.o.Owner, c.ID, now.Add(delay), out.Reason, out.Error)
+		if err != nil || !ok {
+			return err
+		}
+		return e.st.AuditTx(ctx, tx, []store.AuditInsert{{At: now, IncidentID: c.IncidentID, ActionID: c.ID, Kind: store.AuditAction,
+			Actor: e.o.Owner, Reason: "retry_scheduled", RuleHash: c.RuleHash,
+			Detail: map[string]any{"handler": c.Handler, "attempt": attempt, "retry_at": now.Add(delay), "error": out.Error}}})
+	})
+	if err != nil {
+		e.log.Warn("could not requeue a notification; recording it failed", "action_id", c.ID, "err", err)
+		return false
+	}
+	e.log.Warn("notification failed; will retry", "action_id", c.ID, "handler", c.Handler, "attempt", attempt, "retry_in", delay, "err", out.Error)
+	return true
 }

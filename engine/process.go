@@ -146,6 +146,9 @@ func (e *Engine) Process(ctx context.Context, alerts []alert.Alert) error {
 			return err
 		}
 		resolved = len(rs)
+		if err := p.planResolves(ctx, tx, rs); err != nil {
+			return err
+		}
 		for _, r := range rs {
 			rule := set.Rule(r.Rule)
 			hash := ""
@@ -381,4 +384,41 @@ func (p *planner) flush(ctx context.Context, tx pgx.Tx) error {
 		return err
 	}
 	return p.e.st.AuditTx(ctx, tx, p.audits)
+}
+
+// planResolves plans, for the incidents that just resolved, the resolve event of every
+// notification that declared one (handlers.Spec.ResolveParams) and was sent.
+func (p *planner) planResolves(ctx context.Context, tx pgx.Tx, rs []store.Resolved) error {
+	var names []string
+	for _, n := range p.e.o.Handlers.Names() {
+		if h, _ := p.e.o.Handlers.Get(n); h.Spec().ResolveParams != nil {
+			names = append(names, n)
+		}
+	}
+	if len(names) == 0 || len(rs) == 0 {
+		return nil
+	}
+	ids := make([]int64, len(rs))
+	for i, r := range rs {
+		ids[i] = r.ID
+	}
+	sent, err := p.e.st.SucceededActionsTx(ctx, tx, ids, names)
+	if err != nil {
+		return err
+	}
+	step := map[int64]int{}
+	for _, a := range sent {
+		h, _ := p.e.o.Handlers.Get(a.Handler)
+		params, ok := h.Spec().ResolveParams(handlers.Params(a.Params))
+		if !ok {
+			continue
+		}
+		na := store.NewAction{IncidentID: a.IncidentID, Phase: store.PhaseResolve, Step: step[a.IncidentID], Rule: a.Rule,
+			RuleHash: a.RuleHash, Handler: a.Handler, Target: a.Target, Scope: a.Scope, Class: a.Class, Mode: a.Mode,
+			Params: params, Approval: string(handlers.ApprovalNone), Timeout: time.Duration(a.TimeoutMS) * time.Millisecond,
+			State: store.ActionPlanned, At: p.now, BasisAt: p.now}
+		step[a.IncidentID]++
+		p.actions = append(p.actions, na)
+	}
+	return nil
 }

@@ -98,7 +98,11 @@ type Spec struct {
 	// is its own target: pages for different incidents neither queue behind each other nor share
 	// a cooldown).
 	TargetPerIncident bool
-	Example           string
+	// ResolveParams, when set, makes the engine run the handler once more when the incident
+	// resolves, for each action of it that succeeded, with these params (a page's resolve event).
+	// It returns false when the action needs no resolve (it was itself a resolve).
+	ResolveParams func(sent Params) (Params, bool)
+	Example       string
 }
 
 // Param returns the declared param called name.

@@ -101,30 +101,31 @@ type Claimed struct {
 
 const actionCols = `a.id, a.incident_id, a.phase, a.step, a.rule, a.handler, a.target, a.scope, a.class, a.mode, a.params,
        a.approval, a.timeout_ms, a.state, a.reason, a.attempt, a.approved_by, a.owner, a.lease_until, a.created_at,
-       a.started_at, a.finished_at, a.basis_at, a.error, a.result, a.version, a.rule_hash`
+       a.started_at, a.finished_at, a.basis_at, a.not_before, a.error, a.result, a.version, a.rule_hash`
 
 func scanAction(r pgx.Row, a *Action, extra ...any) error {
 	dest := []any{&a.ID, &a.IncidentID, &a.Phase, &a.Step, &a.Rule, &a.Handler, &a.Target, &a.Scope, &a.Class, &a.Mode, &a.Params,
 		&a.Approval, &a.TimeoutMS, &a.State, &a.Reason, &a.Attempt, &a.ApprovedBy, &a.Owner, &a.LeaseUntil, &a.CreatedAt,
-		&a.StartedAt, &a.FinishedAt, &a.BasisAt, &a.Error, &a.Result, &a.Version, &a.RuleHash}
+		&a.StartedAt, &a.FinishedAt, &a.BasisAt, &a.NotBefore, &a.Error, &a.Result, &a.Version, &a.RuleHash}
 	return r.Scan(append(dest, extra...)...)
 }
 
 // ClaimRunnableTx locks up to limit planned or approved actions whose earlier steps (same incident
 // and phase) all succeeded or were dry runs, oldest first, skipping rows other replicas hold and
 // targets that already have a running action.
-func (s *Store) ClaimRunnableTx(ctx context.Context, tx pgx.Tx, limit int) ([]Claimed, error) {
+func (s *Store) ClaimRunnableTx(ctx context.Context, tx pgx.Tx, now time.Time, limit int) ([]Claimed, error) {
 	rows, err := tx.Query(ctx, `
 SELECT `+actionCols+`, i.state, greatest(a.basis_at, i.last_seen_at), i.alert
   FROM actions a JOIN incidents i ON i.id = a.incident_id
  WHERE a.state IN ('planned', 'approved')
+   AND (a.not_before IS NULL OR a.not_before <= $2)
    AND NOT EXISTS (SELECT 1 FROM actions p
                     WHERE p.incident_id = a.incident_id AND p.phase = a.phase AND p.step < a.step
                       AND p.state NOT IN ('succeeded', 'dry_run'))
    AND NOT EXISTS (SELECT 1 FROM actions r WHERE r.target = a.target AND r.state = 'running')
  ORDER BY a.id
  LIMIT $1
- FOR UPDATE OF a SKIP LOCKED`, limit)
+ FOR UPDATE OF a SKIP LOCKED`, limit, now)
 	if err != nil {
 		return nil, fmt.Errorf("claim actions: %w", err)
 	}
@@ -300,5 +301,35 @@ func collectClaimed(rows pgx.Rows) ([]Claimed, error) {
 			return c, err
 		}
 		return c, json.Unmarshal(ab, &c.Alert)
+	})
+}
+
+// RequeueActionTx puts a running action this replica owns back to planned, to be tried again at
+// notBefore (a page the pager could not take yet). It reports false if the action is no longer ours.
+func (s *Store) RequeueActionTx(ctx context.Context, tx pgx.Tx, owner string, id int64, notBefore time.Time, reason, errText string) (bool, error) {
+	tag, err := tx.Exec(ctx, `
+UPDATE actions SET state = 'planned', not_before = $3, reason = $4, error = $5, lease_until = NULL, owner = ''
+ WHERE id = $1 AND state = 'running' AND owner = $2`, id, owner, notBefore, reason, errText)
+	if err != nil {
+		return false, fmt.Errorf("requeue action %d: %w", id, err)
+	}
+	return tag.RowsAffected() == 1, nil
+}
+
+// SucceededActionsTx returns the succeeded actions of the given incidents run by one of handlers.
+func (s *Store) SucceededActionsTx(ctx context.Context, tx pgx.Tx, incidents []int64, handlers []string) ([]Action, error) {
+	if len(incidents) == 0 || len(handlers) == 0 {
+		return nil, nil
+	}
+	rows, err := tx.Query(ctx, `SELECT `+actionCols+` FROM actions a
+ WHERE a.incident_id = ANY($1) AND a.handler = ANY($2) AND a.state = 'succeeded' AND a.phase <> 'resolve'
+ ORDER BY a.incident_id, a.id`, incidents, handlers)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Action, error) {
+		var a Action
+		err := scanAction(r, &a)
+		return a, err
 	})
 }

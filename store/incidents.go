@@ -160,7 +160,7 @@ RETURNING i.id, i.rule, prev.state, i.alert`, fps, starts, alerts, at)
 	}
 	if _, err := tx.Exec(ctx, `
 UPDATE actions SET state = 'skipped', reason = 'cancelled', finished_at = $2
- WHERE incident_id = ANY($1) AND coalesce(state IN ('planned', 'awaiting_approval', 'approved'), false) AND phase <> 'on_resolved'`, ids, at); err != nil {
+ WHERE incident_id = ANY($1) AND coalesce(state IN ('planned', 'awaiting_approval', 'approved'), false) AND phase NOT IN ('on_resolved', 'resolve')`, ids, at); err != nil {
 		return nil, fmt.Errorf("cancel actions: %w", err)
 	}
 	if _, err := tx.Exec(ctx, `DELETE FROM timers WHERE incident_id = ANY($1)`, ids); err != nil {

@@ -32,6 +32,9 @@ const (
 	PhaseActions    = "actions"
 	PhaseEscalate   = "escalate"
 	PhaseOnResolved = "on_resolved"
+	// PhaseResolve holds the resolve events of notifications sent for an incident (a page's
+	// resolve), planned when the incident resolves.
+	PhaseResolve = "resolve"
 )
 
 // Incident is one episode of one alert matched by one rule: key (rule, fingerprint, starts_at).
@@ -78,6 +81,7 @@ type Action struct {
 	LeaseUntil *time.Time     `json:"lease_until"`
 	CreatedAt  time.Time      `json:"created_at"`
 	BasisAt    time.Time      `json:"basis_at"`
+	NotBefore  *time.Time     `json:"not_before"`
 	StartedAt  *time.Time     `json:"started_at"`
 	FinishedAt *time.Time     `json:"finished_at"`
 	Error      string         `json:"error"`

@@ -199,6 +199,7 @@ func (h *Handler) Spec() handlers.Spec {
 		DefaultTimeout:    h.doTimeout(),
 		Target:            `"page:<dedup_key>", or "page:incident" when dedup_key is not given; qualified by the incident`,
 		TargetPerIncident: true,
+		ResolveParams:     resolveParams,
 		Scope:             "host[:port] of handlers.page.webhook url",
 		Example:           example,
 	}
@@ -390,4 +391,15 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// resolveParams turns the params of a trigger that was sent into those of its resolve event: the
+// same dedup key, so the pager closes the incident it opened.
+func resolveParams(sent handlers.Params) (handlers.Params, bool) {
+	if ea, _ := sent["event_action"].(string); ea == Resolve {
+		return nil, false
+	}
+	p := maps.Clone(sent)
+	p["event_action"] = Resolve
+	return p, true
 }
