@@ -45,10 +45,10 @@ type recorder struct {
 	class handlers.Class
 	// failures, when set, is how many Do calls fail (server_error) before they succeed.
 	failures int
-	mu    sync.Mutex
-	calls []recCall
-	fail  map[string]error // target → error
-	block chan struct{}    // when set, Do waits for it (or ctx)
+	mu       sync.Mutex
+	calls    []recCall
+	fail     map[string]error // target → error
+	block    chan struct{}    // when set, Do waits for it (or ctx)
 }
 
 type recCall struct {
