@@ -96,6 +96,12 @@ func New(ctx context.Context, o Options) (*App, error) {
 	if err != nil {
 		return nil, err
 	}
+	// A bad web config must stop the start before anything runs (migrations, consumers).
+	if o.WebConfigFile != "" {
+		if err := web.Validate(o.WebConfigFile); err != nil {
+			return nil, fmt.Errorf("--web.config.file %s: %w", o.WebConfigFile, err)
+		}
+	}
 	if !o.NoAuth {
 		if len(cfg.WebhookTokens()) == 0 || cfg.APIToken() == "" {
 			return nil, errors.New("refusing to start without authentication: set webhook.bearer_token(_file) and api.token(_file) in the config, or pass --web.no-auth (never in production)")

@@ -436,6 +436,7 @@ func TestCLIContract(t *testing.T) {
 		{"serve refuses without tokens", []string{"serve", "--config.file=" + noTokens, "--web.listen-address=127.0.0.1:0"}, 1, []string{"--web.no-auth"}},
 		{"serve rejects an unknown config key", []string{"serve", "--config.file=" + bad}, 1, []string{bad + ":1:"}},
 		{"unknown flag", []string{"serve", "--web.listen-adress=:1"}, 2, []string{"unknown long flag"}},
+		{"bad web config refused before starting", []string{"serve", "--config.file=../../examples/responder.yml", "--web.config.file=" + bad}, 1, []string{"--web.config.file"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			out, code := run(t, tc.args...)
