@@ -542,3 +542,70 @@ rules:
 		t.Fatalf("api_unauthorized_total = %v", v)
 	}
 }
+
+func TestPauseThroughTheAPIStopsDisruptiveActionsOnly(t *testing.T) {
+	f := startApp(t, fixtureOpts{})
+	rules := fmt.Sprintf(`
+rules:
+  - name: restart
+    when: alert.name == "KubePodCrashLooping"
+    actions:
+      - handler: http.request
+        params: {url: "http://%[1]s/hooks/page/{{ alert.labels.pod }}", class: notify}
+      - handler: http.request
+        params: {url: "http://%[1]s/hooks/restart/{{ alert.labels.pod }}"}
+`, f.sink.HostPort())
+	must(t, os.WriteFile(filepath.Join(f.dir, "rules", "pods.yml"), []byte(rules), 0o644))
+	if code, b := f.do("POST", "/-/reload", adminToken, nil); code != 200 {
+		t.Fatalf("reload: %d %s", code, b)
+	}
+	if code, b := f.do("POST", "/api/v1/pause", adminToken, []byte(`{"reason":"maintenance","by":"alice"}`)); code != 200 {
+		t.Fatalf("pause: %d %s", code, b)
+	}
+	var pods []string
+	for i := range 20 {
+		pods = append(pods, fmt.Sprint("p", i))
+	}
+	if code := f.post(payload("firing", time.Now().UTC().Truncate(time.Second), pods...)); code != 200 {
+		t.Fatalf("post: %d", code)
+	}
+	waitFor(t, "20 pages and 20 paused restarts", 20*time.Second, func() bool {
+		items := f.actions("?limit=1000")
+		return countState(items, "succeeded") == 20 && countState(items, "skipped") == 20
+	})
+	for _, c := range f.sink.Calls() {
+		if strings.Contains(c.Path, "/restart/") {
+			t.Fatalf("a disruptive action ran while paused: %s", c.Path)
+		}
+	}
+	// From the store: no disruptive action started after the pause row was written.
+	var late int
+	must(t, f.app.Store().Pool().QueryRow(context.Background(), `
+SELECT count(*) FROM actions a, pause p WHERE a.class = 'disruptive' AND a.started_at >= p.at`).Scan(&late))
+	if late != 0 {
+		t.Fatalf("%d disruptive actions started after the pause committed", late)
+	}
+	if code, _ := f.do("POST", "/api/v1/resume", adminToken, nil); code != 200 {
+		t.Fatalf("resume: %d", code)
+	}
+	if code := f.post(payload("firing", time.Now().UTC().Truncate(time.Second), "after")); code != 200 {
+		t.Fatalf("post: %d", code)
+	}
+	waitFor(t, "the restart after resume", 20*time.Second, func() bool {
+		for _, c := range f.sink.Calls() {
+			if c.Path == "/hooks/restart/after" {
+				return true
+			}
+		}
+		return false
+	})
+	restarts := 0
+	for _, c := range f.sink.Calls() {
+		if strings.Contains(c.Path, "/restart/") {
+			restarts++
+		}
+	}
+	if restarts != 1 {
+		t.Fatalf("restarts after resume = %d, want 1 (paused ones are not replayed)", restarts)
+	}
+}
