@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -173,7 +174,10 @@ func New(ctx context.Context, o Options) (*App, error) {
 		Help: "Actions awaiting approval."}, func() float64 {
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 		defer cancel()
-		n, _ := a.st.PendingApprovals(ctx)
+		n, err := a.st.PendingApprovals(ctx)
+		if err != nil {
+			return math.NaN() // unknown, not "nothing pending"
+		}
 		return float64(n)
 	}))
 	if err := a.buildHTTP(); err != nil {

@@ -374,6 +374,8 @@ type decisionBody struct {
 	By string `json:"by"`
 }
 
+var approverName = regexp.MustCompile(`^[A-Za-z0-9._@-]{1,64}$`)
+
 func (a *App) decide(decision string) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		id, err := pathID(r)
@@ -388,10 +390,17 @@ func (a *App) decide(decision string) http.HandlerFunc {
 		}
 		by := "api"
 		if b.By != "" {
+			if !approverName.MatchString(b.By) {
+				writeError(w, http.StatusBadRequest, "by must be 1 to 64 letters, digits or ._@-")
+				return
+			}
 			by = "api:" + b.By
 		}
-		res, err := a.st.Decide(r.Context(), id, by, decision, "api", a.o.Now())
+		res, err := a.st.Decide(r.Context(), id, by, decision, "api", a.o.Now(), a.cfg.Approvals.TTL.D())
 		switch {
+		case errors.Is(err, store.ErrAnonymousApprover):
+			writeError(w, http.StatusBadRequest, err.Error()+` (body {"by": "name"})`)
+			return
 		case errors.Is(err, store.ErrNotAwaiting):
 			writeJSON(w, http.StatusConflict, map[string]any{"error": err.Error(), "action": redacted(res.Action)})
 			return
@@ -454,7 +463,9 @@ func (a *App) setPause(w http.ResponseWriter, r *http.Request, paused bool, b pa
 	}
 	a.log.Warn("kill switch changed", "paused", paused, "by", by, "reason", b.Reason, "until", until)
 	a.eng.Kick()
-	writeJSON(w, http.StatusOK, ps)
+	// "paused" is what is in force: safety.paused in the config pauses this replica whatever the row says.
+	writeJSON(w, http.StatusOK, map[string]any{"paused": a.cfg.Safety.Paused || ps.Active(a.o.Now()), "pause": ps,
+		"config_paused": a.cfg.Safety.Paused})
 }
 
 // decodeOptional decodes a small JSON body if there is one.

@@ -751,11 +751,11 @@ func TestTwoPersonApprovalRunsOnce(t *testing.T) {
 	h.settle()
 	id := h.actionID("actions", 0)
 	ctx := context.Background()
-	res, err := h.st.Decide(ctx, id, "alice", store.DecisionApprove, "api", h.clock.Now())
+	res, err := h.st.Decide(ctx, id, "alice", store.DecisionApprove, "api", h.clock.Now(), 15*time.Minute)
 	if err != nil || res.Action.State != store.ActionAwaitingApproval {
 		t.Fatalf("first approval: %+v %v", res.Action, err)
 	}
-	if res, err := h.st.Decide(ctx, id, "alice", store.DecisionApprove, "api", h.clock.Now()); err != nil || !res.Replay {
+	if res, err := h.st.Decide(ctx, id, "alice", store.DecisionApprove, "api", h.clock.Now(), 15*time.Minute); err != nil || !res.Replay {
 		t.Fatalf("the same approver again must be a replay: %+v %v", res, err)
 	}
 	h.settle()
@@ -768,7 +768,7 @@ func TestTwoPersonApprovalRunsOnce(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if _, err := h.st.Decide(ctx, id, "bob", store.DecisionApprove, "slack", h.clock.Now()); err != nil {
+			if _, err := h.st.Decide(ctx, id, "bob", store.DecisionApprove, "slack", h.clock.Now(), 15*time.Minute); err != nil {
 				t.Error(err)
 			}
 		}()
@@ -783,7 +783,7 @@ func TestTwoPersonApprovalRunsOnce(t *testing.T) {
 	if err := h.st.Pool().QueryRow(ctx, `SELECT approved_by FROM actions WHERE id = $1`, id).Scan(&by); err != nil || by != "alice,bob" {
 		t.Fatalf("approved_by = %q (%v)", by, err)
 	}
-	if _, err := h.st.Decide(ctx, id, "carol", store.DecisionDeny, "api", h.clock.Now()); !errors.Is(err, store.ErrNotAwaiting) {
+	if _, err := h.st.Decide(ctx, id, "carol", store.DecisionDeny, "api", h.clock.Now(), 15*time.Minute); !errors.Is(err, store.ErrNotAwaiting) {
 		t.Fatalf("a decision after the fact: %v, want ErrNotAwaiting", err)
 	}
 }
@@ -792,7 +792,7 @@ func TestDenyStopsWithoutEscalation(t *testing.T) {
 	h := newHarness(t, approvalRule, nil)
 	h.process(mkAlert("KubePodCrashLooping", alert.StatusFiring, t0, map[string]string{"pod": "a"}))
 	h.settle()
-	if _, err := h.st.Decide(context.Background(), h.actionID("actions", 0), "alice", store.DecisionDeny, "api", h.clock.Now()); err != nil {
+	if _, err := h.st.Decide(context.Background(), h.actionID("actions", 0), "alice", store.DecisionDeny, "api", h.clock.Now(), 15*time.Minute); err != nil {
 		t.Fatal(err)
 	}
 	h.settle()
@@ -897,5 +897,97 @@ func TestResolvedIncidentResolvesItsPages(t *testing.T) {
 	calls := h.page.Calls()
 	if len(calls) != 2 || calls[1].Note != "resolve" || calls[1].Target != "main" {
 		t.Fatalf("pager calls = %+v", calls)
+	}
+}
+
+func TestPageRetryIsNotBlockedByItsOwnCooldown(t *testing.T) {
+	h := newHarness(t, `
+rules:
+  - name: page-oncall
+    when: alert.name == "PostgresDown"
+    cooldown: 15m
+    actions:
+      - handler: test.page
+        params: {target: "{{ alert.labels.cluster }}", note: "trigger"}
+`, nil)
+	h.page.failures = 1
+	h.process(mkAlert("PostgresDown", alert.StatusFiring, t0, map[string]string{"cluster": "main"}))
+	h.settle()
+	h.clock.Add(time.Minute)
+	h.settle()
+	expectActions(t, h.actions(), "actions/0 test.page succeeded ")
+}
+
+func TestPageInFlightWhenTheIncidentResolvesIsStillResolved(t *testing.T) {
+	h := newHarness(t, pageRule, func(o *engine.Options) { o.Lease = time.Hour })
+	h.page.block = make(chan struct{})
+	a := mkAlert("PostgresDown", alert.StatusFiring, t0, map[string]string{"cluster": "main"})
+	h.process(a)
+	if _, err := h.eng.ExecuteOnce(context.Background()); err != nil { // the trigger is in flight
+		t.Fatal(err)
+	}
+	r := a
+	r.Status = alert.StatusResolved
+	h.process(r)
+	close(h.page.block)
+	h.settle()
+	expectActions(t, h.actions(), "actions/0 test.page succeeded ", "resolve/0 test.page succeeded ")
+}
+
+func TestLateOrAnonymousApprovalsAreRefused(t *testing.T) {
+	h := newHarness(t, approvalRule, nil)
+	h.process(mkAlert("KubePodCrashLooping", alert.StatusFiring, t0, map[string]string{"pod": "a"}))
+	h.settle()
+	id := h.actionID("actions", 0)
+	ctx := context.Background()
+	if _, err := h.st.Decide(ctx, id, "api", store.DecisionApprove, "api", h.clock.Now(), 15*time.Minute); !errors.Is(err, store.ErrAnonymousApprover) {
+		t.Fatalf("anonymous approval of a two-person action: %v", err)
+	}
+	h.clock.Add(20 * time.Minute) // the executor has not expired it yet
+	if _, err := h.st.Decide(ctx, id, "alice", store.DecisionApprove, "api", h.clock.Now(), 15*time.Minute); !errors.Is(err, store.ErrNotAwaiting) {
+		t.Fatalf("approval after approvals.ttl: %v, want ErrNotAwaiting", err)
+	}
+}
+
+func TestPauseIsNotStarvedByOverlappingClaims(t *testing.T) {
+	h := newHarness(t, singleRule, nil)
+	ctx := context.Background()
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	// Two executors whose claim transactions overlap back to back: each holds the kill switch's
+	// shared lock 40ms, the second starts 20ms after the first, so one always holds it.
+	for i := range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-time.After(time.Duration(i) * 20 * time.Millisecond)
+			for {
+				err := h.st.InTx(ctx, func(tx pgx.Tx) error {
+					if _, err := h.st.PauseTx(ctx, tx); err != nil {
+						return err
+					}
+					<-time.After(40 * time.Millisecond)
+					return nil
+				})
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				select {
+				case <-stop:
+					return
+				default:
+				}
+			}
+		}()
+	}
+	<-time.After(50 * time.Millisecond) // both claimers running
+	pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	_, err := h.st.SetPause(pctx, true, "alice", "storm", h.clock.Now(), nil)
+	close(stop)
+	wg.Wait()
+	if err != nil {
+		t.Fatalf("pause under overlapping claims: %v", err)
 	}
 }

@@ -192,7 +192,7 @@ func (e *Engine) start(ctx context.Context, tx pgx.Tx, set *rules.Set, c store.C
 		}
 		return false, err
 	}
-	if r := set.Rule(c.Rule); r != nil && r.Cooldown > 0 && c.Phase == store.PhaseActions {
+	if r := set.Rule(c.Rule); r != nil && r.Cooldown > 0 && c.Phase == store.PhaseActions && c.Attempt == 0 {
 		if err := e.st.SetCooldownTx(ctx, sp, store.CooldownKey{Rule: c.Rule, Target: c.Target}, now.Add(r.Cooldown)); err != nil {
 			_ = sp.Rollback(ctx)
 			return false, err
@@ -217,7 +217,8 @@ func (e *Engine) decide(ctx context.Context, set *rules.Set, c store.Claimed, no
 	if paused && c.Class == string(handlers.ClassDisruptive) {
 		return skip(ReasonPaused, "responder is paused")
 	}
-	if until, ok := cool[store.CooldownKey{Rule: c.Rule, Target: c.Target}]; ok && c.Phase == store.PhaseActions {
+	// A retry (a page the pager did not take) is never blocked by its own first attempt's cooldown.
+	if until, ok := cool[store.CooldownKey{Rule: c.Rule, Target: c.Target}]; ok && c.Phase == store.PhaseActions && c.Attempt == 0 {
 		return skip(ReasonCooldown, "cooldown until "+until.UTC().Format(time.RFC3339))
 	}
 	act, buildErr := e.buildStored(c)
@@ -400,9 +401,11 @@ func (e *Engine) requeue(ctx context.Context, c store.Claimed, out store.Outcome
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.o.Lease)
 	defer cancel()
 	now := e.now()
+	lost := false
 	err := e.st.InTx(ctx, func(tx pgx.Tx) error {
 		ok, err := e.st.RequeueActionTx(ctx, tx, e.o.Owner, c.ID, now.Add(delay), out.Reason, out.Error)
 		if err != nil || !ok {
+			lost = !ok
 			return err
 		}
 		return e.st.AuditTx(ctx, tx, []store.AuditInsert{{At: now, IncidentID: c.IncidentID, ActionID: c.ID, Kind: store.AuditAction,
@@ -412,6 +415,10 @@ func (e *Engine) requeue(ctx context.Context, c store.Claimed, out store.Outcome
 	if err != nil {
 		e.log.Warn("could not requeue a notification; recording it failed", "action_id", c.ID, "err", err)
 		return false
+	}
+	if lost {
+		e.log.Warn("notification failed and is no longer ours (lease expired); another replica recorded it", "action_id", c.ID)
+		return true
 	}
 	e.log.Warn("notification failed; will retry", "action_id", c.ID, "handler", c.Handler, "attempt", attempt, "retry_in", delay, "err", out.Error)
 	return true

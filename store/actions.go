@@ -316,13 +316,14 @@ UPDATE actions SET state = 'planned', not_before = $3, reason = $4, error = $5, 
 	return tag.RowsAffected() == 1, nil
 }
 
-// SucceededActionsTx returns the succeeded actions of the given incidents run by one of handlers.
+// SucceededActionsTx returns the actions of the given incidents, run by one of handlers, that were
+// tried at least once (succeeded, or in flight or failed after a try: the receiver may have them).
 func (s *Store) SucceededActionsTx(ctx context.Context, tx pgx.Tx, incidents []int64, handlers []string) ([]Action, error) {
 	if len(incidents) == 0 || len(handlers) == 0 {
 		return nil, nil
 	}
 	rows, err := tx.Query(ctx, `SELECT `+actionCols+` FROM actions a
- WHERE a.incident_id = ANY($1) AND a.handler = ANY($2) AND a.state = 'succeeded' AND a.phase <> 'resolve'
+ WHERE a.incident_id = ANY($1) AND a.handler = ANY($2) AND a.attempt > 0 AND a.phase <> 'resolve'
  ORDER BY a.incident_id, a.id`, incidents, handlers)
 	if err != nil {
 		return nil, err

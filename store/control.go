@@ -24,11 +24,18 @@ func (p PauseState) Active(now time.Time) bool {
 	return p.Paused && (p.Until == nil || now.Before(*p.Until))
 }
 
-// PauseTx reads the kill switch FOR SHARE: a pause waits for the claims in flight, and every claim
-// after its commit sees it.
+// pauseLock is the advisory lock that orders claims and pauses. Advisory locks queue fairly: a
+// waiting pause is not starved by claims that overlap back to back (row share locks would be).
+const pauseLock = 7_202_611_220
+
+// PauseTx reads the kill switch under a shared transaction lock: a pause waits for the claims in
+// flight, and every claim after its commit sees it.
 func (s *Store) PauseTx(ctx context.Context, tx pgx.Tx) (PauseState, error) {
 	var p PauseState
-	err := tx.QueryRow(ctx, `SELECT paused, by, reason, at, until FROM pause WHERE id = 1 FOR SHARE`).Scan(&p.Paused, &p.By, &p.Reason, &p.At, &p.Until)
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock_shared($1)`, int64(pauseLock)); err != nil {
+		return p, fmt.Errorf("kill switch lock: %w", err)
+	}
+	err := tx.QueryRow(ctx, `SELECT paused, by, reason, at, until FROM pause WHERE id = 1`).Scan(&p.Paused, &p.By, &p.Reason, &p.At, &p.Until)
 	if err != nil {
 		return p, fmt.Errorf("read kill switch: %w", err)
 	}
@@ -50,6 +57,9 @@ func (s *Store) Pause(ctx context.Context) (PauseState, error) {
 func (s *Store) SetPause(ctx context.Context, paused bool, by, reason string, at time.Time, until *time.Time) (PauseState, error) {
 	p := PauseState{Paused: paused, By: by, Reason: reason, At: at, Until: until}
 	err := s.InTx(ctx, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(pauseLock)); err != nil {
+			return fmt.Errorf("kill switch lock: %w", err)
+		}
 		if _, err := tx.Exec(ctx, `UPDATE pause SET paused = $1, by = $2, reason = $3, at = $4, until = $5, version = $6 WHERE id = 1`,
 			paused, by, reason, at, until, s.version); err != nil {
 			return fmt.Errorf("set kill switch: %w", err)
@@ -76,6 +86,9 @@ const (
 // ErrNotAwaiting is returned when a decision arrives for an action that is not waiting for one.
 var ErrNotAwaiting = errors.New("the action is not awaiting approval")
 
+// ErrAnonymousApprover is returned when an action needing several approvers gets an unnamed one.
+var ErrAnonymousApprover = errors.New("this action needs distinct named approvers: say who approves")
+
 // DecisionResult says what a decision did.
 type DecisionResult struct {
 	Action *Action
@@ -88,7 +101,11 @@ type DecisionResult struct {
 // with the action decided once. A deny ends the action (denied) and skips its later steps; enough
 // distinct approvals make it approved, and the executor runs it. A decision on an action that is
 // no longer awaiting approval returns ErrNotAwaiting (with the action), unless it is a replay.
-func (s *Store) Decide(ctx context.Context, actionID int64, approver, decision, via string, at time.Time) (DecisionResult, error) {
+//
+// ttl is approvals.ttl: a decision later than that after the action was planned is refused (the
+// executor expires the action). An action that needs more than one approval refuses an anonymous
+// approver ("api" or ""): two-person approval needs two names.
+func (s *Store) Decide(ctx context.Context, actionID int64, approver, decision, via string, at time.Time, ttl time.Duration) (DecisionResult, error) {
 	var res DecisionResult
 	err := s.InTx(ctx, func(tx pgx.Tx) error {
 		res = DecisionResult{}
@@ -115,6 +132,12 @@ func (s *Store) Decide(ctx context.Context, actionID int64, approver, decision, 
 		if a.State != ActionAwaitingApproval {
 			return ErrNotAwaiting
 		}
+		if ttl > 0 && a.CreatedAt.Before(at.Add(-ttl)) {
+			return fmt.Errorf("%w: its approval window (approvals.ttl %s) has passed", ErrNotAwaiting, ttl)
+		}
+		if required > 1 && decision == DecisionApprove && (approver == "" || approver == "api") {
+			return ErrAnonymousApprover
+		}
 		if _, err := tx.Exec(ctx, `INSERT INTO approvals (action_id, approver, decision, via, at, version) VALUES ($1, $2, $3, $4, $5, $6)`,
 			actionID, approver, decision, via, at, s.version); err != nil {
 			return fmt.Errorf("record decision: %w", err)
@@ -130,10 +153,10 @@ func (s *Store) Decide(ctx context.Context, actionID int64, approver, decision, 
 		reason := fmt.Sprintf("approval %d of %d", len(approvers), max(required, 1))
 		switch {
 		case decision == DecisionDeny:
-			a.State, a.Reason, a.ApprovedBy = ActionDenied, "denied", approver
+			a.State, a.Reason, a.ApprovedBy, a.Error = ActionDenied, "denied", strings.Join(approvers, ","), "denied by "+approver
 			reason = "denied"
-			if _, err := tx.Exec(ctx, `UPDATE actions SET state = 'denied', reason = 'denied', approved_by = $2, finished_at = $3 WHERE id = $1`,
-				actionID, approver, at); err != nil {
+			if _, err := tx.Exec(ctx, `UPDATE actions SET state = 'denied', reason = 'denied', approved_by = $2, error = $3, finished_at = $4 WHERE id = $1`,
+				actionID, a.ApprovedBy, a.Error, at); err != nil {
 				return err
 			}
 			if err := s.CancelLaterStepsTx(ctx, tx, a.IncidentID, a.Phase, a.Step, at); err != nil {

@@ -165,11 +165,7 @@ const example = `rules:
           severity: critical
           details: {namespace: "{{ alert.labels.namespace }}", pod: "{{ alert.labels.pod }}"}
           links: ["https://runbooks.example.com/crashloop"]
-    on_resolved:
-      - handler: page.webhook
-        params:
-          summary: "{{ alert.labels.pod }} recovered"
-          event_action: resolve
+    # No on_resolved needed: when the incident resolves, responder sends the resolve event itself.
 `
 
 // Spec describes page.webhook.
