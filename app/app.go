@@ -69,6 +69,7 @@ type App struct {
 	reload   *reloader
 	mux      *http.ServeMux
 	elector  *leader.Elector
+	budgets  []engine.Budget
 	owner    string
 	// SHA-256 digests of the API tokens (nil when unset), compared in constant time.
 	adminHash, readHash []byte
@@ -159,8 +160,14 @@ func New(ctx context.Context, o Options) (*App, error) {
 		Logger: o.Logger.With("component", "leader"), Registerer: a.reg}); err != nil {
 		return nil, err
 	}
+	var budgets []engine.Budget
+	for _, b := range cfg.Safety.Budgets {
+		budgets = append(budgets, engine.Budget{Name: b.Name, Match: b.Match, Per: b.Per, Max: b.Max, Window: b.Window.D()})
+	}
+	a.budgets = budgets
 	a.eng, err = engine.New(engine.Options{
-		Store: a.st, Handlers: hs, Rules: ruleSet, Owner: a.owner,
+		Budgets: budgets,
+		Store:   a.st, Handlers: hs, Rules: ruleSet, Owner: a.owner,
 		DryRun: dry, Paused: cfg.Safety.Paused, ApprovalTTL: cfg.Approvals.TTL.D(), MaxAlertAge: cfg.Safety.MaxAlertAge.D(), MaxConcurrent: cfg.Safety.MaxConcurrentActions,
 		ActionTimeout: cfg.Safety.ActionTimeout.D(), Lease: cfg.Safety.LeaseDuration.D(),
 		Now: o.Now, Logger: o.Logger.With("component", "engine"), Registerer: a.reg,
@@ -180,6 +187,9 @@ func New(ctx context.Context, o Options) (*App, error) {
 		}
 		return float64(n)
 	}))
+	remaining := prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "responder", Name: "budget_remaining",
+		Help: "Actions a budget still allows in its window, for its most used scope."}, []string{"budget"})
+	a.reg.MustRegister(budgetCollector{a: a, base: context.WithoutCancel(ctx), desc: remaining})
 	if err := a.buildHTTP(); err != nil {
 		return nil, err
 	}
@@ -367,4 +377,27 @@ func (p processor) Process(ctx context.Context, msgs []bus.Message) error {
 
 func (p processor) DeadLetter(ctx context.Context, msgID string, data []byte, reason string) error {
 	return p.a.st.InsertDeadLetter(ctx, msgID, reason, data, p.a.o.Now())
+}
+
+// budgetCollector reports responder_budget_remaining at scrape time, from the store.
+type budgetCollector struct {
+	a    *App
+	base context.Context
+	desc *prometheus.GaugeVec
+}
+
+func (c budgetCollector) Describe(ch chan<- *prometheus.Desc) { c.desc.Describe(ch) }
+
+func (c budgetCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(c.base, 2*time.Second)
+	defer cancel()
+	for _, b := range c.a.budgets {
+		used, err := c.a.st.BudgetMostUsed(ctx, b.Name, b.Window, c.a.o.Now())
+		v := float64(b.Max - used)
+		if err != nil {
+			v = math.NaN()
+		}
+		c.desc.WithLabelValues(b.Name).Set(v)
+	}
+	c.desc.Collect(ch)
 }

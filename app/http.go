@@ -317,7 +317,7 @@ func (a *App) status(w http.ResponseWriter, r *http.Request) {
 		"version":           a.o.Version,
 		"bus_pending":       pending,
 		"breakers":          []any{},
-		"budgets":           []any{},
+		"budgets":           a.budgetStatus(r.Context()),
 		"leader":            a.leaderStatus(),
 		"last_reload":       a.reload.last(),
 	})
@@ -491,4 +491,17 @@ func redacted(act *store.Action) *store.Action {
 func (a *App) leaderStatus() map[string]any {
 	token, leading := a.elector.Leading()
 	return map[string]any{"replica": a.owner, "leading": leading, "token": token}
+}
+
+func (a *App) budgetStatus(ctx context.Context) []map[string]any {
+	out := []map[string]any{}
+	for _, b := range a.budgets {
+		used, err := a.st.BudgetMostUsed(ctx, b.Name, b.Window, a.o.Now())
+		st := map[string]any{"name": b.Name, "match": b.Match, "per": b.Per, "max": b.Max, "window": b.Window.String(), "most_used": used}
+		if err != nil {
+			st["error"] = "unavailable"
+		}
+		out = append(out, st)
+	}
+	return out
 }

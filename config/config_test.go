@@ -605,3 +605,26 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+func TestBudgets(t *testing.T) {
+	good := "safety:\n  budgets:\n    - {name: k8s-per-namespace, match: \"k8s.*\", per: namespace, max: 3, window: 10m}\n"
+	cfg, err := Parse([]byte(good), "b.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b := cfg.Safety.Budgets[0]; b.Name != "k8s-per-namespace" || b.Max != 3 || b.Window.D() != 10*time.Minute || b.Per != "namespace" {
+		t.Fatalf("budget = %+v", b)
+	}
+	for _, tc := range []struct{ yaml, want string }{
+		{"    - {name: a, match: \"k8s.*\", per: pod, max: 3, window: 10m}\n", "b.yml:3: safety.budgets[0].per: per must be namespace, cluster or global"},
+		{"    - {name: a, match: \"[\", per: global, max: 3, window: 10m}\n", "safety.budgets[0].match"},
+		{"    - {name: a, match: \"*\", per: global, max: 0, window: 10m}\n", "safety.budgets[0].max: must be at least 1"},
+		{"    - {name: a, match: \"*\", per: global, max: 1, window: 10m}\n    - {name: a, match: \"*\", per: global, max: 1, window: 10m}\n", "budget \"a\" is defined twice"},
+		{"    - {name: a, match: \"*\", per: global, max: 1, window: 10m, burst: 2}\n", "burst"},
+	} {
+		_, err := Parse([]byte("safety:\n  budgets:\n"+tc.yaml), "b.yml")
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: err = %v, want %q", tc.yaml, err, tc.want)
+		}
+	}
+}

@@ -114,9 +114,20 @@ type SafetyConfig struct {
 	ActionTimeout        Duration `yaml:"action_timeout"`         // default 5m: bound on one handler call when the handler has none
 	// LeaseDuration is how long a running action stays owned without renewal (default 30s); after
 	// it another replica records the action unknown.
-	LeaseDuration Duration         `yaml:"lease_duration"`
-	Budgets       []map[string]any `yaml:"budgets,omitempty"`
-	StormGuard    map[string]any   `yaml:"storm_guard,omitempty"`
+	LeaseDuration Duration       `yaml:"lease_duration"`
+	Budgets       []BudgetConfig `yaml:"budgets,omitempty"`
+	StormGuard    map[string]any `yaml:"storm_guard,omitempty"`
+}
+
+// BudgetConfig is one budget shared by all rules: at most Max disruptive actions whose handler
+// matches Match (a glob: "k8s.*") per Per (namespace|cluster|global: the action's scope, or one
+// count for everything) in any Window.
+type BudgetConfig struct {
+	Name   string   `yaml:"name"`
+	Match  string   `yaml:"match"`
+	Per    string   `yaml:"per"`
+	Max    int      `yaml:"max"`
+	Window Duration `yaml:"window"`
 }
 
 // BusConfig tunes the JetStream stream (defaults suit most installs).

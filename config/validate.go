@@ -69,6 +69,29 @@ func (c *Config) validate(ch *checker) {
 	if s.MaxConcurrentActions < 1 {
 		ch.errorf("safety.max_concurrent_actions", "must be at least 1, got %d", s.MaxConcurrentActions)
 	}
+	seen := map[string]bool{}
+	for i, b := range s.Budgets {
+		key := fmt.Sprintf("safety.budgets[%d]", i)
+		switch {
+		case b.Name == "":
+			ch.errorf(key+".name", "a budget needs a name")
+		case seen[b.Name]:
+			ch.errorf(key+".name", "budget %q is defined twice", b.Name)
+		}
+		seen[b.Name] = true
+		if _, err := filepath.Match(b.Match, ""); err != nil || b.Match == "" {
+			ch.errorf(key+".match", "match must be a handler glob like \"k8s.*\", got %q", b.Match)
+		}
+		switch b.Per {
+		case "namespace", "cluster", "global":
+		default:
+			ch.errorf(key+".per", "per must be namespace, cluster or global, got %q", b.Per)
+		}
+		if b.Max < 1 {
+			ch.errorf(key+".max", "must be at least 1, got %d", b.Max)
+		}
+		positive(ch, key+".window", b.Window)
+	}
 
 	b := c.Bus
 	if err := checkStreamName(b.Stream); err != nil {

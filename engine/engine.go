@@ -15,6 +15,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"path"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -45,6 +46,8 @@ type Options struct {
 	MaxConcurrent int
 	// ActionTimeout bounds one handler call when neither rule nor handler says (default 5m).
 	ActionTimeout time.Duration
+	// Budgets are shared by all rules: each caps the disruptive actions of the handlers it matches.
+	Budgets []Budget
 	// ApprovalTTL: an action awaiting approval longer than this expires and escalates (0: never).
 	ApprovalTTL time.Duration
 	// Lease is how long a running action's lease lasts without renewal (default 30s).
@@ -228,4 +231,28 @@ func (e *Engine) renewLeases(ctx context.Context) {
 			e.log.Warn("renew leases failed", "err", err, "actions", len(ids))
 		}
 	}
+}
+
+// Budget caps disruptive actions whose handler matches Match (a glob) to Max per Window, counted
+// per scope (Per "namespace" or "cluster": the action's scope) or once for all (Per "global").
+type Budget struct {
+	Name   string
+	Match  string
+	Per    string
+	Max    int
+	Window time.Duration
+}
+
+// key is the budget's counter for an action.
+func (b Budget) key(scope string) string {
+	if b.Per == "global" {
+		return ""
+	}
+	return scope
+}
+
+// matches reports whether the budget applies to a handler.
+func (b Budget) matches(handler string) bool {
+	ok, _ := path.Match(b.Match, handler)
+	return ok
 }

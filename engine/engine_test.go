@@ -991,3 +991,114 @@ func TestPauseIsNotStarvedByOverlappingClaims(t *testing.T) {
 		t.Fatalf("pause under overlapping claims: %v", err)
 	}
 }
+
+const budgetRules = `
+rules:
+  - name: restart-pods
+    when: alert.name == "KubePodCrashLooping"
+    actions:
+      - handler: test.fix
+        params: {target: "{{ alert.labels.pod }}"}
+    escalate:
+      - handler: test.page
+        params: {target: "oncall-{{ alert.labels.pod }}"}
+  - name: restart-nodes
+    when: alert.name == "NodeDown"
+    actions:
+      - handler: test.fix
+        params: {target: "{{ alert.labels.node }}"}
+`
+
+func TestBudgetSharedByAllRules(t *testing.T) {
+	h := newHarness(t, budgetRules, func(o *engine.Options) {
+		o.Budgets = []engine.Budget{{Name: "fixes", Match: "test.f*", Per: "global", Max: 3, Window: 10 * time.Minute}}
+	})
+	for i := range 2 {
+		h.process(mkAlert("KubePodCrashLooping", alert.StatusFiring, t0, map[string]string{"pod": fmt.Sprint("p", i)}))
+		h.process(mkAlert("NodeDown", alert.StatusFiring, t0, map[string]string{"node": fmt.Sprint("n", i)}))
+	}
+	h.settle()
+	if n := len(h.fix.Calls()); n != 3 {
+		t.Fatalf("disruptive calls = %d, want 3 (the budget, across both rules)", n)
+	}
+	if n := h.count(`SELECT count(*) FROM actions WHERE state = 'skipped' AND reason = 'budget_exhausted'`); n != 1 {
+		t.Fatalf("budget_exhausted = %d, want 1", n)
+	}
+	if n := h.count(`SELECT count(*) FROM budget_spend`); n != 3 {
+		t.Fatalf("spent = %d, want 3 (a refusal spends nothing)", n)
+	}
+	// The window slides: after it, the budget allows again.
+	h.clock.Add(11 * time.Minute)
+	h.process(mkAlert("NodeDown", alert.StatusFiring, t0.Add(11*time.Minute), map[string]string{"node": "n9"}))
+	h.settle()
+	if n := len(h.fix.Calls()); n != 4 {
+		t.Fatalf("after the window: calls = %d, want 4", n)
+	}
+}
+
+func TestBudgetPerScopeAndEscalation(t *testing.T) {
+	// test.fix's scope is "test" for every action; per: namespace counts per scope.
+	h := newHarness(t, budgetRules, func(o *engine.Options) {
+		o.Budgets = []engine.Budget{{Name: "per-ns", Match: "test.fix", Per: "namespace", Max: 1, Window: time.Hour}}
+	})
+	h.process(mkAlert("KubePodCrashLooping", alert.StatusFiring, t0, map[string]string{"pod": "a"}))
+	h.process(mkAlert("KubePodCrashLooping", alert.StatusFiring, t0, map[string]string{"pod": "b"}))
+	h.settle()
+	got := h.actions()
+	var exhausted, escalated int
+	for _, r := range got {
+		if r.Reason == "budget_exhausted" {
+			exhausted++
+		}
+		if r.Phase == "escalate" && r.State == "succeeded" {
+			escalated++
+		}
+	}
+	if len(h.fix.Calls()) != 1 || exhausted != 1 || escalated != 1 {
+		t.Fatalf("calls %v, exhausted %d, escalated %d: %+v", h.fix.Calls(), exhausted, escalated, got)
+	}
+}
+
+func TestBudgetNeverOverspentByConcurrentExecutors(t *testing.T) {
+	h := newHarness(t, singleRule, func(o *engine.Options) {
+		o.MaxConcurrent = 64
+		o.Budgets = []engine.Budget{{Name: "all", Match: "*", Per: "global", Max: 5, Window: time.Hour}}
+	})
+	var as []alert.Alert
+	for i := range 40 {
+		as = append(as, mkAlert("KubePodCrashLooping", alert.StatusFiring, t0, map[string]string{"pod": fmt.Sprint("p", i)}))
+	}
+	h.process(as...)
+	// Three "replicas" claim at once.
+	others := make([]*engine.Engine, 2)
+	for i := range others {
+		e, err := engine.New(engine.Options{Store: h.st, Handlers: h.reg, Rules: h.eng.Rules(), Owner: fmt.Sprint("replica-", i),
+			Now: h.clock.Now, MaxConcurrent: 64, ClaimBatch: 5,
+			Budgets: []engine.Budget{{Name: "all", Match: "*", Per: "global", Max: 5, Window: time.Hour}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		others[i] = e
+	}
+	var wg sync.WaitGroup
+	for _, e := range append(others, h.eng) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 20 {
+				if _, err := e.ExecuteOnce(context.Background()); err != nil && !store.IsTransient(err) {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	h.settle()
+	if n := len(h.fix.Calls()); n != 5 {
+		t.Fatalf("disruptive calls = %d, want exactly the budget (5)", n)
+	}
+	if n := h.count(`SELECT count(*) FROM actions WHERE reason = 'budget_exhausted'`); n != 35 {
+		t.Fatalf("budget_exhausted = %d, want 35", n)
+	}
+}

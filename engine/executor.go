@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"errors"
+	"fmt"
 	"maps"
 	"time"
 
@@ -22,6 +23,7 @@ const (
 	ReasonCancelled = "cancelled"
 	ReasonDryRun    = "dry_run"
 	ReasonShadow    = "shadow"
+	ReasonBudget    = "budget_exhausted"
 )
 
 // escalates reports whether an action that ended in state/reason runs the rule's escalation
@@ -135,13 +137,19 @@ func (e *Engine) execute(ctx, runCtx context.Context) (int, error) {
 			default:
 				continue // no free slot: it waits (execution slots never refuse)
 			}
-			started, err := e.start(ctx, tx, set, c, now)
+			started, refusal, err := e.start(ctx, tx, set, c, now)
 			if err != nil {
 				return err
 			}
 			if !started {
 				<-e.slots
 				reserved--
+				if refusal != "" { // a budget refused it: skipped, and it escalates
+					d.run = false
+					d.outcome.State, d.outcome.Reason, d.outcome.Error, d.outcome.At = store.ActionSkipped, ReasonBudget, refusal, now
+					outs = append(outs, d.outcome)
+					decided = append(decided, d)
+				}
 				continue
 			}
 			busy[c.Target] = true
@@ -177,28 +185,46 @@ func (e *Engine) execute(ctx, runCtx context.Context) (int, error) {
 	return len(finals) + len(toRun), nil
 }
 
-// start marks a claimed action running under this replica's lease and starts its rule's cooldown.
-// It reports false, leaving the action planned, when another executor or replica got the target
-// first (the one-running-per-target index); the rest of the pass is unaffected (a savepoint).
-func (e *Engine) start(ctx context.Context, tx pgx.Tx, set *rules.Set, c store.Claimed, now time.Time) (bool, error) {
+// start spends the budgets of a disruptive action (the last guard, so a refusal never spends),
+// marks it running under this replica's lease and starts its rule's cooldown, all in a savepoint.
+// It reports false with a refusal when a budget is exhausted, and false without one, leaving the
+// action planned, when another executor or replica got the target first; the rest of the pass is
+// unaffected either way.
+func (e *Engine) start(ctx context.Context, tx pgx.Tx, set *rules.Set, c store.Claimed, now time.Time) (bool, string, error) {
 	sp, err := tx.Begin(ctx)
 	if err != nil {
-		return false, err
+		return false, "", err
+	}
+	if c.Class == string(handlers.ClassDisruptive) {
+		for _, b := range e.o.Budgets {
+			if !b.matches(c.Handler) {
+				continue
+			}
+			ok, err := e.st.SpendBudgetTx(ctx, sp, b.Name, b.key(c.Scope), b.Max, b.Window, now, c.ID)
+			if err != nil {
+				_ = sp.Rollback(ctx)
+				return false, "", err
+			}
+			if !ok {
+				_ = sp.Rollback(ctx)
+				return false, fmt.Sprintf("budget %s: %d %s actions per %s already spent for %q", b.Name, b.Max, b.Match, b.Window, b.key(c.Scope)), nil
+			}
+		}
 	}
 	if err := e.st.StartActionTx(ctx, sp, c.ID, e.o.Owner, now, now.Add(e.o.Lease)); err != nil {
 		_ = sp.Rollback(ctx)
 		if store.IsTargetBusy(err) {
-			return false, nil
+			return false, "", nil
 		}
-		return false, err
+		return false, "", err
 	}
 	if r := set.Rule(c.Rule); r != nil && r.Cooldown > 0 && c.Phase == store.PhaseActions && c.Attempt == 0 {
 		if err := e.st.SetCooldownTx(ctx, sp, store.CooldownKey{Rule: c.Rule, Target: c.Target}, now.Add(r.Cooldown)); err != nil {
 			_ = sp.Rollback(ctx)
-			return false, err
+			return false, "", err
 		}
 	}
-	return true, sp.Commit(ctx)
+	return true, "", sp.Commit(ctx)
 }
 
 // decide applies the guards, in DESIGN.md order, to one claimed action.

@@ -111,6 +111,7 @@ func (s *Store) DeleteBefore(ctx context.Context, cutoff time.Time) (int64, erro
 		`DELETE FROM audit WHERE at < $1`,
 		`DELETE FROM dead_letters WHERE at < $1`,
 		`DELETE FROM cooldowns WHERE until < $1`,
+		`DELETE FROM budget_spend WHERE at < $1`,
 	} {
 		tag, err := s.pool.Exec(ctx, q, cutoff)
 		if err != nil {
