@@ -166,8 +166,8 @@ func New(ctx context.Context, o Options) (*App, error) {
 	}
 	a.budgets = budgets
 	a.eng, err = engine.New(engine.Options{
-		Budgets: budgets,
-		Store:   a.st, Handlers: hs, Rules: ruleSet, Owner: a.owner,
+		Budgets: budgets, BreakerFailures: cfg.Safety.Breaker.Failures, BreakerOpenFor: cfg.Safety.Breaker.OpenFor.D(),
+		Store: a.st, Handlers: hs, Rules: ruleSet, Owner: a.owner,
 		DryRun: dry, Paused: cfg.Safety.Paused, ApprovalTTL: cfg.Approvals.TTL.D(), MaxAlertAge: cfg.Safety.MaxAlertAge.D(), MaxConcurrent: cfg.Safety.MaxConcurrentActions,
 		ActionTimeout: cfg.Safety.ActionTimeout.D(), Lease: cfg.Safety.LeaseDuration.D(),
 		Now: o.Now, Logger: o.Logger.With("component", "engine"), Registerer: a.reg,
@@ -190,6 +190,8 @@ func New(ctx context.Context, o Options) (*App, error) {
 	remaining := prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "responder", Name: "budget_remaining",
 		Help: "Actions a budget still allows in its window, for its most used scope."}, []string{"budget"})
 	a.reg.MustRegister(budgetCollector{a: a, base: context.WithoutCancel(ctx), desc: remaining})
+	a.reg.MustRegister(breakerCollector{a: a, base: context.WithoutCancel(ctx),
+		desc: prometheus.NewDesc("responder_breaker_state", "Circuit breaker state: 0 closed, 1 half-open, 2 open.", []string{"handler", "scope"}, nil)})
 	if err := a.buildHTTP(); err != nil {
 		return nil, err
 	}
@@ -400,4 +402,32 @@ func (c budgetCollector) Collect(ch chan<- prometheus.Metric) {
 		c.desc.WithLabelValues(b.Name).Set(v)
 	}
 	c.desc.Collect(ch)
+}
+
+// breakerCollector reports responder_breaker_state from the breaker rows at scrape time.
+type breakerCollector struct {
+	a    *App
+	base context.Context
+	desc *prometheus.Desc
+}
+
+func (c breakerCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c breakerCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(c.base, 2*time.Second)
+	defer cancel()
+	bs, err := c.a.st.Breakers(ctx)
+	if err != nil {
+		return
+	}
+	for _, b := range bs {
+		v := 0.0
+		switch b.State {
+		case store.BreakerHalfOpen:
+			v = 1
+		case store.BreakerOpen:
+			v = 2
+		}
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, v, b.Handler, b.Scope)
+	}
 }

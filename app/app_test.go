@@ -17,8 +17,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/responder-sre/responder/app"
 	"github.com/responder-sre/responder/bus/bustest"
+	"github.com/responder-sre/responder/store"
 	"github.com/responder-sre/responder/store/pgtest"
 )
 
@@ -607,5 +610,34 @@ SELECT count(*) FROM actions a, pause p WHERE a.class = 'disruptive' AND a.start
 	}
 	if restarts != 1 {
 		t.Fatalf("restarts after resume = %d, want 1 (paused ones are not replayed)", restarts)
+	}
+}
+
+func TestBreakerStatusMetricAndReset(t *testing.T) {
+	f := startApp(t, fixtureOpts{})
+	ctx := context.Background()
+	k := store.BreakerKey{Handler: "http.request", Scope: "airflow.internal:8080"}
+	must(t, f.app.Store().InTx(ctx, func(tx pgx.Tx) error {
+		_, err := f.app.Store().RecordBreakerTx(ctx, tx, k, 1, true, 1, time.Now())
+		return err
+	}))
+	code, b := f.do("GET", "/api/v1/status", readToken, nil)
+	if code != 200 || !strings.Contains(string(b), `"state": "open"`) {
+		t.Fatalf("status: %d %s", code, b)
+	}
+	if v := metricValue(t, f, "responder_breaker_state"); v != 2 {
+		t.Fatalf("breaker_state = %v, want 2 (open)", v)
+	}
+	if code, _ := f.do("POST", "/api/v1/breakers/http.request/airflow.internal:8080/reset", readToken, nil); code != 403 {
+		t.Fatalf("reset with the read token: %d", code)
+	}
+	if code, b := f.do("POST", "/api/v1/breakers/http.request/airflow.internal:8080/reset", adminToken, nil); code != 200 {
+		t.Fatalf("reset: %d %s", code, b)
+	}
+	if v := metricValue(t, f, "responder_breaker_state"); v != 0 {
+		t.Fatalf("breaker_state after reset = %v, want 0", v)
+	}
+	if code, _ := f.do("POST", "/api/v1/breakers/http.request/nowhere/reset", adminToken, nil); code != 404 {
+		t.Fatalf("reset of a missing breaker: %d", code)
 	}
 }

@@ -72,6 +72,7 @@ func (a *App) buildHTTP() error {
 	mux.Handle("POST /api/v1/actions/{id}/deny", a.auth(accessAdmin, a.decide(store.DecisionDeny)))
 	mux.Handle("POST /api/v1/pause", a.auth(accessAdmin, a.pause))
 	mux.Handle("POST /api/v1/resume", a.auth(accessAdmin, a.resume))
+	mux.Handle("POST /api/v1/breakers/{handler}/{scope}/reset", a.auth(accessAdmin, a.resetBreaker))
 	mux.Handle("/api/", a.auth(accessRead, func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such API endpoint: "+r.Method+" "+r.URL.Path)
 	}))
@@ -316,7 +317,7 @@ func (a *App) status(w http.ResponseWriter, r *http.Request) {
 		"rule_hash":         set.Hash,
 		"version":           a.o.Version,
 		"bus_pending":       pending,
-		"breakers":          []any{},
+		"breakers":          a.breakerStatus(r.Context()),
 		"budgets":           a.budgetStatus(r.Context()),
 		"leader":            a.leaderStatus(),
 		"last_reload":       a.reload.last(),
@@ -504,4 +505,36 @@ func (a *App) budgetStatus(ctx context.Context) []map[string]any {
 		out = append(out, st)
 	}
 	return out
+}
+
+func (a *App) breakerStatus(ctx context.Context) []store.Breaker {
+	bs, err := a.st.Breakers(ctx)
+	if err != nil || bs == nil {
+		return []store.Breaker{}
+	}
+	return bs
+}
+
+func (a *App) resetBreaker(w http.ResponseWriter, r *http.Request) {
+	var b decisionBody
+	if err := decodeOptional(r, &b); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	by := "api"
+	if b.By != "" && approverName.MatchString(b.By) {
+		by = "api:" + b.By
+	}
+	k := store.BreakerKey{Handler: r.PathValue("handler"), Scope: r.PathValue("scope")}
+	ok, err := a.st.ResetBreaker(r.Context(), k, by, a.o.Now())
+	if err != nil {
+		a.apiError(w, err)
+		return
+	}
+	if !ok {
+		writeError(w, http.StatusNotFound, "no breaker for handler "+k.Handler+" and scope "+k.Scope)
+		return
+	}
+	a.log.Warn("circuit breaker reset by hand", "handler", k.Handler, "scope", k.Scope, "by", by)
+	writeJSON(w, http.StatusOK, map[string]any{"handler": k.Handler, "scope": k.Scope, "state": store.BreakerClosed})
 }

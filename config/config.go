@@ -55,6 +55,7 @@ func Default() *Config {
 			MaxConcurrentActions: 8,
 			ActionTimeout:        Duration(5 * time.Minute),
 			LeaseDuration:        Duration(30 * time.Second),
+			Breaker:              BreakerConfig{Failures: 3, OpenFor: Duration(5 * time.Minute)},
 		},
 		Bus: BusConfig{
 			Stream:          "RESPONDER_ALERTS",

@@ -116,7 +116,15 @@ type SafetyConfig struct {
 	// it another replica records the action unknown.
 	LeaseDuration Duration       `yaml:"lease_duration"`
 	Budgets       []BudgetConfig `yaml:"budgets,omitempty"`
+	Breaker       BreakerConfig  `yaml:"breaker"`
 	StormGuard    map[string]any `yaml:"storm_guard,omitempty"`
+}
+
+// BreakerConfig tunes the circuit breakers, one per (handler, scope): Failures consecutive
+// failures of disruptive actions open it for OpenFor; then one trial runs, cluster-wide.
+type BreakerConfig struct {
+	Failures int      `yaml:"failures"` // default 3
+	OpenFor  Duration `yaml:"open_for"` // default 5m
 }
 
 // BudgetConfig is one budget shared by all rules: at most Max disruptive actions whose handler

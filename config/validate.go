@@ -69,6 +69,10 @@ func (c *Config) validate(ch *checker) {
 	if s.MaxConcurrentActions < 1 {
 		ch.errorf("safety.max_concurrent_actions", "must be at least 1, got %d", s.MaxConcurrentActions)
 	}
+	if s.Breaker.Failures < 1 {
+		ch.errorf("safety.breaker.failures", "must be at least 1, got %d", s.Breaker.Failures)
+	}
+	positive(ch, "safety.breaker.open_for", s.Breaker.OpenFor)
 	seen := map[string]bool{}
 	for i, b := range s.Budgets {
 		key := fmt.Sprintf("safety.budgets[%d]", i)

@@ -48,6 +48,10 @@ type Options struct {
 	ActionTimeout time.Duration
 	// Budgets are shared by all rules: each caps the disruptive actions of the handlers it matches.
 	Budgets []Budget
+	// BreakerFailures consecutive failures of disruptive actions of one (handler, scope) open its
+	// circuit breaker for BreakerOpenFor (defaults 3 and 5m); then one trial runs, cluster-wide.
+	BreakerFailures int
+	BreakerOpenFor  time.Duration
 	// ApprovalTTL: an action awaiting approval longer than this expires and escalates (0: never).
 	ApprovalTTL time.Duration
 	// Lease is how long a running action's lease lasts without renewal (default 30s).
@@ -94,6 +98,12 @@ func New(o Options) (*Engine, error) {
 	}
 	if o.Poll <= 0 {
 		o.Poll = 250 * time.Millisecond
+	}
+	if o.BreakerFailures <= 0 {
+		o.BreakerFailures = 3
+	}
+	if o.BreakerOpenFor <= 0 {
+		o.BreakerOpenFor = 5 * time.Minute
 	}
 	if o.Executors <= 0 {
 		o.Executors = 2

@@ -7,6 +7,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -1100,5 +1101,79 @@ func TestBudgetNeverOverspentByConcurrentExecutors(t *testing.T) {
 	}
 	if n := h.count(`SELECT count(*) FROM actions WHERE reason = 'budget_exhausted'`); n != 35 {
 		t.Fatalf("budget_exhausted = %d, want 35", n)
+	}
+}
+
+func TestCircuitBreakerOpensTrialsAndCloses(t *testing.T) {
+	h := newHarness(t, `
+rules:
+  - name: restart
+    when: alert.name == "KubePodCrashLooping"
+    actions:
+      - handler: test.fix
+        params: {target: "{{ alert.labels.pod }}"}
+    escalate:
+      - handler: test.page
+        params: {target: "oncall-{{ alert.labels.pod }}"}
+`, func(o *engine.Options) { o.BreakerFailures = 3; o.BreakerOpenFor = 5 * time.Minute })
+	send := func(pods ...string) {
+		for _, p := range pods {
+			h.process(mkAlert("KubePodCrashLooping", alert.StatusFiring, h.clock.Now(), map[string]string{"pod": p}))
+		}
+		h.settle()
+	}
+	states := func() map[string]string {
+		out := map[string]string{}
+		for _, r := range h.actions() {
+			if r.Phase == "actions" {
+				out[strings.TrimPrefix(r.Target, "test.fix:")] = r.State + "/" + r.Reason
+			}
+		}
+		return out
+	}
+	for _, p := range []string{"a", "b", "c"} {
+		h.fix.fail[p] = handlers.Fail(handlers.ReasonNotRecovered, "still crash looping")
+	}
+	h.fix.fail["pdb"] = handlers.Fail(handlers.ReasonPDBBlocked, "the PodDisruptionBudget allows no eviction")
+	send("pdb", "a", "b") // a PDB refusal does not count
+	if len(h.fix.Calls()) != 3 {
+		t.Fatalf("calls = %v", h.fix.Calls())
+	}
+	send("c") // the third real failure opens the breaker
+	send("d", "e")
+	st := states()
+	if st["d"] != "skipped/breaker_open" || st["e"] != "skipped/breaker_open" || len(h.fix.Calls()) != 4 {
+		t.Fatalf("with the breaker open: %v, calls %d", st, len(h.fix.Calls()))
+	}
+	if n := h.count(`SELECT count(*) FROM actions WHERE phase = 'escalate' AND state = 'succeeded'`); n != 6 {
+		t.Fatalf("escalations = %d, want 6 (4 failures, the PDB one included, + 2 refusals)", n)
+	}
+	// After open_for, exactly one trial runs; it fails, and the breaker opens again.
+	h.clock.Add(6 * time.Minute)
+	h.fix.fail["f"] = handlers.Fail(handlers.ReasonNotRecovered, "no")
+	h.process(mkAlert("KubePodCrashLooping", alert.StatusFiring, h.clock.Now(), map[string]string{"pod": "f"}))
+	h.process(mkAlert("KubePodCrashLooping", alert.StatusFiring, h.clock.Now(), map[string]string{"pod": "g"}))
+	h.settle()
+	st = states()
+	trials := 0
+	for _, p := range []string{"f", "g"} {
+		if st[p] == "failed/not_recovered" || st[p] == "succeeded/" {
+			trials++
+		}
+	}
+	if trials != 1 {
+		t.Fatalf("half-open trials = %d, want exactly 1: %v", trials, st)
+	}
+	// Next period: a successful trial closes it.
+	h.clock.Add(6 * time.Minute)
+	send("h")
+	send("i")
+	st = states()
+	if st["h"] != "succeeded/" || st["i"] != "succeeded/" {
+		t.Fatalf("after a good trial: %v", st)
+	}
+	var state string
+	if err := h.st.Pool().QueryRow(context.Background(), `SELECT state FROM breakers WHERE handler = 'test.fix'`).Scan(&state); err != nil || state != "closed" {
+		t.Fatalf("breaker = %q (%v), want closed", state, err)
 	}
 }

@@ -24,6 +24,7 @@ const (
 	ReasonDryRun    = "dry_run"
 	ReasonShadow    = "shadow"
 	ReasonBudget    = "budget_exhausted"
+	ReasonBreaker   = "breaker_open"
 )
 
 // escalates reports whether an action that ended in state/reason runs the rule's escalation
@@ -50,7 +51,8 @@ type decision struct {
 	c       store.Claimed
 	outcome store.Outcome
 	run     bool
-	verdict string // dry run: what Check said
+	trial   bool   // runs as the half-open trial of its breaker
+	verdict string // dry run: what Check and the guards said
 }
 
 func (e *Engine) execute(ctx, runCtx context.Context) (int, error) {
@@ -87,6 +89,9 @@ func (e *Engine) execute(ctx, runCtx context.Context) (int, error) {
 			expired = append(expired, stale...)
 		}
 		for _, c := range expired {
+			if err := e.feedBreaker(ctx, tx, &p, c.Action, c.State, c.Reason); err != nil {
+				return err
+			}
 			finals = append(finals, decision{c: c, outcome: store.Outcome{ID: c.ID, State: c.State, Reason: c.Reason, Error: c.Error}})
 			if err := e.afterStep(ctx, tx, &p, c, c.State, c.Reason); err != nil {
 				return err
@@ -117,11 +122,21 @@ func (e *Engine) execute(ctx, runCtx context.Context) (int, error) {
 		if err != nil {
 			return err
 		}
+		var bkeys []store.BreakerKey
+		for _, c := range claimed {
+			if c.Class == string(handlers.ClassDisruptive) {
+				bkeys = append(bkeys, store.BreakerKey{Handler: c.Handler, Scope: c.Scope})
+			}
+		}
+		breakers, err := e.st.BreakersTx(ctx, tx, bkeys)
+		if err != nil {
+			return err
+		}
 		busy := map[string]bool{}
 		var outs []store.Outcome
 		var decided []decision
 		for _, c := range claimed {
-			d := e.decide(ctx, set, c, now, cool, paused)
+			d := e.decide(ctx, set, c, now, cool, paused, breakers)
 			if !d.run {
 				d.outcome.At = now
 				outs = append(outs, d.outcome)
@@ -137,16 +152,16 @@ func (e *Engine) execute(ctx, runCtx context.Context) (int, error) {
 			default:
 				continue // no free slot: it waits (execution slots never refuse)
 			}
-			started, refusal, err := e.start(ctx, tx, set, c, now)
+			started, reason, refusal, err := e.start(ctx, tx, set, c, now, d.trial)
 			if err != nil {
 				return err
 			}
 			if !started {
 				<-e.slots
 				reserved--
-				if refusal != "" { // a budget refused it: skipped, and it escalates
+				if refusal != "" { // a budget or the breaker refused it: skipped, and it escalates
 					d.run = false
-					d.outcome.State, d.outcome.Reason, d.outcome.Error, d.outcome.At = store.ActionSkipped, ReasonBudget, refusal, now
+					d.outcome.State, d.outcome.Reason, d.outcome.Error, d.outcome.At = store.ActionSkipped, reason, refusal, now
 					outs = append(outs, d.outcome)
 					decided = append(decided, d)
 				}
@@ -190,10 +205,21 @@ func (e *Engine) execute(ctx, runCtx context.Context) (int, error) {
 // It reports false with a refusal when a budget is exhausted, and false without one, leaving the
 // action planned, when another executor or replica got the target first; the rest of the pass is
 // unaffected either way.
-func (e *Engine) start(ctx context.Context, tx pgx.Tx, set *rules.Set, c store.Claimed, now time.Time) (bool, string, error) {
+func (e *Engine) start(ctx context.Context, tx pgx.Tx, set *rules.Set, c store.Claimed, now time.Time, trial bool) (bool, string, string, error) {
 	sp, err := tx.Begin(ctx)
 	if err != nil {
-		return false, "", err
+		return false, "", "", err
+	}
+	if trial {
+		ok, err := e.st.ClaimBreakerTrialTx(ctx, sp, store.BreakerKey{Handler: c.Handler, Scope: c.Scope}, e.o.BreakerOpenFor, now, c.ID)
+		if err != nil {
+			_ = sp.Rollback(ctx)
+			return false, "", "", err
+		}
+		if !ok {
+			_ = sp.Rollback(ctx)
+			return false, ReasonBreaker, "another action is the breaker's half-open trial", nil
+		}
 	}
 	if c.Class == string(handlers.ClassDisruptive) {
 		for _, b := range e.o.Budgets {
@@ -203,32 +229,32 @@ func (e *Engine) start(ctx context.Context, tx pgx.Tx, set *rules.Set, c store.C
 			ok, err := e.st.SpendBudgetTx(ctx, sp, b.Name, b.key(c.Scope), b.Max, b.Window, now, c.ID)
 			if err != nil {
 				_ = sp.Rollback(ctx)
-				return false, "", err
+				return false, "", "", err
 			}
 			if !ok {
 				_ = sp.Rollback(ctx)
-				return false, fmt.Sprintf("budget %s: %d %s actions per %s already spent for %q", b.Name, b.Max, b.Match, b.Window, b.key(c.Scope)), nil
+				return false, ReasonBudget, fmt.Sprintf("budget %s: %d %s actions per %s already spent for %q", b.Name, b.Max, b.Match, b.Window, b.key(c.Scope)), nil
 			}
 		}
 	}
 	if err := e.st.StartActionTx(ctx, sp, c.ID, e.o.Owner, now, now.Add(e.o.Lease)); err != nil {
 		_ = sp.Rollback(ctx)
 		if store.IsTargetBusy(err) {
-			return false, "", nil
+			return false, "", "", nil
 		}
-		return false, "", err
+		return false, "", "", err
 	}
 	if r := set.Rule(c.Rule); r != nil && r.Cooldown > 0 && c.Phase == store.PhaseActions && c.Attempt == 0 {
 		if err := e.st.SetCooldownTx(ctx, sp, store.CooldownKey{Rule: c.Rule, Target: c.Target}, now.Add(r.Cooldown)); err != nil {
 			_ = sp.Rollback(ctx)
-			return false, "", err
+			return false, "", "", err
 		}
 	}
-	return true, "", sp.Commit(ctx)
+	return true, "", "", sp.Commit(ctx)
 }
 
 // decide applies the guards, in DESIGN.md order, to one claimed action.
-func (e *Engine) decide(ctx context.Context, set *rules.Set, c store.Claimed, now time.Time, cool map[store.CooldownKey]time.Time, paused bool) decision {
+func (e *Engine) decide(ctx context.Context, set *rules.Set, c store.Claimed, now time.Time, cool map[store.CooldownKey]time.Time, paused bool, breakers map[store.BreakerKey]store.Breaker) decision {
 	d := decision{c: c, outcome: store.Outcome{ID: c.ID}}
 	skip := func(reason, msg string) decision {
 		d.outcome.State, d.outcome.Reason, d.outcome.Error = store.ActionSkipped, reason, msg
@@ -246,6 +272,23 @@ func (e *Engine) decide(ctx context.Context, set *rules.Set, c store.Claimed, no
 	// A retry (a page the pager did not take) is never blocked by its own first attempt's cooldown.
 	if until, ok := cool[store.CooldownKey{Rule: c.Rule, Target: c.Target}]; ok && c.Phase == store.PhaseActions && c.Attempt == 0 {
 		return skip(ReasonCooldown, "cooldown until "+until.UTC().Format(time.RFC3339))
+	}
+	// The circuit breaker of (handler, scope): open refuses; once its open period is over, one
+	// action (cluster-wide, claimed in start) runs as the trial.
+	breakerVerdict := ""
+	if b, ok := breakers[store.BreakerKey{Handler: c.Handler, Scope: c.Scope}]; ok && c.Class == string(handlers.ClassDisruptive) {
+		switch {
+		case b.State == store.BreakerOpen && b.OpenedAt != nil && now.Before(b.OpenedAt.Add(e.o.BreakerOpenFor)):
+			breakerVerdict = "breaker open since " + b.OpenedAt.UTC().Format(time.RFC3339)
+		case b.State == store.BreakerHalfOpen && b.TrialActionID != nil && *b.TrialActionID != c.ID:
+			breakerVerdict = "breaker half-open: another action is its trial"
+		case b.State != store.BreakerClosed:
+			d.trial = true
+		}
+	}
+	dryRun := e.o.DryRun || c.Mode == "shadow"
+	if breakerVerdict != "" && !dryRun {
+		return skip(ReasonBreaker, breakerVerdict)
 	}
 	act, buildErr := e.buildStored(c)
 	if buildErr != nil {
@@ -271,6 +314,9 @@ func (e *Engine) decide(ctx context.Context, set *rules.Set, c store.Claimed, no
 			d.verdict = "check: ok"
 			if err != nil {
 				d.verdict = "check: " + err.Error()
+			}
+			if breakerVerdict != "" {
+				d.verdict += "; " + breakerVerdict
 			}
 			d.outcome.Result = "would run " + c.Handler + " on " + c.Target + " (" + d.verdict + ")"
 			return d
@@ -369,6 +415,9 @@ func (e *Engine) record(ctx context.Context, c store.Claimed, out store.Outcome)
 		err := e.st.InTx(ctx, func(tx pgx.Tx) error {
 			p := planner{e: e, set: e.rules.Load(), now: now, firing: noneFiring{}}
 			ids, err := e.st.FinishActionsTx(ctx, tx, e.o.Owner, []store.Outcome{out})
+			if err == nil && len(ids) == 1 {
+				err = e.feedBreaker(ctx, tx, &p, c.Action, out.State, out.Reason)
+			}
 			if err != nil {
 				return err
 			}
@@ -448,4 +497,33 @@ func (e *Engine) requeue(ctx context.Context, c store.Claimed, out store.Outcome
 	}
 	e.log.Warn("notification failed; will retry", "action_id", c.ID, "handler", c.Handler, "attempt", attempt, "retry_in", delay, "err", out.Error)
 	return true
+}
+
+// feedBreaker gives the outcome of a disruptive action that ran to its breaker. Failures count,
+// except a refusal by a PodDisruptionBudget (the system protecting itself) and a bad param (the
+// rule's fault, not the target's); an `unknown` outcome counts as a failure.
+func (e *Engine) feedBreaker(ctx context.Context, tx pgx.Tx, p *planner, a store.Action, state, reason string) error {
+	if a.Class != string(handlers.ClassDisruptive) {
+		return nil
+	}
+	var failed bool
+	switch {
+	case state == store.ActionSucceeded:
+	case state == store.ActionUnknown:
+		failed = true
+	case state == store.ActionFailed && reason != handlers.ReasonPDBBlocked && reason != handlers.ReasonBadParam:
+		failed = true
+	default:
+		return nil
+	}
+	k := store.BreakerKey{Handler: a.Handler, Scope: a.Scope}
+	after, err := e.st.RecordBreakerTx(ctx, tx, k, a.ID, failed, e.o.BreakerFailures, p.now)
+	if err != nil {
+		return err
+	}
+	if after == store.BreakerOpen && failed {
+		p.audit(store.AuditInsert{IncidentID: a.IncidentID, ActionID: a.ID, Kind: store.AuditControl, Actor: e.o.Owner,
+			Reason: "breaker_open", RuleHash: a.RuleHash, Detail: map[string]any{"handler": a.Handler, "scope": a.Scope}})
+	}
+	return nil
 }
