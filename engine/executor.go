@@ -501,7 +501,8 @@ func (e *Engine) requeue(ctx context.Context, c store.Claimed, out store.Outcome
 
 // feedBreaker gives the outcome of a disruptive action that ran to its breaker. Failures count,
 // except a refusal by a PodDisruptionBudget (the system protecting itself) and a bad param (the
-// rule's fault, not the target's); an `unknown` outcome counts as a failure.
+// rule's fault, not the target's). An `unknown` counts when the handler hung past its timeout, not
+// when a responder replica died (lease_expired says nothing about the target).
 func (e *Engine) feedBreaker(ctx context.Context, tx pgx.Tx, p *planner, a store.Action, state, reason string) error {
 	if a.Class != string(handlers.ClassDisruptive) {
 		return nil
@@ -509,7 +510,7 @@ func (e *Engine) feedBreaker(ctx context.Context, tx pgx.Tx, p *planner, a store
 	var failed bool
 	switch {
 	case state == store.ActionSucceeded:
-	case state == store.ActionUnknown:
+	case state == store.ActionUnknown && reason == "timeout":
 		failed = true
 	case state == store.ActionFailed && reason != handlers.ReasonPDBBlocked && reason != handlers.ReasonBadParam:
 		failed = true
