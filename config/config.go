@@ -56,6 +56,7 @@ func Default() *Config {
 			ActionTimeout:        Duration(5 * time.Minute),
 			LeaseDuration:        Duration(30 * time.Second),
 			Breaker:              BreakerConfig{Failures: 3, OpenFor: Duration(5 * time.Minute)},
+			StormGuard:           StormGuardConfig{Window: Duration(5 * time.Minute)},
 		},
 		Bus: BusConfig{
 			Stream:          "RESPONDER_ALERTS",

@@ -114,10 +114,19 @@ type SafetyConfig struct {
 	ActionTimeout        Duration `yaml:"action_timeout"`         // default 5m: bound on one handler call when the handler has none
 	// LeaseDuration is how long a running action stays owned without renewal (default 30s); after
 	// it another replica records the action unknown.
-	LeaseDuration Duration       `yaml:"lease_duration"`
-	Budgets       []BudgetConfig `yaml:"budgets,omitempty"`
-	Breaker       BreakerConfig  `yaml:"breaker"`
-	StormGuard    map[string]any `yaml:"storm_guard,omitempty"`
+	LeaseDuration Duration         `yaml:"lease_duration"`
+	Budgets       []BudgetConfig   `yaml:"budgets,omitempty"`
+	Breaker       BreakerConfig    `yaml:"breaker"`
+	StormGuard    StormGuardConfig `yaml:"storm_guard"`
+}
+
+// StormGuardConfig refuses a rule's disruptive actions when, within Window, they would touch more
+// than MaxTargets distinct targets (0 disables). MaxWorkloadFraction is for handlers that know
+// their workload's size (Kubernetes, next); it is accepted and not used yet.
+type StormGuardConfig struct {
+	Window              Duration `yaml:"window"`      // default 5m
+	MaxTargets          int      `yaml:"max_targets"` // default 0: off
+	MaxWorkloadFraction float64  `yaml:"max_workload_fraction"`
 }
 
 // BreakerConfig tunes the circuit breakers, one per (handler, scope): Failures consecutive

@@ -69,6 +69,13 @@ func (c *Config) validate(ch *checker) {
 	if s.MaxConcurrentActions < 1 {
 		ch.errorf("safety.max_concurrent_actions", "must be at least 1, got %d", s.MaxConcurrentActions)
 	}
+	positive(ch, "safety.storm_guard.window", s.StormGuard.Window)
+	if s.StormGuard.MaxTargets < 0 {
+		ch.errorf("safety.storm_guard.max_targets", "must not be negative (0 turns the storm guard off), got %d", s.StormGuard.MaxTargets)
+	}
+	if f := s.StormGuard.MaxWorkloadFraction; f < 0 || f > 1 {
+		ch.errorf("safety.storm_guard.max_workload_fraction", "must be between 0 and 1, got %v", f)
+	}
 	if s.Breaker.Failures < 1 {
 		ch.errorf("safety.breaker.failures", "must be at least 1, got %d", s.Breaker.Failures)
 	}

@@ -48,6 +48,10 @@ type Options struct {
 	ActionTimeout time.Duration
 	// Budgets are shared by all rules: each caps the disruptive actions of the handlers it matches.
 	Budgets []Budget
+	// StormMaxTargets > 0 turns the storm guard on: a rule whose disruptive actions planned within
+	// StormWindow (default 5m) touch more than StormMaxTargets distinct targets acts on none of them.
+	StormMaxTargets int
+	StormWindow     time.Duration
 	// BreakerFailures consecutive failures of disruptive actions of one (handler, scope) open its
 	// circuit breaker for BreakerOpenFor (defaults 3 and 5m); then one trial runs, cluster-wide.
 	BreakerFailures int
@@ -98,6 +102,9 @@ func New(o Options) (*Engine, error) {
 	}
 	if o.Poll <= 0 {
 		o.Poll = 250 * time.Millisecond
+	}
+	if o.StormWindow <= 0 {
+		o.StormWindow = 5 * time.Minute
 	}
 	if o.BreakerFailures <= 0 {
 		o.BreakerFailures = 3

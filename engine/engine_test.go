@@ -1177,3 +1177,40 @@ rules:
 		t.Fatalf("breaker = %q (%v), want closed", state, err)
 	}
 }
+
+func TestStormGuardActsOnNoneAndEscalatesOnce(t *testing.T) {
+	h := newHarness(t, singleRule, func(o *engine.Options) { o.StormMaxTargets = 5; o.StormWindow = 5 * time.Minute })
+	var as []alert.Alert
+	for i := range 8 { // one rule, 8 targets at once: more than 5
+		as = append(as, mkAlert("KubePodCrashLooping", alert.StatusFiring, t0, map[string]string{"pod": fmt.Sprint("p", i)}))
+	}
+	h.process(as...)
+	h.settle()
+	if n := len(h.fix.Calls()); n != 0 {
+		t.Fatalf("a storm acted on %d targets", n)
+	}
+	if n := h.count(`SELECT count(*) FROM actions WHERE reason = 'storm_blocked'`); n != 8 {
+		t.Fatalf("storm_blocked = %d, want 8", n)
+	}
+	if n := len(h.page.Calls()); n != 1 {
+		t.Fatalf("escalations = %d, want exactly 1 for the storm", n)
+	}
+	// Once the window has passed, a single target acts again.
+	h.clock.Add(6 * time.Minute)
+	h.process(mkAlert("KubePodCrashLooping", alert.StatusFiring, t0.Add(6*time.Minute), map[string]string{"pod": "calm"}))
+	h.settle()
+	if calls := h.fix.Calls(); len(calls) != 1 || calls[0].Target != "calm" {
+		t.Fatalf("after the storm: %v", calls)
+	}
+}
+
+func TestStormGuardBelowTheLimitActs(t *testing.T) {
+	h := newHarness(t, singleRule, func(o *engine.Options) { o.StormMaxTargets = 5 })
+	for i := range 5 {
+		h.process(mkAlert("KubePodCrashLooping", alert.StatusFiring, t0, map[string]string{"pod": fmt.Sprint("p", i)}))
+	}
+	h.settle()
+	if n := len(h.fix.Calls()); n != 5 {
+		t.Fatalf("calls = %d, want 5 (at the limit is not a storm)", n)
+	}
+}

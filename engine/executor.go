@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/cenkalti/backoff/v5"
@@ -25,6 +27,7 @@ const (
 	ReasonShadow    = "shadow"
 	ReasonBudget    = "budget_exhausted"
 	ReasonBreaker   = "breaker_open"
+	ReasonStorm     = "storm_blocked"
 )
 
 // escalates reports whether an action that ended in state/reason runs the rule's escalation
@@ -132,11 +135,25 @@ func (e *Engine) execute(ctx, runCtx context.Context) (int, error) {
 		if err != nil {
 			return err
 		}
+		var stormy map[string]int
+		if e.o.StormMaxTargets > 0 {
+			var rs []string
+			seenRule := map[string]bool{}
+			for _, c := range claimed {
+				if c.Class == string(handlers.ClassDisruptive) && c.Phase == store.PhaseActions && !seenRule[c.Rule] {
+					seenRule[c.Rule] = true
+					rs = append(rs, c.Rule)
+				}
+			}
+			if stormy, err = e.st.StormyRulesTx(ctx, tx, rs, now.Add(-e.o.StormWindow), e.o.StormMaxTargets); err != nil {
+				return err
+			}
+		}
 		busy := map[string]bool{}
 		var outs []store.Outcome
 		var decided []decision
 		for _, c := range claimed {
-			d := e.decide(ctx, set, c, now, cool, paused, breakers)
+			d := e.decide(ctx, set, c, now, cool, paused, breakers, stormy)
 			if !d.run {
 				d.outcome.At = now
 				outs = append(outs, d.outcome)
@@ -254,7 +271,7 @@ func (e *Engine) start(ctx context.Context, tx pgx.Tx, set *rules.Set, c store.C
 }
 
 // decide applies the guards, in DESIGN.md order, to one claimed action.
-func (e *Engine) decide(ctx context.Context, set *rules.Set, c store.Claimed, now time.Time, cool map[store.CooldownKey]time.Time, paused bool, breakers map[store.BreakerKey]store.Breaker) decision {
+func (e *Engine) decide(ctx context.Context, set *rules.Set, c store.Claimed, now time.Time, cool map[store.CooldownKey]time.Time, paused bool, breakers map[store.BreakerKey]store.Breaker, stormy map[string]int) decision {
 	d := decision{c: c, outcome: store.Outcome{ID: c.ID}}
 	skip := func(reason, msg string) decision {
 		d.outcome.State, d.outcome.Reason, d.outcome.Error = store.ActionSkipped, reason, msg
@@ -272,6 +289,20 @@ func (e *Engine) decide(ctx context.Context, set *rules.Set, c store.Claimed, no
 	// A retry (a page the pager did not take) is never blocked by its own first attempt's cooldown.
 	if until, ok := cool[store.CooldownKey{Rule: c.Rule, Target: c.Target}]; ok && c.Phase == store.PhaseActions && c.Attempt == 0 {
 		return skip(ReasonCooldown, "cooldown until "+until.UTC().Format(time.RFC3339))
+	}
+	// The storm guard: an empty or wildcard target is never acted on, and a rule touching too many
+	// targets at once acts on none of them.
+	stormVerdict := ""
+	if c.Class == string(handlers.ClassDisruptive) {
+		if t := strings.TrimSpace(c.Target); t == "" || strings.Contains(t, "*") {
+			return skip(ReasonStorm, "empty or wildcard target "+strconv.Quote(c.Target))
+		}
+		if n, ok := stormy[c.Rule]; ok && c.Phase == store.PhaseActions {
+			stormVerdict = fmt.Sprintf("rule %s would touch %d targets within %s (safety.storm_guard.max_targets %d)", c.Rule, n, e.o.StormWindow, e.o.StormMaxTargets)
+			if !(e.o.DryRun || c.Mode == "shadow") {
+				return skip(ReasonStorm, stormVerdict)
+			}
+		}
 	}
 	// The circuit breaker of (handler, scope): open refuses; once its open period is over, one
 	// action (cluster-wide, claimed in start) runs as the trial.
@@ -315,8 +346,10 @@ func (e *Engine) decide(ctx context.Context, set *rules.Set, c store.Claimed, no
 			if err != nil {
 				d.verdict = "check: " + err.Error()
 			}
-			if breakerVerdict != "" {
-				d.verdict += "; " + breakerVerdict
+			for _, v := range []string{stormVerdict, breakerVerdict} {
+				if v != "" {
+					d.verdict += "; " + v
+				}
 			}
 			d.outcome.Result = "would run " + c.Handler + " on " + c.Target + " (" + d.verdict + ")"
 			return d
@@ -345,6 +378,12 @@ func (e *Engine) afterStep(ctx context.Context, tx pgx.Tx, p *planner, c store.C
 	}
 	if c.Phase != store.PhaseActions || !escalates(state, reason) {
 		return nil
+	}
+	if reason == ReasonStorm { // a storm escalates once, not once per target
+		first, err := e.st.FirstStormBlockTx(ctx, tx, c.Rule, p.now.Add(-e.o.StormWindow), c.ID)
+		if err != nil || !first {
+			return err
+		}
 	}
 	rule := p.set.Rule(c.Rule)
 	if rule == nil {

@@ -334,3 +334,32 @@ func (s *Store) SucceededActionsTx(ctx context.Context, tx pgx.Tx, incidents []i
 		return a, err
 	})
 }
+
+// StormyRulesTx returns, among rules, those whose disruptive actions planned since since touch
+// more than max distinct targets.
+func (s *Store) StormyRulesTx(ctx context.Context, tx pgx.Tx, rules []string, since time.Time, max int) (map[string]int, error) {
+	if len(rules) == 0 {
+		return nil, nil
+	}
+	rows, err := tx.Query(ctx, `
+SELECT rule, count(DISTINCT target) FROM actions
+ WHERE rule = ANY($1) AND phase = 'actions' AND class = 'disruptive' AND created_at > $2
+ GROUP BY rule HAVING count(DISTINCT target) > $3`, rules, since, max)
+	if err != nil {
+		return nil, fmt.Errorf("storm guard: %w", err)
+	}
+	out := map[string]int{}
+	var rule string
+	var n int
+	_, err = pgx.ForEachRow(rows, []any{&rule, &n}, func() error { out[rule] = n; return nil })
+	return out, err
+}
+
+// FirstStormBlockTx reports whether id is the first action of rule refused by the storm guard
+// since since (the storm escalates once).
+func (s *Store) FirstStormBlockTx(ctx context.Context, tx pgx.Tx, rule string, since time.Time, id int64) (bool, error) {
+	var first int64
+	err := tx.QueryRow(ctx, `SELECT coalesce(min(id), 0) FROM actions WHERE rule = $1 AND reason = 'storm_blocked' AND finished_at > $2`,
+		rule, since).Scan(&first)
+	return first == id, err
+}
