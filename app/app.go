@@ -147,6 +147,7 @@ func New(ctx context.Context, o Options) (*App, error) {
 		MaxAge:          cfg.Bus.MaxAge.D(),
 		DuplicateWindow: cfg.Bus.DuplicateWindow.D(),
 		Replicas:        cfg.Bus.Replicas,
+		AckWait:         cfg.Bus.AckWait.D(),
 		Logger:          o.Logger.With("component", "bus"),
 		Registerer:      a.reg,
 	})

@@ -66,6 +66,7 @@ func Default() *Config {
 			DuplicateWindow: Duration(20 * time.Minute),
 			Replicas:        1,
 			Consumers:       2,
+			AckWait:         Duration(10 * time.Second),
 		},
 	}
 }

@@ -157,6 +157,9 @@ type BusConfig struct {
 	Replicas        int      `yaml:"replicas"`         // default 1 (3 on an external cluster)
 	// Consumers is how many batches this replica processes at once (default 2).
 	Consumers int `yaml:"consumers"`
+	// AckWait is how long a fetched message stays with one replica before JetStream hands it to
+	// another (default 10s): after a crash, its alerts wait at most this long.
+	AckWait Duration `yaml:"ack_wait"`
 }
 
 // Duration is a time.Duration written in YAML as a Prometheus duration ("90s", "15m", "90d",

@@ -122,6 +122,9 @@ func (c *Config) validate(ch *checker) {
 	} else if b.MaxAge > 0 && b.DuplicateWindow > b.MaxAge {
 		ch.errorf("bus.duplicate_window", "%s is longer than bus.max_age %s", b.DuplicateWindow, b.MaxAge)
 	}
+	if b.AckWait.D() < time.Second {
+		ch.errorf("bus.ack_wait", "must be at least 1s, got %s", b.AckWait)
+	}
 	if b.Consumers < 1 || b.Consumers > 64 {
 		ch.errorf("bus.consumers", "must be between 1 and 64, got %d", b.Consumers)
 	}
