@@ -126,9 +126,12 @@ func (e *Engine) execute(ctx, runCtx context.Context) (int, error) {
 			return err
 		}
 		var bkeys []store.BreakerKey
+		seenKey := map[store.BreakerKey]bool{}
 		for _, c := range claimed {
-			if c.Class == string(handlers.ClassDisruptive) {
-				bkeys = append(bkeys, store.BreakerKey{Handler: c.Handler, Scope: c.Scope})
+			k := store.BreakerKey{Handler: c.Handler, Scope: c.Scope}
+			if c.Class == string(handlers.ClassDisruptive) && !seenKey[k] {
+				seenKey[k] = true
+				bkeys = append(bkeys, k)
 			}
 		}
 		breakers, err := e.st.BreakersTx(ctx, tx, bkeys)
