@@ -1195,6 +1195,9 @@ func TestStormGuardActsOnNoneAndEscalatesOnce(t *testing.T) {
 	if n := len(h.page.Calls()); n != 1 {
 		t.Fatalf("escalations = %d, want exactly 1 for the storm", n)
 	}
+	if n := h.count(`SELECT count(*) FROM incidents WHERE state = 'suppressed'`); n != 8 {
+		t.Fatalf("suppressed incidents = %d, want 8", n)
+	}
 	// Once the window has passed, a single target acts again.
 	h.clock.Add(6 * time.Minute)
 	h.process(mkAlert("KubePodCrashLooping", alert.StatusFiring, t0.Add(6*time.Minute), map[string]string{"pod": "calm"}))
@@ -1212,5 +1215,59 @@ func TestStormGuardBelowTheLimitActs(t *testing.T) {
 	h.settle()
 	if n := len(h.fix.Calls()); n != 5 {
 		t.Fatalf("calls = %d, want 5 (at the limit is not a storm)", n)
+	}
+}
+
+func TestShadowRecordsEveryGuardsVerdict(t *testing.T) {
+	h := newHarness(t, `
+rules:
+  - name: restart
+    when: alert.name == "KubePodCrashLooping"
+    mode: shadow
+    actions:
+      - handler: test.fix
+        params: {target: "{{ alert.labels.pod }}"}
+`, func(o *engine.Options) { o.StormMaxTargets = 1 })
+	h.process(mkAlert("KubePodCrashLooping", alert.StatusFiring, t0, map[string]string{"pod": "a"}),
+		mkAlert("KubePodCrashLooping", alert.StatusFiring, t0, map[string]string{"pod": "b"}))
+	h.settle()
+	expectActions(t, h.actions(), "actions/0 test.fix dry_run shadow", "actions/0 test.fix dry_run shadow")
+	if len(h.fix.Calls()) != 0 {
+		t.Fatal("shadow mode called Do")
+	}
+	if n := h.count(`SELECT count(*) FROM audit WHERE reason = 'shadow' AND detail->>'verdict' LIKE '%would touch 2 targets%'`); n != 2 {
+		t.Fatalf("storm verdicts recorded = %d, want 2", n)
+	}
+	if n := h.count(`SELECT count(*) FROM incidents WHERE state = 'suppressed'`); n != 0 {
+		t.Fatalf("shadow mode suppressed %d incidents", n)
+	}
+}
+
+func TestShadowRecordsTheBudgetVerdict(t *testing.T) {
+	h := newHarness(t, `
+rules:
+  - name: real
+    when: alert.name == "KubePodCrashLooping"
+    actions:
+      - handler: test.fix
+        params: {target: "{{ alert.labels.pod }}"}
+  - name: candidate
+    when: alert.name == "NodeDown"
+    mode: shadow
+    actions:
+      - handler: test.fix
+        params: {target: "{{ alert.labels.node }}"}
+`, func(o *engine.Options) {
+		o.Budgets = []engine.Budget{{Name: "one", Match: "test.fix", Per: "global", Max: 1, Window: time.Hour}}
+	})
+	h.process(mkAlert("KubePodCrashLooping", alert.StatusFiring, t0, map[string]string{"pod": "a"}))
+	h.settle() // spends the budget's only unit
+	h.process(mkAlert("NodeDown", alert.StatusFiring, t0, map[string]string{"node": "n1"}))
+	h.settle()
+	if n := h.count(`SELECT count(*) FROM audit WHERE reason = 'shadow' AND detail->>'verdict' LIKE '%budget one exhausted%'`); n != 1 {
+		t.Fatalf("budget verdicts recorded = %d, want 1", n)
+	}
+	if n := h.count(`SELECT count(*) FROM budget_spend`); n != 1 {
+		t.Fatalf("shadow mode spent budget: %d rows", n)
 	}
 }

@@ -156,7 +156,7 @@ func (e *Engine) execute(ctx, runCtx context.Context) (int, error) {
 		var outs []store.Outcome
 		var decided []decision
 		for _, c := range claimed {
-			d := e.decide(ctx, set, c, now, cool, paused, breakers, stormy)
+			d := e.decide(ctx, tx, set, c, now, cool, paused, breakers, stormy)
 			if !d.run {
 				d.outcome.At = now
 				outs = append(outs, d.outcome)
@@ -274,7 +274,7 @@ func (e *Engine) start(ctx context.Context, tx pgx.Tx, set *rules.Set, c store.C
 }
 
 // decide applies the guards, in DESIGN.md order, to one claimed action.
-func (e *Engine) decide(ctx context.Context, set *rules.Set, c store.Claimed, now time.Time, cool map[store.CooldownKey]time.Time, paused bool, breakers map[store.BreakerKey]store.Breaker, stormy map[string]int) decision {
+func (e *Engine) decide(ctx context.Context, tx pgx.Tx, set *rules.Set, c store.Claimed, now time.Time, cool map[store.CooldownKey]time.Time, paused bool, breakers map[store.BreakerKey]store.Breaker, stormy map[string]int) decision {
 	d := decision{c: c, outcome: store.Outcome{ID: c.ID}}
 	skip := func(reason, msg string) decision {
 		d.outcome.State, d.outcome.Reason, d.outcome.Error = store.ActionSkipped, reason, msg
@@ -349,7 +349,7 @@ func (e *Engine) decide(ctx context.Context, set *rules.Set, c store.Claimed, no
 			if err != nil {
 				d.verdict = "check: " + err.Error()
 			}
-			for _, v := range []string{stormVerdict, breakerVerdict} {
+			for _, v := range []string{stormVerdict, breakerVerdict, e.budgetVerdict(ctx, tx, c, now)} {
 				if v != "" {
 					d.verdict += "; " + v
 				}
@@ -382,7 +382,10 @@ func (e *Engine) afterStep(ctx context.Context, tx pgx.Tx, p *planner, c store.C
 	if c.Phase != store.PhaseActions || !escalates(state, reason) {
 		return nil
 	}
-	if reason == ReasonStorm { // a storm escalates once, not once per target
+	if reason == ReasonStorm { // the incident is suppressed; a storm escalates once, not once per target
+		if err := e.st.SuppressIncidentTx(ctx, tx, c.IncidentID, p.now); err != nil {
+			return err
+		}
 		first, err := e.st.FirstStormBlockTx(ctx, tx, c.Rule, p.now.Add(-e.o.StormWindow), c.ID)
 		if err != nil || !first {
 			return err
@@ -569,4 +572,21 @@ func (e *Engine) feedBreaker(ctx context.Context, tx pgx.Tx, p *planner, a store
 			Reason: "breaker_open", RuleHash: a.RuleHash, Detail: map[string]any{"handler": a.Handler, "scope": a.Scope}})
 	}
 	return nil
+}
+
+// budgetVerdict says, for a dry run, which budget would refuse the action (nothing is spent).
+func (e *Engine) budgetVerdict(ctx context.Context, tx pgx.Tx, c store.Claimed, now time.Time) string {
+	if c.Class != string(handlers.ClassDisruptive) {
+		return ""
+	}
+	for _, b := range e.o.Budgets {
+		if !b.matches(c.Handler) {
+			continue
+		}
+		used, err := e.st.BudgetUsedTx(ctx, tx, b.Name, b.key(c.Scope), b.Window, now)
+		if err == nil && used >= b.Max {
+			return "budget " + b.Name + " exhausted"
+		}
+	}
+	return ""
 }

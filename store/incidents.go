@@ -304,3 +304,9 @@ UPDATE incidents i SET alert = u.alert::json, last_seen_at = greatest(i.last_see
 	}
 	return nil
 }
+
+// SuppressIncidentTx marks a firing incident suppressed (the storm guard refused to act on it).
+func (s *Store) SuppressIncidentTx(ctx context.Context, tx pgx.Tx, id int64, at time.Time) error {
+	_, err := tx.Exec(ctx, `UPDATE incidents SET state = 'suppressed', updated_at = $2 WHERE id = $1 AND state = 'firing'`, id, at)
+	return err
+}
