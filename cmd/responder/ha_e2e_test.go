@@ -96,11 +96,13 @@ func haSetup(t *testing.T, s *haSink, dbURL, extra string) string {
 func startReplicas(t *testing.T, dir string, n int) []*proc {
 	t.Helper()
 	ps := make([]*proc, n)
+	// One after the other: replicas that create or update the stream and its consumer at the same
+	// moment trip a data race inside nats-server (fileStore.UpdateConfig vs ConsumerStore), which
+	// -race reports because the server runs in this test process.
 	for i := range ps {
 		addr := freePort(t)
 		ps[i] = startResponder(t, dir, t.TempDir(), "http://"+addr, addr)
-	}
-	for i, p := range ps {
+		p := ps[i]
 		waitFor(t, fmt.Sprintf("replica %d /readyz", i), 60*time.Second, func() bool {
 			if p.cmd.ProcessState != nil {
 				t.Fatalf("replica %d exited: %v", i, p.cmd.ProcessState)
