@@ -1271,3 +1271,37 @@ rules:
 		t.Fatalf("shadow mode spent budget: %d rows", n)
 	}
 }
+
+func TestBreakerTrialLostWithItsReplicaIsFreed(t *testing.T) {
+	h := newHarness(t, singleRule, func(o *engine.Options) {
+		o.BreakerFailures = 1
+		o.BreakerOpenFor = time.Minute
+		o.Lease = 10 * time.Second
+	})
+	h.fix.fail["a"] = handlers.Fail(handlers.ReasonNotRecovered, "no")
+	h.process(mkAlert("KubePodCrashLooping", alert.StatusFiring, t0, map[string]string{"pod": "a"}))
+	h.settle() // opens the breaker
+	h.clock.Add(2 * time.Minute)
+	h.fix.block = make(chan struct{})
+	h.process(mkAlert("KubePodCrashLooping", alert.StatusFiring, h.clock.Now(), map[string]string{"pod": "b"}))
+	if _, err := h.eng.ExecuteOnce(context.Background()); err != nil { // b starts as the trial and hangs
+		t.Fatal(err)
+	}
+	// b's replica dies: another replica expires its lease; the trial slot must be freed.
+	other, err := engine.New(engine.Options{Store: h.st, Handlers: h.reg, Rules: h.eng.Rules(), Owner: "replica-b", Now: h.clock.Now,
+		Lease: 10 * time.Second, BreakerFailures: 1, BreakerOpenFor: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.clock.Add(11 * time.Second)
+	if _, err := other.ExecuteOnce(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	close(h.fix.block) // a closed channel no longer blocks: later calls return at once
+	h.process(mkAlert("KubePodCrashLooping", alert.StatusFiring, h.clock.Now(), map[string]string{"pod": "c"}))
+	h.settle()
+	var state string
+	if err := h.st.Pool().QueryRow(context.Background(), `SELECT state FROM actions WHERE target = 'test.fix:c'`).Scan(&state); err != nil || state != "succeeded" {
+		t.Fatalf("c = %q (%v): the breaker must let a new trial run after the lost one", state, err)
+	}
+}

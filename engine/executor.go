@@ -552,6 +552,7 @@ func (e *Engine) feedBreaker(ctx context.Context, tx pgx.Tx, p *planner, a store
 	if a.Class != string(handlers.ClassDisruptive) {
 		return nil
 	}
+	k := store.BreakerKey{Handler: a.Handler, Scope: a.Scope}
 	var failed bool
 	switch {
 	case state == store.ActionSucceeded:
@@ -560,9 +561,9 @@ func (e *Engine) feedBreaker(ctx context.Context, tx pgx.Tx, p *planner, a store
 	case state == store.ActionFailed && reason != handlers.ReasonPDBBlocked && reason != handlers.ReasonBadParam:
 		failed = true
 	default:
-		return nil
+		// Not a verdict on the target; if it was the half-open trial, let another action try.
+		return e.st.ReleaseBreakerTrialTx(ctx, tx, k, a.ID)
 	}
-	k := store.BreakerKey{Handler: a.Handler, Scope: a.Scope}
 	after, err := e.st.RecordBreakerTx(ctx, tx, k, a.ID, failed, e.o.BreakerFailures, p.now)
 	if err != nil {
 		return err

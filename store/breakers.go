@@ -141,3 +141,11 @@ func (s *Store) Breakers(ctx context.Context) ([]Breaker, error) {
 		return b, err
 	})
 }
+
+// ReleaseBreakerTrialTx frees the half-open trial slot held by actionID (its outcome said nothing
+// about the target: its replica died, a PDB refused it), so another action can be the trial.
+func (s *Store) ReleaseBreakerTrialTx(ctx context.Context, tx pgx.Tx, k BreakerKey, actionID int64) error {
+	_, err := tx.Exec(ctx, `UPDATE breakers SET trial_action_id = NULL WHERE handler = $1 AND scope = $2 AND trial_action_id = $3`,
+		k.Handler, k.Scope, actionID)
+	return err
+}
