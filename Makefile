@@ -56,7 +56,7 @@ lint:
 
 # make bench: Go micro-benchmarks, then the end-to-end load harness (see README "Performance").
 bench: db-start
-	$(GO) test -run='^$$' -bench=. -benchmem -count=1 ./rules/ ./alert/ ./source/alertmanager/
+	$(GO) test -run='^$$' -bench=. -benchmem -count=1 ./rules/ ./source/alertmanager/ ./bus/ ./engine/
 	$(GO) run ./cmd/responder-bench
 
 clean:
