@@ -10,8 +10,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/cenkalti/backoff/v5"
 
@@ -185,28 +183,7 @@ func parseRetryAfter(v string, now time.Time) (time.Duration, bool) {
 }
 
 // sanitize returns the first maxDetail bytes of b as one line of printable UTF-8.
-func sanitize(b []byte) string {
-	b = b[:min(len(b), maxDetail)]
-	var sb strings.Builder
-	space := false
-	for len(b) > 0 {
-		r, size := utf8.DecodeRune(b)
-		b = b[size:]
-		switch {
-		case unicode.IsSpace(r) || unicode.IsControl(r):
-			space = true
-			continue
-		case r == utf8.RuneError || !unicode.IsPrint(r):
-			r = '?'
-		}
-		if space && sb.Len() > 0 {
-			sb.WriteByte(' ')
-		}
-		space = false
-		sb.WriteRune(r)
-	}
-	return sb.String()
-}
+func sanitize(b []byte) string { return handlers.Excerpt(b, maxDetail) }
 
 // drain reads what is left of a response body, up to a bound, so the connection can be reused.
 func drain(rc io.ReadCloser) {
