@@ -131,7 +131,7 @@ func (a *Alert) Validate() error {
 	// NUL cannot be stored (PostgreSQL text and jsonb refuse it): one such alert must not take its
 	// whole group down with it.
 	for k, v := range a.Labels {
-		if !model.LabelName(k).IsValid() || !model.LabelValue(v).IsValid() || strings.ContainsRune(k+v, 0) {
+		if !model.LegacyValidation.IsValidLabelName(k) || !model.LabelValue(v).IsValid() || strings.ContainsRune(k+v, 0) {
 			return &InvalidError{ReasonInvalidLabel, fmt.Sprintf("label %q is not a valid label", k)}
 		}
 	}
