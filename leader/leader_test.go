@@ -220,7 +220,7 @@ func TestElectorRunHandsOverOnStop(t *testing.T) {
 			case 2:
 				t.Fatalf("two leaders at once: %v", leaders)
 			}
-			time.Sleep(time.Millisecond) // polling the electors' state
+			<-time.After(time.Millisecond) // polling the electors' state, within the deadline above
 		}
 		t.Fatal("no leader within 10s")
 		return "", 0

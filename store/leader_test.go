@@ -287,7 +287,7 @@ func TestCheckFence(t *testing.T) {
 			if time.Now().After(deadline) {
 				t.Fatal("takeover never blocked on the lease row")
 			}
-			time.Sleep(5 * time.Millisecond) // polling another session's state
+			<-time.After(5 * time.Millisecond) // polling another session's state, within the deadline
 		}
 		if err := tx.Commit(ctx); err != nil {
 			t.Fatal(err)
