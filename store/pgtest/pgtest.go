@@ -81,7 +81,8 @@ func Main(m *testing.M) {
 func Run(m *testing.M) int {
 	code := m.Run()
 	if shared != nil {
-		if err := shared.stop(); err != nil {
+		// The test binary's own root: no test (and no test context) is running any more.
+		if err := shared.stop(context.Background()); err != nil {
 			fmt.Fprintf(os.Stderr, "pgtest: stopping shared server: %v\n", err)
 		}
 		shared.removeDir()
@@ -96,7 +97,7 @@ func NewDatabase(t testing.TB) string {
 	sharedOnce.Do(func() {
 		shared, sharedErr = newServer(300)
 		if sharedErr == nil {
-			sharedErr = shared.start()
+			sharedErr = shared.start(t.Context())
 		}
 	})
 	if sharedErr != nil {
@@ -137,12 +138,13 @@ func StartServer(t testing.TB) *Server {
 		t.Fatalf("pgtest: %v", err)
 	}
 	t.Cleanup(func() {
-		if err := s.stop(); err != nil {
+		// t.Context() is already cancelled when cleanups run.
+		if err := s.stop(context.WithoutCancel(t.Context())); err != nil {
 			t.Errorf("pgtest: stop: %v", err)
 		}
 		s.removeDir()
 	})
-	if err := s.start(); err != nil {
+	if err := s.start(t.Context()); err != nil {
 		t.Fatalf("pgtest: %v", err)
 	}
 	return s
@@ -179,7 +181,7 @@ func (s *Server) CreateDatabase(t testing.TB, name string) string {
 // waits until it has exited. Connecting fails until Start.
 func (s *Server) Stop(t testing.TB) {
 	t.Helper()
-	if err := s.stop(); err != nil {
+	if err := s.stop(t.Context()); err != nil {
 		t.Fatalf("pgtest: stop: %v", err)
 	}
 }
@@ -187,7 +189,7 @@ func (s *Server) Stop(t testing.TB) {
 // Start starts a stopped server again on the same port and data directory.
 func (s *Server) Start(t testing.TB) {
 	t.Helper()
-	if err := s.start(); err != nil {
+	if err := s.start(t.Context()); err != nil {
 		t.Fatalf("pgtest: %v", err)
 	}
 }
@@ -241,7 +243,7 @@ func (s *Server) initData() error {
 	return nil
 }
 
-func (s *Server) start() error {
+func (s *Server) start(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.proc != nil {
@@ -284,7 +286,7 @@ func (s *Server) start() error {
 	go func() { _ = cmd.Wait(); close(exited) }()
 	s.proc, s.exited = cmd, exited
 
-	if err := s.waitReady(exited); err != nil {
+	if err := s.waitReady(ctx, exited); err != nil {
 		_ = cmd.Process.Signal(syscall.SIGQUIT)
 		select {
 		case <-exited:
@@ -296,7 +298,7 @@ func (s *Server) start() error {
 	return nil
 }
 
-func (s *Server) waitReady(exited <-chan struct{}) error {
+func (s *Server) waitReady(ctx context.Context, exited <-chan struct{}) error {
 	deadline := time.Now().Add(startTimeout)
 	var lastErr error
 	for time.Now().Before(deadline) {
@@ -305,8 +307,8 @@ func (s *Server) waitReady(exited <-chan struct{}) error {
 			return errors.New("postgres exited during startup")
 		default:
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		conn, err := pgx.Connect(ctx, s.URL("postgres"))
+		cctx, cancel := context.WithTimeout(ctx, time.Second)
+		conn, err := pgx.Connect(cctx, s.URL("postgres"))
 		cancel()
 		if err == nil {
 			s.admin = conn
@@ -318,12 +320,12 @@ func (s *Server) waitReady(exited <-chan struct{}) error {
 	return fmt.Errorf("timeout after %s: %w", startTimeout, lastErr)
 }
 
-func (s *Server) stop() error {
+func (s *Server) stop(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.admin != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		_ = s.admin.Close(ctx)
+		cctx, cancel := context.WithTimeout(ctx, time.Second)
+		_ = s.admin.Close(cctx)
 		cancel()
 		s.admin = nil
 	}
