@@ -82,7 +82,8 @@ type Engine struct {
 	m       *metrics
 	slots   chan struct{}
 	kick    chan struct{}
-	running sync.Map // action id → struct{}: leases this replica renews
+	running sync.Map                 // action id → struct{}: leases this replica renews
+	specs   map[string]handlers.Spec // each handler's Spec, read once
 	wg      sync.WaitGroup
 }
 
@@ -134,6 +135,11 @@ func New(o Options) (*Engine, error) {
 		o: o, st: o.Store, now: o.Now, log: o.Logger,
 		slots: make(chan struct{}, o.MaxConcurrent),
 		kick:  make(chan struct{}, 1),
+	}
+	e.specs = make(map[string]handlers.Spec)
+	for _, n := range o.Handlers.Names() {
+		h, _ := o.Handlers.Get(n)
+		e.specs[n] = h.Spec()
 	}
 	m, err := newMetrics(o.Registerer, o.Handlers.Names())
 	if err != nil {

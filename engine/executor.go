@@ -54,13 +54,18 @@ type decision struct {
 	c       store.Claimed
 	outcome store.Outcome
 	run     bool
-	trial   bool   // runs as the half-open trial of its breaker
-	verdict string // dry run: what Check and the guards said
+	trial   bool            // runs as the half-open trial of its breaker
+	act     handlers.Action // built once by decide, run as is
+	verdict string          // dry run: what Check and the guards said
 }
 
 func (e *Engine) execute(ctx, runCtx context.Context) (int, error) {
 	set := e.rules.Load()
-	var toRun []store.Claimed
+	type toStart struct {
+		c   store.Claimed
+		act handlers.Action
+	}
+	var toRun []toStart
 	var finals []decision
 	var p planner
 	// Slots are reserved (non-blocking) before an action is marked running, and released if the
@@ -68,8 +73,8 @@ func (e *Engine) execute(ctx, runCtx context.Context) (int, error) {
 	// holds a slot for it and renews its lease.
 	reserved := 0
 	release := func() {
-		for _, c := range toRun {
-			e.running.Delete(c.ID)
+		for _, r := range toRun {
+			e.running.Delete(r.c.ID)
 		}
 		for ; reserved > 0; reserved-- {
 			<-e.slots
@@ -191,7 +196,7 @@ func (e *Engine) execute(ctx, runCtx context.Context) (int, error) {
 			e.running.Store(c.ID, struct{}{})
 			p.audit(store.AuditInsert{IncidentID: c.IncidentID, ActionID: c.ID, Kind: store.AuditAction, Actor: e.o.Owner,
 				Reason: "started", RuleHash: c.RuleHash, Detail: map[string]any{"handler": c.Handler, "target": c.Target}})
-			toRun = append(toRun, c)
+			toRun = append(toRun, toStart{c, d.act})
 		}
 		if _, err := e.st.FinishActionsTx(ctx, tx, e.o.Owner, outs); err != nil {
 			return err
@@ -212,9 +217,9 @@ func (e *Engine) execute(ctx, runCtx context.Context) (int, error) {
 	for _, d := range finals {
 		e.m.actions.WithLabelValues(d.c.Rule, d.c.Handler, d.outcome.State).Inc()
 	}
-	for _, c := range toRun {
+	for _, r := range toRun {
 		e.wg.Add(1)
-		go e.run(runCtx, c)
+		go e.run(runCtx, r.c, r.act)
 	}
 	// Count only what was decided or started: actions waiting for a slot are not progress.
 	return len(finals) + len(toRun), nil
@@ -329,6 +334,7 @@ func (e *Engine) decide(ctx context.Context, tx pgx.Tx, set *rules.Set, c store.
 		d.outcome.State, d.outcome.Reason, d.outcome.Error = store.ActionFailed, handlers.ReasonBadParam, buildErr.Error()
 		return d
 	}
+	d.act = act
 	// A notification already tried once (the pager was down) is delivered late rather than never.
 	retrying := c.Class == string(handlers.ClassNotify) && c.Attempt > 0
 	stale := e.o.MaxAlertAge > 0 && now.Sub(c.EvidenceAt) > e.o.MaxAlertAge && !retrying
@@ -416,7 +422,7 @@ func (p *planner) flushAudit(ctx context.Context, tx pgx.Tx, ds []decision) erro
 }
 
 // run calls the handler of one started action and records its outcome.
-func (e *Engine) run(ctx context.Context, c store.Claimed) {
+func (e *Engine) run(ctx context.Context, c store.Claimed, act handlers.Action) {
 	defer e.wg.Done()
 	defer func() { <-e.slots; e.running.Delete(c.ID); e.Kick() }()
 	e.m.inFlight.WithLabelValues(c.Handler).Inc()
@@ -424,21 +430,15 @@ func (e *Engine) run(ctx context.Context, c store.Claimed) {
 
 	out := store.Outcome{ID: c.ID, State: store.ActionSucceeded}
 	start := time.Now()
-	act, err := e.buildStored(c)
-	if err == nil {
-		actx := handlers.WithIncident(handlers.WithIdempotencyKey(ctx, idempotencyKey(c.ID)), c.IncidentID)
-		actx, cancel := context.WithTimeout(actx, time.Duration(c.TimeoutMS)*time.Millisecond)
-		var res handlers.Result
-		res, err = act.Do(actx, c.Alert)
-		cancel()
-		out.Result = res.Detail
-		if err != nil && ctx.Err() != nil {
-			// Shutdown cut the call short: leave it running; its lease expires and it becomes unknown.
-			e.log.Warn("action interrupted by shutdown", "action_id", c.ID, "handler", c.Handler)
-			return
-		}
-	} else {
-		err = handlers.Fail(handlers.ReasonBadParam, "%v", err)
+	actx := handlers.WithIncident(handlers.WithIdempotencyKey(ctx, idempotencyKey(c.ID)), c.IncidentID)
+	actx, cancel := context.WithTimeout(actx, time.Duration(c.TimeoutMS)*time.Millisecond)
+	res, err := act.Do(actx, c.Alert)
+	cancel()
+	out.Result = res.Detail
+	if err != nil && ctx.Err() != nil {
+		// Shutdown cut the call short: leave it running; its lease expires and it becomes unknown.
+		e.log.Warn("action interrupted by shutdown", "action_id", c.ID, "handler", c.Handler)
+		return
 	}
 	e.m.actionDuration.WithLabelValues(c.Handler).Observe(time.Since(start).Seconds())
 	if err != nil {

@@ -333,7 +333,7 @@ func (e *Engine) build(na *store.NewAction, s *rules.Action, env *rules.Env) err
 	if !ok {
 		return fmt.Errorf("handler %q is not registered", s.Handler)
 	}
-	spec := h.Spec()
+	spec := e.specs[s.Handler]
 	na.Class, na.Approval = string(spec.Class), string(spec.DefaultApproval)
 	if s.Approval != "" {
 		na.Approval = s.Approval
@@ -390,8 +390,8 @@ func (p *planner) flush(ctx context.Context, tx pgx.Tx) error {
 // notification that declared one (handlers.Spec.ResolveParams) and was sent.
 func (p *planner) planResolves(ctx context.Context, tx pgx.Tx, rs []store.Resolved) error {
 	var names []string
-	for _, n := range p.e.o.Handlers.Names() {
-		if h, _ := p.e.o.Handlers.Get(n); h.Spec().ResolveParams != nil {
+	for n, spec := range p.e.specs {
+		if spec.ResolveParams != nil {
 			names = append(names, n)
 		}
 	}
@@ -408,8 +408,7 @@ func (p *planner) planResolves(ctx context.Context, tx pgx.Tx, rs []store.Resolv
 	}
 	step := map[int64]int{}
 	for _, a := range sent {
-		h, _ := p.e.o.Handlers.Get(a.Handler)
-		params, ok := h.Spec().ResolveParams(handlers.Params(a.Params))
+		params, ok := p.e.specs[a.Handler].ResolveParams(handlers.Params(a.Params))
 		if !ok {
 			continue
 		}
