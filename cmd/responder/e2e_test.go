@@ -147,35 +147,18 @@ func freePort(t *testing.T) string {
 // serve starts `responder serve` and waits until /readyz answers 200.
 func serve(t *testing.T, dir, storage, addr string, args ...string) *proc {
 	t.Helper()
-	cmd := exec.Command(binary, append([]string{"serve", "--config.file=" + filepath.Join(dir, "responder.yml"),
-		"--web.listen-address=" + addr, "--storage.path=" + storage, "--log.level=info"}, args...)...)
-	p := &proc{cmd: cmd, base: "http://" + addr, log: &bytes.Buffer{}, mu: &sync.Mutex{}}
-	pr, pw := io.Pipe()
-	cmd.Stdout, cmd.Stderr = pw, pw
-	go func() {
-		sc := bufio.NewScanner(pr)
-		for sc.Scan() {
-			p.mu.Lock()
-			p.log.WriteString(sc.Text() + "\n")
-			p.mu.Unlock()
+	p := startResponder(t, dir, storage, "http://"+addr, addr, args...)
+	waitReady(t, p, "responder")
+	return p
+}
+
+// waitReady waits until p's plain-HTTP /readyz answers 200, failing at once if p exits.
+func waitReady(t *testing.T, p *proc, name string) {
+	t.Helper()
+	waitFor(t, name+" /readyz", 60*time.Second, func() bool {
+		if p.cmd.ProcessState != nil {
+			t.Fatalf("%s exited: %v", name, p.cmd.ProcessState)
 		}
-	}()
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if cmd.ProcessState == nil {
-			_ = cmd.Process.Signal(syscall.SIGTERM)
-			_ = cmd.Wait()
-		}
-		pw.Close()
-		if t.Failed() {
-			p.mu.Lock()
-			t.Logf("responder log:\n%s", p.log.String())
-			p.mu.Unlock()
-		}
-	})
-	waitFor(t, "responder /readyz", 60*time.Second, func() bool {
 		resp, err := http.Get(p.base + "/readyz")
 		if err != nil {
 			return false
@@ -183,7 +166,6 @@ func serve(t *testing.T, dir, storage, addr string, args ...string) *proc {
 		resp.Body.Close()
 		return resp.StatusCode == 200
 	})
-	return p
 }
 
 func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {

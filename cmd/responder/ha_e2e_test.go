@@ -100,20 +100,7 @@ func startReplicas(t *testing.T, dir string, n int) []*proc {
 	// moment trip a data race inside nats-server (fileStore.UpdateConfig vs ConsumerStore), which
 	// -race reports because the server runs in this test process.
 	for i := range ps {
-		addr := freePort(t)
-		ps[i] = startResponder(t, dir, t.TempDir(), "http://"+addr, addr)
-		p := ps[i]
-		waitFor(t, fmt.Sprintf("replica %d /readyz", i), 60*time.Second, func() bool {
-			if p.cmd.ProcessState != nil {
-				t.Fatalf("replica %d exited: %v", i, p.cmd.ProcessState)
-			}
-			resp, err := http.Get(p.base + "/readyz")
-			if err != nil {
-				return false
-			}
-			resp.Body.Close()
-			return resp.StatusCode == 200
-		})
+		ps[i] = serve(t, dir, t.TempDir(), freePort(t))
 	}
 	return ps
 }
