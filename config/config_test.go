@@ -133,7 +133,7 @@ func TestLoadFull(t *testing.T) {
 		{"api.read_token", cfg.APIReadToken(), "SECRET-api-read"},
 		{"len(probes)", len(cfg.Probes), 1},
 		{"len(safety.budgets)", len(cfg.Safety.Budgets), 1},
-		{"slack.channel", cfg.Slack["channel"], "#incidents"},
+		{"slack.channel", cfg.Slack.Channel, "#incidents"},
 	}
 	for _, c := range checks {
 		if c.got != c.want {

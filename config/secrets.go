@@ -24,6 +24,9 @@ func resolveSecrets(cfg *Config, c *checker, o options) {
 	readOne(cfg, c, o, "handlers.page.webhook.url", &cfg.Handlers.Page.Webhook.URL, cfg.Handlers.Page.Webhook.URLFile)
 	readOne(cfg, c, o, "handlers.page.webhook.routing_key", &cfg.Handlers.Page.Webhook.RoutingKey, cfg.Handlers.Page.Webhook.RoutingKeyFile)
 
+	resolveProbeSecrets(cfg, c, o)
+	resolveSlackSecrets(cfg, c, o)
+
 	w := &cfg.Webhook
 	if w.BearerTokenFile != "" {
 		if len(w.BearerToken) > 0 {

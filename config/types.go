@@ -16,19 +16,17 @@ import (
 // Config is the responder configuration file (DESIGN.md §4). Field names and YAML keys are a
 // contract with users: extend, never rename.
 type Config struct {
-	NATS      NATSConfig     `yaml:"nats"`
-	Database  DatabaseConfig `yaml:"database"`
-	Webhook   WebhookConfig  `yaml:"webhook"`
-	API       APIConfig      `yaml:"api"`
-	RuleFiles []string       `yaml:"rule_files"`
-	// Probes, Kubernetes, Postgres, Page and Slack are accepted as raw YAML until their issues land,
-	// so a config written for a later version is not rejected for a section this one ignores.
-	Probes    []map[string]any `yaml:"probes,omitempty"`
-	Handlers  HandlersConfig   `yaml:"handlers"`
-	Slack     map[string]any   `yaml:"slack,omitempty"`
-	Approvals ApprovalsConfig  `yaml:"approvals"`
-	Safety    SafetyConfig     `yaml:"safety"`
-	Bus       BusConfig        `yaml:"bus"`
+	NATS      NATSConfig      `yaml:"nats"`
+	Database  DatabaseConfig  `yaml:"database"`
+	Webhook   WebhookConfig   `yaml:"webhook"`
+	API       APIConfig       `yaml:"api"`
+	RuleFiles []string        `yaml:"rule_files"`
+	Probes    []ProbeConfig   `yaml:"probes,omitempty"`
+	Handlers  HandlersConfig  `yaml:"handlers"`
+	Slack     SlackConfig     `yaml:"slack,omitempty"`
+	Approvals ApprovalsConfig `yaml:"approvals"`
+	Safety    SafetyConfig    `yaml:"safety"`
+	Bus       BusConfig       `yaml:"bus"`
 
 	// Dir is the directory of the config file; relative paths resolve against it. Not YAML.
 	Dir string `yaml:"-"`
@@ -68,10 +66,12 @@ type APIConfig struct {
 
 // HandlersConfig configures the built-in handlers.
 type HandlersConfig struct {
-	HTTP       HTTPHandlerConfig `yaml:"http"`
-	Kubernetes map[string]any    `yaml:"kubernetes,omitempty"`
-	Postgres   map[string]any    `yaml:"postgres,omitempty"`
-	Page       PageConfig        `yaml:"page"`
+	HTTP       HTTPHandlerConfig       `yaml:"http"`
+	Kubernetes KubernetesHandlerConfig `yaml:"kubernetes,omitempty"`
+	// Postgres is accepted as raw YAML until the PostgreSQL failover issue lands, so a config
+	// written for a later version is not rejected for a section this one ignores.
+	Postgres map[string]any `yaml:"postgres,omitempty"`
+	Page     PageConfig     `yaml:"page"`
 }
 
 // HTTPHandlerConfig configures http.request.

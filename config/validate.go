@@ -14,6 +14,9 @@ import (
 const MinDuplicateWindow = 10 * time.Minute
 
 func (c *Config) validate(ch *checker) {
+	c.validateProbes(ch)
+	c.validateSlack(ch)
+	c.validateKubernetes(ch)
 	if c.Database.MaxConns < 1 {
 		ch.errorf("database.max_conns", "must be at least 1, got %d", c.Database.MaxConns)
 	}

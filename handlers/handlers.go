@@ -102,7 +102,18 @@ type Spec struct {
 	// resolves, for each action of it that succeeded, with these params (a page's resolve event).
 	// It returns false when the action needs no resolve (it was itself a resolve).
 	ResolveParams func(sent Params) (Params, bool)
-	Example       string
+	// RBAC lists the Kubernetes permissions the handler needs (namespaced unless noted); `responder
+	// rbac` and the Helm chart render their Role from it.
+	RBAC    []PolicyRule
+	Example string
+}
+
+// PolicyRule is one Kubernetes RBAC rule a handler needs, in the shape of rbac/v1 PolicyRule
+// (kept free of Kubernetes imports so this package stays small).
+type PolicyRule struct {
+	APIGroups []string
+	Resources []string
+	Verbs     []string
 }
 
 // Param returns the declared param called name.
