@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# ensure-deps.sh: make sure the machine has what the tests need that Go
-# modules cannot bring: the PostgreSQL server binaries (initdb, postgres,
-# pg_ctl, psql) used by store/pgtest and scripts/dev-postgres.sh.
-# As root it installs them with apt-get; otherwise it prints the command and
-# exits 1. Honours $PG_BIN like store/pgtest does.
+# ensure-deps.sh: make sure the machine has what the tests need that Go modules cannot bring, from
+# Debian's packages:
+#   postgresql    initdb, postgres, pg_ctl, psql, pg_basebackup (store/pgtest, scripts/dev-postgres.sh)
+#   redis-server  the redis probe's tests
+#   prometheus    the prometheus probe's tests
+# As root it installs what is missing with apt-get; otherwise it prints the command and exits 1.
+# Honours $PG_BIN like store/pgtest does.
 set -euo pipefail
-
-INSTALL_CMD="apt-get install -y postgresql"
 
 pg_bin() {
 	if [[ -n "${PG_BIN:-}" ]]; then
@@ -18,31 +18,43 @@ pg_bin() {
 	echo "$d"
 }
 
-have_pg() {
+have_postgresql() {
 	local d
 	d=$(pg_bin)
-	[[ -n "$d" && -x "$d/initdb" && -x "$d/postgres" && -x "$d/pg_ctl" ]]
+	[[ -n "$d" && -x "$d/initdb" && -x "$d/postgres" && -x "$d/pg_ctl" && -x "$d/pg_basebackup" ]]
 }
+have_redis-server() { command -v redis-server >/dev/null; }
+have_prometheus() { command -v prometheus >/dev/null; }
 
-if have_pg; then
-	echo "ensure-deps: PostgreSQL server binaries: $(pg_bin) ($("$(pg_bin)/postgres" --version))"
-	exit 0
-fi
+missing=()
+for pkg in postgresql redis-server prometheus; do
+	if ! "have_$pkg"; then
+		missing+=("$pkg")
+	fi
+done
 
-if [[ $(id -u) -ne 0 ]]; then
-	echo "ensure-deps: PostgreSQL server binaries not found: run '$INSTALL_CMD' (as root)" >&2
-	exit 1
+if ((${#missing[@]} > 0)); then
+	cmd="apt-get install -y ${missing[*]}"
+	if [[ $(id -u) -ne 0 ]]; then
+		echo "ensure-deps: missing ${missing[*]}: run '$cmd' (as root)" >&2
+		exit 1
+	fi
+	echo "ensure-deps: installing: $cmd"
+	export DEBIAN_FRONTEND=noninteractive
+	# The package lists may be missing or stale on a fresh machine. The packages' own services
+	# are not wanted (tests start their own servers): policy-rc.d keeps them from starting.
+	printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+	chmod +x /usr/sbin/policy-rc.d
+	trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+	if ! apt-get install -y -q --no-install-recommends "${missing[@]}"; then
+		apt-get update -q
+		apt-get install -y -q --no-install-recommends "${missing[@]}"
+	fi
+	for pkg in "${missing[@]}"; do
+		if ! "have_$pkg"; then
+			echo "ensure-deps: '$cmd' ran but $pkg is still missing" >&2
+			exit 1
+		fi
+	done
 fi
-
-echo "ensure-deps: installing PostgreSQL server binaries: $INSTALL_CMD"
-export DEBIAN_FRONTEND=noninteractive
-# The package lists may be missing or stale on a fresh machine.
-if ! apt-get install -y -q postgresql; then
-	apt-get update -q
-	apt-get install -y -q postgresql
-fi
-if ! have_pg; then
-	echo "ensure-deps: '$INSTALL_CMD' ran but there are still no server binaries in ${PG_BIN:-/usr/lib/postgresql/*/bin}" >&2
-	exit 1
-fi
-echo "ensure-deps: PostgreSQL server binaries: $(pg_bin)"
+echo "ensure-deps: PostgreSQL $(pg_bin) ($("$(pg_bin)/postgres" --version)); $(redis-server --version | cut -d' ' -f1-3); $(prometheus --version 2>&1 | head -1)"
