@@ -164,6 +164,16 @@ type Classifier interface {
 	Class() Class
 }
 
+// WorkloadMember is implemented by actions whose target is a workload with several members (a
+// Deployment and its pods): the storm guard's max_workload_fraction counts, per rule and target,
+// the distinct members acted on against the workload's size.
+type WorkloadMember interface {
+	// Member is the member acted on (the pod's name).
+	Member() string
+	// WorkloadSize is the workload's desired size (replicas), read from the cluster.
+	WorkloadSize(ctx context.Context) (int, error)
+}
+
 // Result is what a successful Do reports.
 type Result struct {
 	Detail string `json:"detail,omitempty"`
