@@ -618,8 +618,10 @@ func TestBreakerStatusMetricAndReset(t *testing.T) {
 	ctx := context.Background()
 	k := store.BreakerKey{Handler: "http.request", Scope: "airflow.internal:8080"}
 	must(t, f.app.Store().InTx(ctx, func(tx pgx.Tx) error {
-		_, err := f.app.Store().RecordBreakerTx(ctx, tx, k, 1, true, 1, time.Now())
-		return err
+		if _, err := f.app.Store().BreakerMachineTx(ctx, tx, k, time.Now()); err != nil {
+			return err
+		}
+		return f.app.Store().SetBreakerTx(ctx, tx, k, store.BreakerOpen, 1, time.Now())
 	}))
 	code, b := f.do("GET", "/api/v1/status", readToken, nil)
 	if code != 200 || !strings.Contains(string(b), `"state": "open"`) {

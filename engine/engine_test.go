@@ -2,6 +2,7 @@ package engine_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -1303,5 +1304,74 @@ func TestBreakerTrialLostWithItsReplicaIsFreed(t *testing.T) {
 	var state string
 	if err := h.st.Pool().QueryRow(context.Background(), `SELECT state FROM actions WHERE target = 'test.fix:c'`).Scan(&state); err != nil || state != "succeeded" {
 		t.Fatalf("c = %q (%v): the breaker must let a new trial run after the lost one", state, err)
+	}
+}
+
+// TestBreakerMachineIsSharedByReplicas: gobreaker's machine lives in the breaker row, so failures
+// counted by one replica and by another add up, and a replica started later continues from them.
+func TestBreakerMachineIsSharedByReplicas(t *testing.T) {
+	h := newHarness(t, singleRule, func(o *engine.Options) {
+		o.BreakerFailures = 3
+		o.BreakerOpenFor = time.Minute
+	})
+	for _, p := range []string{"a", "b", "c", "d"} {
+		h.fix.fail[p] = handlers.Fail(handlers.ReasonNotRecovered, "still crash looping")
+	}
+	h.fix.fail["pdb"] = handlers.Fail(handlers.ReasonPDBBlocked, "no disruption allowed")
+	for _, p := range []string{"a", "pdb", "b"} {
+		h.process(mkAlert("KubePodCrashLooping", alert.StatusFiring, h.clock.Now(), map[string]string{"pod": p}))
+	}
+	h.settle()
+	machine := func() (state string, failures int, consecutive int) {
+		t.Helper()
+		var raw []byte
+		if err := h.st.Pool().QueryRow(context.Background(), `SELECT state, failures, machine FROM breakers`).Scan(&state, &failures, &raw); err != nil {
+			t.Fatal(err)
+		}
+		var m struct {
+			Counts struct{ ConsecutiveFailures int } `json:"counts"`
+		}
+		if err := json.Unmarshal(raw, &m); err != nil {
+			t.Fatalf("machine %s: %v", raw, err)
+		}
+		return state, failures, m.Counts.ConsecutiveFailures
+	}
+	if s, f, c := machine(); s != "closed" || f != 2 || c != 2 {
+		t.Fatalf("after two failures and a PDB refusal: state %s, failures %d, machine consecutive failures %d; want closed, 2, 2", s, f, c)
+	}
+
+	// Another replica, started now, records the third failure: the breaker opens.
+	other, err := engine.New(engine.Options{Store: h.st, Handlers: h.reg, Rules: h.eng.Rules(), Owner: "replica-b", Now: h.clock.Now,
+		BreakerFailures: 3, BreakerOpenFor: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := other.Process(context.Background(), []alert.Alert{mkAlert("KubePodCrashLooping", alert.StatusFiring, h.clock.Now(), map[string]string{"pod": "c"})}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for h.count(`SELECT count(*) FROM actions WHERE target = 'test.fix:c' AND state = 'failed'`) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("c never failed")
+		}
+		if _, err := other.ExecuteOnce(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := other.ExecuteOnce(context.Background()); err != nil { // feeds the outcome
+		t.Fatal(err)
+	}
+	if s, _, _ := machine(); s != "open" {
+		t.Fatalf("after the third failure (on another replica): state %s, want open", s)
+	}
+	// The first replica now refuses: its guard reads the same row.
+	h.process(mkAlert("KubePodCrashLooping", alert.StatusFiring, h.clock.Now(), map[string]string{"pod": "d"}))
+	h.settle()
+	var state, reason string
+	if err := h.st.Pool().QueryRow(context.Background(), `SELECT state, reason FROM actions WHERE target = 'test.fix:d' AND phase = 'actions'`).Scan(&state, &reason); err != nil {
+		t.Fatal(err)
+	}
+	if state != "skipped" || reason != "breaker_open" {
+		t.Fatalf("d = %s/%s, want skipped/breaker_open", state, reason)
 	}
 }

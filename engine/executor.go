@@ -245,6 +245,10 @@ func (e *Engine) start(ctx context.Context, tx pgx.Tx, set *rules.Set, c store.C
 			_ = sp.Rollback(ctx)
 			return false, ReasonBreaker, "another action is the breaker's half-open trial", nil
 		}
+		if err := e.halfOpenMachine(ctx, sp, store.BreakerKey{Handler: c.Handler, Scope: c.Scope}, now); err != nil {
+			_ = sp.Rollback(ctx)
+			return false, "", "", err
+		}
 	}
 	if c.Class == string(handlers.ClassDisruptive) {
 		for _, b := range e.o.Budgets {
@@ -542,37 +546,6 @@ func (e *Engine) requeue(ctx context.Context, c store.Claimed, out store.Outcome
 	}
 	e.log.Warn("notification failed; will retry", "action_id", c.ID, "handler", c.Handler, "attempt", attempt, "retry_in", delay, "err", out.Error)
 	return true
-}
-
-// feedBreaker gives the outcome of a disruptive action that ran to its breaker. Failures count,
-// except a refusal by a PodDisruptionBudget (the system protecting itself) and a bad param (the
-// rule's fault, not the target's). An `unknown` counts when the handler hung past its timeout, not
-// when a responder replica died (lease_expired says nothing about the target).
-func (e *Engine) feedBreaker(ctx context.Context, tx pgx.Tx, p *planner, a store.Action, state, reason string) error {
-	if a.Class != string(handlers.ClassDisruptive) {
-		return nil
-	}
-	k := store.BreakerKey{Handler: a.Handler, Scope: a.Scope}
-	var failed bool
-	switch {
-	case state == store.ActionSucceeded:
-	case state == store.ActionUnknown && reason == "timeout":
-		failed = true
-	case state == store.ActionFailed && reason != handlers.ReasonPDBBlocked && reason != handlers.ReasonBadParam:
-		failed = true
-	default:
-		// Not a verdict on the target; if it was the half-open trial, let another action try.
-		return e.st.ReleaseBreakerTrialTx(ctx, tx, k, a.ID)
-	}
-	after, err := e.st.RecordBreakerTx(ctx, tx, k, a.ID, failed, e.o.BreakerFailures, p.now)
-	if err != nil {
-		return err
-	}
-	if after == store.BreakerOpen && failed {
-		p.audit(store.AuditInsert{IncidentID: a.IncidentID, ActionID: a.ID, Kind: store.AuditControl, Actor: e.o.Owner,
-			Reason: "breaker_open", RuleHash: a.RuleHash, Detail: map[string]any{"handler": a.Handler, "scope": a.Scope}})
-	}
-	return nil
 }
 
 // budgetVerdict says, for a dry run, which budget would refuse the action (nothing is spent).

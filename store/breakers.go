@@ -72,49 +72,88 @@ UPDATE breakers SET state = 'half_open', trial_action_id = $3, updated_at = $4
 	return tag.RowsAffected() == 1, nil
 }
 
-// RecordBreakerTx feeds one outcome of an action of (handler, scope) to its breaker: a success
-// closes it (and ends a trial); a failure counts, opens it after threshold consecutive failures,
-// and re-opens it when the trial failed. It returns the breaker's state after the outcome.
-func (s *Store) RecordBreakerTx(ctx context.Context, tx pgx.Tx, k BreakerKey, actionID int64, failed bool, threshold int, now time.Time) (string, error) {
-	var state string
-	var err error
-	if !failed {
-		err = tx.QueryRow(ctx, `
-INSERT INTO breakers (handler, scope, state, failures, updated_at) VALUES ($1, $2, 'closed', 0, $3)
-ON CONFLICT (handler, scope) DO UPDATE
-   SET state = CASE WHEN breakers.state = 'half_open' AND breakers.trial_action_id = $4 THEN 'closed'
-                    WHEN breakers.state = 'closed' THEN 'closed' ELSE breakers.state END,
-       failures = CASE WHEN breakers.state IN ('closed', 'half_open') AND (breakers.state = 'closed' OR breakers.trial_action_id = $4) THEN 0 ELSE breakers.failures END,
-       trial_action_id = CASE WHEN breakers.trial_action_id = $4 THEN NULL ELSE breakers.trial_action_id END,
-       opened_at = CASE WHEN breakers.state = 'half_open' AND breakers.trial_action_id = $4 THEN NULL ELSE breakers.opened_at END,
-       updated_at = $3
-RETURNING state`, k.Handler, k.Scope, now, actionID).Scan(&state)
-	} else {
-		err = tx.QueryRow(ctx, `
-INSERT INTO breakers (handler, scope, state, failures, opened_at, updated_at)
-VALUES ($1, $2, CASE WHEN $5 <= 1 THEN 'open' ELSE 'closed' END, 1, CASE WHEN $5 <= 1 THEN $3::timestamptz END, $3)
-ON CONFLICT (handler, scope) DO UPDATE
-   SET state = CASE WHEN breakers.state = 'half_open' AND breakers.trial_action_id = $4 THEN 'open'
-                    WHEN breakers.state = 'closed' AND breakers.failures + 1 >= $5 THEN 'open'
-                    ELSE breakers.state END,
-       opened_at = CASE WHEN (breakers.state = 'half_open' AND breakers.trial_action_id = $4)
-                           OR (breakers.state = 'closed' AND breakers.failures + 1 >= $5) THEN $3 ELSE breakers.opened_at END,
-       failures = breakers.failures + 1,
-       trial_action_id = CASE WHEN breakers.trial_action_id = $4 THEN NULL ELSE breakers.trial_action_id END,
-       updated_at = $3
-RETURNING state`, k.Handler, k.Scope, now, actionID, threshold).Scan(&state)
+// BreakerMachine is the shared state of one breaker's gobreaker state machine, bound to a
+// transaction: it implements gobreaker.SharedDataStore (without importing it). The first GetData
+// creates the breaker row if needed and locks it FOR UPDATE, so the read-modify-write of the state
+// is serialised across replicas until the transaction ends; Lock and Unlock are therefore no-ops
+// (gobreaker reads the state before it locks, which only the row lock makes safe). gobreaker's
+// interface carries no context: the machine keeps the one it was made with.
+type BreakerMachine struct {
+	ctx context.Context
+	tx  pgx.Tx
+	key BreakerKey
+	now time.Time
+	row Breaker
+	got bool
+}
+
+// BreakerMachineTx returns the machine of k in tx, with its row locked and read.
+func (s *Store) BreakerMachineTx(ctx context.Context, tx pgx.Tx, k BreakerKey, now time.Time) (*BreakerMachine, error) {
+	m := &BreakerMachine{ctx: ctx, tx: tx, key: k, now: now}
+	if _, err := m.GetData(""); err != nil {
+		return nil, err
 	}
+	return m, nil
+}
+
+// Row is the breaker row as read under the lock.
+func (m *BreakerMachine) Row() Breaker { return m.row }
+
+// Lock is a no-op: GetData holds the row lock.
+func (m *BreakerMachine) Lock(string) error { return nil }
+
+// Unlock is a no-op: the row lock ends with the transaction.
+func (m *BreakerMachine) Unlock(string) error { return nil }
+
+// GetData returns the machine's state (nil before the first outcome).
+func (m *BreakerMachine) GetData(string) ([]byte, error) {
+	if !m.got {
+		if _, err := m.tx.Exec(m.ctx, `INSERT INTO breakers (handler, scope, state, updated_at) VALUES ($1, $2, 'closed', $3)
+ON CONFLICT (handler, scope) DO NOTHING`, m.key.Handler, m.key.Scope, m.now); err != nil {
+			return nil, fmt.Errorf("create breaker: %w", err)
+		}
+	}
+	var data []byte
+	var b Breaker
+	err := m.tx.QueryRow(m.ctx, `SELECT `+breakerCols+`, machine FROM breakers WHERE handler = $1 AND scope = $2 FOR UPDATE`,
+		m.key.Handler, m.key.Scope).Scan(&b.Handler, &b.Scope, &b.State, &b.Failures, &b.OpenedAt, &b.TrialActionID, &b.UpdatedAt, &data)
 	if err != nil {
-		return "", fmt.Errorf("record breaker outcome: %w", err)
+		return nil, fmt.Errorf("lock breaker: %w", err)
 	}
-	return state, nil
+	m.row, m.got = b, true
+	return data, nil
+}
+
+// SetData stores the machine's state.
+func (m *BreakerMachine) SetData(_ string, data []byte) error {
+	if _, err := m.tx.Exec(m.ctx, `UPDATE breakers SET machine = $3 WHERE handler = $1 AND scope = $2`,
+		m.key.Handler, m.key.Scope, data); err != nil {
+		return fmt.Errorf("store breaker machine: %w", err)
+	}
+	return nil
+}
+
+// SetBreakerTx records a breaker's state as its machine decided it: opened_at is set when it
+// opens (and kept while it stays open), cleared otherwise; the half-open trial ends with any
+// transition.
+func (s *Store) SetBreakerTx(ctx context.Context, tx pgx.Tx, k BreakerKey, state string, failures int, now time.Time) error {
+	_, err := tx.Exec(ctx, `
+UPDATE breakers SET
+       opened_at = CASE WHEN $3 = 'open' AND state = 'open' THEN opened_at WHEN $3 = 'open' THEN $5::timestamptz END,
+       trial_action_id = CASE WHEN $3 = state THEN trial_action_id END,
+       state = $3, failures = $4, updated_at = $5
+ WHERE handler = $1 AND scope = $2`, k.Handler, k.Scope, state, failures, now)
+	if err != nil {
+		return fmt.Errorf("record breaker state: %w", err)
+	}
+	return nil
 }
 
 // ResetBreaker closes a breaker by hand and audits it.
 func (s *Store) ResetBreaker(ctx context.Context, k BreakerKey, by string, now time.Time) (bool, error) {
 	var ok bool
 	err := s.InTx(ctx, func(tx pgx.Tx) error {
-		tag, err := tx.Exec(ctx, `UPDATE breakers SET state = 'closed', failures = 0, opened_at = NULL, trial_action_id = NULL, updated_at = $3
+		tag, err := tx.Exec(ctx, `UPDATE breakers SET state = 'closed', failures = 0, opened_at = NULL, trial_action_id = NULL, machine = NULL, updated_at = $3
  WHERE handler = $1 AND scope = $2`, k.Handler, k.Scope, now)
 		if err != nil {
 			return err
