@@ -168,7 +168,8 @@ func New(ctx context.Context, o Options) (*App, error) {
 	a.budgets = budgets
 	a.eng, err = engine.New(engine.Options{
 		StormMaxTargets: cfg.Safety.StormGuard.MaxTargets, StormWindow: cfg.Safety.StormGuard.Window.D(),
-		Budgets: budgets, BreakerFailures: cfg.Safety.Breaker.Failures, BreakerOpenFor: cfg.Safety.Breaker.OpenFor.D(),
+		StormMaxWorkloadFraction: cfg.Safety.StormGuard.MaxWorkloadFraction,
+		Budgets:                  budgets, BreakerFailures: cfg.Safety.Breaker.Failures, BreakerOpenFor: cfg.Safety.Breaker.OpenFor.D(),
 		Store: a.st, Handlers: hs, Rules: ruleSet, Owner: a.owner,
 		DryRun: dry, Paused: cfg.Safety.Paused, ApprovalTTL: cfg.Approvals.TTL.D(), MaxAlertAge: cfg.Safety.MaxAlertAge.D(), MaxConcurrent: cfg.Safety.MaxConcurrentActions,
 		ActionTimeout: cfg.Safety.ActionTimeout.D(), Lease: cfg.Safety.LeaseDuration.D(),

@@ -121,8 +121,9 @@ type SafetyConfig struct {
 }
 
 // StormGuardConfig refuses a rule's disruptive actions when, within Window, they would touch more
-// than MaxTargets distinct targets (0 disables). MaxWorkloadFraction is for handlers that know
-// their workload's size (Kubernetes, next); it is accepted and not used yet.
+// than MaxTargets distinct targets (0 disables). MaxWorkloadFraction (0 disables) bounds the
+// share of one workload's members (handlers.WorkloadMember: a Deployment's pods) a rule touches
+// within Window; at least one member is always allowed.
 type StormGuardConfig struct {
 	Window              Duration `yaml:"window"`      // default 5m
 	MaxTargets          int      `yaml:"max_targets"` // default 0: off

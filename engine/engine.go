@@ -52,6 +52,10 @@ type Options struct {
 	// StormWindow (default 5m) touch more than StormMaxTargets distinct targets acts on none of them.
 	StormMaxTargets int
 	StormWindow     time.Duration
+	// StormMaxWorkloadFraction > 0 bounds, for actions that touch a member of a workload
+	// (handlers.WorkloadMember), the share of that workload's members a rule acts on within
+	// StormWindow.
+	StormMaxWorkloadFraction float64
 	// BreakerFailures consecutive failures of disruptive actions of one (handler, scope) open its
 	// circuit breaker for BreakerOpenFor (defaults 3 and 5m); then one trial runs, cluster-wide.
 	BreakerFailures int

@@ -51,6 +51,10 @@ type recorder struct {
 	calls    []recCall
 	fail     map[string]error // target → error
 	block    chan struct{}    // when set, Do waits for it (or ctx)
+	// size is the workload size reported by actions built with a "member" param
+	// (handlers.WorkloadMember); sizeErr, when set, is the error instead.
+	size    int
+	sizeErr error
 }
 
 type recCall struct {
@@ -59,7 +63,8 @@ type recCall struct {
 
 func (r *recorder) Spec() handlers.Spec {
 	s := handlers.Spec{Name: r.name, Class: r.class, DefaultApproval: handlers.ApprovalNone,
-		Params: []handlers.Param{{Name: "target", Type: handlers.String, Required: true}, {Name: "note", Type: handlers.String}}}
+		Params: []handlers.Param{{Name: "target", Type: handlers.String, Required: true}, {Name: "note", Type: handlers.String},
+			{Name: "member", Type: handlers.String}}}
 	if r.class == handlers.ClassNotify { // like page.webhook: a sent notification is resolved later
 		s.ResolveParams = func(p handlers.Params) (handlers.Params, bool) {
 			if p["note"] == "resolve" {
@@ -79,7 +84,23 @@ func (r *recorder) Build(p handlers.Params) (handlers.Action, error) {
 		return nil, errors.New("target is empty")
 	}
 	note, _ := p["note"].(string)
+	if m, _ := p["member"].(string); m != "" {
+		return &memberAction{recAction{r: r, target: t, note: note}, m}, nil
+	}
 	return &recAction{r: r, target: t, note: note}, nil
+}
+
+// memberAction acts on one member (a pod) of its target workload.
+type memberAction struct {
+	recAction
+	member string
+}
+
+func (a *memberAction) Member() string { return a.member }
+func (a *memberAction) WorkloadSize(context.Context) (int, error) {
+	a.r.mu.Lock()
+	defer a.r.mu.Unlock()
+	return a.r.size, a.r.sizeErr
 }
 
 type recAction struct {

@@ -339,6 +339,20 @@ func (e *Engine) decide(ctx context.Context, tx pgx.Tx, set *rules.Set, c store.
 		return d
 	}
 	d.act = act
+	// The storm guard's second bound: the share of one workload's members a rule acts on.
+	if m, ok := act.(handlers.WorkloadMember); ok && e.o.StormMaxWorkloadFraction > 0 &&
+		c.Class == string(handlers.ClassDisruptive) && c.Phase == store.PhaseActions {
+		v, err := e.workloadVerdict(ctx, tx, c, m, now)
+		if err != nil {
+			v = err.Error()
+		}
+		if v != "" {
+			stormVerdict = strings.TrimPrefix(stormVerdict+"; "+v, "; ")
+			if !(e.o.DryRun || c.Mode == "shadow") {
+				return skip(ReasonStorm, stormVerdict)
+			}
+		}
+	}
 	// A notification already tried once (the pager was down) is delivered late rather than never.
 	retrying := c.Class == string(handlers.ClassNotify) && c.Attempt > 0
 	stale := e.o.MaxAlertAge > 0 && now.Sub(c.EvidenceAt) > e.o.MaxAlertAge && !retrying
@@ -370,6 +384,32 @@ func (e *Engine) decide(ctx context.Context, tx pgx.Tx, set *rules.Set, c store.
 	}
 	d.run = true
 	return d
+}
+
+// workloadVerdict refuses an action when its rule's actions within the storm window would touch
+// more than safety.storm_guard.max_workload_fraction of its target workload's members (at least one
+// member is always allowed: the handlers' own floors, such as min_healthy, protect small
+// workloads). A workload whose size cannot be read is refused too: the guard fails closed.
+func (e *Engine) workloadVerdict(ctx context.Context, tx pgx.Tx, c store.Claimed, m handlers.WorkloadMember, now time.Time) (string, error) {
+	n, err := e.st.WorkloadMembersTx(ctx, tx, c.Rule, c.Target, now.Add(-e.o.StormWindow))
+	if err != nil {
+		return "", err
+	}
+	if n <= 1 {
+		return "", nil
+	}
+	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	size, err := m.WorkloadSize(sctx)
+	cancel()
+	if err != nil {
+		return "", fmt.Errorf("the size of workload %s is unknown (%v): the storm guard refuses", c.Target, err)
+	}
+	allowed := max(1, int(e.o.StormMaxWorkloadFraction*float64(size)))
+	if n > allowed {
+		return fmt.Sprintf("rule %s would touch %d of the %d members of %s within %s (safety.storm_guard.max_workload_fraction %g allows %d)",
+			c.Rule, n, size, c.Target, e.o.StormWindow, e.o.StormMaxWorkloadFraction, allowed), nil
+	}
+	return "", nil
 }
 
 // buildStored builds an action from its stored (rendered) params.

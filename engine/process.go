@@ -368,6 +368,9 @@ func (e *Engine) build(na *store.NewAction, s *rules.Action, env *rules.Env) err
 		na.Class = string(c.Class())
 	}
 	na.Target, na.Scope = act.Target(), act.Scope()
+	if m, ok := act.(handlers.WorkloadMember); ok {
+		na.Member = m.Member()
+	}
 	if spec.TargetPerIncident {
 		na.Target += " incident/" + itoa(na.IncidentID)
 	}

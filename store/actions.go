@@ -31,6 +31,9 @@ type NewAction struct {
 	Reason     string
 	Error      string
 	At         time.Time
+	// Member is the member of the target workload the action touches ("" if none): see
+	// handlers.WorkloadMember.
+	Member string
 	// ApprovalsRequired is how many distinct approvers it needs when awaiting approval (0 means 1).
 	ApprovalsRequired int
 	// BasisAt is when the evidence the action rests on was current: the alert's receipt, the
@@ -50,7 +53,7 @@ func (s *Store) InsertActionsTx(ctx context.Context, tx pgx.Tx, as []NewAction) 
 		make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n),
 		make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 	ats, bases := make([]time.Time, n), make([]time.Time, n)
-	finished := make([]*time.Time, n)
+	finished, members := make([]*time.Time, n), make([]*string, n)
 	for i, a := range as {
 		p := a.Params
 		if p == nil {
@@ -70,19 +73,22 @@ func (s *Store) InsertActionsTx(ctx context.Context, tx pgx.Tx, as []NewAction) 
 		if a.State != ActionPlanned && a.State != ActionAwaitingApproval {
 			finished[i] = &ats[i]
 		}
+		if a.Member != "" {
+			members[i] = &as[i].Member
+		}
 	}
 	rows, err := tx.Query(ctx, `
 INSERT INTO actions (incident_id, phase, step, rule, rule_hash, handler, target, scope, class, mode, params,
-                     approval, timeout_ms, state, reason, error, created_at, finished_at, basis_at, approvals_required, version)
+                     approval, timeout_ms, state, reason, error, created_at, finished_at, basis_at, approvals_required, member, version)
 SELECT u.inc, u.phase, u.step, u.rule, u.hash, u.handler, u.target, u.scope, u.class, u.mode, u.params::json,
-       u.approval, u.timeout, u.state, u.reason, u.err, u.at, u.fin, u.basis, u.required, $21
+       u.approval, u.timeout, u.state, u.reason, u.err, u.at, u.fin, u.basis, u.required, u.member, $22
   FROM unnest($1::bigint[], $2::text[], $3::int[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
               $9::text[], $10::text[], $11::text[], $12::text[], $13::bigint[], $14::text[], $15::text[], $16::text[],
-              $17::timestamptz[], $18::timestamptz[], $19::timestamptz[], $20::int[])
-       AS u(inc, phase, step, rule, hash, handler, target, scope, class, mode, params, approval, timeout, state, reason, err, at, fin, basis, required)
+              $17::timestamptz[], $18::timestamptz[], $19::timestamptz[], $20::int[], $21::text[])
+       AS u(inc, phase, step, rule, hash, handler, target, scope, class, mode, params, approval, timeout, state, reason, err, at, fin, basis, required, member)
 ON CONFLICT (incident_id, phase, step) DO NOTHING
 RETURNING id`,
-		inc, phases, steps, rules, hashes, handlers, targets, scopes, classes, modes, params, approvals, timeouts, states, reasons, errs, ats, finished, bases, required, s.version)
+		inc, phases, steps, rules, hashes, handlers, targets, scopes, classes, modes, params, approvals, timeouts, states, reasons, errs, ats, finished, bases, required, members, s.version)
 	if err != nil {
 		return nil, fmt.Errorf("plan actions: %w", err)
 	}
@@ -353,6 +359,19 @@ SELECT rule, count(DISTINCT target) FROM actions
 	var n int
 	_, err = pgx.ForEachRow(rows, []any{&rule, &n}, func() error { out[rule] = n; return nil })
 	return out, err
+}
+
+// WorkloadMembersTx counts the distinct members of target that rule's disruptive actions were
+// planned for since since (the storm guard's max_workload_fraction).
+func (s *Store) WorkloadMembersTx(ctx context.Context, tx pgx.Tx, rule, target string, since time.Time) (int, error) {
+	var n int
+	err := tx.QueryRow(ctx, `SELECT count(DISTINCT member) FROM actions
+ WHERE rule = $1 AND target = $2 AND member IS NOT NULL AND phase = 'actions' AND class = 'disruptive' AND created_at > $3`,
+		rule, target, since).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("storm guard: workload members: %w", err)
+	}
+	return n, nil
 }
 
 // FirstStormBlockTx reports whether id is the first action of rule refused by the storm guard
