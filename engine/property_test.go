@@ -116,3 +116,114 @@ rules:
 		})
 	}
 }
+
+// TestBreakerAndStormInvariantsUnderRandomStorms drives random storms over many targets with
+// failing fixes, with the circuit breaker and the storm guard on, and checks from the store and the
+// audit trail: no disruptive action starts while its breaker is open (before its open period
+// ends), no rule starts an action while it has touched more than max_targets targets within the
+// window, and no refused action reached its handler.
+func TestBreakerAndStormInvariantsUnderRandomStorms(t *testing.T) {
+	const (
+		openFor    = 2 * time.Minute
+		window     = 3 * time.Minute
+		maxTargets = 4
+	)
+	rulesYAML := `
+rules:
+  - name: restart
+    when: alert.name == "KubePodCrashLooping" && alert.status == "firing"
+    actions:
+      - handler: test.fix
+        params: {target: "{{ alert.labels.pod }}"}
+    escalate:
+      - handler: test.page
+        params: {target: "oncall-{{ alert.labels.pod }}"}
+`
+	for _, seed := range []uint64{3, 11, 99} {
+		t.Run(fmt.Sprint("seed ", seed), func(t *testing.T) {
+			h := newHarness(t, rulesYAML, func(o *engine.Options) {
+				o.BreakerFailures = 2
+				o.BreakerOpenFor = openFor
+				o.StormMaxTargets = maxTargets
+				o.StormWindow = window
+			})
+			rng := rand.New(rand.NewPCG(seed, seed^0x5eed))
+			var sent []alert.Alert
+			for i := range 12 { // half the pods start out beyond repair
+				if i%2 == 0 {
+					h.fix.fail[fmt.Sprint("p", i)] = handlers.Fail(handlers.ReasonNotRecovered, "still crash looping")
+				}
+			}
+			for range 90 {
+				switch r := rng.IntN(100); {
+				case r < 30: // a burst: one to four pods at once (bursts close together make a storm)
+					for range 1 + rng.IntN(4) {
+						a := mkAlert("KubePodCrashLooping", alert.StatusFiring, h.clock.Now(),
+							map[string]string{"pod": fmt.Sprint("p", rng.IntN(12))})
+						sent = append(sent, a)
+						h.process(a)
+					}
+				case r < 38 && len(sent) > 0: // a re-send
+					h.process(sent[rng.IntN(len(sent))])
+				case r < 50: // a fix stops or starts working on some pod
+					h.fix.mu.Lock()
+					p := fmt.Sprint("p", rng.IntN(12))
+					if h.fix.fail[p] == nil {
+						h.fix.fail[p] = handlers.Fail(handlers.ReasonNotRecovered, "still crash looping")
+					} else {
+						delete(h.fix.fail, p)
+					}
+					h.fix.mu.Unlock()
+				default: // time passes
+					h.clock.Add(time.Duration(5+rng.IntN(120)) * time.Second)
+				}
+				h.settle()
+			}
+
+			// Breaker: no disruptive start after a breaker_open audit row and before its open
+			// period ended.
+			if n := h.count(`SELECT count(*) FROM audit p
+  JOIN audit s ON s.kind = 'action' AND s.reason = 'started' AND s.id > p.id AND s.at < p.at + $1::interval
+  JOIN actions a ON a.id = s.action_id AND a.class = 'disruptive'
+ WHERE p.kind = 'control' AND p.reason = 'breaker_open'`, openFor.String()); n != 0 {
+				t.Errorf("%d disruptive starts while the breaker was open", n)
+			}
+			// Storm guard: when an action started, its rule's disruptive actions planned before it
+			// within the window touched at most maxTargets targets.
+			if n := h.count(`SELECT count(*) FROM actions a
+ WHERE a.class = 'disruptive' AND a.phase = 'actions' AND a.started_at IS NOT NULL
+   AND (SELECT count(DISTINCT b.target) FROM actions b
+         WHERE b.rule = a.rule AND b.class = 'disruptive' AND b.phase = 'actions'
+           AND b.created_at > a.started_at - $1::interval AND b.created_at < a.started_at) > $2`, window.String(), maxTargets); n != 0 {
+				t.Errorf("%d starts while their rule was in a storm", n)
+			}
+			// A refusal has no effect: no handler call carries the key of an action that did not start.
+			notStarted := map[string]bool{}
+			rows, err := h.st.Pool().Query(context.Background(), `SELECT id FROM actions WHERE started_at IS NULL`)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for rows.Next() {
+				var id int64
+				if err := rows.Scan(&id); err != nil {
+					t.Fatal(err)
+				}
+				notStarted[fmt.Sprint("responder-action-", id)] = true
+			}
+			rows.Close()
+			for _, c := range append(h.fix.Calls(), h.page.Calls()...) {
+				if notStarted[c.Key] {
+					t.Errorf("handler called for an action that never started: %+v", c)
+				}
+			}
+			storms := h.count(`SELECT count(*) FROM actions WHERE reason = 'storm_blocked'`)
+			opens := h.count(`SELECT count(*) FROM audit WHERE reason = 'breaker_open' AND kind = 'control'`)
+			if storms == 0 || opens == 0 {
+				t.Errorf("the storm did not exercise both guards (storm_blocked %d, breaker openings %d): change the mix", storms, opens)
+			}
+			t.Logf("seed %d: %d alerts, %d starts, %d storm_blocked, %d breaker_open skips, %d breaker openings", seed, len(sent),
+				h.count(`SELECT count(*) FROM actions WHERE started_at IS NOT NULL AND class = 'disruptive'`), storms,
+				h.count(`SELECT count(*) FROM actions WHERE reason = 'breaker_open'`), opens)
+		})
+	}
+}
