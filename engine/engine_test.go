@@ -8,6 +8,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -1394,5 +1395,53 @@ func TestBreakerMachineIsSharedByReplicas(t *testing.T) {
 	}
 	if state != "skipped" || reason != "breaker_open" {
 		t.Fatalf("d = %s/%s, want skipped/breaker_open", state, reason)
+	}
+}
+
+// TestRedeliveryToAnotherReplicaDuringSlowHandler: while replica A's handler is slow, the same
+// alert is delivered again to replica B (JetStream's ack wait ran out) and B's executor runs
+// passes: the action exists once, B cannot claim it (the claim is a compare-and-set on the row),
+// and the effect happens once.
+func TestRedeliveryToAnotherReplicaDuringSlowHandler(t *testing.T) {
+	h := newHarness(t, singleRule, nil)
+	a := mkAlert("KubePodCrashLooping", alert.StatusFiring, h.clock.Now(), map[string]string{"pod": "a"})
+	h.fix.block = make(chan struct{})
+	h.process(a)
+	if _, err := h.eng.ExecuteOnce(context.Background()); err != nil { // A starts it; the handler hangs
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for len(h.fix.Calls()) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("A's handler never started")
+		}
+		runtime.Gosched()
+	}
+	b, err := engine.New(engine.Options{Store: h.st, Handlers: h.reg, Rules: h.eng.Rules(), Owner: "replica-b", Now: h.clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 3 { // redelivered to B, possibly more than once, and B keeps executing
+		a.ReceivedAt = h.clock.Now()
+		if err := b.Process(context.Background(), []alert.Alert{a}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := b.ExecuteOnce(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(h.fix.block)
+	h.settle()
+	if _, err := b.ExecuteOnce(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(h.fix.Calls()); n != 1 {
+		t.Fatalf("handler calls = %d, want 1", n)
+	}
+	if n := h.count(`SELECT count(*) FROM actions WHERE phase = 'actions'`); n != 1 {
+		t.Fatalf("actions = %d, want 1", n)
+	}
+	if n := h.count(`SELECT count(*) FROM actions WHERE phase = 'actions' AND state = 'succeeded'`); n != 1 {
+		t.Fatalf("succeeded actions = %d, want 1", n)
 	}
 }
