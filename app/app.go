@@ -116,7 +116,7 @@ func New(ctx context.Context, o Options) (*App, error) {
 	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		versioncollector.NewCollector("responder"))
 
-	hs, err := a.buildHandlers()
+	hs, err := BuildHandlers(cfg, o.Version, o.Logger)
 	if err != nil {
 		return nil, err
 	}
@@ -215,22 +215,26 @@ func loadConfig(o Options) (*config.Config, error) {
 	return config.Load(o.ConfigFile, config.WithGetenv(o.Getenv))
 }
 
-// buildHandlers is the explicit handler registry.
-func (a *App) buildHandlers() (*handlers.Registry, error) {
-	h := a.cfg.Handlers.HTTP
+// BuildHandlers is the explicit handler registry for cfg (serve, `rules check` and `rules test`
+// build the same one).
+func BuildHandlers(cfg *config.Config, version string, log *slog.Logger) (*handlers.Registry, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	h := cfg.Handlers.HTTP
 	retries := 2
 	if h.Retries != nil {
 		retries = *h.Retries
 	}
-	pw := a.cfg.Handlers.Page.Webhook
+	pw := cfg.Handlers.Page.Webhook
 	pager := pagehandler.New(pagehandler.Options{URL: pw.URL.Value(), RoutingKey: pw.RoutingKey.Value(), Timeout: pw.Timeout.D(),
-		Version: a.o.Version, Logger: a.log})
+		Version: version, Logger: log})
 	if err := pager.ConfigError(); err != nil {
-		a.log.Info("page.webhook is not configured; rules using it will fail with bad_param", "err", err)
+		log.Info("page.webhook is not configured; rules using it will fail with bad_param", "err", err)
 	}
 	return handlers.NewRegistry(
 		httpreq.New(httpreq.Options{AllowedHosts: h.AllowedHosts, Timeout: h.Timeout.D(), Retries: retries,
-			Version: a.o.Version, Logger: a.log}),
+			Version: version, Logger: log}),
 		pager,
 	)
 }

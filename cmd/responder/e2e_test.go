@@ -402,6 +402,10 @@ func TestCLIContract(t *testing.T) {
 	if err := os.WriteFile(bad, []byte("rules:\n  - name: x\n    when: alert.lables.pod == \"a\"\n    actions:\n      - handler: http.requets\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	pager := filepath.Join(t.TempDir(), "page.yml") // every handler serve has, e.g. page.webhook, is known
+	if err := os.WriteFile(pager, []byte("rules:\n  - name: p\n    when: alert.name == \"X\"\n    actions:\n      - handler: page.webhook\n        params: {summary: \"{{ alert.name }}\"}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	noTokens := filepath.Join(t.TempDir(), "responder.yml")
 	if err := os.WriteFile(noTokens, []byte("database: {url: postgres://127.0.0.1:1/x}\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -413,6 +417,7 @@ func TestCLIContract(t *testing.T) {
 		want []string
 	}{
 		{"rules check on the examples", []string{"rules", "check", "--config.file=../../examples/responder.yml"}, 0, []string{"SUCCESS: 3 rules"}},
+		{"rules check knows every handler", []string{"rules", "check", pager}, 0, []string{"SUCCESS: 1 rules"}},
 		{"rules check names file:line", []string{"rules", "check", bad}, 1, []string{bad + ":3:", "alert has no field lables", bad + ":5:", `unknown handler "http.requets"`}},
 		{"version", []string{"version"}, 0, []string{"responder, version"}},
 		{"serve refuses without tokens", []string{"serve", "--config.file=" + noTokens, "--web.listen-address=127.0.0.1:0"}, 1, []string{"--web.no-auth"}},

@@ -19,7 +19,6 @@ import (
 	"github.com/responder-sre/responder/app"
 	"github.com/responder-sre/responder/config"
 	"github.com/responder-sre/responder/handlers"
-	"github.com/responder-sre/responder/handlers/httpreq"
 	"github.com/responder-sre/responder/rules"
 	"github.com/responder-sre/responder/source/alertmanager"
 )
@@ -166,7 +165,7 @@ func runCheck(stdout, stderr io.Writer, configFile string, files []string) int {
 // registry is the handler registry `rules check` validates against: the same handlers as serve,
 // configured from the same file, never called.
 func registry(cfg *config.Config) (*handlers.Registry, error) {
-	return handlers.NewRegistry(httpreq.New(httpreq.Options{AllowedHosts: cfg.Handlers.HTTP.AllowedHosts}))
+	return app.BuildHandlers(cfg, version.Version, nil)
 }
 
 func runSend(stdout, stderr io.Writer, url, tokenFile string, timeout time.Duration, files []string) int {
