@@ -52,6 +52,10 @@ type Alert struct {
 	// ReceivedAt is when responder accepted the alert (webhook answer or probe result). Staleness
 	// (safety.max_alert_age) is measured from it.
 	ReceivedAt time.Time `json:"receivedAt"`
+	// Fence is the leader lease token under which a singleton source (the probes) produced the
+	// alert; 0 for alerts from outside. The consumer refuses an alert whose token is lower than
+	// one it already accepted: a deposed leader's late results are dropped.
+	Fence int64 `json:"fence,omitempty"`
 }
 
 // ValueOrNaN returns the alert's value, or NaN when it has none.

@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -377,11 +378,55 @@ func (p processor) Process(ctx context.Context, msgs []bus.Message) error {
 	for _, m := range msgs {
 		alerts = append(alerts, m.Alerts...)
 	}
-	err := p.a.eng.Process(ctx, alerts)
+	alerts, err := p.a.fence(ctx, alerts)
+	if err != nil {
+		return err // transient: the store is down
+	}
+	err = p.a.eng.Process(ctx, alerts)
 	if err != nil && !store.IsTransient(err) {
 		return bus.Permanent(err)
 	}
 	return err
+}
+
+// probeFence names the lease whose tokens fence the probes' results (the leader lease).
+const probeFence = "probes"
+
+// fence drops the alerts a deposed leader produced: a token lower than one already accepted (see
+// store.AcceptFence). Tokens are checked in ascending order, so a batch holding a leader's backlog
+// and then its successor's first results keeps both.
+func (a *App) fence(ctx context.Context, alerts []alert.Alert) ([]alert.Alert, error) {
+	var tokens []int64
+	for _, al := range alerts {
+		if al.Fence > 0 && !slices.Contains(tokens, al.Fence) {
+			tokens = append(tokens, al.Fence)
+		}
+	}
+	if len(tokens) == 0 {
+		return alerts, nil
+	}
+	slices.Sort(tokens)
+	stale := map[int64]bool{}
+	for _, tok := range tokens {
+		ok, err := a.st.AcceptFence(ctx, probeFence, tok)
+		if err != nil {
+			return nil, err
+		}
+		stale[tok] = !ok
+	}
+	kept := alerts[:0:0]
+	for _, al := range alerts {
+		if al.Fence > 0 && stale[al.Fence] {
+			a.log.Warn("dropped a result of a deposed leader", "source", al.Source, "name", al.Name, "status", al.Status, "fence", al.Fence)
+			if err := a.st.Audit(ctx, store.AuditInsert{At: a.o.Now(), Kind: store.AuditAlertRejected, Actor: al.Source,
+				Reason: "stale_leader", Detail: map[string]any{"name": al.Name, "labels": al.Labels, "status": al.Status, "fence": al.Fence}}); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		kept = append(kept, al)
+	}
+	return kept, nil
 }
 
 func (p processor) DeadLetter(ctx context.Context, msgID string, data []byte, reason string) error {
