@@ -1,21 +1,120 @@
 package config
 
-// SlackConfig configures the Slack integration (the Slack issue).
+import (
+	"fmt"
+	"net/url"
+	"regexp"
+	"strings"
+	"time"
+)
+
+// DefaultSlackGroupCacheTTL is how long the members of an approvers group are cached.
+const DefaultSlackGroupCacheTTL = 5 * time.Minute
+
+// SlackConfig configures the Slack integration: incident messages, page.slack, approvals by
+// button and slash command, Socket Mode. The section is "configured" when any of bot_token_file,
+// signing_secret_file, app_token_file, socket_mode or approvers is set; a configured section
+// needs bot_token_file and channel, and signing_secret_file (HTTP endpoints) or socket_mode with
+// app_token_file. A section holding only a channel is inert.
 type SlackConfig struct {
 	BotTokenFile      string `yaml:"bot_token_file"`
 	SigningSecretFile string `yaml:"signing_secret_file"`
 	AppTokenFile      string `yaml:"app_token_file"`
-	SocketMode        bool   `yaml:"socket_mode"`
-	Channel           string `yaml:"channel"`
-	APIURL            string `yaml:"api_url"`
-	Approvers         struct {
-		Users  []string `yaml:"users"`
-		Groups []string `yaml:"groups"`
-	} `yaml:"approvers"`
+	// SocketMode receives commands and button clicks over Slack's Socket Mode websocket (needs
+	// app_token_file) instead of POST /slack/commands and /slack/interactions.
+	SocketMode bool `yaml:"socket_mode"`
+	// Channel is where incident messages and pages go: "#name" or a channel ID.
+	Channel string `yaml:"channel"`
+	// APIURL replaces https://slack.com/api/ (a proxy, or slacktest in tests).
+	APIURL    string         `yaml:"api_url"`
+	Approvers SlackApprovers `yaml:"approvers"`
+	// PageGroup is the user group (S...) page.slack mentions when a rule names none.
+	PageGroup string `yaml:"page_group"`
+	// GroupCacheTTL is how long members of approvers.groups are cached (default 5m).
+	GroupCacheTTL Duration `yaml:"group_cache_ttl"`
+
+	// Secrets read from the *_file keys; never in YAML, never printed.
+	BotToken      Secret `yaml:"-"`
+	SigningSecret Secret `yaml:"-"`
+	AppToken      Secret `yaml:"-"`
 }
 
+// SlackApprovers are who may approve, deny, pause and resume from Slack: user IDs (U..., W...)
+// and members of user groups (S...).
+type SlackApprovers struct {
+	Users  []string `yaml:"users"`
+	Groups []string `yaml:"groups"`
+}
+
+// Configured reports whether the slack section asks for the integration (see SlackConfig).
+func (s SlackConfig) Configured() bool {
+	return s.BotTokenFile != "" || s.SigningSecretFile != "" || s.AppTokenFile != "" || s.SocketMode ||
+		s.BotToken != "" || len(s.Approvers.Users) > 0 || len(s.Approvers.Groups) > 0
+}
+
+var (
+	reSlackUser    = regexp.MustCompile(`^[UW][A-Z0-9]{2,20}$`)
+	reSlackGroup   = regexp.MustCompile(`^S[A-Z0-9]{2,20}$`)
+	reSlackChannel = regexp.MustCompile(`^(#[a-z0-9][a-z0-9._-]{0,79}|[CGD][A-Z0-9]{2,20})$`)
+)
+
 // validateSlack checks the slack section.
-func (c *Config) validateSlack(_ *checker) {}
+func (c *Config) validateSlack(ch *checker) {
+	s := c.Slack
+	if s.GroupCacheTTL < 0 {
+		ch.errorf("slack.group_cache_ttl", "must not be negative")
+	}
+	if s.APIURL != "" {
+		u, err := url.Parse(s.APIURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			ch.errorf("slack.api_url", "%q is not an absolute http(s) URL", s.APIURL)
+		}
+	}
+	for i, u := range s.Approvers.Users {
+		if !reSlackUser.MatchString(u) {
+			ch.errorf(sliceKey("slack.approvers.users", i), "%q is not a Slack user ID (like U012AB3CD)", u)
+		}
+	}
+	for i, g := range s.Approvers.Groups {
+		if !reSlackGroup.MatchString(g) {
+			ch.errorf(sliceKey("slack.approvers.groups", i), "%q is not a Slack user group ID (like S0614TZR7)", g)
+		}
+	}
+	if s.PageGroup != "" && !reSlackGroup.MatchString(s.PageGroup) {
+		ch.errorf("slack.page_group", "%q is not a Slack user group ID (like S0614TZR7)", s.PageGroup)
+	}
+	if !s.Configured() {
+		return
+	}
+	if s.BotTokenFile == "" && s.BotToken == "" {
+		ch.errorf("slack.bot_token_file", "required when slack is configured")
+	}
+	switch channel := strings.TrimSpace(s.Channel); {
+	case channel == "":
+		ch.errorf("slack.channel", "required when slack is configured (\"#incidents\" or a channel ID)")
+	case !reSlackChannel.MatchString(channel):
+		ch.errorf("slack.channel", "%q is neither #name (lower case) nor a channel ID (like C0123ABCD)", s.Channel)
+	}
+	if s.SocketMode {
+		if s.AppTokenFile == "" && s.AppToken == "" {
+			ch.errorf("slack.socket_mode", "needs slack.app_token_file (an app-level token, xapp-...)")
+		}
+	} else if s.SigningSecretFile == "" && s.SigningSecret == "" {
+		ch.errorf("slack.signing_secret_file", "required unless slack.socket_mode is true (it verifies POST /slack/commands and /slack/interactions)")
+	}
+	if s.BotToken != "" && !strings.HasPrefix(s.BotToken.Value(), "xoxb-") {
+		ch.errorf("slack.bot_token_file", "does not hold a bot token (it should start with xoxb-)")
+	}
+	if s.AppToken != "" && !strings.HasPrefix(s.AppToken.Value(), "xapp-") {
+		ch.errorf("slack.app_token_file", "does not hold an app-level token (it should start with xapp-)")
+	}
+}
+
+func sliceKey(key string, i int) string { return fmt.Sprintf("%s[%d]", key, i) }
 
 // resolveSlackSecrets reads the slack *_file secrets.
-func resolveSlackSecrets(_ *Config, _ *checker, _ options) {}
+func resolveSlackSecrets(cfg *Config, c *checker, o options) {
+	readOne(cfg, c, o, "slack.bot_token", &cfg.Slack.BotToken, cfg.Slack.BotTokenFile)
+	readOne(cfg, c, o, "slack.signing_secret", &cfg.Slack.SigningSecret, cfg.Slack.SigningSecretFile)
+	readOne(cfg, c, o, "slack.app_token", &cfg.Slack.AppToken, cfg.Slack.AppTokenFile)
+}

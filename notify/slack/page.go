@@ -1,0 +1,207 @@
+package slack
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/slack-go/slack"
+
+	"github.com/responder-sre/responder/alert"
+	"github.com/responder-sre/responder/handlers"
+	"github.com/responder-sre/responder/store"
+)
+
+// PageName is the page handler's name in rule files.
+const PageName = "page.slack"
+
+// maxPageText bounds the page text.
+const maxPageText = 3000
+
+var (
+	reGroup   = regexp.MustCompile(`^S[A-Z0-9]{2,20}$`)
+	reChannel = regexp.MustCompile(`^(#[a-z0-9][a-z0-9._-]{0,79}|[CGD][A-Z0-9]{2,20})$`)
+)
+
+// Page is the page.slack handler: it posts a page mentioning a user group, with the incident
+// summary, to the channel. It implements handlers.Handler and handlers.StaticValidator.
+type Page struct{ s *Slack }
+
+var (
+	_ handlers.Handler         = (*Page)(nil)
+	_ handlers.StaticValidator = (*Page)(nil)
+)
+
+// PageHandler returns the page.slack handler posting through s.
+func (s *Slack) PageHandler() *Page { return &Page{s: s} }
+
+const pageExample = `rules:
+  - name: restart-crashlooping-pod
+    when: alert.name == "KubePodCrashLooping" && alert.status == "firing"
+    actions:
+      - handler: k8s.restart_pod
+        params: {namespace: "{{ alert.labels.namespace }}", pod: "{{ alert.labels.pod }}"}
+    escalate:
+      - handler: page.slack
+        params:
+          text: "restart of {{ alert.labels.pod }} did not help"
+          group: S0614TZR7
+`
+
+// Spec describes page.slack.
+func (p *Page) Spec() handlers.Spec {
+	return handlers.Spec{
+		Name: PageName,
+		Doc: "Posts a page to Slack mentioning a user group (<!subteam^ID>), with the incident summary; " +
+			"once per action (a retried action never posts twice). Rate limits and Slack outages are retried.",
+		Params: []handlers.Param{
+			{Name: "text", Type: handlers.String, Required: true, Doc: "what happened and what is asked of the humans"},
+			{Name: "group", Type: handlers.String, Doc: "user group ID to mention (S...); default slack.page_group"},
+			{Name: "channel", Type: handlers.String, Doc: "#channel or channel ID; default slack.channel"},
+		},
+		Class:             handlers.ClassNotify,
+		DefaultApproval:   handlers.ApprovalNone,
+		DefaultTimeout:    30 * time.Second,
+		Target:            `"slack:<channel>", qualified by the incident`,
+		TargetPerIncident: true,
+		Scope:             "slack",
+		Example:           pageExample,
+	}
+}
+
+// ValidateStatic checks literal group and channel.
+func (p *Page) ValidateStatic(raw handlers.Params) error {
+	var errs []error
+	if g, ok := raw["group"].(string); ok && !handlers.IsTemplate(g) && !reGroup.MatchString(g) {
+		errs = append(errs, fmt.Errorf("group %q is not a Slack user group ID (like S0614TZR7)", g))
+	}
+	if c, ok := raw["channel"].(string); ok && !handlers.IsTemplate(c) && !reChannel.MatchString(c) {
+		errs = append(errs, fmt.Errorf("channel %q is neither #name nor a channel ID", c))
+	}
+	if t, ok := raw["text"].(string); ok && strings.TrimSpace(t) == "" {
+		errs = append(errs, errors.New("text may not be empty"))
+	}
+	return errors.Join(errs...)
+}
+
+// Build checks rendered params. Every error is bad_param.
+func (p *Page) Build(params handlers.Params) (handlers.Action, error) {
+	bad := func(format string, args ...any) error {
+		return &handlers.Error{Reason: handlers.ReasonBadParam, Err: fmt.Errorf(format, args...)}
+	}
+	for k, v := range params {
+		sp, ok := p.Spec().Param(k)
+		if !ok {
+			return nil, bad("handler %q has no param %q", PageName, k)
+		}
+		if err := handlers.CheckType(sp, v); err != nil {
+			return nil, bad("%v", err)
+		}
+	}
+	text, _ := params["text"].(string)
+	if strings.TrimSpace(text) == "" {
+		return nil, bad("text may not be empty")
+	}
+	a := &pageAction{s: p.s, text: truncate(text, maxPageText), group: p.s.cfg.PageGroup, channel: p.s.cfg.Channel}
+	if g, ok := params["group"].(string); ok && g != "" {
+		a.group = g
+	}
+	if c, ok := params["channel"].(string); ok && c != "" {
+		a.channel = c
+	}
+	if a.group != "" && !reGroup.MatchString(a.group) {
+		return nil, bad("group %q is not a Slack user group ID (like S0614TZR7)", a.group)
+	}
+	if !reChannel.MatchString(a.channel) {
+		return nil, bad("channel %q is neither #name nor a channel ID", a.channel)
+	}
+	return a, nil
+}
+
+type pageAction struct {
+	s       *Slack
+	text    string
+	group   string
+	channel string
+}
+
+func (a *pageAction) Target() string                           { return "slack:" + a.channel }
+func (a *pageAction) Scope() string                            { return "slack" }
+func (a *pageAction) Class() handlers.Class                    { return handlers.ClassNotify }
+func (a *pageAction) Check(context.Context, alert.Alert) error { return handlers.ErrNotCheckable }
+func (a *pageAction) message(inc int64, al alert.Alert) (string, []slack.Block) {
+	mention := ""
+	if a.group != "" {
+		mention = "<!subteam^" + a.group + "> "
+	}
+	head := fmt.Sprintf("%s:rotating_light: %s", mention, esc(a.text))
+	var sum []string
+	if inc != 0 {
+		sum = append(sum, fmt.Sprintf("incident #%d", inc))
+	}
+	sum = append(sum, fmt.Sprintf("*%s* (%s)", esc(al.Name), al.Status))
+	if sev := al.Labels["severity"]; sev != "" {
+		sum = append(sum, "severity "+esc(sev))
+	}
+	if !al.StartsAt.IsZero() {
+		sum = append(sum, "since "+slackDate(al.StartsAt))
+	}
+	blocks := []slack.Block{slack.NewSectionBlock(md(head), nil, nil), slack.NewContextBlock("summary", md(strings.Join(sum, " · ")))}
+	if lbl := labelLine(al.Labels); lbl != "" {
+		blocks = append(blocks, slack.NewContextBlock("labels", md(lbl)))
+	}
+	if links := linkLine(al.GeneratorURL, al.Annotations); links != "" {
+		blocks = append(blocks, slack.NewContextBlock("links", md(links)))
+	}
+	return head, blocks
+}
+
+// Do posts the page once per idempotency key: a key already recorded is not posted again. A rate
+// limit or an unreachable Slack is a server_error (the engine retries the page later); Slack
+// refusing the call (channel_not_found, not_in_channel, invalid_auth) is a client_error.
+func (a *pageAction) Do(ctx context.Context, al alert.Alert) (handlers.Result, error) {
+	s := a.s
+	key := handlers.IdempotencyKey(ctx)
+	if key != "" {
+		prev, err := s.st.GetSlackPage(ctx, key)
+		switch {
+		case err == nil:
+			return handlers.Result{Detail: fmt.Sprintf("already posted to %s at %s", prev.Channel, prev.TS)}, nil
+		case !errors.Is(err, store.ErrNotFound):
+			return handlers.Result{}, handlers.Fail(handlers.ReasonServerError, "%s: read the page record: %w", PageName, err)
+		}
+	}
+	inc := handlers.IncidentID(ctx)
+	text, blocks := a.message(inc, al)
+	var channel, ts string
+	err := s.call(ctx, "chat.postMessage", func(ctx context.Context) error {
+		var err error
+		channel, ts, err = s.api.PostMessageContext(ctx, a.channel, slack.MsgOptionText(text, false), slack.MsgOptionBlocks(blocks...),
+			slack.MsgOptionDisableLinkUnfurl())
+		return err
+	})
+	if err != nil {
+		var se slack.SlackErrorResponse
+		if errors.As(err, &se) {
+			return handlers.Result{}, handlers.Fail(handlers.ReasonClientError, "%s: Slack refused the page: %s", PageName, se.Err)
+		}
+		return handlers.Result{}, handlers.Fail(handlers.ReasonServerError, "%s: %w", PageName, err)
+	}
+	if key != "" {
+		// The page went out: recording it is retried, and a failure to record is logged, not
+		// returned (an error would make the engine post it again).
+		var rerr error
+		for range 3 {
+			if _, rerr = s.st.RecordSlackPage(ctx, store.SlackPage{Key: key, IncidentID: inc, Channel: channel, TS: ts, At: s.now()}); rerr == nil {
+				break
+			}
+		}
+		if rerr != nil {
+			s.log.Error("slack: page posted but not recorded; a retry of this action could post it again", "key", key, "err", rerr)
+		}
+	}
+	return handlers.Result{Detail: fmt.Sprintf("posted to %s at %s", channel, ts)}, nil
+}
