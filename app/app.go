@@ -33,6 +33,7 @@ import (
 	"github.com/responder-sre/responder/handlers/httpreq"
 	pagehandler "github.com/responder-sre/responder/handlers/page"
 	"github.com/responder-sre/responder/leader"
+	notifyslack "github.com/responder-sre/responder/notify/slack"
 	"github.com/responder-sre/responder/rules"
 	"github.com/responder-sre/responder/store"
 )
@@ -72,6 +73,7 @@ type App struct {
 	elector  *leader.Elector
 	budgets  []engine.Budget
 	owner    string
+	slack    *notifyslack.Slack // nil without a slack section
 	// SHA-256 digests of the API tokens (nil when unset), compared in constant time.
 	adminHash, readHash []byte
 	unauthorized        prometheus.Counter
@@ -117,17 +119,15 @@ func New(ctx context.Context, o Options) (*App, error) {
 	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		versioncollector.NewCollector("responder"))
 
+	// The rules are checked before anything starts, against the handlers without their clients;
+	// they are loaded again below against the registry that runs.
 	hs, err := BuildHandlers(cfg, o.Version, o.Logger)
 	if err != nil {
 		return nil, err
 	}
-	a.handlers = hs
-	ruleSet, err := loadRules(cfg, hs)
-	if err != nil {
+	if _, err := loadRules(cfg, hs); err != nil {
 		return nil, err
 	}
-	a.reload = newReloader(a.reg, o.Now)
-	a.reload.succeeded(ruleSet)
 
 	ok := false
 	defer func() {
@@ -155,6 +155,26 @@ func New(ctx context.Context, o Options) (*App, error) {
 	if err != nil {
 		return nil, err
 	}
+	var clients Clients
+	if cfg.Slack.Configured() {
+		a.slack, err = notifyslack.New(cfg.Slack, notifyslack.Options{Store: a.st, Kick: a.kick, Now: o.Now,
+			ApprovalTTL: cfg.Approvals.TTL.D(), Logger: o.Logger.With("component", "slack"), Registerer: a.reg,
+			Budgets: a.slackBudgets, ConfigPaused: cfg.Safety.Paused})
+		if err != nil {
+			return nil, err
+		}
+		clients.Slack = a.slack
+	}
+	if hs, err = buildHandlers(cfg, o.Version, o.Logger, clients); err != nil {
+		return nil, err
+	}
+	a.handlers = hs
+	ruleSet, err := loadRules(cfg, hs)
+	if err != nil {
+		return nil, err
+	}
+	a.reload = newReloader(a.reg, o.Now)
+	a.reload.succeeded(ruleSet)
 	dry := o.DryRun || cfg.Safety.DryRun
 	a.owner = owner()
 	// Singleton work (health probes, next) runs only on the leader; every replica campaigns.
@@ -216,9 +236,19 @@ func loadConfig(o Options) (*config.Config, error) {
 	return config.Load(o.ConfigFile, config.WithGetenv(o.Getenv))
 }
 
+// Clients are the connections some handlers act through; a nil one leaves its handlers able to
+// validate and build actions (rules check, rules test) but failing with bad_param when they run.
+type Clients struct {
+	Slack *notifyslack.Slack
+}
+
 // BuildHandlers is the explicit handler registry for cfg (serve, `rules check` and `rules test`
-// build the same one).
+// build the same one), without clients.
 func BuildHandlers(cfg *config.Config, version string, log *slog.Logger) (*handlers.Registry, error) {
+	return buildHandlers(cfg, version, log, Clients{})
+}
+
+func buildHandlers(cfg *config.Config, version string, log *slog.Logger, c Clients) (*handlers.Registry, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -233,11 +263,36 @@ func BuildHandlers(cfg *config.Config, version string, log *slog.Logger) (*handl
 	if err := pager.ConfigError(); err != nil {
 		log.Info("page.webhook is not configured; rules using it will fail with bad_param", "err", err)
 	}
+	slackPage := notifyslack.NewPage(cfg.Slack)
+	if c.Slack != nil {
+		slackPage = c.Slack.PageHandler()
+	}
 	return handlers.NewRegistry(
 		httpreq.New(httpreq.Options{AllowedHosts: h.AllowedHosts, Timeout: h.Timeout.D(), Retries: retries,
 			Version: version, Logger: log}),
 		pager,
+		slackPage,
 	)
+}
+
+// kick wakes the engine (after a decision taken in Slack).
+func (a *App) kick() {
+	if a.eng != nil {
+		a.eng.Kick()
+	}
+}
+
+// slackBudgets is what `/responder status` shows of the budgets.
+func (a *App) slackBudgets(ctx context.Context) ([]notifyslack.BudgetStatus, error) {
+	var out []notifyslack.BudgetStatus
+	for _, b := range a.budgets {
+		used, err := a.st.BudgetMostUsed(ctx, b.Name, b.Window, a.o.Now())
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, notifyslack.BudgetStatus{Name: b.Name, Max: b.Max, MostUsed: used, Window: b.Window})
+	}
+	return out, nil
 }
 
 func loadRules(cfg *config.Config, hs *handlers.Registry) (*rules.Set, error) {
@@ -309,6 +364,25 @@ func (a *App) Run(ctx context.Context) error {
 			a.log.Warn("leader election stopped", "err", err)
 		}
 	}()
+	if a.slack != nil {
+		// The incident messages are singleton work (one message per incident); Socket Mode runs on
+		// every replica (Slack hands each event to one connection).
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			a.elector.RunWhileLeading(runCtx, time.Second, func(ctx context.Context, _ int64) error { return a.slack.Run(ctx) },
+				func(err error) { a.log.Warn("slack sync stopped; restarting", "err", err) })
+		}()
+		if a.cfg.Slack.SocketMode {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if err := a.slack.RunSocketMode(runCtx); err != nil && runCtx.Err() == nil {
+					a.log.Error("slack socket mode stopped", "err", err)
+				}
+			}()
+		}
+	}
 
 	var err error
 	select {
@@ -324,6 +398,9 @@ func (a *App) Run(ctx context.Context) error {
 	stopConsume()             // no new batches; a batch in flight finishes or is redelivered
 	stopEngine()              // stop claiming; running actions drain within DrainTimeout
 	wg.Wait()
+	if a.slack != nil {
+		a.slack.Wait() // answers to Slack still in flight
+	}
 	a.closeAll(shCtx)
 	a.log.Info("shutdown complete")
 	return err

@@ -95,7 +95,8 @@ type fixtureOpts struct {
 	natsURL string
 	dbURL   string
 	dryRun  bool
-	extra   string // appended to the config
+	extra   string             // appended to the config
+	rules   func(*sink) string // the rule file (default rulesYAML)
 }
 
 func writeConfig(t *testing.T, dir string, s *sink, o fixtureOpts) string {
@@ -111,7 +112,11 @@ handlers:
 %s`, o.natsURL, o.dbURL, hookToken, adminToken, readToken, s.HostPort(), o.extra)
 	must(t, os.MkdirAll(filepath.Join(dir, "rules"), 0o755))
 	must(t, os.WriteFile(filepath.Join(dir, "responder.yml"), []byte(cfg), 0o600))
-	must(t, os.WriteFile(filepath.Join(dir, "rules", "pods.yml"), []byte(rulesYAML(s)), 0o644))
+	rules := rulesYAML(s)
+	if o.rules != nil {
+		rules = o.rules(s)
+	}
+	must(t, os.WriteFile(filepath.Join(dir, "rules", "pods.yml"), []byte(rules), 0o644))
 	return filepath.Join(dir, "responder.yml")
 }
 

@@ -73,6 +73,11 @@ func (a *App) buildHTTP() error {
 	mux.Handle("POST /api/v1/pause", a.auth(accessAdmin, a.pause))
 	mux.Handle("POST /api/v1/resume", a.auth(accessAdmin, a.resume))
 	mux.Handle("POST /api/v1/breakers/{handler}/{scope}/reset", a.auth(accessAdmin, a.resetBreaker))
+	if a.slack != nil {
+		// Authenticated by Slack's request signature (slack.signing_secret_file), not by our tokens.
+		mux.Handle("/slack/commands", a.slack.CommandsHandler())
+		mux.Handle("/slack/interactions", a.slack.InteractionsHandler())
+	}
 	mux.Handle("/api/", a.auth(accessRead, func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such API endpoint: "+r.Method+" "+r.URL.Path)
 	}))

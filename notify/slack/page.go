@@ -11,6 +11,7 @@ import (
 	"github.com/slack-go/slack"
 
 	"github.com/responder-sre/responder/alert"
+	"github.com/responder-sre/responder/config"
 	"github.com/responder-sre/responder/handlers"
 	"github.com/responder-sre/responder/store"
 )
@@ -28,7 +29,10 @@ var (
 
 // Page is the page.slack handler: it posts a page mentioning a user group, with the incident
 // summary, to the channel. It implements handlers.Handler and handlers.StaticValidator.
-type Page struct{ s *Slack }
+type Page struct {
+	cfg config.SlackConfig
+	s   *Slack // nil: Slack is not configured, Do fails with bad_param
+}
 
 var (
 	_ handlers.Handler         = (*Page)(nil)
@@ -36,7 +40,12 @@ var (
 )
 
 // PageHandler returns the page.slack handler posting through s.
-func (s *Slack) PageHandler() *Page { return &Page{s: s} }
+func (s *Slack) PageHandler() *Page { return &Page{cfg: s.cfg, s: s} }
+
+// NewPage returns page.slack for `rules check` and `rules test`, or for a responder without Slack:
+// it validates and builds actions from cfg's defaults, and an action fails with bad_param when it
+// runs (like page.webhook without a URL).
+func NewPage(cfg config.SlackConfig) *Page { return &Page{cfg: cfg} }
 
 const pageExample = `rules:
   - name: restart-crashlooping-pod
@@ -105,7 +114,7 @@ func (p *Page) Build(params handlers.Params) (handlers.Action, error) {
 	if strings.TrimSpace(text) == "" {
 		return nil, bad("text may not be empty")
 	}
-	a := &pageAction{s: p.s, text: truncate(text, maxPageText), group: p.s.cfg.PageGroup, channel: p.s.cfg.Channel}
+	a := &pageAction{s: p.s, text: truncate(text, maxPageText), group: p.cfg.PageGroup, channel: p.cfg.Channel}
 	if g, ok := params["group"].(string); ok && g != "" {
 		a.group = g
 	}
@@ -164,6 +173,9 @@ func (a *pageAction) message(inc int64, al alert.Alert) (string, []slack.Block) 
 // refusing the call (channel_not_found, not_in_channel, invalid_auth) is a client_error.
 func (a *pageAction) Do(ctx context.Context, al alert.Alert) (handlers.Result, error) {
 	s := a.s
+	if s == nil {
+		return handlers.Result{}, handlers.Fail(handlers.ReasonBadParam, "%s: slack is not configured (slack.bot_token_file, slack.channel)", PageName)
+	}
 	key := handlers.IdempotencyKey(ctx)
 	if key != "" {
 		prev, err := s.st.GetSlackPage(ctx, key)
