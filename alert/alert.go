@@ -91,11 +91,16 @@ func Fingerprint(labels map[string]string) string {
 }
 
 // BatchID returns a stable id for a group of alerts: the hash of their sorted IDs. The bus uses it
-// as the message id, so a re-sent group is deduplicated whatever order its alerts come in.
+// as the message id, so a re-sent group is deduplicated whatever order its alerts come in. A probe
+// alert's id also holds the time it was produced: a heartbeat of a firing probe is a new
+// observation, not a re-send (a retried publication keeps its time, and is deduplicated).
 func BatchID(alerts []Alert) string {
 	ids := make([]string, len(alerts))
 	for i, a := range alerts {
 		ids[i] = a.ID()
+		if a.Source == SourceProbe {
+			ids[i] += "@" + a.ReceivedAt.UTC().Format(time.RFC3339Nano)
+		}
 	}
 	slices.Sort(ids)
 	h := sha256.New()

@@ -37,6 +37,16 @@ func TestBatchIDIgnoresOrderAndReceivedAt(t *testing.T) {
 	if alert.BatchID([]alert.Alert{a, b}) == alert.BatchID([]alert.Alert{a, r}) {
 		t.Fatal("a status change must change the id")
 	}
+	// A probe's heartbeat (same alert, produced later) is a new message; a retry of the same one is not.
+	p := alert.Alert{Source: alert.SourceProbe, Fingerprint: "p", StartsAt: t0, Status: alert.StatusFiring, ReceivedAt: t0}
+	hb := p
+	hb.ReceivedAt = t0.Add(5 * time.Minute)
+	if alert.BatchID([]alert.Alert{p}) == alert.BatchID([]alert.Alert{hb}) {
+		t.Fatal("a probe heartbeat must not be deduplicated as a re-send")
+	}
+	if alert.BatchID([]alert.Alert{p}) != alert.BatchID([]alert.Alert{p}) {
+		t.Fatal("a retried probe publication must keep its id")
+	}
 }
 
 func TestValidate(t *testing.T) {

@@ -18,8 +18,10 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
@@ -35,6 +37,7 @@ import (
 	"github.com/responder-sre/responder/leader"
 	notifyslack "github.com/responder-sre/responder/notify/slack"
 	"github.com/responder-sre/responder/rules"
+	"github.com/responder-sre/responder/source/probe"
 	"github.com/responder-sre/responder/store"
 )
 
@@ -74,6 +77,9 @@ type App struct {
 	budgets  []engine.Budget
 	owner    string
 	slack    *notifyslack.Slack // nil without a slack section
+	probes   *probe.Runner      // nil without probes
+	// probeToken is the leader lease token the probes run under in the current term.
+	probeToken atomic.Int64
 	// SHA-256 digests of the API tokens (nil when unset), compared in constant time.
 	adminHash, readHash []byte
 	unauthorized        prometheus.Counter
@@ -155,6 +161,12 @@ func New(ctx context.Context, o Options) (*App, error) {
 	if err != nil {
 		return nil, err
 	}
+	if len(cfg.Probes) > 0 {
+		if a.probes, err = probe.New(cfg.Probes, probe.Options{Publish: a.publishProbes, State: fencedProbeState{a},
+			Now: o.Now, Logger: o.Logger.With("component", "probe"), Registerer: a.reg}); err != nil {
+			return nil, err
+		}
+	}
 	var clients Clients
 	if cfg.Slack.Configured() {
 		a.slack, err = notifyslack.New(cfg.Slack, notifyslack.Options{Store: a.st, Kick: a.kick, Now: o.Now,
@@ -178,7 +190,7 @@ func New(ctx context.Context, o Options) (*App, error) {
 	dry := o.DryRun || cfg.Safety.DryRun
 	a.owner = owner()
 	// Singleton work (health probes, next) runs only on the leader; every replica campaigns.
-	if a.elector, err = leader.New(a.st, "responder", a.owner, leader.Options{Now: o.Now,
+	if a.elector, err = leader.New(a.st, leaseName, a.owner, leader.Options{Now: o.Now,
 		Logger: o.Logger.With("component", "leader"), Registerer: a.reg}); err != nil {
 		return nil, err
 	}
@@ -275,6 +287,34 @@ func buildHandlers(cfg *config.Config, version string, log *slog.Logger, c Clien
 	)
 }
 
+// leaseName is the leader lease every replica campaigns for; singleton work runs under it.
+const leaseName = "responder"
+
+// publishProbes publishes probe results stamped with the leader's token (see fence).
+func (a *App) publishProbes(ctx context.Context, as []alert.Alert) error {
+	tok := a.probeToken.Load()
+	for i := range as {
+		as[i].Fence = tok
+	}
+	return a.bus.Publish(ctx, as)
+}
+
+// fencedProbeState saves probe state only while the lease token the probes run under is current.
+type fencedProbeState struct{ a *App }
+
+func (f fencedProbeState) LoadProbeStates(ctx context.Context) (map[string][]byte, error) {
+	return f.a.st.LoadProbeStates(ctx)
+}
+
+func (f fencedProbeState) SaveProbeState(ctx context.Context, name string, state []byte) error {
+	return f.a.st.InTx(ctx, func(tx pgx.Tx) error {
+		if err := f.a.st.CheckFence(ctx, tx, leaseName, f.a.probeToken.Load(), f.a.o.Now()); err != nil {
+			return err
+		}
+		return f.a.st.SaveProbeStateTx(ctx, tx, name, state)
+	})
+}
+
 // kick wakes the engine (after a decision taken in Slack).
 func (a *App) kick() {
 	if a.eng != nil {
@@ -364,6 +404,18 @@ func (a *App) Run(ctx context.Context) error {
 			a.log.Warn("leader election stopped", "err", err)
 		}
 	}()
+	if a.probes != nil {
+		// Probes are singleton work: only the leader runs them, and what it publishes and saves is
+		// fenced by its lease token.
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			a.elector.RunWhileLeading(runCtx, time.Second, func(ctx context.Context, token int64) error {
+				a.probeToken.Store(token)
+				return a.probes.Run(ctx)
+			}, func(err error) { a.log.Warn("probes stopped; restarting", "err", err) })
+		}()
+	}
 	if a.slack != nil {
 		// The incident messages are singleton work (one message per incident); Socket Mode runs on
 		// every replica (Slack hands each event to one connection).

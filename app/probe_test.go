@@ -1,0 +1,93 @@
+package app_test
+
+import (
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// TestProbeEndToEnd: an http probe's target goes down → after `for` the rule acts exactly once
+// (heartbeats of the still-failing probe do not act again) → the target recovers → the incident
+// resolves → on_resolved runs once.
+func TestProbeEndToEnd(t *testing.T) {
+	var down atomic.Bool
+	target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		if down.Load() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ok"))
+	}))
+	t.Cleanup(target.Close)
+	f := startApp(t, fixtureOpts{
+		extra: fmt.Sprintf(`probes:
+  - name: api-health
+    interval: 100ms
+    timeout: 100ms
+    labels: {service: api, severity: critical}
+    http: {url: %q}
+`, target.URL+"/health"),
+		rules: func(s *sink) string {
+			return fmt.Sprintf(`
+rules:
+  - name: backend-down
+    when: alert.source == "probe" && alert.name == "api-health" && alert.status == "firing"
+    for: 1s
+    actions:
+      - handler: http.request
+        params: {url: "http://%[1]s/page/{{ alert.labels.service }}", class: notify}
+    on_resolved:
+      - handler: http.request
+        params: {url: "http://%[1]s/rerun/{{ alert.labels.service }}", class: notify}
+`, s.HostPort())
+		},
+	})
+	count := func(prefix string) int {
+		n := 0
+		for _, c := range f.sink.Calls() {
+			if strings.HasPrefix(c.Path, prefix) {
+				n++
+			}
+		}
+		return n
+	}
+	waitFor := func(what string, cond func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for !cond() {
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting for %s; sink calls %+v", what, f.sink.Calls())
+			}
+			<-time.After(20 * time.Millisecond) // polling within the deadline
+		}
+	}
+	// Healthy for a while: nothing happens.
+	waitFor("the probe to run", func() bool { return metricValue(t, f, "responder_probe_success") == 1 })
+	down.Store(true)
+	start := time.Now()
+	waitFor("the page", func() bool { return count("/page/api") == 1 })
+	if waited := time.Since(start); waited < time.Second {
+		t.Fatalf("acted after %s, before the rule's for: 1s", waited)
+	}
+	// Still down for a while (more probe runs): still one page.
+	deadline := time.Now().Add(1500 * time.Millisecond)
+	for time.Now().Before(deadline) {
+		if n := count("/page/api"); n != 1 {
+			t.Fatalf("pages = %d while the probe keeps failing, want 1", n)
+		}
+		<-time.After(50 * time.Millisecond) // observing that nothing more happens
+	}
+	down.Store(false)
+	waitFor("on_resolved", func() bool { return count("/rerun/api") == 1 })
+	code, b := f.do("GET", "/api/v1/incidents", readToken, nil)
+	if code != 200 || !strings.Contains(string(b), `"state": "resolved"`) || !strings.Contains(string(b), `"probe_kind": "http"`) {
+		t.Fatalf("incidents: %d %s", code, b)
+	}
+	if n := count("/page/api"); n != 1 {
+		t.Fatalf("pages = %d, want 1", n)
+	}
+}
