@@ -34,7 +34,9 @@ run: build db-start
 	@echo "           API     http://$(LISTEN)/api/v1/actions  (token: examples/secrets/api-token)"
 	$(BIN) serve --config.file=examples/responder.yml --storage.path=data --web.listen-address=$(LISTEN)
 
-# The Alertmanager binary (built from go.mod's version in tools/alertmanager, cached) is built first,
+# The Alertmanager binary (tools/alertmanager) and the Kubernetes control plane (tools/kube: etcd,
+# kube-apiserver, controller-manager, scheduler, kwok), built from the Go module proxy and cached by
+# version, are built first,
 # in its own step: cold, it takes minutes, and it must not eat the test timeout.
 # make sink: a local HTTP sink on 127.0.0.1:9999 for the example rules' http.request actions.
 sink:
@@ -43,6 +45,7 @@ sink:
 test: deps
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 30m -run '^TestBinary$$' ./source/alertmanager/amtest
+	$(GO) test -count=1 -timeout 45m -run '^TestBinaries$$' -v ./handlers/k8s/k8stest
 	$(GO) test -race -count=1 -timeout 20m ./...
 	$(MAKE) --no-print-directory fuzz
 

@@ -84,7 +84,7 @@ func (e *Engine) execute(ctx, runCtx context.Context) (int, error) {
 		release()
 		toRun, finals = nil, nil
 		now := e.now()
-		p = planner{e: e, set: set, now: now, firing: noneFiring{}}
+		p = planner{ctx: ctx, e: e, set: set, now: now, firing: noneFiring{}}
 		expired, err := e.st.ExpireLeasesTx(ctx, tx, now, e.o.Lease)
 		if err != nil {
 			return err
@@ -502,7 +502,7 @@ func (e *Engine) record(ctx context.Context, c store.Claimed, out store.Outcome)
 		now := e.now()
 		out.At = now
 		err := e.st.InTx(ctx, func(tx pgx.Tx) error {
-			p := planner{e: e, set: e.rules.Load(), now: now, firing: noneFiring{}}
+			p := planner{ctx: ctx, e: e, set: e.rules.Load(), now: now, firing: noneFiring{}}
 			ids, err := e.st.FinishActionsTx(ctx, tx, e.o.Owner, []store.Outcome{out})
 			if err == nil && len(ids) == 1 {
 				err = e.feedBreaker(ctx, tx, &p, c.Action, out.State, out.Reason)

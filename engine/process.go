@@ -108,7 +108,7 @@ func (e *Engine) Process(ctx context.Context, alerts []alert.Alert) error {
 	var p planner
 	err = e.st.InTx(ctx, func(tx pgx.Tx) error {
 		opened, resolved = 0, 0
-		p = planner{e: e, set: set, now: now, firing: firing}
+		p = planner{ctx: ctx, e: e, set: set, now: now, firing: firing}
 		if err := e.st.RefreshIncidentsTx(ctx, tx, refresh); err != nil {
 			return err
 		}
@@ -249,6 +249,8 @@ func (f firingSnapshot) Firing(name string, labels map[string]string) bool {
 
 // planner collects the actions and audit rows of one transaction and writes them in bulk.
 type planner struct {
+	// ctx is the context of the transaction the planner plans in (for handler lookups at build).
+	ctx     context.Context
 	e       *Engine
 	set     *rules.Set
 	now     time.Time
@@ -300,7 +302,7 @@ func (p *planner) plan(incidentID int64, rule *rules.Rule, phase string, a alert
 		case broken:
 			na.State, na.Reason = store.ActionSkipped, "cancelled"
 		default:
-			if err := p.e.build(&na, s, env); err != nil {
+			if err := p.e.build(p.ctx, &na, s, env); err != nil {
 				na.State, na.Reason, na.Error = store.ActionFailed, handlers.ReasonBadParam, err.Error()
 				p.failedAtPlan = append(p.failedAtPlan, [2]string{rule.Name, s.Handler})
 				p.audit(store.AuditInsert{IncidentID: incidentID, Kind: store.AuditAction, Actor: "engine",
@@ -328,7 +330,10 @@ func (e *Engine) newAction(incidentID int64, rule *rules.Rule, phase string, ste
 
 // build renders the step's params and builds the action once, to learn its target, scope, class,
 // approval and timeout. Execution builds again from the stored params.
-func (e *Engine) build(na *store.NewAction, s *rules.Action, env *rules.Env) error {
+// resolveTimeout bounds a handler's target lookup while planning (inside the batch's transaction).
+const resolveTimeout = 5 * time.Second
+
+func (e *Engine) build(ctx context.Context, na *store.NewAction, s *rules.Action, env *rules.Env) error {
 	h, ok := e.o.Handlers.Get(s.Handler)
 	if !ok {
 		return fmt.Errorf("handler %q is not registered", s.Handler)
@@ -366,6 +371,14 @@ func (e *Engine) build(na *store.NewAction, s *rules.Action, env *rules.Env) err
 	}
 	if c, ok := act.(handlers.Classifier); ok {
 		na.Class = string(c.Class())
+	}
+	if r, ok := act.(handlers.Resolver); ok && ctx != nil {
+		// The target needs a lookup (a pod's workload); bounded, and on failure Target falls back.
+		rctx, cancel := context.WithTimeout(ctx, resolveTimeout)
+		if err := r.Resolve(rctx); err != nil {
+			e.log.Warn("could not resolve the action's target", "handler", s.Handler, "err", err)
+		}
+		cancel()
 	}
 	na.Target, na.Scope = act.Target(), act.Scope()
 	if m, ok := act.(handlers.WorkloadMember); ok {

@@ -36,7 +36,7 @@ func (e *Engine) FireDueTimers(ctx context.Context) (int, error) {
 				return err
 			}
 		}
-		p = planner{e: e, set: set, now: now, firing: firing}
+		p = planner{ctx: ctx, e: e, set: set, now: now, firing: firing}
 		for _, d := range due {
 			rule := set.Rule(d.Rule)
 			if rule == nil || d.State != store.IncidentPending {

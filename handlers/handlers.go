@@ -164,6 +164,13 @@ type Classifier interface {
 	Class() Class
 }
 
+// Resolver is implemented by actions whose Target needs a lookup (a pod's owning workload): the
+// engine calls Resolve, bounded, before Target when it plans the action. Target must still answer
+// (with a fallback) when Resolve failed or was not called.
+type Resolver interface {
+	Resolve(ctx context.Context) error
+}
+
 // WorkloadMember is implemented by actions whose target is a workload with several members (a
 // Deployment and its pods): the storm guard's max_workload_fraction counts, per rule and target,
 // the distinct members acted on against the workload's size.
