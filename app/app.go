@@ -26,6 +26,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
 	"github.com/prometheus/exporter-toolkit/web"
+	"k8s.io/client-go/kubernetes"
 
 	"github.com/responder-sre/responder/alert"
 	"github.com/responder-sre/responder/bus"
@@ -33,6 +34,7 @@ import (
 	"github.com/responder-sre/responder/engine"
 	"github.com/responder-sre/responder/handlers"
 	"github.com/responder-sre/responder/handlers/httpreq"
+	"github.com/responder-sre/responder/handlers/k8s"
 	pagehandler "github.com/responder-sre/responder/handlers/page"
 	"github.com/responder-sre/responder/leader"
 	notifyslack "github.com/responder-sre/responder/notify/slack"
@@ -177,6 +179,11 @@ func New(ctx context.Context, o Options) (*App, error) {
 		}
 		clients.Slack = a.slack
 	}
+	if cfg.Handlers.Kubernetes.Enabled() {
+		if clients.Kube, _, err = k8s.NewClient(cfg.KubeconfigPath()); err != nil {
+			return nil, fmt.Errorf("handlers.kubernetes: %w", err)
+		}
+	}
 	if hs, err = buildHandlers(cfg, o.Version, o.Logger, clients); err != nil {
 		return nil, err
 	}
@@ -252,6 +259,7 @@ func loadConfig(o Options) (*config.Config, error) {
 // validate and build actions (rules check, rules test) but failing with bad_param when they run.
 type Clients struct {
 	Slack *notifyslack.Slack
+	Kube  kubernetes.Interface
 }
 
 // BuildHandlers is the explicit handler registry for cfg (serve, `rules check` and `rules test`
@@ -279,12 +287,16 @@ func buildHandlers(cfg *config.Config, version string, log *slog.Logger, c Clien
 	if c.Slack != nil {
 		slackPage = c.Slack.PageHandler()
 	}
-	return handlers.NewRegistry(
+	kube, err := k8s.New(k8s.Options{Client: c.Kube, Namespaces: cfg.Handlers.Kubernetes.Namespaces, Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	return handlers.NewRegistry(append([]handlers.Handler{
 		httpreq.New(httpreq.Options{AllowedHosts: h.AllowedHosts, Timeout: h.Timeout.D(), Retries: retries,
 			Version: version, Logger: log}),
 		pager,
 		slackPage,
-	)
+	}, kube...)...)
 }
 
 // leaseName is the leader lease every replica campaigns for; singleton work runs under it.

@@ -406,6 +406,10 @@ func TestCLIContract(t *testing.T) {
 	if err := os.WriteFile(pager, []byte("rules:\n  - name: p\n    when: alert.name == \"X\"\n    actions:\n      - handler: page.webhook\n        params: {summary: \"{{ alert.name }}\"}\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	kube := filepath.Join(t.TempDir(), "kube.yml")
+	if err := os.WriteFile(kube, []byte("handlers:\n  kubernetes: {namespaces: [shop]}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	noTokens := filepath.Join(t.TempDir(), "responder.yml")
 	if err := os.WriteFile(noTokens, []byte("database: {url: postgres://127.0.0.1:1/x}\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -418,6 +422,8 @@ func TestCLIContract(t *testing.T) {
 	}{
 		{"rules check on the examples", []string{"rules", "check", "--config.file=../../examples/responder.yml"}, 0, []string{"SUCCESS: 3 rules"}},
 		{"rules check knows every handler", []string{"rules", "check", pager}, 0, []string{"SUCCESS: 1 rules"}},
+		{"rbac prints a Role per namespace", []string{"rbac", "--config.file=" + kube}, 0, []string{"kind: Role\n", "namespace: shop", "pods/eviction", "kind: RoleBinding"}},
+		{"rbac without namespaces", []string{"rbac", "--config.file=" + noTokens}, 1, []string{"handlers.kubernetes.namespaces is empty"}},
 		{"rules check names file:line", []string{"rules", "check", bad}, 1, []string{bad + ":3:", "alert has no field lables", bad + ":5:", `unknown handler "http.requets"`}},
 		{"version", []string{"version"}, 0, []string{"responder, version"}},
 		{"serve refuses without tokens", []string{"serve", "--config.file=" + noTokens, "--web.listen-address=127.0.0.1:0"}, 1, []string{"--web.no-auth"}},

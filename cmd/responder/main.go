@@ -19,6 +19,7 @@ import (
 	"github.com/responder-sre/responder/app"
 	"github.com/responder-sre/responder/config"
 	"github.com/responder-sre/responder/handlers"
+	"github.com/responder-sre/responder/handlers/k8s"
 	"github.com/responder-sre/responder/rules"
 	"github.com/responder-sre/responder/source/alertmanager"
 )
@@ -55,6 +56,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 	sendTimeout := send.Flag("timeout", "Timeout per request.").Default("10s").Duration()
 	sendFiles := send.Arg("file", "Payload files (Alertmanager v4 JSON).").Required().ExistingFiles()
 
+	rbacCmd := a.Command("rbac", "Print the Kubernetes RBAC (Role and RoleBinding per namespace in handlers.kubernetes.namespaces) the k8s.* handlers need.")
+	rbacConfig := rbacCmd.Flag("config.file", "Configuration file (handlers.kubernetes.namespaces).").Default("responder.yml").String()
+	rbacClusterRole := rbacCmd.Flag("cluster-role", "Render one ClusterRole bound in each namespace instead of a Role per namespace.").Bool()
+	rbacSA := rbacCmd.Flag("service-account", "ServiceAccount responder runs as.").Default("responder").String()
+	rbacSANamespace := rbacCmd.Flag("service-account-namespace", "Namespace of that ServiceAccount.").Default("responder").String()
+	rbacName := rbacCmd.Flag("name", "Name of the Role (or ClusterRole) and RoleBindings.").Default("responder").String()
+
 	a.Command("version", "Print the version.")
 
 	cmd, err := a.Parse(args)
@@ -69,6 +77,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 			StoragePath: *storage, DryRun: *dryRun, NoAuth: *noAuth, Version: version.Version, DrainTimeout: *drain, Logger: logger})
 	case check.FullCommand():
 		return runCheck(stdout, stderr, *checkConfig, *checkFiles)
+	case rbacCmd.FullCommand():
+		return runRBAC(stdout, stderr, *rbacConfig, k8s.RBACOptions{Name: *rbacName, ServiceAccount: *rbacSA,
+			ServiceAccountNamespace: *rbacSANamespace, ClusterRole: *rbacClusterRole})
 	case send.FullCommand():
 		return runSend(stdout, stderr, *sendURL, *sendToken, *sendTimeout, *sendFiles)
 	case "version":
@@ -166,6 +177,38 @@ func runCheck(stdout, stderr io.Writer, configFile string, files []string) int {
 // configured from the same file, never called.
 func registry(cfg *config.Config) (*handlers.Registry, error) {
 	return app.BuildHandlers(cfg, version.Version, nil)
+}
+
+// runRBAC prints the RBAC of the enabled k8s.* handlers, rendered from their Specs.
+func runRBAC(stdout, stderr io.Writer, configFile string, o k8s.RBACOptions) int {
+	cfg, err := config.Load(configFile)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	if !cfg.Handlers.Kubernetes.Enabled() {
+		fmt.Fprintln(stderr, "handlers.kubernetes.namespaces is empty: the k8s.* handlers are disabled and need no RBAC")
+		return 1
+	}
+	reg, err := registry(cfg)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	var specs []handlers.Spec
+	for _, name := range reg.Names() {
+		h, _ := reg.Get(name)
+		if s := h.Spec(); len(s.RBAC) > 0 {
+			specs = append(specs, s)
+		}
+	}
+	out, err := k8s.RBAC(specs, cfg.Handlers.Kubernetes.Namespaces, o)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	_, _ = stdout.Write(out)
+	return 0
 }
 
 func runSend(stdout, stderr io.Writer, url, tokenFile string, timeout time.Duration, files []string) int {
