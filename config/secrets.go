@@ -26,6 +26,7 @@ func resolveSecrets(cfg *Config, c *checker, o options) {
 
 	resolveProbeSecrets(cfg, c, o)
 	resolveSlackSecrets(cfg, c, o)
+	resolvePostgresSecrets(cfg, c, o)
 
 	w := &cfg.Webhook
 	if w.BearerTokenFile != "" {

@@ -68,10 +68,8 @@ type APIConfig struct {
 type HandlersConfig struct {
 	HTTP       HTTPHandlerConfig       `yaml:"http"`
 	Kubernetes KubernetesHandlerConfig `yaml:"kubernetes,omitempty"`
-	// Postgres is accepted as raw YAML until the PostgreSQL failover issue lands, so a config
-	// written for a later version is not rejected for a section this one ignores.
-	Postgres map[string]any `yaml:"postgres,omitempty"`
-	Page     PageConfig     `yaml:"page"`
+	Postgres   PostgresHandlerConfig   `yaml:"postgres,omitempty"`
+	Page       PageConfig              `yaml:"page"`
 }
 
 // HTTPHandlerConfig configures http.request.

@@ -17,6 +17,7 @@ func (c *Config) validate(ch *checker) {
 	c.validateProbes(ch)
 	c.validateSlack(ch)
 	c.validateKubernetes(ch)
+	c.validatePostgres(ch)
 	if c.Database.MaxConns < 1 {
 		ch.errorf("database.max_conns", "must be at least 1, got %d", c.Database.MaxConns)
 	}

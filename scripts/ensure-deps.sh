@@ -4,6 +4,7 @@
 #   postgresql    initdb, postgres, pg_ctl, psql, pg_basebackup (store/pgtest, scripts/dev-postgres.sh)
 #   redis-server  the redis probe's tests
 #   prometheus    the prometheus probe's tests
+#   patroni, etcd-server   the Patroni failover tests (etcd 3.4 as Patroni's DCS)
 # As root it installs what is missing with apt-get; otherwise it prints the command and exits 1.
 # Honours $PG_BIN like store/pgtest does.
 set -euo pipefail
@@ -25,9 +26,11 @@ have_postgresql() {
 }
 have_redis-server() { command -v redis-server >/dev/null; }
 have_prometheus() { command -v prometheus >/dev/null; }
+have_patroni() { command -v patroni >/dev/null; }
+have_etcd-server() { [[ -x /usr/bin/etcd ]]; }
 
 missing=()
-for pkg in postgresql redis-server prometheus; do
+for pkg in postgresql redis-server prometheus patroni etcd-server; do
 	if ! "have_$pkg"; then
 		missing+=("$pkg")
 	fi
@@ -57,4 +60,4 @@ if ((${#missing[@]} > 0)); then
 		fi
 	done
 fi
-echo "ensure-deps: PostgreSQL $(pg_bin) ($("$(pg_bin)/postgres" --version)); $(redis-server --version | cut -d' ' -f1-3); $(prometheus --version 2>&1 | head -1)"
+echo "ensure-deps: PostgreSQL $(pg_bin) ($("$(pg_bin)/postgres" --version)); $(redis-server --version | cut -d' ' -f1-3); $(prometheus --version 2>&1 | head -1); patroni $(patroni --version 2>&1 | awk '{print $2}'); $(/usr/bin/etcd --version 2>&1 | head -1)"
