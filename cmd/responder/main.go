@@ -21,6 +21,7 @@ import (
 	"github.com/responder-sre/responder/handlers"
 	"github.com/responder-sre/responder/handlers/k8s"
 	"github.com/responder-sre/responder/rules"
+	"github.com/responder-sre/responder/ruletest"
 	"github.com/responder-sre/responder/source/alertmanager"
 )
 
@@ -50,6 +51,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 	checkConfig := check.Flag("config.file", "Configuration file (its rule_files and handler settings are used).").String()
 	checkFiles := check.Arg("file", "Rule files to check (in addition to the config's rule_files).").Strings()
 
+	test := rulesCmd.Command("test", "Run promtool-style rule unit tests (*_test.yml) through the engine; exit 1 on any failure.")
+	testConfig := test.Flag("config.file", "Configuration file (its handler and safety settings are used).").String()
+	testDB := test.Flag("database.url", "PostgreSQL to create throwaway test databases on (needs CREATEDB); default: start a temporary server from the local binaries.").Envar("RESPONDER_DATABASE_URL").String()
+	testFiles := test.Arg("file", "Test files.").Required().ExistingFiles()
+
 	send := a.Command("send", "Post Alertmanager webhook payload files to a responder.")
 	sendURL := send.Flag("url", "Webhook URL, e.g. http://127.0.0.1:9095/webhook/alertmanager.").Required().String()
 	sendToken := send.Flag("bearer-token-file", "File holding the webhook bearer token.").String()
@@ -77,6 +83,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 			StoragePath: *storage, DryRun: *dryRun, NoAuth: *noAuth, Version: version.Version, DrainTimeout: *drain, Logger: logger})
 	case check.FullCommand():
 		return runCheck(stdout, stderr, *checkConfig, *checkFiles)
+	case test.FullCommand():
+		return ruletest.Run(context.Background(), *testFiles, ruletest.Options{Stdout: stdout, Stderr: stderr,
+			ConfigFile: *testConfig, DatabaseURL: *testDB, Version: version.Version})
 	case rbacCmd.FullCommand():
 		return runRBAC(stdout, stderr, *rbacConfig, k8s.RBACOptions{Name: *rbacName, ServiceAccount: *rbacSA,
 			ServiceAccountNamespace: *rbacSANamespace, ClusterRole: *rbacClusterRole})

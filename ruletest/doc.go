@@ -1,0 +1,59 @@
+// Package ruletest runs promtool-style rule unit tests (`responder rules test FILE...`).
+//
+// A test runs the same engine code as serve: each test gets a fresh database (a copy of a
+// migrated template), engine.New with a clock fixed at the file's `now`, and the handler registry
+// serve builds from the config (app.BuildHandlers) wrapped so that Spec, Build, Target, Scope,
+// class and static checks are the real ones (params render and validate exactly as in serve) but
+// Do only records success and Check answers handlers.ErrNotCheckable: nothing is ever called.
+// Alerts go through (*engine.Engine).Process, `for` timers through FireDueTimers and actions
+// through ExecuteOnce passes until nothing moves; matching, `for`, cooldowns and guards are never
+// re-implemented here. The config's safety settings apply (budgets, storm guard max_targets,
+// breakers, max_alert_age, approvals.ttl) except paused, dry_run and max_workload_fraction (a
+// workload's size needs the cluster).
+//
+// A test file (strict YAML: unknown keys are errors; errors name file:line):
+//
+//	rule_files: [rules/runbook.yml]   # relative to the test file
+//	now: 2026-11-22T10:00:00Z         # optional; default 2026-01-01T12:00:00Z
+//	tests:
+//	  - name: backend down for 2m pages now
+//	    eval_after: 1m                # optional: then move the clock on once and fire due timers
+//	    input_alerts:                 # one batch at now, like one webhook request
+//	      - labels: {alertname: BackendDown, service: api}   # alertname required
+//	        annotations: {summary: "..."}
+//	        status: firing            # or resolved (default firing)
+//	        value: 0.5                # optional
+//	        starts_at: -2m            # relative to now (default 0 = now); ends_at likewise
+//	        source: alertmanager      # or probe
+//	    input_probes:                 # a probe result as the probe source emits it: source probe,
+//	      - {probe: api-health, kind: http, instance: "http://api:8080/health", value: 3.2,
+//	         status: firing, starts_at: -90s, labels: {service: api}}
+//	                                  # labels + alertname=<probe> + probe_kind=<kind> (+ instance)
+//	    firing:                       # prior state: alerts already firing (default starts_at -1h)
+//	      - labels: {alertname: DatabaseDown}
+//	    actions_in_last:              # prior state: the rule acted on this alert `ago` before now
+//	      - {rule: retrigger-pipelines, ago: 5m, labels: {alertname: Stale, dag: billing}}
+//	    exp_actions:                  # or [] = must not act
+//	      - rule: backend-down
+//	        handler: page.webhook
+//	        phase: actions            # default; or escalate, on_resolved, resolve (a page's resolve)
+//	        params: {summary: "api is down"}   # only the listed keys are compared
+//	        approval: none            # none | required; omitted = not compared
+//
+// Prior state is made by the engine itself, at earlier times on the same database: each `firing`
+// alert is received at its starts_at and the rules' `for` timers fire when due (so, as in serve,
+// firing() sees it only if some rule opened an incident for it); each actions_in_last entry sends
+// its alert (starts_at = that time minus the rule's `for`) `ago` before now, approves the
+// rule's actions if they need approval, fails the test file if the rule did not act, and then
+// resolves that episode. Cooldowns, open incidents and sent pages are therefore exactly what serve
+// would have.
+//
+// The result of a test is every action planned from now on (up to now + eval_after): actions that
+// ran, wait for approval, wait behind an earlier step or failed (shown with `failed:` and the
+// reason, e.g. a template that did not render). Actions a guard refused (cooldown, budget, storm,
+// breaker) or that were cancelled do not act; a failing test lists them under "not acted".
+// Expected and planned actions are matched one to one, in any order.
+//
+// Output, like promtool: "Unit Testing: FILE" then "  SUCCESS", or "  FAILED:" with each failed
+// test's file:line, name and a diff (-expected +got). Run returns 1 on any failure or load error.
+package ruletest

@@ -1,0 +1,85 @@
+package pgserver
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+)
+
+func TestServerLifecycle(t *testing.T) {
+	ctx := t.Context()
+	s, err := Start(ctx, Options{MaxConnections: 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := s.Close(context.WithoutCancel(ctx)); err != nil {
+			t.Error(err)
+		}
+	})
+	u, err := s.CreateDatabase(ctx, "lifecycle")
+	if err != nil {
+		t.Fatal(err)
+	}
+	query := func() int {
+		t.Helper()
+		conn, err := pgx.Connect(ctx, u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close(ctx)
+		var n int
+		if err := conn.QueryRow(ctx, "SELECT 41 + 1").Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if n := query(); n != 42 {
+		t.Fatalf("got %d", n)
+	}
+	if err := s.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pgx.Connect(ctx, u); err == nil {
+		t.Fatal("connected to a stopped server")
+	}
+	if err := s.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := query(); n != 42 {
+		t.Fatalf("after restart got %d", n)
+	}
+	if err := s.DropDatabase(ctx, "lifecycle"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pgx.Connect(ctx, u); err == nil {
+		t.Fatal("connected to a dropped database")
+	}
+	if s.Major() < 10 || s.Port() == 0 || s.BinDir() == "" {
+		t.Errorf("major %d port %d bin %q", s.Major(), s.Port(), s.BinDir())
+	}
+}
+
+func TestMissingBinaries(t *testing.T) {
+	t.Setenv("PG_BIN", t.TempDir())
+	_, err := lookBinaries()
+	if !errors.Is(err, ErrNoBinaries) {
+		t.Fatalf("err = %v, want ErrNoBinaries", err)
+	}
+	if want := "apt-get install -y postgresql"; !contains(err.Error(), want) {
+		t.Errorf("error %q lacks the install hint", err)
+	}
+}
+
+func TestMajorVersion(t *testing.T) {
+	for v, want := range map[string]int{"postgres (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)": 15, "postgres (PostgreSQL) 17.2": 17, "garbage": 0} {
+		if got := majorVersion(v); got != want {
+			t.Errorf("majorVersion(%q) = %d, want %d", v, got, want)
+		}
+	}
+}
+
+func contains(s, sub string) bool { return strings.Contains(s, sub) }
