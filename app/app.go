@@ -173,7 +173,7 @@ func New(ctx context.Context, o Options) (*App, error) {
 	if cfg.Slack.Configured() {
 		a.slack, err = notifyslack.New(cfg.Slack, notifyslack.Options{Store: a.st, Kick: a.kick, Now: o.Now,
 			ApprovalTTL: cfg.Approvals.TTL.D(), Logger: o.Logger.With("component", "slack"), Registerer: a.reg,
-			Budgets: a.slackBudgets, ConfigPaused: cfg.Safety.Paused})
+			Budgets: a.slackBudgets, ConfigPaused: cfg.Safety.Paused, RuleChannel: a.ruleSlackChannel})
 		if err != nil {
 			return nil, err
 		}
@@ -325,6 +325,17 @@ func (f fencedProbeState) SaveProbeState(ctx context.Context, name string, state
 		}
 		return f.a.st.SaveProbeStateTx(ctx, tx, name, state)
 	})
+}
+
+// ruleSlackChannel is a rule's slack_channel in the rules running now.
+func (a *App) ruleSlackChannel(rule string) string {
+	if a.eng == nil {
+		return ""
+	}
+	if r := a.eng.Rules().Rule(rule); r != nil {
+		return r.SlackChannel
+	}
+	return ""
 }
 
 // kick wakes the engine (after a decision taken in Slack).

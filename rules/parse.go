@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -17,9 +18,11 @@ import (
 const maxNodes = 100_000
 
 var (
-	fileKeys   = []string{"rules"}
-	ruleKeys   = []string{"name", "when", "for", "cooldown", "mode", "actions", "escalate", "on_resolved"}
-	actionKeys = []string{"handler", "params", "approval", "approvals_required", "timeout"}
+	fileKeys = []string{"rules"}
+	// reSlackChannel is a Slack channel: "#name" or a channel ID.
+	reSlackChannel = regexp.MustCompile(`^(#[a-z0-9][a-z0-9._-]{0,79}|[CG][A-Z0-9]{2,20})$`)
+	ruleKeys       = []string{"name", "when", "for", "cooldown", "mode", "slack_channel", "actions", "escalate", "on_resolved"}
+	actionKeys     = []string{"handler", "params", "approval", "approvals_required", "timeout"}
 )
 
 type parser struct {
@@ -202,6 +205,13 @@ func (p *parser) rule(n *yaml.Node) *Rule {
 			p.errorf(f["mode"].Line, "%s: mode %q is neither enforce nor shadow", what, mode)
 		}
 		r.Mode = mode
+	}
+
+	if ch, ok := p.scalar(f["slack_channel"], what+": slack_channel"); ok && ch != "" {
+		if !reSlackChannel.MatchString(ch) {
+			p.errorf(f["slack_channel"].Line, "%s: slack_channel %q is neither #name nor a channel ID", what, ch)
+		}
+		r.SlackChannel = ch
 	}
 
 	r.Actions = p.actions(f["actions"], what+": actions")

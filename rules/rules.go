@@ -73,6 +73,8 @@ type Rule struct {
 	For      time.Duration
 	Cooldown time.Duration
 	Mode     string // ModeEnforce or ModeShadow
+	// SlackChannel overrides slack.channel for the rule's incident messages ("" = the default).
+	SlackChannel string
 
 	Actions    []*Action
 	Escalate   []*Action

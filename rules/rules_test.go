@@ -32,6 +32,7 @@ func TestParseBadFiles(t *testing.T) {
 		{"bad-for.yml", []string{`bad-for.yml:4: rule "badfor": for: invalid duration "5 minutes"`}},
 		{"negative-cooldown.yml", []string{`negative-cooldown.yml:4: rule "negcooldown": cooldown: duration "-1m" is negative`}},
 		{"bad-mode.yml", []string{`bad-mode.yml:4: rule "badmode": mode "dry" is neither enforce nor shadow`}},
+		{"bad-slack-channel.yml", []string{`bad-slack-channel.yml:4: rule "badchannel": slack_channel "incidents" is neither #name nor a channel ID`}},
 		{"does-nothing.yml", []string{`does-nothing.yml:2: rule "idle" does nothing: it needs actions, escalate or on_resolved`}},
 		{"bad-template.yml", []string{`bad-template.yml:8: rule "badtmpl": actions: http.request: param body: template {{ alert.nme }}: alert has no field nme`}},
 		{"unterminated.yml", []string{`unterminated.yml:8: rule "unterminated": actions: http.request: param body: unterminated "{{" (missing "}}")`}},

@@ -64,6 +64,8 @@ type Options struct {
 	Budgets func(ctx context.Context) ([]BudgetStatus, error)
 	// Paused reports a pause in force that the store does not hold (safety.paused in the config).
 	ConfigPaused bool
+	// RuleChannel returns a rule's own channel for its incident messages ("" = slack.channel).
+	RuleChannel func(rule string) string
 	// Rate and Burst limit Slack API calls (defaults DefaultRate, DefaultBurst).
 	Rate  rate.Limit
 	Burst int
@@ -83,6 +85,7 @@ type Slack struct {
 	lookback time.Duration
 	budgets  func(context.Context) ([]BudgetStatus, error)
 	cfgPause bool
+	ruleChan func(rule string) string
 	client   *http.Client
 	limiter  *rate.Limiter
 	// auditLimiter bounds the audit rows unauthenticated requests can cause.
@@ -130,6 +133,7 @@ func New(cfg config.SlackConfig, o Options) (*Slack, error) {
 		lookback:     cmp.Or(o.Lookback, DefaultLookback),
 		budgets:      o.Budgets,
 		cfgPause:     o.ConfigPaused,
+		ruleChan:     o.RuleChannel,
 		client:       o.HTTPClient,
 		limiter:      rate.NewLimiter(cmp.Or(o.Rate, DefaultRate), cmp.Or(o.Burst, DefaultBurst)),
 		auditLimiter: rate.NewLimiter(1, 20),

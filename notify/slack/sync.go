@@ -80,6 +80,16 @@ func (s *Slack) SyncOnce(ctx context.Context) (int, error) {
 	return n, firstErr
 }
 
+// channelOf is where the incident messages of rule go: the rule's slack_channel, else slack.channel.
+func (s *Slack) channelOf(rule string) string {
+	if s.ruleChan != nil {
+		if ch := s.ruleChan(rule); ch != "" {
+			return ch
+		}
+	}
+	return s.cfg.Channel
+}
+
 // syncIncident posts or updates one incident's message; it reports whether it sent anything.
 func (s *Slack) syncIncident(ctx context.Context, c store.SlackIncident) (bool, error) {
 	acts, _, err := s.st.ListActions(ctx, store.ActionFilter{IncidentID: c.ID, Page: store.Page{Limit: store.MaxLimit}})
@@ -99,7 +109,7 @@ func (s *Slack) syncIncident(ctx context.Context, c store.SlackIncident) (bool, 
 		var channel, ts string
 		err := s.call(ctx, "chat.postMessage", func(ctx context.Context) error {
 			var err error
-			channel, ts, err = s.api.PostMessageContext(ctx, s.cfg.Channel,
+			channel, ts, err = s.api.PostMessageContext(ctx, s.channelOf(c.Rule),
 				slack.MsgOptionText(r.Text, false), slack.MsgOptionBlocks(r.Blocks...), slack.MsgOptionDisableLinkUnfurl())
 			return err
 		})

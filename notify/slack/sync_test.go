@@ -194,3 +194,28 @@ func TestRenderManyActionsBounded(t *testing.T) {
 		t.Error("rendering is not deterministic")
 	}
 }
+
+// TestRuleChannel: a rule's slack_channel gets its incident messages; other rules use slack.channel.
+func TestRuleChannel(t *testing.T) {
+	e := newEnv(t)
+	e.s.ruleChan = func(rule string) string {
+		if rule == "restart-api-11" {
+			return "#payments-incidents"
+		}
+		return ""
+	}
+	e.incident("api-11", 1, store.ActionAwaitingApproval)
+	e.incident("api-12", 1, store.ActionAwaitingApproval)
+	if n := e.sync(); n != 2 {
+		t.Fatalf("sent %d messages, want 2", n)
+	}
+	got := map[string]bool{}
+	for _, c := range e.rec.Calls() {
+		if c.Method == "chat.postMessage" {
+			got[c.Channel] = true
+		}
+	}
+	if !got["#payments-incidents"] || !got[testChannel] || len(got) != 2 {
+		t.Fatalf("posted to %v, want #payments-incidents and %s", got, testChannel)
+	}
+}
