@@ -90,7 +90,7 @@ func (e *Engine) Process(ctx context.Context, alerts []alert.Alert) error {
 			add(u)
 		}
 	}
-	if len(ups) == 0 && len(resolves) == 0 && len(refresh) == 0 {
+	if len(ups) == 0 && len(resolves) == 0 && len(refresh) == 0 && !set.UsesFiring {
 		return nil
 	}
 	// Concurrent batches (consumers, replicas) lock rows in key order: no deadlocks between them.
@@ -109,6 +109,11 @@ func (e *Engine) Process(ctx context.Context, alerts []alert.Alert) error {
 	err = e.st.InTx(ctx, func(tx pgx.Tx) error {
 		opened, resolved = 0, 0
 		p = planner{ctx: ctx, e: e, set: set, now: now, firing: firing}
+		if set.UsesFiring { // the set firing() reads, for later batches
+			if err := e.st.RecordFiringTx(ctx, tx, alerts, now); err != nil {
+				return err
+			}
+		}
 		if err := e.st.RefreshIncidentsTx(ctx, tx, refresh); err != nil {
 			return err
 		}
@@ -203,7 +208,8 @@ func latestPerID(as []alert.Alert) []alert.Alert {
 	return out
 }
 
-// firingSet is the snapshot behind firing(): open incidents plus this batch's firing alerts. It is
+// firingSet is the snapshot behind firing(): the alerts of open incidents, every firing alert
+// recorded while a rule uses firing() (received within firingTTL), and this batch's firing alerts. It is
 // only read from the store when some rule uses firing().
 func (e *Engine) firingSet(ctx context.Context, set *rules.Set, batch []alert.Alert) (rules.FiringSet, error) {
 	if !set.UsesFiring {
@@ -213,6 +219,11 @@ func (e *Engine) firingSet(ctx context.Context, set *rules.Set, batch []alert.Al
 	if err != nil {
 		return nil, err
 	}
+	recorded, err := e.st.FiringAlerts(ctx, e.now().Add(-firingTTL))
+	if err != nil {
+		return nil, err
+	}
+	open = append(open, recorded...)
 	fs := firingSnapshot{}
 	for _, o := range open {
 		fs[o.Name] = append(fs[o.Name], o.Labels)
@@ -224,6 +235,10 @@ func (e *Engine) firingSet(ctx context.Context, set *rules.Set, batch []alert.Al
 	}
 	return fs, nil
 }
+
+// firingTTL is how long a firing alert counts for firing() without being received again:
+// Alertmanager re-sends firing alerts every repeat_interval (4h by default), probes every 5m.
+const firingTTL = 24 * time.Hour
 
 type noneFiring struct{}
 

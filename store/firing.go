@@ -1,0 +1,74 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/responder-sre/responder/alert"
+)
+
+// RecordFiringTx records the batch's alerts in the firing set firing() reads: a firing alert is
+// upserted (its latest episode), a resolved one removes its episode (not a later one).
+func (s *Store) RecordFiringTx(ctx context.Context, tx pgx.Tx, as []alert.Alert, now time.Time) error {
+	var fps, names, labels []string
+	var starts []time.Time
+	var gone []string
+	var goneStarts []time.Time
+	seen := map[string]int{}
+	for _, a := range as {
+		if a.Status != alert.StatusFiring {
+			gone, goneStarts = append(gone, a.Fingerprint), append(goneStarts, a.StartsAt)
+			continue
+		}
+		b, err := json.Marshal(a.Labels)
+		if err != nil {
+			return err
+		}
+		if i, ok := seen[a.Fingerprint]; ok { // one row per fingerprint: the latest episode
+			if a.StartsAt.After(starts[i]) {
+				names[i], labels[i], starts[i] = a.Name, string(b), a.StartsAt
+			}
+			continue
+		}
+		seen[a.Fingerprint] = len(fps)
+		fps, names, labels, starts = append(fps, a.Fingerprint), append(names, a.Name), append(labels, string(b)), append(starts, a.StartsAt)
+	}
+	if len(fps) > 0 {
+		if _, err := tx.Exec(ctx, `
+INSERT INTO firing_alerts (fingerprint, name, labels, starts_at, last_seen)
+SELECT u.fp, u.name, u.labels::jsonb, u.starts, $5
+  FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[]) AS u(fp, name, labels, starts)
+ORDER BY u.fp
+ON CONFLICT (fingerprint) DO UPDATE
+   SET name = EXCLUDED.name, labels = EXCLUDED.labels, last_seen = EXCLUDED.last_seen,
+       starts_at = greatest(firing_alerts.starts_at, EXCLUDED.starts_at)`, fps, names, labels, starts, now); err != nil {
+			return fmt.Errorf("record firing alerts: %w", err)
+		}
+	}
+	if len(gone) > 0 {
+		if _, err := tx.Exec(ctx, `
+DELETE FROM firing_alerts f USING unnest($1::text[], $2::timestamptz[]) AS u(fp, starts)
+ WHERE f.fingerprint = u.fp AND f.starts_at <= u.starts`, gone, goneStarts); err != nil {
+			return fmt.Errorf("record resolved alerts: %w", err)
+		}
+	}
+	return nil
+}
+
+// FiringAlerts returns the recorded firing alerts last seen after since (an alert that stopped
+// being re-sent without a resolution drops out).
+func (s *Store) FiringAlerts(ctx context.Context, since time.Time) ([]OpenAlert, error) {
+	rows, err := s.pool.Query(ctx, `SELECT name, labels FROM firing_alerts WHERE last_seen > $1`, since)
+	if err != nil {
+		return nil, fmt.Errorf("read firing alerts: %w", err)
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (OpenAlert, error) {
+		var o OpenAlert
+		err := r.Scan(&o.Name, &o.Labels)
+		return o, err
+	})
+}
