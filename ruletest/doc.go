@@ -42,7 +42,7 @@
 //
 // Prior state is made by the engine itself, at earlier times on the same database: each `firing`
 // alert is received at its starts_at and the rules' `for` timers fire when due (so, as in serve,
-// firing() sees it only if some rule opened an incident for it); each actions_in_last entry sends
+// firing() sees it); each actions_in_last entry sends
 // its alert (starts_at = that time minus the rule's `for`) `ago` before now, approves the
 // rule's actions if they need approval, fails the test file if the rule did not act, and then
 // resolves that episode. Cooldowns, open incidents and sent pages are therefore exactly what serve
