@@ -436,7 +436,7 @@ func (e *Engine) afterStep(ctx context.Context, tx pgx.Tx, p *planner, c store.C
 		if err := e.st.SuppressIncidentTx(ctx, tx, c.IncidentID, p.now); err != nil {
 			return err
 		}
-		first, err := e.st.FirstStormBlockTx(ctx, tx, c.Rule, p.now.Add(-e.o.StormWindow), c.ID)
+		first, err := e.st.ClaimStormEscalationTx(ctx, tx, c.Rule, p.now, e.o.StormWindow)
 		if err != nil || !first {
 			return err
 		}

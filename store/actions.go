@@ -374,11 +374,25 @@ func (s *Store) WorkloadMembersTx(ctx context.Context, tx pgx.Tx, rule, target s
 	return n, nil
 }
 
-// FirstStormBlockTx reports whether id is the first action of rule refused by the storm guard
-// since since (the storm escalates once).
-func (s *Store) FirstStormBlockTx(ctx context.Context, tx pgx.Tx, rule string, since time.Time, id int64) (bool, error) {
-	var first int64
-	err := tx.QueryRow(ctx, `SELECT coalesce(min(id), 0) FROM actions WHERE rule = $1 AND reason = 'storm_blocked' AND finished_at > $2`,
-		rule, since).Scan(&first)
-	return first == id, err
+// stormEscalationTarget is the cooldowns row (per rule) recording a storm's one escalation; no
+// action's target looks like it.
+const stormEscalationTarget = "storm-escalation"
+
+// ClaimStormEscalationTx reports whether rule's storm has not escalated within window yet and, if
+// so, records that it does now. A per-rule advisory lock serialises concurrent executor passes and
+// replicas (each sees the others' committed record), and the record is visible to later calls in
+// the same transaction: a storm escalates once, however its refusals are spread over transactions.
+func (s *Store) ClaimStormEscalationTx(ctx context.Context, tx pgx.Tx, rule string, now time.Time, window time.Duration) (bool, error) {
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended('storm-escalation/' || $1, 0))`, rule); err != nil {
+		return false, fmt.Errorf("storm escalation lock: %w", err)
+	}
+	k := CooldownKey{Rule: rule, Target: stormEscalationTarget}
+	active, err := s.CooldownsTx(ctx, tx, []CooldownKey{k}, now)
+	if err != nil {
+		return false, err
+	}
+	if _, ok := active[k]; ok {
+		return false, nil
+	}
+	return true, s.SetCooldownTx(ctx, tx, k, now.Add(window))
 }
