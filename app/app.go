@@ -36,6 +36,7 @@ import (
 	"github.com/responder-sre/responder/handlers/httpreq"
 	"github.com/responder-sre/responder/handlers/k8s"
 	pagehandler "github.com/responder-sre/responder/handlers/page"
+	pghandlers "github.com/responder-sre/responder/handlers/postgres"
 	"github.com/responder-sre/responder/leader"
 	notifyslack "github.com/responder-sre/responder/notify/slack"
 	"github.com/responder-sre/responder/rules"
@@ -291,12 +292,16 @@ func buildHandlers(cfg *config.Config, version string, log *slog.Logger, c Clien
 	if err != nil {
 		return nil, err
 	}
-	return handlers.NewRegistry(append([]handlers.Handler{
+	pg, err := pghandlers.New(cfg.Handlers.Postgres, pghandlers.Options{Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	return handlers.NewRegistry(append(append([]handlers.Handler{
 		httpreq.New(httpreq.Options{AllowedHosts: h.AllowedHosts, Timeout: h.Timeout.D(), Retries: retries,
 			Version: version, Logger: log}),
 		pager,
 		slackPage,
-	}, kube...)...)
+	}, kube...), pg...)...)
 }
 
 // leaseName is the leader lease every replica campaigns for; singleton work runs under it.

@@ -1,0 +1,411 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/responder-sre/responder/alert"
+	"github.com/responder-sre/responder/config"
+	"github.com/responder-sre/responder/handlers"
+)
+
+// Promote is the postgres.promote handler: it promotes a standby of a plain streaming-replication
+// cluster once responder itself sees the primary down, fencing the old primary when it can.
+type Promote struct{ *base }
+
+var (
+	_ handlers.Handler         = (*Promote)(nil)
+	_ handlers.StaticValidator = (*Promote)(nil)
+)
+
+const promoteExample = `rules:
+  - name: promote-legacy-standby
+    when: alert.source == "probe" && alert.name == "legacy-db" && alert.status == "firing"
+    for: 1m
+    actions:
+      - handler: postgres.promote
+        params: {cluster: legacy, candidate: standby-1}
+`
+
+// Spec describes postgres.promote.
+func (h *Promote) Spec() handlers.Spec {
+	return handlers.Spec{
+		Name: PromoteName,
+		Doc: "Promotes a standby of a plain streaming-replication cluster: confirms the primary is down from " +
+			"responder's side (detect), waits for the standby to replay what it received, fences the old primary " +
+			"when reachable, runs pg_promote and verifies a write. Refuses Patroni clusters and a second primary.",
+		Params: []handlers.Param{
+			{Name: "cluster", Type: handlers.String, Required: true, Doc: "a streaming cluster in handlers.postgres.clusters"},
+			{Name: "candidate", Type: handlers.String, Doc: "the standby to promote (default: the first configured)"},
+			{Name: "require_primary_down", Type: handlers.Bool, Doc: "default true: refuse unless detect sees the primary down; false promotes a reachable primary's standby after fencing it (planned)"},
+			{Name: "catchup_timeout", Type: handlers.Duration, Doc: "how long to wait for the standby to replay what it received (default 1m)"},
+			{Name: "promote_timeout", Type: handlers.Duration, Doc: "pg_promote's wait (default 1m)"},
+		},
+		Class:           handlers.ClassDisruptive,
+		DefaultApproval: handlers.ApprovalRequired,
+		DefaultTimeout:  10 * time.Minute,
+		Target:          "postgres/<cluster>",
+		Scope:           "postgres/<cluster>",
+		Example:         promoteExample,
+	}
+}
+
+// ValidateStatic checks the literal params of a rule.
+func (h *Promote) ValidateStatic(raw handlers.Params) error {
+	_, err := h.parse(raw, true)
+	return err
+}
+
+// Build validates rendered params.
+func (h *Promote) Build(p handlers.Params) (handlers.Action, error) {
+	return h.parse(p, false)
+}
+
+func (h *Promote) parse(p handlers.Params, static bool) (*PromoteAction, error) {
+	r := &reader{p: p, static: static}
+	a := &PromoteAction{h: h}
+	name, known := r.str("cluster")
+	cand, candKnown := r.str("candidate")
+	a.requireDown = r.boolean("require_primary_down", true)
+	a.catchup = r.duration("catchup_timeout", DefaultCatchupTimeout)
+	a.promoteWait = r.duration("promote_timeout", DefaultPromoteWait)
+	if known {
+		a.cluster = name
+		c, err := h.cluster(name, false)
+		if err != nil {
+			r.errs = append(r.errs, err)
+		} else {
+			a.cfg = c
+			if pn, err := newNode(*c.Primary); err != nil {
+				r.errs = append(r.errs, err)
+			} else {
+				a.primary = pn
+			}
+			var sb *config.PostgresNode
+			switch {
+			case candKnown:
+				for i := range c.Standbys {
+					if c.Standbys[i].Name == cand {
+						sb = &c.Standbys[i]
+					}
+				}
+				if sb == nil {
+					names := make([]string, len(c.Standbys))
+					for i, s := range c.Standbys {
+						names[i] = s.Name
+					}
+					r.fail("param \"candidate\": %q is not a standby of cluster %q (%s)", cand, name, strings.Join(names, ", "))
+				}
+			case !static || p["candidate"] == nil:
+				sb = &c.Standbys[0]
+			}
+			if sb != nil {
+				if n, err := newNode(*sb); err != nil {
+					r.errs = append(r.errs, err)
+				} else {
+					a.candidate = n
+				}
+			}
+		}
+	} else if !static {
+		r.fail("param \"cluster\" is required")
+	}
+	if err := r.err(); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// PromoteAction is one built postgres.promote.
+type PromoteAction struct {
+	h           *Promote
+	cluster     string
+	cfg         config.PostgresCluster
+	primary     node
+	candidate   node
+	requireDown bool
+	catchup     time.Duration
+	promoteWait time.Duration
+}
+
+// Target is "postgres/<cluster>".
+func (a *PromoteAction) Target() string { return targetOf(a.cluster) }
+
+// Scope is "postgres/<cluster>".
+func (a *PromoteAction) Scope() string { return targetOf(a.cluster) }
+
+// Check re-reads both servers: nil when a promotion is still needed.
+func (a *PromoteAction) Check(ctx context.Context, _ alert.Alert) error {
+	pri, cand := a.h.probe(ctx, a.primary), a.h.probe(ctx, a.candidate)
+	switch {
+	case !cand.reachable:
+		return fmt.Errorf("candidate %s is unreachable: %w", a.candidate, cand.err)
+	case !cand.inRecovery:
+		return fmt.Errorf("not needed: candidate %s is already a primary", a.candidate)
+	case a.requireDown && pri.reachable:
+		return fmt.Errorf("not needed: primary %s answers (%s)", a.primary, pri)
+	}
+	return nil
+}
+
+// Do promotes the candidate (see the package doc for the steps and their refusals).
+func (a *PromoteAction) Do(ctx context.Context, al alert.Alert) (handlers.Result, error) {
+	j := a.h.journal(PromoteName, a.cluster)
+	err := a.do(ctx, j, al)
+	if err != nil {
+		j.add("failed", "%v", err)
+	}
+	return j.result(), err
+}
+
+func (a *PromoteAction) do(ctx context.Context, j *journal, al alert.Alert) error {
+	h := a.h
+	pri, cand := h.probe(ctx, a.primary), h.probe(ctx, a.candidate)
+	j.add("state", "primary %s: %s; candidate %s: %s", a.primary, describe(pri), a.candidate, describe(cand))
+	switch {
+	case !cand.reachable:
+		return handlers.Fail(handlers.ReasonServerError, "candidate %s is unreachable: %v", a.candidate, cand.err)
+	case !cand.inRecovery:
+		// Promoted already (this action before a crash, or someone else): verify only.
+		if pri.reachable && !pri.inRecovery && !pri.readOnly {
+			return refuse("two primaries: candidate %s is promoted and the old primary %s accepts writes (%s); "+
+				"responder will not act further: fence or demote one of them by hand", a.candidate, a.primary, pri)
+		}
+		if err := a.verify(ctx, j); err != nil {
+			return err
+		}
+		j.add("done", "already promoted: verified only, nothing re-run")
+		return nil
+	case pri.reachable && pri.inRecovery:
+		return refuse("the configured primary %s is itself a standby (%s): the cluster is not in the configured shape", a.primary, pri)
+	case pri.reachable && (pri.fenced != "" || pri.readOnly):
+		what := "read-only (default_transaction_read_only = on), not marked by responder"
+		if pri.fenced != "" {
+			what = "fenced at " + pri.fenced
+		}
+		return halfDone("old primary %s is %s, candidate %s is not promoted (%s)", a.primary, what, a.candidate, cand)
+	case cand.paused:
+		return refuse("replay is paused on candidate %s (%s): resume it (pg_wal_replay_resume) or promote by hand", a.candidate, cand)
+	}
+
+	if a.requireDown {
+		if err := a.detect(ctx, j, pri); err != nil {
+			return err
+		}
+	} else {
+		j.add("detect", "skipped: require_primary_down is false")
+	}
+	if _, err := a.catchUp(ctx, j, 0); err != nil {
+		return err
+	}
+	fencedAt, err := a.fence(ctx, j)
+	if err != nil {
+		return err
+	}
+	if err := h.step(ctx, StepFenced); err != nil {
+		return err
+	}
+	c, err := a.candidate.connect(ctx, h.connect)
+	if err != nil {
+		return handlers.Fail(handlers.ReasonServerError, "%v", err)
+	}
+	defer closeConn(ctx, c)
+	start := h.now()
+	if err := promote(ctx, c, a.promoteWait); err != nil {
+		if fencedAt != "" {
+			return fmt.Errorf("old primary fenced at %s, promotion failed: %w", fencedAt, err)
+		}
+		return err
+	}
+	j.add("promote", "pg_promote(wait => true) on %s returned after %s", a.candidate, h.now().Sub(start).Round(time.Millisecond))
+	if err := h.step(ctx, StepPromoted); err != nil {
+		return err
+	}
+	if err := a.verify(ctx, j); err != nil {
+		return err
+	}
+	j.recovered(al, a.cfg.RTO.D())
+	return nil
+}
+
+func describe(s state) string {
+	if !s.reachable {
+		return "unreachable (" + s.err.Error() + ")"
+	}
+	return s.String()
+}
+
+// detect confirms the primary is down: Failures consecutive failed attempts (the first read
+// counts) spread over at least MinPeriod. Any answer refuses: the primary is not down.
+func (a *PromoteAction) detect(ctx context.Context, j *journal, first state) error {
+	h, d := a.h, a.cfg.Detect
+	if first.reachable {
+		return refuse("primary %s answers (%s): not down from responder's side; set require_primary_down: false for a planned promotion", a.primary, first)
+	}
+	start := h.now()
+	interval := time.Duration(0)
+	if d.Failures > 1 {
+		interval = d.MinPeriod.D() / time.Duration(d.Failures-1)
+	}
+	j.add("detect", "attempt 1/%d failed: %v", d.Failures, first.err)
+	for n := 2; n <= d.Failures || h.now().Sub(start) < d.MinPeriod.D(); n++ {
+		wait := interval
+		if n > d.Failures { // the attempts are done but the period is not
+			wait = d.MinPeriod.D() - h.now().Sub(start)
+		}
+		if err := h.sleep(ctx, wait); err != nil {
+			return err
+		}
+		s := h.probe(ctx, a.primary)
+		if s.reachable {
+			j.add("detect", "attempt %d answered (%s)", n, s)
+			return refuse("primary %s answered on attempt %d after %d failures over %s: a blip, not down",
+				a.primary, n, n-1, h.now().Sub(start).Round(time.Millisecond))
+		}
+		j.add("detect", "attempt %d/%d failed: %v", n, d.Failures, s.err)
+	}
+	j.add("detect", "primary down: %d consecutive failures over %s (detect: %d over %s)",
+		d.Failures, h.now().Sub(start).Round(time.Millisecond), d.Failures, d.MinPeriod)
+	return nil
+}
+
+// catchUp waits until the candidate has replayed all it received, and (target > 0) received and
+// replayed up to target.
+func (a *PromoteAction) catchUp(ctx context.Context, j *journal, target LSN) (state, error) {
+	h := a.h
+	start := h.now()
+	deadline := start.Add(a.catchup)
+	for {
+		s := h.probe(ctx, a.candidate)
+		if !s.reachable {
+			return s, handlers.Fail(handlers.ReasonServerError, "candidate %s became unreachable: %v", a.candidate, s.err)
+		}
+		if !s.inRecovery {
+			return s, halfDone("candidate %s left recovery before responder promoted it (%s)", a.candidate, s)
+		}
+		recv := s.received
+		if !s.hasRecv || recv < s.replayed {
+			recv = s.replayed
+		}
+		if s.replayed >= recv && (target == 0 || s.replayed >= target) {
+			if target == 0 {
+				j.add("catchup", "candidate replayed all it received: received %s, replayed %s (waited %s)",
+					s.received, s.replayed, h.now().Sub(start).Round(time.Millisecond))
+			} else {
+				j.add("catchup", "candidate received and replayed the fenced primary's WAL up to %s: replayed %s (waited %s)",
+					target, s.replayed, h.now().Sub(start).Round(time.Millisecond))
+			}
+			return s, nil
+		}
+		if !h.now().Before(deadline) {
+			msg := fmt.Sprintf("candidate %s replayed %s of received %s", a.candidate, s.replayed, s.received)
+			if target > 0 {
+				msg += fmt.Sprintf(" (the fenced primary is at %s)", target)
+			}
+			return s, handlers.Fail(handlers.ReasonTimeout, "%s after catchup_timeout %s", msg, a.catchup)
+		}
+		if err := h.sleep(ctx, min(h.poll, deadline.Sub(h.now()))); err != nil {
+			return s, err
+		}
+	}
+}
+
+// fence makes the old primary unable to take writes: the SQL fence when it is reachable, and the
+// configured fence URL. It returns the fence marker ("" when nothing was fenced).
+func (a *PromoteAction) fence(ctx context.Context, j *journal) (string, error) {
+	h := a.h
+	key := handlers.IdempotencyKey(ctx)
+	if key == "" {
+		key = "responder"
+	}
+	marker := h.now().UTC().Format(time.RFC3339) + " by " + key
+	fenced := ""
+	if c, err := a.primary.connect(ctx, h.connect); err != nil {
+		j.add("fence", "old primary %s unreachable, SQL fence skipped: %v", a.primary, err)
+	} else {
+		defer closeConn(ctx, c)
+		n, err := fenceSQL(ctx, c, marker)
+		if err != nil {
+			return "", handlers.Fail(handlers.ReasonServerError, "fence %s: %v; nothing promoted", a.primary, err)
+		}
+		fenced = marker
+		flushed, err := flushWAL(ctx, c)
+		if err != nil {
+			return "", halfDone("fenced %s at %s, then could not read its WAL position: %v", a.primary, marker, err)
+		}
+		j.add("fence", "old primary %s: default_transaction_read_only = on, responder.fenced = %q, reloaded, %d sessions terminated; WAL flushed at %s",
+			a.primary, marker, n, flushed)
+		if _, err := a.catchUp(ctx, j, flushed); err != nil {
+			return fenced, halfDone("fenced %s at %s, not promoted: %v", a.primary, marker, err)
+		}
+	}
+	if f := a.cfg.Fence; f.URL != "" {
+		if err := a.fenceHTTP(ctx, f, key); err != nil {
+			if fenced != "" {
+				return fenced, halfDone("SQL-fenced %s at %s, fence URL failed: %v", a.primary, fenced, err)
+			}
+			return "", err
+		}
+		j.add("fence", "%s %s answered 2xx", f.Method, f.URL)
+		if fenced == "" {
+			fenced = marker
+		}
+	}
+	return fenced, nil
+}
+
+func (a *PromoteAction) fenceHTTP(ctx context.Context, f config.PostgresFence, key string) error {
+	rctx, cancel := context.WithTimeout(ctx, f.Timeout.D())
+	defer cancel()
+	var body io.Reader
+	if f.Body != "" {
+		body = strings.NewReader(f.Body)
+	}
+	req, err := http.NewRequestWithContext(rctx, f.Method, f.URL, body)
+	if err != nil {
+		return handlers.Fail(handlers.ReasonBadParam, "fence url: %v", err)
+	}
+	for k, v := range f.Headers {
+		req.Header.Set(k, v.Value())
+	}
+	req.Header.Set("Idempotency-Key", "responder-"+key)
+	if f.Body != "" && req.Header.Get("Content-Type") == "" && strings.HasPrefix(strings.TrimSpace(f.Body), "{") {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := a.h.http.Do(req)
+	if err != nil {
+		return handlers.Fail(handlers.ReasonServerError, "fence %s %s: %v; nothing promoted", f.Method, f.URL, err)
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<16))
+	if resp.StatusCode/100 != 2 {
+		return handlers.Fail(handlers.ReasonServerError, "fence %s %s answered %s; nothing promoted", f.Method, f.URL, resp.Status)
+	}
+	return nil
+}
+
+// verify checks the candidate is out of recovery and takes a write.
+func (a *PromoteAction) verify(ctx context.Context, j *journal) error {
+	h := a.h
+	c, err := a.candidate.connect(ctx, h.connect)
+	if err != nil {
+		return handlers.Fail(handlers.ReasonNotRecovered, "verify: %v", err)
+	}
+	defer closeConn(ctx, c)
+	s, err := readState(ctx, c)
+	if err != nil {
+		return handlers.Fail(handlers.ReasonNotRecovered, "verify: %v", err)
+	}
+	if s.inRecovery {
+		return handlers.Fail(handlers.ReasonNotRecovered, "verify: %s is still in recovery after pg_promote", a.candidate)
+	}
+	if err := testWrite(ctx, c); err != nil {
+		return handlers.Fail(handlers.ReasonNotRecovered, "verify: %s is out of recovery but refuses writes: %v", a.candidate, err)
+	}
+	j.add("verify", "%s: pg_is_in_recovery() = false, test write committed, WAL at %s", a.candidate, s.current)
+	return nil
+}

@@ -1,0 +1,247 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/responder-sre/responder/alert"
+	"github.com/responder-sre/responder/config"
+	"github.com/responder-sre/responder/handlers"
+)
+
+// Switchover is the postgres.switchover handler (Patroni): a planned leader change to a replica
+// that is caught up.
+type Switchover struct{ *base }
+
+var (
+	_ handlers.Handler         = (*Switchover)(nil)
+	_ handlers.StaticValidator = (*Switchover)(nil)
+)
+
+const switchoverExample = `rules:
+  - name: switchover-unwritable-primary
+    when: alert.source == "probe" && alert.name == "billing-write" && alert.status == "firing"
+    for: 2m
+    actions:
+      - handler: postgres.switchover
+        params: {cluster: billing}
+`
+
+// Spec describes postgres.switchover.
+func (h *Switchover) Spec() handlers.Spec {
+	return handlers.Spec{
+		Name: SwitchoverName,
+		Doc: "Patroni switchover: requires a running leader and a running replica whose received lag is within " +
+			"max_lag; POST /switchover; verifies that exactly one member answers 200 on /primary, the candidate, " +
+			"on a new timeline.",
+		Params:          patroniParams("the replica to promote (default: the running replica with the least lag)"),
+		Class:           handlers.ClassDisruptive,
+		DefaultApproval: handlers.ApprovalRequired,
+		DefaultTimeout:  5 * time.Minute,
+		Target:          "postgres/<cluster>",
+		Scope:           "postgres/<cluster>",
+		Example:         switchoverExample,
+	}
+}
+
+func patroniParams(candidateDoc string) []handlers.Param {
+	return []handlers.Param{
+		{Name: "cluster", Type: handlers.String, Required: true, Doc: "a Patroni cluster in handlers.postgres.clusters"},
+		{Name: "candidate", Type: handlers.String, Doc: candidateDoc},
+		{Name: "verify_timeout", Type: handlers.Duration, Doc: "how long to wait for the candidate to be the only primary (default 2m)"},
+	}
+}
+
+// ValidateStatic checks the literal params of a rule.
+func (h *Switchover) ValidateStatic(raw handlers.Params) error {
+	_, err := parsePatroni(h.base, raw, true)
+	return err
+}
+
+// Build validates rendered params.
+func (h *Switchover) Build(p handlers.Params) (handlers.Action, error) {
+	a, err := parsePatroni(h.base, p, false)
+	if err != nil {
+		return nil, err
+	}
+	return &SwitchoverAction{a}, nil
+}
+
+// patroniAction is what switchover and failover share.
+type patroniAction struct {
+	b         *base
+	cluster   string
+	cfg       config.PostgresCluster
+	candidate string // "" = choose
+	verify    time.Duration
+}
+
+func parsePatroni(b *base, p handlers.Params, static bool) (*patroniAction, error) {
+	r := &reader{p: p, static: static}
+	a := &patroniAction{b: b}
+	if name, ok := r.str("cluster"); ok {
+		a.cluster = name
+		c, err := b.cluster(name, true)
+		if err != nil {
+			r.errs = append(r.errs, err)
+		}
+		a.cfg = c
+	} else if !static {
+		r.fail("param \"cluster\" is required")
+	}
+	a.candidate, _ = r.str("candidate")
+	a.verify = r.duration("verify_timeout", DefaultVerifyTimeout)
+	if err := r.err(); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+func (a *patroniAction) Target() string { return targetOf(a.cluster) }
+func (a *patroniAction) Scope() string  { return targetOf(a.cluster) }
+
+// changedSince reports a leader change recorded in /history after the alert started: this action
+// (or someone) already did it.
+func (a *patroniAction) changedSince(ctx context.Context, p *patroni, c *clusterStatus, al alert.Alert) (string, bool) {
+	l := c.leader()
+	if l == nil || al.StartsAt.IsZero() || !l.isRunning() {
+		return "", false
+	}
+	at, leader, tl, err := p.lastChange(ctx, l.base())
+	if err != nil || at.IsZero() || !at.After(al.StartsAt) || leader != l.Name {
+		return "", false
+	}
+	if a.candidate != "" && a.candidate != l.Name {
+		return "", false
+	}
+	return fmt.Sprintf("%s became leader on timeline %d at %s, after the alert started (%s)",
+		l.Name, tl, at.UTC().Format(time.RFC3339), al.StartsAt.UTC().Format(time.RFC3339)), true
+}
+
+// pickCandidate returns the named candidate, or the running replica with the least lag.
+func (a *patroniAction) pickCandidate(c *clusterStatus, leader *member) (*member, error) {
+	if a.candidate != "" {
+		m := c.member(a.candidate)
+		if m == nil {
+			return nil, refuse("candidate %q is not a member of cluster %q", a.candidate, a.cluster)
+		}
+		return m, nil
+	}
+	var best *member
+	var bestLag int64
+	for i := range c.Members {
+		m := &c.Members[i]
+		if m.isLeader() || !m.isRunning() || m.noFailover() {
+			continue
+		}
+		lag, _, ok := receivedLag(leader, m)
+		if !ok {
+			continue
+		}
+		if best == nil || lag < bestLag {
+			best, bestLag = m, lag
+		}
+	}
+	if best == nil {
+		return nil, refuse("no running replica with a known lag in cluster %q", a.cluster)
+	}
+	return best, nil
+}
+
+// SwitchoverAction is one built postgres.switchover.
+type SwitchoverAction struct{ *patroniAction }
+
+// plan reads the cluster and returns the leader and the candidate, or why not.
+func (a *SwitchoverAction) plan(ctx context.Context, j *journal) (*patroni, *clusterStatus, *member, *member, error) {
+	p := a.b.patroni(a.cfg)
+	c, err := p.cluster(ctx)
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	j.add("cluster", "%s", describeMembers(c))
+	leader := c.leader()
+	switch {
+	case c.Pause:
+		return p, c, nil, nil, refuse("cluster %q is paused (Patroni maintenance mode): use postgres.failover", a.cluster)
+	case leader == nil:
+		return p, c, nil, nil, refuse("cluster %q has no leader: use postgres.failover", a.cluster)
+	case !leader.isRunning():
+		return p, c, leader, nil, refuse("leader %s is %s, not running: use postgres.failover", leader.Name, leader.State)
+	}
+	cand, err := a.pickCandidate(c, leader)
+	if err != nil {
+		return p, c, leader, nil, err
+	}
+	lag, how, ok := receivedLag(leader, cand)
+	switch {
+	case cand.Name == leader.Name:
+		return p, c, leader, cand, nil
+	case !cand.isRunning():
+		return p, c, leader, cand, refuse("candidate %s is %s, not running", cand.Name, cand.State)
+	case cand.noFailover():
+		return p, c, leader, cand, refuse("candidate %s is tagged nofailover", cand.Name)
+	case !ok:
+		return p, c, leader, cand, refuse("candidate %s: lag unknown (%s)", cand.Name, how)
+	case lag > int64(a.cfg.MaxLag):
+		return p, c, leader, cand, refuse("candidate %s lags %d bytes behind leader %s, beyond max_lag %s (%s)", cand.Name, lag, leader.Name, a.cfg.MaxLag, how)
+	}
+	j.add("candidate", "%s: received lag %d bytes within max_lag %s (%s)", cand.Name, lag, a.cfg.MaxLag, how)
+	return p, c, leader, cand, nil
+}
+
+// Check reads the cluster: nil when a switchover would be allowed now.
+func (a *SwitchoverAction) Check(ctx context.Context, al alert.Alert) error {
+	j := a.b.journal(SwitchoverName, a.cluster)
+	_, _, leader, cand, err := a.plan(ctx, j)
+	if err != nil {
+		return err
+	}
+	if cand.Name == leader.Name {
+		return fmt.Errorf("not needed: %s is already the leader", leader.Name)
+	}
+	return nil
+}
+
+// Do switches the leader over to the candidate and verifies it.
+func (a *SwitchoverAction) Do(ctx context.Context, al alert.Alert) (handlers.Result, error) {
+	j := a.b.journal(SwitchoverName, a.cluster)
+	err := a.do(ctx, j, al)
+	if err != nil {
+		j.add("failed", "%v", err)
+	}
+	return j.result(), err
+}
+
+func (a *SwitchoverAction) do(ctx context.Context, j *journal, al alert.Alert) error {
+	p, c, leader, cand, err := a.plan(ctx, j)
+	if c != nil {
+		if why, done := a.changedSince(ctx, p, c, al); done {
+			j.add("done", "%s: verify only", why)
+			return p.waitLeader(ctx, j, c.leader().Name, 0, a.verify)
+		}
+	}
+	if err != nil {
+		return err
+	}
+	if cand.Name == leader.Name {
+		j.add("done", "%s is already the leader: verify only", leader.Name)
+		return p.waitLeader(ctx, j, leader.Name, 0, a.verify)
+	}
+	start := a.b.now()
+	body := map[string]string{"leader": leader.Name, "candidate": cand.Name}
+	if err := p.do(ctx, http.MethodPost, leader.base()+"/switchover", body, nil); err != nil {
+		return postError("POST /switchover", err)
+	}
+	j.add("switchover", "POST %s/switchover {leader: %s, candidate: %s} accepted after %s", leader.base(), leader.Name, cand.Name,
+		a.b.now().Sub(start).Round(time.Millisecond))
+	if err := a.b.step(ctx, StepPosted); err != nil {
+		return err
+	}
+	if err := p.waitLeader(ctx, j, cand.Name, leader.Timeline, a.verify); err != nil {
+		return err
+	}
+	j.recovered(al, a.cfg.RTO.D())
+	return nil
+}
