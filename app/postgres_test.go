@@ -1,0 +1,134 @@
+package app_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/responder-sre/responder/store/pgtest"
+)
+
+// TestDatabaseFailoverEndToEnd: a streaming pair; the primary stops → the postgres probe fires →
+// after `for` the promotion waits for approval (nothing is promoted before it) → approved through
+// the API → the standby is promoted, verified, and takes writes; the next step (re-trigger the
+// pipelines) runs once.
+func TestDatabaseFailoverEndToEnd(t *testing.T) {
+	primary := pgtest.StartServer(t)
+	standby := pgtest.StartStandby(t, primary)
+	f := startApp(t, fixtureOpts{
+		extra: fmt.Sprintf(`  postgres:
+    clusters:
+      orders:
+        primary: {dsn: %q}
+        standbys: [{name: orders-2, dsn: %q}]
+        detect: {failures: 2, min_period: 200ms}
+probes:
+  - name: orders-db
+    interval: 100ms
+    timeout: 100ms
+    labels: {cluster: orders}
+    postgres: {dsn: %q}
+`, primary.URL("postgres")+"&connect_timeout=1", standby.URL("postgres")+"&connect_timeout=1", primary.URL("postgres")+"&connect_timeout=1"),
+		rules: func(s *sink) string {
+			return fmt.Sprintf(`
+rules:
+  - name: database-failover
+    when: alert.source == "probe" && alert.name == "orders-db" && alert.status == "firing" && alert.labels.role != "standby"
+    for: 1s
+    actions:
+      - handler: postgres.promote
+        approval: required
+        params: {cluster: orders, candidate: orders-2}
+      - handler: http.request
+        params: {url: "http://%s/dags/orders_ingest/dagRuns", class: notify}
+`, s.HostPort())
+		},
+	})
+	waitFor := func(what string, cond func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(60 * time.Second)
+		for !cond() {
+			if time.Now().After(deadline) {
+				_, b := f.do("GET", "/api/v1/actions", readToken, nil)
+				t.Fatalf("timed out waiting for %s; actions %s", what, b)
+			}
+			<-time.After(50 * time.Millisecond) // polling within the deadline
+		}
+	}
+	inRecovery := func() bool {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		conn, err := pgx.Connect(ctx, standby.URL("postgres"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close(ctx)
+		var rec bool
+		must(t, conn.QueryRow(ctx, `SELECT pg_is_in_recovery()`).Scan(&rec))
+		return rec
+	}
+	type action struct {
+		ID      int64  `json:"id"`
+		Handler string `json:"handler"`
+		State   string `json:"state"`
+		Result  string `json:"result"`
+	}
+	actions := func() []action {
+		_, b := f.do("GET", "/api/v1/actions", readToken, nil)
+		var l struct{ Items []action }
+		must(t, json.Unmarshal(b, &l))
+		return l.Items
+	}
+	promote := func() *action {
+		for _, a := range actions() {
+			if a.Handler == "postgres.promote" {
+				return &a
+			}
+		}
+		return nil
+	}
+
+	waitFor("the probe to see the primary", func() bool { return metricValue(t, f, "responder_probe_success") == 1 })
+	primary.Stop(t)
+	start := time.Now()
+	waitFor("the promotion to await approval", func() bool { a := promote(); return a != nil && a.State == "awaiting_approval" })
+	detected := time.Since(start)
+	<-time.After(500 * time.Millisecond) // the standby must stay a standby while nobody approved
+	if !inRecovery() {
+		t.Fatal("the standby was promoted without approval")
+	}
+	id := promote().ID
+	if code, b := f.do("POST", fmt.Sprintf("/api/v1/actions/%d/approve", id), adminToken, []byte(`{"by":"alice"}`)); code != 200 {
+		t.Fatalf("approve: %d %s", code, b)
+	}
+	approved := time.Now()
+	waitFor("the promotion to succeed", func() bool { return promote().State == "succeeded" })
+	recovered := time.Since(approved)
+	if inRecovery() {
+		t.Fatal("the standby is still in recovery after a succeeded promotion")
+	}
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, standby.URL("postgres"))
+	must(t, err)
+	defer conn.Close(ctx)
+	_, err = conn.Exec(ctx, `CREATE TABLE after_failover (id int); INSERT INTO after_failover VALUES (1)`)
+	must(t, err)
+	if r := promote().Result; !strings.Contains(r, "recover") {
+		t.Errorf("the result does not report the time to recover: %q", r)
+	}
+	waitFor("the pipelines to be re-triggered", func() bool {
+		for _, c := range f.sink.Calls() {
+			if c.Path == "/dags/orders_ingest/dagRuns" {
+				return true
+			}
+		}
+		return false
+	})
+	t.Logf("primary stopped → awaiting approval in %s; approved → promoted and verified in %s", detected.Round(time.Millisecond), recovered.Round(time.Millisecond))
+}
