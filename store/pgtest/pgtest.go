@@ -1,70 +1,40 @@
-// Package pgtest runs throwaway PostgreSQL servers from the local server
-// binaries for tests.
+// Package pgtest runs throwaway PostgreSQL servers for tests, on top of store/pgserver (which
+// holds the server logic and states the server contract: binaries, settings, initdb cache,
+// temporary directories, running as the postgres user when root, parent-death signal).
 //
-// NewDatabase gives each test a fresh, empty database on a server shared by
-// the whole package run; StartServer gives a test a dedicated server it may
-// Stop and Start. Servers listen on 127.0.0.1 on a free port with a unix socket
-// in their temporary directory (in /dev/shm when it has room, see
-// PGTEST_TMPDIR), trust authentication for user postgres, and fsync,
-// full_page_writes and synchronous_commit off: they are fast and must never
-// hold data anyone wants.
+// NewDatabase gives each test a fresh, empty database on a server shared by the whole package
+// run; StartServer gives a test a dedicated server it may Stop and Start; StartStandby gives it a
+// streaming-replication standby of one. When the server binaries are missing the test fails
+// (never skips) with InstallHint, the command that installs them.
 //
-// Binaries: $PG_BIN if set, else the newest /usr/lib/postgresql/*/bin. When
-// they are missing the test fails (never skips) with the command that installs
-// them. When the test process runs as root the servers run as the postgres
-// user (PostgreSQL refuses root) and their directories are owned by it.
-//
-// Lifecycle of the shared server: it is started lazily by the first
-// NewDatabase. A package that uses it should stop it cleanly with
+// Lifecycle of the shared server: it is started lazily by the first NewDatabase. A package that
+// uses it should stop it cleanly with
 //
 //	func TestMain(m *testing.M) { pgtest.Main(m) }
 //
-// Without that, the server still never outlives the test process: every
-// server is started with a parent-death signal (Linux), so it shuts down
-// when the test binary exits, and the next run removes directories left
-// behind by dead runs.
-//
-// initdb runs once per PostgreSQL version and machine: the initialised data
-// directory is cached under the user cache directory (the parent of $GOCACHE
-// when set) in responder-pgtest/<version>/ and copied for every server.
-// Set PGTEST_NO_CACHE=1 to run initdb for every server instead.
+// Without that, the server still never outlives the test process: every server is started with
+// a parent-death signal (Linux), so it shuts down when the test binary exits, and the next run
+// removes directories left behind by dead runs.
 package pgtest
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"net"
-	"net/url"
 	"os"
-	"os/exec"
-	"os/user"
-	"path/filepath"
-	"runtime"
-	"sort"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
+	"github.com/responder-sre/responder/store/pgserver"
 )
 
 // InstallHint is the message a test fails with when the server binaries are missing.
-const InstallHint = "PostgreSQL server binaries not found: run 'apt-get install -y postgresql' (as root)"
-
-const (
-	startTimeout = 30 * time.Second
-	stopTimeout  = 30 * time.Second
-	dirPrefix    = "responder-pgtest-"
-)
+const InstallHint = pgserver.InstallHint
 
 var (
 	sharedOnce sync.Once
-	shared     *Server
+	shared     *pgserver.Server
 	sharedErr  error
 	dbCounter  atomic.Int64
 )
@@ -82,35 +52,35 @@ func Run(m *testing.M) int {
 	code := m.Run()
 	if shared != nil {
 		// The test binary's own root: no test (and no test context) is running any more.
-		if err := shared.stop(context.Background()); err != nil {
+		if err := shared.Close(context.Background()); err != nil {
 			fmt.Fprintf(os.Stderr, "pgtest: stopping shared server: %v\n", err)
 		}
-		shared.removeDir()
 	}
 	return code
 }
 
-// NewDatabase creates a fresh database on the package's shared server and
-// returns its URL. The database is dropped when the test ends.
+// NewDatabase creates a fresh database on the package's shared server and returns its URL. The
+// database is dropped when the test ends.
 func NewDatabase(t testing.TB) string {
 	t.Helper()
 	sharedOnce.Do(func() {
-		shared, sharedErr = newServer(300)
+		var s *pgserver.Server
+		s, sharedErr = pgserver.Start(t.Context(), pgserver.Options{MaxConnections: 300})
 		if sharedErr == nil {
-			sharedErr = shared.start(t.Context())
+			shared = s
 		}
 	})
 	if sharedErr != nil {
 		t.Fatalf("pgtest: shared server: %v", sharedErr)
 	}
 	name := fmt.Sprintf("test_%d_%d", os.Getpid(), dbCounter.Add(1))
-	u := shared.CreateDatabase(t, name)
+	u := (&Server{srv: shared}).CreateDatabase(t, name)
 	t.Cleanup(func() {
 		// t.Context() is already cancelled when cleanups run.
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(t.Context()), 10*time.Second)
 		defer cancel()
-		if err := shared.exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)"); err != nil {
-			t.Logf("pgtest: drop database %s: %v", name, err)
+		if err := shared.DropDatabase(ctx, name); err != nil {
+			t.Logf("pgtest: %v", err)
 		}
 	})
 	return u
@@ -118,70 +88,60 @@ func NewDatabase(t testing.TB) string {
 
 // Server is one PostgreSQL server with its own data directory and port.
 type Server struct {
-	bins    binaries
-	dir     string // temporary directory: data/, the socket, postgres.log
-	port    int
-	maxConn int
-
-	mu     sync.Mutex
-	proc   *exec.Cmd
-	exited chan struct{} // closed when proc has exited
-	admin  *pgx.Conn     // connection to database postgres, for CREATE/DROP
+	srv *pgserver.Server
 }
 
-// StartServer starts a dedicated server for the test; it is stopped and its
-// directory removed when the test ends.
+// StartServer starts a dedicated server for the test; it is stopped and its directory removed
+// when the test ends.
 func StartServer(t testing.TB) *Server {
 	t.Helper()
-	s, err := newServer(100)
+	s, err := pgserver.New(pgserver.Options{MaxConnections: 100})
 	if err != nil {
 		t.Fatalf("pgtest: %v", err)
 	}
+	return startDedicated(t, s, "")
+}
+
+// startDedicated starts s for the test and closes it when the test ends; what ("" or "standby")
+// names it in failures.
+func startDedicated(t testing.TB, s *pgserver.Server, what string) *Server {
+	t.Helper()
+	stopMsg, startMsg := "pgtest: stop", "pgtest: "
+	if what != "" {
+		stopMsg, startMsg = stopMsg+" "+what, startMsg+what+": "
+	}
 	t.Cleanup(func() {
 		// t.Context() is already cancelled when cleanups run.
-		if err := s.stop(context.WithoutCancel(t.Context())); err != nil {
-			t.Errorf("pgtest: stop: %v", err)
+		if err := s.Close(context.WithoutCancel(t.Context())); err != nil {
+			t.Errorf("%s: %v", stopMsg, err)
 		}
-		s.removeDir()
 	})
-	if err := s.start(t.Context()); err != nil {
-		t.Fatalf("pgtest: %v", err)
+	if err := s.Start(t.Context()); err != nil {
+		t.Fatalf("%s%v", startMsg, err)
 	}
-	return s
+	return &Server{srv: s}
 }
 
 // URL returns the connection URL of database db on this server.
-func (s *Server) URL(db string) string {
-	u := url.URL{
-		Scheme:   "postgres",
-		User:     url.User("postgres"),
-		Host:     net.JoinHostPort("127.0.0.1", strconv.Itoa(s.port)),
-		Path:     "/" + db,
-		RawQuery: "sslmode=disable",
-	}
-	return u.String()
-}
+func (s *Server) URL(db string) string { return s.srv.URL(db) }
 
 // CreateDatabase creates database name and returns its URL.
 func (s *Server) CreateDatabase(t testing.TB, name string) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
-	sql := "CREATE DATABASE " + pgx.Identifier{name}.Sanitize()
-	if s.bins.major >= 15 {
-		sql += " STRATEGY FILE_COPY" // ~10 ms against ~17 ms for WAL_LOG here
+	u, err := s.srv.CreateDatabase(ctx, name)
+	if err != nil {
+		t.Fatalf("pgtest: %v", err)
 	}
-	if err := s.exec(ctx, sql); err != nil {
-		t.Fatalf("pgtest: create database %s: %v", name, err)
-	}
-	return s.URL(name)
+	return u
 }
 
-// Stop shuts the server down (fast shutdown: open sessions are ended) and
-// waits until it has exited. Connecting fails until Start.
+// Stop shuts the server down (fast shutdown: open sessions are ended) and waits until it has
+// exited. Connecting fails until Start.
 func (s *Server) Stop(t testing.TB) {
 	t.Helper()
-	if err := s.stop(t.Context()); err != nil {
+	if err := s.srv.Stop(t.Context()); err != nil {
 		t.Fatalf("pgtest: stop: %v", err)
 	}
 }
@@ -189,525 +149,7 @@ func (s *Server) Stop(t testing.TB) {
 // Start starts a stopped server again on the same port and data directory.
 func (s *Server) Start(t testing.TB) {
 	t.Helper()
-	if err := s.start(t.Context()); err != nil {
+	if err := s.srv.Start(t.Context()); err != nil {
 		t.Fatalf("pgtest: %v", err)
 	}
-}
-
-func newServer(maxConn int) (*Server, error) {
-	bins, err := findBinaries()
-	if err != nil {
-		return nil, err
-	}
-	sweepStaleDirs()
-	dir, err := os.MkdirTemp(baseDir(), dirPrefix)
-	if err != nil {
-		return nil, fmt.Errorf("temp dir: %w", err)
-	}
-	s := &Server{bins: bins, dir: dir, maxConn: maxConn}
-	if err := os.WriteFile(filepath.Join(dir, "owner.pid"), []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
-		s.removeDir()
-		return nil, fmt.Errorf("owner file: %w", err)
-	}
-	if err := s.initData(); err != nil {
-		s.removeDir()
-		return nil, err
-	}
-	if err := chownTree(dir, bins.cred); err != nil {
-		s.removeDir()
-		return nil, err
-	}
-	port, err := freePort()
-	if err != nil {
-		s.removeDir()
-		return nil, err
-	}
-	s.port = port
-	return s, nil
-}
-
-func (s *Server) dataDir() string { return filepath.Join(s.dir, "data") }
-func (s *Server) logPath() string { return filepath.Join(s.dir, "postgres.log") }
-
-// initData fills dataDir from the cached template, making the template first
-// if needed, or runs initdb directly when no cache can be used.
-func (s *Server) initData() error {
-	tmpl, err := cachedTemplate(s.bins)
-	if err != nil {
-		// The cache is an optimisation: fall back to initdb in place.
-		return runInitdb(s.bins, s.dir, s.dataDir())
-	}
-	if err := copyTree(tmpl, s.dataDir()); err != nil {
-		return fmt.Errorf("copy initdb template %s: %w", tmpl, err)
-	}
-	return nil
-}
-
-func (s *Server) start(ctx context.Context) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.proc != nil {
-		select {
-		case <-s.exited:
-		default:
-			return nil // already running
-		}
-	}
-	logf, err := os.OpenFile(s.logPath(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return fmt.Errorf("log file: %w", err)
-	}
-	defer logf.Close()
-	cmd := exec.Command(filepath.Join(s.bins.dir, "postgres"),
-		"-D", s.dataDir(),
-		"-p", strconv.Itoa(s.port),
-		"-k", s.dir,
-		"-c", "listen_addresses=127.0.0.1",
-		"-c", "fsync=off",
-		"-c", "full_page_writes=off",
-		"-c", "synchronous_commit=off",
-		"-c", "max_connections="+strconv.Itoa(s.maxConn),
-		"-c", "shared_buffers=32MB",
-		"-c", "logging_collector=off",
-	)
-	cmd.Dir = s.dir
-	cmd.Stdout = logf
-	cmd.Stderr = logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{
-		Credential: s.bins.cred,
-		// Immediate shutdown if the test process dies without stopping us.
-		Pdeathsig: syscall.SIGQUIT,
-		Setpgid:   true,
-	}
-	if err := spawn(cmd); err != nil {
-		return fmt.Errorf("start postgres: %w", err)
-	}
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }()
-	s.proc, s.exited = cmd, exited
-
-	if err := s.waitReady(ctx, exited); err != nil {
-		_ = cmd.Process.Signal(syscall.SIGQUIT)
-		select {
-		case <-exited:
-		case <-time.After(stopTimeout):
-			_ = cmd.Process.Kill()
-		}
-		return fmt.Errorf("postgres did not become ready: %w\n%s", err, s.logTail())
-	}
-	return nil
-}
-
-func (s *Server) waitReady(ctx context.Context, exited <-chan struct{}) error {
-	deadline := time.Now().Add(startTimeout)
-	var lastErr error
-	for time.Now().Before(deadline) {
-		select {
-		case <-exited:
-			return errors.New("postgres exited during startup")
-		default:
-		}
-		cctx, cancel := context.WithTimeout(ctx, time.Second)
-		conn, err := pgx.Connect(cctx, s.URL("postgres"))
-		cancel()
-		if err == nil {
-			s.admin = conn
-			return nil
-		}
-		lastErr = err
-		time.Sleep(10 * time.Millisecond) // polling an external process's readiness
-	}
-	return fmt.Errorf("timeout after %s: %w", startTimeout, lastErr)
-}
-
-func (s *Server) stop(ctx context.Context) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.admin != nil {
-		cctx, cancel := context.WithTimeout(ctx, time.Second)
-		_ = s.admin.Close(cctx)
-		cancel()
-		s.admin = nil
-	}
-	if s.proc == nil {
-		return nil
-	}
-	select {
-	case <-s.exited:
-		return nil
-	default:
-	}
-	if err := s.proc.Process.Signal(syscall.SIGINT); err != nil && !errors.Is(err, os.ErrProcessDone) {
-		return fmt.Errorf("signal postgres: %w", err)
-	}
-	select {
-	case <-s.exited:
-		return nil
-	case <-time.After(stopTimeout):
-		_ = s.proc.Process.Kill()
-		<-s.exited
-		return fmt.Errorf("postgres did not stop within %s; killed\n%s", stopTimeout, s.logTail())
-	}
-}
-
-// exec runs one statement as postgres on database postgres.
-func (s *Server) exec(ctx context.Context, sql string) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.admin == nil || s.admin.IsClosed() {
-		conn, err := pgx.Connect(ctx, s.URL("postgres"))
-		if err != nil {
-			return fmt.Errorf("connect: %w", err)
-		}
-		s.admin = conn
-	}
-	if _, err := s.admin.Exec(ctx, sql); err != nil {
-		return fmt.Errorf("%s: %w", sql, err)
-	}
-	return nil
-}
-
-func (s *Server) removeDir() {
-	_ = os.RemoveAll(s.dir)
-}
-
-func (s *Server) logTail() string {
-	b, err := os.ReadFile(s.logPath())
-	if err != nil {
-		return "(no postgres log: " + err.Error() + ")"
-	}
-	const max = 4000
-	if len(b) > max {
-		b = b[len(b)-max:]
-	}
-	return "--- postgres log (tail) ---\n" + string(b)
-}
-
-// binaries is where the server binaries are and whom they run as.
-type binaries struct {
-	dir     string
-	version string              // output of postgres --version
-	major   int                 // major version, e.g. 15
-	cred    *syscall.Credential // nil unless running as root
-}
-
-var (
-	binsOnce sync.Once
-	bins     binaries
-	binsErr  error
-)
-
-func findBinaries() (binaries, error) {
-	binsOnce.Do(func() { bins, binsErr = lookBinaries() })
-	return bins, binsErr
-}
-
-func lookBinaries() (binaries, error) {
-	dir := os.Getenv("PG_BIN")
-	if dir == "" {
-		dir = newestBinDir("/usr/lib/postgresql")
-	}
-	var b binaries
-	if dir == "" {
-		return b, errors.New(InstallHint + " (looked in /usr/lib/postgresql/*/bin; set PG_BIN to override)")
-	}
-	for _, name := range []string{"initdb", "postgres"} {
-		if _, err := os.Stat(filepath.Join(dir, name)); err != nil {
-			return b, fmt.Errorf("%s (%s missing in %s)", InstallHint, name, dir)
-		}
-	}
-	b.dir = dir
-	out, err := exec.Command(filepath.Join(dir, "postgres"), "--version").Output()
-	if err != nil {
-		return b, fmt.Errorf("%s --version: %w", filepath.Join(dir, "postgres"), err)
-	}
-	b.version = strings.TrimSpace(string(out))
-	b.major = majorVersion(b.version)
-	if os.Geteuid() == 0 {
-		u, err := user.Lookup("postgres")
-		if err != nil {
-			return b, fmt.Errorf("running as root needs the postgres user to run the server (it comes with 'apt-get install -y postgresql'): %w", err)
-		}
-		uid, _ := strconv.ParseUint(u.Uid, 10, 32)
-		gid, _ := strconv.ParseUint(u.Gid, 10, 32)
-		b.cred = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), Groups: []uint32{uint32(gid)}}
-	}
-	return b, nil
-}
-
-// majorVersion parses "postgres (PostgreSQL) 15.18 (Debian ...)" → 15 (0 if unknown).
-func majorVersion(v string) int {
-	f := strings.Fields(v)
-	if len(f) < 3 {
-		return 0
-	}
-	major, _, _ := strings.Cut(f[2], ".")
-	n, _ := strconv.Atoi(major)
-	return n
-}
-
-// newestBinDir returns root/<newest major>/bin holding a postgres binary, or "".
-func newestBinDir(root string) string {
-	entries, err := os.ReadDir(root)
-	if err != nil {
-		return ""
-	}
-	type cand struct {
-		ver float64
-		dir string
-	}
-	var cands []cand
-	for _, e := range entries {
-		v, err := strconv.ParseFloat(e.Name(), 64)
-		if err != nil {
-			continue
-		}
-		dir := filepath.Join(root, e.Name(), "bin")
-		if _, err := os.Stat(filepath.Join(dir, "postgres")); err == nil {
-			cands = append(cands, cand{v, dir})
-		}
-	}
-	if len(cands) == 0 {
-		return ""
-	}
-	sort.Slice(cands, func(i, j int) bool { return cands[i].ver > cands[j].ver })
-	return cands[0].dir
-}
-
-// runInitdb initialises dataDir (inside parent, which it chowns) as the server user.
-func runInitdb(b binaries, parent, dataDir string) error {
-	if err := chownTree(parent, b.cred); err != nil {
-		return err
-	}
-	cmd := exec.Command(filepath.Join(b.dir, "initdb"),
-		"-D", dataDir, "-U", "postgres", "--auth=trust",
-		"-E", "UTF8", "--no-locale", "--no-sync", "--no-instructions",
-		"--wal-segsize=1") // 1 MiB WAL segments: a smaller directory to copy
-	cmd.Dir = parent
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: b.cred}
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("initdb: %w\n%s", err, out)
-	}
-	return nil
-}
-
-// cachedTemplate returns a data directory made by initdb for this version,
-// creating it once. It is never modified after creation.
-func cachedTemplate(b binaries) (string, error) {
-	if os.Getenv("PGTEST_NO_CACHE") != "" {
-		return "", errors.New("cache disabled")
-	}
-	root, err := cacheRoot()
-	if err != nil {
-		return "", err
-	}
-	key := strings.Map(func(r rune) rune {
-		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '-' {
-			return r
-		}
-		return '_'
-	}, b.version)
-	final := filepath.Join(root, "responder-pgtest", key+"-v2")
-	if _, err := os.Stat(filepath.Join(final, "PG_VERSION")); err == nil {
-		return final, nil
-	}
-	// initdb in a temp dir the server user can reach, then copy into the cache
-	// under a temporary name and rename: concurrent creators are safe.
-	work, err := os.MkdirTemp(baseDir(), dirPrefix+"initdb-")
-	if err != nil {
-		return "", err
-	}
-	defer os.RemoveAll(work)
-	if err := os.WriteFile(filepath.Join(work, "owner.pid"), []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
-		return "", err
-	}
-	if err := runInitdb(b, work, filepath.Join(work, "data")); err != nil {
-		return "", err
-	}
-	if err := os.MkdirAll(filepath.Dir(final), 0o755); err != nil {
-		return "", err
-	}
-	tmp, err := os.MkdirTemp(filepath.Dir(final), ".tmp-")
-	if err != nil {
-		return "", err
-	}
-	defer os.RemoveAll(tmp)
-	staged := filepath.Join(tmp, "data")
-	if err := copyTree(filepath.Join(work, "data"), staged); err != nil {
-		return "", err
-	}
-	if err := os.Rename(staged, final); err != nil {
-		// Someone else finished first.
-		if _, statErr := os.Stat(filepath.Join(final, "PG_VERSION")); statErr == nil {
-			return final, nil
-		}
-		return "", err
-	}
-	return final, nil
-}
-
-// baseDir is where server directories go: $PGTEST_TMPDIR, else /dev/shm
-// when it is a tmpfs with room (disk writes dominate start-up on slow disks:
-// copying a data directory takes ~1.2 s on this machine's disk, 0.06 s in
-// memory), else the system temporary directory.
-func baseDir() string {
-	if d := os.Getenv("PGTEST_TMPDIR"); d != "" {
-		return d
-	}
-	baseOnce.Do(func() {
-		base = os.TempDir()
-		var st syscall.Statfs_t
-		const minFree = 2 << 30
-		if syscall.Statfs("/dev/shm", &st) == nil && uint64(st.Bavail)*uint64(st.Bsize) >= minFree &&
-			syscall.Access("/dev/shm", 0o2|0o1) == nil {
-			base = "/dev/shm"
-		}
-	})
-	return base
-}
-
-var (
-	baseOnce sync.Once
-	base     string
-)
-
-func cacheRoot() (string, error) {
-	if gc := os.Getenv("GOCACHE"); gc != "" && gc != "off" {
-		return filepath.Dir(gc), nil
-	}
-	return os.UserCacheDir()
-}
-
-// copyTree copies the regular files and directories under src to dst,
-// keeping permission bits (PostgreSQL insists on 0700/0750 data directories).
-func copyTree(src, dst string) error {
-	return filepath.WalkDir(src, func(path string, d os.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, err := filepath.Rel(src, path)
-		if err != nil {
-			return err
-		}
-		target := filepath.Join(dst, rel)
-		info, err := d.Info()
-		if err != nil {
-			return err
-		}
-		switch {
-		case d.IsDir():
-			if err := os.Mkdir(target, info.Mode().Perm()); err != nil {
-				return err
-			}
-			return os.Chmod(target, info.Mode().Perm())
-		case info.Mode().IsRegular():
-			return copyFile(path, target, info.Mode().Perm())
-		default:
-			return fmt.Errorf("unexpected file type %s: %s", info.Mode().Type(), path)
-		}
-	})
-}
-
-func copyFile(src, dst string, perm os.FileMode) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_CREATE|os.O_EXCL|os.O_WRONLY, perm)
-	if err != nil {
-		return err
-	}
-	if _, err := out.ReadFrom(in); err != nil {
-		out.Close()
-		return err
-	}
-	return out.Close()
-}
-
-// chownTree gives dir and everything under it to cred's user (no-op if nil).
-func chownTree(dir string, cred *syscall.Credential) error {
-	if cred == nil {
-		return nil
-	}
-	return filepath.WalkDir(dir, func(path string, _ os.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if err := os.Lchown(path, int(cred.Uid), int(cred.Gid)); err != nil {
-			return fmt.Errorf("chown: %w", err)
-		}
-		return nil
-	})
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("free port: %w", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
-// sweepStaleDirs removes server directories whose test process and
-// postmaster are both gone (a run that died without cleaning up).
-func sweepStaleDirs() {
-	dirs, _ := filepath.Glob(filepath.Join(baseDir(), dirPrefix+"*"))
-	for _, dir := range dirs {
-		owner := readPID(filepath.Join(dir, "owner.pid"))
-		if owner == 0 || owner == os.Getpid() || alive(owner) {
-			continue
-		}
-		if pm := readPID(filepath.Join(dir, "data", "postmaster.pid")); pm != 0 && alive(pm) {
-			continue
-		}
-		_ = os.RemoveAll(dir)
-	}
-}
-
-func readPID(path string) int {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return 0
-	}
-	first, _, _ := strings.Cut(string(b), "\n")
-	pid, err := strconv.Atoi(strings.TrimSpace(first))
-	if err != nil {
-		return 0
-	}
-	return pid
-}
-
-func alive(pid int) bool {
-	err := syscall.Kill(pid, 0)
-	return err == nil || errors.Is(err, syscall.EPERM)
-}
-
-// Pdeathsig fires when the OS thread that started the child exits, not the
-// process, so every server is started from one goroutine locked to a thread
-// that lives as long as the process.
-var (
-	spawnOnce sync.Once
-	spawnReqs chan spawnReq
-)
-
-type spawnReq struct {
-	cmd  *exec.Cmd
-	done chan error
-}
-
-func spawn(cmd *exec.Cmd) error {
-	spawnOnce.Do(func() {
-		spawnReqs = make(chan spawnReq)
-		go func() {
-			runtime.LockOSThread() // never unlocked: the thread lives until exit
-			for r := range spawnReqs {
-				r.done <- r.cmd.Start()
-			}
-		}()
-	})
-	done := make(chan error, 1)
-	spawnReqs <- spawnReq{cmd, done}
-	return <-done
 }
