@@ -104,6 +104,14 @@ rules:
 		t.Fatal("the standby was promoted without approval")
 	}
 	id := promote().ID
+	var full struct {
+		Evidence string `json:"evidence"`
+	}
+	_, b := f.do("GET", fmt.Sprintf("/api/v1/actions/%d", id), readToken, nil)
+	must(t, json.Unmarshal(b, &full))
+	if !strings.Contains(full.Evidence, "candidate orders-2") {
+		t.Errorf("the approval request does not describe the candidate: evidence %q", full.Evidence)
+	}
 	if code, b := f.do("POST", fmt.Sprintf("/api/v1/actions/%d/approve", id), adminToken, []byte(`{"by":"alice"}`)); code != 200 {
 		t.Fatalf("approve: %d %s", code, b)
 	}

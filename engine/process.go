@@ -405,6 +405,16 @@ func (e *Engine) build(ctx context.Context, na *store.NewAction, s *rules.Action
 	if na.Approval == string(handlers.ApprovalRequired) {
 		na.State = store.ActionAwaitingApproval
 		na.ApprovalsRequired = s.ApprovalsRequired
+		if d, ok := act.(handlers.Describer); ok && ctx != nil {
+			// What the approver needs to see (read-only, bounded: this runs in the batch's transaction).
+			dctx, cancel := context.WithTimeout(ctx, resolveTimeout)
+			text, err := d.Describe(dctx)
+			cancel()
+			if err != nil {
+				text = "could not describe the situation: " + err.Error()
+			}
+			na.Evidence = text
+		}
 	}
 	return nil
 }

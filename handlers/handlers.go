@@ -171,6 +171,13 @@ type Resolver interface {
 	Resolve(ctx context.Context) error
 }
 
+// Describer is implemented by actions that can tell an approver what they would act on: the
+// engine calls Describe, bounded, when it plans an action that waits for approval, and shows the
+// text with the approval request (API `evidence`, the Slack message). An error is shown instead.
+type Describer interface {
+	Describe(ctx context.Context) (string, error)
+}
+
 // WorkloadMember is implemented by actions whose target is a workload with several members (a
 // Deployment and its pods): the storm guard's max_workload_fraction counts, per rule and target,
 // the distinct members acted on against the workload's size.

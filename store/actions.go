@@ -31,6 +31,8 @@ type NewAction struct {
 	Reason     string
 	Error      string
 	At         time.Time
+	// Evidence is the handler's description for the approver (handlers.Describer).
+	Evidence string
 	// Member is the member of the target workload the action touches ("" if none): see
 	// handlers.WorkloadMember.
 	Member string
@@ -54,6 +56,7 @@ func (s *Store) InsertActionsTx(ctx context.Context, tx pgx.Tx, as []NewAction) 
 		make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 	ats, bases := make([]time.Time, n), make([]time.Time, n)
 	finished, members := make([]*time.Time, n), make([]*string, n)
+	evidence := make([]string, n)
 	for i, a := range as {
 		p := a.Params
 		if p == nil {
@@ -76,19 +79,20 @@ func (s *Store) InsertActionsTx(ctx context.Context, tx pgx.Tx, as []NewAction) 
 		if a.Member != "" {
 			members[i] = &as[i].Member
 		}
+		evidence[i] = a.Evidence
 	}
 	rows, err := tx.Query(ctx, `
 INSERT INTO actions (incident_id, phase, step, rule, rule_hash, handler, target, scope, class, mode, params,
-                     approval, timeout_ms, state, reason, error, created_at, finished_at, basis_at, approvals_required, member, version)
+                     approval, timeout_ms, state, reason, error, created_at, finished_at, basis_at, approvals_required, member, evidence, version)
 SELECT u.inc, u.phase, u.step, u.rule, u.hash, u.handler, u.target, u.scope, u.class, u.mode, u.params::json,
-       u.approval, u.timeout, u.state, u.reason, u.err, u.at, u.fin, u.basis, u.required, u.member, $22
+       u.approval, u.timeout, u.state, u.reason, u.err, u.at, u.fin, u.basis, u.required, u.member, u.evidence, $23
   FROM unnest($1::bigint[], $2::text[], $3::int[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
               $9::text[], $10::text[], $11::text[], $12::text[], $13::bigint[], $14::text[], $15::text[], $16::text[],
-              $17::timestamptz[], $18::timestamptz[], $19::timestamptz[], $20::int[], $21::text[])
-       AS u(inc, phase, step, rule, hash, handler, target, scope, class, mode, params, approval, timeout, state, reason, err, at, fin, basis, required, member)
+              $17::timestamptz[], $18::timestamptz[], $19::timestamptz[], $20::int[], $21::text[], $22::text[])
+       AS u(inc, phase, step, rule, hash, handler, target, scope, class, mode, params, approval, timeout, state, reason, err, at, fin, basis, required, member, evidence)
 ON CONFLICT (incident_id, phase, step) DO NOTHING
 RETURNING id`,
-		inc, phases, steps, rules, hashes, handlers, targets, scopes, classes, modes, params, approvals, timeouts, states, reasons, errs, ats, finished, bases, required, members, s.version)
+		inc, phases, steps, rules, hashes, handlers, targets, scopes, classes, modes, params, approvals, timeouts, states, reasons, errs, ats, finished, bases, required, members, evidence, s.version)
 	if err != nil {
 		return nil, fmt.Errorf("plan actions: %w", err)
 	}
@@ -107,12 +111,12 @@ type Claimed struct {
 
 const actionCols = `a.id, a.incident_id, a.phase, a.step, a.rule, a.handler, a.target, a.scope, a.class, a.mode, a.params,
        a.approval, a.timeout_ms, a.state, a.reason, a.attempt, a.approved_by, a.owner, a.lease_until, a.created_at,
-       a.started_at, a.finished_at, a.basis_at, a.not_before, a.error, a.result, a.version, a.rule_hash`
+       a.started_at, a.finished_at, a.basis_at, a.not_before, a.error, a.result, a.evidence, a.version, a.rule_hash`
 
 func scanAction(r pgx.Row, a *Action, extra ...any) error {
 	dest := []any{&a.ID, &a.IncidentID, &a.Phase, &a.Step, &a.Rule, &a.Handler, &a.Target, &a.Scope, &a.Class, &a.Mode, &a.Params,
 		&a.Approval, &a.TimeoutMS, &a.State, &a.Reason, &a.Attempt, &a.ApprovedBy, &a.Owner, &a.LeaseUntil, &a.CreatedAt,
-		&a.StartedAt, &a.FinishedAt, &a.BasisAt, &a.NotBefore, &a.Error, &a.Result, &a.Version, &a.RuleHash}
+		&a.StartedAt, &a.FinishedAt, &a.BasisAt, &a.NotBefore, &a.Error, &a.Result, &a.Evidence, &a.Version, &a.RuleHash}
 	return r.Scan(append(dest, extra...)...)
 }
 

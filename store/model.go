@@ -86,8 +86,11 @@ type Action struct {
 	FinishedAt *time.Time     `json:"finished_at"`
 	Error      string         `json:"error"`
 	Result     string         `json:"result"`
-	Version    string         `json:"version"`
-	RuleHash   string         `json:"rule_hash"`
+	// Evidence is what the handler said about the situation when the action was planned, for
+	// the approver (handlers.Describer); "" for most actions.
+	Evidence string `json:"evidence"`
+	Version  string `json:"version"`
+	RuleHash string `json:"rule_hash"`
 }
 
 // AuditEntry records one decision, refusals included.

@@ -193,3 +193,11 @@ func (a *FailoverAction) do(ctx context.Context, j *journal, al alert.Alert) err
 	j.recovered(al, a.cfg.RTO.D())
 	return nil
 }
+
+// Describe tells the approver the cluster's state and the candidate's last received LSN against
+// every other member's: what a failover to it could lose.
+func (a *FailoverAction) Describe(ctx context.Context) (string, error) {
+	j := a.b.journal(FailoverName, a.cluster)
+	_, _, _, err := a.plan(ctx, j)
+	return describePlan(j, err), nil
+}

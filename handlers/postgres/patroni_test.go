@@ -524,6 +524,11 @@ func TestPatroni(t *testing.T) {
 		if err := fo.Check(t.Context(), alert.Alert{}); err != nil {
 			t.Fatalf("Check: %v", err)
 		}
+		// What the approver sees before deciding: the candidate's last received LSN.
+		desc, err := fo.(handlers.Describer).Describe(t.Context())
+		if err != nil || !strings.Contains(desc, "m1: last received LSN") || strings.Contains(desc, "would refuse") {
+			t.Fatalf("Describe = %q, %v", desc, err)
+		}
 		began := time.Now()
 		res, err = fo.Do(t.Context(), alert.Alert{StartsAt: time.Now().Add(-2 * time.Minute)})
 		if err != nil {

@@ -209,3 +209,13 @@ func refuse(format string, args ...any) error {
 func halfDone(format string, args ...any) error {
 	return handlers.Fail(handlers.ReasonClientError, "half-done: "+format+"; needs a human", args...)
 }
+
+// describePlan runs a handler's read-only planning step and returns what it saw (and why it
+// would refuse, if it would), for the approver (handlers.Describer).
+func describePlan(j *journal, err error) string {
+	text := strings.Join(j.lines, "\n")
+	if err != nil {
+		text += "\nwould refuse: " + err.Error()
+	}
+	return text
+}

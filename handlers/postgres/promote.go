@@ -409,3 +409,10 @@ func (a *PromoteAction) verify(ctx context.Context, j *journal) error {
 	j.add("verify", "%s: pg_is_in_recovery() = false, test write committed, WAL at %s", a.candidate, s.current)
 	return nil
 }
+
+// Describe tells the approver what responder sees of the old primary and the candidate (reachable,
+// in recovery, fenced, received and replayed LSNs).
+func (a *PromoteAction) Describe(ctx context.Context) (string, error) {
+	pri, cand := a.h.probe(ctx, a.primary), a.h.probe(ctx, a.candidate)
+	return fmt.Sprintf("primary %s: %s; candidate %s: %s", a.primary, describe(pri), a.candidate, describe(cand)), nil
+}

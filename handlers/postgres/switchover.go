@@ -245,3 +245,10 @@ func (a *SwitchoverAction) do(ctx context.Context, j *journal, al alert.Alert) e
 	j.recovered(al, a.cfg.RTO.D())
 	return nil
 }
+
+// Describe tells the approver the cluster's state, the leader and the candidate with its lag.
+func (a *SwitchoverAction) Describe(ctx context.Context) (string, error) {
+	j := a.b.journal(SwitchoverName, a.cluster)
+	_, _, _, _, err := a.plan(ctx, j)
+	return describePlan(j, err), nil
+}

@@ -142,6 +142,9 @@ func renderIncident(inc store.SlackIncident, acts []store.Action) rendered {
 		}
 		blocks = append(blocks, slack.NewSectionBlock(md(truncate(actionLine(a), maxSectionText)), nil, nil))
 		if a.State == store.ActionAwaitingApproval {
+			if a.Evidence != "" { // what the handler saw, for the approver
+				blocks = append(blocks, slack.NewContextBlock("evidence_"+strconv.FormatInt(a.ID, 10), md(truncate(esc(a.Evidence), maxSectionText))))
+			}
 			id := strconv.FormatInt(a.ID, 10)
 			approve := slack.NewButtonBlockElement(ButtonApprove, id, slack.NewTextBlockObject(slack.PlainTextType, "Approve "+id, false, false))
 			approve.Style = slack.StylePrimary
