@@ -34,14 +34,15 @@ run: build db-start
 	@echo "           API     http://$(LISTEN)/api/v1/actions  (token: examples/secrets/api-token)"
 	$(BIN) serve --config.file=examples/responder.yml --storage.path=data --web.listen-address=$(LISTEN)
 
-# The Alertmanager binary (tools/alertmanager) and the Kubernetes control plane (tools/kube: etcd,
-# kube-apiserver, controller-manager, scheduler, kwok), built from the Go module proxy and cached by
-# version, are built first,
-# in its own step: cold, it takes minutes, and it must not eat the test timeout.
 # make sink: a local HTTP sink on 127.0.0.1:9999 for the example rules' http.request actions.
 sink:
 	python3 scripts/sink.py 9999
 
+# The test tools built from the Go module proxy in tools modules of their own and cached by version
+# outside the repository: Alertmanager (tools/alertmanager), the Kubernetes control plane
+# (tools/kube: etcd, kube-apiserver, controller-manager, scheduler, kwok), helm (tools/helm) and the
+# PromQL name extractor (tools/promql). They are built first, each in its own step: cold, they take
+# minutes (the control plane about 12 on 2 cores), and that must not eat the test timeout.
 test: deps
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 30m -run '^TestBinary$$' ./source/alertmanager/amtest
