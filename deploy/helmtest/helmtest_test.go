@@ -1,7 +1,6 @@
 package helmtest
 
 import (
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -31,41 +30,6 @@ func TestBinary(t *testing.T) {
 	}
 	if again := Binary(t); again != bin {
 		t.Fatalf("second Binary = %q, want the cached %q", again, bin)
-	}
-}
-
-func TestModuleVersion(t *testing.T) {
-	dir := t.TempDir()
-	gomod := filepath.Join(dir, "go.mod")
-	if err := os.WriteFile(gomod, []byte(`module example.com/x
-
-go 1.26
-
-require helm.sh/helm/v3 v3.22.0
-
-require (
-	k8s.io/client-go v0.37.0 // indirect
-)
-`), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	for _, tc := range []struct{ module, want string }{
-		{"helm.sh/helm/v3", "v3.22.0"},
-		{"k8s.io/client-go", "v0.37.0"},
-		{"k8s.io/api", ""},
-	} {
-		t.Run(tc.module, func(t *testing.T) {
-			got, err := ModuleVersion(gomod, tc.module)
-			if tc.want == "" {
-				if err == nil {
-					t.Fatalf("ModuleVersion(%s) = %q, want an error", tc.module, got)
-				}
-				return
-			}
-			if err != nil || got != tc.want {
-				t.Fatalf("ModuleVersion(%s) = %q, %v; want %q", tc.module, got, err, tc.want)
-			}
-		})
 	}
 }
 

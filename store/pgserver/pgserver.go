@@ -30,7 +30,6 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
-	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -39,6 +38,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/responder-sre/responder/internal/childproc"
 )
 
 // InstallHint says how to get the server binaries.
@@ -66,10 +67,9 @@ type Server struct {
 	port    int
 	maxConn int
 
-	mu     sync.Mutex
-	proc   *exec.Cmd
-	exited chan struct{} // closed when proc has exited
-	admin  *pgx.Conn     // connection to database postgres, for CREATE/DROP
+	mu    sync.Mutex
+	proc  *childproc.Process
+	admin *pgx.Conn // connection to database postgres, for CREATE/DROP
 }
 
 // New prepares a server (data directory from the cached initdb template, a free port) without
@@ -218,7 +218,7 @@ func (s *Server) Start(ctx context.Context) error {
 	defer s.mu.Unlock()
 	if s.proc != nil {
 		select {
-		case <-s.exited:
+		case <-s.proc.Exited():
 		default:
 			return nil // already running
 		}
@@ -249,20 +249,14 @@ func (s *Server) Start(ctx context.Context) error {
 		Pdeathsig: syscall.SIGQUIT,
 		Setpgid:   true,
 	}
-	if err := spawn(cmd); err != nil {
+	proc, err := childproc.Start(cmd)
+	if err != nil {
 		return fmt.Errorf("start postgres: %w", err)
 	}
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }()
-	s.proc, s.exited = cmd, exited
+	s.proc = proc
 
-	if err := s.waitReady(ctx, exited); err != nil {
-		_ = cmd.Process.Signal(syscall.SIGQUIT)
-		select {
-		case <-exited:
-		case <-time.After(stopTimeout):
-			_ = cmd.Process.Kill()
-		}
+	if err := s.waitReady(ctx, proc.Exited()); err != nil {
+		_ = proc.Stop(syscall.SIGQUIT, stopTimeout) // immediate shutdown
 		return fmt.Errorf("postgres did not become ready: %w\n%s", err, s.LogTail())
 	}
 	return nil
@@ -306,22 +300,10 @@ func (s *Server) Stop(ctx context.Context) error {
 	if s.proc == nil {
 		return nil
 	}
-	select {
-	case <-s.exited:
-		return nil
-	default:
-	}
-	if err := s.proc.Process.Signal(syscall.SIGINT); err != nil && !errors.Is(err, os.ErrProcessDone) {
-		return fmt.Errorf("signal postgres: %w", err)
-	}
-	select {
-	case <-s.exited:
-		return nil
-	case <-time.After(stopTimeout):
-		_ = s.proc.Process.Kill()
-		<-s.exited
+	if err := s.proc.Stop(syscall.SIGINT, stopTimeout); err != nil { // fast shutdown
 		return fmt.Errorf("postgres did not stop within %s; killed\n%s", stopTimeout, s.LogTail())
 	}
+	return nil
 }
 
 // Remove deletes the server's directory (stop it first).
@@ -645,31 +627,4 @@ func readPID(path string) int {
 func alive(pid int) bool {
 	err := syscall.Kill(pid, 0)
 	return err == nil || errors.Is(err, syscall.EPERM)
-}
-
-// Pdeathsig fires when the OS thread that started the child exits, not the process, so every
-// server is started from one goroutine locked to a thread that lives as long as the process.
-var (
-	spawnOnce sync.Once
-	spawnReqs chan spawnReq
-)
-
-type spawnReq struct {
-	cmd  *exec.Cmd
-	done chan error
-}
-
-func spawn(cmd *exec.Cmd) error {
-	spawnOnce.Do(func() {
-		spawnReqs = make(chan spawnReq)
-		go func() {
-			runtime.LockOSThread() // never unlocked: the thread lives until exit
-			for r := range spawnReqs {
-				r.done <- r.cmd.Start()
-			}
-		}()
-	})
-	done := make(chan error, 1)
-	spawnReqs <- spawnReq{cmd, done}
-	return <-done
 }

@@ -1,24 +1,22 @@
 package k8stest
 
 import (
-	"bufio"
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
+	"maps"
 	"os"
-	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/responder-sre/responder/internal/toolbuild"
 )
 
 const (
-	// mainModule is the module whose go.mod marks the repository root.
-	mainModule = "github.com/responder-sre/responder"
 	// buildTimeout bounds one cold build of one tools module (kube-apiserver
 	// and friends take ~10 minutes on 2 cores).
 	buildTimeout = 40 * time.Minute
@@ -152,20 +150,13 @@ func Binaries(t testing.TB) Paths {
 }
 
 func binaries(ctx context.Context, logf func(string, ...any)) (Paths, error) {
-	root, err := repoRoot()
+	root, err := toolbuild.RepoRoot()
 	if err != nil {
-		return Paths{}, err
-	}
-	cache, err := cacheDir()
-	if err != nil {
-		return Paths{}, fmt.Errorf("cache dir: %w", err)
-	}
-	if err := os.MkdirAll(cache, 0o755); err != nil {
 		return Paths{}, err
 	}
 	files := map[string]string{}
 	for _, g := range groups {
-		got, err := buildGroup(ctx, logf, root, cache, g)
+		got, err := buildGroup(ctx, logf, root, g)
 		if err != nil {
 			return Paths{}, fmt.Errorf("build %s: %w", g.name, err)
 		}
@@ -184,210 +175,48 @@ func binaries(ctx context.Context, logf func(string, ...any)) (Paths, error) {
 	}, nil
 }
 
-// cachedName is the file name of name at version in the cache:
-// kube-apiserver-v1.36.3, kwok-stages-v0.8.0.yaml.
-func cachedName(name, version string) string {
-	if ext := filepath.Ext(name); ext != "" {
-		return strings.TrimSuffix(name, ext) + "-" + version + ext
-	}
-	return name + "-" + version
-}
-
 // buildGroup returns the cached files of g (name → path), building them
-// first if any is missing. Parallel test processes build once: a file lock,
-// then a re-check, then atomic renames into the cache.
-func buildGroup(ctx context.Context, logf func(string, ...any), root, cache string, g group) (map[string]string, error) {
+// first if any is missing.
+func buildGroup(ctx context.Context, logf func(string, ...any), root string, g group) (map[string]string, error) {
 	tools := filepath.Join(root, g.dir)
-	version, err := moduleVersion(filepath.Join(tools, "go.mod"), g.module)
+	version, err := toolbuild.ModuleVersion(filepath.Join(tools, "go.mod"), g.module)
 	if err != nil {
 		return nil, err
 	}
-	names := make([]string, 0, len(g.bins)+1)
-	for b := range g.bins {
-		names = append(names, b)
-	}
+	bins := slices.Sorted(maps.Keys(g.bins))
+	files := slices.Clone(bins)
 	if g.extra != nil {
-		names = append(names, "kwok-stages.yaml")
+		files = append(files, "kwok-stages.yaml")
 	}
-	paths := map[string]string{}
-	for _, n := range names {
-		paths[n] = filepath.Join(cache, cachedName(n, version))
-	}
-	if allPresent(paths) {
-		return paths, nil
-	}
-	lock, err := os.OpenFile(filepath.Join(cache, g.name+"-"+version+".lock"), os.O_CREATE|os.O_RDWR, 0o644)
-	if err != nil {
-		return nil, err
-	}
-	defer lock.Close()
-	waitStart := time.Now()
-	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
-		return nil, fmt.Errorf("lock: %w", err)
-	}
-	defer syscall.Flock(int(lock.Fd()), syscall.LOCK_UN) //nolint:errcheck // released on close anyway
-	if allPresent(paths) {
-		logf("k8stest: %s %s built by another process (waited %s)", g.name, version, time.Since(waitStart).Round(time.Second))
-		return paths, nil
-	}
-
-	ctx, cancel := context.WithTimeout(ctx, buildTimeout)
-	defer cancel()
-	work, err := os.MkdirTemp(cache, ".build-"+g.name+"-")
-	if err != nil {
-		return nil, err
-	}
-	defer os.RemoveAll(work)
-	goCmd := func(args ...string) *exec.Cmd {
-		cmd := exec.CommandContext(ctx, "go", args...)
-		cmd.Dir = tools
-		cmd.Env = append(os.Environ(), "GOWORK=off", "GOFLAGS=-mod=readonly -buildvcs=false")
-		return cmd
-	}
-
-	start := time.Now()
-	if out, err := goCmd("mod", "download", g.module).CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("go mod download %s (in %s): %w\n%s", g.module, tools, err, out)
-	}
-	logf("k8stest: %s %s: module download %s", g.name, version, time.Since(start).Round(time.Millisecond))
-
-	if g.extra != nil {
-		out, err := goCmd("list", "-m", "-f", "{{.Dir}}", g.module).Output()
-		if err != nil {
-			return nil, fmt.Errorf("go list -m %s: %w%s", g.module, err, stderrOf(err))
-		}
-		if _, err := g.extra(strings.TrimSpace(string(out)), work); err != nil {
-			return nil, fmt.Errorf("%s extra files: %w", g.name, err)
-		}
-	}
-
-	args := []string{"build", "-ldflags=" + g.ldflags(version), "-o", work + string(filepath.Separator)}
-	for _, b := range sortedKeys(g.bins) {
-		args = append(args, g.bins[b])
-	}
-	start = time.Now()
-	if out, err := goCmd(args...).CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("go %s (in %s): %w\n%s", strings.Join(args, " "), tools, err, out)
-	}
-	logf("k8stest: %s %s: go build %s: %s", g.name, version, strings.Join(sortedKeys(g.bins), " "), time.Since(start).Round(time.Second))
-	for n, final := range paths {
-		if err := os.Rename(filepath.Join(work, n), final); err != nil {
-			return nil, err
-		}
-	}
-	return paths, nil
-}
-
-func sortedKeys(m map[string]string) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	for i := 1; i < len(keys); i++ {
-		for j := i; j > 0 && keys[j] < keys[j-1]; j-- {
-			keys[j], keys[j-1] = keys[j-1], keys[j]
-		}
-	}
-	return keys
-}
-
-func allPresent(paths map[string]string) bool {
-	for n, p := range paths {
-		fi, err := os.Stat(p)
-		if err != nil || !fi.Mode().IsRegular() {
-			return false
-		}
-		if filepath.Ext(n) == "" && fi.Mode()&0o111 == 0 {
-			return false
-		}
-	}
-	return true
-}
-
-// repoRoot walks up from the working directory to the directory whose go.mod
-// declares mainModule.
-func repoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if b, err := os.ReadFile(filepath.Join(dir, "go.mod")); err == nil && modulePath(b) == mainModule {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", fmt.Errorf("no go.mod of module %s above the working directory", mainModule)
-		}
-		dir = parent
-	}
-}
-
-func modulePath(gomod []byte) string {
-	sc := bufio.NewScanner(bytes.NewReader(gomod))
-	for sc.Scan() {
-		if rest, ok := strings.CutPrefix(strings.TrimSpace(sc.Text()), "module "); ok {
-			return strings.Trim(strings.TrimSpace(rest), `"`)
-		}
-	}
-	return ""
-}
-
-// moduleVersion returns the version at which the go.mod file at path
-// requires module (single-line or block require; replace is ignored).
-func moduleVersion(path, module string) (string, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return "", err
-	}
-	inBlock := false
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	for sc.Scan() {
-		line, _, _ := strings.Cut(sc.Text(), "//")
-		f := strings.Fields(line)
-		switch {
-		case len(f) == 0:
-			continue
-		case inBlock && f[0] == ")":
-			inBlock = false
-			continue
-		case f[0] == "require" && len(f) == 2 && f[1] == "(":
-			inBlock = true
-			continue
-		case f[0] == "require":
-			f = f[1:]
-		case !inBlock:
-			continue
-		}
-		if len(f) >= 2 && f[0] == module {
-			return f[1], nil
-		}
-	}
-	return "", fmt.Errorf("%s: no require of %s", path, module)
-}
-
-// cacheDir is responder-tools/ beside the Go build cache (as amtest's).
-func cacheDir() (string, error) {
-	gocache := os.Getenv("GOCACHE")
-	if gocache == "" {
-		if out, err := exec.Command("go", "env", "GOCACHE").Output(); err == nil {
-			gocache = strings.TrimSpace(string(out))
-		}
-	}
-	if gocache != "" && gocache != "off" {
-		return filepath.Join(filepath.Dir(gocache), "responder-tools"), nil
-	}
-	dir, err := os.UserCacheDir()
-	if err != nil {
-		return "", err
-	}
-	return filepath.Join(dir, "responder-tools"), nil
-}
-
-func stderrOf(err error) string {
-	var ee *exec.ExitError
-	if errors.As(err, &ee) && len(ee.Stderr) > 0 {
-		return "\n" + string(ee.Stderr)
-	}
-	return ""
+	return toolbuild.Cached(ctx, toolbuild.Spec{
+		Name:    g.name,
+		Version: version,
+		Files:   files,
+		Timeout: buildTimeout,
+		Logf:    logf,
+		Build: func(ctx context.Context, work string) error {
+			start := time.Now()
+			if out, err := toolbuild.Go(ctx, tools, "mod", "download", g.module).CombinedOutput(); err != nil {
+				return fmt.Errorf("go mod download %s (in %s): %w\n%s", g.module, tools, err, out)
+			}
+			logf("k8stest: %s %s: module download %s", g.name, version, time.Since(start).Round(time.Millisecond))
+			if g.extra != nil {
+				dir, err := toolbuild.ModuleDir(ctx, tools, g.module)
+				if err != nil {
+					return err
+				}
+				if _, err := g.extra(dir, work); err != nil {
+					return fmt.Errorf("%s extra files: %w", g.name, err)
+				}
+			}
+			args := []string{"build", "-ldflags=" + g.ldflags(version), "-o", work + string(filepath.Separator)}
+			for _, b := range bins {
+				args = append(args, g.bins[b])
+			}
+			if out, err := toolbuild.Go(ctx, tools, args...).CombinedOutput(); err != nil {
+				return fmt.Errorf("go %s (in %s): %w\n%s", strings.Join(args, " "), tools, err, out)
+			}
+			return nil
+		},
+	})
 }

@@ -8,20 +8,19 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
-	"sync"
 	"syscall"
 	"time"
+
+	"github.com/responder-sre/responder/internal/childproc"
 )
 
 // proc is one running component, in a process group of its own, with its
 // stdout and stderr in a log file.
 type proc struct {
-	name   string
-	cmd    *exec.Cmd
-	log    string
-	exited chan struct{}
-	err    error // of Wait, once exited is closed
+	name  string
+	cmd   *exec.Cmd
+	log   string
+	child *childproc.Process
 }
 
 // startProc runs bin with args in dir, logging to dir/<name>.log. The child
@@ -38,43 +37,29 @@ func startProc(dir, name, bin string, args ...string) (*proc, error) {
 	cmd := exec.Command(bin, args...)
 	cmd.Dir = dir
 	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := spawn(cmd); err != nil {
+	child, err := childproc.Start(cmd)
+	if err != nil {
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
-	p := &proc{name: name, cmd: cmd, log: logPath, exited: make(chan struct{})}
-	go func() { p.err = cmd.Wait(); close(p.exited) }()
-	return p, nil
+	return &proc{name: name, cmd: cmd, log: logPath, child: child}, nil
 }
 
 // alive reports an error if the process has exited.
 func (p *proc) alive() error {
 	select {
-	case <-p.exited:
-		return fmt.Errorf("%s exited: %v\n%s", p.name, p.err, tail(p.log, 4096))
+	case <-p.child.Exited():
+		return fmt.Errorf("%s exited: %v\n%s", p.name, p.child.Err(), tail(p.log, 4096))
 	default:
 		return nil
 	}
 }
 
-// stop sends SIGTERM to the process group, then SIGKILL after grace.
+// stop sends SIGTERM, then SIGKILL to the process group after grace.
 func (p *proc) stop(grace time.Duration) {
 	if p == nil {
 		return
 	}
-	pgid := p.cmd.Process.Pid
-	select {
-	case <-p.exited:
-	default:
-		_ = syscall.Kill(-pgid, syscall.SIGTERM)
-		select {
-		case <-p.exited:
-		case <-time.After(grace):
-			_ = syscall.Kill(-pgid, syscall.SIGKILL)
-			<-p.exited
-		}
-	}
-	_ = syscall.Kill(-pgid, syscall.SIGKILL) // stray children of the group, if any
+	_ = p.child.Stop(syscall.SIGTERM, grace)
 }
 
 // tail returns at most the last n bytes of the file at path.
@@ -109,32 +94,4 @@ func freePort() (int, error) {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
-// Pdeathsig fires when the OS thread that started the child exits, so
-// children are started from one goroutine locked to a thread that lives as
-// long as the process.
-var (
-	spawnOnce sync.Once
-	spawnReqs chan spawnReq
-)
-
-type spawnReq struct {
-	cmd  *exec.Cmd
-	done chan error
-}
-
-func spawn(cmd *exec.Cmd) error {
-	spawnOnce.Do(func() {
-		spawnReqs = make(chan spawnReq)
-		go func() {
-			runtime.LockOSThread() // never unlocked: the thread lives until exit
-			for r := range spawnReqs {
-				r.done <- r.cmd.Start()
-			}
-		}()
-	})
-	done := make(chan error, 1)
-	spawnReqs <- spawnReq{cmd, done}
-	return <-done
 }

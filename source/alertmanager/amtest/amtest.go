@@ -15,7 +15,6 @@
 package amtest
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -27,238 +26,96 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/responder-sre/responder/internal/childproc"
+	"github.com/responder-sre/responder/internal/toolbuild"
 )
 
 const (
-	// mainModule is the module whose go.mod marks the repository root.
-	mainModule = "github.com/responder-sre/responder"
 	// Module is the Alertmanager module the binary is built from.
 	Module = "github.com/prometheus/alertmanager"
 
 	toolsDir     = "tools/alertmanager"
+	binName      = "alertmanager" // cached as alertmanager-<version>
 	buildTimeout = 10 * time.Minute
 	readyTimeout = 30 * time.Second
-)
-
-var (
-	binMu    sync.Mutex
-	binPaths = map[string]string{} // version → built binary, per process
 )
 
 // Binary returns the path of the Alertmanager binary at the version pinned in
 // tools/alertmanager/go.mod, building it if it is not cached yet.
 func Binary(t testing.TB) string {
 	t.Helper()
-	root, err := repoRoot()
+	root, err := toolbuild.RepoRoot()
 	if err != nil {
 		t.Fatalf("amtest: %v", err)
 	}
 	tools := filepath.Join(root, toolsDir)
-	version, err := moduleVersion(filepath.Join(tools, "go.mod"), Module)
+	version, err := toolbuild.ModuleVersion(filepath.Join(tools, "go.mod"), Module)
 	if err != nil {
 		t.Fatalf("amtest: %v", err)
 	}
-	binMu.Lock()
-	defer binMu.Unlock()
-	if p, ok := binPaths[version]; ok {
-		return p
-	}
-	p, err := build(t.Context(), tools, version)
+	paths, err := toolbuild.Cached(t.Context(), toolbuild.Spec{
+		Name:    binName,
+		Version: version,
+		Files:   []string{binName},
+		Build:   func(ctx context.Context, work string) error { return build(ctx, tools, version, work) },
+		Timeout: buildTimeout,
+		Logf:    t.Logf,
+	})
 	if err != nil {
 		t.Fatalf("amtest: build alertmanager %s: %v", version, err)
 	}
-	binPaths[version] = p
-	return p
+	return paths[binName]
 }
 
-// repoRoot walks up from the working directory to the directory whose go.mod
-// declares mainModule.
-func repoRoot() (string, error) {
-	dir, err := os.Getwd()
+// build writes the alertmanager binary at version into work, from a copy of
+// the module with a placeholder web UI.
+func build(ctx context.Context, tools, version, work string) error {
+	src, err := toolbuild.ModuleDir(ctx, tools, Module)
 	if err != nil {
-		return "", err
-	}
-	for {
-		if b, err := os.ReadFile(filepath.Join(dir, "go.mod")); err == nil && modulePath(b) == mainModule {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", fmt.Errorf("no go.mod of module %s above the working directory", mainModule)
-		}
-		dir = parent
-	}
-}
-
-func modulePath(gomod []byte) string {
-	sc := bufio.NewScanner(bytes.NewReader(gomod))
-	for sc.Scan() {
-		if rest, ok := strings.CutPrefix(strings.TrimSpace(sc.Text()), "module "); ok {
-			return strings.Trim(strings.TrimSpace(rest), `"`)
-		}
-	}
-	return ""
-}
-
-// moduleVersion returns the version at which the go.mod file at path
-// requires module (single-line or block require; replace is ignored).
-func moduleVersion(path, module string) (string, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return "", err
-	}
-	inBlock := false
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	for sc.Scan() {
-		line, _, _ := strings.Cut(sc.Text(), "//")
-		f := strings.Fields(line)
-		switch {
-		case len(f) == 0:
-			continue
-		case inBlock && f[0] == ")":
-			inBlock = false
-			continue
-		case f[0] == "require" && len(f) == 2 && f[1] == "(":
-			inBlock = true
-			continue
-		case f[0] == "require":
-			f = f[1:]
-		case !inBlock:
-			continue
-		}
-		if len(f) >= 2 && f[0] == module {
-			return f[1], nil
-		}
-	}
-	return "", fmt.Errorf("%s: no require of %s", path, module)
-}
-
-func cacheDir() (string, error) {
-	gocache := os.Getenv("GOCACHE")
-	if gocache == "" {
-		if out, err := exec.Command("go", "env", "GOCACHE").Output(); err == nil {
-			gocache = strings.TrimSpace(string(out))
-		}
-	}
-	if gocache != "" && gocache != "off" {
-		return filepath.Join(filepath.Dir(gocache), "responder-tools"), nil
-	}
-	dir, err := os.UserCacheDir()
-	if err != nil {
-		return "", err
-	}
-	return filepath.Join(dir, "responder-tools"), nil
-}
-
-func build(ctx context.Context, tools, version string) (string, error) {
-	cache, err := cacheDir()
-	if err != nil {
-		return "", fmt.Errorf("cache dir: %w", err)
-	}
-	if err := os.MkdirAll(cache, 0o755); err != nil {
-		return "", err
-	}
-	final := filepath.Join(cache, "alertmanager-"+version)
-	if isExecutable(final) {
-		return final, nil
-	}
-	// Serialise builders across processes (parallel test packages).
-	lock, err := os.OpenFile(final+".lock", os.O_CREATE|os.O_RDWR, 0o644)
-	if err != nil {
-		return "", err
-	}
-	defer lock.Close()
-	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
-		return "", fmt.Errorf("lock: %w", err)
-	}
-	defer syscall.Flock(int(lock.Fd()), syscall.LOCK_UN)
-	if isExecutable(final) {
-		return final, nil
-	}
-
-	ctx, cancel := context.WithTimeout(ctx, buildTimeout)
-	defer cancel()
-	work, err := os.MkdirTemp(cache, ".build-")
-	if err != nil {
-		return "", err
-	}
-	defer os.RemoveAll(work)
-
-	goCmd := func(args ...string) *exec.Cmd {
-		cmd := exec.CommandContext(ctx, "go", args...)
-		cmd.Dir = tools
-		cmd.Env = append(os.Environ(), "GOWORK=off", "GOFLAGS=-mod=readonly -buildvcs=false")
-		return cmd
-	}
-	out, err := goCmd("list", "-m", "-f", "{{.Dir}}", Module).Output()
-	if err != nil {
-		return "", fmt.Errorf("go list -m %s (in %s): %w%s", Module, tools, err, stderrOf(err))
-	}
-	src := strings.TrimSpace(string(out))
-	if src == "" {
-		return "", fmt.Errorf("go list -m %s: module not downloaded", Module)
+		return err
 	}
 	// A writable copy of the module, with the placeholder UI it embeds.
-	mod := filepath.Join(work, "alertmanager")
+	mod := filepath.Join(work, "module")
 	if err := copyTree(src, mod); err != nil {
-		return "", fmt.Errorf("copy module: %w", err)
+		return fmt.Errorf("copy module: %w", err)
 	}
 	dist := filepath.Join(mod, "ui", "app", "dist")
 	if _, err := os.Stat(dist); errors.Is(err, os.ErrNotExist) {
 		if err := os.MkdirAll(dist, 0o755); err != nil {
-			return "", err
+			return err
 		}
 		page := []byte("<!doctype html><title>Alertmanager</title><p>Web UI not built (responder test binary).</p>\n")
 		if err := os.WriteFile(filepath.Join(dist, "index.html"), page, 0o644); err != nil {
-			return "", err
+			return err
 		}
 	}
 	gomod, err := os.ReadFile(filepath.Join(tools, "go.mod"))
 	if err != nil {
-		return "", err
+		return err
 	}
 	gosum, err := os.ReadFile(filepath.Join(tools, "go.sum"))
 	if err != nil {
-		return "", err
+		return err
 	}
 	gomod = append(gomod, fmt.Sprintf("\nreplace %s => %s\n", Module, mod)...)
 	modfile := filepath.Join(work, "go.mod")
 	if err := os.WriteFile(modfile, gomod, 0o644); err != nil {
-		return "", err
+		return err
 	}
 	if err := os.WriteFile(filepath.Join(work, "go.sum"), gosum, 0o644); err != nil {
-		return "", err
+		return err
 	}
-	tmpBin := filepath.Join(work, "alertmanager.bin")
 	ldflags := "-s -w -X github.com/prometheus/common/version.Version=" + strings.TrimPrefix(version, "v")
-	cmd := goCmd("build", "-modfile="+modfile, "-ldflags="+ldflags, "-o", tmpBin, Module+"/cmd/alertmanager")
+	cmd := toolbuild.Go(ctx, tools, "build", "-modfile="+modfile, "-ldflags="+ldflags, "-o", filepath.Join(work, binName), Module+"/cmd/alertmanager")
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build: %w\n%s", err, out)
+		return fmt.Errorf("go build: %w\n%s", err, out)
 	}
-	if err := os.Rename(tmpBin, final); err != nil {
-		return "", err
-	}
-	return final, nil
-}
-
-func stderrOf(err error) string {
-	var ee *exec.ExitError
-	if errors.As(err, &ee) && len(ee.Stderr) > 0 {
-		return "\n" + string(ee.Stderr)
-	}
-	return ""
-}
-
-func isExecutable(path string) bool {
-	fi, err := os.Stat(path)
-	return err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0
+	return nil
 }
 
 // copyTree copies directories and regular files, making them writable.
@@ -382,23 +239,17 @@ func start(t testing.TB, bin, dir, cfgPath, logPath string) (*Instance, error) {
 	)
 	cmd.Dir = dir
 	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := spawn(cmd); err != nil {
+	proc, err := childproc.Start(cmd) // killed if the test binary dies
+	if err != nil {
 		return nil, err
 	}
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }()
-	stop := func() {
-		_ = cmd.Process.Kill()
-		<-exited
-	}
 	inst := &Instance{url: "http://" + addr, dir: dir}
-	if err := waitReady(inst.url, exited); err != nil {
-		stop()
+	if err := waitReady(inst.url, proc.Exited()); err != nil {
+		proc.Kill()
 		return nil, err
 	}
 	t.Cleanup(func() {
-		stop()
+		proc.Kill()
 		if t.Failed() {
 			log, _ := os.ReadFile(logPath)
 			t.Logf("--- alertmanager log (%s) ---\n%s", inst.url, log)
@@ -474,32 +325,4 @@ func freePort() (int, error) {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
-// Pdeathsig fires when the OS thread that started the child exits, so
-// children are started from one goroutine locked to a thread that lives as
-// long as the process: an Alertmanager never outlives a crashed test binary.
-var (
-	spawnOnce sync.Once
-	spawnReqs chan spawnReq
-)
-
-type spawnReq struct {
-	cmd  *exec.Cmd
-	done chan error
-}
-
-func spawn(cmd *exec.Cmd) error {
-	spawnOnce.Do(func() {
-		spawnReqs = make(chan spawnReq)
-		go func() {
-			runtime.LockOSThread() // never unlocked: the thread lives until exit
-			for r := range spawnReqs {
-				r.done <- r.cmd.Start()
-			}
-		}()
-	})
-	done := make(chan error, 1)
-	spawnReqs <- spawnReq{cmd, done}
-	return <-done
 }

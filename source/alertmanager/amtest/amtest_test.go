@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"sort"
@@ -12,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/responder-sre/responder/internal/toolbuild"
 )
 
 // message is the part of Alertmanager's webhook v4 payload the test checks.
@@ -145,11 +146,11 @@ func TestBinary(t *testing.T) {
 	if err != nil {
 		t.Fatalf("%s --version: %v\n%s", bin, err, out)
 	}
-	root, err := repoRoot()
+	root, err := toolbuild.RepoRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
-	v, err := moduleVersion(filepath.Join(root, toolsDir, "go.mod"), Module)
+	v, err := toolbuild.ModuleVersion(filepath.Join(root, toolsDir, "go.mod"), Module)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -162,49 +163,20 @@ func TestBinary(t *testing.T) {
 }
 
 func TestToolsModulePinsMainModuleVersion(t *testing.T) {
-	root, err := repoRoot()
+	root, err := toolbuild.RepoRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
-	mainV, err := moduleVersion(filepath.Join(root, "go.mod"), Module)
+	mainV, err := toolbuild.ModuleVersion(filepath.Join(root, "go.mod"), Module)
 	if err != nil {
 		t.Fatal(err)
 	}
-	toolsV, err := moduleVersion(filepath.Join(root, toolsDir, "go.mod"), Module)
+	toolsV, err := toolbuild.ModuleVersion(filepath.Join(root, toolsDir, "go.mod"), Module)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if mainV != toolsV {
 		t.Fatalf("%s: go.mod requires %s, %s/go.mod requires %s: they must match", Module, mainV, toolsDir, toolsV)
-	}
-}
-
-func TestModuleVersion(t *testing.T) {
-	for _, tc := range []struct {
-		name, gomod, want string
-	}{
-		{"block", "module x\n\nrequire (\n\tgithub.com/a/b v1.0.0\n\tgithub.com/prometheus/alertmanager v0.34.2 // indirect\n)\n", "v0.34.2"},
-		{"single line", "module x\nrequire github.com/prometheus/alertmanager v0.30.0\n", "v0.30.0"},
-		{"prefix is not a match", "module x\nrequire github.com/prometheus/alertmanager-x v9.9.9\nrequire github.com/prometheus/alertmanager v0.1.0\n", "v0.1.0"},
-		{"replace ignored", "module x\nreplace github.com/prometheus/alertmanager v0.34.2 => ../am\nrequire github.com/prometheus/alertmanager v0.34.2\n", "v0.34.2"},
-		{"missing", "module x\nrequire github.com/a/b v1.0.0\n", ""},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			path := filepath.Join(t.TempDir(), "go.mod")
-			if err := os.WriteFile(path, []byte(tc.gomod), 0o644); err != nil {
-				t.Fatal(err)
-			}
-			got, err := moduleVersion(path, Module)
-			if tc.want == "" {
-				if err == nil {
-					t.Fatalf("got %q, want an error", got)
-				}
-				return
-			}
-			if err != nil || got != tc.want {
-				t.Fatalf("got %q, %v; want %q", got, err, tc.want)
-			}
-		})
 	}
 }
 
