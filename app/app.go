@@ -197,7 +197,8 @@ func New(ctx context.Context, o Options) (*App, error) {
 	a.reload.succeeded(ruleSet)
 	dry := o.DryRun || cfg.Safety.DryRun
 	a.owner = owner()
-	// Singleton work (health probes, next) runs only on the leader; every replica campaigns.
+	// Singleton work (the probes, the Slack incident messages) runs only on the leader; every replica
+	// campaigns.
 	if a.elector, err = leader.New(a.st, leaseName, a.owner, leader.Options{Now: o.Now,
 		Logger: o.Logger.With("component", "leader"), Registerer: a.reg}); err != nil {
 		return nil, err
