@@ -92,28 +92,18 @@ func (h *RestartPod) Build(p handlers.Params) (handlers.Action, error) {
 }
 
 func (h *RestartPod) parse(p handlers.Params, static bool) (*RestartAction, error) {
-	r := &reader{p: p, static: static}
+	r := newReader(p, static)
 	a := &RestartAction{h: h}
-	if ns, ok := r.str("namespace"); ok {
-		if err := h.checkNamespace(ns); err != nil {
-			r.errs = append(r.errs, err)
-		}
-		a.ns = ns
-	}
-	if pod, ok := r.str("pod"); ok {
-		if err := checkObjectName("pod", pod); err != nil {
-			r.errs = append(r.errs, err)
-		}
-		a.pod = pod
-	}
-	a.allowStandalone = r.boolean("allow_standalone")
+	a.ns = r.namespace(h.base)
+	a.pod = r.object("pod")
+	a.allowStandalone = r.Bool("allow_standalone", false)
 	a.minHealthy = r.quantity("min_healthy", quantity{n: 1})
-	a.retryFor = r.duration("retry_for", DefaultRetryFor)
-	a.verifyTimeout = r.duration("verify_timeout", DefaultVerifyTimeout)
-	if !static && (a.ns == "" || a.pod == "") && len(r.errs) == 0 {
-		r.fail("params \"namespace\" and \"pod\" are required")
+	a.retryFor = r.Duration("retry_for", DefaultRetryFor)
+	a.verifyTimeout = r.Duration("verify_timeout", DefaultVerifyTimeout)
+	if !static && (a.ns == "" || a.pod == "") && !r.Failed() {
+		r.Failf("params \"namespace\" and \"pod\" are required")
 	}
-	if err := r.err(); err != nil {
+	if err := r.Err(); err != nil {
 		return nil, err
 	}
 	return a, nil

@@ -84,46 +84,25 @@ func (h *RolloutRestart) Build(p handlers.Params) (handlers.Action, error) {
 }
 
 func (h *RolloutRestart) parse(p handlers.Params, static bool) (*RolloutAction, error) {
-	r := &reader{p: p, static: static}
+	r := newReader(p, static)
 	a := &RolloutAction{h: h}
-	if ns, ok := r.str("namespace"); ok {
-		if err := h.checkNamespace(ns); err != nil {
-			r.errs = append(r.errs, err)
-		}
-		a.w.Namespace = ns
-	}
-	_, hasKind, _ := r.raw("kind")
-	_, hasName, _ := r.raw("name")
-	_, hasPod, _ := r.raw("pod")
+	a.w.Namespace = r.namespace(h.base)
+	_, hasKind, _ := r.Raw("kind")
+	_, hasName, _ := r.Raw("name")
+	_, hasPod, _ := r.Raw("pod")
 	switch {
 	case hasPod && (hasKind || hasName):
-		r.fail("give either pod, or kind and name, not both")
+		r.Failf("give either pod, or kind and name, not both")
 	case hasPod:
-		if pod, ok := r.str("pod"); ok {
-			if err := checkObjectName("pod", pod); err != nil {
-				r.errs = append(r.errs, err)
-			}
-			a.pod = pod
-		}
+		a.pod = r.object("pod")
 	case hasKind && hasName:
-		if k, ok := r.str("kind"); ok {
-			kind, err := parseKind(k, rolloutKinds...)
-			if err != nil {
-				r.errs = append(r.errs, err)
-			}
-			a.w.Kind = kind
-		}
-		if n, ok := r.str("name"); ok {
-			if err := checkObjectName("name", n); err != nil {
-				r.errs = append(r.errs, err)
-			}
-			a.w.Name = n
-		}
+		a.w.Kind = r.kind(rolloutKinds...)
+		a.w.Name = r.object("name")
 	default:
-		r.fail("give kind and name, or pod")
+		r.Failf("give kind and name, or pod")
 	}
-	a.verifyTimeout = r.duration("verify_timeout", DefaultRolloutVerifyTimeout)
-	if err := r.err(); err != nil {
+	a.verifyTimeout = r.Duration("verify_timeout", DefaultRolloutVerifyTimeout)
+	if err := r.Err(); err != nil {
 		return nil, err
 	}
 	if !static && a.w.Namespace == "" {

@@ -76,65 +76,49 @@ func (h *Scale) Build(p handlers.Params) (handlers.Action, error) {
 }
 
 func (h *Scale) parse(p handlers.Params, static bool) (*ScaleAction, error) {
-	r := &reader{p: p, static: static}
+	r := newReader(p, static)
 	a := &ScaleAction{h: h}
-	if ns, ok := r.str("namespace"); ok {
-		if err := h.checkNamespace(ns); err != nil {
-			r.errs = append(r.errs, err)
-		}
-		a.w.Namespace = ns
-	}
-	if k, ok := r.str("kind"); ok {
-		kind, err := parseKind(k, scaleKinds...)
-		if err != nil {
-			r.errs = append(r.errs, err)
-		}
-		a.w.Kind = kind
-	}
-	if n, ok := r.str("name"); ok {
-		if err := checkObjectName("name", n); err != nil {
-			r.errs = append(r.errs, err)
-		}
-		a.w.Name = n
-	}
-	_, hasReplicas, _ := r.raw("replicas")
-	_, hasDelta, _ := r.raw("delta")
+	a.w.Namespace = r.namespace(h.base)
+	a.w.Kind = r.kind(scaleKinds...)
+	a.w.Name = r.object("name")
+	_, hasReplicas, _ := r.Raw("replicas")
+	_, hasDelta, _ := r.Raw("delta")
 	switch {
 	case hasReplicas && hasDelta:
-		r.fail("give replicas or delta, not both")
+		r.Failf("give replicas or delta, not both")
 	case !hasReplicas && !hasDelta:
-		r.fail("give replicas or delta")
+		r.Failf("give replicas or delta")
 	}
 	var knownReplicas, knownMin, knownMax bool
-	a.replicas, knownReplicas = r.integer("replicas")
-	a.delta, _ = r.integer("delta")
+	a.replicas, knownReplicas = r.Int("replicas")
+	a.delta, _ = r.Int("delta")
 	a.hasDelta = hasDelta
-	a.min, knownMin = r.integer("min")
-	a.max, knownMax = r.integer("max")
-	a.allowZero = r.boolean("allow_zero")
+	a.min, knownMin = r.Int("min")
+	a.max, knownMax = r.Int("max")
+	a.allowZero = r.Bool("allow_zero", false)
 	if knownMin && a.min < 0 {
-		r.fail("param \"min\" must not be negative, got %d", a.min)
+		r.Failf("param \"min\" must not be negative, got %d", a.min)
 	}
 	if knownMax && a.max < 1 {
-		r.fail("param \"max\" must be at least 1, got %d", a.max)
+		r.Failf("param \"max\" must be at least 1, got %d", a.max)
 	}
 	if knownMin && knownMax && a.max < a.min {
-		r.fail("param \"max\" (%d) is below \"min\" (%d)", a.max, a.min)
+		r.Failf("param \"max\" (%d) is below \"min\" (%d)", a.max, a.min)
 	}
-	if hasDelta && a.delta == 0 && len(r.errs) == 0 {
-		if _, _, known := r.raw("delta"); known {
-			r.fail("param \"delta\" is 0: nothing to do")
+	if hasDelta && a.delta == 0 && !r.Failed() {
+		if _, _, known := r.Raw("delta"); known {
+			r.Failf("param \"delta\" is 0: nothing to do")
 		}
 	}
 	if knownReplicas {
 		if err := a.bounds(a.replicas); err != nil && (knownMin && knownMax || a.replicas < 0 || a.replicas == 0) {
-			r.errs = append(r.errs, fmt.Errorf("param \"replicas\": %w", err))
+			r.Failf("param \"replicas\": %w", err)
 		}
 	}
-	if !static && (a.w.Namespace == "" || a.w.Kind == "" || a.w.Name == "" || !knownMin || !knownMax) && len(r.errs) == 0 {
-		r.fail("params \"namespace\", \"kind\", \"name\", \"min\" and \"max\" are required")
+	if !static && (a.w.Namespace == "" || a.w.Kind == "" || a.w.Name == "" || !knownMin || !knownMax) && !r.Failed() {
+		r.Failf("params \"namespace\", \"kind\", \"name\", \"min\" and \"max\" are required")
 	}
-	if err := r.err(); err != nil {
+	if err := r.Err(); err != nil {
 		return nil, err
 	}
 	return a, nil

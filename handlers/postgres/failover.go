@@ -152,21 +152,13 @@ func (a *FailoverAction) Check(ctx context.Context, _ alert.Alert) error {
 
 // Do fails the cluster over to the candidate and verifies it.
 func (a *FailoverAction) Do(ctx context.Context, al alert.Alert) (handlers.Result, error) {
-	j := a.b.journal(FailoverName, a.cluster)
-	err := a.do(ctx, j, al)
-	if err != nil {
-		j.add("failed", "%v", err)
-	}
-	return j.result(), err
+	return a.b.run(FailoverName, a.cluster, func(j *journal) error { return a.do(ctx, j, al) })
 }
 
 func (a *FailoverAction) do(ctx context.Context, j *journal, al alert.Alert) error {
 	p, c, cand, err := a.plan(ctx, j)
-	if c != nil {
-		if why, done := a.changedSince(ctx, p, c, al); done {
-			j.add("done", "%s: verify only", why)
-			return p.waitLeader(ctx, j, c.leader().Name, 0, a.verify)
-		}
+	if done, err := a.alreadyDone(ctx, j, p, c, al); done {
+		return err
 	}
 	if err != nil {
 		return err
@@ -184,14 +176,7 @@ func (a *FailoverAction) do(ctx context.Context, j *journal, al alert.Alert) err
 		return postError("POST /failover", err)
 	}
 	j.add("failover", "POST %s/failover {candidate: %s} accepted after %s", cand.base(), cand.Name, a.b.now().Sub(start).Round(time.Millisecond))
-	if err := a.b.step(ctx, StepPosted); err != nil {
-		return err
-	}
-	if err := p.waitLeader(ctx, j, cand.Name, oldTL, a.verify); err != nil {
-		return err
-	}
-	j.recovered(al, a.cfg.RTO.D())
-	return nil
+	return a.verifyPosted(ctx, j, p, cand.Name, oldTL, al)
 }
 
 // Describe tells the approver the cluster's state and the candidate's last received LSN against

@@ -496,7 +496,24 @@ func TestPatroni(t *testing.T) {
 		}
 		sqlExec(t, c.dsn("m2"), `CREATE TABLE after_switchover (id int)`)
 
-		// Again for the same alert: the leader change is in /history: verify only.
+		// Again for the same alert, once Patroni has written the leader change to /history (it
+		// does so a loop or two after the promotion): verify only.
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			var hist [][]any
+			resp, err := http.Get(c.api["m2"] + "/history")
+			if err == nil {
+				err = json.NewDecoder(resp.Body).Decode(&hist)
+				resp.Body.Close()
+			}
+			if err == nil && len(hist) > 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("Patroni never recorded the switchover in /history: %v %v", hist, err)
+			}
+			<-time.After(100 * time.Millisecond) // polling Patroni within the deadline
+		}
 		res, err = a.Do(t.Context(), al)
 		if err != nil {
 			t.Fatalf("second Do: %v\n%s", err, res.Detail)

@@ -200,6 +200,24 @@ func (j *journal) recovered(a alert.Alert, rto time.Duration) {
 		a.StartsAt.UTC().Format(time.RFC3339), j.b.now().UTC().Format(time.RFC3339), verdict, rto)
 }
 
+// run journals one Do: the steps do records, then "failed" with its error. The journal is the
+// action's result.
+func (b *base) run(handler, cluster string, do func(j *journal) error) (handlers.Result, error) {
+	j := b.journal(handler, cluster)
+	err := do(j)
+	if err != nil {
+		j.add("failed", "%v", err)
+	}
+	return j.result(), err
+}
+
+// newReader reads params; an empty string is an error (no postgres param means anything empty).
+func newReader(p handlers.Params, static bool) *handlers.ParamReader {
+	r := handlers.NewParamReader(p, static)
+	r.NonEmpty = true
+	return r
+}
+
 // refuse is a precondition responder will not act against: client_error, spelled out.
 func refuse(format string, args ...any) error {
 	return handlers.Fail(handlers.ReasonClientError, "refused: "+format, args...)

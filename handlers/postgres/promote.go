@@ -66,22 +66,22 @@ func (h *Promote) Build(p handlers.Params) (handlers.Action, error) {
 }
 
 func (h *Promote) parse(p handlers.Params, static bool) (*PromoteAction, error) {
-	r := &reader{p: p, static: static}
+	r := newReader(p, static)
 	a := &PromoteAction{h: h}
-	name, known := r.str("cluster")
-	cand, candKnown := r.str("candidate")
-	a.requireDown = r.boolean("require_primary_down", true)
-	a.catchup = r.duration("catchup_timeout", DefaultCatchupTimeout)
-	a.promoteWait = r.duration("promote_timeout", DefaultPromoteWait)
+	name, known := r.String("cluster")
+	cand, candKnown := r.String("candidate")
+	a.requireDown = r.Bool("require_primary_down", true)
+	a.catchup = r.Duration("catchup_timeout", DefaultCatchupTimeout)
+	a.promoteWait = r.Duration("promote_timeout", DefaultPromoteWait)
 	if known {
 		a.cluster = name
 		c, err := h.cluster(name, false)
 		if err != nil {
-			r.errs = append(r.errs, err)
+			r.Add(err)
 		} else {
 			a.cfg = c
 			if pn, err := newNode(*c.Primary); err != nil {
-				r.errs = append(r.errs, err)
+				r.Add(err)
 			} else {
 				a.primary = pn
 			}
@@ -98,23 +98,23 @@ func (h *Promote) parse(p handlers.Params, static bool) (*PromoteAction, error) 
 					for i, s := range c.Standbys {
 						names[i] = s.Name
 					}
-					r.fail("param \"candidate\": %q is not a standby of cluster %q (%s)", cand, name, strings.Join(names, ", "))
+					r.Failf("param \"candidate\": %q is not a standby of cluster %q (%s)", cand, name, strings.Join(names, ", "))
 				}
 			case !static || p["candidate"] == nil:
 				sb = &c.Standbys[0]
 			}
 			if sb != nil {
 				if n, err := newNode(*sb); err != nil {
-					r.errs = append(r.errs, err)
+					r.Add(err)
 				} else {
 					a.candidate = n
 				}
 			}
 		}
 	} else if !static {
-		r.fail("param \"cluster\" is required")
+		r.Failf("param \"cluster\" is required")
 	}
-	if err := r.err(); err != nil {
+	if err := r.Err(); err != nil {
 		return nil, err
 	}
 	return a, nil
@@ -154,12 +154,7 @@ func (a *PromoteAction) Check(ctx context.Context, _ alert.Alert) error {
 
 // Do promotes the candidate (see the package doc for the steps and their refusals).
 func (a *PromoteAction) Do(ctx context.Context, al alert.Alert) (handlers.Result, error) {
-	j := a.h.journal(PromoteName, a.cluster)
-	err := a.do(ctx, j, al)
-	if err != nil {
-		j.add("failed", "%v", err)
-	}
-	return j.result(), err
+	return a.h.run(PromoteName, a.cluster, func(j *journal) error { return a.do(ctx, j, al) })
 }
 
 func (a *PromoteAction) do(ctx context.Context, j *journal, al alert.Alert) error {

@@ -79,21 +79,21 @@ type patroniAction struct {
 }
 
 func parsePatroni(b *base, p handlers.Params, static bool) (*patroniAction, error) {
-	r := &reader{p: p, static: static}
+	r := newReader(p, static)
 	a := &patroniAction{b: b}
-	if name, ok := r.str("cluster"); ok {
+	if name, ok := r.String("cluster"); ok {
 		a.cluster = name
 		c, err := b.cluster(name, true)
 		if err != nil {
-			r.errs = append(r.errs, err)
+			r.Add(err)
 		}
 		a.cfg = c
 	} else if !static {
-		r.fail("param \"cluster\" is required")
+		r.Failf("param \"cluster\" is required")
 	}
-	a.candidate, _ = r.str("candidate")
-	a.verify = r.duration("verify_timeout", DefaultVerifyTimeout)
-	if err := r.err(); err != nil {
+	a.candidate, _ = r.String("candidate")
+	a.verify = r.Duration("verify_timeout", DefaultVerifyTimeout)
+	if err := r.Err(); err != nil {
 		return nil, err
 	}
 	return a, nil
@@ -102,22 +102,40 @@ func parsePatroni(b *base, p handlers.Params, static bool) (*patroniAction, erro
 func (a *patroniAction) Target() string { return targetOf(a.cluster) }
 func (a *patroniAction) Scope() string  { return targetOf(a.cluster) }
 
-// changedSince reports a leader change recorded in /history after the alert started: this action
-// (or someone) already did it.
-func (a *patroniAction) changedSince(ctx context.Context, p *patroni, c *clusterStatus, al alert.Alert) (string, bool) {
+// alreadyDone reports a leader change recorded in /history after the alert started (this action,
+// or someone, already did it), and then only verifies the leader: err is the verification's. c is
+// the cluster as read by plan, nil when it could not be read.
+func (a *patroniAction) alreadyDone(ctx context.Context, j *journal, p *patroni, c *clusterStatus, al alert.Alert) (done bool, err error) {
+	if c == nil {
+		return false, nil
+	}
 	l := c.leader()
 	if l == nil || al.StartsAt.IsZero() || !l.isRunning() {
-		return "", false
+		return false, nil
 	}
 	at, leader, tl, err := p.lastChange(ctx, l.base())
 	if err != nil || at.IsZero() || !at.After(al.StartsAt) || leader != l.Name {
-		return "", false
+		return false, nil
 	}
 	if a.candidate != "" && a.candidate != l.Name {
-		return "", false
+		return false, nil
 	}
-	return fmt.Sprintf("%s became leader on timeline %d at %s, after the alert started (%s)",
-		l.Name, tl, at.UTC().Format(time.RFC3339), al.StartsAt.UTC().Format(time.RFC3339)), true
+	j.add("done", "%s became leader on timeline %d at %s, after the alert started (%s): verify only",
+		l.Name, tl, at.UTC().Format(time.RFC3339), al.StartsAt.UTC().Format(time.RFC3339))
+	return true, p.waitLeader(ctx, j, l.Name, 0, a.verify)
+}
+
+// verifyPosted follows an accepted POST: the StepPosted hook, then waiting up to verify_timeout
+// for cand to be the only member answering on /primary, on a timeline above oldTL.
+func (a *patroniAction) verifyPosted(ctx context.Context, j *journal, p *patroni, cand string, oldTL int, al alert.Alert) error {
+	if err := a.b.step(ctx, StepPosted); err != nil {
+		return err
+	}
+	if err := p.waitLeader(ctx, j, cand, oldTL, a.verify); err != nil {
+		return err
+	}
+	j.recovered(al, a.cfg.RTO.D())
+	return nil
 }
 
 // pickCandidate returns the named candidate, or the running replica with the least lag.
@@ -206,21 +224,13 @@ func (a *SwitchoverAction) Check(ctx context.Context, al alert.Alert) error {
 
 // Do switches the leader over to the candidate and verifies it.
 func (a *SwitchoverAction) Do(ctx context.Context, al alert.Alert) (handlers.Result, error) {
-	j := a.b.journal(SwitchoverName, a.cluster)
-	err := a.do(ctx, j, al)
-	if err != nil {
-		j.add("failed", "%v", err)
-	}
-	return j.result(), err
+	return a.b.run(SwitchoverName, a.cluster, func(j *journal) error { return a.do(ctx, j, al) })
 }
 
 func (a *SwitchoverAction) do(ctx context.Context, j *journal, al alert.Alert) error {
 	p, c, leader, cand, err := a.plan(ctx, j)
-	if c != nil {
-		if why, done := a.changedSince(ctx, p, c, al); done {
-			j.add("done", "%s: verify only", why)
-			return p.waitLeader(ctx, j, c.leader().Name, 0, a.verify)
-		}
+	if done, err := a.alreadyDone(ctx, j, p, c, al); done {
+		return err
 	}
 	if err != nil {
 		return err
@@ -236,14 +246,7 @@ func (a *SwitchoverAction) do(ctx context.Context, j *journal, al alert.Alert) e
 	}
 	j.add("switchover", "POST %s/switchover {leader: %s, candidate: %s} accepted after %s", leader.base(), leader.Name, cand.Name,
 		a.b.now().Sub(start).Round(time.Millisecond))
-	if err := a.b.step(ctx, StepPosted); err != nil {
-		return err
-	}
-	if err := p.waitLeader(ctx, j, cand.Name, leader.Timeline, a.verify); err != nil {
-		return err
-	}
-	j.recovered(al, a.cfg.RTO.D())
-	return nil
+	return a.verifyPosted(ctx, j, p, cand.Name, leader.Timeline, al)
 }
 
 // Describe tells the approver the cluster's state, the leader and the candidate with its lag.
