@@ -383,7 +383,7 @@ func (c *patroniCluster) waitUntil(t *testing.T, d time.Duration, what string, c
 			}
 			t.Fatal(msg)
 		}
-		time.Sleep(100 * time.Millisecond) // polling external processes
+		<-time.After(100 * time.Millisecond) // polling external processes
 	}
 }
 

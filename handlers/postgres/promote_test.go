@@ -115,7 +115,7 @@ func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out after %s waiting until %s", d, what)
 		}
-		time.Sleep(20 * time.Millisecond) // polling an external process
+		<-time.After(20 * time.Millisecond) // polling an external process
 	}
 }
 

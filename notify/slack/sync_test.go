@@ -170,7 +170,7 @@ func TestRunKick(t *testing.T) {
 			t.Fatal("Run did not post the incident after Kick")
 		}
 		e.s.Kick()
-		time.Sleep(10 * time.Millisecond) // polling a condition with a deadline
+		<-time.After(10 * time.Millisecond) // polling a condition with a deadline
 	}
 	if c := e.rec.Calls()[0]; c.Method != "chat.postMessage" || !strings.Contains(c.Text, "restart-api-12") {
 		t.Errorf("call = %+v", c)

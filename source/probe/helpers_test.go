@@ -122,6 +122,6 @@ func eventually(t *testing.T, within time.Duration, what string, cond func() (bo
 		if time.Now().After(deadline) {
 			t.Fatalf("%s: not reached within %s: %s", what, within, detail)
 		}
-		time.Sleep(50 * time.Millisecond) // polling an external process
+		<-time.After(50 * time.Millisecond) // polling an external process
 	}
 }

@@ -32,6 +32,6 @@ func TestStandbyReplicates(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatalf("row written on the primary not on the standby after 20s: %v", err)
 		}
-		time.Sleep(20 * time.Millisecond) // polling replication of an external process
+		<-time.After(20 * time.Millisecond) // polling replication of an external process
 	}
 }

@@ -141,7 +141,7 @@ func Binaries(t testing.TB) Paths {
 	if binCache != nil {
 		return *binCache
 	}
-	p, err := binaries(context.Background(), t.Logf)
+	p, err := binaries(t.Context(), t.Logf)
 	if err != nil {
 		t.Fatalf("k8stest: %v", err)
 	}

@@ -145,7 +145,8 @@ func Shared(t testing.TB) *Cluster {
 		if err != nil {
 			t.Fatalf("k8stest: %v", err)
 		}
-		shared.c, shared.err = start(context.Background(), bins, dir, true)
+		// The shared cluster outlives this test: its processes are not tied to the test's context.
+		shared.c, shared.err = start(context.WithoutCancel(t.Context()), bins, dir, true)
 		if shared.err != nil {
 			_ = os.RemoveAll(dir)
 		} else {
@@ -198,7 +199,7 @@ func (c *Cluster) Clientset(t testing.TB) kubernetes.Interface {
 func (c *Cluster) Namespace(t testing.TB) string {
 	t.Helper()
 	cs := c.Clientset(t)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	ns, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{
 		ObjectMeta: metav1.ObjectMeta{GenerateName: "k8stest-", Labels: map[string]string{"k8stest": "true"}},
@@ -208,7 +209,8 @@ func (c *Cluster) Namespace(t testing.TB) string {
 	}
 	name := ns.Name
 	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		// t.Context() is already cancelled when cleanups run.
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(t.Context()), 30*time.Second)
 		defer cancel()
 		err := cs.CoreV1().Namespaces().Delete(ctx, name, metav1.DeleteOptions{})
 		if err != nil && !apierrors.IsNotFound(err) {
