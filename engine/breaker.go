@@ -85,8 +85,10 @@ func (e *Engine) halfOpenMachine(ctx context.Context, tx pgx.Tx, k store.Breaker
 	if err := json.Unmarshal(raw, &st); err != nil {
 		return fmt.Errorf("breaker %s/%s machine: %w", k.Handler, k.Scope, err)
 	}
-	if st.State == gobreaker.StateOpen {
-		st.Expiry = time.Unix(0, 0)
+	// The row says open (its period over) or half-open without a trial; a machine that says
+	// otherwise (none stored yet, e.g. a row from before the machines) is brought into line.
+	if st.State != gobreaker.StateHalfOpen {
+		st.State, st.Expiry = gobreaker.StateOpen, time.Unix(0, 0)
 		b, err := json.Marshal(st)
 		if err != nil {
 			return err

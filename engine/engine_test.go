@@ -1445,3 +1445,35 @@ func TestRedeliveryToAnotherReplicaDuringSlowHandler(t *testing.T) {
 		t.Fatalf("succeeded actions = %d, want 1", n)
 	}
 }
+
+// TestBreakerTrialWithoutStoredMachine: an open breaker whose row holds no gobreaker machine (a
+// row from before the machines were stored) still runs one trial, and a failed trial opens it again.
+func TestBreakerTrialWithoutStoredMachine(t *testing.T) {
+	h := newHarness(t, singleRule, func(o *engine.Options) {
+		o.BreakerFailures = 3
+		o.BreakerOpenFor = time.Minute
+	})
+	for _, p := range []string{"a", "c", "d", "b"} {
+		h.fix.fail[p] = handlers.Fail(handlers.ReasonNotRecovered, "no")
+	}
+	for _, p := range []string{"a", "c", "d"} {
+		h.process(mkAlert("KubePodCrashLooping", alert.StatusFiring, h.clock.Now(), map[string]string{"pod": p}))
+	}
+	h.settle()
+	if _, err := h.st.Pool().Exec(context.Background(), `UPDATE breakers SET machine = NULL`); err != nil {
+		t.Fatal(err)
+	}
+	h.clock.Add(2 * time.Minute)
+	h.process(mkAlert("KubePodCrashLooping", alert.StatusFiring, h.clock.Now(), map[string]string{"pod": "b"}))
+	h.settle()
+	var state string
+	if err := h.st.Pool().QueryRow(context.Background(), `SELECT state FROM breakers`).Scan(&state); err != nil {
+		t.Fatal(err)
+	}
+	if state != "open" {
+		t.Fatalf("breaker after a failed trial = %s, want open", state)
+	}
+	if n := len(h.fix.Calls()); n != 4 {
+		t.Fatalf("calls = %d, want 4 (three failures and the trial)", n)
+	}
+}
