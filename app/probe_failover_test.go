@@ -1,0 +1,103 @@
+package app_test
+
+import (
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/responder-sre/responder/bus/bustest"
+	"github.com/responder-sre/responder/store/pgtest"
+)
+
+// TestProbeLeaderFailover: two replicas share one JetStream and one PostgreSQL; only the leader
+// probes. The target goes down and the leader fires; the leader stops; the other replica takes the
+// probes over and, when the target recovers, resolves the same episode: one incident, one action,
+// one on_resolved.
+func TestProbeLeaderFailover(t *testing.T) {
+	var down atomic.Bool
+	var hits [2]atomic.Int64 // probe requests seen before and after the failover
+	phase := atomic.Int32{}
+	target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		hits[phase.Load()].Add(1)
+		if down.Load() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ok"))
+	}))
+	t.Cleanup(target.Close)
+	nats := bustest.Start(t)
+	db := pgtest.NewDatabase(t)
+	opts := fixtureOpts{natsURL: nats.URL(), dbURL: db,
+		extra: fmt.Sprintf(`probes:
+  - name: api-health
+    interval: 100ms
+    timeout: 100ms
+    labels: {service: api}
+    http: {url: %q}
+`, target.URL+"/health"),
+		rules: func(s *sink) string {
+			return fmt.Sprintf(`
+rules:
+  - name: backend-down
+    when: alert.source == "probe" && alert.name == "api-health" && alert.status == "firing"
+    actions:
+      - handler: http.request
+        params: {url: "http://%[1]s/page/{{ alert.labels.service }}", class: notify}
+    on_resolved:
+      - handler: http.request
+        params: {url: "http://%[1]s/rerun/{{ alert.labels.service }}", class: notify}
+`, s.HostPort())
+		},
+	}
+	a := startApp(t, opts)
+	b := startApp(t, opts)
+	waitFor := func(what string, cond func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(60 * time.Second)
+		for !cond() {
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting for %s", what)
+			}
+			<-time.After(20 * time.Millisecond) // polling within the deadline
+		}
+	}
+	leading := func(f *fixture) bool { return metricValue(t, f, "responder_leader") == 1 }
+	waitFor("a leader", func() bool { return leading(a) != leading(b) })
+	first, second := a, b
+	if leading(b) {
+		first, second = b, a
+	}
+	if metricValue(t, second, "responder_probe_success") != 0 {
+		t.Fatal("the follower ran the probe")
+	}
+	calls := func(prefix string) int {
+		n := 0
+		for _, f := range []*fixture{a, b} {
+			for _, c := range f.sink.Calls() {
+				if strings.HasPrefix(c.Path, prefix) {
+					n++
+				}
+			}
+		}
+		return n
+	}
+	down.Store(true)
+	waitFor("the page", func() bool { return calls("/page/api") == 1 })
+	first.stop() // releases the lease: the other replica takes the probes over
+	phase.Store(1)
+	waitFor("the new leader to probe", func() bool { return leading(second) && hits[1].Load() >= 3 })
+	down.Store(false)
+	waitFor("on_resolved", func() bool { return calls("/rerun/api") == 1 })
+	code, body := second.do("GET", "/api/v1/incidents", readToken, nil)
+	if code != 200 || strings.Count(string(body), `"rule": "backend-down"`) != 1 || !strings.Contains(string(body), `"state": "resolved"`) {
+		t.Fatalf("want one resolved incident (the same episode across the failover): %d %s", code, body)
+	}
+	if n := calls("/page/api"); n != 1 {
+		t.Fatalf("pages = %d, want 1", n)
+	}
+}
