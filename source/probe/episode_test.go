@@ -283,3 +283,40 @@ responder_probe_success{kind="tcp",probe="a"} 0
 		t.Error("Feed of an unknown probe: no error")
 	}
 }
+
+// refusingStore refuses saves while refuse is set, like a store whose fencing token check fails.
+type refusingStore struct {
+	memStore
+	refuse bool
+}
+
+func (s *refusingStore) SaveProbeState(ctx context.Context, name string, b []byte) error {
+	if s.refuse {
+		return errors.New("stale leader token")
+	}
+	return s.memStore.SaveProbeState(ctx, name, b)
+}
+
+// TestNoPublishWithoutSave: a state that cannot be saved (a deposed leader's save is refused by its
+// fencing token) is not published; the alert stays pending and goes out once a save succeeds.
+func TestNoPublishWithoutSave(t *testing.T) {
+	clk := newClock()
+	rec := &recorder{}
+	st := &refusingStore{memStore: memStore{m: map[string][]byte{}}, refuse: true}
+	r := newRunner(t, parseProbes(t, "  - {name: api, tcp: {address: 'api:80'}}\n"), Options{Publish: rec.publish, State: st, Now: clk.now})
+	ctx := context.Background()
+	if _, err := r.Feed(ctx, "api", down); err == nil || !strings.Contains(err.Error(), "stale leader token") {
+		t.Fatalf("Feed with saves refused: err = %v", err)
+	}
+	if n := len(rec.all()); n != 0 {
+		t.Fatalf("published %d alerts although the state could not be saved", n)
+	}
+	st.refuse = false
+	clk.advance(10 * time.Second)
+	if _, err := r.Feed(ctx, "api", down); err != nil {
+		t.Fatal(err)
+	}
+	if all := rec.all(); len(all) != 1 || all[0].Status != alert.StatusFiring {
+		t.Fatalf("published %+v, want the firing alert once the save succeeded", all)
+	}
+}

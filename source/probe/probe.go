@@ -411,12 +411,14 @@ func (r *Runner) apply(ctx context.Context, p *probe, m Measurement) (Result, er
 }
 
 // flush saves the state when it changed and publishes pending alerts. The state is saved before
-// publishing, so a crash between the two re-publishes (harmless) instead of forgetting.
+// publishing, so a crash between the two re-publishes (harmless) instead of forgetting; a state
+// that cannot be saved is not published (a deposed leader's save is refused by its fencing token,
+// and it must not publish either): the alerts stay pending for the next run.
 func (r *Runner) flush(ctx context.Context, p *probe) error {
-	var errs []error
 	if err := r.save(ctx, p); err != nil {
-		errs = append(errs, err)
+		return err
 	}
+	var errs []error
 	if len(p.state.Pending) > 0 {
 		var err error
 		if r.o.Publish != nil {
