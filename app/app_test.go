@@ -97,6 +97,7 @@ type fixtureOpts struct {
 	dryRun  bool
 	extra   string             // appended to the config
 	rules   func(*sink) string // the rule file (default rulesYAML)
+	sink    *sink              // the sink (default a new one): replicas of one test share it
 }
 
 func writeConfig(t *testing.T, dir string, s *sink, o fixtureOpts) string {
@@ -132,7 +133,10 @@ func startApp(t *testing.T, o fixtureOpts) *fixture {
 	if o.dbURL == "" {
 		o.dbURL = pgtest.NewDatabase(t)
 	}
-	f := &fixture{t: t, dir: t.TempDir(), sink: newSink(t)}
+	f := &fixture{t: t, dir: t.TempDir(), sink: o.sink}
+	if f.sink == nil {
+		f.sink = newSink(t)
+	}
 	cfg := writeConfig(t, f.dir, f.sink, o)
 	a, err := app.New(context.Background(), app.Options{ConfigFile: cfg, ListenAddress: "127.0.0.1:0",
 		StoragePath: filepath.Join(f.dir, "data"), DryRun: o.dryRun, Version: "test", DrainTimeout: 5 * time.Second,

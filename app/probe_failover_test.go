@@ -32,11 +32,13 @@ func TestProbeLeaderFailover(t *testing.T) {
 	t.Cleanup(target.Close)
 	nats := bustest.Start(t)
 	db := pgtest.NewDatabase(t)
-	opts := fixtureOpts{natsURL: nats.URL(), dbURL: db,
+	opts := fixtureOpts{natsURL: nats.URL(), dbURL: db, sink: newSink(t),
 		extra: fmt.Sprintf(`probes:
   - name: api-health
-    interval: 100ms
-    timeout: 100ms
+    interval: 200ms
+    timeout: 200ms
+    failures_to_fire: 2       # a slow answer on a loaded machine is not an outage
+    successes_to_resolve: 2
     labels: {service: api}
     http: {url: %q}
 `, target.URL+"/health"),
@@ -61,7 +63,9 @@ rules:
 		deadline := time.Now().Add(60 * time.Second)
 		for !cond() {
 			if time.Now().After(deadline) {
-				t.Fatalf("timed out waiting for %s", what)
+				_, inc := a.do("GET", "/api/v1/incidents", readToken, nil)
+				_, aud := a.do("GET", "/api/v1/audit", readToken, nil)
+				t.Fatalf("timed out waiting for %s (probe requests %d, %d)\nincidents %s\naudit %s", what, hits[0].Load(), hits[1].Load(), inc, aud)
 			}
 			<-time.After(20 * time.Millisecond) // polling within the deadline
 		}
@@ -77,14 +81,15 @@ rules:
 	}
 	calls := func(prefix string) int {
 		n := 0
-		for _, f := range []*fixture{a, b} {
-			for _, c := range f.sink.Calls() {
-				if strings.HasPrefix(c.Path, prefix) {
-					n++
-				}
+		for _, c := range opts.sink.Calls() {
+			if strings.HasPrefix(c.Path, prefix) {
+				n++
 			}
 		}
 		return n
+	}
+	if n := calls("/page/api"); n != 0 {
+		t.Fatalf("paged %d times while the target was up", n)
 	}
 	down.Store(true)
 	waitFor("the page", func() bool { return calls("/page/api") == 1 })

@@ -26,8 +26,9 @@ func TestProbeEndToEnd(t *testing.T) {
 	f := startApp(t, fixtureOpts{
 		extra: fmt.Sprintf(`probes:
   - name: api-health
-    interval: 100ms
-    timeout: 100ms
+    interval: 200ms
+    timeout: 200ms
+    failures_to_fire: 2       # a slow answer on a loaded machine is not an outage
     labels: {service: api, severity: critical}
     http: {url: %q}
 `, target.URL+"/health"),
