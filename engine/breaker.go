@@ -43,6 +43,12 @@ func (e *Engine) machine(ctx context.Context, tx pgx.Tx, k store.BreakerKey, now
 	if err != nil {
 		return nil, nil, err
 	}
+	m, err := e.newMachine(data, k)
+	return m, data, err
+}
+
+// newMachine runs gobreaker over the row-locked shared state data.
+func (e *Engine) newMachine(data *store.BreakerMachine, k store.BreakerKey) (*breakerMachine, error) {
 	threshold := uint32(max(e.o.BreakerFailures, 1))
 	m, err := gobreaker.NewDistributedCircuitBreaker[struct{}](data, gobreaker.Settings{
 		Name:        k.Handler + " " + k.Scope,
@@ -52,9 +58,9 @@ func (e *Engine) machine(ctx context.Context, tx pgx.Tx, k store.BreakerKey, now
 		IsExcluded:  func(err error) bool { return errors.Is(err, errNoVerdict) },
 	})
 	if err != nil {
-		return nil, nil, fmt.Errorf("breaker %s/%s: %w", k.Handler, k.Scope, err)
+		return nil, fmt.Errorf("breaker %s/%s: %w", k.Handler, k.Scope, err)
 	}
-	return m, data, nil
+	return m, nil
 }
 
 // stateName maps gobreaker's states to the rows' (and the API's).
@@ -73,7 +79,7 @@ func stateName(s gobreaker.State) string {
 // (its open period is over by the engine's clock): the stored expiry is moved to the past and
 // gobreaker makes the transition itself (a new generation, counts cleared).
 func (e *Engine) halfOpenMachine(ctx context.Context, tx pgx.Tx, k store.BreakerKey, now time.Time) error {
-	_, data, err := e.machine(ctx, tx, k, now)
+	data, err := e.st.BreakerMachineTx(ctx, tx, k, now)
 	if err != nil {
 		return err
 	}
@@ -82,12 +88,14 @@ func (e *Engine) halfOpenMachine(ctx context.Context, tx pgx.Tx, k store.Breaker
 		return err
 	}
 	var st gobreaker.SharedState
-	if err := json.Unmarshal(raw, &st); err != nil {
-		return fmt.Errorf("breaker %s/%s machine: %w", k.Handler, k.Scope, err)
+	if len(raw) > 0 {
+		if err := json.Unmarshal(raw, &st); err != nil {
+			return fmt.Errorf("breaker %s/%s machine: %w", k.Handler, k.Scope, err)
+		}
 	}
 	// The row says open (its period over) or half-open without a trial; a machine that says
 	// otherwise (none stored yet, e.g. a row from before the machines) is brought into line.
-	if st.State != gobreaker.StateHalfOpen {
+	if len(raw) == 0 || st.State != gobreaker.StateHalfOpen {
 		st.State, st.Expiry = gobreaker.StateOpen, time.Unix(0, 0)
 		b, err := json.Marshal(st)
 		if err != nil {
@@ -97,7 +105,7 @@ func (e *Engine) halfOpenMachine(ctx context.Context, tx pgx.Tx, k store.Breaker
 			return err
 		}
 	}
-	m, _, err := e.machine(ctx, tx, k, now)
+	m, err := e.newMachine(data, k)
 	if err != nil {
 		return err
 	}
