@@ -79,7 +79,7 @@ func stateName(s gobreaker.State) string {
 // (its open period is over by the engine's clock): the stored expiry is moved to the past and
 // gobreaker makes the transition itself (a new generation, counts cleared).
 func (e *Engine) halfOpenMachine(ctx context.Context, tx pgx.Tx, k store.BreakerKey, now time.Time) error {
-	data, err := e.st.BreakerMachineTx(ctx, tx, k, now)
+	m, data, err := e.machine(ctx, tx, k, now) // stores a fresh machine when the row had none
 	if err != nil {
 		return err
 	}
@@ -88,14 +88,12 @@ func (e *Engine) halfOpenMachine(ctx context.Context, tx pgx.Tx, k store.Breaker
 		return err
 	}
 	var st gobreaker.SharedState
-	if len(raw) > 0 {
-		if err := json.Unmarshal(raw, &st); err != nil {
-			return fmt.Errorf("breaker %s/%s machine: %w", k.Handler, k.Scope, err)
-		}
+	if err := json.Unmarshal(raw, &st); err != nil {
+		return fmt.Errorf("breaker %s/%s machine: %w", k.Handler, k.Scope, err)
 	}
 	// The row says open (its period over) or half-open without a trial; a machine that says
-	// otherwise (none stored yet, e.g. a row from before the machines) is brought into line.
-	if len(raw) == 0 || st.State != gobreaker.StateHalfOpen {
+	// otherwise (a fresh one, e.g. for a row from before the machines) is brought into line.
+	if st.State != gobreaker.StateHalfOpen {
 		st.State, st.Expiry = gobreaker.StateOpen, time.Unix(0, 0)
 		b, err := json.Marshal(st)
 		if err != nil {
@@ -105,11 +103,7 @@ func (e *Engine) halfOpenMachine(ctx context.Context, tx pgx.Tx, k store.Breaker
 			return err
 		}
 	}
-	m, err := e.newMachine(data, k)
-	if err != nil {
-		return err
-	}
-	_, err = m.State()
+	_, err = m.State() // reads the stored state: gobreaker makes the transition itself
 	return err
 }
 
