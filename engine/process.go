@@ -215,15 +215,10 @@ func (e *Engine) firingSet(ctx context.Context, set *rules.Set, batch []alert.Al
 	if !set.UsesFiring {
 		return noneFiring{}, nil
 	}
-	open, err := e.st.OpenAlerts(ctx)
+	open, err := e.st.FiringAlerts(ctx, e.now().Add(-firingTTL))
 	if err != nil {
 		return nil, err
 	}
-	recorded, err := e.st.FiringAlerts(ctx, e.now().Add(-firingTTL))
-	if err != nil {
-		return nil, err
-	}
-	open = append(open, recorded...)
 	fs := firingSnapshot{}
 	for _, o := range open {
 		fs[o.Name] = append(fs[o.Name], o.Labels)

@@ -59,10 +59,14 @@ DELETE FROM firing_alerts f USING unnest($1::text[], $2::timestamptz[]) AS u(fp,
 	return nil
 }
 
-// FiringAlerts returns the recorded firing alerts last seen after since (an alert that stopped
-// being re-sent without a resolution drops out).
+// FiringAlerts returns, in one read, the snapshot behind the rules' firing(): the alerts of open
+// incidents and the recorded firing alerts last seen after since (an alert that stopped being
+// re-sent without a resolution drops out).
 func (s *Store) FiringAlerts(ctx context.Context, since time.Time) ([]OpenAlert, error) {
-	rows, err := s.pool.Query(ctx, `SELECT name, labels FROM firing_alerts WHERE last_seen > $1`, since)
+	rows, err := s.pool.Query(ctx, `
+SELECT alert_name, labels::jsonb FROM incidents WHERE state IN ('pending', 'firing')
+UNION
+SELECT name, labels FROM firing_alerts WHERE last_seen > $1`, since)
 	if err != nil {
 		return nil, fmt.Errorf("read firing alerts: %w", err)
 	}

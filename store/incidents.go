@@ -253,23 +253,10 @@ func (s *Store) FireIncidentTx(ctx context.Context, tx pgx.Tx, id int64, at time
 	return tag.RowsAffected() == 1, nil
 }
 
-// OpenAlert is the name and labels of an open (pending or firing) incident.
+// OpenAlert is the name and labels of a firing alert (see FiringAlerts).
 type OpenAlert struct {
 	Name   string
 	Labels map[string]string
-}
-
-// OpenAlerts lists the alerts of open incidents (the snapshot behind the rules' firing()).
-func (s *Store) OpenAlerts(ctx context.Context) ([]OpenAlert, error) {
-	rows, err := s.pool.Query(ctx, `SELECT DISTINCT alert_name, labels FROM incidents WHERE state IN ('pending', 'firing')`)
-	if err != nil {
-		return nil, err
-	}
-	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (OpenAlert, error) {
-		var o OpenAlert
-		err := r.Scan(&o.Name, &o.Labels)
-		return o, err
-	})
 }
 
 // RefreshKey names the incident of one rule for one alert episode.
