@@ -6,8 +6,8 @@
 //   - A Server has its own temporary directory (data/, the unix socket, postgres.log) and listens
 //     on 127.0.0.1 on a free port, with trust authentication for user postgres and fsync,
 //     full_page_writes and synchronous_commit off: it is fast and must never hold data anyone
-//     wants. New prepares it, Start runs it, Stop stops it (Start may run it again on the same
-//     port and data), Close stops it and removes its directory.
+//     wants. New prepares it, Start runs it, Stop stops it (StopImmediate: as in a crash; Start
+//     may run it again on the same port and data), Close stops it and removes its directory.
 //   - Binaries: $PG_BIN if set, else the newest /usr/lib/postgresql/*/bin. When they are missing,
 //     New fails with an error that matches ErrNoBinaries and carries InstallHint.
 //   - When the process runs as root the server runs as the postgres user (PostgreSQL refuses root)
@@ -288,7 +288,14 @@ func (s *Server) waitReady(ctx context.Context, exited <-chan struct{}) error {
 
 // Stop shuts the server down (fast shutdown: open sessions are ended) and waits until it has
 // exited. Stopping a stopped server does nothing.
-func (s *Server) Stop(ctx context.Context) error {
+func (s *Server) Stop(ctx context.Context) error { return s.stop(ctx, syscall.SIGINT) }
+
+// StopImmediate stops the server like `pg_ctl stop -m immediate` (SIGQUIT): every process exits at
+// once without a checkpoint, as in a crash or a power cut; the next Start recovers from the WAL.
+// Stopping a stopped server does nothing.
+func (s *Server) StopImmediate(ctx context.Context) error { return s.stop(ctx, syscall.SIGQUIT) }
+
+func (s *Server) stop(ctx context.Context, sig syscall.Signal) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.admin != nil {
@@ -300,7 +307,7 @@ func (s *Server) Stop(ctx context.Context) error {
 	if s.proc == nil {
 		return nil
 	}
-	if err := s.proc.Stop(syscall.SIGINT, stopTimeout); err != nil { // fast shutdown
+	if err := s.proc.Stop(sig, stopTimeout); err != nil {
 		return fmt.Errorf("postgres did not stop within %s; killed\n%s", stopTimeout, s.LogTail())
 	}
 	return nil

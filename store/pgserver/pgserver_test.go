@@ -83,3 +83,54 @@ func TestMajorVersion(t *testing.T) {
 }
 
 func contains(s, sub string) bool { return strings.Contains(s, sub) }
+
+// An immediate stop is a crash: sessions die at once, and Start recovers what was committed (with
+// synchronous_commit on, which the server's own default turns off for speed).
+func TestStopImmediateRecovers(t *testing.T) {
+	ctx := t.Context()
+	s, err := Start(ctx, Options{MaxConnections: 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := s.Close(context.WithoutCancel(ctx)); err != nil {
+			t.Error(err)
+		}
+	})
+	u, err := s.CreateDatabase(ctx, "crash")
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := pgx.Connect(ctx, u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	if _, err := conn.Exec(ctx, "SET synchronous_commit = on; CREATE TABLE t (n int); INSERT INTO t VALUES (7)"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.StopImmediate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Exec(ctx, "SELECT 1"); err == nil {
+		t.Fatal("a session survived an immediate stop")
+	}
+	if _, err := pgx.Connect(ctx, u); err == nil {
+		t.Fatal("connected to a stopped server")
+	}
+	if err := s.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	c2, err := pgx.Connect(ctx, u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close(context.WithoutCancel(ctx))
+	var n int
+	if err := c2.QueryRow(ctx, "SELECT n FROM t").Scan(&n); err != nil || n != 7 {
+		t.Fatalf("after recovery: n = %d, err %v", n, err)
+	}
+	if !strings.Contains(s.LogTail(), "not properly shut down") && !strings.Contains(s.LogTail(), "automatic recovery") {
+		t.Errorf("the server did not recover from a crash:\n%s", s.LogTail())
+	}
+}

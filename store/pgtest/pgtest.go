@@ -146,6 +146,15 @@ func (s *Server) Stop(t testing.TB) {
 	}
 }
 
+// StopImmediate stops the server like `pg_ctl stop -m immediate` (as in a crash) and waits until
+// it has exited. Connecting fails until Start, which recovers from the WAL.
+func (s *Server) StopImmediate(t testing.TB) {
+	t.Helper()
+	if err := s.srv.StopImmediate(t.Context()); err != nil {
+		t.Fatalf("pgtest: stop immediate: %v", err)
+	}
+}
+
 // Start starts a stopped server again on the same port and data directory.
 func (s *Server) Start(t testing.TB) {
 	t.Helper()
