@@ -37,7 +37,9 @@ const machineTimeout = 100 * 365 * 24 * time.Hour
 
 type breakerMachine = gobreaker.DistributedCircuitBreaker[struct{}]
 
-// machine loads the gobreaker machine of k from its row (locking it until tx ends).
+// machine loads the gobreaker machine of k from its row (locking it until tx ends). The machine
+// works on a copy of the row's state that the caller writes back with data.Flush: gobreaker never
+// sees a database error (see store.BreakerMachine for the upstream bug this avoids).
 func (e *Engine) machine(ctx context.Context, tx pgx.Tx, k store.BreakerKey, now time.Time) (*breakerMachine, *store.BreakerMachine, error) {
 	data, err := e.st.BreakerMachineTx(ctx, tx, k, now)
 	if err != nil {
@@ -47,7 +49,10 @@ func (e *Engine) machine(ctx context.Context, tx pgx.Tx, k store.BreakerKey, now
 	return m, data, err
 }
 
-// newMachine runs gobreaker over the row-locked shared state data.
+// newMachine runs gobreaker over the row-locked shared state data. It must not be given a store
+// that can fail: gobreaker v2.4.0's NewDistributedCircuitBreaker panics (a deferred unlock on the
+// nil breaker it is returning) when the store fails after its lock is taken, which ended the
+// process during a database outage (issue 13; TestGobreakerPanicsOnAFailingStore).
 func (e *Engine) newMachine(data *store.BreakerMachine, k store.BreakerKey) (*breakerMachine, error) {
 	threshold := uint32(max(e.o.BreakerFailures, 1))
 	m, err := gobreaker.NewDistributedCircuitBreaker[struct{}](data, gobreaker.Settings{
@@ -103,8 +108,10 @@ func (e *Engine) halfOpenMachine(ctx context.Context, tx pgx.Tx, k store.Breaker
 			return err
 		}
 	}
-	_, err = m.State() // reads the stored state: gobreaker makes the transition itself
-	return err
+	if _, err := m.State(); err != nil { // reads the stored state: gobreaker makes the transition itself
+		return err
+	}
+	return data.Flush(ctx)
 }
 
 // feedBreaker gives the outcome of a disruptive action that ran to its breaker's machine. Failures
@@ -121,7 +128,8 @@ func (e *Engine) feedBreaker(ctx context.Context, tx pgx.Tx, p *planner, a store
 	case state == store.ActionSucceeded:
 	case state == store.ActionUnknown && reason == "timeout":
 		outcome = errOutcomeFailed
-	case state == store.ActionFailed && reason != handlers.ReasonPDBBlocked && reason != handlers.ReasonBadParam:
+	case state == store.ActionFailed && reason != handlers.ReasonPDBBlocked && reason != handlers.ReasonBadParam &&
+		reason != ReasonInternalError: // our own bug says nothing about the target
 		outcome = errOutcomeFailed
 	default:
 		outcome = errNoVerdict
@@ -131,7 +139,15 @@ func (e *Engine) feedBreaker(ctx context.Context, tx pgx.Tx, p *planner, a store
 	if err != nil {
 		return err
 	}
-	row := data.Row()
+	if err := e.judge(ctx, tx, p, a, m, data.Row(), outcome); err != nil {
+		return err
+	}
+	return data.Flush(ctx)
+}
+
+// judge runs one outcome through k's machine and records the verdict in the breaker row.
+func (e *Engine) judge(ctx context.Context, tx pgx.Tx, p *planner, a store.Action, m *breakerMachine, row store.Breaker, outcome error) error {
+	k := store.BreakerKey{Handler: a.Handler, Scope: a.Scope}
 	switch {
 	case row.State == store.BreakerOpen:
 		return nil

@@ -74,6 +74,9 @@ type Options struct {
 	Now        func() time.Time
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
+	// Panics counts and logs recovered panics (shared with the other units of an App); nil: the
+	// engine registers its own on Registerer.
+	Panics *Panics
 }
 
 // Engine evaluates rules, plans and executes actions.
@@ -88,6 +91,7 @@ type Engine struct {
 	kick    chan struct{}
 	running sync.Map                 // action id → struct{}: leases this replica renews
 	specs   map[string]handlers.Spec // each handler's Spec, read once
+	panics  *Panics
 	wg      sync.WaitGroup
 }
 
@@ -150,6 +154,11 @@ func New(o Options) (*Engine, error) {
 		return nil, err
 	}
 	e.m = m
+	if e.panics = o.Panics; e.panics == nil {
+		if e.panics, err = NewPanics(o.Registerer, o.Logger); err != nil {
+			return nil, err
+		}
+	}
 	if o.Paused {
 		m.paused.Set(1)
 	}
@@ -223,7 +232,7 @@ func (e *Engine) loop(ctx context.Context, name string, pass func(context.Contex
 	t := time.NewTicker(e.o.Poll)
 	defer t.Stop()
 	for {
-		n, err := pass(ctx)
+		n, err := e.pass(ctx, name, pass)
 		if err != nil && ctx.Err() == nil {
 			e.log.Warn(name+" pass failed", "err", err)
 		}

@@ -468,6 +468,7 @@ func (p *planner) flushAudit(ctx context.Context, tx pgx.Tx, ds []decision) erro
 // run calls the handler of one started action and records its outcome.
 func (e *Engine) run(ctx context.Context, c store.Claimed, act handlers.Action) {
 	defer e.wg.Done()
+	defer e.recoverAction(ctx, c)
 	defer func() { <-e.slots; e.running.Delete(c.ID); e.Kick() }()
 	e.m.inFlight.WithLabelValues(c.Handler).Inc()
 	defer e.m.inFlight.WithLabelValues(c.Handler).Dec()

@@ -73,25 +73,37 @@ UPDATE breakers SET state = 'half_open', trial_action_id = $3, updated_at = $4
 }
 
 // BreakerMachine is the shared state of one breaker's gobreaker state machine, bound to a
-// transaction: it implements gobreaker.SharedDataStore (without importing it). The first GetData
-// creates the breaker row if needed and locks it FOR UPDATE, so the read-modify-write of the state
-// is serialised across replicas until the transaction ends; Lock and Unlock are therefore no-ops
-// (gobreaker reads the state before it locks, which only the row lock makes safe). gobreaker's
-// interface carries no context: the machine keeps the one it was made with.
+// transaction: it implements gobreaker.SharedDataStore (without importing it) over a copy in
+// memory. BreakerMachineTx reads the row once (creating it if needed) and locks it FOR UPDATE, so
+// the read-modify-write of the state is serialised across replicas until the transaction ends;
+// gobreaker then only reads and writes the copy, and Flush writes it back.
+//
+// None of its SharedDataStore methods can fail, on purpose: gobreaker v2.4.0's
+// NewDistributedCircuitBreaker, when the store fails after its lock is taken, returns a nil breaker
+// and then calls unlock on it in a deferred function, a nil pointer dereference that ended the
+// whole process when the database went away (issue 13; TestGobreakerPanicsOnAFailingStore in
+// engine reproduces it). Every database error is met here, in BreakerMachineTx and Flush, where it
+// is an ordinary error.
 type BreakerMachine struct {
-	ctx context.Context
-	tx  pgx.Tx
-	key BreakerKey
-	now time.Time
-	row Breaker
-	got bool
+	tx    pgx.Tx
+	key   BreakerKey
+	row   Breaker
+	data  []byte
+	dirty bool
 }
 
 // BreakerMachineTx returns the machine of k in tx, with its row locked and read.
 func (s *Store) BreakerMachineTx(ctx context.Context, tx pgx.Tx, k BreakerKey, now time.Time) (*BreakerMachine, error) {
-	m := &BreakerMachine{ctx: ctx, tx: tx, key: k, now: now}
-	if _, err := m.GetData(""); err != nil {
-		return nil, err
+	if _, err := tx.Exec(ctx, `INSERT INTO breakers (handler, scope, state, updated_at) VALUES ($1, $2, 'closed', $3)
+ON CONFLICT (handler, scope) DO NOTHING`, k.Handler, k.Scope, now); err != nil {
+		return nil, fmt.Errorf("create breaker: %w", err)
+	}
+	m := &BreakerMachine{tx: tx, key: k}
+	b := &m.row
+	err := tx.QueryRow(ctx, `SELECT `+breakerCols+`, machine FROM breakers WHERE handler = $1 AND scope = $2 FOR UPDATE`,
+		k.Handler, k.Scope).Scan(&b.Handler, &b.Scope, &b.State, &b.Failures, &b.OpenedAt, &b.TrialActionID, &b.UpdatedAt, &m.data)
+	if err != nil {
+		return nil, fmt.Errorf("lock breaker: %w", err)
 	}
 	return m, nil
 }
@@ -99,37 +111,31 @@ func (s *Store) BreakerMachineTx(ctx context.Context, tx pgx.Tx, k BreakerKey, n
 // Row is the breaker row as read under the lock.
 func (m *BreakerMachine) Row() Breaker { return m.row }
 
-// Lock is a no-op: GetData holds the row lock.
+// Lock is a no-op: BreakerMachineTx holds the row lock.
 func (m *BreakerMachine) Lock(string) error { return nil }
 
 // Unlock is a no-op: the row lock ends with the transaction.
 func (m *BreakerMachine) Unlock(string) error { return nil }
 
-// GetData returns the machine's state (nil before the first outcome).
-func (m *BreakerMachine) GetData(string) ([]byte, error) {
-	if !m.got {
-		if _, err := m.tx.Exec(m.ctx, `INSERT INTO breakers (handler, scope, state, updated_at) VALUES ($1, $2, 'closed', $3)
-ON CONFLICT (handler, scope) DO NOTHING`, m.key.Handler, m.key.Scope, m.now); err != nil {
-			return nil, fmt.Errorf("create breaker: %w", err)
-		}
-	}
-	var data []byte
-	var b Breaker
-	err := m.tx.QueryRow(m.ctx, `SELECT `+breakerCols+`, machine FROM breakers WHERE handler = $1 AND scope = $2 FOR UPDATE`,
-		m.key.Handler, m.key.Scope).Scan(&b.Handler, &b.Scope, &b.State, &b.Failures, &b.OpenedAt, &b.TrialActionID, &b.UpdatedAt, &data)
-	if err != nil {
-		return nil, fmt.Errorf("lock breaker: %w", err)
-	}
-	m.row, m.got = b, true
-	return data, nil
+// GetData returns the machine's state (nil before the first outcome). It never fails.
+func (m *BreakerMachine) GetData(string) ([]byte, error) { return m.data, nil }
+
+// SetData keeps the machine's state for Flush. It never fails.
+func (m *BreakerMachine) SetData(_ string, data []byte) error {
+	m.data, m.dirty = data, true
+	return nil
 }
 
-// SetData stores the machine's state.
-func (m *BreakerMachine) SetData(_ string, data []byte) error {
-	if _, err := m.tx.Exec(m.ctx, `UPDATE breakers SET machine = $3 WHERE handler = $1 AND scope = $2`,
-		m.key.Handler, m.key.Scope, data); err != nil {
+// Flush writes the machine's state back to its row if it changed.
+func (m *BreakerMachine) Flush(ctx context.Context) error {
+	if !m.dirty {
+		return nil
+	}
+	if _, err := m.tx.Exec(ctx, `UPDATE breakers SET machine = $3 WHERE handler = $1 AND scope = $2`,
+		m.key.Handler, m.key.Scope, m.data); err != nil {
 		return fmt.Errorf("store breaker machine: %w", err)
 	}
+	m.dirty = false
 	return nil
 }
 
