@@ -81,6 +81,7 @@ type App struct {
 	owner    string
 	slack    *notifyslack.Slack // nil without a slack section
 	probes   *probe.Runner      // nil without probes
+	panics   *engine.Panics     // responder_panics_total, shared by every unit that recovers
 	// probeToken is the leader lease token the probes run under in the current term.
 	probeToken atomic.Int64
 	// SHA-256 digests of the API tokens (nil when unset), compared in constant time.
@@ -127,6 +128,9 @@ func New(ctx context.Context, o Options) (*App, error) {
 	a := &App{o: o, log: o.Logger, cfg: cfg, reg: prometheus.NewRegistry()}
 	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		versioncollector.NewCollector("responder"))
+	if a.panics, err = engine.NewPanics(a.reg, o.Logger); err != nil {
+		return nil, err
+	}
 
 	// The rules are checked before anything starts, against the handlers without their clients;
 	// they are loaded again below against the registry that runs.
@@ -160,13 +164,15 @@ func New(ctx context.Context, o Options) (*App, error) {
 		AckWait:         cfg.Bus.AckWait.D(),
 		Logger:          o.Logger.With("component", "bus"),
 		Registerer:      a.reg,
+		OnPanic:         func() { a.panics.Count(engine.PanicBatch) },
 	})
 	if err != nil {
 		return nil, err
 	}
 	if len(cfg.Probes) > 0 {
 		if a.probes, err = probe.New(cfg.Probes, probe.Options{Publish: a.publishProbes, State: fencedProbeState{a},
-			Now: o.Now, Logger: o.Logger.With("component", "probe"), Registerer: a.reg}); err != nil {
+			Now: o.Now, Logger: o.Logger.With("component", "probe"), Registerer: a.reg,
+			OnPanic: func() { a.panics.Count(engine.PanicProbe) }}); err != nil {
 			return nil, err
 		}
 	}
@@ -215,7 +221,7 @@ func New(ctx context.Context, o Options) (*App, error) {
 		Store: a.st, Handlers: hs, Rules: ruleSet, Owner: a.owner,
 		DryRun: dry, Paused: cfg.Safety.Paused, ApprovalTTL: cfg.Approvals.TTL.D(), MaxAlertAge: cfg.Safety.MaxAlertAge.D(), MaxConcurrent: cfg.Safety.MaxConcurrentActions,
 		ActionTimeout: cfg.Safety.ActionTimeout.D(), Lease: cfg.Safety.LeaseDuration.D(),
-		Now: o.Now, Logger: o.Logger.With("component", "engine"), Registerer: a.reg,
+		Now: o.Now, Logger: o.Logger.With("component", "engine"), Registerer: a.reg, Panics: a.panics,
 	})
 	if err != nil {
 		return nil, err
@@ -451,7 +457,10 @@ func (a *App) Run(ctx context.Context) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			a.elector.RunWhileLeading(runCtx, time.Second, func(ctx context.Context, _ int64) error { return a.slack.Run(ctx) },
+			// A panic in a sync pass ends this run (counted, logged); the next poll starts it again.
+			a.elector.RunWhileLeading(runCtx, time.Second, func(ctx context.Context, _ int64) error {
+				return a.panics.Call(engine.PanicSlackSync, func() error { return a.slack.Run(ctx) })
+			},
 				func(err error) { a.log.Warn("slack sync stopped; restarting", "err", err) })
 		}()
 		if a.cfg.Slack.SocketMode {

@@ -97,6 +97,9 @@ type Options struct {
 
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
+	// OnPanic, when set, is called after a panic in Process was recovered (and logged with its
+	// stack); the App counts it in responder_panics_total{kind="batch"}.
+	OnPanic func()
 }
 
 func (o *Options) setDefaults() error {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"runtime/debug"
 	"time"
 
 	"github.com/cenkalti/backoff/v5"
@@ -229,7 +230,7 @@ func (b *Bus) processRetrying(ctx context.Context, p Processor, items, hold []it
 	var f failure
 	defer f.clear(b)
 	for {
-		err := p.Process(ctx, msgs)
+		err := b.process(ctx, p, msgs)
 		if err == nil || IsPermanent(err) {
 			if f.clear(b) {
 				b.log.Info("bus processing recovered")
@@ -251,6 +252,34 @@ func (b *Bus) processRetrying(ctx context.Context, p Processor, items, hold []it
 			return ctx.Err()
 		}
 	}
+}
+
+// internalErrorReason starts the error of a batch whose processing panicked (the action reason
+// of the same name in engine).
+const internalErrorReason = "internal_error"
+
+// process calls p.Process. A panic in it (a bug, most likely triggered by what the messages hold)
+// fails the batch with a permanent internal_error instead of ending the process: the batch is
+// split, and each message that still panics alone is nak'ed with a delay and, after
+// MaxPermanentDeliveries, dead-lettered (replayable once the bug is fixed), never lost.
+func (b *Bus) process(ctx context.Context, p Processor, msgs []Message) (err error) {
+	defer func() {
+		v := recover()
+		if v == nil {
+			return
+		}
+		ids := make([]string, len(msgs))
+		for i, m := range msgs {
+			ids[i] = m.ID
+		}
+		b.log.Error("panic recovered while processing a batch; it fails as a permanent error", "kind", "batch",
+			"panic", fmt.Sprint(v), "msg_ids", ids, "stack", string(debug.Stack()))
+		if b.o.OnPanic != nil {
+			b.o.OnPanic()
+		}
+		err = Permanent(fmt.Errorf("%s: panic while processing: %v", internalErrorReason, v))
+	}()
+	return p.Process(ctx, msgs)
 }
 
 // deadLetter hands a message to the Processor's DeadLetter (retried until it succeeds or ctx is

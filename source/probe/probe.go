@@ -56,6 +56,9 @@ type Options struct {
 	Now        func() time.Time // clock for episodes and alert times (default time.Now)
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer // responder_probe_success and responder_probe_duration_seconds
+	// OnPanic, when set, is called after a panic in one run of a probe was recovered (and logged
+	// with its stack); the App counts it in responder_panics_total{kind="probe"}.
+	OnPanic func()
 }
 
 // Measurement is what one check yields.
@@ -269,7 +272,7 @@ func (r *Runner) Run(ctx context.Context) error {
 			t := time.NewTicker(p.cfg.Interval.D())
 			defer t.Stop()
 			for {
-				if _, err := r.run(ctx, p); err != nil && ctx.Err() == nil {
+				if _, err := r.safeRun(ctx, p); err != nil && ctx.Err() == nil {
 					r.log.Warn("probe run incomplete", "probe", p.cfg.Name, "err", err)
 				}
 				select {
