@@ -143,10 +143,17 @@ func IsTargetBusy(err error) bool {
 	return errors.As(err, &pe) && pe.Code == "23505" && pe.ConstraintName == "actions_one_running_per_target"
 }
 
-// IsTransient reports whether err is worth retrying as is: the database is unreachable or going
-// away (connection errors, network errors, server shutdown or overload), a serialization failure
-// or deadlock, a lock timeout, or a cancelled context. Anything else (bad data, a bug) is
-// permanent: retrying it forever would block the consumer.
+// IsTransient reports whether err is worth retrying as is, after a backoff. Only errors about the
+// data are permanent (a value that does not fit, a constraint the data violates, a bug in a query):
+// retrying them forever would block the consumer, so they count toward dead-lettering. Everything
+// about the database rather than the data is transient: it is unreachable or going away
+// (connection errors, network errors, server shutdown or overload, a cancelled context), a
+// serialization failure, deadlock or lock timeout, a read-only transaction (25006: a pool still
+// connected to a demoted primary, or a database set read-only for maintenance), a permission or
+// authentication error (a role or grant being rotated), or a relation or database that does not
+// exist (yet: a restore or a migration by a newer replica in progress). Those heal when an
+// operator or a failover fixes the database, and the messages wait for it instead of being
+// dead-lettered.
 func IsTransient(err error) bool {
 	if err == nil {
 		return false
@@ -156,8 +163,15 @@ func IsTransient(err error) bool {
 		switch {
 		case pe.Code == "40001", pe.Code == "40P01", pe.Code == "55P03": // serialization, deadlock, lock not available
 			return true
-		case strings.HasPrefix(pe.Code, "08"), strings.HasPrefix(pe.Code, "57"), strings.HasPrefix(pe.Code, "53"):
-			return true // connection exception, operator intervention (shutdown), insufficient resources
+		case pe.Code == "25006", pe.Code == "25P03": // read-only transaction, idle-in-transaction timeout
+			return true
+		case pe.Code == "42501", pe.Code == "42P01", pe.Code == "3D000": // insufficient privilege, undefined table or database
+			return true
+		case strings.HasPrefix(pe.Code, "08"), strings.HasPrefix(pe.Code, "57"), strings.HasPrefix(pe.Code, "53"),
+			strings.HasPrefix(pe.Code, "28"), strings.HasPrefix(pe.Code, "58"):
+			// connection exception, operator intervention (shutdown), insufficient resources,
+			// invalid authorization, system error (I/O)
+			return true
 		}
 		return IsTargetBusy(err)
 	}
