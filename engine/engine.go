@@ -232,7 +232,7 @@ func (e *Engine) loop(ctx context.Context, name string, pass func(context.Contex
 	t := time.NewTicker(e.o.Poll)
 	defer t.Stop()
 	for {
-		n, err := e.pass(ctx, name, pass)
+		n, err := e.safePass(ctx, name, pass)
 		if err != nil && ctx.Err() == nil {
 			e.log.Warn(name+" pass failed", "err", err)
 		}

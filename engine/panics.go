@@ -91,8 +91,8 @@ func (p *Panics) Call(kind string, fn func() error) (err error) {
 	return fn()
 }
 
-// pass runs one executor or timers pass; a panic fails that pass only (the loop tries again).
-func (e *Engine) pass(ctx context.Context, kind string, pass func(context.Context) (int, error)) (n int, err error) {
+// safePass runs one executor or timers pass; a panic fails that pass only (the loop tries again).
+func (e *Engine) safePass(ctx context.Context, kind string, pass func(context.Context) (int, error)) (n int, err error) {
 	err = e.panics.Call(kind, func() error {
 		n, err = pass(ctx)
 		return err

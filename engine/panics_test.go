@@ -149,3 +149,24 @@ func TestPanickingExecutorPassIsRetried(t *testing.T) {
 		t.Errorf("responder_panics_total has %d series, want %d", got, len(engine.PanicKinds))
 	}
 }
+
+// Call (what the App wraps the Slack sync run in) turns a panic into a *PanicError, counted once
+// under its kind; an error or a nil from fn passes through untouched.
+func TestPanicsCall(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	p, err := engine.NewPanics(reg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = p.Call(engine.PanicSlackSync, func() error { panic("sync bug") })
+	pe, ok := err.(*engine.PanicError)
+	if !ok || pe.Kind != engine.PanicSlackSync || pe.Value != "sync bug" || !strings.Contains(string(pe.Stack), "TestPanicsCall") {
+		t.Fatalf("Call = %#v, want a *PanicError with its stack", err)
+	}
+	if err := p.Call(engine.PanicSlackSync, func() error { return nil }); err != nil {
+		t.Fatalf("Call(nil) = %v", err)
+	}
+	if n := panics(t, reg, engine.PanicSlackSync); n != 1 {
+		t.Errorf("panics{kind=slack_sync} = %v, want 1", n)
+	}
+}
