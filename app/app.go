@@ -467,9 +467,7 @@ func (a *App) Run(ctx context.Context) error {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				if err := a.slack.RunSocketMode(runCtx); err != nil && runCtx.Err() == nil {
-					a.log.Error("slack socket mode stopped", "err", err)
-				}
+				a.runSocketMode(runCtx)
 			}()
 		}
 	}
@@ -494,6 +492,26 @@ func (a *App) Run(ctx context.Context) error {
 	a.closeAll(shCtx)
 	a.log.Info("shutdown complete")
 	return err
+}
+
+// runSocketMode runs Slack's Socket Mode until ctx ends. A panic while handling an event (a
+// command or a click: what users send) ends that run, counted and logged, and it starts again.
+func (a *App) runSocketMode(ctx context.Context) {
+	for {
+		err := a.panics.Call(engine.PanicSlackSocket, func() error { return a.slack.RunSocketMode(ctx) })
+		var pe *engine.PanicError
+		if !errors.As(err, &pe) {
+			if err != nil && ctx.Err() == nil {
+				a.log.Error("slack socket mode stopped", "err", err)
+			}
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Second):
+		}
+	}
 }
 
 func (a *App) closeAll(ctx context.Context) {

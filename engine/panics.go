@@ -12,11 +12,12 @@ import (
 )
 
 // A panic in the goroutine of one unit of work (one action's handler call, one executor or timers
-// pass, one bus batch, one probe run, one Slack sync run) fails that unit and nothing else: it is
-// recovered, counted in responder_panics_total{kind}, logged with its stack, and the unit ends
-// the way a failure of its own ends (an action fails with reason internal_error and escalates; a
-// batch is nak'ed and, if it keeps panicking, dead-lettered; a pass or a run is tried again). It
-// never ends the process: with it would go every other action in flight and the intake.
+// pass, one bus batch, one probe run, one Slack sync or Socket Mode run) fails that unit and
+// nothing else: it is recovered, counted in responder_panics_total{kind}, logged with its stack,
+// and the unit ends the way a failure of its own ends (an action fails with reason internal_error
+// and escalates; a batch is nak'ed and, if it keeps panicking, dead-lettered; a pass or a run is
+// tried again). It never ends the process: with it would go every other action in flight and the
+// intake.
 
 // ReasonInternalError is the reason of an action whose handler call panicked: a bug in responder
 // or in a handler, which says nothing about the target (it does not count toward its breaker).
@@ -30,10 +31,12 @@ const (
 	PanicBatch     = "batch"      // the processing of one bus batch
 	PanicProbe     = "probe"      // one run of one probe
 	PanicSlackSync = "slack_sync" // one run of the Slack incident-message sync
+	// PanicSlackSocket: one run of Slack's Socket Mode (commands and clicks users send).
+	PanicSlackSocket = "slack_socket"
 )
 
 // PanicKinds lists every kind, for pre-initialising the metric.
-var PanicKinds = []string{PanicAction, PanicExecutor, PanicTimers, PanicBatch, PanicProbe, PanicSlackSync}
+var PanicKinds = []string{PanicAction, PanicExecutor, PanicTimers, PanicBatch, PanicProbe, PanicSlackSync, PanicSlackSocket}
 
 // PanicError is a recovered panic.
 type PanicError struct {
