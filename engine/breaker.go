@@ -145,7 +145,8 @@ func (e *Engine) feedBreaker(ctx context.Context, tx pgx.Tx, p *planner, a store
 	return data.Flush(ctx)
 }
 
-// judge runs one outcome through k's machine and records the verdict in the breaker row.
+// judge runs one outcome of action a through its breaker's machine m and records the verdict in
+// the breaker row (read as row under the lock).
 func (e *Engine) judge(ctx context.Context, tx pgx.Tx, p *planner, a store.Action, m *breakerMachine, row store.Breaker, outcome error) error {
 	k := store.BreakerKey{Handler: a.Handler, Scope: a.Scope}
 	switch {
