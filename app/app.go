@@ -458,10 +458,10 @@ func (a *App) Run(ctx context.Context) error {
 		go func() {
 			defer wg.Done()
 			// A panic in a sync pass ends this run (counted, logged); the next poll starts it again.
-			sync := func(ctx context.Context, _ int64) error {
+			syncRun := func(ctx context.Context, _ int64) error {
 				return a.panics.Call(engine.PanicSlackSync, func() error { return a.slack.Run(ctx) })
 			}
-			a.elector.RunWhileLeading(runCtx, time.Second, sync,
+			a.elector.RunWhileLeading(runCtx, time.Second, syncRun,
 				func(err error) { a.log.Warn("slack sync stopped; restarting", "err", err) })
 		}()
 		if a.cfg.Slack.SocketMode {
