@@ -77,11 +77,11 @@ type App struct {
 	reload   *reloader
 	mux      *http.ServeMux
 	elector  *leader.Elector
+	panics   *engine.Panics // responder_panics_total, shared by every unit that recovers
 	budgets  []engine.Budget
 	owner    string
 	slack    *notifyslack.Slack // nil without a slack section
 	probes   *probe.Runner      // nil without probes
-	panics   *engine.Panics     // responder_panics_total, shared by every unit that recovers
 	// probeToken is the leader lease token the probes run under in the current term.
 	probeToken atomic.Int64
 	// SHA-256 digests of the API tokens (nil when unset), compared in constant time.

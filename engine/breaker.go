@@ -125,11 +125,12 @@ func (e *Engine) feedBreaker(ctx context.Context, tx pgx.Tx, p *planner, a store
 	}
 	var outcome error
 	switch {
+	case reason == ReasonInternalError: // our own bug (a panic) says nothing about the target
+		outcome = errNoVerdict
 	case state == store.ActionSucceeded:
 	case state == store.ActionUnknown && reason == "timeout":
 		outcome = errOutcomeFailed
-	case state == store.ActionFailed && reason != handlers.ReasonPDBBlocked && reason != handlers.ReasonBadParam &&
-		reason != ReasonInternalError: // our own bug says nothing about the target
+	case state == store.ActionFailed && reason != handlers.ReasonPDBBlocked && reason != handlers.ReasonBadParam:
 		outcome = errOutcomeFailed
 	default:
 		outcome = errNoVerdict
