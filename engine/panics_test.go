@@ -15,24 +15,24 @@ import (
 	"github.com/responder-sre/responder/handlers"
 )
 
-// panicker is test.fix with bugs: Do panics on target "boom"; Check panics checkPanics times.
+// panicker is test.fix with bugs: Do panics on target "boom"; Build panics buildPanics times.
 type panicker struct {
 	*recorder
-	checkPanics atomic.Int32
+	buildPanics atomic.Int32
 }
 
 func (p *panicker) Build(params handlers.Params) (handlers.Action, error) {
+	if p.buildPanics.Add(-1) >= 0 {
+		panic("build bug")
+	}
 	act, err := p.recorder.Build(params)
 	if err != nil {
 		return nil, err
 	}
-	return &panicAction{recAction: act.(*recAction), p: p}, nil
+	return &panicAction{recAction: act.(*recAction)}, nil
 }
 
-type panicAction struct {
-	*recAction
-	p *panicker
-}
+type panicAction struct{ *recAction }
 
 func (a *panicAction) Do(ctx context.Context, al alert.Alert) (handlers.Result, error) {
 	if a.target == "boom" {
@@ -40,13 +40,6 @@ func (a *panicAction) Do(ctx context.Context, al alert.Alert) (handlers.Result, 
 		m["boom"]++ // a handler bug: assignment to a nil map
 	}
 	return a.recAction.Do(ctx, al)
-}
-
-func (a *panicAction) Check(context.Context, alert.Alert) error {
-	if a.p.checkPanics.Add(-1) >= 0 {
-		panic("check bug")
-	}
-	return nil
 }
 
 // newPanicHarness is the harness with test.fix replaced by a panicker and its own registry.
@@ -124,13 +117,12 @@ func TestPanickingActionFailsWithInternalError(t *testing.T) {
 	}
 }
 
-// A panic in an executor pass (here a handler's Check, called for a stale alert) fails that pass;
-// the executor loop goes on and the next pass decides the action.
+// A panic in an executor pass (here a handler's Build, which the pass calls to rebuild a claimed
+// action) fails that pass; the executor loop goes on and the next pass runs the action.
 func TestPanickingExecutorPassIsRetried(t *testing.T) {
 	h, p, _, reg := newPanicHarness(t, func(o *engine.Options) { o.Poll = 10 * time.Millisecond })
-	p.checkPanics.Store(1)
 	h.process(mkAlert("KubePodCrashLooping", alert.StatusFiring, t0.Add(-time.Minute), map[string]string{"pod": "web-1"}))
-	h.clock.Add(time.Hour) // stale: the executor asks Check
+	p.buildPanics.Store(1) // the next Build, the executor's
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); _ = h.eng.Run(ctx, time.Second) }()
