@@ -66,6 +66,9 @@ type Options struct {
 	Lease time.Duration
 	// Poll is how often the executor and the timers look for work besides being kicked (default 250ms).
 	Poll time.Duration
+	// MaxParamsBytes bounds an action's rendered params, as JSON (default 64 KiB): labels are the
+	// sender's, and an action over it fails at planning with reason bad_param.
+	MaxParamsBytes int
 	// ClaimBatch bounds the actions claimed per executor pass (default 512).
 	ClaimBatch int
 	// Executors is how many executor passes run concurrently on this replica (default 2): claims
@@ -119,6 +122,9 @@ func New(o Options) (*Engine, error) {
 	}
 	if o.Executors <= 0 {
 		o.Executors = 2
+	}
+	if o.MaxParamsBytes <= 0 {
+		o.MaxParamsBytes = 64 << 10
 	}
 	if o.ClaimBatch <= 0 {
 		o.ClaimBatch = 512
