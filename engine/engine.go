@@ -12,6 +12,7 @@
 package engine
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -123,12 +124,10 @@ func New(o Options) (*Engine, error) {
 	if o.Executors <= 0 {
 		o.Executors = 2
 	}
-	if o.MaxParamsBytes <= 0 {
-		o.MaxParamsBytes = 64 << 10
-	}
 	if o.ClaimBatch <= 0 {
 		o.ClaimBatch = 512
 	}
+	o.MaxParamsBytes = cmp.Or(max(o.MaxParamsBytes, 0), 64<<10)
 	if o.Now == nil {
 		o.Now = time.Now
 	}

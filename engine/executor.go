@@ -477,50 +477,19 @@ func (e *Engine) decide(ctx context.Context, tx pgx.Tx, set *rules.Set, c store.
 		d.outcome.State, d.outcome.Reason, d.outcome.Error = store.ActionSkipped, reason, msg
 		return d
 	}
-	if c.IncidentState == store.IncidentResolved && c.Phase != store.PhaseOnResolved && c.Phase != store.PhaseResolve {
-		return skip(ReasonCancelled, "the incident resolved")
-	}
-	if set.Rule(c.Rule) == nil {
-		return skip(ReasonCancelled, "the rule no longer exists")
-	}
-	disruptive := c.Class == string(handlers.ClassDisruptive)
-	if g.paused && disruptive {
-		return skip(ReasonPaused, "responder is paused")
-	}
-	// A retry (a page the pager did not take) is never blocked by its own first attempt's cooldown.
-	if until, ok := g.cool[store.CooldownKey{Rule: c.Rule, Target: c.Target}]; ok && c.Phase == store.PhaseActions && c.Attempt == 0 {
-		return skip(ReasonCooldown, "cooldown until "+until.UTC().Format(time.RFC3339))
+	if reason, msg := e.refusal(set, c, g); reason != "" {
+		return skip(reason, msg)
 	}
 	dry := e.o.DryRun || c.Mode == "shadow"
-	// The storm guard: an empty or wildcard target is never acted on, and a rule touching too many
-	// targets at once acts on none of them.
-	stormVerdict := ""
-	if disruptive {
-		if t := strings.TrimSpace(c.Target); t == "" || strings.Contains(t, "*") {
-			return skip(ReasonStorm, "empty or wildcard target "+strconv.Quote(c.Target))
-		}
-		if n, ok := g.stormy[c.Rule]; ok && c.Phase == store.PhaseActions {
-			stormVerdict = fmt.Sprintf("rule %s would touch %d targets within %s (safety.storm_guard.max_targets %d)", c.Rule, n, e.o.StormWindow, e.o.StormMaxTargets)
-			if !dry {
-				return skip(ReasonStorm, stormVerdict)
-			}
-		}
-	}
-	// The circuit breaker of (handler, scope): open refuses; once its open period is over, one
-	// action (cluster-wide, claimed in start) runs as the trial.
-	breakerVerdict := ""
-	if b, ok := g.breakers[store.BreakerKey{Handler: c.Handler, Scope: c.Scope}]; ok && disruptive {
-		switch {
-		case b.State == store.BreakerOpen && b.OpenedAt != nil && g.now.Before(b.OpenedAt.Add(e.o.BreakerOpenFor)):
-			breakerVerdict = "breaker open since " + b.OpenedAt.UTC().Format(time.RFC3339)
-		case b.State == store.BreakerHalfOpen && b.TrialActionID != nil && *b.TrialActionID != c.ID:
-			breakerVerdict = "breaker half-open: another action is its trial"
-		case b.State != store.BreakerClosed:
-			d.trial = true
-		}
-	}
-	if breakerVerdict != "" && !dry {
-		return skip(ReasonBreaker, breakerVerdict)
+	v := e.verdicts(c, g)
+	d.trial = v.trial
+	switch {
+	case v.target != "":
+		return skip(ReasonStorm, v.target)
+	case v.storm != "" && !dry:
+		return skip(ReasonStorm, v.storm)
+	case v.breaker != "" && !dry:
+		return skip(ReasonBreaker, v.breaker)
 	}
 	act, err := e.buildStored(c)
 	if co != nil {
@@ -534,43 +503,116 @@ func (e *Engine) decide(ctx context.Context, tx pgx.Tx, set *rules.Set, c store.
 	// The storm guard's second bound, the share of one workload's members a rule acts on, and the
 	// re-check of stale evidence need the handler's peer: a callout, made outside the transaction.
 	members := e.workloadMembers(ctx, tx, c, act, g.now)
-	// A notification already tried once (the pager was down) is delivered late rather than never.
-	retrying := c.Class == string(handlers.ClassNotify) && c.Attempt > 0
-	stale := e.o.MaxAlertAge > 0 && g.now.Sub(c.EvidenceAt) > e.o.MaxAlertAge && !retrying
-	wantSize, wantCheck := members > 1, stale || dry
-	if co == nil || (wantSize && !co.size) || (wantCheck && !co.check) {
-		if wantSize || wantCheck {
-			d.callout = &callout{c: c, act: act, size: wantSize, check: wantCheck}
-			return d
-		}
+	stale := e.stale(c, g.now)
+	if d.callout = needCallout(c, act, co, members > 1, stale || dry); d.callout != nil {
+		return d
 	}
-	if v := e.workloadVerdict(c, members, co); v != "" {
-		stormVerdict = strings.TrimPrefix(stormVerdict+"; "+v, "; ")
+	if w := e.workloadVerdict(c, members, co); w != "" {
+		v.storm = strings.TrimPrefix(v.storm+"; "+w, "; ")
 		if !dry {
-			return skip(ReasonStorm, stormVerdict)
+			return skip(ReasonStorm, v.storm)
 		}
 	}
 	switch {
 	case stale && co.checkErr != nil:
 		return skip(ReasonStale, "evidence from "+c.EvidenceAt.UTC().Format(time.RFC3339)+" is older than safety.max_alert_age; "+co.checkErr.Error())
 	case dry:
-		d.outcome.State, d.outcome.Reason = store.ActionDryRun, ReasonDryRun
-		if !e.o.DryRun {
-			d.outcome.Reason = ReasonShadow
-		}
-		d.verdict = "check: ok"
-		if co.checkErr != nil {
-			d.verdict = "check: " + co.checkErr.Error()
-		}
-		for _, v := range []string{stormVerdict, breakerVerdict, e.budgetVerdict(ctx, tx, c, g.now)} {
-			if v != "" {
-				d.verdict += "; " + v
-			}
-		}
-		d.outcome.Result = "would run " + c.Handler + " on " + c.Target + " (" + d.verdict + ")"
-		return d
+		return e.dryRun(ctx, tx, d, co, v, g.now)
 	}
 	d.run = true
+	return d
+}
+
+// stale reports whether an action's evidence is older than safety.max_alert_age. A notification
+// already tried once (the pager was down) is delivered late rather than never.
+func (e *Engine) stale(c store.Claimed, now time.Time) bool {
+	retrying := c.Class == string(handlers.ClassNotify) && c.Attempt > 0
+	return e.o.MaxAlertAge > 0 && now.Sub(c.EvidenceAt) > e.o.MaxAlertAge && !retrying
+}
+
+// needCallout returns the callout an action needs (its workload's size, its Check) when co, the
+// calls made for it, does not hold it; nil when nothing is missing.
+func needCallout(c store.Claimed, act handlers.Action, co *callout, size, check bool) *callout {
+	if !size && !check {
+		return nil
+	}
+	if co != nil && (!size || co.size) && (!check || co.check) {
+		return nil
+	}
+	return &callout{c: c, act: act, size: size, check: check}
+}
+
+// refusal returns why an action is refused before anything is built: its incident resolved or
+// its rule is gone (cancelled), the kill switch (disruptive only), a cooldown in force.
+func (e *Engine) refusal(set *rules.Set, c store.Claimed, g guards) (string, string) {
+	switch {
+	case c.IncidentState == store.IncidentResolved && c.Phase != store.PhaseOnResolved && c.Phase != store.PhaseResolve:
+		return ReasonCancelled, "the incident resolved"
+	case set.Rule(c.Rule) == nil:
+		return ReasonCancelled, "the rule no longer exists"
+	case g.paused && c.Class == string(handlers.ClassDisruptive):
+		return ReasonPaused, "responder is paused"
+	}
+	// A retry (a page the pager did not take) is never blocked by its own first attempt's cooldown.
+	if until, ok := g.cool[store.CooldownKey{Rule: c.Rule, Target: c.Target}]; ok && c.Phase == store.PhaseActions && c.Attempt == 0 {
+		return ReasonCooldown, "cooldown until " + until.UTC().Format(time.RFC3339)
+	}
+	return "", ""
+}
+
+// verdict is what the storm guard and the breaker say of a disruptive action.
+type verdict struct {
+	target  string // an empty or wildcard target: always refused
+	storm   string // the rule touches too many targets
+	breaker string // the breaker is open, or another action is its trial
+	trial   bool   // the action is its breaker's half-open trial
+}
+
+// verdicts applies the storm guard (an empty or wildcard target is never acted on, and a rule
+// touching too many targets at once acts on none of them) and the circuit breaker of (handler,
+// scope): open refuses; once its open period is over, one action (cluster-wide, claimed in start)
+// runs as the trial.
+func (e *Engine) verdicts(c store.Claimed, g guards) verdict {
+	var v verdict
+	if c.Class != string(handlers.ClassDisruptive) {
+		return v
+	}
+	if t := strings.TrimSpace(c.Target); t == "" || strings.Contains(t, "*") {
+		v.target = "empty or wildcard target " + strconv.Quote(c.Target)
+		return v
+	}
+	if n, ok := g.stormy[c.Rule]; ok && c.Phase == store.PhaseActions {
+		v.storm = fmt.Sprintf("rule %s would touch %d targets within %s (safety.storm_guard.max_targets %d)", c.Rule, n, e.o.StormWindow, e.o.StormMaxTargets)
+	}
+	if b, ok := g.breakers[store.BreakerKey{Handler: c.Handler, Scope: c.Scope}]; ok {
+		switch {
+		case b.State == store.BreakerOpen && b.OpenedAt != nil && g.now.Before(b.OpenedAt.Add(e.o.BreakerOpenFor)):
+			v.breaker = "breaker open since " + b.OpenedAt.UTC().Format(time.RFC3339)
+		case b.State == store.BreakerHalfOpen && b.TrialActionID != nil && *b.TrialActionID != c.ID:
+			v.breaker = "breaker half-open: another action is its trial"
+		case b.State != store.BreakerClosed:
+			v.trial = true
+		}
+	}
+	return v
+}
+
+// dryRun records what a dry run or shadow action would have done, with every guard's verdict.
+func (e *Engine) dryRun(ctx context.Context, tx pgx.Tx, d decision, co *callout, v verdict, now time.Time) decision {
+	d.outcome.State, d.outcome.Reason = store.ActionDryRun, ReasonDryRun
+	if !e.o.DryRun {
+		d.outcome.Reason = ReasonShadow
+	}
+	d.verdict = "check: ok"
+	if co.checkErr != nil {
+		d.verdict = "check: " + co.checkErr.Error()
+	}
+	for _, s := range []string{v.storm, v.breaker, e.budgetVerdict(ctx, tx, d.c, now)} {
+		if s != "" {
+			d.verdict += "; " + s
+		}
+	}
+	d.outcome.Result = "would run " + d.c.Handler + " on " + d.c.Target + " (" + d.verdict + ")"
 	return d
 }
 
