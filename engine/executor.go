@@ -350,21 +350,23 @@ func (r *passRun) decideAll(ctx context.Context, tx pgx.Tx, set *rules.Set, clai
 // in responder or the store (DESIGN.md §4b internal_error).
 const reasonInternalError = "internal_error"
 
-// callOut makes the callouts, concurrently and bounded, with no transaction open.
+// callOut makes the callouts, all at once (at most one claim batch; each call is bounded), with no
+// transaction open: the actions stay hidden from other claims for calloutHold.
 func (e *Engine) callOut(ctx context.Context, cos []*callout) {
 	var wg sync.WaitGroup
 	for _, co := range cos {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			// calm: these goroutines are beyond the executor's panic recovery.
 			if m, ok := co.act.(handlers.WorkloadMember); ok && co.size {
 				sctx, cancel := context.WithTimeout(ctx, calloutTimeout)
-				co.sizeN, co.sizeErr = m.WorkloadSize(sctx)
+				co.sizeErr = calm(func() (err error) { co.sizeN, err = m.WorkloadSize(sctx); return err })
 				cancel()
 			}
 			if co.check {
 				cctx, cancel := context.WithTimeout(ctx, min(time.Duration(co.c.TimeoutMS)*time.Millisecond, calloutTimeout))
-				co.checkErr = co.act.Check(cctx, co.c.Alert)
+				co.checkErr = calm(func() error { return co.act.Check(cctx, co.c.Alert) })
 				cancel()
 			}
 			co.done = true

@@ -399,7 +399,9 @@ func (p *planner) build(na *store.NewAction, s *rules.Action, env *rules.Env) er
 		na.State = store.ActionAwaitingApproval
 		na.ApprovalsRequired = s.ApprovalsRequired
 	}
-	p.locate(na, act, s.Handler+"\x00"+string(raw))
+	if err := p.locate(na, act, s.Handler+"\x00"+string(raw)); err != nil {
+		return err
+	}
 	if spec.TargetPerIncident {
 		na.Target += " incident/" + itoa(na.IncidentID)
 	}
@@ -425,7 +427,7 @@ func classOf(spec handlers.Spec, act handlers.Action) string {
 // a lookup (handlers.Resolver, handlers.Describer), it is taken from p.lk, made outside the
 // transaction; a lookup not made yet is noted there and the action left unlocated: inPlanTx rolls
 // the transaction back and runs it again once the lookup is made.
-func (p *planner) locate(na *store.NewAction, act handlers.Action, key string) {
+func (p *planner) locate(na *store.NewAction, act handlers.Action, key string) error {
 	_, resolves := act.(handlers.Resolver)
 	_, describes := act.(handlers.Describer)
 	describe := describes && na.State == store.ActionAwaitingApproval
@@ -440,7 +442,7 @@ func (p *planner) locate(na *store.NewAction, act handlers.Action, key string) {
 		done, ok := p.lk.done[key]
 		if !ok {
 			p.lk.need(key, l)
-			return
+			return nil
 		}
 		l = done
 	case p.ctx != nil: // a caller that cannot run its transaction again: in place, bounded
@@ -449,6 +451,7 @@ func (p *planner) locate(na *store.NewAction, act handlers.Action, key string) {
 		l.locate()
 	}
 	na.Target, na.Scope, na.Member, na.Evidence = l.target, l.scope, l.member, l.evidence
+	return l.err
 }
 
 // resolveTimeout bounds one handler lookup while planning.
@@ -480,10 +483,17 @@ type lookup struct {
 	act                             handlers.Action
 	describe                        bool
 	target, scope, member, evidence string
+	err                             error // the handler's code panicked
 }
 
-// run resolves the action's target and describes it for its approver, each bounded.
+// run resolves the action's target and describes it for its approver, each bounded. It often
+// runs in a goroutine of its own, beyond the planning transaction's panic recovery: a panic in the
+// handler's code fails this action alone.
 func (l *lookup) run(ctx context.Context, log *slog.Logger) {
+	l.err = calm(func() error { l.lookUp(ctx, log); return nil })
+}
+
+func (l *lookup) lookUp(ctx context.Context, log *slog.Logger) {
 	if r, ok := l.act.(handlers.Resolver); ok {
 		// The target needs a lookup (a pod's workload); on failure Target falls back.
 		rctx, cancel := context.WithTimeout(ctx, resolveTimeout)
@@ -502,6 +512,16 @@ func (l *lookup) run(ctx context.Context, log *slog.Logger) {
 		}
 		l.evidence = text
 	}
+}
+
+// calm runs fn, a call into a handler's code, turning a panic into an error.
+func calm(fn func() error) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = fmt.Errorf("panic in the handler: %v", v)
+		}
+	}()
+	return fn()
 }
 
 func (l *lookup) locate() {
