@@ -374,7 +374,7 @@ func (p *planner) build(na *store.NewAction, s *rules.Action, env *rules.Env) er
 		return err
 	}
 	// Labels are the sender's: bound what one action stores and hands to its handler. The
-	// params are not kept (na.Params stays empty), only their size.
+	// params are not stored (na.Params stays empty); the error says their size.
 	raw, err := json.Marshal(params)
 	if err != nil {
 		return fmt.Errorf("params: %w", err)
