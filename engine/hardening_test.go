@@ -503,3 +503,56 @@ rules:
 		t.Fatalf("Do calls = %v, want both members, one at a time", calls)
 	}
 }
+
+// Two replicas claim an action each of one rule and target: the one that decides after the other
+// started (its WorkloadSize call was slow) is refused by the cooldown the other started.
+func TestCooldownHoldsAcrossReplicas(t *testing.T) {
+	const rule = `
+rules:
+  - name: restart
+    when: alert.name == "KubePodCrashLooping"
+    cooldown: 15m
+    actions:
+      - handler: test.gate
+        params: {target: "{{ alert.labels.deployment }}", member: "{{ alert.labels.pod }}"}
+`
+	opts := func(o *engine.Options) { o.StormMaxWorkloadFraction, o.ClaimBatch = 0.5, 1 }
+	ga, gb := newGate(), newGate("size")
+	defer gb.open("size")
+	h := newHarnessWith(t, rule, opts, ga)
+	regB, err := handlers.NewRegistry(gb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := engine.Options{Store: h.st, Handlers: regB, Rules: loadRules(t, regB, rule), Owner: "replica-b", Now: h.clock.Now,
+		MaxAlertAge: 15 * time.Minute, Lease: 30 * time.Second}
+	opts(&o)
+	b, err := engine.New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	h.process(mkAlert("KubePodCrashLooping", alert.StatusFiring, t0, map[string]string{"deployment": "web", "pod": "web-1"}),
+		mkAlert("KubePodCrashLooping", alert.StatusFiring, t0, map[string]string{"deployment": "web", "pod": "web-2"}))
+	done := make(chan error, 1)
+	go func() { _, err := b.ExecuteOnce(ctx); done <- err }()
+	gb.waitEntered(t, "size")
+	h.settle() // replica a restarts the other pod meanwhile
+	gb.open("size")
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for h.count(`SELECT count(*) FROM actions WHERE state IN ('running', 'planned')`) > 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("actions did not settle: %v", h.actions())
+		}
+		time.Sleep(5 * time.Millisecond) // replica b's handler goroutine records its outcome
+	}
+	if a, b := ga.Calls(), gb.Calls(); len(a)+len(b) != 1 {
+		t.Fatalf("restarts: replica a %v, replica b %v (want one within the cooldown)", a, b)
+	}
+	if n := h.count(`SELECT count(*) FROM actions WHERE state = 'skipped' AND reason = 'cooldown'`); n != 1 {
+		t.Fatalf("skipped/cooldown = %d: %v", n, h.actions())
+	}
+}
