@@ -281,6 +281,7 @@ func (r *passRun) decideAll(ctx context.Context, tx pgx.Tx, set *rules.Set, clai
 	var decided []decision
 	finish := func(d decision) {
 		d.outcome.At = g.now
+		d.outcome.Error, d.outcome.Result, d.verdict = storable(d.outcome.Error), storable(d.outcome.Result), storable(d.verdict)
 		outs = append(outs, d.outcome)
 		decided = append(decided, d)
 	}
@@ -344,6 +345,12 @@ func (r *passRun) decideAll(ctx context.Context, tx pgx.Tx, set *rules.Set, clai
 	}
 	r.finals = append(r.finals, decided...)
 	return nil
+}
+
+// storable makes text PostgreSQL stores: text and jsonb refuse NUL and invalid UTF-8, and a
+// handler's message (a Check's error) must not fail the pass that records it.
+func storable(s string) string {
+	return strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "\uFFFD")
 }
 
 // reasonInternalError fails an action that could not be handled because of an error of its own

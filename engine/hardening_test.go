@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -31,6 +32,7 @@ type gate struct {
 	gates   map[string]chan struct{} // call → closed when the call may return
 	entered chan string              // each call's name, when it starts
 	calls   []string                 // targets Do was called for
+	fail    error                    // what Check says once it may return
 }
 
 func newGate(closed ...string) *gate {
@@ -126,7 +128,12 @@ func (a *gateAction) Resolve(ctx context.Context) error {
 func (a *gateAction) Describe(ctx context.Context) (string, error) {
 	return "described " + a.target, a.g.pass(ctx, "describe")
 }
-func (a *gateAction) Check(ctx context.Context, _ alert.Alert) error { return a.g.pass(ctx, "check") }
+func (a *gateAction) Check(ctx context.Context, _ alert.Alert) error {
+	if err := a.g.pass(ctx, "check"); err != nil {
+		return err
+	}
+	return a.g.fail
+}
 func (a *gateAction) Do(context.Context, alert.Alert) (handlers.Result, error) {
 	a.g.mu.Lock()
 	defer a.g.mu.Unlock()
@@ -554,5 +561,39 @@ rules:
 	}
 	if n := h.count(`SELECT count(*) FROM actions WHERE state = 'skipped' AND reason = 'cooldown'`); n != 1 {
 		t.Fatalf("skipped/cooldown = %d: %v", n, h.actions())
+	}
+}
+
+// A handler's message the database cannot store as is (a NUL byte) is recorded cleaned, and the
+// pass goes on.
+func TestUnstorableHandlerMessageFailsNothingElse(t *testing.T) {
+	g := newGate()
+	g.fail = errors.New("pod gone\x00\xff")
+	h := newHarnessWith(t, `
+rules:
+  - name: restart
+    when: alert.name == "KubePodCrashLooping"
+    actions:
+      - handler: test.gate
+        params: {target: "{{ alert.labels.pod }}"}
+  - name: page
+    when: alert.name == "DiskLow"
+    actions:
+      - handler: test.page
+        params: {target: "oncall"}
+`, nil, g)
+	h.process(mkAlert("KubePodCrashLooping", alert.StatusFiring, t0, map[string]string{"pod": "web-1"}))
+	h.clock.Add(20 * time.Minute) // stale: Check must re-confirm, and it says the pod is gone
+	h.process(mkAlert("DiskLow", alert.StatusFiring, h.clock.Now(), nil))
+	h.settle()
+	var msg string
+	if err := h.st.Pool().QueryRow(context.Background(), `SELECT error FROM actions WHERE handler = 'test.gate' AND state = 'skipped' AND reason = 'stale'`).Scan(&msg); err != nil {
+		t.Fatalf("%v: %v", err, h.actions())
+	}
+	if !strings.HasSuffix(msg, "pod gone\uFFFD\uFFFD") {
+		t.Fatalf("error = %q", msg)
+	}
+	if calls := h.page.Calls(); len(calls) != 1 {
+		t.Fatalf("pages: %v", calls)
 	}
 }
