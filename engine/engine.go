@@ -47,6 +47,9 @@ type Options struct {
 	MaxConcurrent int
 	// ActionTimeout bounds one handler call when neither rule nor handler says (default 5m).
 	ActionTimeout time.Duration
+	// MaxParamsBytes bounds an action's rendered params, as JSON (default 64 KiB): labels are the
+	// sender's, and an action over it fails at planning with reason bad_param.
+	MaxParamsBytes int
 	// Budgets are shared by all rules: each caps the disruptive actions of the handlers it matches.
 	Budgets []Budget
 	// StormMaxTargets > 0 turns the storm guard on: a rule whose disruptive actions planned within
@@ -67,9 +70,6 @@ type Options struct {
 	Lease time.Duration
 	// Poll is how often the executor and the timers look for work besides being kicked (default 250ms).
 	Poll time.Duration
-	// MaxParamsBytes bounds an action's rendered params, as JSON (default 64 KiB): labels are the
-	// sender's, and an action over it fails at planning with reason bad_param.
-	MaxParamsBytes int
 	// ClaimBatch bounds the actions claimed per executor pass (default 512).
 	ClaimBatch int
 	// Executors is how many executor passes run concurrently on this replica (default 2): claims
