@@ -12,6 +12,7 @@
 package engine
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -46,6 +47,9 @@ type Options struct {
 	MaxConcurrent int
 	// ActionTimeout bounds one handler call when neither rule nor handler says (default 5m).
 	ActionTimeout time.Duration
+	// MaxParamsBytes bounds an action's rendered params, as JSON (default 64 KiB): labels are the
+	// sender's, and an action over it fails at planning with reason bad_param.
+	MaxParamsBytes int
 	// Budgets are shared by all rules: each caps the disruptive actions of the handlers it matches.
 	Budgets []Budget
 	// StormMaxTargets > 0 turns the storm guard on: a rule whose disruptive actions planned within
@@ -127,6 +131,7 @@ func New(o Options) (*Engine, error) {
 	if o.ClaimBatch <= 0 {
 		o.ClaimBatch = 512
 	}
+	o.MaxParamsBytes = cmp.Or(max(o.MaxParamsBytes, 0), 64<<10)
 	if o.Now == nil {
 		o.Now = time.Now
 	}

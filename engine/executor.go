@@ -7,6 +7,7 @@ import (
 	"maps"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/cenkalti/backoff/v5"
@@ -57,359 +58,614 @@ type decision struct {
 	trial   bool            // runs as the half-open trial of its breaker
 	act     handlers.Action // built once by decide, run as is
 	verdict string          // dry run: what Check and the guards said
+	// callout, when set, is a call to the handler's peer (Check, WorkloadSize) decide needs before
+	// it can decide: the action waits for it, decided in a later, short transaction.
+	callout *callout
 }
 
+// callout is what decide needs from a handler's peer; execute fetches it with no transaction
+// open, so no row lock and not the kill switch's lock is held while a peer is slow.
+type callout struct {
+	c     store.Claimed
+	act   handlers.Action
+	mark  time.Time // the action's not_before while it is checked (store.MarkCheckingTx)
+	size  bool      // WorkloadSize is wanted
+	check bool      // Check is wanted
+	done  bool
+	// What the peer said.
+	sizeN    int
+	sizeErr  error
+	checkErr error
+}
+
+// guards is what one pass read for the guards of the actions it claimed.
+type guards struct {
+	now      time.Time
+	paused   bool
+	cool     map[store.CooldownKey]time.Time
+	breakers map[store.BreakerKey]store.Breaker
+	stormy   map[string]int
+}
+
+// Bounds of the calls decide needs from a handler's peer, and how long an action is hidden from
+// other claims while they run (then another executor may claim it: the checker is presumed dead).
+const (
+	calloutTimeout = 10 * time.Second
+	calloutHold    = 3 * calloutTimeout
+)
+
+// execute is one executor pass: a short transaction decides and starts what needs no call to a
+// handler's peer and marks the rest; their Check and WorkloadSize calls run with no transaction
+// open; a second short transaction decides them, reading again everything that may have changed
+// meanwhile (the kill switch, cooldowns, breakers, budgets).
 func (e *Engine) execute(ctx, runCtx context.Context) (int, error) {
+	n, pending, err := e.pass(ctx, runCtx, nil)
+	if err != nil || len(pending) == 0 {
+		return n, err
+	}
+	e.callOut(ctx, pending)
+	m, _, err := e.pass(ctx, runCtx, pending)
+	return n + m, err
+}
+
+type toStart struct {
+	c   store.Claimed
+	act handlers.Action
+}
+
+// passRun is what one executor transaction decided; it is reset when the transaction is retried.
+type passRun struct {
+	e        *Engine
+	p        planner
+	toRun    []toStart
+	finals   []decision
+	pending  []*callout
+	reserved int // execution slots taken for toRun
+}
+
+// release gives back the slots of a transaction that did not commit. Slots are reserved
+// (non-blocking) before an action is marked running: an action is running in the database only
+// while this replica holds a slot for it and renews its lease.
+func (r *passRun) release() {
+	for _, t := range r.toRun {
+		r.e.running.Delete(t.c.ID)
+	}
+	for ; r.reserved > 0; r.reserved-- {
+		<-r.e.slots
+	}
+}
+
+// pass runs one executor transaction over the runnable actions it claims or, when checked is not
+// nil, over the checked actions it takes back. It returns how many actions it decided or started
+// and the actions waiting for a callout.
+func (e *Engine) pass(ctx, runCtx context.Context, checked []*callout) (int, []*callout, error) {
 	set := e.rules.Load()
-	type toStart struct {
-		c   store.Claimed
-		act handlers.Action
-	}
-	var toRun []toStart
-	var finals []decision
-	var p planner
-	// Slots are reserved (non-blocking) before an action is marked running, and released if the
-	// transaction does not commit: an action is running in the database only while this replica
-	// holds a slot for it and renews its lease.
-	reserved := 0
-	release := func() {
-		for _, r := range toRun {
-			e.running.Delete(r.c.ID)
-		}
-		for ; reserved > 0; reserved-- {
-			<-e.slots
-		}
-	}
-	err := e.st.InTx(ctx, func(tx pgx.Tx) error {
-		release()
-		toRun, finals = nil, nil
+	r := &passRun{e: e}
+	lk := &lookups{}
+	err := e.inPlanTx(ctx, lk, func(tx pgx.Tx) error {
+		r.release()
 		now := e.now()
-		p = planner{ctx: ctx, e: e, set: set, now: now, firing: noneFiring{}}
-		expired, err := e.st.ExpireLeasesTx(ctx, tx, now, e.o.Lease)
+		*r = passRun{e: e, p: planner{ctx: ctx, e: e, set: set, now: now, firing: noneFiring{}, lk: lk}}
+		claimed, g, err := e.claim(ctx, tx, r, checked, now)
 		if err != nil {
 			return err
 		}
-		if e.o.ApprovalTTL > 0 {
-			stale, err := e.st.ExpireApprovalsTx(ctx, tx, now, e.o.ApprovalTTL)
-			if err != nil {
-				return err
-			}
-			expired = append(expired, stale...)
-		}
-		for _, c := range expired {
-			if err := e.feedBreaker(ctx, tx, &p, c.Action, c.State, c.Reason); err != nil {
-				return err
-			}
-			finals = append(finals, decision{c: c, outcome: store.Outcome{ID: c.ID, State: c.State, Reason: c.Reason, Error: c.Error}})
-			if err := e.afterStep(ctx, tx, &p, c, c.State, c.Reason); err != nil {
-				return err
-			}
-		}
-		// The kill switch, read in the claiming transaction (FOR SHARE): no action starts after a
-		// pause committed. Approved actions are claimed here too, so it is re-checked before Do.
-		pause, err := e.st.PauseTx(ctx, tx)
-		if err != nil {
+		if err := r.decideAll(ctx, tx, set, claimed, g, checked); err != nil {
 			return err
 		}
-		paused := e.o.Paused || pause.Active(now)
-		e.m.paused.Set(boolFloat(paused))
-		claimed, err := e.st.ClaimRunnableTx(ctx, tx, now, e.o.ClaimBatch)
-		if err != nil {
-			return err
-		}
-		if len(claimed) == 0 {
-			return p.flushAudit(ctx, tx, finals)
-		}
-		var keys []store.CooldownKey
-		for _, c := range claimed {
-			if c.Phase == store.PhaseActions {
-				keys = append(keys, store.CooldownKey{Rule: c.Rule, Target: c.Target})
-			}
-		}
-		cool, err := e.st.CooldownsTx(ctx, tx, keys, now)
-		if err != nil {
-			return err
-		}
-		var bkeys []store.BreakerKey
-		seenKey := map[store.BreakerKey]bool{}
-		for _, c := range claimed {
-			k := store.BreakerKey{Handler: c.Handler, Scope: c.Scope}
-			if c.Class == string(handlers.ClassDisruptive) && !seenKey[k] {
-				seenKey[k] = true
-				bkeys = append(bkeys, k)
-			}
-		}
-		breakers, err := e.st.BreakersTx(ctx, tx, bkeys)
-		if err != nil {
-			return err
-		}
-		var stormy map[string]int
-		if e.o.StormMaxTargets > 0 {
-			var rs []string
-			seenRule := map[string]bool{}
-			for _, c := range claimed {
-				if c.Class == string(handlers.ClassDisruptive) && c.Phase == store.PhaseActions && !seenRule[c.Rule] {
-					seenRule[c.Rule] = true
-					rs = append(rs, c.Rule)
-				}
-			}
-			if stormy, err = e.st.StormyRulesTx(ctx, tx, rs, now.Add(-e.o.StormWindow), e.o.StormMaxTargets); err != nil {
-				return err
-			}
-		}
-		busy := map[string]bool{}
-		var outs []store.Outcome
-		var decided []decision
-		for _, c := range claimed {
-			d := e.decide(ctx, tx, set, c, now, cool, paused, breakers, stormy)
-			if !d.run {
-				d.outcome.At = now
-				outs = append(outs, d.outcome)
-				decided = append(decided, d)
-				continue
-			}
-			if busy[c.Target] {
-				continue // one at a time per target: it waits for a later pass
-			}
-			select {
-			case e.slots <- struct{}{}:
-				reserved++
-			default:
-				continue // no free slot: it waits (execution slots never refuse)
-			}
-			started, reason, refusal, err := e.start(ctx, tx, set, c, now, d.trial)
-			if err != nil {
-				return err
-			}
-			if !started {
-				<-e.slots
-				reserved--
-				if refusal != "" { // a budget or the breaker refused it: skipped, and it escalates
-					d.run = false
-					d.outcome.State, d.outcome.Reason, d.outcome.Error, d.outcome.At = store.ActionSkipped, reason, refusal, now
-					outs = append(outs, d.outcome)
-					decided = append(decided, d)
-				}
-				continue
-			}
-			busy[c.Target] = true
-			e.running.Store(c.ID, struct{}{})
-			p.audit(store.AuditInsert{IncidentID: c.IncidentID, ActionID: c.ID, Kind: store.AuditAction, Actor: e.o.Owner,
-				Reason: "started", RuleHash: c.RuleHash, Detail: map[string]any{"handler": c.Handler, "target": c.Target}})
-			toRun = append(toRun, toStart{c, d.act})
-		}
-		if _, err := e.st.FinishActionsTx(ctx, tx, e.o.Owner, outs); err != nil {
-			return err
-		}
-		for _, d := range decided {
-			if err := e.afterStep(ctx, tx, &p, d.c, d.outcome.State, d.outcome.Reason); err != nil {
-				return err
-			}
-		}
-		finals = append(finals, decided...)
-		return p.flushAudit(ctx, tx, finals)
+		return r.p.flushAudit(ctx, tx, r.finals)
 	})
 	if err != nil {
-		release()
-		return 0, err
+		r.release()
+		return 0, nil, err
 	}
-	p.committed()
-	for _, d := range finals {
+	r.p.committed()
+	for _, d := range r.finals {
 		e.m.actions.WithLabelValues(d.c.Rule, d.c.Handler, d.outcome.State).Inc()
 	}
-	for _, r := range toRun {
+	for _, t := range r.toRun {
 		e.wg.Add(1)
-		go e.run(runCtx, r.c, r.act)
+		go e.run(runCtx, t.c, t.act)
 	}
 	// Count only what was decided or started: actions waiting for a slot are not progress.
-	return len(finals) + len(toRun), nil
+	return len(r.finals) + len(r.toRun), r.pending, nil
 }
 
-// start spends the budgets of a disruptive action (the last guard, so a refusal never spends),
-// marks it running under this replica's lease and starts its rule's cooldown, all in a savepoint.
-// It reports false with a refusal when a budget is exhausted, and false without one, leaving the
-// action planned, when another executor or replica got the target first; the rest of the pass is
-// unaffected either way.
-func (e *Engine) start(ctx context.Context, tx pgx.Tx, set *rules.Set, c store.Claimed, now time.Time, trial bool) (bool, string, string, error) {
-	sp, err := tx.Begin(ctx)
+// claim expires dead leases and approvals (first pass only), reads the kill switch, claims the
+// actions and reads their guards' state.
+func (e *Engine) claim(ctx context.Context, tx pgx.Tx, r *passRun, checked []*callout, now time.Time) ([]store.Claimed, guards, error) {
+	g := guards{now: now}
+	if checked == nil {
+		if err := e.expire(ctx, tx, r, now); err != nil {
+			return nil, g, err
+		}
+	}
+	// The kill switch, read in the claiming transaction (FOR SHARE): no action starts after a
+	// pause committed. Approved actions are claimed here too, so it is re-checked before Do.
+	pause, err := e.st.PauseTx(ctx, tx)
 	if err != nil {
+		return nil, g, err
+	}
+	g.paused = e.o.Paused || pause.Active(now)
+	e.m.paused.Set(boolFloat(g.paused))
+	var claimed []store.Claimed
+	if checked == nil {
+		claimed, err = e.st.ClaimRunnableTx(ctx, tx, now, e.o.ClaimBatch)
+	} else {
+		ids := make([]int64, len(checked))
+		for i, co := range checked {
+			ids[i] = co.c.ID
+		}
+		claimed, err = e.st.ReclaimCheckedTx(ctx, tx, ids, e.o.Owner, checked[0].mark)
+	}
+	if err != nil || len(claimed) == 0 {
+		return nil, g, err
+	}
+	err = e.readGuards(ctx, tx, claimed, &g)
+	return claimed, g, err
+}
+
+// expire turns running actions whose lease expired into unknown and expires stale approvals.
+func (e *Engine) expire(ctx context.Context, tx pgx.Tx, r *passRun, now time.Time) error {
+	expired, err := e.st.ExpireLeasesTx(ctx, tx, now, e.o.Lease)
+	if err != nil {
+		return err
+	}
+	if e.o.ApprovalTTL > 0 {
+		stale, err := e.st.ExpireApprovalsTx(ctx, tx, now, e.o.ApprovalTTL)
+		if err != nil {
+			return err
+		}
+		expired = append(expired, stale...)
+	}
+	for _, c := range expired {
+		if err := e.feedBreaker(ctx, tx, &r.p, c.Action, c.State, c.Reason); err != nil {
+			return err
+		}
+		r.finals = append(r.finals, decision{c: c, outcome: store.Outcome{ID: c.ID, State: c.State, Reason: c.Reason, Error: c.Error}})
+		if err := e.afterStep(ctx, tx, &r.p, c, c.State, c.Reason); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// readGuards reads the cooldowns, breakers and storm state of the claimed actions.
+func (e *Engine) readGuards(ctx context.Context, tx pgx.Tx, claimed []store.Claimed, g *guards) error {
+	var keys []store.CooldownKey
+	var bkeys []store.BreakerKey
+	var rs []string
+	seenKey, seenRule := map[store.BreakerKey]bool{}, map[string]bool{}
+	for _, c := range claimed {
+		if c.Phase == store.PhaseActions {
+			keys = append(keys, store.CooldownKey{Rule: c.Rule, Target: c.Target})
+		}
+		if c.Class != string(handlers.ClassDisruptive) {
+			continue
+		}
+		if k := (store.BreakerKey{Handler: c.Handler, Scope: c.Scope}); !seenKey[k] {
+			seenKey[k] = true
+			bkeys = append(bkeys, k)
+		}
+		if c.Phase == store.PhaseActions && !seenRule[c.Rule] {
+			seenRule[c.Rule] = true
+			rs = append(rs, c.Rule)
+		}
+	}
+	var err error
+	if g.cool, err = e.st.CooldownsTx(ctx, tx, keys, g.now); err != nil {
+		return err
+	}
+	if g.breakers, err = e.st.BreakersTx(ctx, tx, bkeys); err != nil {
+		return err
+	}
+	if e.o.StormMaxTargets > 0 {
+		g.stormy, err = e.st.StormyRulesTx(ctx, tx, rs, g.now.Add(-e.o.StormWindow), e.o.StormMaxTargets)
+	}
+	return err
+}
+
+// decideAll decides every claimed action and starts those that may run. An error that belongs to
+// one action (a constraint its row breaks, data the database refuses) fails that action alone,
+// with reason internal_error; only an error of the database itself (transient) fails the pass.
+func (r *passRun) decideAll(ctx context.Context, tx pgx.Tx, set *rules.Set, claimed []store.Claimed, g guards, checked []*callout) error {
+	e := r.e
+	byID := make(map[int64]*callout, len(checked))
+	for _, co := range checked {
+		byID[co.c.ID] = co
+	}
+	mark := g.now.Add(calloutHold).Truncate(time.Microsecond) // the database keeps microseconds
+	var marks []int64
+	busy := map[string]bool{}
+	var outs []store.Outcome
+	var decided []decision
+	finish := func(d decision) {
+		d.outcome.At = g.now
+		d.outcome.Error, d.outcome.Result, d.verdict = storable(d.outcome.Error), storable(d.outcome.Result), storable(d.verdict)
+		outs = append(outs, d.outcome)
+		decided = append(decided, d)
+	}
+	for _, c := range claimed {
+		d := e.decide(ctx, tx, set, c, g, byID[c.ID])
+		switch {
+		case d.callout != nil:
+			if checked == nil { // in the second transaction, a callout needed anew waits for a later pass
+				d.callout.mark = mark
+				marks = append(marks, c.ID)
+				r.pending = append(r.pending, d.callout)
+			}
+			continue
+		case !d.run:
+			finish(d)
+			continue
+		case busy[c.Target]:
+			continue // one at a time per target: it waits for a later pass
+		}
+		select {
+		case e.slots <- struct{}{}:
+			r.reserved++
+		default:
+			continue // no free slot: it waits (execution slots never refuse)
+		}
+		started, reason, refusal, err := e.start(ctx, tx, set, c, g.now, d.trial)
+		if !started {
+			<-e.slots
+			r.reserved--
+		}
+		switch {
+		case err != nil && store.IsTransient(err):
+			return err
+		case err != nil:
+			e.log.Error("could not start an action; it fails alone", "action_id", c.ID, "rule", c.Rule, "handler", c.Handler, "err", err)
+			d.run = false
+			d.outcome.State, d.outcome.Reason, d.outcome.Error = store.ActionFailed, reasonInternalError, "could not start the action: "+err.Error()
+			finish(d)
+		case refusal != "": // a cooldown, a budget or the breaker refused it: skipped
+			d.run = false
+			d.outcome.State, d.outcome.Reason, d.outcome.Error = store.ActionSkipped, reason, refusal
+			finish(d)
+		case started:
+			busy[c.Target] = true
+			e.running.Store(c.ID, struct{}{})
+			r.p.audit(store.AuditInsert{IncidentID: c.IncidentID, ActionID: c.ID, Kind: store.AuditAction, Actor: e.o.Owner,
+				Reason: "started", RuleHash: c.RuleHash, Detail: map[string]any{"handler": c.Handler, "target": c.Target}})
+			r.toRun = append(r.toRun, toStart{c, d.act})
+		}
+	}
+	if err := e.st.MarkCheckingTx(ctx, tx, marks, e.o.Owner, mark); err != nil {
+		return err
+	}
+	if _, err := e.st.FinishActionsTx(ctx, tx, e.o.Owner, outs); err != nil {
+		return err
+	}
+	for _, d := range decided {
+		if err := e.afterStep(ctx, tx, &r.p, d.c, d.outcome.State, d.outcome.Reason); err != nil {
+			return err
+		}
+	}
+	r.finals = append(r.finals, decided...)
+	return nil
+}
+
+// storable makes text PostgreSQL stores: text and jsonb refuse NUL and invalid UTF-8, and a
+// handler's message (a Check's error) must not fail the pass that records it.
+func storable(s string) string {
+	return strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "\uFFFD")
+}
+
+// reasonInternalError fails an action that could not be handled because of an error of its own
+// in responder or the store (DESIGN.md §4b internal_error).
+const reasonInternalError = "internal_error"
+
+// callOut makes the callouts, all at once (at most one claim batch; each call is bounded), with no
+// transaction open: the actions stay hidden from other claims for calloutHold.
+func (e *Engine) callOut(ctx context.Context, cos []*callout) {
+	var wg sync.WaitGroup
+	for _, co := range cos {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			// calm: these goroutines are beyond the executor's panic recovery.
+			if m, ok := co.act.(handlers.WorkloadMember); ok && co.size {
+				sctx, cancel := context.WithTimeout(ctx, calloutTimeout)
+				co.sizeErr = calm(func() (err error) { co.sizeN, err = m.WorkloadSize(sctx); return err })
+				cancel()
+			}
+			if co.check {
+				cctx, cancel := context.WithTimeout(ctx, min(time.Duration(co.c.TimeoutMS)*time.Millisecond, calloutTimeout))
+				co.checkErr = calm(func() error { return co.act.Check(cctx, co.c.Alert) })
+				cancel()
+			}
+			co.done = true
+		}()
+	}
+	wg.Wait()
+}
+
+// errRefused rolls back the savepoint of an action a guard refused in start.
+var errRefused = errors.New("refused by a guard")
+
+// start claims what the guards hand out one at a time (see claimGuards) and marks the action
+// running under this replica's lease, all in a savepoint. It reports false with a refusal when a
+// guard refused, and false without one, leaving the action planned, when another executor or
+// replica got the target first; an error rolls back only this action's savepoint.
+func (e *Engine) start(ctx context.Context, tx pgx.Tx, set *rules.Set, c store.Claimed, now time.Time, trial bool) (bool, string, string, error) {
+	var reason, refusal string
+	err := inSavepoint(ctx, tx, func(sp pgx.Tx) error {
+		var err error
+		if reason, refusal, err = e.claimGuards(ctx, sp, set, c, now, trial); err != nil {
+			return err
+		}
+		if refusal != "" {
+			return errRefused
+		}
+		return e.st.StartActionTx(ctx, sp, c.ID, e.o.Owner, now, now.Add(e.o.Lease))
+	})
+	switch {
+	case errors.Is(err, errRefused):
+		return false, reason, refusal, nil
+	case store.IsTargetBusy(err):
+		return false, "", "", nil
+	case err != nil:
 		return false, "", "", err
 	}
-	if trial {
-		ok, err := e.st.ClaimBreakerTrialTx(ctx, sp, store.BreakerKey{Handler: c.Handler, Scope: c.Scope}, e.o.BreakerOpenFor, now, c.ID)
+	return true, "", "", nil
+}
+
+// claimGuards claims, for an action about to start, its rule's cooldown on the target (claimed,
+// not only read: another replica or an earlier action of this pass may have started it since
+// the pass read the cooldowns), its breaker's half-open trial, and the budgets of a disruptive
+// action (last, so a refusal never spends; the savepoint takes back the rest). It returns the
+// reason and message of a refusal.
+func (e *Engine) claimGuards(ctx context.Context, sp pgx.Tx, set *rules.Set, c store.Claimed, now time.Time, trial bool) (string, string, error) {
+	// A retry (a page the pager did not take) is never blocked by its own first attempt's cooldown.
+	if r := set.Rule(c.Rule); r != nil && r.Cooldown > 0 && c.Phase == store.PhaseActions && c.Attempt == 0 {
+		ok, until, err := e.st.ClaimCooldownTx(ctx, sp, store.CooldownKey{Rule: c.Rule, Target: c.Target}, now, now.Add(r.Cooldown))
 		if err != nil {
-			_ = sp.Rollback(ctx)
-			return false, "", "", err
+			return "", "", err
 		}
 		if !ok {
-			_ = sp.Rollback(ctx)
-			return false, ReasonBreaker, "another action is the breaker's half-open trial", nil
-		}
-		if err := e.halfOpenMachine(ctx, sp, store.BreakerKey{Handler: c.Handler, Scope: c.Scope}, now); err != nil {
-			_ = sp.Rollback(ctx)
-			return false, "", "", err
-		}
-	}
-	if c.Class == string(handlers.ClassDisruptive) {
-		for _, b := range e.o.Budgets {
-			if !b.matches(c.Handler) {
-				continue
+			msg := "cooldown started meanwhile by another action on the target"
+			if !until.IsZero() {
+				msg = "cooldown until " + until.UTC().Format(time.RFC3339)
 			}
-			ok, err := e.st.SpendBudgetTx(ctx, sp, b.Name, b.key(c.Scope), b.Max, b.Window, now, c.ID)
-			if err != nil {
-				_ = sp.Rollback(ctx)
-				return false, "", "", err
-			}
-			if !ok {
-				_ = sp.Rollback(ctx)
-				return false, ReasonBudget, fmt.Sprintf("budget %s: %d %s actions per %s already spent for %q", b.Name, b.Max, b.Match, b.Window, b.key(c.Scope)), nil
-			}
+			return ReasonCooldown, msg, nil
 		}
 	}
-	if err := e.st.StartActionTx(ctx, sp, c.ID, e.o.Owner, now, now.Add(e.o.Lease)); err != nil {
-		_ = sp.Rollback(ctx)
-		if store.IsTargetBusy(err) {
-			return false, "", "", nil
+	if trial {
+		k := store.BreakerKey{Handler: c.Handler, Scope: c.Scope}
+		ok, err := e.st.ClaimBreakerTrialTx(ctx, sp, k, e.o.BreakerOpenFor, now, c.ID)
+		if err != nil {
+			return "", "", err
 		}
-		return false, "", "", err
-	}
-	if r := set.Rule(c.Rule); r != nil && r.Cooldown > 0 && c.Phase == store.PhaseActions && c.Attempt == 0 {
-		if err := e.st.SetCooldownTx(ctx, sp, store.CooldownKey{Rule: c.Rule, Target: c.Target}, now.Add(r.Cooldown)); err != nil {
-			_ = sp.Rollback(ctx)
-			return false, "", "", err
+		if !ok {
+			return ReasonBreaker, "another action is the breaker's half-open trial", nil
+		}
+		if err := e.halfOpenMachine(ctx, sp, k, now); err != nil {
+			return "", "", err
 		}
 	}
-	return true, "", "", sp.Commit(ctx)
+	if c.Class != string(handlers.ClassDisruptive) {
+		return "", "", nil
+	}
+	for _, b := range e.o.Budgets {
+		if !b.matches(c.Handler) {
+			continue
+		}
+		ok, err := e.st.SpendBudgetTx(ctx, sp, b.Name, b.key(c.Scope), b.Max, b.Window, now, c.ID)
+		if err != nil {
+			return "", "", err
+		}
+		if !ok {
+			return ReasonBudget, fmt.Sprintf("budget %s: %d %s actions per %s already spent for %q", b.Name, b.Max, b.Match, b.Window, b.key(c.Scope)), nil
+		}
+	}
+	return "", "", nil
 }
 
-// decide applies the guards, in DESIGN.md order, to one claimed action.
-func (e *Engine) decide(ctx context.Context, tx pgx.Tx, set *rules.Set, c store.Claimed, now time.Time, cool map[store.CooldownKey]time.Time, paused bool, breakers map[store.BreakerKey]store.Breaker, stormy map[string]int) decision {
+// inSavepoint runs fn in a savepoint of tx: when fn fails, only what it did is rolled back and
+// the transaction goes on (a failed statement would otherwise abort all of it).
+func inSavepoint(ctx context.Context, tx pgx.Tx, fn func(pgx.Tx) error) error {
+	sp, err := tx.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	if err := fn(sp); err != nil {
+		_ = sp.Rollback(ctx)
+		return err
+	}
+	return sp.Commit(ctx)
+}
+
+// decide applies the guards, in DESIGN.md order, to one claimed action. When it needs a call to
+// the handler's peer that co (the calls made for it, or nil) does not hold, it returns a decision
+// with a callout and decides nothing.
+func (e *Engine) decide(ctx context.Context, tx pgx.Tx, set *rules.Set, c store.Claimed, g guards, co *callout) decision {
 	d := decision{c: c, outcome: store.Outcome{ID: c.ID}}
 	skip := func(reason, msg string) decision {
 		d.outcome.State, d.outcome.Reason, d.outcome.Error = store.ActionSkipped, reason, msg
 		return d
 	}
-	if c.IncidentState == store.IncidentResolved && c.Phase != store.PhaseOnResolved && c.Phase != store.PhaseResolve {
-		return skip(ReasonCancelled, "the incident resolved")
+	if reason, msg := e.refusal(set, c, g); reason != "" {
+		return skip(reason, msg)
 	}
-	if set.Rule(c.Rule) == nil {
-		return skip(ReasonCancelled, "the rule no longer exists")
+	dry := e.o.DryRun || c.Mode == "shadow"
+	v := e.verdicts(c, g)
+	d.trial = v.trial
+	switch {
+	case v.target != "":
+		return skip(ReasonStorm, v.target)
+	case v.storm != "" && !dry:
+		return skip(ReasonStorm, v.storm)
+	case v.breaker != "" && !dry:
+		return skip(ReasonBreaker, v.breaker)
 	}
-	if paused && c.Class == string(handlers.ClassDisruptive) {
-		return skip(ReasonPaused, "responder is paused")
+	act, err := e.buildStored(c)
+	if co != nil {
+		act, err = co.act, nil
 	}
-	// A retry (a page the pager did not take) is never blocked by its own first attempt's cooldown.
-	if until, ok := cool[store.CooldownKey{Rule: c.Rule, Target: c.Target}]; ok && c.Phase == store.PhaseActions && c.Attempt == 0 {
-		return skip(ReasonCooldown, "cooldown until "+until.UTC().Format(time.RFC3339))
-	}
-	// The storm guard: an empty or wildcard target is never acted on, and a rule touching too many
-	// targets at once acts on none of them.
-	stormVerdict := ""
-	if c.Class == string(handlers.ClassDisruptive) {
-		if t := strings.TrimSpace(c.Target); t == "" || strings.Contains(t, "*") {
-			return skip(ReasonStorm, "empty or wildcard target "+strconv.Quote(c.Target))
-		}
-		if n, ok := stormy[c.Rule]; ok && c.Phase == store.PhaseActions {
-			stormVerdict = fmt.Sprintf("rule %s would touch %d targets within %s (safety.storm_guard.max_targets %d)", c.Rule, n, e.o.StormWindow, e.o.StormMaxTargets)
-			if !(e.o.DryRun || c.Mode == "shadow") {
-				return skip(ReasonStorm, stormVerdict)
-			}
-		}
-	}
-	// The circuit breaker of (handler, scope): open refuses; once its open period is over, one
-	// action (cluster-wide, claimed in start) runs as the trial.
-	breakerVerdict := ""
-	if b, ok := breakers[store.BreakerKey{Handler: c.Handler, Scope: c.Scope}]; ok && c.Class == string(handlers.ClassDisruptive) {
-		switch {
-		case b.State == store.BreakerOpen && b.OpenedAt != nil && now.Before(b.OpenedAt.Add(e.o.BreakerOpenFor)):
-			breakerVerdict = "breaker open since " + b.OpenedAt.UTC().Format(time.RFC3339)
-		case b.State == store.BreakerHalfOpen && b.TrialActionID != nil && *b.TrialActionID != c.ID:
-			breakerVerdict = "breaker half-open: another action is its trial"
-		case b.State != store.BreakerClosed:
-			d.trial = true
-		}
-	}
-	dryRun := e.o.DryRun || c.Mode == "shadow"
-	if breakerVerdict != "" && !dryRun {
-		return skip(ReasonBreaker, breakerVerdict)
-	}
-	act, buildErr := e.buildStored(c)
-	if buildErr != nil {
-		d.outcome.State, d.outcome.Reason, d.outcome.Error = store.ActionFailed, handlers.ReasonBadParam, buildErr.Error()
+	if err != nil {
+		d.outcome.State, d.outcome.Reason, d.outcome.Error = store.ActionFailed, handlers.ReasonBadParam, err.Error()
 		return d
 	}
 	d.act = act
-	// The storm guard's second bound: the share of one workload's members a rule acts on.
-	if m, ok := act.(handlers.WorkloadMember); ok && e.o.StormMaxWorkloadFraction > 0 &&
-		c.Class == string(handlers.ClassDisruptive) && c.Phase == store.PhaseActions {
-		v, err := e.workloadVerdict(ctx, tx, c, m, now)
-		if err != nil {
-			v = err.Error()
-		}
-		if v != "" {
-			stormVerdict = strings.TrimPrefix(stormVerdict+"; "+v, "; ")
-			if !(e.o.DryRun || c.Mode == "shadow") {
-				return skip(ReasonStorm, stormVerdict)
-			}
+	// The storm guard's second bound, the share of one workload's members a rule acts on, and the
+	// re-check of stale evidence need the handler's peer: a callout, made outside the transaction.
+	members := e.workloadMembers(ctx, tx, c, act, g.now)
+	stale := e.stale(c, g.now)
+	if d.callout = needCallout(c, act, co, members > 1, stale || dry); d.callout != nil {
+		return d
+	}
+	if w := e.workloadVerdict(c, members, co); w != "" {
+		v.storm = strings.TrimPrefix(v.storm+"; "+w, "; ")
+		if !dry {
+			return skip(ReasonStorm, v.storm)
 		}
 	}
-	// A notification already tried once (the pager was down) is delivered late rather than never.
-	retrying := c.Class == string(handlers.ClassNotify) && c.Attempt > 0
-	stale := e.o.MaxAlertAge > 0 && now.Sub(c.EvidenceAt) > e.o.MaxAlertAge && !retrying
-	dry := e.o.DryRun || c.Mode == "shadow"
-	if stale || dry {
-		cctx, cancel := context.WithTimeout(ctx, min(time.Duration(c.TimeoutMS)*time.Millisecond, 10*time.Second))
-		err := act.Check(cctx, c.Alert)
-		cancel()
-		switch {
-		case stale && err != nil:
-			return skip(ReasonStale, "evidence from "+c.EvidenceAt.UTC().Format(time.RFC3339)+" is older than safety.max_alert_age; "+err.Error())
-		case dry:
-			d.outcome.State, d.outcome.Reason = store.ActionDryRun, ReasonDryRun
-			if !e.o.DryRun {
-				d.outcome.Reason = ReasonShadow
-			}
-			d.verdict = "check: ok"
-			if err != nil {
-				d.verdict = "check: " + err.Error()
-			}
-			for _, v := range []string{stormVerdict, breakerVerdict, e.budgetVerdict(ctx, tx, c, now)} {
-				if v != "" {
-					d.verdict += "; " + v
-				}
-			}
-			d.outcome.Result = "would run " + c.Handler + " on " + c.Target + " (" + d.verdict + ")"
-			return d
-		}
+	switch {
+	case stale && co.checkErr != nil:
+		return skip(ReasonStale, "evidence from "+c.EvidenceAt.UTC().Format(time.RFC3339)+" is older than safety.max_alert_age; "+co.checkErr.Error())
+	case dry:
+		return e.dryRun(ctx, tx, d, co, v, g.now)
 	}
 	d.run = true
 	return d
 }
 
+// stale reports whether an action's evidence is older than safety.max_alert_age. A notification
+// already tried once (the pager was down) is delivered late rather than never.
+func (e *Engine) stale(c store.Claimed, now time.Time) bool {
+	retrying := c.Class == string(handlers.ClassNotify) && c.Attempt > 0
+	return e.o.MaxAlertAge > 0 && now.Sub(c.EvidenceAt) > e.o.MaxAlertAge && !retrying
+}
+
+// needCallout returns the callout an action needs (its workload's size, its Check) when co, the
+// calls made for it, does not hold it; nil when nothing is missing.
+func needCallout(c store.Claimed, act handlers.Action, co *callout, size, check bool) *callout {
+	if !size && !check {
+		return nil
+	}
+	if co != nil && (!size || co.size) && (!check || co.check) {
+		return nil
+	}
+	return &callout{c: c, act: act, size: size, check: check}
+}
+
+// refusal returns why an action is refused before anything is built: its incident resolved or
+// its rule is gone (cancelled), the kill switch (disruptive only), a cooldown in force.
+func (e *Engine) refusal(set *rules.Set, c store.Claimed, g guards) (string, string) {
+	switch {
+	case c.IncidentState == store.IncidentResolved && c.Phase != store.PhaseOnResolved && c.Phase != store.PhaseResolve:
+		return ReasonCancelled, "the incident resolved"
+	case set.Rule(c.Rule) == nil:
+		return ReasonCancelled, "the rule no longer exists"
+	case g.paused && c.Class == string(handlers.ClassDisruptive):
+		return ReasonPaused, "responder is paused"
+	}
+	// A retry (a page the pager did not take) is never blocked by its own first attempt's cooldown.
+	if until, ok := g.cool[store.CooldownKey{Rule: c.Rule, Target: c.Target}]; ok && c.Phase == store.PhaseActions && c.Attempt == 0 {
+		return ReasonCooldown, "cooldown until " + until.UTC().Format(time.RFC3339)
+	}
+	return "", ""
+}
+
+// verdict is what the storm guard and the breaker say of a disruptive action.
+type verdict struct {
+	target  string // an empty or wildcard target: always refused
+	storm   string // the rule touches too many targets
+	breaker string // the breaker is open, or another action is its trial
+	trial   bool   // the action is its breaker's half-open trial
+}
+
+// verdicts applies the storm guard (an empty or wildcard target is never acted on, and a rule
+// touching too many targets at once acts on none of them) and the circuit breaker of (handler,
+// scope): open refuses; once its open period is over, one action (cluster-wide, claimed in start)
+// runs as the trial.
+func (e *Engine) verdicts(c store.Claimed, g guards) verdict {
+	var v verdict
+	if c.Class != string(handlers.ClassDisruptive) {
+		return v
+	}
+	if t := strings.TrimSpace(c.Target); t == "" || strings.Contains(t, "*") {
+		v.target = "empty or wildcard target " + strconv.Quote(c.Target)
+		return v
+	}
+	if n, ok := g.stormy[c.Rule]; ok && c.Phase == store.PhaseActions {
+		v.storm = fmt.Sprintf("rule %s would touch %d targets within %s (safety.storm_guard.max_targets %d)", c.Rule, n, e.o.StormWindow, e.o.StormMaxTargets)
+	}
+	if b, ok := g.breakers[store.BreakerKey{Handler: c.Handler, Scope: c.Scope}]; ok {
+		switch {
+		case b.State == store.BreakerOpen && b.OpenedAt != nil && g.now.Before(b.OpenedAt.Add(e.o.BreakerOpenFor)):
+			v.breaker = "breaker open since " + b.OpenedAt.UTC().Format(time.RFC3339)
+		case b.State == store.BreakerHalfOpen && b.TrialActionID != nil && *b.TrialActionID != c.ID:
+			v.breaker = "breaker half-open: another action is its trial"
+		case b.State != store.BreakerClosed:
+			v.trial = true
+		}
+	}
+	return v
+}
+
+// dryRun records what a dry run or shadow action would have done, with every guard's verdict.
+func (e *Engine) dryRun(ctx context.Context, tx pgx.Tx, d decision, co *callout, v verdict, now time.Time) decision {
+	d.outcome.State, d.outcome.Reason = store.ActionDryRun, ReasonDryRun
+	if !e.o.DryRun {
+		d.outcome.Reason = ReasonShadow
+	}
+	d.verdict = "check: ok"
+	if co.checkErr != nil {
+		d.verdict = "check: " + co.checkErr.Error()
+	}
+	for _, s := range []string{v.storm, v.breaker, e.budgetVerdict(ctx, tx, d.c, now)} {
+		if s != "" {
+			d.verdict += "; " + s
+		}
+	}
+	d.outcome.Result = "would run " + d.c.Handler + " on " + d.c.Target + " (" + d.verdict + ")"
+	return d
+}
+
+// workloadMembers counts, for an action the storm guard's max_workload_fraction applies to, the
+// distinct members of its target workload its rule acted on within the storm window (0 when the
+// guard does not apply, -1 when the count failed: the guard fails closed).
+func (e *Engine) workloadMembers(ctx context.Context, tx pgx.Tx, c store.Claimed, act handlers.Action, now time.Time) int {
+	if _, ok := act.(handlers.WorkloadMember); !ok || e.o.StormMaxWorkloadFraction <= 0 ||
+		c.Class != string(handlers.ClassDisruptive) || c.Phase != store.PhaseActions {
+		return 0
+	}
+	var n int
+	err := inSavepoint(ctx, tx, func(sp pgx.Tx) error {
+		var err error
+		n, err = e.st.WorkloadMembersTx(ctx, sp, c.Rule, c.Target, now.Add(-e.o.StormWindow))
+		return err
+	})
+	if err != nil {
+		e.log.Warn("storm guard: could not count the workload's members; the guard refuses", "action_id", c.ID, "err", err)
+		return -1
+	}
+	return n
+}
+
 // workloadVerdict refuses an action when its rule's actions within the storm window would touch
 // more than safety.storm_guard.max_workload_fraction of its target workload's members (at least one
 // member is always allowed: the handlers' own floors, such as min_healthy, protect small
-// workloads). A workload whose size cannot be read is refused too: the guard fails closed.
-func (e *Engine) workloadVerdict(ctx context.Context, tx pgx.Tx, c store.Claimed, m handlers.WorkloadMember, now time.Time) (string, error) {
-	n, err := e.st.WorkloadMembersTx(ctx, tx, c.Rule, c.Target, now.Add(-e.o.StormWindow))
-	if err != nil {
-		return "", err
+// workloads). A workload whose size or members cannot be read is refused too: the guard fails
+// closed. n is from workloadMembers, co holds the size the handler reported.
+func (e *Engine) workloadVerdict(c store.Claimed, n int, co *callout) string {
+	switch {
+	case n == 0 || n == 1:
+		return ""
+	case n < 0:
+		return "the members of workload " + c.Target + " acted on could not be counted: the storm guard refuses"
+	case co.sizeErr != nil:
+		return fmt.Sprintf("the size of workload %s is unknown (%v): the storm guard refuses", c.Target, co.sizeErr)
 	}
-	if n <= 1 {
-		return "", nil
-	}
-	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	size, err := m.WorkloadSize(sctx)
-	cancel()
-	if err != nil {
-		return "", fmt.Errorf("the size of workload %s is unknown (%v): the storm guard refuses", c.Target, err)
-	}
-	allowed := max(1, int(e.o.StormMaxWorkloadFraction*float64(size)))
+	allowed := max(1, int(e.o.StormMaxWorkloadFraction*float64(co.sizeN)))
 	if n > allowed {
 		return fmt.Sprintf("rule %s would touch %d of the %d members of %s within %s (safety.storm_guard.max_workload_fraction %g allows %d)",
-			c.Rule, n, size, c.Target, e.o.StormWindow, e.o.StormMaxWorkloadFraction, allowed), nil
+			c.Rule, n, co.sizeN, c.Target, e.o.StormWindow, e.o.StormMaxWorkloadFraction, allowed)
 	}
-	return "", nil
+	return ""
 }
 
 // buildStored builds an action from its stored (rendered) params.
@@ -598,7 +854,12 @@ func (e *Engine) budgetVerdict(ctx context.Context, tx pgx.Tx, c store.Claimed, 
 		if !b.matches(c.Handler) {
 			continue
 		}
-		used, err := e.st.BudgetUsedTx(ctx, tx, b.Name, b.key(c.Scope), b.Window, now)
+		var used int
+		err := inSavepoint(ctx, tx, func(sp pgx.Tx) error { // a failed read must not abort the pass
+			var err error
+			used, err = e.st.BudgetUsedTx(ctx, sp, b.Name, b.key(c.Scope), b.Window, now)
+			return err
+		})
 		if err == nil && used >= b.Max {
 			return "budget " + b.Name + " exhausted"
 		}

@@ -3,9 +3,13 @@ package engine
 import (
 	"cmp"
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"log/slog"
 	"maps"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -106,9 +110,10 @@ func (e *Engine) Process(ctx context.Context, alerts []alert.Alert) error {
 
 	var opened, resolved int
 	var p planner
-	err = e.st.InTx(ctx, func(tx pgx.Tx) error {
+	lk := &lookups{}
+	err = e.inPlanTx(ctx, lk, func(tx pgx.Tx) error {
 		opened, resolved = 0, 0
-		p = planner{ctx: ctx, e: e, set: set, now: now, firing: firing}
+		p = planner{ctx: ctx, e: e, set: set, now: now, firing: firing, lk: lk}
 		if set.UsesFiring { // the set firing() reads, for later batches
 			if err := e.st.RecordFiringTx(ctx, tx, alerts, now); err != nil {
 				return err
@@ -259,8 +264,11 @@ func (f firingSnapshot) Firing(name string, labels map[string]string) bool {
 
 // planner collects the actions and audit rows of one transaction and writes them in bulk.
 type planner struct {
-	// ctx is the context of the transaction the planner plans in (for handler lookups at build).
-	ctx     context.Context
+	// ctx is the context of the transaction the planner plans in.
+	ctx context.Context
+	// lk holds the handler lookups made for this planner's transaction (see inPlanTx). Without
+	// it, lookups are made in place, inside the transaction.
+	lk      *lookups
 	e       *Engine
 	set     *rules.Set
 	now     time.Time
@@ -312,7 +320,7 @@ func (p *planner) plan(incidentID int64, rule *rules.Rule, phase string, a alert
 		case broken:
 			na.State, na.Reason = store.ActionSkipped, "cancelled"
 		default:
-			if err := p.e.build(p.ctx, &na, s, env); err != nil {
+			if err := p.build(&na, s, env); err != nil {
 				na.State, na.Reason, na.Error = store.ActionFailed, handlers.ReasonBadParam, err.Error()
 				p.failedAtPlan = append(p.failedAtPlan, [2]string{rule.Name, s.Handler})
 				p.audit(store.AuditInsert{IncidentID: incidentID, Kind: store.AuditAction, Actor: "engine",
@@ -340,16 +348,14 @@ func (e *Engine) newAction(incidentID int64, rule *rules.Rule, phase string, ste
 
 // build renders the step's params and builds the action once, to learn its target, scope, class,
 // approval and timeout. Execution builds again from the stored params.
-// resolveTimeout bounds a handler's target lookup while planning (inside the batch's transaction).
-const resolveTimeout = 5 * time.Second
-
-func (e *Engine) build(ctx context.Context, na *store.NewAction, s *rules.Action, env *rules.Env) error {
+func (p *planner) build(na *store.NewAction, s *rules.Action, env *rules.Env) error {
+	e := p.e
 	h, ok := e.o.Handlers.Get(s.Handler)
 	if !ok {
 		return fmt.Errorf("handler %q is not registered", s.Handler)
 	}
 	spec := e.specs[s.Handler]
-	na.Class, na.Approval = string(spec.Class), string(spec.DefaultApproval)
+	na.Approval = string(spec.DefaultApproval)
 	if s.Approval != "" {
 		na.Approval = s.Approval
 	}
@@ -367,6 +373,15 @@ func (e *Engine) build(ctx context.Context, na *store.NewAction, s *rules.Action
 	if err != nil {
 		return err
 	}
+	// Labels are the sender's: bound what one action stores and hands to its handler. The
+	// params are not stored (na.Params stays empty); the error says their size.
+	raw, err := json.Marshal(params)
+	if err != nil {
+		return fmt.Errorf("params: %w", err)
+	}
+	if len(raw) > e.o.MaxParamsBytes {
+		return fmt.Errorf("rendered params are %d bytes, over the limit of %d bytes", len(raw), e.o.MaxParamsBytes)
+	}
 	na.Params = params
 	for _, p := range spec.Params {
 		if v, ok := params[p.Name]; ok {
@@ -379,39 +394,177 @@ func (e *Engine) build(ctx context.Context, na *store.NewAction, s *rules.Action
 	if err != nil {
 		return err
 	}
-	if c, ok := act.(handlers.Classifier); ok {
-		na.Class = string(c.Class())
+	na.Class = classOf(spec, act)
+	if na.Approval == string(handlers.ApprovalRequired) {
+		na.State = store.ActionAwaitingApproval
+		na.ApprovalsRequired = s.ApprovalsRequired
 	}
-	if r, ok := act.(handlers.Resolver); ok && ctx != nil {
-		// The target needs a lookup (a pod's workload); bounded, and on failure Target falls back.
-		rctx, cancel := context.WithTimeout(ctx, resolveTimeout)
-		if err := r.Resolve(rctx); err != nil {
-			e.log.Warn("could not resolve the action's target", "handler", s.Handler, "err", err)
-		}
-		cancel()
-	}
-	na.Target, na.Scope = act.Target(), act.Scope()
-	if m, ok := act.(handlers.WorkloadMember); ok {
-		na.Member = m.Member()
+	if err := p.locate(na, act, s.Handler+"\x00"+string(raw)); err != nil {
+		return err
 	}
 	if spec.TargetPerIncident {
 		na.Target += " incident/" + itoa(na.IncidentID)
 	}
-	if na.Approval == string(handlers.ApprovalRequired) {
-		na.State = store.ActionAwaitingApproval
-		na.ApprovalsRequired = s.ApprovalsRequired
-		if d, ok := act.(handlers.Describer); ok && ctx != nil {
-			// What the approver needs to see (read-only, bounded: this runs in the batch's transaction).
-			dctx, cancel := context.WithTimeout(ctx, resolveTimeout)
-			text, err := d.Describe(dctx)
-			cancel()
-			if err != nil {
-				text = "could not describe the situation: " + err.Error()
-			}
-			na.Evidence = text
-		}
-	}
 	return nil
+}
+
+// classOf is the class of a built action: its handler's. An action may say it is disruptive
+// (a rule may ask for that), but a disruptive handler's action is notify only when its handler
+// lets the rule choose (handlers.Spec.ClassParam, http.request's class): a notify action runs
+// when paused and spends no budget, so a lower class is never taken on an action's word.
+func classOf(spec handlers.Spec, act handlers.Action) string {
+	c, ok := act.(handlers.Classifier)
+	if !ok {
+		return string(spec.Class)
+	}
+	if got := c.Class(); got == handlers.ClassDisruptive || spec.Class != handlers.ClassDisruptive || spec.ClassParam != "" {
+		return string(got)
+	}
+	return string(handlers.ClassDisruptive)
+}
+
+// locate sets the action's target, scope, member and (awaiting approval) evidence. When they need
+// a lookup (handlers.Resolver, handlers.Describer), it is taken from p.lk, made outside the
+// transaction; a lookup not made yet is noted there and the action left unlocated: inPlanTx rolls
+// the transaction back and runs it again once the lookup is made.
+func (p *planner) locate(na *store.NewAction, act handlers.Action, key string) error {
+	_, resolves := act.(handlers.Resolver)
+	_, describes := act.(handlers.Describer)
+	describe := describes && na.State == store.ActionAwaitingApproval
+	l := &lookup{act: act, describe: describe}
+	switch {
+	case !resolves && !describe:
+		l.locate()
+	case p.lk != nil && !p.lk.inPlace:
+		if describe {
+			key = "describe\x00" + key
+		}
+		done, ok := p.lk.done[key]
+		if !ok {
+			p.lk.need(key, l)
+			return nil
+		}
+		l = done
+	case p.ctx != nil: // a caller that cannot run its transaction again: in place, bounded
+		l.run(p.ctx, p.e.log)
+	default:
+		l.locate()
+	}
+	na.Target, na.Scope, na.Member, na.Evidence = l.target, l.scope, l.member, l.evidence
+	return l.err
+}
+
+// resolveTimeout bounds one handler lookup while planning.
+const resolveTimeout = 5 * time.Second
+
+// lookupRounds bounds how often a planning transaction is run again for lookups it met: each
+// round makes the lookups the last one met; only when concurrent changes keep bringing new ones
+// are the rest made in place.
+const lookupRounds = 3
+
+// lookups are the calls planning makes to handlers' peers (handlers.Resolver, Describer), made
+// with no transaction open: they may be slow, and a row lock or the kill switch's lock held
+// meanwhile would stall every other replica and POST /api/v1/pause.
+type lookups struct {
+	done    map[string]*lookup // by handler and rendered params
+	missing map[string]*lookup
+	inPlace bool // the last round: lookups are made inside the transaction
+}
+
+func (lk *lookups) need(key string, l *lookup) {
+	if lk.missing == nil {
+		lk.missing = map[string]*lookup{}
+	}
+	lk.missing[key] = l
+}
+
+// lookup is one built action's lookup and what it found.
+type lookup struct {
+	act                             handlers.Action
+	describe                        bool
+	target, scope, member, evidence string
+	err                             error // the handler's code panicked
+}
+
+// run resolves the action's target and describes it for its approver, each bounded. It often
+// runs in a goroutine of its own, beyond the planning transaction's panic recovery: a panic in the
+// handler's code fails this action alone.
+func (l *lookup) run(ctx context.Context, log *slog.Logger) {
+	l.err = calm(func() error { l.lookUp(ctx, log); return nil })
+}
+
+func (l *lookup) lookUp(ctx context.Context, log *slog.Logger) {
+	if r, ok := l.act.(handlers.Resolver); ok {
+		// The target needs a lookup (a pod's workload); on failure Target falls back.
+		rctx, cancel := context.WithTimeout(ctx, resolveTimeout)
+		if err := r.Resolve(rctx); err != nil {
+			log.Warn("could not resolve the action's target", "err", err)
+		}
+		cancel()
+	}
+	l.locate()
+	if d, ok := l.act.(handlers.Describer); ok && l.describe {
+		dctx, cancel := context.WithTimeout(ctx, resolveTimeout)
+		text, err := d.Describe(dctx)
+		cancel()
+		if err != nil {
+			text = "could not describe the situation: " + err.Error()
+		}
+		l.evidence = text
+	}
+}
+
+// calm runs fn, a call into a handler's code, turning a panic into an error.
+func calm(fn func() error) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = fmt.Errorf("panic in the handler: %v", v)
+		}
+	}()
+	return fn()
+}
+
+func (l *lookup) locate() {
+	l.target, l.scope = l.act.Target(), l.act.Scope()
+	if m, ok := l.act.(handlers.WorkloadMember); ok {
+		l.member = m.Member()
+	}
+}
+
+// errLookups rolls back a planning transaction that met lookups not made yet.
+var errLookups = errors.New("planning needs handler lookups")
+
+// inPlanTx runs fn, which plans with lk, in a transaction. When the planning met lookups not made
+// yet, the transaction is rolled back, the lookups are made (concurrently, bounded) with no
+// transaction open, and fn runs again in a new transaction: fn must start from scratch each time.
+func (e *Engine) inPlanTx(ctx context.Context, lk *lookups, fn func(pgx.Tx) error) error {
+	for round := 1; ; round++ {
+		lk.missing, lk.inPlace = nil, round > lookupRounds
+		err := e.st.InTx(ctx, func(tx pgx.Tx) error {
+			if err := fn(tx); err != nil {
+				return err
+			}
+			if len(lk.missing) > 0 {
+				return errLookups
+			}
+			return nil
+		})
+		if !errors.Is(err, errLookups) {
+			return err
+		}
+		var wg sync.WaitGroup
+		sem := make(chan struct{}, 8)
+		for _, l := range lk.missing {
+			wg.Add(1)
+			sem <- struct{}{}
+			go func() { defer wg.Done(); defer func() { <-sem }(); l.run(ctx, e.log) }()
+		}
+		wg.Wait()
+		if lk.done == nil {
+			lk.done = map[string]*lookup{}
+		}
+		maps.Copy(lk.done, lk.missing)
+	}
 }
 
 // flush writes the collected actions and audit rows.

@@ -22,7 +22,8 @@ func (e *Engine) FireDueTimers(ctx context.Context) (int, error) {
 	n := 0
 	fired := 0
 	var p planner
-	err := e.st.InTx(ctx, func(tx pgx.Tx) error {
+	lk := &lookups{}
+	err := e.inPlanTx(ctx, lk, func(tx pgx.Tx) error {
 		n, fired = 0, 0
 		now := e.now()
 		due, err := e.st.ClaimDueTimersTx(ctx, tx, now, 256)
@@ -36,7 +37,7 @@ func (e *Engine) FireDueTimers(ctx context.Context) (int, error) {
 				return err
 			}
 		}
-		p = planner{ctx: ctx, e: e, set: set, now: now, firing: firing}
+		p = planner{ctx: ctx, e: e, set: set, now: now, firing: firing, lk: lk}
 		for _, d := range due {
 			rule := set.Rule(d.Rule)
 			if rule == nil || d.State != store.IncidentPending {

@@ -85,6 +85,10 @@ type Spec struct {
 	Doc    string
 	Params []Param
 	Class  Class
+	// ClassParam names the param through which a rule chooses the class (http.request's
+	// "class"). Without one, a rule may not lower a disruptive handler's class to notify: notify
+	// actions run when paused and spend no budget.
+	ClassParam string
 	// DefaultApproval applies when a rule does not say; ForbidNoApproval makes `approval: none` a
 	// load-time error.
 	DefaultApproval  Approval
@@ -314,6 +318,9 @@ func (r *Registry) CheckAction(handler, approval string, raw map[string]any) err
 	}
 	if err := CheckParams(spec, raw); err != nil {
 		return err
+	}
+	if c, ok := raw["class"].(string); ok && Class(c) == ClassNotify && spec.Class == ClassDisruptive && spec.ClassParam != "class" {
+		return fmt.Errorf("handler %q is disruptive: a rule may ask for disruptive but not lower it to notify", handler)
 	}
 	if v, ok := h.(StaticValidator); ok {
 		if err := v.ValidateStatic(Params(raw)); err != nil {

@@ -1,9 +1,12 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -132,7 +135,9 @@ SELECT `+actionCols+`, i.state, greatest(a.basis_at, i.last_seen_at), i.alert
    AND NOT EXISTS (SELECT 1 FROM actions p
                     WHERE p.incident_id = a.incident_id AND p.phase = a.phase AND p.step < a.step
                       AND p.state NOT IN ('succeeded', 'dry_run'))
-   AND NOT EXISTS (SELECT 1 FROM actions r WHERE r.target = a.target AND r.state = 'running')
+   -- target_key(...) keeps this on actions_one_running_per_target (a hash: targets may be long).
+   AND NOT EXISTS (SELECT 1 FROM actions r
+                    WHERE target_key(r.target) = target_key(a.target) AND r.target = a.target AND r.state = 'running')
  ORDER BY a.id
  LIMIT $1
  FOR UPDATE OF a SKIP LOCKED`, limit, now)
@@ -140,6 +145,44 @@ SELECT `+actionCols+`, i.state, greatest(a.basis_at, i.last_seen_at), i.alert
 		return nil, fmt.Errorf("claim actions: %w", err)
 	}
 	return collectClaimed(rows)
+}
+
+// MarkCheckingTx hides claimed actions from every claim until until, while owner calls their
+// handlers' Check or WorkloadSize with no transaction open (no row lock held during a network
+// call). ReclaimCheckedTx takes them back.
+func (s *Store) MarkCheckingTx(ctx context.Context, tx pgx.Tx, ids []int64, owner string, until time.Time) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	if _, err := tx.Exec(ctx, `UPDATE actions SET not_before = $2, owner = $3 WHERE id = ANY($1)`, ids, until, owner); err != nil {
+		return fmt.Errorf("mark actions for a check: %w", err)
+	}
+	return nil
+}
+
+// ReclaimCheckedTx locks again the actions of ids that MarkCheckingTx marked for owner until
+// until and that nobody took meanwhile (the mark lapsed and another executor claimed them), and
+// clears the mark: whatever the caller leaves planned is claimable again once it commits.
+func (s *Store) ReclaimCheckedTx(ctx context.Context, tx pgx.Tx, ids []int64, owner string, until time.Time) ([]Claimed, error) {
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	rows, err := tx.Query(ctx, `
+WITH x AS (
+    SELECT id FROM actions
+     WHERE id = ANY($1) AND state IN ('planned', 'approved') AND not_before = $3 AND owner = $2
+     ORDER BY id FOR UPDATE SKIP LOCKED
+)
+UPDATE actions a SET not_before = NULL, owner = ''
+  FROM x, incidents i
+ WHERE a.id = x.id AND i.id = a.incident_id
+RETURNING `+actionCols+`, i.state, greatest(a.basis_at, i.last_seen_at), i.alert`, ids, owner, until)
+	if err != nil {
+		return nil, fmt.Errorf("reclaim checked actions: %w", err)
+	}
+	cs, err := collectClaimed(rows)
+	slices.SortFunc(cs, func(a, b Claimed) int { return cmp.Compare(a.ID, b.ID) })
+	return cs, err
 }
 
 // Outcome is the final (or next) state of an action.
@@ -216,7 +259,7 @@ func (s *Store) CooldownsTx(ctx context.Context, tx pgx.Tx, keys []CooldownKey, 
 	}
 	rows, err := tx.Query(ctx, `
 SELECT c.rule, c.target, c.until FROM cooldowns c
-  JOIN unnest($1::text[], $2::text[]) AS u(rule, target) ON c.rule = u.rule AND c.target = u.target
+  JOIN unnest($1::text[], $2::text[]) AS u(rule, target) ON c.rule = u.rule AND c.target_key = target_key(u.target)
  WHERE c.until > $3`, rs, ts, now)
 	if err != nil {
 		return nil, fmt.Errorf("read cooldowns: %w", err)
@@ -234,9 +277,40 @@ SELECT c.rule, c.target, c.until FROM cooldowns c
 // SetCooldownTx starts a cooldown for (rule, target) until until.
 func (s *Store) SetCooldownTx(ctx context.Context, tx pgx.Tx, k CooldownKey, until time.Time) error {
 	_, err := tx.Exec(ctx, `
-INSERT INTO cooldowns (rule, target, until) VALUES ($1, $2, $3)
-ON CONFLICT (rule, target) DO UPDATE SET until = greatest(cooldowns.until, EXCLUDED.until)`, k.Rule, k.Target, until)
-	return err
+INSERT INTO cooldowns (rule, target, target_key, until) VALUES ($1, $2, target_key($2), $3)
+ON CONFLICT (rule, target_key) DO UPDATE SET until = greatest(cooldowns.until, EXCLUDED.until)`, k.Rule, k.Target, until)
+	if err != nil {
+		return fmt.Errorf("start cooldown: %w", err)
+	}
+	return nil
+}
+
+// ClaimCooldownTx starts a cooldown for (rule, target) until until unless one is in force at now;
+// then it reports false and when that one ends. The upsert takes the row lock: of two transactions
+// (replicas, or passes of one) claiming the same key, the second waits for the first and, once it
+// committed, sees its cooldown.
+func (s *Store) ClaimCooldownTx(ctx context.Context, tx pgx.Tx, k CooldownKey, now, until time.Time) (bool, time.Time, error) {
+	var claimed bool
+	var end time.Time
+	err := tx.QueryRow(ctx, `
+WITH claim AS (
+    INSERT INTO cooldowns (rule, target, target_key, until) VALUES ($1, $2, target_key($2), $4)
+    ON CONFLICT (rule, target_key) DO UPDATE SET until = EXCLUDED.until, target = EXCLUDED.target
+     WHERE cooldowns.until <= $3
+    RETURNING until
+)
+SELECT true, until FROM claim
+UNION ALL
+SELECT false, until FROM cooldowns WHERE rule = $1 AND target_key = target_key($2) AND NOT EXISTS (SELECT 1 FROM claim)`,
+		k.Rule, k.Target, now, until).Scan(&claimed, &end)
+	if errors.Is(err, pgx.ErrNoRows) {
+		// The cooldown that refused the claim was committed after this statement's snapshot.
+		return false, time.Time{}, nil
+	}
+	if err != nil {
+		return false, time.Time{}, fmt.Errorf("claim cooldown: %w", err)
+	}
+	return claimed, end, nil
 }
 
 // RenewLeases extends the leases of the running actions owner holds.
@@ -370,7 +444,7 @@ SELECT rule, count(DISTINCT target) FROM actions
 func (s *Store) WorkloadMembersTx(ctx context.Context, tx pgx.Tx, rule, target string, since time.Time) (int, error) {
 	var n int
 	err := tx.QueryRow(ctx, `SELECT count(DISTINCT member) FROM actions
- WHERE rule = $1 AND target = $2 AND member IS NOT NULL AND phase = 'actions' AND class = 'disruptive' AND created_at > $3`,
+ WHERE rule = $1 AND target_key(target) = target_key($2) AND target = $2 AND member IS NOT NULL AND phase = 'actions' AND class = 'disruptive' AND created_at > $3`,
 		rule, target, since).Scan(&n)
 	if err != nil {
 		return 0, fmt.Errorf("storm guard: workload members: %w", err)

@@ -137,6 +137,7 @@ func (h *Handler) Spec() handlers.Spec {
 				Doc: "notify or disruptive (default disruptive): notify requests run even when paused"},
 		},
 		Class:           handlers.ClassDisruptive,
+		ClassParam:      "class",
 		DefaultApproval: handlers.ApprovalNone,
 		DefaultTimeout:  h.doTimeout(),
 		Target:          "METHOD host[:port]/path (upper-case method, lower-case host, no query)",
