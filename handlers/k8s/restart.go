@@ -308,12 +308,14 @@ func (a *RestartAction) evict(ctx context.Context, uid types.UID, dry bool) (evi
 	switch {
 	case err == nil:
 		return evicted, nil
-	case ctx.Err() != nil:
-		return failed, apiError(ctx, c, err)
+	// An answer from the API server is taken as it is, even if the context ended meanwhile: a
+	// refusal (429) evicted nothing.
 	case apierrors.IsNotFound(err), apierrors.IsConflict(err):
 		return gone, err
 	case apierrors.IsTooManyRequests(err):
 		return blocked, err
+	case ctx.Err() != nil:
+		return failed, apiError(ctx, c, err)
 	case apierrors.IsInternalError(err) && strings.Contains(err.Error(), "more than one PodDisruptionBudget"):
 		return failed, &handlers.Error{Reason: handlers.ReasonPDBBlocked,
 			Err: fmt.Errorf("%s: several PodDisruptionBudgets select the pod and the Eviction API refuses it; fix the budgets: %w", c, err)}
