@@ -522,6 +522,8 @@ func (e *Engine) record(ctx context.Context, c store.Claimed, out store.Outcome)
 				lost = true
 				seen := out
 				seen.Reason = handlers.ReasonLeaseLost
+				seen.Error = strings.TrimSuffix("another replica recorded this action (its lease was no longer ours); here the handler ended "+
+					out.State+": "+out.Error, ": ")
 				return p.flushAudit(ctx, tx, []decision{{c: c, outcome: seen}})
 			}
 			if err := e.feedBreaker(ctx, tx, &p, c.Action, out.State, out.Reason); err != nil {
