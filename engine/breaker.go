@@ -130,7 +130,7 @@ func (e *Engine) feedBreaker(ctx context.Context, tx pgx.Tx, p *planner, a store
 	case state == store.ActionSucceeded:
 	case state == store.ActionUnknown && reason == "timeout":
 		outcome = errOutcomeFailed
-	case state == store.ActionFailed && reason != handlers.ReasonPDBBlocked && reason != handlers.ReasonBadParam:
+	case state == store.ActionFailed && reason != handlers.ReasonPDBBlocked && reason != handlers.ReasonBadParam && reason != handlers.ReasonPaused && reason != handlers.ReasonLeaseLost:
 		outcome = errOutcomeFailed
 	default:
 		outcome = errNoVerdict

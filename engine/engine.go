@@ -70,6 +70,9 @@ type Options struct {
 	Lease time.Duration
 	// Poll is how often the executor and the timers look for work besides being kicked (default 250ms).
 	Poll time.Duration
+	// PauseWatch is how often a replica running disruptive actions re-reads the kill switch to
+	// interrupt them when another replica paused (default 1s); a pause in this process kicks it.
+	PauseWatch time.Duration
 	// ClaimBatch bounds the actions claimed per executor pass (default 512).
 	ClaimBatch int
 	// Executors is how many executor passes run concurrently on this replica (default 2): claims
@@ -97,6 +100,11 @@ type Engine struct {
 	specs   map[string]handlers.Spec // each handler's Spec, read once
 	panics  *Panics
 	wg      sync.WaitGroup
+
+	// inflight: action id → *inFlight, the handlers running here, interrupted by a pause or a
+	// lost lease (interrupt.go).
+	inflight   sync.Map
+	pauseNudge chan struct{}
 }
 
 // New returns an engine; call Run to start the executor and timers.
@@ -115,6 +123,9 @@ func New(o Options) (*Engine, error) {
 	}
 	if o.Poll <= 0 {
 		o.Poll = 250 * time.Millisecond
+	}
+	if o.PauseWatch <= 0 {
+		o.PauseWatch = time.Second
 	}
 	if o.StormWindow <= 0 {
 		o.StormWindow = 5 * time.Minute
@@ -148,6 +159,8 @@ func New(o Options) (*Engine, error) {
 		o: o, st: o.Store, now: o.Now, log: o.Logger,
 		slots: make(chan struct{}, o.MaxConcurrent),
 		kick:  make(chan struct{}, 1),
+
+		pauseNudge: make(chan struct{}, 1),
 	}
 	e.specs = make(map[string]handlers.Spec)
 	for _, n := range o.Handlers.Names() {
@@ -191,12 +204,14 @@ func (e *Engine) SetRules(s *rules.Set) {
 // Rules returns the rule set in force.
 func (e *Engine) Rules() *rules.Set { return e.rules.Load() }
 
-// Kick wakes the executor (new planned actions).
+// Kick wakes the executor (new planned actions) and the kill-switch watch (a pause committed in
+// this process interrupts the running disruptive actions at once).
 func (e *Engine) Kick() {
 	select {
 	case e.kick <- struct{}{}:
 	default:
 	}
+	e.nudgePauseWatch()
 }
 
 // Run runs the executor, the lease renewer and the timers until ctx is done, then waits up to
@@ -253,8 +268,12 @@ func (e *Engine) loop(ctx context.Context, name string, pass func(context.Contex
 	}
 }
 
-// renewLeases extends the leases of this replica's running actions every Lease/3 until ctx ends.
+// renewLeases extends the leases of this replica's running actions every Lease/3, and watches
+// the kill switch for them, until ctx ends.
 func (e *Engine) renewLeases(ctx context.Context) {
+	watched := make(chan struct{})
+	go func() { defer close(watched); e.watchPause(ctx) }()
+	defer func() { <-watched }()
 	t := time.NewTicker(e.o.Lease / 3)
 	defer t.Stop()
 	for {
@@ -263,14 +282,7 @@ func (e *Engine) renewLeases(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		var ids []int64
-		e.running.Range(func(k, _ any) bool { ids = append(ids, k.(int64)); return true })
-		if len(ids) == 0 {
-			continue
-		}
-		if err := e.st.RenewLeases(ctx, e.o.Owner, ids, e.now().Add(e.o.Lease)); err != nil {
-			e.log.Warn("renew leases failed", "err", err, "actions", len(ids))
-		}
+		e.renewOnce(ctx)
 	}
 }
 

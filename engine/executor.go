@@ -731,18 +731,24 @@ func (e *Engine) run(ctx context.Context, c store.Claimed, act handlers.Action) 
 
 	out := store.Outcome{ID: c.ID, State: store.ActionSucceeded}
 	start := time.Now()
-	actx := handlers.WithIncident(handlers.WithIdempotencyKey(ctx, idempotencyKey(c.ID)), c.IncidentID)
+	ictx, stop := e.interruptible(ctx, c)
+	actx := handlers.WithIncident(handlers.WithIdempotencyKey(ictx, idempotencyKey(c.ID)), c.IncidentID)
 	actx, cancel := context.WithTimeout(actx, time.Duration(c.TimeoutMS)*time.Millisecond)
 	res, err := act.Do(actx, c.Alert)
 	cancel()
+	interrupted := stop()
 	out.Result = res.Detail
-	if err != nil && ctx.Err() != nil {
+	if err != nil && interrupted == nil && ctx.Err() != nil {
 		// Shutdown cut the call short: leave it running; its lease expires and it becomes unknown.
 		e.log.Warn("action interrupted by shutdown", "action_id", c.ID, "handler", c.Handler)
 		return
 	}
 	e.m.actionDuration.WithLabelValues(c.Handler).Observe(time.Since(start).Seconds())
-	if err != nil {
+	switch {
+	case err != nil && interrupted != nil:
+		// A pause or a lost lease stopped it: recorded with that reason, never retried.
+		out = interruptedOutcome(out, err, interrupted)
+	case err != nil:
 		out.State, out.Reason, out.Error = store.ActionFailed, handlers.ReasonOf(err), err.Error()
 		if e.requeue(ctx, c, out) {
 			return
@@ -754,21 +760,31 @@ func (e *Engine) run(ctx context.Context, c store.Claimed, act handlers.Action) 
 }
 
 // record writes an outcome, retrying transient store errors until the lease would expire anyway.
+// An action that is no longer this replica's (another replica expired its lease and recorded it
+// unknown, and escalated) keeps that row: this replica only audits what it saw (reason
+// lease_lost), so the trail tells what the handler really did.
 func (e *Engine) record(ctx context.Context, c store.Claimed, out store.Outcome) {
+	lost := false
 	op := func() (struct{}, error) {
 		now := e.now()
 		out.At = now
+		lost = false
 		err := e.st.InTx(ctx, func(tx pgx.Tx) error {
 			p := planner{ctx: ctx, e: e, set: e.rules.Load(), now: now, firing: noneFiring{}}
 			ids, err := e.st.FinishActionsTx(ctx, tx, e.o.Owner, []store.Outcome{out})
-			if err == nil && len(ids) == 1 {
-				err = e.feedBreaker(ctx, tx, &p, c.Action, out.State, out.Reason)
-			}
 			if err != nil {
 				return err
 			}
 			if len(ids) == 0 {
-				return backoff.Permanent(errors.New("action is no longer ours (lease expired)"))
+				lost = true
+				seen := out
+				seen.Reason = handlers.ReasonLeaseLost
+				seen.Error = strings.TrimSuffix("another replica recorded this action (its lease was no longer ours); here the handler ended "+
+					out.State+": "+out.Error, ": ")
+				return p.flushAudit(ctx, tx, []decision{{c: c, outcome: seen}})
+			}
+			if err := e.feedBreaker(ctx, tx, &p, c.Action, out.State, out.Reason); err != nil {
+				return err
 			}
 			if err := e.afterStep(ctx, tx, &p, c, out.State, out.Reason); err != nil {
 				return err
@@ -784,12 +800,16 @@ func (e *Engine) record(ctx context.Context, c store.Claimed, out store.Outcome)
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.o.Lease)
 	defer cancel()
 	_, err := backoff.Retry(ctx, op, backoff.WithBackOff(backoff.NewExponentialBackOff()), backoff.WithMaxElapsedTime(e.o.Lease))
-	if err != nil {
+	switch {
+	case err != nil:
 		e.log.Error("could not record action outcome; it will become unknown when its lease expires",
 			"action_id", c.ID, "state", out.State, "err", err)
-		return
+	case lost:
+		e.log.Warn("action is no longer ours (another replica expired its lease and recorded it); audited what this replica saw",
+			"action_id", c.ID, "state", out.State, "reason", out.Reason)
+	default:
+		e.m.actions.WithLabelValues(c.Rule, c.Handler, out.State).Inc()
 	}
-	e.m.actions.WithLabelValues(c.Rule, c.Handler, out.State).Inc()
 }
 
 func idempotencyKey(id int64) string {

@@ -225,13 +225,16 @@ func Fail(reason, format string, args ...any) error {
 	return &Error{Reason: reason, Err: fmt.Errorf(format, args...)}
 }
 
-// ReasonOf returns the reason of err: the Reason of an *Error in its chain, timeout for a context
-// deadline, or "error".
+// ReasonOf returns the reason of err: the Reason of an *Error in its chain, that of an
+// *Interruption (paused, lease_lost), timeout for a context deadline, or "error".
 func ReasonOf(err error) string {
 	var he *Error
+	var ie *Interruption
 	switch {
 	case errors.As(err, &he):
 		return he.Reason
+	case errors.As(err, &ie):
+		return ie.Reason
 	case errors.Is(err, context.DeadlineExceeded):
 		return ReasonTimeout
 	default:

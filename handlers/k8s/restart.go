@@ -308,12 +308,14 @@ func (a *RestartAction) evict(ctx context.Context, uid types.UID, dry bool) (evi
 	switch {
 	case err == nil:
 		return evicted, nil
-	case ctx.Err() != nil:
-		return failed, apiError(ctx, c, err)
+	// An answer from the API server is taken as it is, even if the context ended meanwhile: a
+	// refusal (429) evicted nothing.
 	case apierrors.IsNotFound(err), apierrors.IsConflict(err):
 		return gone, err
 	case apierrors.IsTooManyRequests(err):
 		return blocked, err
+	case ctx.Err() != nil:
+		return failed, apiError(ctx, c, err)
 	case apierrors.IsInternalError(err) && strings.Contains(err.Error(), "more than one PodDisruptionBudget"):
 		return failed, &handlers.Error{Reason: handlers.ReasonPDBBlocked,
 			Err: fmt.Errorf("%s: several PodDisruptionBudgets select the pod and the Eviction API refuses it; fix the budgets: %w", c, err)}
@@ -328,8 +330,14 @@ func (a *RestartAction) evict(ctx context.Context, uid types.UID, dry bool) (evi
 
 // Do evicts the pod, retrying budget refusals for retry_for, records an Event on the workload and
 // verifies the workload recovers. A pod already gone or terminating, or created after the alert
-// started (a new incarnation), is not evicted: Do verifies only.
+// started (a new incarnation), is not evicted: Do verifies only. Interrupted (handlers.Interrupted),
+// it stops at once, in the retry loop or the verify loop; an error before any eviction reached the
+// API server says so (handlers.NoEffect).
 func (a *RestartAction) Do(ctx context.Context, al alert.Alert) (handlers.Result, error) {
+	return handlers.TrackEffect(func(sent *bool) (handlers.Result, error) { return a.do(ctx, al, sent) })
+}
+
+func (a *RestartAction) do(ctx context.Context, al alert.Alert, sent *bool) (handlers.Result, error) {
 	if err := a.h.configured(); err != nil {
 		return handlers.Result{}, err
 	}
@@ -370,6 +378,7 @@ func (a *RestartAction) Do(ctx context.Context, al alert.Alert) (handlers.Result
 	bo.Reset()
 	for attempt := 1; ; attempt++ {
 		out, err := a.evict(ctx, pod.UID, false)
+		*sent = out != blocked && out != gone // a refusal evicted nothing; neither did a pod already gone
 		switch out {
 		case evicted:
 			log.InfoContext(ctx, "pod evicted", "attempt", attempt, "workload", p.w.String())
@@ -411,12 +420,15 @@ func (a *RestartAction) Do(ctx context.Context, al alert.Alert) (handlers.Result
 		}
 		break
 	}
+	// The Event is part of the eviction: it is recorded even when an interruption came meanwhile.
+	ectx, cancel := handlers.StepContext(ctx)
+	defer cancel()
 	if p.st == nil {
-		h.record(ctx, corev1.ObjectReference{APIVersion: "v1", Kind: "Pod", Namespace: pod.Namespace, Name: pod.Name, UID: pod.UID}, event{typ: eventTypeNormal, reason: ReasonRestart, action: "Evict",
+		h.record(ectx, corev1.ObjectReference{APIVersion: "v1", Kind: "Pod", Namespace: pod.Namespace, Name: pod.Name, UID: pod.UID}, event{typ: eventTypeNormal, reason: ReasonRestart, action: "Evict",
 			message: fmt.Sprintf("responder evicted standalone pod %s (%s); nothing recreates it", a.pod, about)})
 		return handlers.Result{Detail: fmt.Sprintf("evicted standalone pod %s/%s; nothing recreates it", a.ns, a.pod)}, nil
 	}
-	h.record(ctx, refOf(p.st.obj), event{typ: eventTypeNormal, reason: ReasonRestart, action: "Evict",
+	h.record(ectx, refOf(p.st.obj), event{typ: eventTypeNormal, reason: ReasonRestart, action: "Evict",
 		message: fmt.Sprintf("responder evicted pod %s to restart it (%s)", a.pod, about)})
 	return a.verify(ctx, p.w, pod.UID, "evicted pod "+a.pod)
 }

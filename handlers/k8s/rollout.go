@@ -274,8 +274,13 @@ func (a *RolloutAction) Check(ctx context.Context, _ alert.Alert) error {
 }
 
 // Do patches the workload once per key (a second Do with the same incident or key only
-// verifies), records an Event and waits for the rollout.
+// verifies), records an Event and waits for the rollout. Interrupted, it stops at once; an error
+// before the patch was sent says so (handlers.NoEffect).
 func (a *RolloutAction) Do(ctx context.Context, al alert.Alert) (handlers.Result, error) {
+	return handlers.TrackEffect(func(sent *bool) (handlers.Result, error) { return a.do(ctx, al, sent) })
+}
+
+func (a *RolloutAction) do(ctx context.Context, al alert.Alert, sent *bool) (handlers.Result, error) {
 	if err := a.h.configured(); err != nil {
 		return handlers.Result{}, err
 	}
@@ -286,11 +291,13 @@ func (a *RolloutAction) Do(ctx context.Context, al alert.Alert) (handlers.Result
 			return handlers.Result{}, err
 		}
 		if k != "" && st.annotations[AnnotationRestartKey] == k {
+			*sent = true // restarted by this incident's earlier try: its effect is there
 			return a.verify(ctx, w, st.generation, "already restarted for "+k)
 		}
 		m, _ := st.obj.(metav1.Object)
 		now := a.h.now()
 		patched, err := a.patch(ctx, w, restartPatch(now, k, m.GetResourceVersion()), false)
+		*sent = !apierrors.IsConflict(err) // a conflict patched nothing
 		if apierrors.IsConflict(err) && attempt < 3 {
 			continue // changed under us (another replica?): re-read; the key tells whether it was us
 		}
@@ -298,7 +305,9 @@ func (a *RolloutAction) Do(ctx context.Context, al alert.Alert) (handlers.Result
 			return handlers.Result{}, apiError(ctx, call{verb: "patch", resource: w.resource(), namespace: w.Namespace, name: w.Name}, err)
 		}
 		a.h.log.InfoContext(ctx, "rollout restarted", "handler", RolloutRestartName, "workload", w.String(), "key", k)
-		a.h.record(ctx, refOf(patched.obj), event{typ: eventTypeNormal, reason: ReasonRolloutRestart, action: "RolloutRestart",
+		ectx, cancel := handlers.StepContext(ctx) // the Event is part of the patch step
+		defer cancel()
+		a.h.record(ectx, refOf(patched.obj), event{typ: eventTypeNormal, reason: ReasonRolloutRestart, action: "RolloutRestart",
 			message: fmt.Sprintf("responder restarted the rollout of %s %s (%s)", w.Kind, w.Name, why(ctx, al))})
 		return a.verify(ctx, w, patched.generation, "restarted at "+now.Format(time.RFC3339))
 	}

@@ -248,7 +248,12 @@ func (a *ScaleAction) Check(ctx context.Context, _ alert.Alert) error {
 }
 
 // Do sets the replicas (nothing when already there) and records an Event on the workload.
+// Interrupted, it stops at once; an error before the update was sent says so (handlers.NoEffect).
 func (a *ScaleAction) Do(ctx context.Context, al alert.Alert) (handlers.Result, error) {
+	return handlers.TrackEffect(func(sent *bool) (handlers.Result, error) { return a.do(ctx, al, sent) })
+}
+
+func (a *ScaleAction) do(ctx context.Context, al alert.Alert, sent *bool) (handlers.Result, error) {
 	if err := a.h.configured(); err != nil {
 		return handlers.Result{}, err
 	}
@@ -266,7 +271,9 @@ func (a *ScaleAction) Do(ctx context.Context, al alert.Alert) (handlers.Result, 
 			return handlers.Result{Detail: fmt.Sprintf("%s already has %d replicas (%s)", a.w, n, how)}, nil
 		}
 		s.Spec.Replicas = int32(n)
-		if _, err := a.updateScale(ctx, s, false); err != nil {
+		_, err = a.updateScale(ctx, s, false)
+		*sent = !apierrors.IsConflict(err) // a conflict updated nothing
+		if err != nil {
 			if apierrors.IsConflict(err) && attempt < 3 {
 				continue // changed under us (an autoscaler?): re-read and recompute
 			}
@@ -274,7 +281,9 @@ func (a *ScaleAction) Do(ctx context.Context, al alert.Alert) (handlers.Result, 
 		}
 		a.h.log.InfoContext(ctx, "scaled", "handler", ScaleName, "workload", a.w.String(), "from", current, "to", n)
 		ref := corev1.ObjectReference{APIVersion: "apps/v1", Kind: a.w.Kind, Namespace: a.w.Namespace, Name: a.w.Name, UID: s.UID}
-		a.h.record(ctx, ref, event{typ: eventTypeNormal, reason: ReasonScale, action: "Scale",
+		ectx, cancel := handlers.StepContext(ctx) // the Event records the target for a later try: part of the step
+		defer cancel()
+		a.h.record(ectx, ref, event{typ: eventTypeNormal, reason: ReasonScale, action: "Scale",
 			message:     fmt.Sprintf("responder scaled %s %s from %d to %d replicas (%s; %s)", a.w.Kind, a.w.Name, current, n, how, why(ctx, al)),
 			annotations: map[string]string{annotationScaleTarget: strconv.Itoa(n)}})
 		return handlers.Result{Detail: fmt.Sprintf("scaled %s from %d to %d replicas (%s)", a.w, current, n, how)}, nil

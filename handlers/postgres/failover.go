@@ -3,7 +3,6 @@ package postgres
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"strings"
 	"time"
 
@@ -150,14 +149,17 @@ func (a *FailoverAction) Check(ctx context.Context, _ alert.Alert) error {
 	return nil
 }
 
-// Do fails the cluster over to the candidate and verifies it.
+// Do fails the cluster over to the candidate and verifies it. Interrupted, it finishes a request
+// in flight, sends none after, and does not verify; an error before the request says so
+// (handlers.NoEffect).
 func (a *FailoverAction) Do(ctx context.Context, al alert.Alert) (handlers.Result, error) {
-	return a.b.run(FailoverName, a.cluster, func(j *journal) error { return a.do(ctx, j, al) })
+	return a.b.run(FailoverName, a.cluster, func(j *journal) error { return trackEffect(func(sent *bool) error { return a.do(ctx, j, al, sent) }) })
 }
 
-func (a *FailoverAction) do(ctx context.Context, j *journal, al alert.Alert) error {
+func (a *FailoverAction) do(ctx context.Context, j *journal, al alert.Alert, sent *bool) error {
 	p, c, cand, err := a.plan(ctx, j)
 	if done, err := a.alreadyDone(ctx, j, p, c, al); done {
+		*sent = true // the leader change exists
 		return err
 	}
 	if err != nil {
@@ -172,8 +174,8 @@ func (a *FailoverAction) do(ctx context.Context, j *journal, al alert.Alert) err
 		oldTL = max(oldTL, m.Timeline)
 	}
 	start := a.b.now()
-	if err := p.do(ctx, http.MethodPost, cand.base()+"/failover", map[string]string{"candidate": cand.Name}, nil); err != nil {
-		return postError("POST /failover", err)
+	if err := a.post(ctx, j, p, "POST /failover", cand.base()+"/failover", map[string]string{"candidate": cand.Name}, sent); err != nil {
+		return err
 	}
 	j.add("failover", "POST %s/failover {candidate: %s} accepted after %s", cand.base(), cand.Name, a.b.now().Sub(start).Round(time.Millisecond))
 	return a.verifyPosted(ctx, j, p, cand.Name, oldTL, al)

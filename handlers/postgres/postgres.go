@@ -211,6 +211,12 @@ func (b *base) run(handler, cluster string, do func(j *journal) error) (handlers
 	return j.result(), err
 }
 
+// trackEffect is handlers.TrackEffect for a step function that only returns an error.
+func trackEffect(do func(sent *bool) error) error {
+	_, err := handlers.TrackEffect(func(sent *bool) (handlers.Result, error) { return handlers.Result{}, do(sent) })
+	return err
+}
+
 // newReader reads params; an empty string is an error (no postgres param means anything empty).
 func newReader(p handlers.Params, static bool) *handlers.ParamReader {
 	r := handlers.NewParamReader(p, static)

@@ -152,12 +152,15 @@ func (a *PromoteAction) Check(ctx context.Context, _ alert.Alert) error {
 	return nil
 }
 
-// Do promotes the candidate (see the package doc for the steps and their refusals).
+// Do promotes the candidate (see the package doc for the steps and their refusals). Interrupted
+// (handlers.Interrupted), it finishes the step in progress when that step changes something (the
+// fence, pg_promote), abandons a wait (detect, catch-up, verify) at once, and takes no further
+// step; an error before the fence began says so (handlers.NoEffect).
 func (a *PromoteAction) Do(ctx context.Context, al alert.Alert) (handlers.Result, error) {
-	return a.h.run(PromoteName, a.cluster, func(j *journal) error { return a.do(ctx, j, al) })
+	return a.h.run(PromoteName, a.cluster, func(j *journal) error { return trackEffect(func(sent *bool) error { return a.do(ctx, j, al, sent) }) })
 }
 
-func (a *PromoteAction) do(ctx context.Context, j *journal, al alert.Alert) error {
+func (a *PromoteAction) do(ctx context.Context, j *journal, al alert.Alert, sent *bool) error {
 	h := a.h
 	pri, cand := h.probe(ctx, a.primary), h.probe(ctx, a.candidate)
 	j.add("state", "primary %s: %s; candidate %s: %s", a.primary, describe(pri), a.candidate, describe(cand))
@@ -166,6 +169,7 @@ func (a *PromoteAction) do(ctx context.Context, j *journal, al alert.Alert) erro
 		return handlers.Fail(handlers.ReasonServerError, "candidate %s is unreachable: %v", a.candidate, cand.err)
 	case !cand.inRecovery:
 		// Promoted already (this action before a crash, or someone else): verify only.
+		*sent = true // the promotion exists
 		if pri.reachable && !pri.inRecovery && !pri.readOnly {
 			return refuse("two primaries: candidate %s is promoted and the old primary %s accepts writes (%s); "+
 				"responder will not act further: fence or demote one of them by hand", a.candidate, a.primary, pri)
@@ -194,36 +198,79 @@ func (a *PromoteAction) do(ctx context.Context, j *journal, al alert.Alert) erro
 	} else {
 		j.add("detect", "skipped: require_primary_down is false")
 	}
+	if err := a.stop(ctx, j, "the catch-up"); err != nil {
+		return err
+	}
 	if _, err := a.catchUp(ctx, j, 0); err != nil {
 		return err
 	}
-	fencedAt, err := a.fence(ctx, j)
+	if err := a.stop(ctx, j, "the fence"); err != nil {
+		return err
+	}
+	*sent = true
+	fencedAt, err := a.fenceStep(ctx, j)
 	if err != nil {
 		return err
 	}
 	if err := h.step(ctx, StepFenced); err != nil {
 		return err
 	}
-	c, err := a.candidate.connect(ctx, h.connect)
+	if err := a.stop(ctx, j, "the promotion"); err != nil {
+		return fmt.Errorf("old primary fenced at %q, candidate not promoted: %w", fencedAt, err)
+	}
+	if err := a.promoteStep(ctx, j, fencedAt); err != nil {
+		return err
+	}
+	if err := h.step(ctx, StepPromoted); err != nil {
+		return err
+	}
+	if err := a.stop(ctx, j, "the verification"); err != nil {
+		return fmt.Errorf("candidate promoted, not verified: %w", err)
+	}
+	if err := a.verify(ctx, j); err != nil {
+		return err
+	}
+	j.recovered(al, a.cfg.RTO.D())
+	return nil
+}
+
+// stop returns nil unless ctx was interrupted; then it journals that no further step is taken and
+// returns why.
+func (a *PromoteAction) stop(ctx context.Context, j *journal, next string) error {
+	err := handlers.Stop(ctx, next)
+	if err != nil {
+		j.add("stopped", "%v", err)
+	}
+	return err
+}
+
+// fenceStep runs the fence to its end even when interrupted meanwhile (a half-applied fence is
+// worse than either state), bounded by the action's deadline.
+func (a *PromoteAction) fenceStep(ctx context.Context, j *journal) (string, error) {
+	sctx, cancel := handlers.StepContext(ctx)
+	defer cancel()
+	return a.fence(sctx, j)
+}
+
+// promoteStep runs pg_promote on the candidate to its end even when interrupted meanwhile,
+// bounded by the action's deadline.
+func (a *PromoteAction) promoteStep(ctx context.Context, j *journal, fencedAt string) error {
+	h := a.h
+	sctx, cancel := handlers.StepContext(ctx)
+	defer cancel()
+	c, err := a.candidate.connect(sctx, h.connect)
 	if err != nil {
 		return handlers.Fail(handlers.ReasonServerError, "%v", err)
 	}
-	defer closeConn(ctx, c)
+	defer closeConn(sctx, c)
 	start := h.now()
-	if err := promote(ctx, c, a.promoteWait); err != nil {
+	if err := promote(sctx, c, a.promoteWait); err != nil {
 		if fencedAt != "" {
 			return fmt.Errorf("old primary fenced at %s, promotion failed: %w", fencedAt, err)
 		}
 		return err
 	}
 	j.add("promote", "pg_promote(wait => true) on %s returned after %s", a.candidate, h.now().Sub(start).Round(time.Millisecond))
-	if err := h.step(ctx, StepPromoted); err != nil {
-		return err
-	}
-	if err := a.verify(ctx, j); err != nil {
-		return err
-	}
-	j.recovered(al, a.cfg.RTO.D())
 	return nil
 }
 
@@ -276,6 +323,9 @@ func (a *PromoteAction) catchUp(ctx context.Context, j *journal, target LSN) (st
 	deadline := start.Add(a.catchup)
 	for {
 		s := h.probe(ctx, a.candidate)
+		if err := handlers.Stop(ctx, "the end of the catch-up"); err != nil {
+			return s, err
+		}
 		if !s.reachable {
 			return s, handlers.Fail(handlers.ReasonServerError, "candidate %s became unreachable: %v", a.candidate, s.err)
 		}

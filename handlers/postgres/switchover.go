@@ -126,15 +126,36 @@ func (a *patroniAction) alreadyDone(ctx context.Context, j *journal, p *patroni,
 }
 
 // verifyPosted follows an accepted POST: the StepPosted hook, then waiting up to verify_timeout
-// for cand to be the only member answering on /primary, on a timeline above oldTL.
+// for cand to be the only member answering on /primary, on a timeline above oldTL. Interrupted
+// (handlers.Interrupted), it does not verify.
 func (a *patroniAction) verifyPosted(ctx context.Context, j *journal, p *patroni, cand string, oldTL int, al alert.Alert) error {
 	if err := a.b.step(ctx, StepPosted); err != nil {
 		return err
+	}
+	if err := handlers.Stop(ctx, "the verification"); err != nil {
+		j.add("stopped", "%v", err)
+		return fmt.Errorf("leader change to %s requested, not verified: %w", cand, err)
 	}
 	if err := p.waitLeader(ctx, j, cand, oldTL, a.verify); err != nil {
 		return err
 	}
 	j.recovered(al, a.cfg.RTO.D())
+	return nil
+}
+
+// post sends the leader change (a switchover or failover request) to its end even when
+// interrupted meanwhile, bounded by the action's deadline; interrupted before, it sends nothing.
+func (a *patroniAction) post(ctx context.Context, j *journal, p *patroni, what, u string, body any, sent *bool) error {
+	if err := handlers.Stop(ctx, what); err != nil {
+		j.add("stopped", "%v", err)
+		return err
+	}
+	*sent = true
+	sctx, cancel := handlers.StepContext(ctx)
+	defer cancel()
+	if err := p.do(sctx, http.MethodPost, u, body, nil); err != nil {
+		return postError(what, err)
+	}
 	return nil
 }
 
@@ -222,14 +243,17 @@ func (a *SwitchoverAction) Check(ctx context.Context, al alert.Alert) error {
 	return nil
 }
 
-// Do switches the leader over to the candidate and verifies it.
+// Do switches the leader over to the candidate and verifies it. Interrupted, it finishes a
+// request in flight, sends none after, and does not verify; an error before the request says so
+// (handlers.NoEffect).
 func (a *SwitchoverAction) Do(ctx context.Context, al alert.Alert) (handlers.Result, error) {
-	return a.b.run(SwitchoverName, a.cluster, func(j *journal) error { return a.do(ctx, j, al) })
+	return a.b.run(SwitchoverName, a.cluster, func(j *journal) error { return trackEffect(func(sent *bool) error { return a.do(ctx, j, al, sent) }) })
 }
 
-func (a *SwitchoverAction) do(ctx context.Context, j *journal, al alert.Alert) error {
+func (a *SwitchoverAction) do(ctx context.Context, j *journal, al alert.Alert, sent *bool) error {
 	p, c, leader, cand, err := a.plan(ctx, j)
 	if done, err := a.alreadyDone(ctx, j, p, c, al); done {
+		*sent = true // the leader change exists
 		return err
 	}
 	if err != nil {
@@ -241,8 +265,8 @@ func (a *SwitchoverAction) do(ctx context.Context, j *journal, al alert.Alert) e
 	}
 	start := a.b.now()
 	body := map[string]string{"leader": leader.Name, "candidate": cand.Name}
-	if err := p.do(ctx, http.MethodPost, leader.base()+"/switchover", body, nil); err != nil {
-		return postError("POST /switchover", err)
+	if err := a.post(ctx, j, p, "POST /switchover", leader.base()+"/switchover", body, sent); err != nil {
+		return err
 	}
 	j.add("switchover", "POST %s/switchover {leader: %s, candidate: %s} accepted after %s", leader.base(), leader.Name, cand.Name,
 		a.b.now().Sub(start).Round(time.Millisecond))

@@ -1,0 +1,105 @@
+package k8s
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/responder-sre/responder/handlers"
+)
+
+// realTimeHandlers builds the handlers on e's fake cluster with the real clock and sleep and
+// long waits: a retry or verify loop blocks until its context ends.
+func realTimeHandlers(t *testing.T, e *env) (restart, rollout handlers.Handler) {
+	t.Helper()
+	hs, err := New(Options{Client: e.cs, Namespaces: []string{"shop"}, Backoff: time.Minute, PollInterval: time.Minute, Instance: "responder-0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return hs[0], hs[1]
+}
+
+// doInterrupted runs a.Do, pauses (cancel with handlers.ErrPaused) when pause is called, and
+// returns Do's error and how long Do took after the pause.
+func doInterrupted(t *testing.T, a handlers.Action, pause chan struct{}) (error, time.Duration) {
+	t.Helper()
+	ctx, cancel := context.WithCancelCause(ctxFor(42, "7"))
+	defer cancel(nil)
+	ctx, stop := context.WithTimeout(ctx, time.Hour)
+	defer stop()
+	var pausedAt time.Time
+	go func() {
+		<-pause
+		pausedAt = time.Now()
+		cancel(handlers.ErrPaused)
+	}()
+	errc := make(chan error, 1)
+	go func() { _, err := a.Do(ctx, crashLooping); errc <- err }()
+	select {
+	case err := <-errc:
+		if pausedAt.IsZero() {
+			t.Fatalf("Do returned before the pause: %v", err)
+		}
+		return err, time.Since(pausedAt)
+	case <-time.After(30 * time.Second):
+		t.Fatal("Do did not return after the pause")
+	}
+	return nil, 0
+}
+
+// TestRestartPodStopsRetryingWhenPaused: an eviction a PodDisruptionBudget refuses is retried with
+// backoff; a pause during the wait stops the loop at once, with no further eviction, and the error
+// says nothing was evicted (the engine records failed/paused, not unknown).
+func TestRestartPodStopsRetryingWhenPaused(t *testing.T) {
+	e := newEnv(t, webCluster(3)...)
+	pause := make(chan struct{})
+	ev := e.reactEvictions(func(n int) error {
+		if n == 1 {
+			close(pause) // the pause arrives while the loop waits for its first retry (1m)
+		}
+		return tooManyRequests()
+	})
+	restart, _ := realTimeHandlers(t, e)
+	err, took := doInterrupted(t, build(t, restart, handlers.Params{"namespace": "shop", "pod": "web-abc-1"}), pause)
+	if took > time.Second {
+		t.Errorf("Do returned %s after the pause, want at once", took)
+	}
+	if n, _ := ev.count(); n != 1 {
+		t.Errorf("%d evictions, want 1 (none after the pause)", n)
+	}
+	if !errors.Is(err, handlers.ErrPaused) || handlers.ReasonOf(err) != handlers.ReasonPaused {
+		t.Errorf("err = %v (reason %s), want the pause", err, handlers.ReasonOf(err))
+	}
+	if !handlers.HadNoEffect(err) {
+		t.Errorf("err = %v does not say that nothing was evicted", err)
+	}
+}
+
+// TestRestartPodStopsVerifyingWhenPaused: a pause after the eviction stops the verify loop at
+// once; the eviction's Event is still recorded, and the error does not claim "no effect": the
+// engine records unknown/paused.
+func TestRestartPodStopsVerifyingWhenPaused(t *testing.T) {
+	e := newEnv(t, webCluster(3)...)
+	pause := make(chan struct{})
+	e.reactEvictions(func(int) error {
+		close(pause)                      // while the eviction is in flight: it completes, the verify step does not
+		time.Sleep(50 * time.Millisecond) // let the pause land before the API answers
+		return nil
+	})
+	restart, _ := realTimeHandlers(t, e)
+	err, took := doInterrupted(t, build(t, restart, handlers.Params{"namespace": "shop", "pod": "web-abc-1"}), pause)
+	if took > time.Second {
+		t.Errorf("Do returned %s after the pause, want at once", took)
+	}
+	if !errors.Is(err, handlers.ErrPaused) || handlers.HadNoEffect(err) {
+		t.Errorf("err = %v (no effect: %v), want the pause after an eviction", err, handlers.HadNoEffect(err))
+	}
+	var reasons []string
+	for _, ev := range e.events("shop") {
+		reasons = append(reasons, ev.Reason)
+	}
+	if len(reasons) != 1 || reasons[0] != ReasonRestart {
+		t.Errorf("events %v, want the eviction's %s", reasons, ReasonRestart)
+	}
+}
