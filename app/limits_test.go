@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
@@ -140,4 +141,52 @@ func TestAlertTooLargeForBusAuditedRestActedOn(t *testing.T) {
 	waitFor(t, "the rejection audited", 10*time.Second, func() bool {
 		return slices.Equal(rejectionsAudited(t, f), []string{"alert_too_large"})
 	})
+}
+
+// TestProbeAlertOverLimitsAudited: probe alerts go through the same bounds as the webhook's. A
+// probe whose alert has more labels than limits.max_labels_per_alert is rejected (counted,
+// audited with actor "probe") and does not keep the probe from publishing; a probe within the
+// bounds still acts.
+func TestProbeAlertOverLimitsAudited(t *testing.T) {
+	target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}))
+	t.Cleanup(target.Close)
+	f := startApp(t, fixtureOpts{
+		extra: fmt.Sprintf(`limits: {max_labels_per_alert: 4}
+probes:
+  - name: narrow             # alertname, probe_kind, service: 3 labels
+    interval: 200ms
+    labels: {service: narrow}
+    http: {url: %[1]q}
+  - name: wide               # 5 labels
+    interval: 200ms
+    labels: {service: wide, severity: critical, team: sre}
+    http: {url: %[1]q}
+`, target.URL),
+		rules: func(s *sink) string {
+			return fmt.Sprintf(`
+rules:
+  - name: probe-down
+    when: alert.source == "probe" && alert.status == "firing"
+    actions:
+      - handler: http.request
+        params: {url: "http://%s/page/{{ alert.labels.service }}", class: notify}
+`, s.HostPort())
+		},
+	})
+	waitFor(t, "the narrow probe's page", 30*time.Second, func() bool { return slices.Contains(sinkPaths(f), "/page/narrow") })
+	waitFor(t, "the wide probe's alert rejected and audited", 10*time.Second, func() bool {
+		return slices.Contains(rejectionsAudited(t, f), "too_many_labels")
+	})
+	if v := metricValue(t, f, "responder_alerts_rejected_total"); v < 1 {
+		t.Fatalf("alerts_rejected_total = %v, want the probe's rejection counted", v)
+	}
+	if slices.Contains(sinkPaths(f), "/page/wide") {
+		t.Fatal("the rejected probe alert was acted on")
+	}
+	code, b := f.do(http.MethodGet, "/api/v1/audit", readToken, nil)
+	if code != 200 || !strings.Contains(string(b), `"actor": "probe"`) && !strings.Contains(string(b), `"actor":"probe"`) {
+		t.Fatalf("no audit entry by the probe: %d %s", code, b)
+	}
 }
