@@ -118,10 +118,21 @@ const (
 	ReasonMissingStartsAt = "missing_starts_at"
 	ReasonInvalidLabel    = "invalid_label"
 	ReasonInvalidText     = "invalid_annotation"
+	// Size bounds (config limits:, see Limits). An alert over one is rejected by itself.
+	ReasonTooManyLabels       = "too_many_labels"
+	ReasonLabelNameTooLong    = "label_name_too_long"
+	ReasonLabelValueTooLong   = "label_value_too_long"
+	ReasonAnnotationsTooLarge = "annotations_too_large"
+	// ReasonAlertTooLarge: the alert alone is larger than the bus's maximum message payload.
+	ReasonAlertTooLarge = "alert_too_large"
+	// ReasonTooManyAlerts: the request held more alerts than limits.max_alerts_per_request; the
+	// whole request is refused (413), every alert of it counted.
+	ReasonTooManyAlerts = "too_many_alerts"
 )
 
 // RejectReasons lists every rejection reason, so metrics can be pre-initialised.
-var RejectReasons = []string{ReasonMissingName, ReasonInvalidStatus, ReasonMissingStartsAt, ReasonInvalidLabel, ReasonInvalidText}
+var RejectReasons = []string{ReasonMissingName, ReasonInvalidStatus, ReasonMissingStartsAt, ReasonInvalidLabel, ReasonInvalidText,
+	ReasonTooManyLabels, ReasonLabelNameTooLong, ReasonLabelValueTooLong, ReasonAnnotationsTooLarge, ReasonAlertTooLarge, ReasonTooManyAlerts}
 
 // InvalidError says why an alert was rejected. Reason is one of the Reason* constants.
 type InvalidError struct {
@@ -137,16 +148,17 @@ func (a *Alert) Validate() error {
 	if a.Status != StatusFiring && a.Status != StatusResolved {
 		return &InvalidError{ReasonInvalidStatus, fmt.Sprintf("status %q is neither firing nor resolved", a.Status)}
 	}
+	// Label names are UTF-8 (Prometheus 3, OTLP: "service.name"), as Alertmanager accepts them.
 	// NUL cannot be stored (PostgreSQL text and jsonb refuse it): one such alert must not take its
 	// whole group down with it.
 	for k, v := range a.Labels {
-		if !model.LegacyValidation.IsValidLabelName(k) || !model.LabelValue(v).IsValid() || strings.ContainsRune(k+v, 0) {
-			return &InvalidError{ReasonInvalidLabel, fmt.Sprintf("label %q is not a valid label", k)}
+		if !model.UTF8Validation.IsValidLabelName(k) || !model.LabelValue(v).IsValid() || strings.ContainsRune(k+v, 0) {
+			return &InvalidError{ReasonInvalidLabel, fmt.Sprintf("label %q is not a valid label", Clip(k))}
 		}
 	}
 	for k, v := range a.Annotations {
 		if strings.ContainsRune(k+v, 0) {
-			return &InvalidError{ReasonInvalidText, fmt.Sprintf("annotation %q contains a NUL character", k)}
+			return &InvalidError{ReasonInvalidText, fmt.Sprintf("annotation %q contains a NUL character", Clip(k))}
 		}
 	}
 	if strings.ContainsRune(a.GeneratorURL, 0) {

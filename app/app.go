@@ -40,6 +40,7 @@ import (
 	"github.com/responder-sre/responder/leader"
 	notifyslack "github.com/responder-sre/responder/notify/slack"
 	"github.com/responder-sre/responder/rules"
+	"github.com/responder-sre/responder/source/alertmanager"
 	"github.com/responder-sre/responder/source/probe"
 	"github.com/responder-sre/responder/store"
 )
@@ -82,6 +83,7 @@ type App struct {
 	owner    string
 	slack    *notifyslack.Slack // nil without a slack section
 	probes   *probe.Runner      // nil without probes
+	webhook  *alertmanager.Handler
 	// probeToken is the leader lease token the probes run under in the current term.
 	probeToken atomic.Int64
 	// SHA-256 digests of the API tokens (nil when unset), compared in constant time.
@@ -320,7 +322,7 @@ func (a *App) publishProbes(ctx context.Context, as []alert.Alert) error {
 	for i := range as {
 		as[i].Fence = tok
 	}
-	return a.bus.Publish(ctx, as)
+	return a.publishWithinLimits(ctx, as)
 }
 
 // fencedProbeState saves probe state only while the lease token the probes run under is current.

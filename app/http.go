@@ -37,6 +37,8 @@ func (a *App) buildHTTP() error {
 		Tokens:       a.cfg.WebhookTokens(),
 		NoAuth:       a.o.NoAuth,
 		MaxBodyBytes: int64(a.cfg.Webhook.MaxBodyBytes),
+		MaxAlerts:    a.cfg.Limits.MaxAlertsPerRequest,
+		Limits:       alertLimits(a.cfg.Limits),
 		Emit:         a.bus.Publish,
 		OnReject:     a.auditReject,
 		Now:          a.o.Now,
@@ -46,6 +48,7 @@ func (a *App) buildHTTP() error {
 	if err != nil {
 		return err
 	}
+	a.webhook = wh
 	if t := a.cfg.APIToken(); t != "" {
 		h := sha256.Sum256([]byte(t))
 		a.adminHash = h[:]
@@ -88,8 +91,13 @@ func (a *App) buildHTTP() error {
 
 // auditReject records an alert the webhook refused (best effort: the rest of the group is accepted).
 func (a *App) auditReject(ctx context.Context, al alert.Alert, err *alert.InvalidError) {
-	e := store.AuditInsert{At: a.o.Now(), Kind: store.AuditAlertRejected, Actor: "webhook", Reason: err.Reason,
-		Detail: map[string]any{"detail": err.Detail, "labels": al.Labels, "status": al.Status}}
+	actor := "webhook"
+	if al.Source == alert.SourceProbe {
+		actor = "probe"
+	}
+	// The labels are clipped: the alert may have been rejected for their size.
+	e := store.AuditInsert{At: a.o.Now(), Kind: store.AuditAlertRejected, Actor: actor, Reason: err.Reason,
+		Detail: map[string]any{"detail": err.Detail, "labels": clipLabels(al.Labels), "status": al.Status, "fingerprint": al.Fingerprint}}
 	// Bounded: a store outage must not hold Alertmanager's request (the alerts are on the bus).
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()

@@ -4,7 +4,9 @@
 //   - Publish stores one message per call (one webhook request) and returns only after JetStream
 //     acknowledged it, i.e. after it is durable. The message id (Nats-Msg-Id) is alert.BatchID, so a
 //     group sent twice within the duplicate window is stored once. Every error wraps ErrUnavailable
-//     or ErrStreamFull: both mean "try again later" (HTTP 503), never "dropped".
+//     or ErrStreamFull: both mean "try again later" (HTTP 503), never "dropped". Except an
+//     *alert.RejectedError: an alert larger than the server's maximum payload by itself is refused
+//     (reason alert_too_large) and every other alert of the group is stored.
 //   - The stream has file storage and is bounded by MaxBytes/MaxMsgs with DiscardNew: a full stream
 //     refuses new messages instead of dropping old ones. Processed messages are removed in bulk: a
 //     purger (any replica) purges everything below the consumer's ack floor every PurgeInterval.
@@ -52,6 +54,7 @@ const (
 	DefaultSubject        = "responder.alerts"
 	DefaultDurable        = "responder"
 	DefaultFetchBatch     = 256
+	DefaultFetchMaxBytes  = 32 << 20
 	DefaultAckWait        = 60 * time.Second
 	DefaultMaxPermanent   = 3
 	DefaultMaxBytes       = 1 << 30
@@ -83,9 +86,13 @@ type Options struct {
 	Replicas          int
 
 	// Durable is the name of the one pull consumer shared by all replicas.
-	Durable    string
-	FetchBatch int
-	AckWait    time.Duration
+	Durable string
+	// FetchBatch and FetchMaxBytes bound one fetch in messages and in bytes (default 256 and
+	// 32 MiB; the byte bound is raised to the server's maximum payload when it is smaller, or the
+	// largest message could never be fetched).
+	FetchBatch    int
+	FetchMaxBytes int
+	AckWait       time.Duration
 	// MaxPermanentDeliveries is how many deliveries failing with a permanent error a message gets
 	// before it is terminated and dead-lettered.
 	MaxPermanentDeliveries int
@@ -114,6 +121,9 @@ func (o *Options) setDefaults() error {
 	}
 	if o.FetchBatch <= 0 {
 		o.FetchBatch = DefaultFetchBatch
+	}
+	if o.FetchMaxBytes <= 0 {
+		o.FetchMaxBytes = DefaultFetchMaxBytes
 	}
 	if o.AckWait <= 0 {
 		o.AckWait = DefaultAckWait
@@ -347,6 +357,8 @@ func (b *Bus) Publish(ctx context.Context, alerts []alert.Alert) error {
 		b.m.published.WithLabelValues("ok").Inc()
 	case errors.Is(err, ErrStreamFull):
 		b.m.published.WithLabelValues("stream_full").Inc()
+	case isRejected(err):
+		b.m.published.WithLabelValues("rejected").Inc()
 	default:
 		b.m.published.WithLabelValues("unavailable").Inc()
 	}
@@ -361,8 +373,16 @@ func (b *Bus) publish(ctx context.Context, alerts []alert.Alert) error {
 	if err != nil {
 		return fmt.Errorf("bus: encode alerts: %w: %w", ErrUnavailable, err)
 	}
-	if int64(len(data)) > b.nc.MaxPayload()-1024 && len(alerts) > 1 {
-		return b.publishSplit(ctx, alerts)
+	if limit := b.nc.MaxPayload() - 1024; int64(len(data)) > limit {
+		if len(alerts) > 1 {
+			return b.publishSplit(ctx, alerts)
+		}
+		// Alone and still too large: no retry can store it. Refuse it by itself (the caller
+		// audits it) instead of failing its whole group forever.
+		return &alert.RejectedError{Rejected: []alert.Rejection{{Alert: alerts[0], Err: &alert.InvalidError{
+			Reason: alert.ReasonAlertTooLarge,
+			Detail: fmt.Sprintf("the alert is %d bytes encoded, more than the bus's maximum payload %d", len(data), limit),
+		}}}}
 	}
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
@@ -377,15 +397,33 @@ func (b *Bus) publish(ctx context.Context, alerts []alert.Alert) error {
 }
 
 // publishSplit sorts the alerts by ID and publishes halves, so a re-sent oversized group splits the
-// same way and is deduplicated.
+// same way and is deduplicated. An alert too large by itself does not stop the others: both halves
+// are published and the refused alerts are returned together in one *alert.RejectedError.
 func (b *Bus) publishSplit(ctx context.Context, alerts []alert.Alert) error {
 	sorted := slices.Clone(alerts)
 	slices.SortFunc(sorted, func(x, y alert.Alert) int { return strings.Compare(x.ID(), y.ID()) })
 	mid := len(sorted) / 2
-	if err := b.publish(ctx, sorted[:mid]); err != nil {
-		return err
+	var rejected []alert.Rejection
+	for _, half := range [][]alert.Alert{sorted[:mid], sorted[mid:]} {
+		err := b.publish(ctx, half)
+		if re, ok := errors.AsType[*alert.RejectedError](err); ok {
+			rejected = append(rejected, re.Rejected...)
+			continue
+		}
+		if err != nil {
+			return err
+		}
 	}
-	return b.publish(ctx, sorted[mid:])
+	if len(rejected) > 0 {
+		return &alert.RejectedError{Rejected: rejected}
+	}
+	return nil
+}
+
+// isRejected reports whether err is an *alert.RejectedError: the other alerts were stored.
+func isRejected(err error) bool {
+	_, ok := errors.AsType[*alert.RejectedError](err)
+	return ok
 }
 
 // classify wraps a publish error in ErrStreamFull or ErrUnavailable.

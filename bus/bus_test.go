@@ -2,10 +2,12 @@ package bus_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -250,7 +252,9 @@ func TestStreamFull(t *testing.T) {
 
 func TestServerDownAndBack(t *testing.T) {
 	srv := bustest.Start(t)
-	b, _ := open(t, bus.Options{URL: srv.URL()})
+	// A message the server delivered just as it went down is lost in flight and redelivered after
+	// AckWait: keep that short, the test is about nothing being lost.
+	b, _ := open(t, bus.Options{URL: srv.URL(), AckWait: 2 * time.Second})
 	rec := newRecorder()
 	consume(t, b, rec)
 	publish(t, b, group("Before", 1))
@@ -462,5 +466,127 @@ func TestOversizedGroupIsSplit(t *testing.T) {
 	}
 	if len(seen) != 3 {
 		t.Fatalf("%d distinct alerts arrived, want 3", len(seen))
+	}
+}
+
+// TestOversizedAlertRejectedAlone: in a group that must be split, one alert larger than the
+// server's maximum payload by itself is refused alone (alert_too_large) and every other alert of the
+// group is stored, whichever half it sorts into.
+func TestOversizedAlertRejectedAlone(t *testing.T) {
+	srv := bustest.Start(t, bustest.MaxPayload(64<<10))
+	b, reg := open(t, bus.Options{URL: srv.URL()})
+	g := group("Big", 9)
+	for i := range g {
+		g[i].Annotations = map[string]string{"description": strings.Repeat("d", 20<<10)} // 3 fit in one message
+	}
+	// Sorting by ID puts the giant somewhere in the middle: alerts on both sides of it must arrive.
+	giant := 4
+	g[giant].Annotations = map[string]string{"description": strings.Repeat("x", 100<<10)}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err := b.Publish(ctx, g)
+	var re *alert.RejectedError
+	if !errors.As(err, &re) {
+		t.Fatalf("publish: %v, want an *alert.RejectedError", err)
+	}
+	if len(re.Rejected) != 1 || re.Rejected[0].Alert.ID() != g[giant].ID() || re.Rejected[0].Err.Reason != alert.ReasonAlertTooLarge {
+		t.Fatalf("rejected %+v, want only alert %d for %s", re.Rejected, giant, alert.ReasonAlertTooLarge)
+	}
+	if errors.Is(err, bus.ErrUnavailable) || errors.Is(err, bus.ErrStreamFull) {
+		t.Fatalf("a refused alert is not a transient failure: %v", err)
+	}
+	if v := labelValue(t, reg, "responder_bus_publish_total", "rejected"); v != 1 {
+		t.Fatalf("bus_publish_total{result=rejected} = %v, want 1", v)
+	}
+	rec := newRecorder()
+	consume(t, b, rec)
+	seen := func() map[string]bool {
+		rec.mu.Lock()
+		defer rec.mu.Unlock()
+		out := map[string]bool{}
+		for _, ms := range rec.processed {
+			for _, a := range ms[0].Alerts {
+				out[a.ID()] = true
+			}
+		}
+		return out
+	}
+	eventually(t, "the 8 other alerts", func() bool { return len(seen()) == 8 })
+	for i, a := range g {
+		if got := seen()[a.ID()]; got != (i != giant) {
+			t.Errorf("alert %d stored = %v", i, got)
+		}
+	}
+}
+
+// labelValue is the value of the counter name whose one label has the value label.
+func labelValue(t *testing.T, reg *prometheus.Registry, name, label string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatalf("gather: %v", err)
+	}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			if mf.GetName() == name && len(m.GetLabel()) == 1 && m.GetLabel()[0].GetValue() == label {
+				return m.GetCounter().GetValue()
+			}
+		}
+	}
+	t.Fatalf("metric %s{%s} not registered", name, label)
+	return 0
+}
+
+// TestFetchBoundedInBytes: a backlog of large messages is handed over in batches whose total size
+// stays under FetchMaxBytes (not FetchBatch messages at once), and a bound below one message is
+// raised to the server's maximum payload instead of stalling the consumer.
+func TestFetchBoundedInBytes(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		maxBytes int
+		bound    int // the largest batch allowed, in bytes of alerts
+	}{
+		{"bound of five messages", 200 << 10, 200 << 10},
+		{"bound below one message", 1 << 10, 64<<10 + 4<<10},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := bustest.Start(t, bustest.MaxPayload(64<<10))
+			b, _ := open(t, bus.Options{URL: srv.URL(), FetchMaxBytes: tc.maxBytes})
+			const msgs = 20
+			for i := range msgs {
+				g := group(fmt.Sprintf("Fetch%d", i), 1)
+				g[0].Annotations = map[string]string{"description": strings.Repeat("d", 38<<10)}
+				publish(t, b, g)
+			}
+			var mu sync.Mutex
+			var sizes []int
+			rec := newRecorder()
+			rec.setFail(func(ms []bus.Message) error {
+				n := 0
+				for _, m := range ms {
+					data, err := json.Marshal(m.Alerts)
+					if err != nil {
+						return bus.Permanent(err)
+					}
+					n += len(data)
+				}
+				mu.Lock()
+				sizes = append(sizes, n)
+				mu.Unlock()
+				return nil
+			})
+			consume(t, b, rec)
+			eventually(t, "every message", func() bool { n, _ := rec.count(); return n == msgs })
+			mu.Lock()
+			defer mu.Unlock()
+			largest := slices.Max(sizes)
+			if largest > tc.bound {
+				t.Fatalf("a batch held %d bytes, more than %d (batches %v)", largest, tc.bound, sizes)
+			}
+			if tc.maxBytes > 64<<10 && len(sizes) == msgs {
+				t.Fatalf("every message came alone (%d batches): the bound must not stop batching", len(sizes))
+			}
+			t.Logf("%d batches, largest %d bytes", len(sizes), largest)
+		})
 	}
 }

@@ -53,7 +53,12 @@ func IsPermanent(err error) bool {
 }
 
 const (
-	fetchWait          = 10 * time.Second
+	fetchWait = 10 * time.Second
+	// availableWait is how long a fetch of what is available waits for the server to answer.
+	availableWait = 5 * time.Millisecond
+	// fetchOverheadBytes is the most a message's subject, reply subject and headers add to its
+	// payload (the server's max_payload bounds headers and data together).
+	fetchOverheadBytes = 4 << 10
 	retryInitial       = 100 * time.Millisecond
 	retryCap           = 5 * time.Second
 	fetchErrorCap      = 2 * time.Second
@@ -108,10 +113,13 @@ func (b *Bus) Consume(ctx context.Context, p Processor) error {
 	return nil
 }
 
-// fetch returns what is available at once; when nothing is, it waits for one message and then
-// takes whatever else arrived with it. Low latency when idle, full batches under load.
+// fetch returns what is available at once; when nothing is, it waits for one message and returns
+// it (the next fetch takes whatever arrived meanwhile). Low latency when idle, full batches under
+// load. A fetch is bounded in messages (FetchBatch) and in bytes (fetchBudget), so a backlog of
+// large messages cannot exhaust memory.
 func (b *Bus) fetch(ctx context.Context) ([]jetstream.Msg, error) {
-	msgs, err := b.fetchNoWait(b.o.FetchBatch)
+	budget := b.fetchBudget()
+	msgs, err := b.fetchAvailable(b.o.FetchBatch, budget)
 	if err != nil || len(msgs) > 0 {
 		return msgs, err
 	}
@@ -121,30 +129,57 @@ func (b *Bus) fetch(ctx context.Context) ([]jetstream.Msg, error) {
 	b.fetchMu.Lock()
 	b.fetchCancel = cancel
 	b.fetchMu.Unlock()
-	batch, err := b.consumer.Fetch(1, jetstream.FetchContext(fctx))
+	batch, err := b.consumer.Fetch(1, jetstream.FetchContext(fctx), jetstream.FetchMaxBytes(budget))
 	if err != nil {
 		return nil, err
 	}
 	msgs, err = drain(batch)
-	if err != nil && fctx.Err() == nil {
-		return msgs, err
+	if err != nil && fctx.Err() == nil && len(msgs) == 0 {
+		return nil, err
 	}
-	if len(msgs) == 0 || b.o.FetchBatch == 1 {
-		return msgs, nil
-	}
-	more, err := b.fetchNoWait(b.o.FetchBatch - 1)
-	if err != nil {
-		b.log.Debug("bus fetch of more messages failed", "err", err)
-	}
-	return append(msgs, more...), nil
+	// Not followed by a fetch of what else arrived: that one waits availableWait for the
+	// server's answer, and this message would wait with it.
+	return msgs, nil
 }
 
-func (b *Bus) fetchNoWait(n int) ([]jetstream.Msg, error) {
-	batch, err := b.consumer.FetchNoWait(n)
+// fetchBudget is the byte bound of one fetch: FetchMaxBytes, but never less than the largest
+// message can take. The server answers a pull whose budget the next message exceeds with an
+// empty "409 Message Size Exceeds MaxBytes" and leaves the message where it is: a smaller
+// budget would stall the consumer on that message for good.
+func (b *Bus) fetchBudget() int {
+	return max(b.o.FetchMaxBytes, int(b.nc.MaxPayload())+fetchOverheadBytes)
+}
+
+// fetchAvailable takes up to n messages and maxBytes bytes of what the stream holds now. (A
+// FetchNoWait cannot be bounded in bytes; a pull that expires at once can.)
+func (b *Bus) fetchAvailable(n, maxBytes int) ([]jetstream.Msg, error) {
+	if maxBytes <= 0 {
+		return nil, nil
+	}
+	batch, err := b.consumer.Fetch(n, jetstream.FetchMaxBytes(maxBytes), jetstream.FetchMaxWait(availableWait))
 	if err != nil {
 		return nil, err
 	}
-	return drain(batch)
+	msgs, err := drain(batch)
+	if err != nil && len(msgs) > 0 {
+		// The messages came before the error (a server going away): handle them rather than
+		// leave them unacked until AckWait.
+		b.log.Debug("bus fetch ended early", "messages", len(msgs), "err", err)
+		return msgs, nil
+	}
+	return msgs, err
+}
+
+// msgSize over-estimates what the server counts of m against a fetch's byte budget (subject,
+// reply subject, headers and data).
+func msgSize(m jetstream.Msg) int {
+	n := len(m.Subject()) + len(m.Reply()) + len(m.Data()) + len("NATS/1.0\r\n\r\n")
+	for k, vs := range m.Headers() {
+		for _, v := range vs {
+			n += len(k) + len(v) + len(": \r\n")
+		}
+	}
+	return n
 }
 
 func drain(batch jetstream.MessageBatch) ([]jetstream.Msg, error) {

@@ -45,7 +45,7 @@ func newMetrics(reg prometheus.Registerer, b *Bus) (*metrics, error) {
 		}),
 		published: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "responder", Name: "bus_publish_total",
-			Help: "Publish calls by result (ok, stream_full, unavailable).",
+			Help: "Publish calls by result (ok, stream_full, unavailable; rejected: stored but for alerts too large by themselves).",
 		}, []string{"result"}),
 		publishDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: "responder", Name: "bus_publish_duration_seconds",
@@ -57,7 +57,7 @@ func newMetrics(reg prometheus.Registerer, b *Bus) (*metrics, error) {
 			Help: "Failed Process calls by kind (transient, permanent).",
 		}, []string{"kind"}),
 	}
-	for _, r := range []string{"ok", "stream_full", "unavailable"} {
+	for _, r := range []string{"ok", "stream_full", "unavailable", "rejected"} {
 		m.published.WithLabelValues(r)
 	}
 	for _, k := range []string{"transient", "permanent"} {

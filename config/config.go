@@ -68,6 +68,7 @@ func Default() *Config {
 			Consumers:       2,
 			AckWait:         Duration(10 * time.Second),
 		},
+		Limits: DefaultLimits(),
 	}
 }
 

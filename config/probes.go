@@ -203,10 +203,12 @@ func (c *Config) validateProbes(ch *checker) {
 		}
 		for k, v := range p.Labels {
 			switch {
-			case !model.LegacyValidation.IsValidLabelName(k):
+			case !model.UTF8Validation.IsValidLabelName(k) || strings.ContainsRune(k, 0):
 				ch.errorf(key+".labels", "%q is not a valid label name", k)
 			case !model.LabelValue(v).IsValid() || strings.ContainsRune(v, 0):
 				ch.errorf(key+".labels."+k, "not a valid label value")
+			default:
+				c.checkProbeLabelSize(ch, key, k, v)
 			}
 			for _, r := range reservedProbeLabels {
 				if k == r {

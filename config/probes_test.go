@@ -77,7 +77,7 @@ func TestProbeErrors(t *testing.T) {
 			`conf.probes-bad.yml:17: probes[5].firing_when: expected bool, but got float64`,
 			`conf.probes-bad.yml:20: probes[6].failures_to_fire: must be at least 1, got -1`,
 			`conf.probes-bad.yml:23: probes[7].labels.alertname: label "alertname" is set by the probe`,
-			`conf.probes-bad.yml:23: probes[7].labels: "bad-name" is not a valid label name`,
+			`conf.probes-bad.yml:23: probes[7].labels: "" is not a valid label name`,
 			`conf.probes-bad.yml:24: probes[8].name: "bad name": want letters`,
 			`conf.probes-bad.yml:25: probes[8].redis.password_file: set either probes[8].redis.password or probes[8].redis.password_file, not both`,
 			`conf.probes-bad.yml:27: probes[9].postgres.dsn: set postgres.dsn or postgres.dsn_file`,

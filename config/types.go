@@ -27,6 +27,7 @@ type Config struct {
 	Approvals ApprovalsConfig `yaml:"approvals"`
 	Safety    SafetyConfig    `yaml:"safety"`
 	Bus       BusConfig       `yaml:"bus"`
+	Limits    LimitsConfig    `yaml:"limits"`
 
 	// Dir is the directory of the config file; relative paths resolve against it. Not YAML.
 	Dir string `yaml:"-"`

@@ -18,6 +18,7 @@ func (c *Config) validate(ch *checker) {
 	c.validateSlack(ch)
 	c.validateKubernetes(ch)
 	c.validatePostgres(ch)
+	c.validateLimits(ch)
 	if c.Database.MaxConns < 1 {
 		ch.errorf("database.max_conns", "must be at least 1, got %d", c.Database.MaxConns)
 	}

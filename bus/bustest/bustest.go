@@ -21,8 +21,17 @@ type Server struct {
 	srv  *server.Server
 }
 
+// Option changes the server's options before it starts.
+type Option func(*server.Options)
+
+// MaxPayload sets the server's maximum message payload (default 8 MiB, the embedded server's):
+// tests of oversized groups and alerts use a small one.
+func MaxPayload(n int32) Option {
+	return func(o *server.Options) { o.MaxPayload = n }
+}
+
 // Start starts a JetStream server and registers its shutdown with t.Cleanup.
-func Start(t testing.TB) *Server {
+func Start(t testing.TB, opts ...Option) *Server {
 	t.Helper()
 	s := &Server{t: t, opts: server.Options{
 		Host:       "127.0.0.1",
@@ -34,6 +43,9 @@ func Start(t testing.TB) *Server {
 		SyncAlways: true,
 		MaxPayload: 8 << 20,
 	}}
+	for _, o := range opts {
+		o(&s.opts)
+	}
 	if err := s.start(); err != nil {
 		t.Fatal(err)
 	}

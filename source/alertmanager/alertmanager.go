@@ -7,10 +7,13 @@
 //     the body is {"status":"ok","accepted":N,"rejected":M}.
 //   - 400 only for a body that cannot be decoded or whose version is not "4".
 //   - 401 for a missing or wrong bearer token (WWW-Authenticate: Bearer), 405 for a method other
-//     than POST, 413 for a body over MaxBodyBytes.
-//   - 503 (Retry-After) when Emit fails, whatever the error: the sender must retry.
-//   - An individual invalid alert (alert.Validate) is counted, passed to OnReject and skipped;
-//     the rest of the group is accepted.
+//     than POST, 413 for a body over MaxBodyBytes or for more alerts than MaxAlerts (reason
+//     too_many_alerts: every alert counted, the request audited once through OnReject).
+//   - 503 (Retry-After) when Emit fails, whatever the error: the sender must retry. Except an
+//     *alert.RejectedError: Emit stored every other alert, so the answer is 200.
+//   - An individual invalid alert (alert.Validate), one over Limits, or one Emit refused by itself
+//     (larger than the bus's maximum payload) is counted, passed to OnReject and skipped; the rest
+//     of the group is accepted.
 //
 // Send posts a payload file to a receiver; `responder send` uses it.
 package alertmanager
@@ -54,9 +57,15 @@ type Options struct {
 	NoAuth bool
 	// MaxBodyBytes bounds the request body (DefaultMaxBodyBytes when zero).
 	MaxBodyBytes int64
-	// Emit makes the alerts durable (the bus publish). Required.
+	// MaxAlerts bounds the alerts of one request (limits.max_alerts_per_request); 0 = no bound.
+	MaxAlerts int
+	// Limits bounds each alert (limits:); an alert over them is rejected by itself.
+	Limits alert.Limits
+	// Emit makes the alerts durable (the bus publish). Required. An *alert.RejectedError means
+	// every alert but the ones it lists is durable.
 	Emit func(ctx context.Context, alerts []alert.Alert) error
-	// OnReject is called for each invalid alert (the audit hook); may be nil.
+	// OnReject is called for each rejected alert (the audit hook); may be nil. A request over
+	// MaxAlerts is reported once, with an alert holding the group's common labels.
 	OnReject func(ctx context.Context, a alert.Alert, err *alert.InvalidError)
 	// Now stamps ReceivedAt (time.Now when nil).
 	Now func() time.Time
@@ -68,7 +77,8 @@ type Options struct {
 // codes are the status codes the handler answers; their metric series are pre-initialised.
 var codes = []int{http.StatusOK, http.StatusBadRequest, http.StatusUnauthorized, http.StatusMethodNotAllowed, http.StatusRequestEntityTooLarge, http.StatusServiceUnavailable}
 
-type handler struct {
+// Handler serves POST /webhook/alertmanager.
+type Handler struct {
 	o        Options
 	log      *slog.Logger
 	tokens   [][sha256.Size]byte
@@ -84,7 +94,7 @@ type handler struct {
 }
 
 // NewHandler returns the handler of POST /webhook/alertmanager.
-func NewHandler(o Options) (http.Handler, error) {
+func NewHandler(o Options) (*Handler, error) {
 	if o.Emit == nil {
 		return nil, errors.New("alertmanager webhook: Emit is required")
 	}
@@ -103,7 +113,7 @@ func NewHandler(o Options) (http.Handler, error) {
 	if o.Registerer == nil {
 		o.Registerer = prometheus.NewRegistry()
 	}
-	h := &handler{o: o, log: o.Logger.With("source", alert.SourceAlertmanager)}
+	h := &Handler{o: o, log: o.Logger.With("source", alert.SourceAlertmanager)}
 	h.bufs.New = func() any { return new(bytes.Buffer) }
 	for _, t := range o.Tokens {
 		if t == "" {
@@ -117,7 +127,7 @@ func NewHandler(o Options) (http.Handler, error) {
 	return h, nil
 }
 
-func (h *handler) registerMetrics(reg prometheus.Registerer) error {
+func (h *Handler) registerMetrics(reg prometheus.Registerer) error {
 	h.reqVec = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "responder", Name: "webhook_requests_total",
 		Help: "Alertmanager webhook requests by HTTP status code.",
@@ -162,7 +172,7 @@ func (h *handler) registerMetrics(reg prometheus.Registerer) error {
 	return nil
 }
 
-func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.URL.Path != Path {
 		http.NotFound(w, r)
 		return
@@ -179,7 +189,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.durVec.WithLabelValues(s).Observe(time.Since(start).Seconds())
 }
 
-func (h *handler) serve(w http.ResponseWriter, r *http.Request) int {
+func (h *Handler) serve(w http.ResponseWriter, r *http.Request) int {
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
 		return fail(w, http.StatusMethodNotAllowed, "method not allowed: use POST")
@@ -204,7 +214,10 @@ func (h *handler) serve(w http.ResponseWriter, r *http.Request) int {
 		return fail(w, http.StatusServiceUnavailable, "reading body: "+err.Error())
 	}
 
-	p, err := decode(buf.Bytes(), h.o.Now())
+	p, err := decode(buf.Bytes(), h.o.Now(), h.o.MaxAlerts, h.o.Limits)
+	if tm, ok := errors.AsType[*tooManyError](err); ok {
+		return h.tooMany(w, r, tm)
+	}
 	if err != nil {
 		h.log.Warn("webhook payload rejected", "err", err)
 		return fail(w, http.StatusBadRequest, err.Error())
@@ -215,46 +228,101 @@ func (h *handler) serve(w http.ResponseWriter, r *http.Request) int {
 			"group_key", p.groupKey, "truncated_alerts", p.truncated)
 	}
 	for _, rej := range p.rejected {
-		h.rejected[rej.err.Reason].Inc()
-		h.log.Warn("invalid alert skipped", "reason", rej.err.Reason, "detail", rej.err.Detail, "group_key", p.groupKey)
-		if h.o.OnReject != nil {
-			h.o.OnReject(r.Context(), rej.alert, rej.err)
-		}
+		h.Reject(r.Context(), rej.Alert, rej.Err, "group_key", p.groupKey)
 	}
+	accepted, refused := len(p.alerts), 0
 	if len(p.alerts) > 0 {
-		if err := h.o.Emit(r.Context(), p.alerts); err != nil {
+		stored, rejected, err := h.emit(r.Context(), p.alerts)
+		if err != nil {
 			h.log.Warn("webhook alerts not stored; asking the sender to retry", "alerts", len(p.alerts), "group_key", p.groupKey, "err", err)
 			w.Header().Set("Retry-After", retryAfterSeconds)
 			return fail(w, http.StatusServiceUnavailable, "alerts not stored, retry later: "+err.Error())
 		}
-		for _, a := range p.alerts {
+		for _, rej := range rejected {
+			h.Reject(r.Context(), rej.Alert, rej.Err, "group_key", p.groupKey)
+		}
+		for _, a := range stored {
 			h.received[a.Status].Inc()
 		}
+		accepted, refused = len(stored), len(rejected)
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusOK)
 	var out [64]byte
 	b := append(out[:0], `{"status":"ok","accepted":`...)
-	b = strconv.AppendInt(b, int64(len(p.alerts)), 10)
+	b = strconv.AppendInt(b, int64(accepted), 10)
 	b = append(b, `,"rejected":`...)
-	b = strconv.AppendInt(b, int64(len(p.rejected)), 10)
+	b = strconv.AppendInt(b, int64(len(p.rejected)+refused), 10)
 	b = append(b, "}\n"...)
 	_, _ = w.Write(b)
 	return http.StatusOK
 }
 
-func (h *handler) putBuf(b *bytes.Buffer) {
+// emit publishes alerts. When the publisher refused some by themselves (*alert.RejectedError) the
+// others are durable: it returns them as stored, the refused ones as rejected, and no error.
+func (h *Handler) emit(ctx context.Context, alerts []alert.Alert) (stored []alert.Alert, rejected []alert.Rejection, err error) {
+	err = h.o.Emit(ctx, alerts)
+	re, ok := errors.AsType[*alert.RejectedError](err)
+	if !ok {
+		if err != nil {
+			return nil, nil, err
+		}
+		return alerts, nil, nil
+	}
+	// Several alerts of one payload may share an id (a duplicate): drop as many as were refused.
+	refused := map[string]int{}
+	for _, rej := range re.Rejected {
+		refused[rej.Alert.ID()]++
+	}
+	stored = make([]alert.Alert, 0, len(alerts))
+	for _, a := range alerts {
+		if refused[a.ID()] > 0 {
+			refused[a.ID()]--
+			continue
+		}
+		stored = append(stored, a)
+	}
+	return stored, re.Rejected, nil
+}
+
+// Reject counts, logs and audits (OnReject) one rejected alert. The probes report theirs through
+// it too, so every rejection lands in the same metric and audit trail. logArgs are added to the log.
+func (h *Handler) Reject(ctx context.Context, a alert.Alert, err *alert.InvalidError, logArgs ...any) {
+	c, ok := h.rejected[err.Reason]
+	if !ok {
+		c = h.rejVec.WithLabelValues(err.Reason)
+	}
+	c.Inc()
+	h.log.Warn("invalid alert skipped", append([]any{"reason", err.Reason, "detail", err.Detail, "alert_source", a.Source}, logArgs...)...)
+	if h.o.OnReject != nil {
+		h.o.OnReject(ctx, a, err)
+	}
+}
+
+// tooMany refuses a request holding more alerts than MaxAlerts: 413, every alert counted, one
+// audit entry for the request (not one per alert: that would be the flood the bound prevents).
+func (h *Handler) tooMany(w http.ResponseWriter, r *http.Request, tm *tooManyError) int {
+	h.rejected[alert.ReasonTooManyAlerts].Add(float64(tm.n))
+	ie := &alert.InvalidError{Reason: alert.ReasonTooManyAlerts, Detail: tm.Error()}
+	h.log.Warn("webhook request refused: too many alerts", "alerts", tm.n, "max_alerts_per_request", tm.max, "group_key", tm.groupKey)
+	if h.o.OnReject != nil {
+		h.o.OnReject(r.Context(), alert.Alert{Source: alert.SourceAlertmanager, Labels: tm.commonLabels}, ie)
+	}
+	return fail(w, http.StatusRequestEntityTooLarge, tm.Error()+": set max_alerts in the Alertmanager receiver to at most this, or raise limits.max_alerts_per_request")
+}
+
+func (h *Handler) putBuf(b *bytes.Buffer) {
 	if b.Cap() <= 1<<20 {
 		h.bufs.Put(b)
 	}
 }
 
-func (h *handler) tooLarge(w http.ResponseWriter) int {
+func (h *Handler) tooLarge(w http.ResponseWriter) int {
 	return fail(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body larger than %d bytes: lower max_alerts in the Alertmanager receiver", h.o.MaxBodyBytes))
 }
 
 // authorized compares the bearer token with every configured token in constant time.
-func (h *handler) authorized(header string) bool {
+func (h *Handler) authorized(header string) bool {
 	const scheme = "bearer "
 	if len(header) < len(scheme) || !strings.EqualFold(header[:len(scheme)], scheme) {
 		return false
@@ -284,17 +352,24 @@ type payload struct {
 	groupKey  string
 	truncated uint64
 	alerts    []alert.Alert
-	rejected  []rejection
+	rejected  []alert.Rejection
 }
 
-type rejection struct {
-	alert alert.Alert
-	err   *alert.InvalidError
+// tooManyError is decode's answer to a notification with more alerts than allowed (413).
+type tooManyError struct {
+	n, max       int
+	groupKey     string
+	commonLabels map[string]string
 }
 
-// decode parses a v4 notification and validates each alert. Its error (400) means the whole body
-// is unusable; invalid alerts are returned in rejected.
-func decode(body []byte, now time.Time) (payload, error) {
+func (e *tooManyError) Error() string {
+	return fmt.Sprintf("%d alerts in one request, more than limits.max_alerts_per_request %d", e.n, e.max)
+}
+
+// decode parses a v4 notification and validates each alert, against limits too. Its error (400)
+// means the whole body is unusable, a *tooManyError (413) that it holds more than maxAlerts
+// alerts (0: no bound); invalid alerts are returned in rejected.
+func decode(body []byte, now time.Time, maxAlerts int, limits alert.Limits) (payload, error) {
 	var msg webhook.Message
 	if err := json.Unmarshal(body, &msg); err != nil {
 		return payload{}, fmt.Errorf("undecodable body: %w", err)
@@ -305,6 +380,9 @@ func decode(body []byte, now time.Time) (payload, error) {
 	p := payload{groupKey: msg.GroupKey, truncated: msg.TruncatedAlerts}
 	if msg.Data == nil {
 		return p, nil
+	}
+	if maxAlerts > 0 && len(msg.Alerts) > maxAlerts {
+		return payload{}, &tooManyError{n: len(msg.Alerts), max: maxAlerts, groupKey: msg.GroupKey, commonLabels: msg.CommonLabels}
 	}
 	p.alerts = make([]alert.Alert, 0, len(msg.Alerts))
 	for _, in := range msg.Alerts {
@@ -319,12 +397,16 @@ func decode(body []byte, now time.Time) (payload, error) {
 			Fingerprint:  in.Fingerprint,
 			ReceivedAt:   now,
 		}
-		if err := a.Validate(); err != nil {
+		err := a.Validate()
+		if err == nil {
+			err = limits.Check(a)
+		}
+		if err != nil {
 			ie, ok := errors.AsType[*alert.InvalidError](err)
 			if !ok {
 				ie = &alert.InvalidError{Reason: alert.ReasonInvalidLabel, Detail: err.Error()}
 			}
-			p.rejected = append(p.rejected, rejection{a, ie})
+			p.rejected = append(p.rejected, alert.Rejection{Alert: a, Err: ie})
 			continue
 		}
 		p.alerts = append(p.alerts, a)

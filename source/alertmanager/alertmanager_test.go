@@ -36,11 +36,20 @@ type env struct {
 	url     string
 	mu      sync.Mutex
 	rejects []*alert.InvalidError
+	// rejected are the alerts passed to OnReject, in order.
+	rejected []alert.Alert
 }
 
 func newEnv(t *testing.T, maxMsgs int64) *env {
 	t.Helper()
-	e := &env{srv: bustest.Start(t), reg: prometheus.NewRegistry()}
+	return newEnvWith(t, maxMsgs, nil)
+}
+
+// newEnvWith is newEnv with the handler's options changed by opts (nil: none) and the server's
+// by srvOpts.
+func newEnvWith(t *testing.T, maxMsgs int64, opts func(*Options), srvOpts ...bustest.Option) *env {
+	t.Helper()
+	e := &env{srv: bustest.Start(t, srvOpts...), reg: prometheus.NewRegistry()}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	b, err := bus.Open(ctx, bus.Options{URL: e.srv.URL(), MaxMsgs: maxMsgs, Registerer: prometheus.NewRegistry()})
@@ -49,7 +58,7 @@ func newEnv(t *testing.T, maxMsgs int64) *env {
 	}
 	t.Cleanup(func() { _ = b.Close(context.Background()) })
 	e.bus = b
-	h, err := NewHandler(Options{
+	o := Options{
 		Tokens:       []string{tokenA, tokenB},
 		MaxBodyBytes: 64 << 10,
 		Emit: func(ctx context.Context, alerts []alert.Alert) error {
@@ -57,14 +66,19 @@ func newEnv(t *testing.T, maxMsgs int64) *env {
 			defer cancel()
 			return b.Publish(ctx, alerts)
 		},
-		OnReject: func(_ context.Context, _ alert.Alert, err *alert.InvalidError) {
+		OnReject: func(_ context.Context, a alert.Alert, err *alert.InvalidError) {
 			e.mu.Lock()
 			e.rejects = append(e.rejects, err)
+			e.rejected = append(e.rejected, a)
 			e.mu.Unlock()
 		},
 		Now:        func() time.Time { return fixedNow },
 		Registerer: e.reg,
-	})
+	}
+	if opts != nil {
+		opts(&o)
+	}
+	h, err := NewHandler(o)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,8 +2,10 @@ package alertmanager
 
 import (
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -75,7 +77,7 @@ func TestFixtures(t *testing.T) {
 					t.Errorf("status %s with endsAt %s", a.Status, a.EndsAt)
 				}
 			}
-			p, err := decode(body, fixedNow)
+			p, err := decode(body, fixedNow, 0, alert.Limits{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -88,8 +90,8 @@ func TestFixtures(t *testing.T) {
 				}
 			}
 			for _, r := range p.rejected {
-				if r.err.Reason != alert.ReasonMissingName {
-					t.Errorf("rejected for %s, want %s", r.err.Reason, alert.ReasonMissingName)
+				if r.Err.Reason != alert.ReasonMissingName {
+					t.Errorf("rejected for %s, want %s", r.Err.Reason, alert.ReasonMissingName)
 				}
 			}
 		})
@@ -110,7 +112,7 @@ func TestDecodeErrors(t *testing.T) {
 		{"empty", ``},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if _, err := decode([]byte(tc.body), fixedNow); err == nil {
+			if _, err := decode([]byte(tc.body), fixedNow, 0, alert.Limits{}); err == nil {
 				t.Fatalf("decode(%q) succeeded", tc.body)
 			}
 		})
@@ -119,7 +121,7 @@ func TestDecodeErrors(t *testing.T) {
 
 func TestDecodeDerivesFingerprint(t *testing.T) {
 	body := `{"version":"4","alerts":[{"status":"firing","labels":{"alertname":"A","x":"1"},"startsAt":"2026-11-21T00:00:00Z","fingerprint":"bogus"}]}`
-	p, err := decode([]byte(body), fixedNow)
+	p, err := decode([]byte(body), fixedNow, 0, alert.Limits{})
 	if err != nil || len(p.alerts) != 1 {
 		t.Fatalf("decode: %v %+v", err, p)
 	}
@@ -136,12 +138,29 @@ func FuzzDecode(f *testing.F) {
 	f.Add([]byte(`{"version":"4","alerts":[{"status":"firing","labels":null}]}`))
 	f.Add([]byte(`{"version":"4","alerts":null}`))
 	f.Add([]byte(`{"version":"4"}`))
+	f.Add([]byte(`{"version":"4","alerts":[{"status":"firing","labels":{"alertname":"A","service.name":"x"},"startsAt":"2026-11-21T00:00:00Z"}]}`))
+	f.Add([]byte(`{"version":"4","alerts":[{"status":"firing","labels":{"alertname":"A","v":"` + strings.Repeat("v", 70) + `"},"startsAt":"2026-11-21T00:00:00Z"}]}`))
+	// Small bounds, so that the fuzzer reaches every limit.
+	limits := alert.Limits{MaxLabels: 8, MaxLabelNameBytes: 32, MaxLabelValueBytes: 64, MaxAnnotationsBytes: 256}
+	const maxAlerts = 16
 	f.Fuzz(func(t *testing.T, body []byte) {
-		p, err := decode(body, fixedNow)
+		p, err := decode(body, fixedNow, maxAlerts, limits)
+		if tm, ok := errors.AsType[*tooManyError](err); ok {
+			if tm.n <= maxAlerts {
+				t.Fatalf("%d alerts refused as too many", tm.n)
+			}
+			return
+		}
 		if err != nil {
 			return
 		}
+		if len(p.alerts)+len(p.rejected) > maxAlerts {
+			t.Fatalf("%d alerts decoded, more than %d", len(p.alerts)+len(p.rejected), maxAlerts)
+		}
 		for _, a := range p.alerts {
+			if err := limits.Check(a); err != nil {
+				t.Fatalf("accepted an alert over the limits: %v", err)
+			}
 			if a.Name == "" || a.Labels[alert.NameLabel] != a.Name || a.StartsAt.IsZero() {
 				t.Fatalf("accepted invalid alert %+v", a)
 			}
@@ -153,7 +172,7 @@ func FuzzDecode(f *testing.F) {
 			}
 		}
 		for _, r := range p.rejected {
-			if r.err == nil || r.err.Reason == "" {
+			if r.Err == nil || r.Err.Reason == "" {
 				t.Fatalf("rejection without reason")
 			}
 		}
