@@ -98,6 +98,7 @@ type fixtureOpts struct {
 	extra   string             // appended to the config
 	rules   func(*sink) string // the rule file (default rulesYAML)
 	sink    *sink              // the sink (default a new one): replicas of one test share it
+	storage string             // --storage.path (default a temporary directory)
 }
 
 func writeConfig(t *testing.T, dir string, s *sink, o fixtureOpts) string {
@@ -138,8 +139,11 @@ func startApp(t *testing.T, o fixtureOpts) *fixture {
 		f.sink = newSink(t)
 	}
 	cfg := writeConfig(t, f.dir, f.sink, o)
+	if o.storage == "" {
+		o.storage = filepath.Join(f.dir, "data")
+	}
 	a, err := app.New(context.Background(), app.Options{ConfigFile: cfg, ListenAddress: "127.0.0.1:0",
-		StoragePath: filepath.Join(f.dir, "data"), DryRun: o.dryRun, Version: "test", DrainTimeout: 5 * time.Second,
+		StoragePath: o.storage, DryRun: o.dryRun, Version: "test", DrainTimeout: 5 * time.Second,
 		Logger: slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))})
 	if err != nil {
 		t.Fatal(err)

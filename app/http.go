@@ -60,9 +60,8 @@ func (a *App) buildHTTP() error {
 	mux := http.NewServeMux()
 	mux.Handle("/webhook/alertmanager", wh)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{Registry: a.reg}))
-	live := func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) }
-	mux.HandleFunc("GET /livez", live)
-	mux.HandleFunc("GET /healthz", live)
+	mux.HandleFunc("GET /livez", a.livez)
+	mux.HandleFunc("GET /healthz", a.livez)
 	mux.HandleFunc("GET /readyz", a.readyz)
 	mux.Handle("POST /-/reload", a.auth(accessAdmin, a.postReload))
 	mux.Handle("GET /api/v1/incidents", a.auth(accessRead, a.listIncidents))
@@ -156,7 +155,7 @@ func (a *App) readyz(w http.ResponseWriter, r *http.Request) {
 			// /readyz is unauthenticated: the details (hosts, users) go to the log, not the answer.
 			a.log.Warn("not ready", "check", name, "err", err)
 			ready = false
-			checks[name] = "failing"
+			checks[name] = readyzDetail(err)
 			return
 		}
 		checks[name] = "ok"

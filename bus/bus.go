@@ -32,7 +32,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
@@ -168,7 +167,8 @@ func (o *Options) setDefaults() error {
 type Bus struct {
 	o        Options
 	log      *slog.Logger
-	srv      *server.Server // nil when external
+	emb      *embedded // nil when external
+	st       storage   // the embedded server's store (storage.go)
 	nc       *nats.Conn
 	js       jetstream.JetStream
 	stream   jetstream.Stream
@@ -206,12 +206,12 @@ func Open(ctx context.Context, o Options) (*Bus, error) {
 	b := &Bus{o: o, log: o.Logger, closing: make(chan struct{})}
 	url := o.URL
 	if url == "" {
-		srv, err := startEmbedded(o)
+		emb, err := startEmbedded(o)
 		if err != nil {
 			return nil, err
 		}
-		b.srv = srv
-		url = srv.ClientURL()
+		b.emb = emb
+		url = emb.clientURL()
 	}
 	nc, err := nats.Connect(url,
 		nats.Name("responder"),
@@ -255,6 +255,13 @@ func Open(ctx context.Context, o Options) (*Bus, error) {
 	b.m = m
 	b.purged = make(chan struct{})
 	go b.purgeLoop()
+	b.st.done = make(chan struct{})
+	b.st.kick = make(chan struct{}, 1)
+	if b.emb != nil {
+		go b.storageLoop()
+	} else {
+		close(b.st.done)
+	}
 	return b, nil
 }
 
@@ -337,8 +344,8 @@ func (b *Bus) setup(ctx context.Context) error {
 
 // ClientURL is the URL other clients use to reach the server (the embedded one when embedded).
 func (b *Bus) ClientURL() string {
-	if b.srv != nil {
-		return b.srv.ClientURL()
+	if b.emb != nil {
+		return b.emb.clientURL()
 	}
 	return b.o.URL
 }
@@ -390,10 +397,7 @@ func (b *Bus) publish(ctx context.Context, alerts []alert.Alert) error {
 		defer cancel()
 	}
 	msg := &nats.Msg{Subject: b.o.Subject, Data: data}
-	if _, err := b.js.PublishMsg(ctx, msg, jetstream.WithMsgID(alert.BatchID(alerts))); err != nil {
-		return classify(err)
-	}
-	return nil
+	return b.publishMsg(ctx, msg, jetstream.WithMsgID(alert.BatchID(alerts)))
 }
 
 // publishSplit sorts the alerts by ID and publishes halves, so a re-sent oversized group splits the
@@ -439,9 +443,13 @@ func classify(err error) error {
 	return fmt.Errorf("bus: publish: %w: %w", ErrUnavailable, err)
 }
 
-// Ready reports whether the bus is usable: connected, the stream exists on the server, and no batch
-// is stuck on a transient processing error.
+// Ready reports whether the bus is usable: the embedded server's store can write (else a
+// StorageError), connected, the stream exists on the server, and no batch is stuck on a transient
+// processing error.
 func (b *Bus) Ready(ctx context.Context) error {
+	if err := b.storageErr(); err != nil {
+		return fmt.Errorf("bus: %w", err)
+	}
 	if !b.nc.IsConnected() {
 		return fmt.Errorf("bus: %w: %s", ErrUnavailable, strings.ToLower(b.nc.Status().String()))
 	}
@@ -486,6 +494,7 @@ func (b *Bus) Close(ctx context.Context) error {
 			err = fmt.Errorf("bus: close: consumers still running: %w", ctx.Err())
 		}
 		<-b.purged
+		<-b.st.done
 		b.m.unregister()
 		b.nc.Close()
 		b.shutdownServer()
@@ -494,8 +503,7 @@ func (b *Bus) Close(ctx context.Context) error {
 }
 
 func (b *Bus) shutdownServer() {
-	if b.srv != nil {
-		b.srv.Shutdown()
-		b.srv.WaitForShutdown()
+	if b.emb != nil {
+		b.emb.shutdown()
 	}
 }

@@ -136,16 +136,7 @@ func consume(t *testing.T, b *bus.Bus, p bus.Processor) {
 
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.After(15 * time.Second)
-	tick := time.NewTicker(5 * time.Millisecond) // polling a condition, not waiting for work
-	defer tick.Stop()
-	for !cond() {
-		select {
-		case <-deadline:
-			t.Fatalf("timed out waiting for %s", what)
-		case <-tick.C:
-		}
-	}
+	waitUntil(t, what, 15*time.Second, cond)
 }
 
 func publish(t *testing.T, b *bus.Bus, alerts []alert.Alert) {

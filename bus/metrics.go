@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
+	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -17,6 +19,11 @@ type metrics struct {
 	published       *prometheus.CounterVec
 	publishDuration prometheus.Histogram
 	processErrors   *prometheus.CounterVec
+	storeBytes      prometheus.Collector
+	lastStoreBytes  atomic.Uint64
+	// Embedded server only (registered when it runs).
+	storageFree, storageSize prometheus.Collector
+	storageRestarts          prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer, b *Bus) (*metrics, error) {
@@ -57,13 +64,33 @@ func newMetrics(reg prometheus.Registerer, b *Bus) (*metrics, error) {
 			Help: "Failed Process calls by kind (transient, permanent).",
 		}, []string{"kind"}),
 	}
+	m.storeBytes = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Namespace: "responder", Name: "bus_store_bytes",
+		Help: "Bytes the alert stream stores (JetStream's count; the last value when the server does not answer).",
+	}, func() float64 {
+		ctx, cancel := context.WithTimeout(b.bg, pendingScrapeTimeout)
+		defer cancel()
+		if info, err := b.stream.Info(ctx); err == nil {
+			m.lastStoreBytes.Store(info.State.Bytes)
+		}
+		return float64(m.lastStoreBytes.Load())
+	})
+	m.storageRestarts = prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: "responder", Name: "bus_storage_restarts_total",
+		Help: "Restarts of the embedded JetStream server to reopen its store after a write error (a full disk).",
+	})
+	cs := []prometheus.Collector{m.pending, m.redeliveries, m.terminated, m.published, m.publishDuration, m.processErrors, m.storeBytes}
+	if b.emb != nil {
+		m.storageFree, m.storageSize = diskGauges(b.o.StoreDir)
+		cs = append(cs, m.storageFree, m.storageSize, m.storageRestarts)
+	}
 	for _, r := range []string{"ok", "stream_full", "unavailable", "rejected"} {
 		m.published.WithLabelValues(r)
 	}
 	for _, k := range []string{"transient", "permanent"} {
 		m.processErrors.WithLabelValues(k)
 	}
-	for _, c := range []prometheus.Collector{m.pending, m.redeliveries, m.terminated, m.published, m.publishDuration, m.processErrors} {
+	for _, c := range cs {
 		if err := reg.Register(c); err != nil {
 			m.unregister()
 			var are prometheus.AlreadyRegisteredError
@@ -81,4 +108,27 @@ func (m *metrics) unregister() {
 	for _, c := range m.cs {
 		m.reg.Unregister(c)
 	}
+}
+
+// diskGauges report the file system under the embedded server's store (statfs at scrape time;
+// NaN when it fails), so that an alert fires before the disk is full.
+func diskGauges(dir string) (free, size prometheus.Collector) {
+	stat := func(pick func(free, size uint64) uint64) func() float64 {
+		return func() float64 {
+			f, s, err := diskSpace(dir)
+			if err != nil {
+				return math.NaN()
+			}
+			return float64(pick(f, s))
+		}
+	}
+	free = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Namespace: "responder", Name: "bus_storage_free_bytes",
+		Help: "Free bytes (for an unprivileged user) of the file system under the embedded JetStream store (--storage.path).",
+	}, stat(func(f, _ uint64) uint64 { return f }))
+	size = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Namespace: "responder", Name: "bus_storage_size_bytes",
+		Help: "Size in bytes of the file system under the embedded JetStream store (--storage.path).",
+	}, stat(func(_, s uint64) uint64 { return s }))
+	return free, size
 }
