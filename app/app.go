@@ -89,6 +89,7 @@ type App struct {
 	// SHA-256 digests of the API tokens (nil when unset), compared in constant time.
 	adminHash, readHash []byte
 	unauthorized        prometheus.Counter
+	dl                  deadLetterMetrics
 }
 
 // New loads the configuration and rules, opens the store (applying migrations) and the bus, and
@@ -245,6 +246,7 @@ func New(ctx context.Context, o Options) (*App, error) {
 	a.reg.MustRegister(budgetCollector{a: a, base: context.WithoutCancel(ctx), desc: remaining})
 	a.reg.MustRegister(breakerCollector{a: a, base: context.WithoutCancel(ctx),
 		desc: prometheus.NewDesc("responder_breaker_state", "Circuit breaker state: 0 closed, 1 half-open, 2 open.", []string{"handler", "scope"}, nil)})
+	a.registerDeadLetterMetrics(ctx)
 	if err := a.buildHTTP(); err != nil {
 		return nil, err
 	}
@@ -531,20 +533,16 @@ func (a *App) closeAll(ctx context.Context) {
 	}
 }
 
-// retention deletes old rows hourly.
+// retention runs a retention pass at start and then hourly.
 func (a *App) retention(ctx context.Context) {
-	keep := a.cfg.Safety.Retention.D()
-	if keep <= 0 {
+	if a.cfg.Safety.Retention.D() <= 0 {
 		return
 	}
 	t := time.NewTicker(time.Hour)
 	defer t.Stop()
 	for {
-		n, err := a.st.DeleteBefore(ctx, a.o.Now().Add(-keep))
-		if err != nil && ctx.Err() == nil {
+		if err := a.Retain(ctx); err != nil && ctx.Err() == nil {
 			a.log.Warn("retention pass failed", "err", err)
-		} else if n > 0 {
-			a.log.Info("retention removed old rows", "rows", n)
 		}
 		select {
 		case <-ctx.Done():

@@ -99,6 +99,7 @@ type fixtureOpts struct {
 	rules   func(*sink) string // the rule file (default rulesYAML)
 	sink    *sink              // the sink (default a new one): replicas of one test share it
 	storage string             // --storage.path (default a temporary directory)
+	logger  slog.Handler       // the app's log (default: warnings to t.Log)
 }
 
 func writeConfig(t *testing.T, dir string, s *sink, o fixtureOpts) string {
@@ -142,9 +143,12 @@ func startApp(t *testing.T, o fixtureOpts) *fixture {
 	if o.storage == "" {
 		o.storage = filepath.Join(f.dir, "data")
 	}
+	if o.logger == nil {
+		o.logger = slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})
+	}
 	a, err := app.New(context.Background(), app.Options{ConfigFile: cfg, ListenAddress: "127.0.0.1:0",
 		StoragePath: o.storage, DryRun: o.dryRun, Version: "test", DrainTimeout: 5 * time.Second,
-		Logger: slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))})
+		Logger: slog.New(o.logger)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -75,6 +75,10 @@ func (a *App) buildHTTP() error {
 	mux.Handle("POST /api/v1/pause", a.auth(accessAdmin, a.pause))
 	mux.Handle("POST /api/v1/resume", a.auth(accessAdmin, a.resume))
 	mux.Handle("POST /api/v1/breakers/{handler}/{scope}/reset", a.auth(accessAdmin, a.resetBreaker))
+	mux.Handle("GET /api/v1/dead-letters", a.auth(accessRead, a.listDeadLetters))
+	mux.Handle("GET /api/v1/dead-letters/{id}", a.auth(accessRead, a.getDeadLetter))
+	mux.Handle("POST /api/v1/dead-letters/replay", a.auth(accessAdmin, a.postReplayDeadLetters))
+	mux.Handle("POST /api/v1/dead-letters/{id}/replay", a.auth(accessAdmin, a.postReplayDeadLetter))
 	if a.slack != nil {
 		// Authenticated by Slack's request signature (slack.signing_secret_file), not by our tokens.
 		mux.Handle("/slack/commands", a.slack.CommandsHandler())
@@ -309,13 +313,31 @@ func (a *App) getAction(w http.ResponseWriter, r *http.Request) {
 
 func (a *App) status(w http.ResponseWriter, r *http.Request) {
 	set := a.eng.Rules()
-	pending, _ := a.bus.Pending(r.Context())
-	ps, err := a.st.Pause(r.Context())
+	// A read that fails is a 503 naming it, never an empty answer: "no breakers" and "no backlog"
+	// would be lies an operator acts on.
+	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+	defer cancel()
+	pending, err := a.bus.Pending(ctx)
+	if err != nil {
+		a.log.Warn("api status: bus read failed", "err", err)
+		writeError(w, http.StatusServiceUnavailable, "status: read the bus backlog: "+err.Error())
+		return
+	}
+	breakers, err := a.st.Breakers(ctx)
+	if err != nil {
+		a.log.Warn("api status: breakers read failed", "err", err)
+		writeError(w, http.StatusServiceUnavailable, "status: read the circuit breakers: "+err.Error())
+		return
+	}
+	if breakers == nil {
+		breakers = []store.Breaker{}
+	}
+	ps, err := a.st.Pause(ctx)
 	if err != nil {
 		a.apiError(w, err)
 		return
 	}
-	approvals, err := a.st.PendingApprovals(r.Context())
+	approvals, err := a.st.PendingApprovals(ctx)
 	if err != nil {
 		a.apiError(w, err)
 		return
@@ -329,8 +351,8 @@ func (a *App) status(w http.ResponseWriter, r *http.Request) {
 		"rule_hash":         set.Hash,
 		"version":           a.o.Version,
 		"bus_pending":       pending,
-		"breakers":          a.breakerStatus(r.Context()),
-		"budgets":           a.budgetStatus(r.Context()),
+		"breakers":          breakers,
+		"budgets":           a.budgetStatus(ctx),
 		"leader":            a.leaderStatus(),
 		"last_reload":       a.reload.last(),
 	})
@@ -517,14 +539,6 @@ func (a *App) budgetStatus(ctx context.Context) []map[string]any {
 		out = append(out, st)
 	}
 	return out
-}
-
-func (a *App) breakerStatus(ctx context.Context) []store.Breaker {
-	bs, err := a.st.Breakers(ctx)
-	if err != nil || bs == nil {
-		return []store.Breaker{}
-	}
-	return bs
 }
 
 func (a *App) resetBreaker(w http.ResponseWriter, r *http.Request) {

@@ -324,7 +324,7 @@ func (b *Bus) deadLetter(ctx context.Context, p Processor, it item, reason strin
 	var f failure
 	defer f.clear(b)
 	for {
-		err := p.DeadLetter(ctx, it.msg.ID, it.raw.Data(), reason)
+		err := recordDeadLetter(ctx, p, it, reason)
 		if err == nil {
 			break
 		}

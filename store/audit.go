@@ -77,41 +77,19 @@ func (s *Store) Audit(ctx context.Context, es ...AuditInsert) error {
 	return s.InTx(ctx, func(tx pgx.Tx) error { return s.AuditTx(ctx, tx, es) })
 }
 
-// InsertDeadLetter records a bus message that could not be processed, and audits it.
-func (s *Store) InsertDeadLetter(ctx context.Context, msgID, reason string, data []byte, at time.Time) error {
-	return s.InTx(ctx, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `INSERT INTO dead_letters (at, msg_id, reason, data, version) VALUES ($1, $2, $3, $4, $5)`,
-			at, msgID, reason, data, s.version); err != nil {
-			return fmt.Errorf("write dead letter: %w", err)
-		}
-		return s.AuditTx(ctx, tx, []AuditInsert{{At: at, Kind: AuditDeadLetter, Actor: "bus", Reason: reason,
-			Detail: map[string]any{"msg_id": msgID, "bytes": len(data)}}})
-	})
-}
-
-// DeadLetters lists dead letters, newest first.
-func (s *Store) DeadLetters(ctx context.Context, limit int) ([]DeadLetter, error) {
-	rows, err := s.pool.Query(ctx, `SELECT id, at, msg_id, reason, data FROM dead_letters ORDER BY id DESC LIMIT $1`, limit)
-	if err != nil {
-		return nil, err
-	}
-	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (DeadLetter, error) {
-		var d DeadLetter
-		err := r.Scan(&d.ID, &d.At, &d.MsgID, &d.Reason, &d.Data)
-		return d, err
-	})
-}
-
-// DeleteBefore removes resolved incidents (with their actions and timers), audit rows and dead
-// letters older than cutoff. Open incidents are kept whatever their age.
+// DeleteBefore removes incidents resolved or abandoned before cutoff (with their actions and
+// timers), and audit rows (the timers' re-check rows too), cooldowns, budget spend and recorded
+// firing alerts older than cutoff. Open incidents are kept whatever their age (Retain abandons
+// those nobody heard of); dead letters are Retain's, which counts the unreplayed ones first.
 func (s *Store) DeleteBefore(ctx context.Context, cutoff time.Time) (int64, error) {
 	var total int64
 	for _, q := range []string{
-		`DELETE FROM incidents WHERE state = 'resolved' AND resolved_at < $1`,
+		`DELETE FROM incidents WHERE state IN ('resolved', 'abandoned') AND resolved_at < $1`,
 		`DELETE FROM audit WHERE at < $1`,
-		`DELETE FROM dead_letters WHERE at < $1`,
 		`DELETE FROM cooldowns WHERE until < $1`,
 		`DELETE FROM budget_spend WHERE at < $1`,
+		// An alert re-sent while it fires refreshes last_seen; one not seen since is long stale.
+		`DELETE FROM firing_alerts WHERE last_seen < $1`,
 	} {
 		tag, err := s.pool.Exec(ctx, q, cutoff)
 		if err != nil {

@@ -10,6 +10,9 @@ const (
 	IncidentFiring     = "firing"
 	IncidentResolved   = "resolved"
 	IncidentSuppressed = "suppressed"
+	// IncidentAbandoned closes an open incident nobody heard of for safety.retention (its
+	// resolution was lost); retention deletes it later like a resolved one.
+	IncidentAbandoned = "abandoned"
 )
 
 // Action states (DESIGN.md §4).
@@ -107,11 +110,19 @@ type AuditEntry struct {
 	RuleHash   string         `json:"rule_hash"`
 }
 
-// DeadLetter is a bus message that could not be processed.
+// DeadLetter is a bus message that could not be processed. Data is the message as stored on the
+// bus; the API shows Size and a Preview of it.
 type DeadLetter struct {
-	ID     int64     `json:"id"`
-	At     time.Time `json:"at"`
-	MsgID  string    `json:"msg_id"`
-	Reason string    `json:"reason"`
-	Data   []byte    `json:"data"`
+	ID          int64      `json:"id"`
+	At          time.Time  `json:"created_at"`
+	MsgID       string     `json:"msg_id"`
+	Reason      string     `json:"reason"`
+	Error       string     `json:"error"`
+	Deliveries  int64      `json:"deliveries"`
+	Size        int        `json:"size"`
+	Preview     string     `json:"preview"`
+	ReplayedAt  *time.Time `json:"replayed_at"`
+	ReplayedBy  string     `json:"replayed_by"`
+	ReplayMsgID string     `json:"replay_msg_id"`
+	Data        []byte     `json:"-"`
 }

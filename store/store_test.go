@@ -134,11 +134,12 @@ func TestDeadLetterIsRecordedAndAudited(t *testing.T) {
 	if err := s.InsertDeadLetter(ctx, "msg-1", "undecodable: invalid character", []byte("{not json"), at); err != nil {
 		t.Fatal(err)
 	}
-	dls, err := s.DeadLetters(ctx, 10)
+	dls, _, err := s.ListDeadLetters(ctx, store.DeadLetterFilter{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(dls) != 1 || dls[0].MsgID != "msg-1" || string(dls[0].Data) != "{not json" {
+	if len(dls) != 1 || dls[0].MsgID != "msg-1" || dls[0].Preview != "{not json" || dls[0].Size != 9 ||
+		dls[0].Reason != "undecodable" || dls[0].Error != "invalid character" {
 		t.Fatalf("dead letters = %+v", dls)
 	}
 	aud, _, err := s.ListAudit(ctx, store.AuditFilter{})
@@ -148,9 +149,12 @@ func TestDeadLetterIsRecordedAndAudited(t *testing.T) {
 	if len(aud) != 1 || aud[0].Kind != store.AuditDeadLetter || aud[0].Reason == "" {
 		t.Fatalf("audit = %+v", aud)
 	}
-	// Retention removes it once old enough, and leaves newer rows.
-	if n, err := s.DeleteBefore(ctx, at.Add(time.Hour)); err != nil || n != 2 {
-		t.Fatalf("retention removed %d rows (err %v), want 2", n, err)
+	// Retention removes it once old enough, after handing it over (it was never replayed), and
+	// audits that: the dead letter and the old audit row go, the expiry's audit row stays.
+	var handed []store.DeadLetter
+	rep, err := s.Retain(ctx, at.Add(time.Hour), at.Add(time.Hour), func(ds []store.DeadLetter) { handed = ds })
+	if err != nil || rep.Deleted != 2 || len(rep.Expired) != 1 || len(handed) != 1 || handed[0].MsgID != "msg-1" {
+		t.Fatalf("retention: %+v, handed %+v (err %v), want 2 rows deleted and msg-1 handed over", rep, handed, err)
 	}
 }
 

@@ -69,12 +69,17 @@ func run(args []string, stdout, stderr io.Writer) int {
 	rbacSANamespace := rbacCmd.Flag("service-account-namespace", "Namespace of that ServiceAccount.").Default("responder").String()
 	rbacName := rbacCmd.Flag("name", "Name of the Role (or ClusterRole) and RoleBindings.").Default("responder").String()
 
+	deadLetters := addDeadLettersCmd(a)
+
 	a.Command("version", "Print the version.")
 
 	cmd, err := a.Parse(args)
 	if err != nil {
 		fmt.Fprintf(stderr, "responder: %v\n", err)
 		return 2
+	}
+	if code, ok := deadLetters.run(cmd, stdout, stderr); ok {
+		return code
 	}
 	switch cmd {
 	case serve.FullCommand():
