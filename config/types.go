@@ -27,6 +27,10 @@ type Config struct {
 	Approvals ApprovalsConfig `yaml:"approvals"`
 	Safety    SafetyConfig    `yaml:"safety"`
 	Bus       BusConfig       `yaml:"bus"`
+	// Secrets are the named secrets rule templates reference with secret("NAME") and
+	// handlers.postgres fence headers with {{ secret("NAME") }}: each a file, read when a handler
+	// calls out (see config/secrets.go).
+	Secrets map[string]SecretFile `yaml:"secrets,omitempty"`
 
 	// Dir is the directory of the config file; relative paths resolve against it. Not YAML.
 	Dir string `yaml:"-"`
@@ -80,6 +84,10 @@ type HTTPHandlerConfig struct {
 	Timeout Duration `yaml:"timeout"`
 	// Retries is how many times a 5xx or timeout is retried (default 2).
 	Retries *int `yaml:"retries"`
+	// SecretPathHosts are hosts whose URL paths embed a secret (incoming webhooks), in addition
+	// to the built-in Slack, Teams and Discord ones: targets, errors and logs show no path for
+	// them. "*.example.com" matches the subdomains.
+	SecretPathHosts []string `yaml:"secret_path_hosts,omitempty"`
 }
 
 // PageConfig configures the page.* handlers.
