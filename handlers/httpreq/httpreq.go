@@ -153,8 +153,8 @@ func (h *Handler) Spec() handlers.Spec {
 		DefaultTimeout:  h.doTimeout(),
 		Target: "METHOD host[:port]/path (upper-case method, lower-case host, no query; the path is " +
 			handlers.RedactedPath + " on a secret-bearing host or when it holds a secret)",
-		Scope:           "host[:port]",
-		Example:         example,
+		Scope:   "host[:port]",
+		Example: example,
 	}
 }
 
