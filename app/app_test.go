@@ -98,7 +98,7 @@ type fixtureOpts struct {
 	extra   string             // appended to the config
 	rules   func(*sink) string // the rule file (default rulesYAML)
 	sink    *sink              // the sink (default a new one): replicas of one test share it
-	log     io.Writer          // receives every log line, debug included (default: the test log, warnings up)
+	logger  slog.Handler       // the app's log (default: warnings to t.Log)
 }
 
 func writeConfig(t *testing.T, dir string, s *sink, o fixtureOpts) string {
@@ -139,13 +139,12 @@ func startApp(t *testing.T, o fixtureOpts) *fixture {
 		f.sink = newSink(t)
 	}
 	cfg := writeConfig(t, f.dir, f.sink, o)
-	logger := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	if o.log != nil {
-		logger = slog.New(slog.NewTextHandler(o.log, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	if o.logger == nil {
+		o.logger = slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})
 	}
 	a, err := app.New(context.Background(), app.Options{ConfigFile: cfg, ListenAddress: "127.0.0.1:0",
 		StoragePath: filepath.Join(f.dir, "data"), DryRun: o.dryRun, Version: "test", DrainTimeout: 5 * time.Second,
-		Logger: logger})
+		Logger: slog.New(o.logger)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -89,7 +90,7 @@ func TestSecretsNeverLeaveTheirFiles(t *testing.T) {
 	dbURL := pgtest.NewDatabase(t)
 	f := startApp(t, fixtureOpts{
 		natsURL: strings.Replace(nats.URL(), "nats://", "nats://responder:XXXXNATSPASS@", 1),
-		dbURL:   dbURL, sink: s, log: &logs,
+		dbURL:   dbURL, sink: s, logger: slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}),
 		extra: fmt.Sprintf("secrets: {token: {file: %q}}\n", filepath.Join(secretDir, "token")),
 		rules: func(s *sink) string {
 			return fmt.Sprintf(`

@@ -27,6 +27,7 @@ type Config struct {
 	Approvals ApprovalsConfig `yaml:"approvals"`
 	Safety    SafetyConfig    `yaml:"safety"`
 	Bus       BusConfig       `yaml:"bus"`
+
 	// Secrets are the named secrets rule templates reference with secret("NAME") and
 	// handlers.postgres fence headers with {{ secret("NAME") }}: each a file, read when a handler
 	// calls out (see config/secrets.go).
