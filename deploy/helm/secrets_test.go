@@ -97,3 +97,27 @@ func TestInlineSecretsRefused(t *testing.T) {
 		})
 	}
 }
+
+// With existingSecret the named secrets and the routing key are mounted from the user's Secret.
+func TestSecretsFromExistingSecret(t *testing.T) {
+	t.Parallel()
+	m := mustRender(t, "-f", values("values-existing-secret.yaml"), "--set", "secrets.token=", "--set", "secretKeys.pagerRoutingKey=pd-key")
+	if got := m.ofKind("Secret"); len(got) != 0 {
+		t.Fatalf("the chart rendered a Secret with existingSecret: %v", got)
+	}
+	var sts appsv1.StatefulSet
+	m.must(t, "StatefulSet", fullname).decode(t, &sts)
+	files := projectedFiles(t, sts.Spec.Template.Spec)
+	for _, f := range []string{"secrets/secret-token", "secrets/pager-routing-key"} {
+		if !slices.Contains(files, f) {
+			t.Errorf("projected volume lacks %s: %v", f, files)
+		}
+	}
+	cfg := configOf(t, m)
+	if got := lookup(cfg, "secrets.token.file"); got != "/etc/responder/secrets/secret-token" {
+		t.Errorf("secrets.token.file = %q", got)
+	}
+	if got := lookup(cfg, "handlers.page.webhook.routing_key_file"); got != "/etc/responder/secrets/pager-routing-key" {
+		t.Errorf("routing_key_file = %q", got)
+	}
+}
