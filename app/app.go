@@ -255,7 +255,7 @@ func New(ctx context.Context, o Options) (*App, error) {
 		return nil, fmt.Errorf("listen on %s: %w", o.ListenAddress, err)
 	}
 	a.log.Info("responder ready", "listen_address", a.ln.Addr().String(), "rules", len(ruleSet.Rules), "rule_hash", ruleSet.Hash,
-		"bus", a.bus.ClientURL(), "dry_run", dry, "auth", !o.NoAuth, "config", cfg.File)
+		"bus", bus.RedactURL(a.bus.ClientURL()), "dry_run", dry, "auth", !o.NoAuth, "config", cfg.File)
 	ok = true
 	return a, nil
 }
@@ -303,16 +303,22 @@ func buildHandlers(cfg *config.Config, version string, log *slog.Logger, c Clien
 	if err != nil {
 		return nil, err
 	}
-	pg, err := pghandlers.New(cfg.Handlers.Postgres, pghandlers.Options{Logger: log})
+	secrets := cfg.SecretFiles()
+	pg, err := pghandlers.New(cfg.Handlers.Postgres, pghandlers.Options{Logger: log, Secrets: secrets})
 	if err != nil {
 		return nil, err
 	}
-	return handlers.NewRegistry(append(append([]handlers.Handler{
+	reg, err := handlers.NewRegistry(append(append([]handlers.Handler{
 		httpreq.New(httpreq.Options{AllowedHosts: h.AllowedHosts, Timeout: h.Timeout.D(), Retries: retries,
-			Version: version, Logger: log}),
+			Version: version, Logger: log, Secrets: secrets, SecretPathHosts: h.SecretPathHosts}),
 		pager,
 		slackPage,
 	}, kube...), pg...)...)
+	if err != nil {
+		return nil, err
+	}
+	reg.SetSecretNames(secrets.Names())
+	return reg, nil
 }
 
 // leaseName is the leader lease every replica campaigns for; singleton work runs under it.

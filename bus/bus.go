@@ -26,6 +26,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	neturl "net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -226,7 +227,7 @@ func Open(ctx context.Context, o Options) (*Bus, error) {
 			b.log.Warn("bus disconnected", "err", err)
 		}),
 		nats.ReconnectHandler(func(c *nats.Conn) {
-			b.log.Info("bus reconnected", "url", c.ConnectedUrlRedacted())
+			b.log.Info("bus reconnected", "url", RedactURL(c.ConnectedUrl())) // ConnectedUrlRedacted keeps a token
 			b.fetchMu.Lock()
 			if b.fetchCancel != nil {
 				b.fetchCancel()
@@ -236,7 +237,7 @@ func Open(ctx context.Context, o Options) (*Bus, error) {
 	)
 	if err != nil {
 		b.shutdownServer()
-		return nil, fmt.Errorf("bus: connect %s: %w: %w", url, ErrUnavailable, err)
+		return nil, fmt.Errorf("bus: connect %s: %w: %w", RedactURL(url), ErrUnavailable, err)
 	}
 	b.nc = nc
 	if err := b.setup(ctx); err != nil {
@@ -340,6 +341,23 @@ func (b *Bus) setup(ctx context.Context) error {
 		return fmt.Errorf("bus: create or update consumer %s: %w", o.Durable, err)
 	}
 	return nil
+}
+
+// RedactURL returns a NATS URL list ("nats://user:pass@h1:4222,nats://h2:4222") fit for logs and
+// errors: the credentials (userinfo: user and password, or a token) of each URL are replaced.
+func RedactURL(urls string) string {
+	parts := strings.Split(urls, ",")
+	for i, p := range parts {
+		u, err := neturl.Parse(strings.TrimSpace(p))
+		switch {
+		case err != nil:
+			parts[i] = "<invalid url>"
+		case u.User != nil:
+			u.User = neturl.User("redacted")
+			parts[i] = u.String()
+		}
+	}
+	return strings.Join(parts, ",")
 }
 
 // ClientURL is the URL other clients use to reach the server (the embedded one when embedded).

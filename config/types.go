@@ -29,6 +29,11 @@ type Config struct {
 	Bus       BusConfig       `yaml:"bus"`
 	Limits    LimitsConfig    `yaml:"limits"`
 
+	// Secrets are the named secrets rule templates reference with secret("NAME") and
+	// handlers.postgres fence headers with {{ secret("NAME") }}: each a file, read when a handler
+	// calls out (see config/secrets.go).
+	Secrets map[string]SecretFile `yaml:"secrets,omitempty"`
+
 	// Dir is the directory of the config file; relative paths resolve against it. Not YAML.
 	Dir string `yaml:"-"`
 	// File is the path the config was loaded from ("" for embedded defaults). Not YAML.
@@ -81,6 +86,10 @@ type HTTPHandlerConfig struct {
 	Timeout Duration `yaml:"timeout"`
 	// Retries is how many times a 5xx or timeout is retried (default 2).
 	Retries *int `yaml:"retries"`
+	// SecretPathHosts are hosts whose URL paths embed a secret (incoming webhooks), in addition
+	// to the built-in Slack, Teams and Discord ones: targets, errors and logs show no path for
+	// them. "*.example.com" matches the subdomains.
+	SecretPathHosts []string `yaml:"secret_path_hosts,omitempty"`
 }
 
 // PageConfig configures the page.* handlers.

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/responder-sre/responder/alert"
+	"github.com/responder-sre/responder/config"
 )
 
 // Class says whether an action changes the world (disruptive) or only tells humans (notify).
@@ -75,7 +76,13 @@ type Param struct {
 	Required bool
 	// Static params may not contain {{ }} templates (checked at load).
 	Static bool
-	Doc    string
+	// Secret params may hold secret("NAME") references, which the handler resolves when it calls
+	// out; elsewhere a reference is a load-time error.
+	Secret bool
+	// URL params are URLs: values rendered into their path or query are escaped (url.PathEscape,
+	// url.QueryEscape), so a label cannot change the endpoint.
+	URL bool
+	Doc string
 }
 
 // Spec describes a handler: its name (as written in rule files), params, class, approval default,
@@ -274,7 +281,28 @@ func IsTemplate(s string) bool { return strings.Contains(s, "{{") }
 
 // Registry is the explicit set of handlers a responder runs with.
 type Registry struct {
-	byName map[string]Handler
+	byName  map[string]Handler
+	secrets []string // names of the configured secrets, sorted
+}
+
+// SetSecretNames tells the registry which named secrets exist (the config's secrets:), so that
+// rule loading can refuse secret("NAME") for any other name.
+func (r *Registry) SetSecretNames(names []string) {
+	r.secrets = slices.Sorted(slices.Values(names))
+}
+
+// SecretNames returns the names given to SetSecretNames.
+func (r *Registry) SecretNames() []string { return r.secrets }
+
+// URLParam reports whether param of handler is a URL (Param.URL): rule loading escapes what
+// templates render into it.
+func (r *Registry) URLParam(handler, param string) bool {
+	h, ok := r.byName[handler]
+	if !ok {
+		return false
+	}
+	p, ok := h.Spec().Param(param)
+	return ok && p.URL
 }
 
 // NewRegistry returns a registry of hs; duplicate names are an error.
@@ -348,6 +376,9 @@ func CheckParams(spec Spec, raw map[string]any) error {
 			sort.Strings(names)
 			errs = append(errs, fmt.Errorf("handler %q has no param %q (params: %s)", spec.Name, k, strings.Join(names, ", ")))
 			continue
+		}
+		if !p.Secret && config.ContainsSecretRef(raw[k]) {
+			errs = append(errs, secretParamError(spec, k))
 		}
 		if hasTemplate(raw[k]) {
 			if p.Static {

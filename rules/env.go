@@ -156,6 +156,8 @@ func fnToJSON(params ...any) (any, error) {
 	return string(bytes.TrimSuffix(buf.Bytes(), []byte{'\n'})), nil
 }
 
+func fnSecret(...any) (any, error) { return nil, errSecretAlone }
+
 func requireKey(kind string) func(params ...any) (any, error) {
 	return func(params ...any) (any, error) {
 		m, _ := params[0].(map[string]string)
@@ -278,6 +280,9 @@ func compileOptions(u *usage, template bool) []expr.Option {
 			new(func(*Env, string, map[string]any) bool),
 		),
 		expr.Function("toJSON", fnToJSON, new(func(any) string)),
+		// secret("NAME") is recognised before compiling (see secretCall); this declaration only
+		// lets a misuse compile far enough to be reported.
+		expr.Function("secret", fnSecret, new(func(string) string)),
 		expr.Function(fnLabel, requireKey("label"), new(func(map[string]string, string) string)),
 		expr.Function(fnAnnotation, requireKey("annotation"), new(func(map[string]string, string) string)),
 		expr.Function(fnGet, fnGetKey, new(func(map[string]string, string) string)),

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -318,7 +319,7 @@ func (p *parser) action(n *yaml.Node, what string) *Action {
 			raw, node := p.value(pn, what+": param ")
 			if m, ok := raw.(map[string]any); ok {
 				a.Params = m
-				a.keys, a.vals = node.keys, node.vals
+				a.keys, a.vals = node.keys, p.escapeURLs(a.Handler, node.keys, node.vals)
 			}
 		}
 	}
@@ -428,6 +429,7 @@ func (p *parser) convert(n *yaml.Node, where string) (any, *pnode) {
 				p.errorf(n.Line, "%s: %s", where, msg)
 				return n.Value, &pnode{lit: n.Value}
 			}
+			p.checkSecrets(n, where, t)
 			return n.Value, &pnode{kind: pTemplate, tmpl: t, dirty: true}
 		}
 		var v any
@@ -442,4 +444,43 @@ func (p *parser) convert(n *yaml.Node, where string) (any, *pnode) {
 	}
 	p.errorf(n.Line, "%s: unsupported YAML node", where)
 	return nil, &pnode{}
+}
+
+// checkSecrets reports the secrets a template references that the catalog does not know.
+func (p *parser) checkSecrets(n *yaml.Node, where string, t *template) {
+	if p.cat == nil {
+		return
+	}
+	var known []string
+	if sc, ok := p.cat.(SecretCatalog); ok {
+		known = sc.SecretNames()
+	}
+	for _, name := range t.secretNames() {
+		if slices.Contains(known, name) {
+			continue
+		}
+		list := "none defined in the config"
+		if len(known) > 0 {
+			list = strings.Join(known, ", ")
+		}
+		p.errorf(n.Line, "%s: unknown secret %q (secrets: %s)", where, name, list)
+	}
+}
+
+// escapeURLs returns vals with the templates of URL params (URLCatalog) escaping what they render.
+// The nodes may be shared through YAML aliases, so they are copied, not changed.
+func (p *parser) escapeURLs(handler string, keys []string, vals []*pnode) []*pnode {
+	uc, ok := p.cat.(URLCatalog)
+	if !ok {
+		return vals
+	}
+	out := slices.Clone(vals)
+	for i, k := range keys {
+		if n := out[i]; n.kind == pTemplate && uc.URLParam(handler, k) {
+			c := *n
+			c.tmpl = n.tmpl.forURL()
+			out[i] = &c
+		}
+	}
+	return out
 }

@@ -35,6 +35,18 @@ type Catalog interface {
 	CheckAction(handler, approval string, raw map[string]any) error
 }
 
+// SecretCatalog is implemented by a Catalog that knows the named secrets (the config's secrets:).
+// With a catalog that does not, every secret("NAME") is unknown; with none, names are not checked.
+type SecretCatalog interface {
+	SecretNames() []string
+}
+
+// URLCatalog is implemented by a Catalog that knows which params are URLs: what templates render
+// into their path or query is escaped.
+type URLCatalog interface {
+	URLParam(handler, param string) bool
+}
+
 // Set is the rules loaded from a list of files, in file order.
 type Set struct {
 	Rules []*Rule
@@ -244,7 +256,12 @@ func exprError(err error, n *yaml.Node, withColumn bool) (line int, msg string) 
 }
 
 func compileWhen(src string, u *usage) (*vm.Program, error) {
-	return compileExpr(src, u, false, expr.AsBool())
+	var spot secretSpotter
+	p, err := compileExpr(src, u, false, expr.AsBool(), expr.Patch(&spot))
+	if err == nil && spot.found {
+		return nil, errors.New(`secret() is for action params, not for when`)
+	}
+	return p, err
 }
 
 // splitYAMLError turns `yaml: line 3: msg` into (3, "msg").

@@ -5,14 +5,19 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net/url"
 	"reflect"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/expr-lang/expr"
+	"github.com/expr-lang/expr/ast"
 	"github.com/expr-lang/expr/vm"
+
+	"github.com/responder-sre/responder/config"
 )
 
 // vms reuses expr VMs (their stacks) across evaluations; a VM is not safe for concurrent use.
@@ -41,6 +46,11 @@ type segment struct {
 	text string
 	src  string // the expression, trimmed; "" for literal text
 	prog *vm.Program
+	// secret names the secret of a {{ secret("NAME") }} segment: it is never evaluated but
+	// rendered as config.SecretRef(NAME), which the handler resolves when it calls out.
+	secret string
+	// esc escapes the value where it lands in a URL param (its path or query); nil elsewhere.
+	esc func(string) string
 }
 
 // template is a param string holding at least one {{ expr }}.
@@ -124,7 +134,18 @@ func compileTemplate(raw string, u *usage) (*template, error) {
 		if sg.src == "" {
 			continue
 		}
-		p, err := compileExpr(sg.src, u, true)
+		if name, ok := secretCall(sg.src); ok {
+			if !config.ValidSecretName(name) {
+				return nil, &templateError{src: sg.src, err: fmt.Errorf("%q is not a secret name", name)}
+			}
+			sg.secret = name
+			continue
+		}
+		var spot secretSpotter
+		p, err := compileExpr(sg.src, u, true, expr.Patch(&spot))
+		if err == nil && spot.found {
+			err = errSecretAlone
+		}
 		if err != nil {
 			return nil, &templateError{src: sg.src, err: err}
 		}
@@ -133,22 +154,64 @@ func compileTemplate(raw string, u *usage) (*template, error) {
 	return t, nil
 }
 
+// secretNames returns the names of the secrets the template references.
+func (t *template) secretNames() []string {
+	var out []string
+	for _, sg := range t.segs {
+		if sg.secret != "" {
+			out = append(out, sg.secret)
+		}
+	}
+	return out
+}
+
+// forURL returns a copy of t whose rendered values are escaped for where they land in a URL:
+// url.PathEscape before the first literal '?', url.QueryEscape after it, so a value cannot add a
+// path segment, a query parameter or a fragment. Secret references are left as they are.
+func (t *template) forURL() *template {
+	c := *t
+	c.segs = append([]segment(nil), t.segs...)
+	esc := url.PathEscape
+	for i := range c.segs {
+		sg := &c.segs[i]
+		if sg.src == "" {
+			if strings.ContainsAny(sg.text, "?#") {
+				esc = url.QueryEscape
+			}
+			continue
+		}
+		sg.esc = esc
+	}
+	return &c
+}
+
 func (t *template) render(e *Env) (any, error) {
 	if t.single {
-		v, err := t.eval(&t.segs[0], e)
+		sg := &t.segs[0]
+		if sg.secret != "" {
+			return config.SecretRef(sg.secret), nil
+		}
+		v, err := t.eval(sg, e)
 		if err != nil {
 			return nil, err
 		}
-		if typed, ok := keepType(v); ok {
+		if typed, ok := keepType(v); ok && sg.esc == nil {
+			if config.ContainsSecretRef(typed) {
+				return nil, forgedRef(sg)
+			}
 			return typed, nil
 		}
-		return stringify(v), nil
+		return sg.asText(v)
 	}
 	var b strings.Builder
 	b.Grow(len(t.raw) + 16)
 	for i := range t.segs {
 		sg := &t.segs[i]
-		if sg.prog == nil {
+		switch {
+		case sg.secret != "":
+			b.WriteString(config.SecretRef(sg.secret))
+			continue
+		case sg.prog == nil:
 			b.WriteString(sg.text)
 			continue
 		}
@@ -156,9 +219,31 @@ func (t *template) render(e *Env) (any, error) {
 		if err != nil {
 			return nil, err
 		}
-		b.WriteString(stringify(v))
+		s, err := sg.asText(v)
+		if err != nil {
+			return nil, err
+		}
+		b.WriteString(s)
 	}
 	return b.String(), nil
+}
+
+// asText is a segment's value as text in the rendered string: stringified, refused when it holds a
+// secret reference it did not get from secret() (an alert label could otherwise make a handler
+// reveal a secret), and escaped in a URL param.
+func (sg *segment) asText(v any) (string, error) {
+	s := stringify(v)
+	if len(config.FindSecretRefs(s)) > 0 {
+		return "", forgedRef(sg)
+	}
+	if sg.esc != nil {
+		s = sg.esc(s)
+	}
+	return s, nil
+}
+
+func forgedRef(sg *segment) error {
+	return fmt.Errorf(`{{ %s }}: the value holds a secret("...") reference; only the rule itself may reference a secret`, sg.src)
 }
 
 func (t *template) eval(sg *segment, e *Env) (any, error) {
@@ -328,3 +413,30 @@ type templateError struct {
 
 func (e *templateError) Error() string { return "template {{ " + e.src + " }}: " + e.err.Error() }
 func (e *templateError) Unwrap() error { return e.err }
+
+// reSecretCall is a template expression that is exactly one secret("NAME") call.
+var reSecretCall = regexp.MustCompile(`^secret\(\s*(?:"([^"\\]*)"|'([^'\\]*)')\s*\)$`)
+
+// secretCall returns the name when src is exactly secret("NAME").
+func secretCall(src string) (string, bool) {
+	m := reSecretCall.FindStringSubmatch(src)
+	if m == nil {
+		return "", false
+	}
+	return m[1] + m[2], true
+}
+
+// errSecretAlone refuses secret() inside a larger expression: its value never exists while rules
+// are evaluated, only a reference the handler resolves, so nothing may compute with it.
+var errSecretAlone = errors.New(`secret() must stand alone in its template, with a quoted name: {{ secret("NAME") }}`)
+
+// secretSpotter records whether an expression calls secret().
+type secretSpotter struct{ found bool }
+
+func (s *secretSpotter) Visit(node *ast.Node) {
+	if call, ok := (*node).(*ast.CallNode); ok {
+		if id, ok := call.Callee.(*ast.IdentifierNode); ok && id.Value == "secret" {
+			s.found = true
+		}
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -56,10 +57,22 @@ type outcome struct {
 	retryAfter time.Duration // from a 429's Retry-After; 0 = use the backoff
 }
 
-// Do sends the request, retrying 5xx, 429, timeouts and connection errors.
+// Do sends the request, retrying 5xx, 429, timeouts and connection errors. Secret references are
+// resolved here, once per Do, and their values scrubbed from the result, the error and the logs.
 func (a *Action) Do(ctx context.Context, _ alert.Alert) (handlers.Result, error) {
+	var rv handlers.Revealed
+	res, err := a.do(ctx, &rv)
+	res.Detail = rv.Scrub(res.Detail)
+	return res, rv.Error(err)
+}
+
+func (a *Action) do(ctx context.Context, rv *handlers.Revealed) (handlers.Result, error) {
 	h := a.h
-	key := handlers.IdempotencyKey(ctx)
+	r, err := a.reveal(ctx, rv)
+	if err != nil {
+		return handlers.Result{}, err
+	}
+	r.key = handlers.IdempotencyKey(ctx)
 	bo := &backoff.ExponentialBackOff{
 		InitialInterval:     h.backoff,
 		RandomizationFactor: 0.2,
@@ -67,7 +80,7 @@ func (a *Action) Do(ctx context.Context, _ alert.Alert) (handlers.Result, error)
 		MaxInterval:         maxBackoff,
 	}
 	for attempt := 1; ; attempt++ {
-		o := a.attempt(ctx, key, attempt)
+		o := a.attempt(ctx, r, rv, attempt)
 		if o.err == nil {
 			return o.res, nil
 		}
@@ -89,34 +102,77 @@ func (a *Action) Do(ctx context.Context, _ alert.Alert) (handlers.Result, error)
 	}
 }
 
-func (a *Action) attempt(ctx context.Context, key string, n int) outcome {
+// request is what one Do sends, secrets resolved.
+type request struct {
+	url, body, key string
+	header         http.Header
+}
+
+// reveal resolves the secret references of the url, headers and body.
+func (a *Action) reveal(ctx context.Context, rv *handlers.Revealed) (request, error) {
+	h := a.h
+	r := request{url: a.url, body: a.body, header: a.header.Clone()}
+	var err error
+	if r.url, err = rv.Reveal(ctx, h.secrets, a.url); err != nil {
+		return r, err
+	}
+	if r.url != a.url {
+		// The host is literal in the rule; check that the resolved URL still goes there.
+		u, perr := url.Parse(r.url)
+		if perr != nil {
+			return r, handlers.Fail(handlers.ReasonBadParam, "url: a secret makes it invalid")
+		}
+		if host, cerr := h.checkURL(u); cerr != nil || host != a.host {
+			return r, handlers.Fail(handlers.ReasonBadParam, "url: a secret changes its host")
+		}
+	}
+	if r.body, err = rv.Reveal(ctx, h.secrets, a.body); err != nil {
+		return r, err
+	}
+	for k, vs := range r.header {
+		for i, v := range vs {
+			if vs[i], err = rv.Reveal(ctx, h.secrets, v); err != nil {
+				return r, err
+			}
+			if err := checkHeader(k, vs[i]); err != nil {
+				return r, &handlers.Error{Reason: handlers.ReasonBadParam, Err: err}
+			}
+		}
+	}
+	return r, nil
+}
+
+func (a *Action) attempt(ctx context.Context, r request, rv *handlers.Revealed, n int) outcome {
 	h := a.h
 	actx, cancel := context.WithTimeout(ctx, h.timeout)
 	defer cancel()
 	var body io.Reader = http.NoBody
-	if a.body != "" {
-		body = strings.NewReader(a.body)
+	if r.body != "" {
+		body = strings.NewReader(r.body)
 	}
-	req, err := http.NewRequestWithContext(actx, a.method, a.url, body)
+	req, err := http.NewRequestWithContext(actx, a.method, r.url, body)
 	if err != nil {
-		return outcome{err: &handlers.Error{Reason: handlers.ReasonBadParam, Err: err}}
+		return outcome{err: handlers.Fail(handlers.ReasonBadParam, "%s", h.redact.Error(err))}
 	}
-	req.Header = a.header.Clone()
-	if key != "" {
-		req.Header.Set("Idempotency-Key", key)
+	req.Header = r.header.Clone()
+	if r.key != "" {
+		req.Header.Set("Idempotency-Key", r.key)
 	}
 	start := time.Now()
 	resp, err := h.client.Do(req)
 	log := h.log.With("handler", Name, "target", a.Target(), "attempt", n)
 	if err != nil {
-		log.DebugContext(ctx, "http request attempt", "error", err.Error(), "duration_seconds", time.Since(start).Seconds())
-		return a.transportError(ctx, actx, n, err)
+		// net/http quotes the whole URL: its query, userinfo and a secret's value.
+		msg := &redactedError{msg: rv.Scrub(h.redact.Error(err)), err: err}
+		log.DebugContext(ctx, "http request attempt", "error", msg.Error(), "duration_seconds", time.Since(start).Seconds())
+		return a.transportError(ctx, actx, n, err, msg)
 	}
 	defer drain(resp.Body)
 	data, readErr := io.ReadAll(io.LimitReader(resp.Body, maxResponse))
 	log.DebugContext(ctx, "http request attempt", "status", resp.StatusCode, "duration_seconds", time.Since(start).Seconds())
 	detail := resp.Status
-	if s := sanitize(data); s != "" {
+	// Scrub before sanitize truncates, so no prefix of a secret survives.
+	if s := sanitize([]byte(rv.Scrub(string(data)))); s != "" {
 		detail += ": " + s
 	}
 	code := resp.StatusCode
@@ -143,22 +199,32 @@ func (a *Action) attempt(ctx context.Context, key string, n int) outcome {
 	}
 }
 
-// transportError classifies an error without a response.
-func (a *Action) transportError(ctx, actx context.Context, n int, err error) outcome {
+// transportError classifies an error without a response; msg is err's text fit to keep.
+func (a *Action) transportError(ctx, actx context.Context, n int, err, msg error) outcome {
 	var ne net.Error
 	switch {
 	case errors.Is(err, errRedirect):
-		return outcome{err: &handlers.Error{Reason: handlers.ReasonClientError, Err: fmt.Errorf("attempt %d: %w", n, err)}}
+		return outcome{err: &handlers.Error{Reason: handlers.ReasonClientError, Err: fmt.Errorf("attempt %d: %w", n, msg)}}
 	case ctx.Err() != nil:
 		// The whole action's deadline or cancellation: ReasonOf makes a deadline a timeout.
 		return outcome{err: fmt.Errorf("attempt %d: %w", n, context.Cause(ctx))}
 	case actx.Err() != nil || errors.As(err, &ne) && ne.Timeout():
 		return outcome{err: &handlers.Error{Reason: handlers.ReasonTimeout,
-			Err: fmt.Errorf("attempt %d: no answer within %s: %w", n, a.h.timeout, err)}, retry: true}
+			Err: fmt.Errorf("attempt %d: no answer within %s: %w", n, a.h.timeout, msg)}, retry: true}
 	default:
-		return outcome{err: &handlers.Error{Reason: handlers.ReasonServerError, Err: fmt.Errorf("attempt %d: %w", n, err)}, retry: true}
+		return outcome{err: &handlers.Error{Reason: handlers.ReasonServerError, Err: fmt.Errorf("attempt %d: %w", n, msg)}, retry: true}
 	}
 }
+
+// redactedError is an error's text made fit to keep. errors.Is still sees the original's
+// sentinels (errRedirect, context errors), but nothing can reach the original and print it.
+type redactedError struct {
+	msg string
+	err error
+}
+
+func (e *redactedError) Error() string        { return e.msg }
+func (e *redactedError) Is(target error) bool { return errors.Is(e.err, target) }
 
 // parseRetryAfter parses a Retry-After value: delay-seconds or an HTTP date.
 func parseRetryAfter(v string, now time.Time) (time.Duration, bool) {

@@ -19,4 +19,12 @@
 //   - Redirects are followed only to allow-listed http(s) hosts; any other redirect fails with
 //     client_error. At most 64 KiB of a response is read. Header values and bodies are never
 //     logged. Check cannot re-confirm anything and returns handlers.ErrNotCheckable.
+//   - The url, header values and body may hold secret references ({{ secret("NAME") }}, kept in
+//     the rendered params): Do resolves them through Options.Secrets, once per Do, and scrubs the
+//     values ("<secret NAME>") from its result, errors and logs. The rules package escapes what
+//     templates render into the url (Param.URL), so a rendered "/" arrives as %2F and stays in its
+//     segment; the ".." check looks at the escaped path's segments.
+//   - Targets, errors and logs never show a URL's query, fragment or userinfo, nor the path of a
+//     secret-bearing host (handlers.DefaultSecretPathHosts and Options.SecretPathHosts) or a path
+//     holding a secret reference (handlers.RedactedPath instead).
 package httpreq

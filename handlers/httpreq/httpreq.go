@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/responder-sre/responder/config"
 	"github.com/responder-sre/responder/handlers"
 )
 
@@ -50,6 +51,12 @@ type Options struct {
 	Version string
 	// Logger receives one line per attempt (default: discard).
 	Logger *slog.Logger
+	// Secrets resolves secret("NAME") references in the url, headers and body when a request is
+	// sent (nil: a reference fails the action with bad_param).
+	Secrets handlers.Secrets
+	// SecretPathHosts are hosts whose URL paths embed a secret, in addition to
+	// handlers.DefaultSecretPathHosts: targets, errors and logs show no path for them.
+	SecretPathHosts []string
 }
 
 // Handler is the http.request handler. It implements handlers.Handler and handlers.StaticValidator.
@@ -61,6 +68,8 @@ type Handler struct {
 	userAgent string
 	client    *http.Client
 	log       *slog.Logger
+	secrets   handlers.Secrets
+	redact    handlers.URLRedactor
 	// sleep waits d or until ctx is done; tests replace it.
 	sleep func(ctx context.Context, d time.Duration) error
 	now   func() time.Time
@@ -80,6 +89,8 @@ func New(o Options) *Handler {
 		backoff:   cmp.Or(o.Backoff, DefaultBackoff),
 		userAgent: "responder/" + cmp.Or(o.Version, "dev"),
 		log:       o.Logger,
+		secrets:   o.Secrets,
+		redact:    handlers.NewURLRedactor(o.SecretPathHosts),
 		sleep:     sleepCtx,
 		now:       time.Now,
 	}
@@ -125,14 +136,15 @@ func (h *Handler) Spec() handlers.Spec {
 		Doc: "Sends one HTTP request to an allow-listed host (handlers.http.allowed_hosts), with an " +
 			"Idempotency-Key header; 2xx succeeds, 4xx fails (client_error), 5xx and timeouts are retried.",
 		Params: []handlers.Param{
-			{Name: "url", Type: handlers.String, Required: true,
-				Doc: "http(s) URL; scheme and host must be literal and allowed, path and query may be templated"},
+			{Name: "url", Type: handlers.String, Required: true, URL: true, Secret: true,
+				Doc: "http(s) URL; scheme and host must be literal and allowed, path and query may be templated " +
+					"(rendered values are escaped) and may hold secret(\"NAME\")"},
 			{Name: "method", Type: handlers.String,
 				Doc: "GET, POST, PUT, PATCH, DELETE or HEAD (default POST)"},
-			{Name: "headers", Type: handlers.StringMap,
-				Doc: "request headers; Idempotency-Key and Host are set by responder"},
-			{Name: "body", Type: handlers.String,
-				Doc: "request body; JSON gets Content-Type application/json unless set"},
+			{Name: "headers", Type: handlers.StringMap, Secret: true,
+				Doc: "request headers; Idempotency-Key and Host are set by responder; values may hold secret(\"NAME\")"},
+			{Name: "body", Type: handlers.String, Secret: true,
+				Doc: "request body; JSON gets Content-Type application/json unless set; may hold secret(\"NAME\")"},
 			{Name: "class", Type: handlers.String, Static: true,
 				Doc: "notify or disruptive (default disruptive): notify requests run even when paused"},
 		},
@@ -140,9 +152,10 @@ func (h *Handler) Spec() handlers.Spec {
 		ClassParam:      "class",
 		DefaultApproval: handlers.ApprovalNone,
 		DefaultTimeout:  h.doTimeout(),
-		Target:          "METHOD host[:port]/path (upper-case method, lower-case host, no query)",
-		Scope:           "host[:port]",
-		Example:         example,
+		Target: "METHOD host[:port]/path (upper-case method, lower-case host, no query; the path is " +
+			handlers.RedactedPath + " on a secret-bearing host or when it holds a secret)",
+		Scope:   "host[:port]",
+		Example: example,
 	}
 }
 
@@ -204,15 +217,21 @@ func (h *Handler) build(p handlers.Params) (*Action, error) {
 	}
 	a := &Action{h: h, method: http.MethodPost, class: handlers.ClassDisruptive, header: http.Header{}}
 	raw, _ := p["url"].(string)
-	u, host, err := h.parseURL(raw)
+	u, host, err := h.parseURL(withoutSecrets(raw))
 	if err != nil {
 		return nil, err
 	}
-	if hasDotDot(u.Path) || hasDotDot(u.RawPath) {
-		return nil, fmt.Errorf("url path %q has a .. segment", u.EscapedPath())
+	if hasDotDot(u.EscapedPath()) {
+		return nil, fmt.Errorf("url path %q has a .. segment", h.redact.Path(host, u.EscapedPath()))
 	}
 	a.url, a.host = u.String(), host
-	a.path = cmp.Or(u.EscapedPath(), "/")
+	a.path = h.redact.Path(host, cmp.Or(u.EscapedPath(), "/"))
+	if len(config.FindSecretRefs(raw)) > 0 {
+		a.url = raw // resolved when sent
+		if p, _, _ := strings.Cut(raw, "?"); len(config.FindSecretRefs(p)) > 0 {
+			a.path = handlers.RedactedPath
+		}
+	}
 	if m, ok := p["method"].(string); ok {
 		if a.method, err = parseMethod(m); err != nil {
 			return nil, err
@@ -233,7 +252,7 @@ func (h *Handler) build(p handlers.Params) (*Action, error) {
 		}
 	}
 	a.body, _ = p["body"].(string)
-	if a.header.Get("Content-Type") == "" && looksJSON(a.body) {
+	if a.header.Get("Content-Type") == "" && looksJSON(withoutSecrets(a.body)) {
 		a.header.Set("Content-Type", "application/json")
 	}
 	if a.header.Get("User-Agent") == "" {
@@ -306,6 +325,16 @@ func isToken(s string) bool {
 		}
 	}
 	return true
+}
+
+// withoutSecrets returns s with each secret reference replaced by a plain word, for the checks
+// Build makes before the values are known (a URL's host, a JSON body's shape).
+func withoutSecrets(s string) string {
+	refs := config.FindSecretRefs(s)
+	for i := len(refs) - 1; i >= 0; i-- {
+		s = s[:refs[i].Start] + "secret" + s[refs[i].End:]
+	}
+	return s
 }
 
 func looksJSON(body string) bool {

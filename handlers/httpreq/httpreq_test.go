@@ -632,7 +632,7 @@ func FuzzBuild(f *testing.F) {
 		if err != nil {
 			t.Fatalf("Build(%q) accepted a URL net/http refuses: %v", url, err)
 		}
-		if canonicalHost(req.URL) != a.Scope() || hasDotDot(req.URL.Path) {
+		if canonicalHost(req.URL) != a.Scope() || hasDotDot(req.URL.EscapedPath()) {
 			t.Fatalf("Build(%q): request goes to %q path %q, scope %q", url, req.URL.Host, req.URL.Path, a.Scope())
 		}
 	})

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 )
 
@@ -16,9 +17,9 @@ var errRedirect = errors.New("redirect refused")
 func (h *Handler) checkStaticURL(raw string) error {
 	i := strings.Index(raw, "{{")
 	if i < 0 {
-		u, _, err := h.parseURL(raw)
-		if err == nil && hasDotDot(u.Path) {
-			err = fmt.Errorf("url path %q has a .. segment", u.EscapedPath())
+		u, host, err := h.parseURL(raw)
+		if err == nil && hasDotDot(u.EscapedPath()) {
+			err = fmt.Errorf("url path %q has a .. segment", h.redact.Path(host, u.EscapedPath()))
 		}
 		return err
 	}
@@ -44,7 +45,7 @@ func (h *Handler) parseURL(raw string) (*url.URL, string, error) {
 	}
 	host, err := h.checkURL(u)
 	if err != nil {
-		return nil, "", fmt.Errorf("url %q: %w", redact(u), err)
+		return nil, "", fmt.Errorf("url %q: %w", h.redact.URL(u), err)
 	}
 	return u, host, nil
 }
@@ -86,24 +87,20 @@ func defaultPort(scheme string) string {
 	return "80"
 }
 
-// hasDotDot reports whether a path has a ".." segment ("/" or "\" separated).
-func hasDotDot(p string) bool {
-	for seg := range strings.FieldsFuncSeq(p, func(r rune) bool { return r == '/' || r == '\\' }) {
+// hasDotDot reports whether an escaped path has a ".." segment: separated by "/" or "\", also
+// when percent-encoded ("%2e%2e"). A rendered value's "/" arrives escaped ("%2F"), so it does not
+// separate segments: the value stays one segment.
+func hasDotDot(escaped string) bool {
+	for seg := range strings.FieldsFuncSeq(escaped, func(r rune) bool { return r == '/' || r == '\\' }) {
 		if seg == ".." {
+			return true
+		}
+		d, err := url.PathUnescape(seg)
+		if err == nil && slices.Contains(strings.Split(d, "\\"), "..") {
 			return true
 		}
 	}
 	return false
-}
-
-// redact returns u without its query, which may hold tokens.
-func redact(u *url.URL) string {
-	c := *u
-	c.RawQuery, c.ForceQuery, c.Fragment, c.RawFragment = "", false, "", ""
-	if c.User != nil {
-		c.User = url.User("xxx")
-	}
-	return c.String()
 }
 
 // checkRedirect follows a redirect only to an allowed http(s) host, at most maxRedirects times.
@@ -112,10 +109,10 @@ func (h *Handler) checkRedirect(req *http.Request, via []*http.Request) error {
 		return fmt.Errorf("%w: more than %d redirects", errRedirect, maxRedirects)
 	}
 	if _, err := h.checkURL(req.URL); err != nil {
-		return fmt.Errorf("%w to %s: %w", errRedirect, redact(req.URL), err)
+		return fmt.Errorf("%w to %s: %w", errRedirect, h.redact.URL(req.URL), err)
 	}
-	if hasDotDot(req.URL.Path) {
-		return fmt.Errorf("%w to %s: .. in path", errRedirect, redact(req.URL))
+	if hasDotDot(req.URL.EscapedPath()) {
+		return fmt.Errorf("%w to %s: .. in path", errRedirect, h.redact.URL(req.URL))
 	}
 	return nil
 }

@@ -56,6 +56,8 @@ type Options struct {
 	// StepHook, when set, is called after each step named by the Step* constants; an error stops
 	// Do there, like a crash. For tests.
 	StepHook func(ctx context.Context, step string) error
+	// Secrets resolves {{ secret("NAME") }} in fence headers when the fence URL is called.
+	Secrets handlers.Secrets
 }
 
 type base struct {
@@ -67,6 +69,7 @@ type base struct {
 	poll     time.Duration
 	connect  time.Duration
 	hook     func(ctx context.Context, step string) error
+	secrets  handlers.Secrets
 }
 
 // New returns the three handlers (switchover, failover, promote) for the configured clusters. An
@@ -81,6 +84,7 @@ func New(cfg config.PostgresHandlerConfig, o Options) ([]handlers.Handler, error
 		poll:     cmp.Or(o.PollInterval, DefaultPollInterval),
 		connect:  cmp.Or(o.ConnectTimeout, DefaultConnectTimeout),
 		hook:     o.StepHook,
+		secrets:  o.Secrets,
 	}
 	if b.clusters == nil {
 		b.clusters = map[string]config.PostgresCluster{}

@@ -395,7 +395,7 @@ func (a *PromoteAction) fence(ctx context.Context, j *journal) (string, error) {
 			}
 			return "", err
 		}
-		j.add("fence", "%s %s answered 2xx", f.Method, f.URL)
+		j.add("fence", "%s %s answered 2xx", f.Method, fenceURL(f))
 		if fenced == "" {
 			fenced = marker
 		}
@@ -403,7 +403,14 @@ func (a *PromoteAction) fence(ctx context.Context, j *journal) (string, error) {
 	return fenced, nil
 }
 
+// fenceHTTP calls the fence URL. Secret references in its headers are resolved now, and their
+// values scrubbed from the error; errors show the URL without query, userinfo or webhook path.
 func (a *PromoteAction) fenceHTTP(ctx context.Context, f config.PostgresFence, key string) error {
+	var rv handlers.Revealed
+	return rv.Error(a.callFence(ctx, f, key, &rv))
+}
+
+func (a *PromoteAction) callFence(ctx context.Context, f config.PostgresFence, key string, rv *handlers.Revealed) error {
 	rctx, cancel := context.WithTimeout(ctx, f.Timeout.D())
 	defer cancel()
 	var body io.Reader
@@ -412,10 +419,14 @@ func (a *PromoteAction) fenceHTTP(ctx context.Context, f config.PostgresFence, k
 	}
 	req, err := http.NewRequestWithContext(rctx, f.Method, f.URL, body)
 	if err != nil {
-		return handlers.Fail(handlers.ReasonBadParam, "fence url: %v", err)
+		return handlers.Fail(handlers.ReasonBadParam, "fence url %s: %s", fenceURL(f), handlers.URLRedactor{}.Error(err))
 	}
 	for k, v := range f.Headers {
-		req.Header.Set(k, v.Value())
+		val, err := rv.Reveal(ctx, a.h.secrets, v.Value())
+		if err != nil {
+			return fmt.Errorf("fence header %s: %w; nothing promoted", k, err)
+		}
+		req.Header.Set(k, val)
 	}
 	req.Header.Set("Idempotency-Key", "responder-"+key)
 	if f.Body != "" && req.Header.Get("Content-Type") == "" && strings.HasPrefix(strings.TrimSpace(f.Body), "{") {
@@ -423,15 +434,18 @@ func (a *PromoteAction) fenceHTTP(ctx context.Context, f config.PostgresFence, k
 	}
 	resp, err := a.h.http.Do(req)
 	if err != nil {
-		return handlers.Fail(handlers.ReasonServerError, "fence %s %s: %v; nothing promoted", f.Method, f.URL, err)
+		return handlers.Fail(handlers.ReasonServerError, "fence %s %s: %s; nothing promoted", f.Method, fenceURL(f), handlers.URLRedactor{}.Error(err))
 	}
 	defer resp.Body.Close()
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<16))
 	if resp.StatusCode/100 != 2 {
-		return handlers.Fail(handlers.ReasonServerError, "fence %s %s answered %s; nothing promoted", f.Method, f.URL, resp.Status)
+		return handlers.Fail(handlers.ReasonServerError, "fence %s %s answered %s; nothing promoted", f.Method, fenceURL(f), resp.Status)
 	}
 	return nil
 }
+
+// fenceURL is the fence URL as errors and the journal show it.
+func fenceURL(f config.PostgresFence) string { return handlers.URLRedactor{}.String(f.URL) }
 
 // verify checks the candidate is out of recovery and takes a write.
 func (a *PromoteAction) verify(ctx context.Context, j *journal) error {

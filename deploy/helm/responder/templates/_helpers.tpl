@@ -76,6 +76,7 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- if and .Values.slack.enabled .Values.slack.socketMode (not .Values.existingSecret) (not .Values.slack.appToken) }}
 {{- fail "slack.socketMode requires slack.appToken (or existingSecret)" }}
 {{- end }}
+{{- include "responder.noInlineSecrets" . }}
 {{- end }}
 
 {{/*
@@ -87,6 +88,9 @@ path the file name under /etc/responder/secrets.
 {{- $files := list (dict "key" $k.databaseURL "path" "database-url") (dict "key" $k.webhookToken "path" "webhook-token") (dict "key" $k.apiToken "path" "api-token") }}
 {{- if or (and .Values.existingSecret $k.apiReadToken) (and (not .Values.existingSecret) .Values.auth.apiReadToken) }}
 {{- $files = append $files (dict "key" (default "api-read-token" $k.apiReadToken) "path" "api-read-token") }}
+{{- end }}
+{{- range include "responder.extraSecrets" . | fromYamlArray }}
+{{- $files = append $files (dict "key" .key "path" .path) }}
 {{- end }}
 {{- if .Values.slack.enabled }}
 {{- $files = append $files (dict "key" $k.slackBotToken "path" "slack-bot-token") }}
@@ -116,6 +120,7 @@ the mounted Secret, never values.
 {{- end }}
 {{- $_ := set $cfg "api" $api }}
 {{- $_ := set $cfg "rule_files" (list "rules/*.yml") }}
+{{- include "responder.secretConfig" (dict "cfg" $cfg "dir" $dir "Values" .Values) }}
 {{- if .Values.kubernetes.namespaces }}
 {{- $handlers := default dict (get $cfg "handlers") }}
 {{- $k8s := default dict (get $handlers "kubernetes") }}
@@ -179,4 +184,124 @@ RBACRules over the handlers' Specs). deploy/helm's TestRBACMatchesResponderRBAC 
 - apiGroups: [apps]
   resources: [deployments/scale, statefulsets/scale]
   verbs: [get, update]
+{{- end }}
+
+{{/*
+The secrets the config references besides the chart's own: named secrets (secrets.NAME, for
+secret("NAME") in rules and fence headers), the pager routing key, and the Patroni passwords and
+DSNs of postgres.clusters. A list of {key, path, value, configKey}: key in the Secret, file under
+/etc/responder/secrets, value for the chart's Secret (ignored with existingSecret).
+*/}}
+{{- define "responder.extraSecrets" -}}
+{{- $out := list }}
+{{- range $name, $v := .Values.secrets }}
+{{- $out = append $out (dict "key" (printf "secret-%s" $name) "path" (printf "secret-%s" $name) "value" (toString $v) "what" (printf "secrets.%s" $name)) }}
+{{- end }}
+{{- if or .Values.pager.routingKey (and .Values.existingSecret .Values.secretKeys.pagerRoutingKey) }}
+{{- $out = append $out (dict "key" (default "pager-routing-key" .Values.secretKeys.pagerRoutingKey) "path" "pager-routing-key" "value" .Values.pager.routingKey "what" "pager.routingKey") }}
+{{- end }}
+{{- range $cl, $c := .Values.postgres.clusters }}
+{{- if hasKey $c "patroniPassword" }}
+{{- $out = append $out (dict "key" (printf "pg-%s-patroni-password" $cl) "path" (printf "pg-%s-patroni-password" $cl) "value" (toString $c.patroniPassword) "what" (printf "postgres.clusters.%s.patroniPassword" $cl)) }}
+{{- end }}
+{{- if hasKey $c "primaryDSN" }}
+{{- $out = append $out (dict "key" (printf "pg-%s-primary-dsn" $cl) "path" (printf "pg-%s-primary-dsn" $cl) "value" (toString $c.primaryDSN) "what" (printf "postgres.clusters.%s.primaryDSN" $cl)) }}
+{{- end }}
+{{- range $sb, $dsn := $c.standbyDSNs }}
+{{- $out = append $out (dict "key" (printf "pg-%s-%s-dsn" $cl $sb) "path" (printf "pg-%s-%s-dsn" $cl $sb) "value" (toString $dsn) "what" (printf "postgres.clusters.%s.standbyDSNs.%s" $cl $sb)) }}
+{{- end }}
+{{- end }}
+{{- toYaml $out }}
+{{- end }}
+
+{{/*
+responder.secretConfig points the config at the mounted extra secrets: secrets.NAME.file,
+handlers.page.webhook.routing_key_file, and the postgres clusters' patroni_password_file and
+dsn_file keys (a cluster and its standbys must be in config.handlers.postgres.clusters).
+*/}}
+{{- define "responder.secretConfig" -}}
+{{- $cfg := .cfg }}
+{{- $dir := .dir }}
+{{- if .Values.secrets }}
+{{- $named := default dict (get $cfg "secrets") }}
+{{- range $name, $_ := .Values.secrets }}
+{{- $_ := set $named $name (dict "file" (printf "%s/secret-%s" $dir $name)) }}
+{{- end }}
+{{- $_ := set $cfg "secrets" $named }}
+{{- end }}
+{{- if or .Values.pager.routingKey (and .Values.existingSecret .Values.secretKeys.pagerRoutingKey) }}
+{{- $handlers := default dict (get $cfg "handlers") }}
+{{- $page := default dict (get $handlers "page") }}
+{{- $hook := default dict (get $page "webhook") }}
+{{- $_ := set $hook "routing_key_file" (printf "%s/pager-routing-key" $dir) }}
+{{- $_ := set $page "webhook" $hook }}
+{{- $_ := set $handlers "page" $page }}
+{{- $_ := set $cfg "handlers" $handlers }}
+{{- end }}
+{{- range $cl, $c := .Values.postgres.clusters }}
+{{- $clusters := dig "handlers" "postgres" "clusters" dict $cfg }}
+{{- if not (hasKey $clusters $cl) }}
+{{- fail (printf "postgres.clusters.%s: no cluster %s in config.handlers.postgres.clusters" $cl $cl) }}
+{{- end }}
+{{- $cc := get $clusters $cl }}
+{{- if hasKey $c "patroniPassword" }}
+{{- $_ := set $cc "patroni_password_file" (printf "%s/pg-%s-patroni-password" $dir $cl) }}
+{{- end }}
+{{- if hasKey $c "primaryDSN" }}
+{{- $primary := default dict (get $cc "primary") }}
+{{- $_ := set $primary "dsn_file" (printf "%s/pg-%s-primary-dsn" $dir $cl) }}
+{{- $_ := set $cc "primary" $primary }}
+{{- end }}
+{{- range $sb, $_ := $c.standbyDSNs }}
+{{- $found := false }}
+{{- range $cc.standbys }}
+{{- if eq (toString .name) $sb }}
+{{- $_ := set . "dsn_file" (printf "%s/pg-%s-%s-dsn" $dir $cl $sb) }}
+{{- $found = true }}
+{{- end }}
+{{- end }}
+{{- if not $found }}
+{{- fail (printf "postgres.clusters.%s.standbyDSNs.%s: no standby %s in config.handlers.postgres.clusters.%s.standbys" $cl $sb $sb $cl) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+responder.noInlineSecrets refuses secrets written into .Values.config, which becomes the ConfigMap:
+they belong in the Secret (secrets, pager, postgres.clusters values, or existingSecret).
+*/}}
+{{- define "responder.noInlineSecrets" -}}
+{{- $cfg := default dict .Values.config }}
+{{- if dig "handlers" "page" "webhook" "routing_key" "" $cfg }}
+{{- fail "config.handlers.page.webhook.routing_key would land in the ConfigMap: set pager.routingKey (or secretKeys.pagerRoutingKey with existingSecret)" }}
+{{- end }}
+{{- range $k := list "bot_token" "signing_secret" "app_token" }}
+{{- if dig "slack" $k "" $cfg }}
+{{- fail (printf "config.slack.%s would land in the ConfigMap: set slack.* values (or existingSecret)" $k) }}
+{{- end }}
+{{- end }}
+{{- range $cl, $c := dig "handlers" "postgres" "clusters" dict $cfg }}
+{{- if $c.patroni_password }}
+{{- fail (printf "config.handlers.postgres.clusters.%s.patroni_password would land in the ConfigMap: set postgres.clusters.%s.patroniPassword" $cl $cl) }}
+{{- end }}
+{{- if and $c.primary $c.primary.dsn }}
+{{- fail (printf "config.handlers.postgres.clusters.%s.primary.dsn would land in the ConfigMap: set postgres.clusters.%s.primaryDSN" $cl $cl) }}
+{{- end }}
+{{- range $c.standbys }}
+{{- if .dsn }}
+{{- fail (printf "config.handlers.postgres.clusters.%s.standbys: the dsn of %s would land in the ConfigMap: set postgres.clusters.%s.standbyDSNs.%s" $cl (toString .name) $cl (toString .name)) }}
+{{- end }}
+{{- end }}
+{{- range $h, $v := dig "fence" "headers" dict $c }}
+{{- if not (regexMatch "\\{\\{-?\\s*secret\\(" (toString $v)) }}
+{{- fail (printf "config.handlers.postgres.clusters.%s.fence.headers.%s would land in the ConfigMap: reference a named secret, e.g. 'Bearer {{ secret(\"fence\") }}' with secrets.fence" $cl $h) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- range include "responder.extraSecrets" . | fromYamlArray }}
+{{- if and (not $.Values.existingSecret) (not .value) }}
+{{- fail (printf "%s is empty: give the secret's value (or use existingSecret with the key %s)" .what .key) }}
+{{- end }}
+{{- end }}
 {{- end }}
