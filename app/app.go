@@ -52,7 +52,11 @@ type Options struct {
 	StoragePath   string
 	DryRun        bool
 	NoAuth        bool
-	Version       string
+	// NoAuthUnsafeAnyAddress allows NoAuth on a listen address that is not loopback.
+	NoAuthUnsafeAnyAddress bool
+	// NoAuthWarnInterval is how often NoAuth is logged as a warning (default 1m).
+	NoAuthWarnInterval time.Duration
+	Version            string
 	// DrainTimeout bounds how long shutdown waits for running actions (default 30s).
 	DrainTimeout time.Duration
 	Logger       *slog.Logger
@@ -119,6 +123,11 @@ func New(ctx context.Context, o Options) (*App, error) {
 	if !o.NoAuth {
 		if len(cfg.WebhookTokens()) == 0 || cfg.APIToken() == "" {
 			return nil, errors.New("refusing to start without authentication: set webhook.bearer_token(_file) and api.token(_file) in the config, or pass --web.no-auth (never in production)")
+		}
+	}
+	if o.NoAuth {
+		if err := checkNoAuthAddress(o.ListenAddress, o.NoAuthUnsafeAnyAddress); err != nil {
+			return nil, err
 		}
 	}
 	if cfg.DatabaseURL() == "" {
@@ -425,8 +434,9 @@ func (a *App) Run(ctx context.Context) error {
 		defer wg.Done()
 		_ = a.eng.Run(engCtx, a.o.DrainTimeout)
 	}()
-	wg.Add(2)
+	wg.Add(3)
 	go func() { defer wg.Done(); a.retention(runCtx) }()
+	go func() { defer wg.Done(); a.warnNoAuth(runCtx) }()
 	go func() {
 		defer wg.Done()
 		if err := a.elector.Run(runCtx); err != nil {
