@@ -11,7 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
 	"net"
 	"net/http"
 	"os"
@@ -56,7 +55,9 @@ type Options struct {
 	NoAuthUnsafeAnyAddress bool
 	// NoAuthWarnInterval is how often NoAuth is logged as a warning (default 1m).
 	NoAuthWarnInterval time.Duration
-	Version            string
+	// MetricsRefreshInterval is how often the database-backed gauges are read (default 10s).
+	MetricsRefreshInterval time.Duration
+	Version                string
 	// DrainTimeout bounds how long shutdown waits for running actions (default 30s).
 	DrainTimeout time.Duration
 	Logger       *slog.Logger
@@ -90,6 +91,7 @@ type App struct {
 	// SHA-256 digests of the API tokens (nil when unset), compared in constant time.
 	adminHash, readHash []byte
 	unauthorized        prometheus.Counter
+	gauges              *gauges
 }
 
 // New loads the configuration and rules, opens the store (applying migrations) and the bus, and
@@ -231,21 +233,13 @@ func New(ctx context.Context, o Options) (*App, error) {
 	}
 	a.unauthorized = prometheus.NewCounter(prometheus.CounterOpts{Namespace: "responder", Name: "api_unauthorized_total",
 		Help: "API and reload requests refused for a missing, wrong or read-only token."})
-	a.reg.MustRegister(a.unauthorized, prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "responder", Name: "approvals_pending",
-		Help: "Actions awaiting approval."}, func() float64 {
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
-		defer cancel()
-		n, err := a.st.PendingApprovals(ctx)
-		if err != nil {
-			return math.NaN() // unknown, not "nothing pending"
-		}
-		return float64(n)
-	}))
-	remaining := prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "responder", Name: "budget_remaining",
-		Help: "Actions a budget still allows in its window, for its most used scope."}, []string{"budget"})
-	a.reg.MustRegister(budgetCollector{a: a, base: context.WithoutCancel(ctx), desc: remaining})
-	a.reg.MustRegister(breakerCollector{a: a, base: context.WithoutCancel(ctx),
-		desc: prometheus.NewDesc("responder_breaker_state", "Circuit breaker state: 0 closed, 1 half-open, 2 open.", []string{"handler", "scope"}, nil)})
+	a.reg.MustRegister(a.unauthorized)
+	// The database-backed gauges are read in the background, never during a scrape (gauges.go).
+	a.gauges = newGauges(a)
+	a.reg.MustRegister(a.gauges.collectors()...)
+	if err := a.gauges.refresh(ctx); err != nil {
+		a.log.Warn("could not read the database-backed metrics yet", "err", err)
+	}
 	if err := a.buildHTTP(); err != nil {
 		return nil, err
 	}
@@ -434,9 +428,10 @@ func (a *App) Run(ctx context.Context) error {
 		defer wg.Done()
 		_ = a.eng.Run(engCtx, a.o.DrainTimeout)
 	}()
-	wg.Add(3)
+	wg.Add(4)
 	go func() { defer wg.Done(); a.retention(runCtx) }()
 	go func() { defer wg.Done(); a.warnNoAuth(runCtx) }()
+	go func() { defer wg.Done(); a.gauges.run(runCtx) }()
 	go func() {
 		defer wg.Done()
 		if err := a.elector.Run(runCtx); err != nil {
@@ -599,55 +594,4 @@ func (a *App) fence(ctx context.Context, alerts []alert.Alert) ([]alert.Alert, e
 
 func (p processor) DeadLetter(ctx context.Context, msgID string, data []byte, reason string) error {
 	return p.a.st.InsertDeadLetter(ctx, msgID, reason, data, p.a.o.Now())
-}
-
-// budgetCollector reports responder_budget_remaining at scrape time, from the store.
-type budgetCollector struct {
-	a    *App
-	base context.Context
-	desc *prometheus.GaugeVec
-}
-
-func (c budgetCollector) Describe(ch chan<- *prometheus.Desc) { c.desc.Describe(ch) }
-
-func (c budgetCollector) Collect(ch chan<- prometheus.Metric) {
-	ctx, cancel := context.WithTimeout(c.base, 2*time.Second)
-	defer cancel()
-	for _, b := range c.a.budgets {
-		used, err := c.a.st.BudgetMostUsed(ctx, b.Name, b.Window, c.a.o.Now())
-		v := float64(b.Max - used)
-		if err != nil {
-			v = math.NaN()
-		}
-		c.desc.WithLabelValues(b.Name).Set(v)
-	}
-	c.desc.Collect(ch)
-}
-
-// breakerCollector reports responder_breaker_state from the breaker rows at scrape time.
-type breakerCollector struct {
-	a    *App
-	base context.Context
-	desc *prometheus.Desc
-}
-
-func (c breakerCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
-
-func (c breakerCollector) Collect(ch chan<- prometheus.Metric) {
-	ctx, cancel := context.WithTimeout(c.base, 2*time.Second)
-	defer cancel()
-	bs, err := c.a.st.Breakers(ctx)
-	if err != nil {
-		return
-	}
-	for _, b := range bs {
-		v := 0.0
-		switch b.State {
-		case store.BreakerHalfOpen:
-			v = 1
-		case store.BreakerOpen:
-			v = 2
-		}
-		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, v, b.Handler, b.Scope)
-	}
 }
