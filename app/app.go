@@ -11,7 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
 	"net"
 	"net/http"
 	"os"
@@ -53,7 +52,13 @@ type Options struct {
 	StoragePath   string
 	DryRun        bool
 	NoAuth        bool
-	Version       string
+	// NoAuthUnsafeAnyAddress allows NoAuth on a listen address that is not loopback.
+	NoAuthUnsafeAnyAddress bool
+	// NoAuthWarnInterval is how often NoAuth is logged as a warning (default 1m).
+	NoAuthWarnInterval time.Duration
+	// MetricsRefreshInterval is how often the database-backed gauges are read (default 10s).
+	MetricsRefreshInterval time.Duration
+	Version                string
 	// DrainTimeout bounds how long shutdown waits for running actions (default 30s).
 	DrainTimeout time.Duration
 	Logger       *slog.Logger
@@ -90,6 +95,7 @@ type App struct {
 	adminHash, readHash []byte
 	unauthorized        prometheus.Counter
 	dl                  deadLetterMetrics
+	gauges              *gauges
 }
 
 // New loads the configuration and rules, opens the store (applying migrations) and the bus, and
@@ -123,6 +129,11 @@ func New(ctx context.Context, o Options) (*App, error) {
 	if !o.NoAuth {
 		if len(cfg.WebhookTokens()) == 0 || cfg.APIToken() == "" {
 			return nil, errors.New("refusing to start without authentication: set webhook.bearer_token(_file) and api.token(_file) in the config, or pass --web.no-auth (never in production)")
+		}
+	}
+	if o.NoAuth {
+		if err := checkNoAuthAddress(o.ListenAddress, o.NoAuthUnsafeAnyAddress); err != nil {
+			return nil, err
 		}
 	}
 	if cfg.DatabaseURL() == "" {
@@ -231,21 +242,13 @@ func New(ctx context.Context, o Options) (*App, error) {
 	}
 	a.unauthorized = prometheus.NewCounter(prometheus.CounterOpts{Namespace: "responder", Name: "api_unauthorized_total",
 		Help: "API and reload requests refused for a missing, wrong or read-only token."})
-	a.reg.MustRegister(a.unauthorized, prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "responder", Name: "approvals_pending",
-		Help: "Actions awaiting approval."}, func() float64 {
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
-		defer cancel()
-		n, err := a.st.PendingApprovals(ctx)
-		if err != nil {
-			return math.NaN() // unknown, not "nothing pending"
-		}
-		return float64(n)
-	}))
-	remaining := prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "responder", Name: "budget_remaining",
-		Help: "Actions a budget still allows in its window, for its most used scope."}, []string{"budget"})
-	a.reg.MustRegister(budgetCollector{a: a, base: context.WithoutCancel(ctx), desc: remaining})
-	a.reg.MustRegister(breakerCollector{a: a, base: context.WithoutCancel(ctx),
-		desc: prometheus.NewDesc("responder_breaker_state", "Circuit breaker state: 0 closed, 1 half-open, 2 open.", []string{"handler", "scope"}, nil)})
+	a.reg.MustRegister(a.unauthorized)
+	// The database-backed gauges are read in the background, never during a scrape (gauges.go).
+	a.gauges = newGauges(a)
+	a.reg.MustRegister(a.gauges.collectors()...)
+	if err := a.gauges.refresh(ctx); err != nil {
+		a.log.Warn("could not read the database-backed metrics yet", "err", err)
+	}
 	a.registerDeadLetterMetrics(ctx)
 	if err := a.buildHTTP(); err != nil {
 		return nil, err
@@ -441,8 +444,10 @@ func (a *App) Run(ctx context.Context) error {
 		defer wg.Done()
 		_ = a.eng.Run(engCtx, a.o.DrainTimeout)
 	}()
-	wg.Add(2)
+	wg.Add(4)
 	go func() { defer wg.Done(); a.retention(runCtx) }()
+	go func() { defer wg.Done(); a.warnNoAuth(runCtx) }()
+	go func() { defer wg.Done(); a.gauges.run(runCtx) }()
 	go func() {
 		defer wg.Done()
 		if err := a.elector.Run(runCtx); err != nil {
@@ -623,55 +628,4 @@ func (a *App) fence(ctx context.Context, alerts []alert.Alert) ([]alert.Alert, e
 
 func (p processor) DeadLetter(ctx context.Context, msgID string, data []byte, reason string) error {
 	return p.a.st.InsertDeadLetter(ctx, msgID, reason, data, p.a.o.Now())
-}
-
-// budgetCollector reports responder_budget_remaining at scrape time, from the store.
-type budgetCollector struct {
-	a    *App
-	base context.Context
-	desc *prometheus.GaugeVec
-}
-
-func (c budgetCollector) Describe(ch chan<- *prometheus.Desc) { c.desc.Describe(ch) }
-
-func (c budgetCollector) Collect(ch chan<- prometheus.Metric) {
-	ctx, cancel := context.WithTimeout(c.base, 2*time.Second)
-	defer cancel()
-	for _, b := range c.a.budgets {
-		used, err := c.a.st.BudgetMostUsed(ctx, b.Name, b.Window, c.a.o.Now())
-		v := float64(b.Max - used)
-		if err != nil {
-			v = math.NaN()
-		}
-		c.desc.WithLabelValues(b.Name).Set(v)
-	}
-	c.desc.Collect(ch)
-}
-
-// breakerCollector reports responder_breaker_state from the breaker rows at scrape time.
-type breakerCollector struct {
-	a    *App
-	base context.Context
-	desc *prometheus.Desc
-}
-
-func (c breakerCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
-
-func (c breakerCollector) Collect(ch chan<- prometheus.Metric) {
-	ctx, cancel := context.WithTimeout(c.base, 2*time.Second)
-	defer cancel()
-	bs, err := c.a.st.Breakers(ctx)
-	if err != nil {
-		return
-	}
-	for _, b := range bs {
-		v := 0.0
-		switch b.State {
-		case store.BreakerHalfOpen:
-			v = 1
-		case store.BreakerOpen:
-			v = 2
-		}
-		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, v, b.Handler, b.Scope)
-	}
 }

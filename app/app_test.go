@@ -147,7 +147,7 @@ func startApp(t *testing.T, o fixtureOpts) *fixture {
 		o.logger = slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})
 	}
 	a, err := app.New(context.Background(), app.Options{ConfigFile: cfg, ListenAddress: "127.0.0.1:0",
-		StoragePath: o.storage, DryRun: o.dryRun, Version: "test", DrainTimeout: 5 * time.Second,
+		StoragePath: o.storage, DryRun: o.dryRun, Version: "test", DrainTimeout: 5 * time.Second, MetricsRefreshInterval: 100 * time.Millisecond,
 		Logger: slog.New(o.logger)})
 	if err != nil {
 		t.Fatal(err)
@@ -644,18 +644,15 @@ func TestBreakerStatusMetricAndReset(t *testing.T) {
 	if code != 200 || !strings.Contains(string(b), `"state": "open"`) {
 		t.Fatalf("status: %d %s", code, b)
 	}
-	if v := metricValue(t, f, "responder_breaker_state"); v != 2 {
-		t.Fatalf("breaker_state = %v, want 2 (open)", v)
-	}
+	// The gauge is read in the background (every 100ms here).
+	waitFor(t, "breaker_state 2 (open)", 10*time.Second, func() bool { return cachedMetric(t, f, "responder_breaker_state") == 2 })
 	if code, _ := f.do("POST", "/api/v1/breakers/http.request/airflow.internal:8080/reset", readToken, nil); code != 403 {
 		t.Fatalf("reset with the read token: %d", code)
 	}
 	if code, b := f.do("POST", "/api/v1/breakers/http.request/airflow.internal:8080/reset", adminToken, nil); code != 200 {
 		t.Fatalf("reset: %d %s", code, b)
 	}
-	if v := metricValue(t, f, "responder_breaker_state"); v != 0 {
-		t.Fatalf("breaker_state after reset = %v, want 0", v)
-	}
+	waitFor(t, "breaker_state 0 after the reset", 10*time.Second, func() bool { return cachedMetric(t, f, "responder_breaker_state") == 0 })
 	if code, _ := f.do("POST", "/api/v1/breakers/http.request/nowhere/reset", adminToken, nil); code != 404 {
 		t.Fatalf("reset of a missing breaker: %d", code)
 	}

@@ -5,7 +5,6 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"math"
 	"net/http"
 	"slices"
 	"strconv"
@@ -37,8 +36,8 @@ type deadLetterMetrics struct {
 	expired  prometheus.Counter
 }
 
-// registerDeadLetterMetrics registers responder_dead_letters (read from the store at scrape time,
-// NaN when it cannot be read), and the replay and retention counters.
+// registerDeadLetterMetrics registers the replay and retention counters (responder_dead_letters
+// is one of the background gauges of gauges.go).
 func (a *App) registerDeadLetterMetrics(ctx context.Context) {
 	a.dl = deadLetterMetrics{
 		replayed: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "responder", Name: "dead_letters_replayed_total",
@@ -46,17 +45,9 @@ func (a *App) registerDeadLetterMetrics(ctx context.Context) {
 		expired: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "responder", Name: "dead_letters_deleted_unreplayed_total",
 			Help: "Dead letters retention deleted that nobody had replayed (each one logged first)."}),
 	}
-	base := context.WithoutCancel(ctx)
-	a.reg.MustRegister(a.dl.replayed, a.dl.expired, prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "responder",
-		Name: "dead_letters", Help: "Dead letters not replayed yet."}, func() float64 {
-		ctx, cancel := context.WithTimeout(base, 2*time.Second)
-		defer cancel()
-		n, err := a.st.UnreplayedDeadLetters(ctx)
-		if err != nil {
-			return math.NaN() // unknown, not "none"
-		}
-		return float64(n)
-	}))
+	// responder_dead_letters is read in the background with the other database-backed gauges
+	// (gauges.go): a scrape never queries the database.
+	a.reg.MustRegister(a.dl.replayed, a.dl.expired)
 }
 
 // RecordDeadLetter records a message the bus gave up on (bus.DeadLetterRecorder).

@@ -117,7 +117,7 @@ rules:
 	if code := f.post(payload("firing", starts, "fail-1", "fail-2")); code != 200 {
 		t.Fatalf("post: %d", code)
 	}
-	waitFor(t, "the breaker to open", 20*time.Second, func() bool { return metricValue(t, f, "responder_breaker_state") == 2 })
+	waitFor(t, "the breaker to open", 20*time.Second, func() bool { return cachedMetric(t, f, "responder_breaker_state") == 2 })
 	if n := countState(f.actions("?rule=broken"), "failed"); n != 2 {
 		t.Fatalf("failed actions of rule broken = %d, want 2", n)
 	}

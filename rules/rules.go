@@ -161,12 +161,12 @@ func (e *Error) Error() string {
 
 // LoadFiles reads and compiles the rule files at paths (already glob-expanded), in order. It
 // returns every error found, each naming file:line, joined; a rule name must be unique across all
-// files.
+// files. A file named twice (UniqueFiles) is loaded once.
 func LoadFiles(paths []string, cat Catalog) (*Set, error) {
 	set := &Set{byName: make(map[string]*Rule)}
 	h := sha256.New()
 	var errs []error
-	for _, p := range paths {
+	for _, p := range UniqueFiles(paths) {
 		data, err := os.ReadFile(p)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("rule file: %w", err))

@@ -43,7 +43,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	logLevel := serve.Flag("log.level", "Log level: debug, info, warn, error.").Default("info").Enum("debug", "info", "warn", "error")
 	logFormat := serve.Flag("log.format", "Log format: logfmt or json.").Default("logfmt").Enum("logfmt", "json")
 	dryRun := serve.Flag("dry-run", "Evaluate everything, record dry_run, never act.").Bool()
-	noAuth := serve.Flag("web.no-auth", "Serve without webhook and API tokens (development only).").Bool()
+	noAuth := serve.Flag("web.no-auth", "Serve without webhook and API tokens (development only; loopback listen addresses only).").Bool()
+	noAuthAny := serve.Flag("web.no-auth.unsafe-any-address", "Allow --web.no-auth on a listen address that is not loopback.").Bool()
 	drain := serve.Flag("shutdown.timeout", "How long shutdown waits for running actions.").Default("30s").Duration()
 
 	rulesCmd := a.Command("rules", "Work with rule files.")
@@ -85,7 +86,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case serve.FullCommand():
 		logger := newLogger(stderr, *logLevel, *logFormat)
 		return runServe(logger, app.Options{ConfigFile: *configFile, ListenAddress: *listen, WebConfigFile: *webConfig,
-			StoragePath: *storage, DryRun: *dryRun, NoAuth: *noAuth, Version: version.Version, DrainTimeout: *drain, Logger: logger})
+			StoragePath: *storage, DryRun: *dryRun, NoAuth: *noAuth, NoAuthUnsafeAnyAddress: *noAuthAny, Version: version.Version, DrainTimeout: *drain, Logger: logger})
 	case check.FullCommand():
 		return runCheck(stdout, stderr, *checkConfig, *checkFiles)
 	case test.FullCommand():
@@ -168,7 +169,7 @@ func runCheck(stdout, stderr io.Writer, configFile string, files []string) int {
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
-	paths = append(paths, files...)
+	paths = rules.UniqueFiles(append(paths, files...))
 	if len(paths) == 0 {
 		fmt.Fprintln(stderr, "no rule files: pass files or --config.file with rule_files")
 		return 1

@@ -206,7 +206,7 @@ func (s *Slack) decide(ctx context.Context, user string, id int64, decision, rea
 	what := fmt.Sprintf("action %d (%s on %s)", id, a.Handler, a.Target)
 	switch {
 	case res.Replay:
-		return fmt.Sprintf(":repeat: You had already %s %s; nothing changed (it is %s).", pastTense(decision), what, a.State)
+		return alreadyDecided(decision, what, a.State)
 	case a.State == store.ActionApproved:
 		return fmt.Sprintf(":white_check_mark: You approved %s: it runs now.", what)
 	case a.State == store.ActionDenied:

@@ -12,7 +12,10 @@
 // Inbound, CommandsHandler (POST /slack/commands: /responder approve|deny|list|status|pause|
 // resume|help) and InteractionsHandler (POST /slack/interactions: the buttons) verify Slack's v0
 // signature over the raw body, with the timestamp within five minutes, before parsing anything;
-// a failure is a 401 with no side effect but an audit row. RunSocketMode feeds the same code from
+// a failure is a 401 with no side effect but an audit row. A verified request that changes state
+// (approve, deny, pause, resume, a click) is recorded by its signature in the store's replay cache,
+// shared by the replicas; the same request received again inside the window is refused, audited
+// (reason replayed) and changes nothing (refuseReplay). RunSocketMode feeds the same code from
 // Socket Mode. Decisions go through store.Decide, the API's path (two-person rule, approvals TTL,
 // replays: a double click is a replay, the action runs once) and are recorded as "slack:<user
 // id>" via "slack". Only slack.approvers (users, or members of user groups, read with

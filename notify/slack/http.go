@@ -24,13 +24,20 @@ const MaxBodyBytes = 256 << 10
 // CommandsHandler serves POST /slack/commands: the /responder slash command. Every request is
 // verified (Verify) before it is parsed; the answer is an ephemeral message in the response body.
 func (s *Slack) CommandsHandler() http.Handler {
-	return s.inbound(endpointCommands, func(ctx context.Context, w http.ResponseWriter, form url.Values) int {
+	return s.inbound(endpointCommands, func(ctx context.Context, w http.ResponseWriter, req inboundRequest) int {
+		form := req.form
 		if form.Get("ssl_check") == "1" {
 			w.WriteHeader(http.StatusOK)
 			return http.StatusOK
 		}
-		text := s.runCommand(ctx, form.Get("user_id"), form.Get("text"))
-		writeEphemeral(w, text)
+		user, text := form.Get("user_id"), form.Get("text")
+		if c, err := ParseCommand(text); err == nil && changesState(c.Verb) {
+			if answer, refused := s.refuseReplay(ctx, req, user, c.Verb, c.ActionID, decisionOf(c.Verb)); refused {
+				writeEphemeral(w, answer)
+				return http.StatusOK
+			}
+		}
+		writeEphemeral(w, s.runCommand(ctx, user, text))
 		return http.StatusOK
 	})
 }
@@ -40,8 +47,8 @@ func (s *Slack) CommandsHandler() http.Handler {
 // clicker gets an ephemeral answer through the payload's response_url, and the incident message is
 // updated by Run.
 func (s *Slack) InteractionsHandler() http.Handler {
-	return s.inbound(endpointInteractions, func(ctx context.Context, w http.ResponseWriter, form url.Values) int {
-		in, err := ParseInteraction([]byte(form.Get("payload")))
+	return s.inbound(endpointInteractions, func(ctx context.Context, w http.ResponseWriter, req inboundRequest) int {
+		in, err := ParseInteraction([]byte(req.form.Get("payload")))
 		if err != nil {
 			if errors.Is(err, ErrNotOurs) {
 				w.WriteHeader(http.StatusOK) // another block or interaction type: nothing to do
@@ -50,22 +57,27 @@ func (s *Slack) InteractionsHandler() http.Handler {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return http.StatusBadRequest
 		}
-		s.interact(ctx, in)
+		if answer, refused := s.refuseReplay(ctx, req, in.UserID, "button", in.ActionID, in.Decision); refused {
+			s.followUp(ctx, in.ResponseURL, answer)
+		} else {
+			s.interact(ctx, in)
+		}
 		w.WriteHeader(http.StatusOK)
 		return http.StatusOK
 	})
 }
 
 // inbound wraps an endpoint: POST only, bounded body, signature verified before anything is
-// parsed (401 and an audit row otherwise), form decoded, metrics.
-func (s *Slack) inbound(endpoint string, serve func(ctx context.Context, w http.ResponseWriter, form url.Values) int) http.Handler {
+// parsed (401 and an audit row otherwise), form decoded, metrics. What changes state is refused
+// when it is a replay (refuseReplay), which serve checks once it knows what the request asks.
+func (s *Slack) inbound(endpoint string, serve func(ctx context.Context, w http.ResponseWriter, req inboundRequest) int) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		code := s.serveInbound(endpoint, w, r, serve)
 		s.m.requests.WithLabelValues(endpoint, strconv.Itoa(code)).Inc()
 	})
 }
 
-func (s *Slack) serveInbound(endpoint string, w http.ResponseWriter, r *http.Request, serve func(context.Context, http.ResponseWriter, url.Values) int) int {
+func (s *Slack) serveInbound(endpoint string, w http.ResponseWriter, r *http.Request, serve func(context.Context, http.ResponseWriter, inboundRequest) int) int {
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
 		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
@@ -97,7 +109,7 @@ func (s *Slack) serveInbound(endpoint string, w http.ResponseWriter, r *http.Req
 		http.Error(w, "body is not a form", http.StatusBadRequest)
 		return http.StatusBadRequest
 	}
-	return serve(r.Context(), w, form)
+	return serve(r.Context(), w, newInboundRequest(endpoint, r, form))
 }
 
 // auditUnverified records a refused request; rate limited, since anyone can send them.

@@ -306,9 +306,11 @@ const (
 	ReasonStaleTimestamp = "stale_timestamp"
 	ReasonMissingHeaders = "missing_headers"
 	ReasonNotApprover    = "not_approver"
+	// ReasonReplayed: the same signed request (body, timestamp, signature) was received before.
+	ReasonReplayed = store.AuditReplayed
 )
 
-var refusalReasons = []string{ReasonBadSignature, ReasonStaleTimestamp, ReasonMissingHeaders, ReasonNotApprover}
+var refusalReasons = []string{ReasonBadSignature, ReasonStaleTimestamp, ReasonMissingHeaders, ReasonNotApprover, ReasonReplayed}
 
 // Endpoints (the endpoint label of responder_slack_requests_total).
 const (
