@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -235,6 +236,7 @@ func New(ctx context.Context, o Options) (*App, error) {
 		Store: a.st, Handlers: hs, Rules: ruleSet, Owner: a.owner,
 		DryRun: dry, Paused: cfg.Safety.Paused, ApprovalTTL: cfg.Approvals.TTL.D(), MaxAlertAge: cfg.Safety.MaxAlertAge.D(), MaxConcurrent: cfg.Safety.MaxConcurrentActions,
 		ActionTimeout: cfg.Safety.ActionTimeout.D(), Lease: cfg.Safety.LeaseDuration.D(),
+		MaxParamsBytes: maxParamsBytes(cfg.Limits.MaxParamsBytes),
 		Now: o.Now, Logger: o.Logger.With("component", "engine"), Registerer: a.reg, Panics: a.panics,
 	})
 	if err != nil {
@@ -628,4 +630,13 @@ func (a *App) fence(ctx context.Context, alerts []alert.Alert) ([]alert.Alert, e
 
 func (p processor) DeadLetter(ctx context.Context, msgID string, data []byte, reason string) error {
 	return p.a.st.InsertDeadLetter(ctx, msgID, reason, data, p.a.o.Now())
+}
+
+// maxParamsBytes maps limits.max_params_bytes (0 = no bound) to engine.Options.MaxParamsBytes
+// (where 0 means the default).
+func maxParamsBytes(b config.Bytes) int {
+	if b <= 0 {
+		return math.MaxInt
+	}
+	return int(b)
 }
