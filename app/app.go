@@ -237,7 +237,7 @@ func New(ctx context.Context, o Options) (*App, error) {
 		DryRun: dry, Paused: cfg.Safety.Paused, ApprovalTTL: cfg.Approvals.TTL.D(), MaxAlertAge: cfg.Safety.MaxAlertAge.D(), MaxConcurrent: cfg.Safety.MaxConcurrentActions,
 		ActionTimeout: cfg.Safety.ActionTimeout.D(), Lease: cfg.Safety.LeaseDuration.D(),
 		MaxParamsBytes: maxParamsBytes(cfg.Limits.MaxParamsBytes),
-		Now: o.Now, Logger: o.Logger.With("component", "engine"), Registerer: a.reg, Panics: a.panics,
+		Now:            o.Now, Logger: o.Logger.With("component", "engine"), Registerer: a.reg, Panics: a.panics,
 	})
 	if err != nil {
 		return nil, err
