@@ -142,6 +142,17 @@ func (e *Engine) pass(ctx, runCtx context.Context, checked []*callout) (int, []*
 	set := e.rules.Load()
 	r := &passRun{e: e}
 	lk := &lookups{}
+	committed := false
+	defer func() {
+		// A panic inside the transaction (recovered and counted by the pass's caller) must not
+		// keep the execution slots it reserved: repeated panics would stall the executor.
+		if !committed {
+			if v := recover(); v != nil {
+				r.release()
+				panic(v)
+			}
+		}
+	}()
 	err := e.inPlanTx(ctx, lk, func(tx pgx.Tx) error {
 		r.release()
 		now := e.now()
@@ -157,8 +168,10 @@ func (e *Engine) pass(ctx, runCtx context.Context, checked []*callout) (int, []*
 	})
 	if err != nil {
 		r.release()
+		committed = true
 		return 0, nil, err
 	}
+	committed = true
 	r.p.committed()
 	for _, d := range r.finals {
 		e.m.actions.WithLabelValues(d.c.Rule, d.c.Handler, d.outcome.State).Inc()
