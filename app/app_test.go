@@ -589,8 +589,16 @@ rules:
 	if code := f.post(payload("firing", time.Now().UTC().Truncate(time.Second), pods...)); code != 200 {
 		t.Fatalf("post: %d", code)
 	}
+	var items []map[string]any
+	defer func() {
+		if t.Failed() {
+			for _, a := range items {
+				t.Logf("action %v %v %v %v %v", a["id"], a["target"], a["state"], a["reason"], a["error"])
+			}
+		}
+	}()
 	waitFor(t, "20 pages and 20 paused restarts", 20*time.Second, func() bool {
-		items := f.actions("?limit=1000")
+		items = f.actions("?limit=1000")
 		return countState(items, "succeeded") == 20 && countState(items, "skipped") == 20
 	})
 	for _, c := range f.sink.Calls() {

@@ -631,9 +631,13 @@ func TestKubernetesStorm(t *testing.T) {
 	if n := count(`SELECT count(*) FROM actions WHERE class = 'disruptive' AND started_at >= $1`, pausedAt); n != 0 {
 		t.Errorf("%d disruptive actions started after the pause", n)
 	}
+	// A restart running when the pause committed is interrupted (issue 13): unknown (it may have
+	// evicted) or failed (it had not), reason paused.
 	dDone := outcome["restart-d succeeded "]
-	if dDone < 2 || dDone >= len(crashD) || outcome["restart-d skipped paused"] != len(crashD)-dDone {
-		t.Errorf("restart-d: %d succeeded, %d paused, want the pause to stop the rest of %d", dDone, outcome["restart-d skipped paused"], len(crashD))
+	dCut := outcome["restart-d unknown paused"] + outcome["restart-d failed paused"]
+	if dDone < 2 || dDone >= len(crashD) || outcome["restart-d skipped paused"]+dCut != len(crashD)-dDone {
+		t.Errorf("restart-d: %d succeeded, %d skipped paused, %d interrupted, want the pause to stop the rest of %d",
+			dDone, outcome["restart-d skipped paused"], dCut, len(crashD))
 	}
 
 	// --- The cluster. ---
@@ -658,9 +662,11 @@ func TestKubernetesStorm(t *testing.T) {
 			}
 		}
 		// Every restart that ran evicted exactly one pod: an Event each, and as many pods replaced.
+		// A restart interrupted by the pause after its eviction (unknown, paused) may have one too.
 		ran := count(`SELECT count(*) FROM actions WHERE scope = $1 AND phase = 'actions' AND state IN ('succeeded', 'failed') AND reason IN ('', 'not_recovered')`, ns)
-		if evictions[ns] != ran {
-			t.Errorf("namespace %s: %d restart events for %d restarts that ran", ns, evictions[ns], ran)
+		cut := count(`SELECT count(*) FROM actions WHERE scope = $1 AND phase = 'actions' AND state = 'unknown' AND reason = 'paused'`, ns)
+		if evictions[ns] < ran || evictions[ns] > ran+cut {
+			t.Errorf("namespace %s: %d restart events for %d restarts that ran and %d interrupted after they may have evicted", ns, evictions[ns], ran, cut)
 		}
 	}
 	replaced := 0

@@ -161,6 +161,10 @@ func (e *Engine) pass(ctx, runCtx context.Context, checked []*callout) (int, []*
 		if err != nil {
 			return err
 		}
+		// The rules as of the claim: every claimed action was planned under a set stored before
+		// it, so a reload that added its rule while this pass began is not read as "no rule".
+		set = e.rules.Load()
+		r.p.set = set
 		if err := r.decideAll(ctx, tx, set, claimed, g, checked); err != nil {
 			return err
 		}
