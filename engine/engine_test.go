@@ -276,6 +276,19 @@ func (h *harness) incidentStates() []string {
 	return out
 }
 
+// waitFor polls cond (the engine's goroutines, another session's state) until it holds, failing
+// the test with what after d.
+func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting until %s", what)
+		}
+		time.Sleep(5 * time.Millisecond) // the one polling interval of these tests
+	}
+}
+
 func (h *harness) count(q string, args ...any) int {
 	h.t.Helper()
 	var n int

@@ -336,13 +336,9 @@ rules:
 	}
 	done := make(chan error, 1)
 	go func() { _, err := h.eng.ExecuteOnce(ctx); done <- err }()
-	deadline := time.Now().Add(10 * time.Second)
-	for h.count(`SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`) == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("the pass never waited for the breakers table")
-		}
-		time.Sleep(5 * time.Millisecond) // polling another session's state
-	}
+	waitFor(t, 10*time.Second, "the pass waits for the breakers table", func() bool {
+		return h.count(`SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`) > 0
+	})
 	// Another replica restarts web-1 meanwhile and starts the rule's cooldown.
 	if err := h.st.InTx(ctx, func(tx pgx.Tx) error {
 		return h.st.SetCooldownTx(ctx, tx, store.CooldownKey{Rule: "restart", Target: "test.fix:web-1"}, h.clock.Now().Add(15*time.Minute))
@@ -549,13 +545,9 @@ rules:
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for h.count(`SELECT count(*) FROM actions WHERE state IN ('running', 'planned')`) > 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("actions did not settle: %v", h.actions())
-		}
-		time.Sleep(5 * time.Millisecond) // replica b's handler goroutine records its outcome
-	}
+	waitFor(t, 10*time.Second, "actions settle (replica b's handler goroutine records its outcome)", func() bool {
+		return h.count(`SELECT count(*) FROM actions WHERE state IN ('running', 'planned')`) == 0
+	})
 	if a, b := ga.Calls(), gb.Calls(); len(a)+len(b) != 1 {
 		t.Fatalf("restarts: replica a %v, replica b %v (want one within the cooldown)", a, b)
 	}

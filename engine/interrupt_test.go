@@ -74,18 +74,15 @@ func (a *blockAction) Do(ctx context.Context, _ alert.Alert) (handlers.Result, e
 // cause waits until the call on target ended and returns its context's cause and when it ended.
 func (b *blocker) cause(t *testing.T, target string, within time.Duration) (error, time.Time) {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for time.Now().Before(deadline) {
+	var c error
+	var at time.Time
+	waitFor(t, within, "the call on "+target+" is interrupted", func() bool {
 		b.mu.Lock()
-		c, at := b.causes[target], b.ended[target]
-		b.mu.Unlock()
-		if c != nil {
-			return c, at
-		}
-		time.Sleep(5 * time.Millisecond) // polling the handler goroutine
-	}
-	t.Fatalf("the call on %s was not interrupted within %s", target, within)
-	return nil, time.Time{}
+		defer b.mu.Unlock()
+		c, at = b.causes[target], b.ended[target]
+		return c != nil
+	})
+	return c, at
 }
 
 // interrupted waits until the call on target was interrupted with cause want and returns how long
@@ -194,18 +191,12 @@ func startBroken(t *testing.T, lease time.Duration) *interruptEnv {
 // waitState polls until the action of handler on target is in state and returns its reason.
 func (ie *interruptEnv) waitState(t *testing.T, handler, target, state string) string {
 	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for time.Now().Before(deadline) {
-		var reason string
-		err := ie.h.st.Pool().QueryRow(context.Background(), `SELECT reason FROM actions WHERE handler = $1 AND target = $2 AND state = $3`,
-			handler, target, state).Scan(&reason)
-		if err == nil {
-			return reason
-		}
-		time.Sleep(10 * time.Millisecond) // polling the engine's goroutines
-	}
-	t.Fatalf("%s on %s never %s: %v", handler, target, state, ie.h.actions())
-	return ""
+	var reason string
+	waitFor(t, 15*time.Second, handler+" on "+target+" is "+state, func() bool {
+		return ie.h.st.Pool().QueryRow(context.Background(), `SELECT reason FROM actions WHERE handler = $1 AND target = $2 AND state = $3`,
+			handler, target, state).Scan(&reason) == nil
+	})
+	return reason
 }
 
 // TestPauseInterruptsRunningDisruptiveActions: a pause committed in this process (API or Slack:
@@ -296,7 +287,7 @@ func TestLeaseExpiredByAnotherReplicaInterrupts(t *testing.T) {
 		t.Fatal(err)
 	}
 	ie.fix.interrupted(t, "web-1", handlers.ErrLeaseLost, time.Now())
-	waitFor(t, "replica A audits what it saw", func() bool {
+	waitFor(t, 15*time.Second, "replica A audits what it saw", func() bool {
 		return h.count(`SELECT count(*) FROM audit WHERE actor = 'replica-a' AND reason = 'lease_lost'`) == 1
 	})
 	got := h.actions()
@@ -334,15 +325,4 @@ func TestLeaseNotRenewableInterrupts(t *testing.T) {
 		t.Errorf("unknown/%s, want unknown/lease_lost", r)
 	}
 	ie.waitState(t, "test.page", "test.page:oncall-web-1", store.ActionSucceeded)
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting until %s", what)
-		}
-		time.Sleep(10 * time.Millisecond) // polling the engine's goroutines
-	}
 }

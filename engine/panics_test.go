@@ -127,13 +127,9 @@ func TestPanickingExecutorPassIsRetried(t *testing.T) {
 	done := make(chan struct{})
 	go func() { defer close(done); _ = h.eng.Run(ctx, time.Second) }()
 	defer func() { cancel(); <-done }()
-	deadline := time.Now().Add(15 * time.Second)
-	for h.count(`SELECT count(*) FROM actions WHERE state = 'succeeded'`) < 2 {
-		if time.Now().After(deadline) {
-			t.Fatalf("the executor did not go on after a panicking pass: %v", h.actions())
-		}
-		time.Sleep(10 * time.Millisecond) // polling the store for the executor's progress
-	}
+	waitFor(t, 15*time.Second, "the executor goes on after a panicking pass", func() bool {
+		return h.count(`SELECT count(*) FROM actions WHERE state = 'succeeded'`) >= 2
+	})
 	if n := panics(t, reg, engine.PanicExecutor); n != 1 {
 		t.Errorf("panics{kind=executor} = %v, want 1", n)
 	}
