@@ -65,7 +65,7 @@ type Filler struct {
 // Fill starts filling dir. Full is closed once a write met ENOSPC.
 func Fill(t testing.TB, dir string) *Filler {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(t.Context())
 	f := &Filler{path: filepath.Join(dir, "filler"), cancel: cancel, done: make(chan struct{}), full: make(chan struct{})}
 	file, err := os.OpenFile(f.path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {

@@ -104,17 +104,16 @@ func TestServeNoAuthListenAddress(t *testing.T) {
 		_ = cmd.Wait()
 		pw.Close()
 	}()
-	deadline := time.Now().Add(60 * time.Second)
-	for {
+	var out string
+	defer func() {
+		if t.Failed() {
+			t.Logf("serve's output:\n%s", out)
+		}
+	}()
+	waitFor(t, "serve with --web.no-auth.unsafe-any-address to start and warn", 60*time.Second, func() bool {
 		mu.Lock()
-		out := log.String()
-		mu.Unlock()
-		if strings.Contains(out, "responder listening on") && strings.Contains(out, "serving WITHOUT authentication") {
-			break
-		}
-		if time.Now().After(deadline) || cmd.ProcessState != nil {
-			t.Fatalf("serve with --web.no-auth.unsafe-any-address did not start and warn:\n%s", out)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		defer mu.Unlock()
+		out = log.String()
+		return strings.Contains(out, "responder listening on") && strings.Contains(out, "serving WITHOUT authentication")
+	})
 }
