@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"time"
 
 	"gopkg.in/yaml.v3"
 )
@@ -36,40 +35,6 @@ func WithGetenv(getenv func(string) string) Option {
 // withReadFile replaces how *_file secrets are read (the fuzz target must not read the disk).
 func withReadFile(read func(string) ([]byte, error)) Option {
 	return func(o *options) { o.readFile = read }
-}
-
-// Default returns the built-in defaults: no tokens, no database URL, no rule files.
-func Default() *Config {
-	retries := 2
-	return &Config{
-		Database: DatabaseConfig{MaxConns: 10},
-		Webhook:  WebhookConfig{MaxBodyBytes: 8 << 20},
-		Handlers: HandlersConfig{HTTP: HTTPHandlerConfig{
-			Timeout: Duration(10 * time.Second),
-			Retries: &retries,
-		}},
-		Approvals: ApprovalsConfig{TTL: Duration(15 * time.Minute)},
-		Safety: SafetyConfig{
-			MaxAlertAge:          Duration(15 * time.Minute),
-			Retention:            Duration(90 * 24 * time.Hour),
-			MaxConcurrentActions: 8,
-			ActionTimeout:        Duration(5 * time.Minute),
-			LeaseDuration:        Duration(30 * time.Second),
-			Breaker:              BreakerConfig{Failures: 3, OpenFor: Duration(5 * time.Minute)},
-			StormGuard:           StormGuardConfig{Window: Duration(5 * time.Minute)},
-		},
-		Bus: BusConfig{
-			Stream:          "RESPONDER_ALERTS",
-			MaxBytes:        1 << 30,
-			MaxMsgs:         1_000_000,
-			MaxAge:          0, // an age limit would drop alerts nobody processed
-			DuplicateWindow: Duration(20 * time.Minute),
-			Replicas:        1,
-			Consumers:       2,
-			AckWait:         Duration(10 * time.Second),
-		},
-		Limits: DefaultLimits(),
-	}
 }
 
 // Load reads, decodes (strictly), completes and validates the config file at path. Errors name
@@ -124,9 +89,6 @@ func Parse(data []byte, filename string, opts ...Option) (*Config, error) {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	cfg.File, cfg.Dir = filename, dir
-	if cfg.Handlers.HTTP.Retries == nil { // "retries: null"
-		cfg.Handlers.HTTP.Retries = Default().Handlers.HTTP.Retries
-	}
 
 	c := &checker{file: name, root: &root}
 	resolveSecrets(cfg, c, o)

@@ -22,18 +22,6 @@ type LimitsConfig struct {
 	MaxParamsBytes Bytes `yaml:"max_params_bytes"` // default 64KiB
 }
 
-// DefaultLimits returns the defaults of the limits: section.
-func DefaultLimits() LimitsConfig {
-	return LimitsConfig{
-		MaxAlertsPerRequest: 5000,
-		MaxLabelsPerAlert:   64,
-		MaxLabelNameBytes:   256,
-		MaxLabelValueBytes:  2 << 10,
-		MaxAnnotationsBytes: 64 << 10,
-		MaxParamsBytes:      64 << 10,
-	}
-}
-
 // maxLimitBytes is the largest byte bound accepted: nothing larger fits in a webhook body anyway,
 // and a bound this size is a typo (a missing unit the other way round).
 const maxLimitBytes = 1 << 30

@@ -7,18 +7,8 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
-)
-
-// Defaults of handlers.postgres.clusters.NAME.
-const (
-	DefaultPostgresMaxLag          Bytes = 1_000_000 // 1MB
-	DefaultPostgresDetectFailures        = 3
-	DefaultPostgresDetectMinPeriod       = 30 * time.Second
-	DefaultPostgresRTO                   = 30 * time.Minute
-	DefaultPostgresFenceTimeout          = 10 * time.Second
 )
 
 // PostgresHandlerConfig configures the postgres.* failover handlers: clusters by name, each
@@ -85,7 +75,7 @@ type PostgresFence struct {
 
 var postgresClusterName = regexp.MustCompile(`^[a-z0-9]([a-z0-9_.-]{0,61}[a-z0-9])?$`)
 
-// validatePostgres checks handlers.postgres and fills its defaults. It runs after the secrets
+// validatePostgres checks handlers.postgres (fillDefaults filled it). It runs after the secrets
 // are read, so DSNs are checked whether inline or from a file (never printed).
 func (c *Config) validatePostgres(ch *checker) {
 	for _, name := range sortedKeys(c.Handlers.Postgres.Clusters) {
@@ -93,9 +83,6 @@ func (c *Config) validatePostgres(ch *checker) {
 		key := "handlers.postgres.clusters." + name
 		if !postgresClusterName.MatchString(name) {
 			ch.errorf(key, "cluster name %q: want lower-case letters, digits, '_', '.' or '-' (at most 63)", name)
-		}
-		if cl.RTO == 0 {
-			cl.RTO = Duration(DefaultPostgresRTO)
 		}
 		switch {
 		case cl.IsPatroni() && cl.Primary != nil:
@@ -112,9 +99,6 @@ func (c *Config) validatePostgres(ch *checker) {
 }
 
 func validatePatroni(ch *checker, key string, cl *PostgresCluster) {
-	if cl.MaxLag == 0 {
-		cl.MaxLag = DefaultPostgresMaxLag
-	}
 	seen := map[string]bool{}
 	for i, raw := range cl.Patroni {
 		k := fmt.Sprintf("%s.patroni[%d]", key, i)
@@ -145,6 +129,8 @@ func validatePatroni(ch *checker, key string, cl *PostgresCluster) {
 	}
 }
 
+// validateStreaming checks a plain streaming-replication cluster: no Patroni settings, a
+// primary, named standbys, detect and the fence.
 func validateStreaming(ch *checker, key string, cl *PostgresCluster) {
 	if cl.MaxLag != 0 {
 		ch.errorf(key+".max_lag", "max_lag applies to Patroni clusters (postgres.promote waits for the standby to replay all it received)")
@@ -153,9 +139,19 @@ func validateStreaming(ch *checker, key string, cl *PostgresCluster) {
 		ch.errorf(key+".patroni_username", "patroni_username and patroni_password apply to Patroni clusters")
 	}
 	checkDSN(ch, key+".primary", *cl.Primary)
-	if cl.Primary.Name == "" {
-		cl.Primary.Name = "primary"
+	validateStandbys(ch, key, cl)
+	if cl.Detect.Failures < 1 {
+		ch.errorf(key+".detect.failures", "must be at least 1, got %d", cl.Detect.Failures)
 	}
+	if cl.Detect.Failures == 1 && cl.Detect.MinPeriod > 0 {
+		ch.errorf(key+".detect.failures", "1 failure cannot span min_period %s; want at least 2", cl.Detect.MinPeriod)
+	}
+	validateFence(ch, key+".fence", &cl.Fence)
+}
+
+// validateStandbys checks a streaming cluster's standbys: at least one, each named (uniquely,
+// and not as the primary) with a valid DSN.
+func validateStandbys(ch *checker, key string, cl *PostgresCluster) {
 	if len(cl.Standbys) == 0 {
 		ch.errorf(key+".standbys", "a streaming cluster needs at least one standby to promote")
 	}
@@ -177,48 +173,34 @@ func validateStreaming(ch *checker, key string, cl *PostgresCluster) {
 		}
 		checkDSN(ch, k, s)
 	}
-	if cl.Detect.Failures == 0 {
-		cl.Detect.Failures = DefaultPostgresDetectFailures
-	}
-	if cl.Detect.MinPeriod == 0 {
-		cl.Detect.MinPeriod = Duration(DefaultPostgresDetectMinPeriod)
-	}
-	if cl.Detect.Failures < 1 {
-		ch.errorf(key+".detect.failures", "must be at least 1, got %d", cl.Detect.Failures)
-	}
-	if cl.Detect.Failures == 1 && cl.Detect.MinPeriod > 0 {
-		ch.errorf(key+".detect.failures", "1 failure cannot span min_period %s; want at least 2", cl.Detect.MinPeriod)
-	}
-	f := &cl.Fence
+}
+
+// validateFence checks a streaming cluster's HTTP fence (key is its "...fence") and upper-cases
+// its method: no settings without a url; an http(s) url, a known method, clean headers.
+func validateFence(ch *checker, key string, f *PostgresFence) {
 	if f.URL == "" {
 		if f.Method != "" || len(f.Headers) > 0 || f.Body != "" || f.Timeout != 0 {
-			ch.errorf(key+".fence.url", "fence settings without a url")
+			ch.errorf(key+".url", "fence settings without a url")
 		}
 		return
 	}
 	u, err := url.Parse(f.URL)
 	switch {
 	case err != nil || u.Host == "":
-		ch.errorf(key+".fence.url", "not a URL")
+		ch.errorf(key+".url", "not a URL")
 	case u.Scheme != "http" && u.Scheme != "https":
-		ch.errorf(key+".fence.url", "want an http or https URL, got scheme %q", u.Scheme)
-	}
-	if f.Method == "" {
-		f.Method = http.MethodPost
+		ch.errorf(key+".url", "want an http or https URL, got scheme %q", u.Scheme)
 	}
 	f.Method = strings.ToUpper(f.Method)
 	if !slices.Contains([]string{http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete, http.MethodGet}, f.Method) {
-		ch.errorf(key+".fence.method", "%q: want POST, PUT, PATCH, DELETE or GET", f.Method)
-	}
-	if f.Timeout == 0 {
-		f.Timeout = Duration(DefaultPostgresFenceTimeout)
+		ch.errorf(key+".method", "%q: want POST, PUT, PATCH, DELETE or GET", f.Method)
 	}
 	for h, v := range f.Headers {
 		if strings.ContainsAny(h, " \t\r\n:") || h == "" {
-			ch.errorf(key+".fence.headers", "%q is not a header name", h)
+			ch.errorf(key+".headers", "%q is not a header name", h)
 		}
 		if strings.ContainsAny(v.Value(), "\r\n\x00") {
-			ch.errorf(key+".fence.headers."+h, "header value contains a line break or NUL")
+			ch.errorf(key+".headers."+h, "header value contains a line break or NUL")
 		}
 	}
 }

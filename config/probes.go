@@ -4,21 +4,15 @@ import (
 	"crypto/x509"
 	"fmt"
 	"net"
-	"net/http"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/expr-lang/expr"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/prometheus/common/model"
-)
-
-// Probe defaults.
-const (
-	DefaultProbeInterval = 30 * time.Second
-	DefaultProbeTimeout  = 5 * time.Second
 )
 
 // Probe kinds, as written in the config and in the probe_kind label.
@@ -157,128 +151,117 @@ func CompileFiringWhen(src string) error {
 	return err
 }
 
-// validateProbes checks the probes section and fills its defaults.
+// validateProbes checks the probes section (fillDefaults filled it).
 func (c *Config) validateProbes(ch *checker) {
 	seen := map[string]int{}
 	for i := range c.Probes {
-		p := &c.Probes[i]
-		key := fmt.Sprintf("probes[%d]", i)
-		switch {
-		case p.Name == "":
-			ch.errorf(key+".name", "a probe needs a name")
-		case !probeName.MatchString(p.Name):
-			ch.errorf(key+".name", "%q: want letters, digits, '_', '.', ':' or '-'", p.Name)
-		default:
-			if j, dup := seen[p.Name]; dup {
-				ch.errorf(key+".name", "probe %q is already defined by probes[%d]", p.Name, j)
-			}
-			seen[p.Name] = i
+		c.validateProbe(ch, i, &c.Probes[i], seen)
+	}
+}
+
+// validateProbe checks probes[i]; seen maps the names of the probes before it to their index.
+func (c *Config) validateProbe(ch *checker, i int, p *ProbeConfig, seen map[string]int) {
+	key := fmt.Sprintf("probes[%d]", i)
+	switch {
+	case p.Name == "":
+		ch.errorf(key+".name", "a probe needs a name")
+	case !probeName.MatchString(p.Name):
+		ch.errorf(key+".name", "%q: want letters, digits, '_', '.', ':' or '-'", p.Name)
+	default:
+		if j, dup := seen[p.Name]; dup {
+			ch.errorf(key+".name", "probe %q is already defined by probes[%d]", p.Name, j)
 		}
-		if p.Interval == 0 {
-			p.Interval = Duration(DefaultProbeInterval)
+		seen[p.Name] = i
+	}
+	if p.Interval.D() < 100*time.Millisecond {
+		ch.errorf(key+".interval", "must be at least 100ms, got %s", p.Interval)
+	}
+	if p.Timeout > p.Interval {
+		ch.errorf(key+".timeout", "%s is longer than interval %s", p.Timeout, p.Interval)
+	}
+	if p.FailuresToFire < 1 {
+		ch.errorf(key+".failures_to_fire", "must be at least 1, got %d", p.FailuresToFire)
+	}
+	if p.SuccessesToResolve < 1 {
+		ch.errorf(key+".successes_to_resolve", "must be at least 1, got %d", p.SuccessesToResolve)
+	}
+	for k, v := range p.Labels {
+		c.validateProbeLabel(ch, key, p, k, v)
+	}
+	if p.FiringWhen != "" {
+		if err := CompileFiringWhen(p.FiringWhen); err != nil {
+			ch.wrapf(key+".firing_when", err, "%s", oneLine(err))
 		}
-		if p.Timeout == 0 {
-			p.Timeout = Duration(DefaultProbeTimeout)
-			if p.Timeout > p.Interval {
-				p.Timeout = p.Interval
-			}
+	}
+	switch kinds := p.kinds(); len(kinds) {
+	case 0:
+		ch.errorf(key, "probe %q needs one kind: http, tcp, postgres, redis, disk, tls or prometheus", p.Name)
+	case 1:
+		c.validateProbeKind(ch, key+"."+kinds[0], p)
+	default:
+		ch.errorf(key+"."+kinds[1], "probe %q has several kinds (%s); want exactly one", p.Name, strings.Join(kinds, ", "))
+	}
+}
+
+// validateProbeLabel checks the label k=v of the probe at key: a valid name and value, within
+// limits:, and not one the probe sets itself.
+func (c *Config) validateProbeLabel(ch *checker, key string, p *ProbeConfig, k, v string) {
+	switch {
+	case !model.UTF8Validation.IsValidLabelName(k) || strings.ContainsRune(k, 0):
+		ch.errorf(key+".labels", "%q is not a valid label name", k)
+	case !model.LabelValue(v).IsValid() || strings.ContainsRune(v, 0):
+		ch.errorf(key+".labels."+k, "not a valid label value")
+	default:
+		c.checkProbeLabelSize(ch, key, k, v)
+	}
+	if slices.Contains(reservedProbeLabels, k) {
+		ch.errorf(key+".labels."+k, "label %q is set by the probe", k)
+	}
+	if k == "role" && p.Postgres != nil {
+		ch.errorf(key+".labels.role", "label \"role\" is set by a postgres probe")
+	}
+}
+
+// validateProbeKind checks the settings of the probe's one kind; key names them
+// ("probes[0].http"). A disk probe's path is resolved against the config file's directory.
+func (c *Config) validateProbeKind(ch *checker, key string, p *ProbeConfig) {
+	switch {
+	case p.HTTP != nil:
+		validateHTTPProbe(ch, key, p.HTTP)
+	case p.TCP != nil:
+		checkAddress(ch, key+".address", p.TCP.Address)
+	case p.Postgres != nil:
+		if p.Postgres.DSN == "" {
+			ch.errorf(key+".dsn", "set postgres.dsn or postgres.dsn_file")
+		} else if _, err := pgconn.ParseConfig(p.Postgres.DSN.Value()); err != nil {
+			// pgconn may echo the connection string, password included: never show it.
+			ch.errorf(key+".dsn", "invalid connection string")
 		}
-		if p.Interval.D() < 100*time.Millisecond {
-			ch.errorf(key+".interval", "must be at least 100ms, got %s", p.Interval)
+	case p.Redis != nil:
+		checkAddress(ch, key+".address", p.Redis.Address)
+	case p.Disk != nil:
+		if p.Disk.Path == "" {
+			ch.errorf(key+".path", "a disk probe needs a path")
+		} else {
+			p.Disk.Path = absPath(c.Dir, p.Disk.Path)
 		}
-		if p.Timeout > p.Interval {
-			ch.errorf(key+".timeout", "%s is longer than interval %s", p.Timeout, p.Interval)
+	case p.TLS != nil:
+		checkAddress(ch, key+".address", p.TLS.Address)
+		if p.TLS.CAFile != "" {
+			checkCA(ch, key+".ca_file", p.TLS.CA)
 		}
-		if p.FailuresToFire == 0 {
-			p.FailuresToFire = 1
-		}
-		if p.SuccessesToResolve == 0 {
-			p.SuccessesToResolve = 1
-		}
-		if p.FailuresToFire < 1 {
-			ch.errorf(key+".failures_to_fire", "must be at least 1, got %d", p.FailuresToFire)
-		}
-		if p.SuccessesToResolve < 1 {
-			ch.errorf(key+".successes_to_resolve", "must be at least 1, got %d", p.SuccessesToResolve)
-		}
-		for k, v := range p.Labels {
-			switch {
-			case !model.UTF8Validation.IsValidLabelName(k) || strings.ContainsRune(k, 0):
-				ch.errorf(key+".labels", "%q is not a valid label name", k)
-			case !model.LabelValue(v).IsValid() || strings.ContainsRune(v, 0):
-				ch.errorf(key+".labels."+k, "not a valid label value")
-			default:
-				c.checkProbeLabelSize(ch, key, k, v)
-			}
-			for _, r := range reservedProbeLabels {
-				if k == r {
-					ch.errorf(key+".labels."+k, "label %q is set by the probe", k)
-				}
-			}
-			if k == "role" && p.Postgres != nil {
-				ch.errorf(key+".labels.role", "label \"role\" is set by a postgres probe")
-			}
-		}
-		if p.FiringWhen != "" {
-			if err := CompileFiringWhen(p.FiringWhen); err != nil {
-				ch.wrapf(key+".firing_when", err, "%s", oneLine(err))
-			}
-		}
-		kinds := p.kinds()
-		switch len(kinds) {
-		case 0:
-			ch.errorf(key, "probe %q needs one kind: http, tcp, postgres, redis, disk, tls or prometheus", p.Name)
-			continue
-		case 1:
-		default:
-			ch.errorf(key+"."+kinds[1], "probe %q has several kinds (%s); want exactly one", p.Name, strings.Join(kinds, ", "))
-			continue
-		}
-		key += "." + kinds[0]
-		switch {
-		case p.HTTP != nil:
-			validateHTTPProbe(ch, key, p.HTTP)
-		case p.TCP != nil:
-			checkAddress(ch, key+".address", p.TCP.Address)
-		case p.Postgres != nil:
-			if p.Postgres.DSN == "" {
-				ch.errorf(key+".dsn", "set postgres.dsn or postgres.dsn_file")
-			} else if _, err := pgconn.ParseConfig(p.Postgres.DSN.Value()); err != nil {
-				// pgconn may echo the connection string, password included: never show it.
-				ch.errorf(key+".dsn", "invalid connection string")
-			}
-		case p.Redis != nil:
-			checkAddress(ch, key+".address", p.Redis.Address)
-		case p.Disk != nil:
-			if p.Disk.Path == "" {
-				ch.errorf(key+".path", "a disk probe needs a path")
-			} else {
-				p.Disk.Path = absPath(c.Dir, p.Disk.Path)
-			}
-		case p.TLS != nil:
-			checkAddress(ch, key+".address", p.TLS.Address)
-			if p.TLS.CAFile != "" {
-				checkCA(ch, key+".ca_file", p.TLS.CA)
-			}
-		case p.Prometheus != nil:
-			checkProbeURL(ch, key+".url", p.Prometheus.URL)
-			if strings.TrimSpace(p.Prometheus.Query) == "" {
-				ch.errorf(key+".query", "a prometheus probe needs a query")
-			}
+	case p.Prometheus != nil:
+		checkProbeURL(ch, key+".url", p.Prometheus.URL)
+		if strings.TrimSpace(p.Prometheus.Query) == "" {
+			ch.errorf(key+".query", "a prometheus probe needs a query")
 		}
 	}
 }
 
 func validateHTTPProbe(ch *checker, key string, h *HTTPProbe) {
 	checkProbeURL(ch, key+".url", h.URL)
-	if h.Method == "" {
-		h.Method = http.MethodGet
-	}
 	if !validMethod(h.Method) {
 		ch.errorf(key+".method", "%q is not an HTTP method", h.Method)
-	}
-	if len(h.ExpectStatus) == 0 {
-		h.ExpectStatus = []int{http.StatusOK}
 	}
 	for j, s := range h.ExpectStatus {
 		if s < 100 || s > 599 {

@@ -5,11 +5,7 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
-	"time"
 )
-
-// DefaultSlackGroupCacheTTL is how long the members of an approvers group are cached.
-const DefaultSlackGroupCacheTTL = 5 * time.Minute
 
 // SlackConfig configures the Slack integration: incident messages, page.slack, approvals by
 // button and slash command, Socket Mode. The section is "configured" when any of bot_token_file,
@@ -52,13 +48,28 @@ func (s SlackConfig) Configured() bool {
 		s.BotToken != "" || len(s.Approvers.Users) > 0 || len(s.Approvers.Groups) > 0
 }
 
+// The Slack id patterns, the only copy: slack.*, page.slack's params and a rule's slack_channel
+// are checked with IsSlackUser, IsSlackUserGroup and IsSlackChannel.
 var (
-	reSlackUser    = regexp.MustCompile(`^[UW][A-Z0-9]{2,20}$`)
-	reSlackGroup   = regexp.MustCompile(`^S[A-Z0-9]{2,20}$`)
+	reSlackUser  = regexp.MustCompile(`^[UW][A-Z0-9]{2,20}$`)
+	reSlackGroup = regexp.MustCompile(`^S[A-Z0-9]{2,20}$`)
+	// A channel is "#name" or a conversation ID: C (public channel), G (private channel) or D (a
+	// direct message, which chat.postMessage accepts too).
 	reSlackChannel = regexp.MustCompile(`^(#[a-z0-9][a-z0-9._-]{0,79}|[CGD][A-Z0-9]{2,20})$`)
 )
 
-// validateSlack checks the slack section.
+// IsSlackUser reports whether s is a Slack user ID (U... or W...).
+func IsSlackUser(s string) bool { return reSlackUser.MatchString(s) }
+
+// IsSlackUserGroup reports whether s is a Slack user group ID (S...).
+func IsSlackUserGroup(s string) bool { return reSlackGroup.MatchString(s) }
+
+// IsSlackChannel reports whether s is a channel responder can post to: "#name" (lower case) or a
+// conversation ID (C..., G..., or D... for a direct message).
+func IsSlackChannel(s string) bool { return reSlackChannel.MatchString(s) }
+
+// validateSlack checks the slack section: the ids wherever they are set, and, when the section is
+// configured (Configured), what the integration needs.
 func (c *Config) validateSlack(ch *checker) {
 	s := c.Slack
 	if s.GroupCacheTTL < 0 {
@@ -70,29 +81,39 @@ func (c *Config) validateSlack(ch *checker) {
 			ch.errorf("slack.api_url", "%q is not an absolute http(s) URL", s.APIURL)
 		}
 	}
+	validateSlackIDs(ch, s)
+	if s.Configured() {
+		validateSlackConfigured(ch, s)
+	}
+}
+
+// validateSlackIDs checks the approvers' user and group IDs and page_group.
+func validateSlackIDs(ch *checker, s SlackConfig) {
 	for i, u := range s.Approvers.Users {
-		if !reSlackUser.MatchString(u) {
+		if !IsSlackUser(u) {
 			ch.errorf(sliceKey("slack.approvers.users", i), "%q is not a Slack user ID (like U012AB3CD)", u)
 		}
 	}
 	for i, g := range s.Approvers.Groups {
-		if !reSlackGroup.MatchString(g) {
+		if !IsSlackUserGroup(g) {
 			ch.errorf(sliceKey("slack.approvers.groups", i), "%q is not a Slack user group ID (like S0614TZR7)", g)
 		}
 	}
-	if s.PageGroup != "" && !reSlackGroup.MatchString(s.PageGroup) {
+	if s.PageGroup != "" && !IsSlackUserGroup(s.PageGroup) {
 		ch.errorf("slack.page_group", "%q is not a Slack user group ID (like S0614TZR7)", s.PageGroup)
 	}
-	if !s.Configured() {
-		return
-	}
+}
+
+// validateSlackConfigured checks what a configured slack section needs: a bot token, a channel,
+// a signing secret or Socket Mode with an app token, and tokens of the right kind.
+func validateSlackConfigured(ch *checker, s SlackConfig) {
 	if s.BotTokenFile == "" && s.BotToken == "" {
 		ch.errorf("slack.bot_token_file", "required when slack is configured")
 	}
 	switch channel := strings.TrimSpace(s.Channel); {
 	case channel == "":
 		ch.errorf("slack.channel", "required when slack is configured (\"#incidents\" or a channel ID)")
-	case !reSlackChannel.MatchString(channel):
+	case !IsSlackChannel(channel):
 		ch.errorf("slack.channel", "%q is neither #name (lower case) nor a channel ID (like C0123ABCD)", s.Channel)
 	}
 	if s.SocketMode {

@@ -9,20 +9,35 @@ import (
 	"time"
 )
 
-// MinDuplicateWindow is the shortest bus.duplicate_window: Alertmanager re-sends a group within
-// minutes, and every re-send inside the window is dropped by JetStream before it costs anything.
-const MinDuplicateWindow = 10 * time.Minute
-
+// validate fills the defaults (defaults.go), then checks every section, collecting the errors in
+// ch. Each section's checks are their own function, in the order of the file's sections.
 func (c *Config) validate(ch *checker) {
+	c.fillDefaults()
 	c.validateProbes(ch)
 	c.validateSlack(ch)
 	c.validateKubernetes(ch)
 	c.validatePostgres(ch)
 	c.validateLimits(ch)
+	c.validateDatabase(ch)
+	c.validateWebhook(ch)
+	c.validateAPI(ch)
+	c.validateRuleFiles(ch)
+	c.validateHTTPHandler(ch)
+	positive(ch, "approvals.ttl", c.Approvals.TTL)
+	c.validateSafety(ch)
+	c.validateBudgets(ch)
+	c.validateBus(ch)
+}
+
+// validateDatabase checks database.
+func (c *Config) validateDatabase(ch *checker) {
 	if c.Database.MaxConns < 1 {
 		ch.errorf("database.max_conns", "must be at least 1, got %d", c.Database.MaxConns)
 	}
+}
 
+// validateWebhook checks webhook: at most two tokens, a positive body bound.
+func (c *Config) validateWebhook(ch *checker) {
 	if n := len(c.Webhook.BearerToken); n > maxWebhookTokens {
 		key := "webhook.bearer_token"
 		if c.Webhook.BearerTokenFile != "" {
@@ -33,7 +48,10 @@ func (c *Config) validate(ch *checker) {
 	if c.Webhook.MaxBodyBytes <= 0 {
 		ch.errorf("webhook.max_body_bytes", "must be positive, got %s", c.Webhook.MaxBodyBytes)
 	}
+}
 
+// validateAPI checks api: the read token differs from the admin token.
+func (c *Config) validateAPI(ch *checker) {
 	if c.API.ReadToken != "" && c.API.ReadToken == c.API.Token {
 		key := "api.read_token"
 		if c.API.ReadTokenFile != "" {
@@ -41,7 +59,10 @@ func (c *Config) validate(ch *checker) {
 		}
 		ch.errorf(key, "must differ from api.token (the read token may only read)")
 	}
+}
 
+// validateRuleFiles checks that every rule_files entry is a non-empty, well-formed glob.
+func (c *Config) validateRuleFiles(ch *checker) {
 	for i, pat := range c.RuleFiles {
 		key := fmt.Sprintf("rule_files[%d]", i)
 		if strings.TrimSpace(pat) == "" {
@@ -52,7 +73,10 @@ func (c *Config) validate(ch *checker) {
 			ch.wrapf(key, err, "pattern %q: %v", pat, err)
 		}
 	}
+}
 
+// validateHTTPHandler checks handlers.http.
+func (c *Config) validateHTTPHandler(ch *checker) {
 	h := c.Handlers.HTTP
 	for i, host := range h.AllowedHosts {
 		if err := checkHost(host); err != nil {
@@ -63,9 +87,10 @@ func (c *Config) validate(ch *checker) {
 	if h.Retries != nil && *h.Retries < 0 {
 		ch.errorf("handlers.http.retries", "must not be negative, got %d", *h.Retries)
 	}
+}
 
-	positive(ch, "approvals.ttl", c.Approvals.TTL)
-
+// validateSafety checks safety (its budgets: validateBudgets).
+func (c *Config) validateSafety(ch *checker) {
 	s := c.Safety
 	positive(ch, "safety.max_alert_age", s.MaxAlertAge)
 	positive(ch, "safety.retention", s.Retention)
@@ -85,8 +110,13 @@ func (c *Config) validate(ch *checker) {
 		ch.errorf("safety.breaker.failures", "must be at least 1, got %d", s.Breaker.Failures)
 	}
 	positive(ch, "safety.breaker.open_for", s.Breaker.OpenFor)
+}
+
+// validateBudgets checks safety.budgets: named once each, a handler glob, a known per, a
+// positive max and window.
+func (c *Config) validateBudgets(ch *checker) {
 	seen := map[string]bool{}
-	for i, b := range s.Budgets {
+	for i, b := range c.Safety.Budgets {
 		key := fmt.Sprintf("safety.budgets[%d]", i)
 		switch {
 		case b.Name == "":
@@ -108,7 +138,11 @@ func (c *Config) validate(ch *checker) {
 		}
 		positive(ch, key+".window", b.Window)
 	}
+}
 
+// validateBus checks bus: the stream's name and bounds, the duplicate window against
+// MinDuplicateWindow and max_age, ack_wait, consumers and replicas.
+func (c *Config) validateBus(ch *checker) {
 	b := c.Bus
 	if err := checkStreamName(b.Stream); err != nil {
 		ch.errorf("bus.stream", "%v", err)
@@ -158,19 +192,7 @@ func checkHost(s string) error {
 	host := s
 	switch {
 	case strings.HasPrefix(s, "["): // [v6] or [v6]:port
-		if strings.HasSuffix(s, "]") {
-			host = s[1 : len(s)-1]
-		} else {
-			h, err := splitHostPort(s)
-			if err != nil {
-				return err
-			}
-			host = h
-		}
-		if !strings.Contains(host, ":") || net.ParseIP(host) == nil {
-			return fmt.Errorf("want [ipv6] or [ipv6]:port")
-		}
-		return nil
+		return checkBracketedIPv6(s)
 	case strings.Count(s, ":") > 1: // bare v6
 		if net.ParseIP(s) == nil {
 			return fmt.Errorf("want host or host:port")
@@ -186,6 +208,27 @@ func checkHost(s string) error {
 	if net.ParseIP(host) != nil {
 		return nil
 	}
+	return checkHostName(host)
+}
+
+// checkBracketedIPv6 accepts "[v6]" and "[v6]:port".
+func checkBracketedIPv6(s string) error {
+	host := strings.TrimSuffix(strings.TrimPrefix(s, "["), "]")
+	if !strings.HasSuffix(s, "]") {
+		h, err := splitHostPort(s)
+		if err != nil {
+			return err
+		}
+		host = h
+	}
+	if !strings.Contains(host, ":") || net.ParseIP(host) == nil {
+		return fmt.Errorf("want [ipv6] or [ipv6]:port")
+	}
+	return nil
+}
+
+// checkHostName accepts dot-separated labels of 1 to 63 letters, digits, '-' and '_'.
+func checkHostName(host string) error {
 	for _, label := range strings.Split(host, ".") {
 		if label == "" || len(label) > 63 {
 			return fmt.Errorf("invalid host name")
