@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -13,17 +12,17 @@ import (
 
 	"github.com/prometheus/common/model"
 	"gopkg.in/yaml.v3"
+
+	"github.com/responder-sre/responder/config"
 )
 
 // maxNodes bounds the YAML nodes one file may expand to (aliases can multiply them).
 const maxNodes = 100_000
 
 var (
-	fileKeys = []string{"rules"}
-	// reSlackChannel is a Slack channel: "#name" or a channel ID.
-	reSlackChannel = regexp.MustCompile(`^(#[a-z0-9][a-z0-9._-]{0,79}|[CG][A-Z0-9]{2,20})$`)
-	ruleKeys       = []string{"name", "when", "for", "cooldown", "mode", "slack_channel", "actions", "escalate", "on_resolved"}
-	actionKeys     = []string{"handler", "params", "approval", "approvals_required", "timeout"}
+	fileKeys   = []string{"rules"}
+	ruleKeys   = []string{"name", "when", "for", "cooldown", "mode", "slack_channel", "actions", "escalate", "on_resolved"}
+	actionKeys = []string{"handler", "params", "approval", "approvals_required", "timeout"}
 )
 
 type parser struct {
@@ -209,7 +208,7 @@ func (p *parser) rule(n *yaml.Node) *Rule {
 	}
 
 	if ch, ok := p.scalar(f["slack_channel"], what+": slack_channel"); ok && ch != "" {
-		if !reSlackChannel.MatchString(ch) {
+		if !config.IsSlackChannel(ch) {
 			p.errorf(f["slack_channel"].Line, "%s: slack_channel %q is neither #name nor a channel ID", what, ch)
 		}
 		r.SlackChannel = ch

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"regexp"
 	"strings"
 	"time"
 
@@ -21,11 +20,6 @@ const PageName = "page.slack"
 
 // maxPageText bounds the page text.
 const maxPageText = 3000
-
-var (
-	reGroup   = regexp.MustCompile(`^S[A-Z0-9]{2,20}$`)
-	reChannel = regexp.MustCompile(`^(#[a-z0-9][a-z0-9._-]{0,79}|[CGD][A-Z0-9]{2,20})$`)
-)
 
 // Page is the page.slack handler: it posts a page mentioning a user group, with the incident
 // summary, to the channel. It implements handlers.Handler and handlers.StaticValidator.
@@ -84,10 +78,10 @@ func (p *Page) Spec() handlers.Spec {
 // ValidateStatic checks literal group and channel.
 func (p *Page) ValidateStatic(raw handlers.Params) error {
 	var errs []error
-	if g, ok := raw["group"].(string); ok && !handlers.IsTemplate(g) && !reGroup.MatchString(g) {
+	if g, ok := raw["group"].(string); ok && !handlers.IsTemplate(g) && !config.IsSlackUserGroup(g) {
 		errs = append(errs, fmt.Errorf("group %q is not a Slack user group ID (like S0614TZR7)", g))
 	}
-	if c, ok := raw["channel"].(string); ok && !handlers.IsTemplate(c) && !reChannel.MatchString(c) {
+	if c, ok := raw["channel"].(string); ok && !handlers.IsTemplate(c) && !config.IsSlackChannel(c) {
 		errs = append(errs, fmt.Errorf("channel %q is neither #name nor a channel ID", c))
 	}
 	if t, ok := raw["text"].(string); ok && strings.TrimSpace(t) == "" {
@@ -121,10 +115,10 @@ func (p *Page) Build(params handlers.Params) (handlers.Action, error) {
 	if c, ok := params["channel"].(string); ok && c != "" {
 		a.channel = c
 	}
-	if a.group != "" && !reGroup.MatchString(a.group) {
+	if a.group != "" && !config.IsSlackUserGroup(a.group) {
 		return nil, bad("group %q is not a Slack user group ID (like S0614TZR7)", a.group)
 	}
-	if !reChannel.MatchString(a.channel) {
+	if !config.IsSlackChannel(a.channel) {
 		return nil, bad("channel %q is neither #name nor a channel ID", a.channel)
 	}
 	return a, nil
