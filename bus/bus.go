@@ -21,6 +21,7 @@
 package bus
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -38,6 +39,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/responder-sre/responder/alert"
+	"github.com/responder-sre/responder/config"
 )
 
 // Sentinel errors of Publish. Both mean the caller should answer 503 and let the sender retry.
@@ -48,18 +50,20 @@ var (
 	ErrStreamFull = errors.New("bus stream full")
 )
 
-// Defaults of Options.
+// Defaults of Options. Those the config file also sets (the bus: section) are its defaults, so
+// a library user gets what `responder serve` gets.
 const (
-	DefaultStream         = "RESPONDER_ALERTS"
+	DefaultStream         = config.DefaultBusStream
 	DefaultSubject        = "responder.alerts"
 	DefaultDurable        = "responder"
 	DefaultFetchBatch     = 256
 	DefaultFetchMaxBytes  = 32 << 20
-	DefaultAckWait        = 60 * time.Second
+	DefaultAckWait        = config.DefaultBusAckWait
 	DefaultMaxPermanent   = 3
-	DefaultMaxBytes       = 1 << 30
-	DefaultMaxMsgs        = 1_000_000
-	MinDuplicateWindow    = 10 * time.Minute
+	DefaultMaxBytes       = int64(config.DefaultBusMaxBytes)
+	DefaultMaxMsgs        = config.DefaultBusMaxMsgs
+	DefaultReplicas       = config.DefaultBusReplicas
+	MinDuplicateWindow    = config.MinDuplicateWindow
 	DefaultNakDelay       = time.Second
 	embeddedMaxPayload    = 8 << 20
 	embeddedReadyTimeout  = 10 * time.Second
@@ -79,7 +83,7 @@ type Options struct {
 	Stream, Subject string
 	// Stream limits. MaxBytes/MaxMsgs default to 1 GiB / 1e6 messages; MaxAge 0 = no age limit
 	// (an age limit would silently drop unprocessed alerts). DuplicateWindow is raised to at least
-	// 10 minutes.
+	// MinDuplicateWindow (10 minutes). Replicas defaults to 1.
 	MaxBytes, MaxMsgs int64
 	MaxAge            time.Duration
 	DuplicateWindow   time.Duration
@@ -92,7 +96,9 @@ type Options struct {
 	// largest message could never be fetched).
 	FetchBatch    int
 	FetchMaxBytes int
-	AckWait       time.Duration
+	// AckWait is how long a fetched message stays with this consumer before JetStream redelivers
+	// it (default 10s, the config file's bus.ack_wait).
+	AckWait time.Duration
 	// MaxPermanentDeliveries is how many deliveries failing with a permanent error a message gets
 	// before it is terminated and dead-lettered.
 	MaxPermanentDeliveries int
@@ -110,15 +116,9 @@ type Options struct {
 }
 
 func (o *Options) setDefaults() error {
-	if o.Stream == "" {
-		o.Stream = DefaultStream
-	}
-	if o.Subject == "" {
-		o.Subject = DefaultSubject
-	}
-	if o.Durable == "" {
-		o.Durable = DefaultDurable
-	}
+	o.Stream = cmp.Or(o.Stream, DefaultStream)
+	o.Subject = cmp.Or(o.Subject, DefaultSubject)
+	o.Durable = cmp.Or(o.Durable, DefaultDurable)
 	if o.FetchBatch <= 0 {
 		o.FetchBatch = DefaultFetchBatch
 	}
@@ -147,7 +147,7 @@ func (o *Options) setDefaults() error {
 		return fmt.Errorf("bus: max age %s is shorter than the duplicate window %s", o.MaxAge, o.DuplicateWindow)
 	}
 	if o.Replicas <= 0 {
-		o.Replicas = 1
+		o.Replicas = DefaultReplicas
 	}
 	if o.PurgeInterval <= 0 {
 		o.PurgeInterval = time.Second
