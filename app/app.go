@@ -100,8 +100,69 @@ type App struct {
 }
 
 // New loads the configuration and rules, opens the store (applying migrations) and the bus, and
-// binds the listener. It fails without tokens unless NoAuth.
+// binds the listener. It fails without tokens unless NoAuth. On an error, whatever it opened is
+// closed again.
+//
+// The steps, in order: check the config and the flags (checkStart), check the rules against the
+// handlers without their clients (checkRules), then open the store, the bus, the probes, the
+// handlers with their clients and the rules they run, the engine and its leader election, the
+// metrics and the HTTP API, and bind the listener.
 func New(ctx context.Context, o Options) (*App, error) {
+	o.setDefaults()
+	cfg, err := loadConfig(o)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkStart(o, cfg); err != nil {
+		return nil, err
+	}
+	a := &App{o: o, log: o.Logger, cfg: cfg, reg: prometheus.NewRegistry()}
+	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		versioncollector.NewCollector("responder"))
+	if a.panics, err = engine.NewPanics(a.reg, o.Logger); err != nil {
+		return nil, err
+	}
+	if err := checkRules(cfg, o); err != nil {
+		return nil, err
+	}
+
+	ok := false
+	defer func() {
+		if !ok {
+			a.closeAll(ctx)
+		}
+	}()
+	if err := a.openStore(ctx); err != nil {
+		return nil, err
+	}
+	if err := a.openBus(ctx); err != nil {
+		return nil, err
+	}
+	if err := a.newProbes(); err != nil {
+		return nil, err
+	}
+	ruleSet, err := a.newHandlers()
+	if err != nil {
+		return nil, err
+	}
+	if err := a.newEngine(ruleSet); err != nil {
+		return nil, err
+	}
+	if err := a.newHTTP(ctx); err != nil {
+		return nil, err
+	}
+	a.ln, err = net.Listen("tcp", o.ListenAddress)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", o.ListenAddress, err)
+	}
+	a.log.Info("responder ready", "listen_address", a.ln.Addr().String(), "rules", len(ruleSet.Rules), "rule_hash", ruleSet.Hash,
+		"bus", bus.RedactURL(a.bus.ClientURL()), "dry_run", a.dryRun(), "auth", !o.NoAuth, "config", cfg.File)
+	ok = true
+	return a, nil
+}
+
+// setDefaults fills the Options left zero.
+func (o *Options) setDefaults() {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -117,59 +178,57 @@ func New(ctx context.Context, o Options) (*App, error) {
 	if o.StoragePath == "" {
 		o.StoragePath = "data"
 	}
-	cfg, err := loadConfig(o)
-	if err != nil {
-		return nil, err
-	}
-	// A bad web config must stop the start before anything runs (migrations, consumers).
+}
+
+// checkStart refuses a start that could not serve safely, before anything runs (migrations,
+// consumers): a bad web config, no tokens without NoAuth, NoAuth off loopback, no database.
+func checkStart(o Options, cfg *config.Config) error {
 	if o.WebConfigFile != "" {
 		if err := web.Validate(o.WebConfigFile); err != nil {
-			return nil, fmt.Errorf("--web.config.file %s: %w", o.WebConfigFile, err)
+			return fmt.Errorf("--web.config.file %s: %w", o.WebConfigFile, err)
 		}
 	}
 	if !o.NoAuth {
 		if len(cfg.WebhookTokens()) == 0 || cfg.APIToken() == "" {
-			return nil, errors.New("refusing to start without authentication: set webhook.bearer_token(_file) and api.token(_file) in the config, or pass --web.no-auth (never in production)")
+			return errors.New("refusing to start without authentication: set webhook.bearer_token(_file) and api.token(_file) in the config, or pass --web.no-auth (never in production)")
 		}
 	}
 	if o.NoAuth {
 		if err := checkNoAuthAddress(o.ListenAddress, o.NoAuthUnsafeAnyAddress); err != nil {
-			return nil, err
+			return err
 		}
 	}
 	if cfg.DatabaseURL() == "" {
-		return nil, errors.New("no database: set database.url (or database.url_file, or RESPONDER_DATABASE_URL)")
+		return errors.New("no database: set database.url (or database.url_file, or RESPONDER_DATABASE_URL)")
 	}
-	a := &App{o: o, log: o.Logger, cfg: cfg, reg: prometheus.NewRegistry()}
-	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		versioncollector.NewCollector("responder"))
-	if a.panics, err = engine.NewPanics(a.reg, o.Logger); err != nil {
-		return nil, err
-	}
+	return nil
+}
 
-	// The rules are checked before anything starts, against the handlers without their clients;
-	// they are loaded again below against the registry that runs.
+// checkRules checks the rules before anything starts, against the handlers without their
+// clients; newHandlers loads them again against the registry that runs.
+func checkRules(cfg *config.Config, o Options) error {
 	hs, err := BuildHandlers(cfg, o.Version, o.Logger)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	if _, err := loadRules(cfg, hs); err != nil {
-		return nil, err
-	}
+	_, err = loadRules(cfg, hs)
+	return err
+}
 
-	ok := false
-	defer func() {
-		if !ok {
-			a.closeAll(ctx)
-		}
-	}()
-	a.st, err = store.Open(ctx, cfg.DatabaseURL(), store.Options{MaxConns: cfg.Database.MaxConns, Version: o.Version})
-	if err != nil {
-		return nil, err
-	}
+// openStore connects to PostgreSQL and applies the migrations.
+func (a *App) openStore(ctx context.Context) error {
+	var err error
+	a.st, err = store.Open(ctx, a.cfg.DatabaseURL(), store.Options{MaxConns: a.cfg.Database.MaxConns, Version: a.o.Version})
+	return err
+}
+
+// openBus connects to the bus (or starts the embedded server) with the bus: section.
+func (a *App) openBus(ctx context.Context) error {
+	cfg := a.cfg
+	var err error
 	a.bus, err = bus.Open(ctx, bus.Options{
 		URL:             cfg.NATS.URL,
-		StoreDir:        filepath.Join(o.StoragePath, "jetstream"),
+		StoreDir:        filepath.Join(a.o.StoragePath, "jetstream"),
 		Stream:          cfg.Bus.Stream,
 		MaxBytes:        int64(cfg.Bus.MaxBytes),
 		MaxMsgs:         cfg.Bus.MaxMsgs,
@@ -177,52 +236,80 @@ func New(ctx context.Context, o Options) (*App, error) {
 		DuplicateWindow: cfg.Bus.DuplicateWindow.D(),
 		Replicas:        cfg.Bus.Replicas,
 		AckWait:         cfg.Bus.AckWait.D(),
-		Logger:          o.Logger.With("component", "bus"),
+		Logger:          a.o.Logger.With("component", "bus"),
 		Registerer:      a.reg,
 		OnPanic:         func() { a.panics.Count(engine.PanicBatch) },
 	})
-	if err != nil {
-		return nil, err
+	return err
+}
+
+// newProbes builds the probe runner when the config has probes.
+func (a *App) newProbes() error {
+	if len(a.cfg.Probes) == 0 {
+		return nil
 	}
-	if len(cfg.Probes) > 0 {
-		if a.probes, err = probe.New(cfg.Probes, probe.Options{Publish: a.publishProbes, State: fencedProbeState{a},
-			Now: o.Now, Logger: o.Logger.With("component", "probe"), Registerer: a.reg,
-			OnPanic: func() { a.panics.Count(engine.PanicProbe) }}); err != nil {
-			return nil, err
-		}
-	}
+	var err error
+	a.probes, err = probe.New(a.cfg.Probes, probe.Options{Publish: a.publishProbes, State: fencedProbeState{a},
+		Now: a.o.Now, Logger: a.o.Logger.With("component", "probe"), Registerer: a.reg,
+		OnPanic: func() { a.panics.Count(engine.PanicProbe) }})
+	return err
+}
+
+// newClients opens the connections the handlers act through: Slack (which also posts the
+// incident messages) and Kubernetes, each when configured.
+func (a *App) newClients() (Clients, error) {
+	cfg, o := a.cfg, a.o
 	var clients Clients
 	if cfg.Slack.Configured() {
+		var err error
 		a.slack, err = notifyslack.New(cfg.Slack, notifyslack.Options{Store: a.st, Kick: a.kick, Now: o.Now,
 			ApprovalTTL: cfg.Approvals.TTL.D(), Logger: o.Logger.With("component", "slack"), Registerer: a.reg,
 			Budgets: a.slackBudgets, ConfigPaused: cfg.Safety.Paused, RuleChannel: a.ruleSlackChannel})
 		if err != nil {
-			return nil, err
+			return clients, err
 		}
 		clients.Slack = a.slack
 	}
 	if cfg.Handlers.Kubernetes.Enabled() {
+		var err error
 		if clients.Kube, _, err = k8s.NewClient(cfg.KubeconfigPath()); err != nil {
-			return nil, fmt.Errorf("handlers.kubernetes: %w", err)
+			return clients, fmt.Errorf("handlers.kubernetes: %w", err)
 		}
 	}
-	if hs, err = buildHandlers(cfg, o.Version, o.Logger, clients); err != nil {
-		return nil, err
-	}
-	a.handlers = hs
-	ruleSet, err := loadRules(cfg, hs)
+	return clients, nil
+}
+
+// newHandlers builds the handler registry that runs, with its clients, and loads the rules
+// against it; the reloader starts from this rule set.
+func (a *App) newHandlers() (*rules.Set, error) {
+	clients, err := a.newClients()
 	if err != nil {
 		return nil, err
 	}
-	a.reload = newReloader(a.reg, o.Now)
+	hs, err := buildHandlers(a.cfg, a.o.Version, a.o.Logger, clients)
+	if err != nil {
+		return nil, err
+	}
+	a.handlers = hs
+	ruleSet, err := loadRules(a.cfg, hs)
+	if err != nil {
+		return nil, err
+	}
+	a.reload = newReloader(a.reg, a.o.Now)
 	a.reload.succeeded(ruleSet)
-	dry := o.DryRun || cfg.Safety.DryRun
+	return ruleSet, nil
+}
+
+// newEngine builds the leader elector and the engine with the safety: and approvals: sections.
+func (a *App) newEngine(ruleSet *rules.Set) error {
+	cfg, o := a.cfg, a.o
 	a.owner = owner()
 	// Singleton work (the probes, the Slack incident messages) runs only on the leader; every replica
 	// campaigns.
+	var err error
 	if a.elector, err = leader.New(a.st, leaseName, a.owner, leader.Options{Now: o.Now,
 		Logger: o.Logger.With("component", "leader"), Registerer: a.reg}); err != nil {
-		return nil, err
+		return err
 	}
 	var budgets []engine.Budget
 	for _, b := range cfg.Safety.Budgets {
@@ -233,37 +320,32 @@ func New(ctx context.Context, o Options) (*App, error) {
 		StormMaxTargets: cfg.Safety.StormGuard.MaxTargets, StormWindow: cfg.Safety.StormGuard.Window.D(),
 		StormMaxWorkloadFraction: cfg.Safety.StormGuard.MaxWorkloadFraction,
 		Budgets:                  budgets, BreakerFailures: cfg.Safety.Breaker.Failures, BreakerOpenFor: cfg.Safety.Breaker.OpenFor.D(),
-		Store: a.st, Handlers: hs, Rules: ruleSet, Owner: a.owner,
-		DryRun: dry, Paused: cfg.Safety.Paused, ApprovalTTL: cfg.Approvals.TTL.D(), MaxAlertAge: cfg.Safety.MaxAlertAge.D(), MaxConcurrent: cfg.Safety.MaxConcurrentActions,
+		Store: a.st, Handlers: a.handlers, Rules: ruleSet, Owner: a.owner,
+		DryRun: a.dryRun(), Paused: cfg.Safety.Paused, ApprovalTTL: cfg.Approvals.TTL.D(), MaxAlertAge: cfg.Safety.MaxAlertAge.D(), MaxConcurrent: cfg.Safety.MaxConcurrentActions,
 		ActionTimeout: cfg.Safety.ActionTimeout.D(), Lease: cfg.Safety.LeaseDuration.D(),
 		MaxParamsBytes: maxParamsBytes(cfg.Limits.MaxParamsBytes),
 		Now:            o.Now, Logger: o.Logger.With("component", "engine"), Registerer: a.reg, Panics: a.panics,
 	})
-	if err != nil {
-		return nil, err
-	}
+	return err
+}
+
+// newHTTP registers the API's metrics and the database-backed gauges (read once now, then in
+// the background: gauges.go) and builds the HTTP handler.
+func (a *App) newHTTP(ctx context.Context) error {
 	a.unauthorized = prometheus.NewCounter(prometheus.CounterOpts{Namespace: "responder", Name: "api_unauthorized_total",
 		Help: "API and reload requests refused for a missing, wrong or read-only token."})
 	a.reg.MustRegister(a.unauthorized)
-	// The database-backed gauges are read in the background, never during a scrape (gauges.go).
 	a.gauges = newGauges(a)
 	a.reg.MustRegister(a.gauges.collectors()...)
 	if err := a.gauges.refresh(ctx); err != nil {
 		a.log.Warn("could not read the database-backed metrics yet", "err", err)
 	}
 	a.registerDeadLetterMetrics(ctx)
-	if err := a.buildHTTP(); err != nil {
-		return nil, err
-	}
-	a.ln, err = net.Listen("tcp", o.ListenAddress)
-	if err != nil {
-		return nil, fmt.Errorf("listen on %s: %w", o.ListenAddress, err)
-	}
-	a.log.Info("responder ready", "listen_address", a.ln.Addr().String(), "rules", len(ruleSet.Rules), "rule_hash", ruleSet.Hash,
-		"bus", bus.RedactURL(a.bus.ClientURL()), "dry_run", dry, "auth", !o.NoAuth, "config", cfg.File)
-	ok = true
-	return a, nil
+	return a.buildHTTP()
 }
+
+// dryRun reports whether this replica only dry-runs: --dry-run or safety.dry_run.
+func (a *App) dryRun() bool { return a.o.DryRun || a.cfg.Safety.DryRun }
 
 func loadConfig(o Options) (*config.Config, error) {
 	if o.ConfigFile == "" {
@@ -412,83 +494,24 @@ func (a *App) Store() *store.Store { return a.st }
 // Registry is the App's private Prometheus registry.
 func (a *App) Registry() *prometheus.Registry { return a.reg }
 
-// Run serves HTTP, consumes the bus and runs the engine until ctx is done, then shuts down.
+// Run serves HTTP, consumes the bus and runs the engine until ctx is done (or a fatal error),
+// then shuts down in order: intake, consumers, engine (draining within DrainTimeout), the rest.
 func (a *App) Run(ctx context.Context) error {
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
 	errc := make(chan error, 8)
+	// The engine and the consumers outlive ctx: they are stopped one after the other below.
 	engCtx, stopEngine := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopEngine()
 	consumeCtx, stopConsume := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopConsume()
 
-	consumers := max(1, a.cfg.Bus.Consumers)
-	wg.Add(2 + consumers)
-	go func() {
-		defer wg.Done()
-		lf := []string{a.o.ListenAddress}
-		noSystemd := false
-		err := web.Serve(a.ln, a.srv, &web.FlagConfig{WebListenAddresses: &lf, WebSystemdSocket: &noSystemd, WebConfigFile: &a.o.WebConfigFile}, a.log)
-		if err != nil && !errors.Is(err, http.ErrServerClosed) {
-			errc <- fmt.Errorf("http: %w", err)
-		}
-	}()
-	for range consumers { // each takes its own batches: their transactions overlap
-		go func() {
-			defer wg.Done()
-			if err := a.bus.Consume(consumeCtx, processor{a}); err != nil && consumeCtx.Err() == nil {
-				errc <- fmt.Errorf("bus consumer: %w", err)
-			}
-		}()
-	}
-	go func() {
-		defer wg.Done()
-		_ = a.eng.Run(engCtx, a.o.DrainTimeout)
-	}()
-	wg.Add(4)
-	go func() { defer wg.Done(); a.retention(runCtx) }()
-	go func() { defer wg.Done(); a.warnNoAuth(runCtx) }()
-	go func() { defer wg.Done(); a.gauges.run(runCtx) }()
-	go func() {
-		defer wg.Done()
-		if err := a.elector.Run(runCtx); err != nil {
-			a.log.Warn("leader election stopped", "err", err)
-		}
-	}()
-	if a.probes != nil {
-		// Probes are singleton work: only the leader runs them, and what it publishes and saves is
-		// fenced by its lease token.
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			a.elector.RunWhileLeading(runCtx, time.Second, func(ctx context.Context, token int64) error {
-				a.probeToken.Store(token)
-				return a.probes.Run(ctx)
-			}, func(err error) { a.log.Warn("probes stopped; restarting", "err", err) })
-		}()
-	}
-	if a.slack != nil {
-		// The incident messages are singleton work (one message per incident); Socket Mode runs on
-		// every replica (Slack hands each event to one connection).
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			// A panic in a sync pass ends this run (counted, logged); the next poll starts it again.
-			syncRun := func(ctx context.Context, _ int64) error {
-				return a.panics.Call(engine.PanicSlackSync, func() error { return a.slack.Run(ctx) })
-			}
-			a.elector.RunWhileLeading(runCtx, time.Second, syncRun,
-				func(err error) { a.log.Warn("slack sync stopped; restarting", "err", err) })
-		}()
-		if a.cfg.Slack.SocketMode {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				a.runSocketMode(runCtx)
-			}()
-		}
-	}
+	a.serveHTTP(&wg, errc)
+	a.consume(consumeCtx, &wg, errc)
+	wg.Go(func() { _ = a.eng.Run(engCtx, a.o.DrainTimeout) })
+	a.runBackground(runCtx, &wg)
+	a.runLeaderWork(runCtx, &wg)
 
 	var err error
 	select {
@@ -510,6 +533,73 @@ func (a *App) Run(ctx context.Context) error {
 	a.closeAll(shCtx)
 	a.log.Info("shutdown complete")
 	return err
+}
+
+// serveHTTP serves the listener (TLS and basic auth from --web.config.file) until Shutdown; a
+// failure is fatal (errc).
+func (a *App) serveHTTP(wg *sync.WaitGroup, errc chan<- error) {
+	wg.Go(func() {
+		lf := []string{a.o.ListenAddress}
+		noSystemd := false
+		err := web.Serve(a.ln, a.srv, &web.FlagConfig{WebListenAddresses: &lf, WebSystemdSocket: &noSystemd, WebConfigFile: &a.o.WebConfigFile}, a.log)
+		if err != nil && !errors.Is(err, http.ErrServerClosed) {
+			errc <- fmt.Errorf("http: %w", err)
+		}
+	})
+}
+
+// consume runs bus.consumers consumers until ctx ends; each takes its own batches, so their
+// transactions overlap. A consumer that stops on its own is fatal (errc).
+func (a *App) consume(ctx context.Context, wg *sync.WaitGroup, errc chan<- error) {
+	for range max(1, a.cfg.Bus.Consumers) {
+		wg.Go(func() {
+			if err := a.bus.Consume(ctx, processor{a}); err != nil && ctx.Err() == nil {
+				errc <- fmt.Errorf("bus consumer: %w", err)
+			}
+		})
+	}
+}
+
+// runBackground runs every replica's periodic work until ctx ends: retention, the no-auth
+// warning, the database-backed gauges, and the leader election.
+func (a *App) runBackground(ctx context.Context, wg *sync.WaitGroup) {
+	wg.Go(func() { a.retention(ctx) })
+	wg.Go(func() { a.warnNoAuth(ctx) })
+	wg.Go(func() { a.gauges.run(ctx) })
+	wg.Go(func() {
+		if err := a.elector.Run(ctx); err != nil {
+			a.log.Warn("leader election stopped", "err", err)
+		}
+	})
+}
+
+// runLeaderWork runs the singleton work while this replica leads, until ctx ends: the probes
+// (what they publish and save is fenced by the lease token) and the Slack incident messages
+// (one message per incident). Slack's Socket Mode runs on every replica: Slack hands each event
+// to one connection.
+func (a *App) runLeaderWork(ctx context.Context, wg *sync.WaitGroup) {
+	if a.probes != nil {
+		wg.Go(func() {
+			a.elector.RunWhileLeading(ctx, time.Second, func(ctx context.Context, token int64) error {
+				a.probeToken.Store(token)
+				return a.probes.Run(ctx)
+			}, func(err error) { a.log.Warn("probes stopped; restarting", "err", err) })
+		})
+	}
+	if a.slack == nil {
+		return
+	}
+	wg.Go(func() {
+		// A panic in a sync pass ends this run (counted, logged); the next poll starts it again.
+		syncRun := func(ctx context.Context, _ int64) error {
+			return a.panics.Call(engine.PanicSlackSync, func() error { return a.slack.Run(ctx) })
+		}
+		a.elector.RunWhileLeading(ctx, time.Second, syncRun,
+			func(err error) { a.log.Warn("slack sync stopped; restarting", "err", err) })
+	})
+	if a.cfg.Slack.SocketMode {
+		wg.Go(func() { a.runSocketMode(ctx) })
+	}
 }
 
 // runSocketMode runs Slack's Socket Mode until ctx ends. A panic while handling an event (a

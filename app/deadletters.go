@@ -157,8 +157,8 @@ func (a *App) postReplayDeadLetters(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if len(missing) > 0 {
-		writeJSON(w, http.StatusNotFound, map[string]any{"error": "no such dead letter: " + joinIDs(missing) + " (nothing replayed)",
-			"missing": missing})
+		writeJSON(w, http.StatusNotFound, apiReplayMissing{Error: "no such dead letter: " + joinIDs(missing) + " (nothing replayed)",
+			Missing: missing})
 		return
 	}
 	results := []replayResult{}
@@ -166,12 +166,12 @@ func (a *App) postReplayDeadLetters(w http.ResponseWriter, r *http.Request) {
 		res, err := a.replay(r.Context(), d, by)
 		if err != nil {
 			a.log.Warn("dead letter replay failed", "dead_letter_id", d.ID, "err", err)
-			writeJSON(w, http.StatusServiceUnavailable, map[string]any{"error": err.Error(), "items": results})
+			writeJSON(w, http.StatusServiceUnavailable, apiReplayed{Error: err.Error(), Items: results})
 			return
 		}
 		results = append(results, res)
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"items": results})
+	writeJSON(w, http.StatusOK, apiReplayed{Items: results})
 }
 
 // postReplayDeadLetter replays one dead letter: 404 unknown, 409 already replayed.
@@ -201,7 +201,7 @@ func (a *App) postReplayDeadLetter(w http.ResponseWriter, r *http.Request) {
 		a.log.Warn("dead letter replay failed", "dead_letter_id", id, "err", err)
 		writeError(w, http.StatusServiceUnavailable, err.Error())
 	case res.Result == replayAlready:
-		writeJSON(w, http.StatusConflict, map[string]any{"error": alreadyReplayed(res.DeadLetter), "dead_letter": res.DeadLetter})
+		writeJSON(w, http.StatusConflict, apiAlreadyReplayed{Error: alreadyReplayed(res.DeadLetter), DeadLetter: res.DeadLetter})
 	default:
 		writeJSON(w, http.StatusOK, res)
 	}

@@ -175,7 +175,7 @@ func (a *App) readyz(w http.ResponseWriter, r *http.Request) {
 	if !ready {
 		code = http.StatusServiceUnavailable
 	}
-	writeJSON(w, code, map[string]any{"ready": ready, "checks": checks})
+	writeJSON(w, code, apiReady{Ready: ready, Checks: checks})
 }
 
 func (a *App) postReload(w http.ResponseWriter, r *http.Request) {
@@ -183,7 +183,8 @@ func (a *App) postReload(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"status": "reloaded", "rules": len(a.eng.Rules().Rules), "rule_hash": a.eng.Rules().Hash})
+	set := a.eng.Rules()
+	writeJSON(w, http.StatusOK, apiReloaded{Status: "reloaded", Rules: len(set.Rules), RuleHash: set.Hash})
 }
 
 func page(r *http.Request) (store.Page, error) {
@@ -342,19 +343,19 @@ func (a *App) status(w http.ResponseWriter, r *http.Request) {
 		a.apiError(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{
-		"paused":            a.cfg.Safety.Paused || ps.Active(a.o.Now()),
-		"pause":             ps,
-		"approvals_pending": approvals,
-		"dry_run":           a.o.DryRun || a.cfg.Safety.DryRun,
-		"rules":             len(set.Rules),
-		"rule_hash":         set.Hash,
-		"version":           a.o.Version,
-		"bus_pending":       pending,
-		"breakers":          breakers,
-		"budgets":           a.budgetStatus(ctx),
-		"leader":            a.leaderStatus(),
-		"last_reload":       a.reload.last(),
+	writeJSON(w, http.StatusOK, apiStatus{
+		Paused:           a.cfg.Safety.Paused || ps.Active(a.o.Now()),
+		Pause:            ps,
+		ApprovalsPending: approvals,
+		DryRun:           a.dryRun(),
+		Rules:            len(set.Rules),
+		RuleHash:         set.Hash,
+		Version:          a.o.Version,
+		BusPending:       pending,
+		Breakers:         breakers,
+		Budgets:          a.budgetStatus(ctx),
+		Leader:           a.leaderStatus(),
+		LastReload:       a.reload.last(),
 	})
 }
 
@@ -437,14 +438,14 @@ func (a *App) decide(decision string) http.HandlerFunc {
 			writeError(w, http.StatusBadRequest, err.Error()+` (body {"by": "name"})`)
 			return
 		case errors.Is(err, store.ErrNotAwaiting):
-			writeJSON(w, http.StatusConflict, map[string]any{"error": err.Error(), "action": redacted(res.Action)})
+			writeJSON(w, http.StatusConflict, apiDecisionConflict{Error: err.Error(), Action: redacted(res.Action)})
 			return
 		case err != nil:
 			a.apiError(w, err)
 			return
 		}
 		a.eng.Kick()
-		writeJSON(w, http.StatusOK, map[string]any{"replay": res.Replay, "action": redacted(res.Action)})
+		writeJSON(w, http.StatusOK, apiDecision{Replay: res.Replay, Action: redacted(res.Action)})
 	}
 }
 
@@ -499,8 +500,8 @@ func (a *App) setPause(w http.ResponseWriter, r *http.Request, paused bool, b pa
 	a.log.Warn("kill switch changed", "paused", paused, "by", by, "reason", b.Reason, "until", until)
 	a.eng.Kick()
 	// "paused" is what is in force: safety.paused in the config pauses this replica whatever the row says.
-	writeJSON(w, http.StatusOK, map[string]any{"paused": a.cfg.Safety.Paused || ps.Active(a.o.Now()), "pause": ps,
-		"config_paused": a.cfg.Safety.Paused})
+	writeJSON(w, http.StatusOK, apiPause{Paused: a.cfg.Safety.Paused || ps.Active(a.o.Now()), Pause: ps,
+		ConfigPaused: a.cfg.Safety.Paused})
 }
 
 // decodeOptional decodes a small JSON body if there is one.
@@ -523,18 +524,20 @@ func redacted(act *store.Action) *store.Action {
 	return act
 }
 
-func (a *App) leaderStatus() map[string]any {
+func (a *App) leaderStatus() apiLeader {
 	token, leading := a.elector.Leading()
-	return map[string]any{"replica": a.owner, "leading": leading, "token": token}
+	return apiLeader{Replica: a.owner, Leading: leading, Token: token}
 }
 
-func (a *App) budgetStatus(ctx context.Context) []map[string]any {
-	out := []map[string]any{}
+// budgetStatus is every budget with the most any scope used in its window ("unavailable" when
+// that could not be read); never nil.
+func (a *App) budgetStatus(ctx context.Context) []apiBudget {
+	out := []apiBudget{}
 	for _, b := range a.budgets {
 		used, err := a.st.BudgetMostUsed(ctx, b.Name, b.Window, a.o.Now())
-		st := map[string]any{"name": b.Name, "match": b.Match, "per": b.Per, "max": b.Max, "window": b.Window.String(), "most_used": used}
+		st := apiBudget{Name: b.Name, Match: b.Match, Per: b.Per, Max: b.Max, Window: b.Window.String(), MostUsed: used}
 		if err != nil {
-			st["error"] = "unavailable"
+			st.Error = "unavailable"
 		}
 		out = append(out, st)
 	}
@@ -562,5 +565,5 @@ func (a *App) resetBreaker(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a.log.Warn("circuit breaker reset by hand", "handler", k.Handler, "scope", k.Scope, "by", by)
-	writeJSON(w, http.StatusOK, map[string]any{"handler": k.Handler, "scope": k.Scope, "state": store.BreakerClosed})
+	writeJSON(w, http.StatusOK, apiBreaker{Handler: k.Handler, Scope: k.Scope, State: store.BreakerClosed})
 }

@@ -46,10 +46,10 @@ func (r *reloader) failed(err error) {
 	r.ok.Set(0)
 }
 
-func (r *reloader) last() map[string]any {
+func (r *reloader) last() apiReload {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return map[string]any{"at": r.lastAt, "successful": r.lastErr == "", "error": r.lastErr}
+	return apiReload{At: r.lastAt, Successful: r.lastErr == "", Error: r.lastErr}
 }
 
 // Reload re-reads the configuration file and the rule files. On any error the rules in force are
