@@ -83,7 +83,7 @@ type Spec struct {
 	Name   string
 	Doc    string
 	Params []Param
-	Class vocab.Class
+	Class  vocab.Class
 	// ClassParam names the param through which a rule chooses the class (http.request's
 	// "class"). Without one, a rule may not lower a disruptive handler's class to notify: notify
 	// actions run when paused and spend no budget.
