@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/responder-sre/responder/handlers"
+	"github.com/responder-sre/responder/vocab"
 )
 
 // Bounds of the waits between attempts.
@@ -25,8 +26,8 @@ const (
 
 // Verdict is what an attempt's answer, or its lack of one, means for the delivery.
 type Verdict struct {
-	// Reason is the outcome's reason (handlers.Reason*); "" when the request was delivered.
-	Reason string
+	// Reason is the outcome's reason; "" when the request was delivered.
+	Reason vocab.Reason
 	// Retry says another attempt may succeed.
 	Retry bool
 	// RetryAfter is the server's Retry-After when it is to be honoured; 0: use the backoff.
@@ -46,20 +47,20 @@ func Classify(code int, header http.Header, now time.Time) Verdict {
 	case code >= 200 && code < 300:
 		return Verdict{}
 	case code == http.StatusTooManyRequests:
-		v := Verdict{Reason: handlers.ReasonServerError, Retry: true}
+		v := Verdict{Reason: vocab.ReasonServerError, Retry: true}
 		if d, ok := ParseRetryAfter(header.Get("Retry-After"), now); ok {
-			v.Reason = handlers.ReasonClientError
+			v.Reason = vocab.ReasonClientError
 			v.honour(d)
 		}
 		return v
 	case code >= 500:
-		v := Verdict{Reason: handlers.ReasonServerError, Retry: true}
+		v := Verdict{Reason: vocab.ReasonServerError, Retry: true}
 		if d, ok := ParseRetryAfter(header.Get("Retry-After"), now); ok && code == http.StatusServiceUnavailable {
 			v.honour(d)
 		}
 		return v
 	default:
-		return Verdict{Reason: handlers.ReasonClientError}
+		return Verdict{Reason: vocab.ReasonClientError}
 	}
 }
 
@@ -81,9 +82,9 @@ func ClassifyError(ctx, attempt context.Context, err error) Verdict {
 		// The delivery's own deadline, a cancellation or an interruption: no attempt can follow.
 		return Verdict{Reason: handlers.ReasonOf(context.Cause(ctx))}
 	case attempt.Err() != nil || errors.As(err, &ne) && ne.Timeout():
-		return Verdict{Reason: handlers.ReasonTimeout, Retry: true}
+		return Verdict{Reason: vocab.ReasonTimeout, Retry: true}
 	default:
-		return Verdict{Reason: handlers.ReasonServerError, Retry: true}
+		return Verdict{Reason: vocab.ReasonServerError, Retry: true}
 	}
 }
 

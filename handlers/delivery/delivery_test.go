@@ -19,6 +19,7 @@ import (
 	gocmp "github.com/google/go-cmp/cmp"
 
 	"github.com/responder-sre/responder/handlers"
+	"github.com/responder-sre/responder/vocab"
 )
 
 // answer is how the test server answers one request.
@@ -82,32 +83,32 @@ func TestClassify(t *testing.T) {
 		{"200", answer{code: 200}, Verdict{}},
 		{"202", answer{code: 202}, Verdict{}},
 		{"204", answer{code: 204}, Verdict{}},
-		{"304 is not a success", answer{code: 304}, Verdict{Reason: handlers.ReasonClientError}},
+		{"304 is not a success", answer{code: 304}, Verdict{Reason: vocab.ReasonClientError}},
 		{"307 is not followed here", answer{code: 307, header: map[string]string{"Location": "/elsewhere"}},
-			Verdict{Reason: handlers.ReasonClientError}},
-		{"400", answer{code: 400}, Verdict{Reason: handlers.ReasonClientError}},
-		{"404", answer{code: 404}, Verdict{Reason: handlers.ReasonClientError}},
-		{"409", answer{code: 409}, Verdict{Reason: handlers.ReasonClientError}},
-		{"a 400 with Retry-After is still final", answer{code: 400, header: ra("5")}, Verdict{Reason: handlers.ReasonClientError}},
-		{"429 bare: overload", answer{code: 429}, Verdict{Reason: handlers.ReasonServerError, Retry: true}},
+			Verdict{Reason: vocab.ReasonClientError}},
+		{"400", answer{code: 400}, Verdict{Reason: vocab.ReasonClientError}},
+		{"404", answer{code: 404}, Verdict{Reason: vocab.ReasonClientError}},
+		{"409", answer{code: 409}, Verdict{Reason: vocab.ReasonClientError}},
+		{"a 400 with Retry-After is still final", answer{code: 400, header: ra("5")}, Verdict{Reason: vocab.ReasonClientError}},
+		{"429 bare: overload", answer{code: 429}, Verdict{Reason: vocab.ReasonServerError, Retry: true}},
 		{"429 bad Retry-After counts as none", answer{code: 429, header: ra("soon")},
-			Verdict{Reason: handlers.ReasonServerError, Retry: true}},
-		{"429 Retry-After 0", answer{code: 429, header: ra("0")}, Verdict{Reason: handlers.ReasonClientError, Retry: true}},
+			Verdict{Reason: vocab.ReasonServerError, Retry: true}},
+		{"429 Retry-After 0", answer{code: 429, header: ra("0")}, Verdict{Reason: vocab.ReasonClientError, Retry: true}},
 		{"429 Retry-After seconds", answer{code: 429, header: ra("7")},
-			Verdict{Reason: handlers.ReasonClientError, Retry: true, RetryAfter: 7 * time.Second}},
+			Verdict{Reason: vocab.ReasonClientError, Retry: true, RetryAfter: 7 * time.Second}},
 		{"429 Retry-After HTTP-date", answer{code: 429, header: ra(now.Add(30 * time.Second).Format(http.TimeFormat))},
-			Verdict{Reason: handlers.ReasonClientError, Retry: true, RetryAfter: 30 * time.Second}},
+			Verdict{Reason: vocab.ReasonClientError, Retry: true, RetryAfter: 30 * time.Second}},
 		{"429 Retry-After at the cap", answer{code: 429, header: ra("60")},
-			Verdict{Reason: handlers.ReasonClientError, Retry: true, RetryAfter: time.Minute}},
+			Verdict{Reason: vocab.ReasonClientError, Retry: true, RetryAfter: time.Minute}},
 		{"429 Retry-After beyond the cap", answer{code: 429, header: ra("3600")},
-			Verdict{Reason: handlers.ReasonClientError, RetryAfter: time.Hour, Note: longer}},
-		{"500", answer{code: 500}, Verdict{Reason: handlers.ReasonServerError, Retry: true}},
-		{"502", answer{code: 502}, Verdict{Reason: handlers.ReasonServerError, Retry: true}},
-		{"500 Retry-After is not honoured", answer{code: 500, header: ra("7")}, Verdict{Reason: handlers.ReasonServerError, Retry: true}},
+			Verdict{Reason: vocab.ReasonClientError, RetryAfter: time.Hour, Note: longer}},
+		{"500", answer{code: 500}, Verdict{Reason: vocab.ReasonServerError, Retry: true}},
+		{"502", answer{code: 502}, Verdict{Reason: vocab.ReasonServerError, Retry: true}},
+		{"500 Retry-After is not honoured", answer{code: 500, header: ra("7")}, Verdict{Reason: vocab.ReasonServerError, Retry: true}},
 		{"503 Retry-After honoured", answer{code: 503, header: ra("7")},
-			Verdict{Reason: handlers.ReasonServerError, Retry: true, RetryAfter: 7 * time.Second}},
+			Verdict{Reason: vocab.ReasonServerError, Retry: true, RetryAfter: 7 * time.Second}},
 		{"503 Retry-After beyond the cap", answer{code: 503, header: ra("3600")},
-			Verdict{Reason: handlers.ReasonServerError, RetryAfter: time.Hour, Note: longer}},
+			Verdict{Reason: vocab.ReasonServerError, RetryAfter: time.Hour, Note: longer}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -190,20 +191,20 @@ func TestClassifyError(t *testing.T) {
 		attempt time.Duration
 		want    Verdict
 	}{
-		{name: "connection refused", url: refused, want: Verdict{Reason: handlers.ReasonServerError, Retry: true}},
+		{name: "connection refused", url: refused, want: Verdict{Reason: vocab.ReasonServerError, Retry: true}},
 		{name: "the attempt timed out", url: slow.URL, attempt: 50 * time.Millisecond,
-			want: Verdict{Reason: handlers.ReasonTimeout, Retry: true}},
-		{name: "the delivery's deadline", url: slow.URL, want: Verdict{Reason: handlers.ReasonTimeout},
+			want: Verdict{Reason: vocab.ReasonTimeout, Retry: true}},
+		{name: "the delivery's deadline", url: slow.URL, want: Verdict{Reason: vocab.ReasonTimeout},
 			ctx: func(t *testing.T) (context.Context, context.CancelFunc) {
 				return context.WithTimeout(t.Context(), 50*time.Millisecond)
 			}},
-		{name: "the delivery was cancelled", url: slow.URL, want: Verdict{Reason: handlers.ReasonError},
+		{name: "the delivery was cancelled", url: slow.URL, want: Verdict{Reason: vocab.ReasonError},
 			ctx: func(t *testing.T) (context.Context, context.CancelFunc) {
 				ctx, cancel := context.WithCancel(t.Context())
 				time.AfterFunc(50*time.Millisecond, cancel)
 				return ctx, cancel
 			}},
-		{name: "the delivery was paused", url: slow.URL, want: Verdict{Reason: handlers.ReasonPaused},
+		{name: "the delivery was paused", url: slow.URL, want: Verdict{Reason: vocab.ReasonPaused},
 			ctx: func(t *testing.T) (context.Context, context.CancelFunc) {
 				ctx, cancel := context.WithCancelCause(t.Context())
 				time.AfterFunc(50*time.Millisecond, func() { cancel(errPaused) })
@@ -358,7 +359,7 @@ func TestRetry(t *testing.T) {
 		retries    int
 		backoff    time.Duration
 		deadline   time.Duration // 0: none
-		wantReason string        // "": delivered
+		wantReason vocab.Reason  // "": delivered
 		wantTries  int
 		wantWaits  []time.Duration // exact; nil with backoff: checked against the jitter
 		wantText   string
@@ -366,24 +367,24 @@ func TestRetry(t *testing.T) {
 		{name: "delivered at once", script: []answer{{code: 200}}, retries: 2, wantTries: 1},
 		{name: "500 500 200", script: []answer{{code: 500}, {code: 500}, {code: 200}}, retries: 2, backoff: 100 * time.Millisecond, wantTries: 3},
 		{name: "500 until spent", script: []answer{{code: 500, body: "boom"}}, retries: 2, backoff: 100 * time.Millisecond,
-			wantReason: handlers.ReasonServerError, wantTries: 3, wantText: "server_error: attempt 3: 500 Internal Server Error: boom"},
-		{name: "no retries", script: []answer{{code: 502}}, wantReason: handlers.ReasonServerError, wantTries: 1},
-		{name: "404 is final", script: []answer{{code: 404}}, retries: 2, wantReason: handlers.ReasonClientError, wantTries: 1},
+			wantReason: vocab.ReasonServerError, wantTries: 3, wantText: "server_error: attempt 3: 500 Internal Server Error: boom"},
+		{name: "no retries", script: []answer{{code: 502}}, wantReason: vocab.ReasonServerError, wantTries: 1},
+		{name: "404 is final", script: []answer{{code: 404}}, retries: 2, wantReason: vocab.ReasonClientError, wantTries: 1},
 		{name: "503 then 400", script: []answer{{code: 503}, {code: 400}}, retries: 2, backoff: 100 * time.Millisecond,
-			wantReason: handlers.ReasonClientError, wantTries: 2},
+			wantReason: vocab.ReasonClientError, wantTries: 2},
 		{name: "bare 429 until spent", script: []answer{{code: 429}}, retries: 2, backoff: 100 * time.Millisecond,
-			wantReason: handlers.ReasonServerError, wantTries: 3},
+			wantReason: vocab.ReasonServerError, wantTries: 3},
 		{name: "429 with Retry-After until spent", script: []answer{{code: 429, header: ra("3")}}, retries: 2, backoff: 100 * time.Millisecond,
-			wantReason: handlers.ReasonClientError, wantTries: 3, wantWaits: []time.Duration{3 * time.Second, 3 * time.Second}},
+			wantReason: vocab.ReasonClientError, wantTries: 3, wantWaits: []time.Duration{3 * time.Second, 3 * time.Second}},
 		{name: "Retry-After replaces the backoff", script: []answer{{code: 503, header: ra("7")}, {code: 200}}, retries: 2, backoff: time.Second,
 			wantTries: 2, wantWaits: []time.Duration{7 * time.Second}},
 		{name: "Retry-After beyond the cap", script: []answer{{code: 429, header: ra("3600")}}, retries: 2,
-			wantReason: handlers.ReasonClientError, wantTries: 1, wantWaits: []time.Duration{},
+			wantReason: vocab.ReasonClientError, wantTries: 1, wantWaits: []time.Duration{},
 			wantText: "client_error: attempt 1: 429 Too Many Requests (Retry-After 1h0m0s is longer than 1m0s)"},
 		{name: "no time left for the backoff", script: []answer{{code: 500}}, retries: 2, backoff: time.Hour, deadline: time.Minute,
-			wantReason: handlers.ReasonServerError, wantTries: 1, wantWaits: []time.Duration{}, wantText: "(no time left to retry after "},
+			wantReason: vocab.ReasonServerError, wantTries: 1, wantWaits: []time.Duration{}, wantText: "(no time left to retry after "},
 		{name: "no time left for the Retry-After", script: []answer{{code: 429, header: ra("50")}}, retries: 2, deadline: 10 * time.Second,
-			wantReason: handlers.ReasonClientError, wantTries: 1, wantWaits: []time.Duration{},
+			wantReason: vocab.ReasonClientError, wantTries: 1, wantWaits: []time.Duration{},
 			wantText: "client_error: attempt 1: 429 Too Many Requests (no time left to retry after 50s)"},
 	}
 	for _, tt := range tests {
@@ -434,7 +435,7 @@ func TestRetry(t *testing.T) {
 	}
 }
 
-func reasonOrEmpty(err error) string {
+func reasonOrEmpty(err error) vocab.Reason {
 	if err == nil {
 		return ""
 	}
@@ -456,7 +457,7 @@ func TestRetryWaitCancelled(t *testing.T) {
 	if took := time.Since(start); took > 10*time.Second {
 		t.Errorf("Retry took %s: the wait did not end with its context", took)
 	}
-	if !errors.Is(err, handlers.ErrPaused) || handlers.ReasonOf(err) != handlers.ReasonServerError {
+	if !errors.Is(err, handlers.ErrPaused) || handlers.ReasonOf(err) != vocab.ReasonServerError {
 		t.Fatalf("Retry = %v (reason %q), want server_error wrapping the pause", err, handlers.ReasonOf(err))
 	}
 	if !strings.Contains(err.Error(), "; not retried: responder was paused") {

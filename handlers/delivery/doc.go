@@ -2,7 +2,7 @@
 // page.webhook and the Patroni client of the postgres handlers), so that they retry, wait, read,
 // drain and classify answers the same way.
 //
-// Classify is the one rule from an HTTP status to an outcome reason (handlers.Reason*):
+// Classify is the one rule from an HTTP status to an outcome reason (vocab.Reason):
 //
 //	2xx                                    delivered
 //	429 Too Many Requests, no Retry-After  server_error, retried

@@ -13,6 +13,7 @@ import (
 	"github.com/responder-sre/responder/alert"
 	"github.com/responder-sre/responder/handlers"
 	"github.com/responder-sre/responder/handlers/delivery"
+	"github.com/responder-sre/responder/vocab"
 )
 
 // Action is one built request.
@@ -24,7 +25,7 @@ type Action struct {
 	path   string // escaped, without query
 	header http.Header
 	body   string
-	class  handlers.Class
+	class  vocab.Class
 }
 
 var _ handlers.Action = (*Action)(nil)
@@ -36,7 +37,7 @@ func (a *Action) Target() string { return a.method + " " + a.host + a.path }
 func (a *Action) Scope() string { return a.host }
 
 // Class is the class the rule gave (param class), disruptive by default.
-func (a *Action) Class() handlers.Class { return a.class }
+func (a *Action) Class() vocab.Class { return a.class }
 
 // Check cannot tell whether a request is still needed.
 func (a *Action) Check(context.Context, alert.Alert) error { return handlers.ErrNotCheckable }
@@ -86,10 +87,10 @@ func (a *Action) reveal(ctx context.Context, rv *handlers.Revealed) (request, er
 		// The host is literal in the rule; check that the resolved URL still goes there.
 		u, perr := url.Parse(r.url)
 		if perr != nil {
-			return r, handlers.Fail(handlers.ReasonBadParam, "url: a secret makes it invalid")
+			return r, handlers.Fail(vocab.ReasonBadParam, "url: a secret makes it invalid")
 		}
 		if host, cerr := h.checkURL(u); cerr != nil || host != a.host {
-			return r, handlers.Fail(handlers.ReasonBadParam, "url: a secret changes its host")
+			return r, handlers.Fail(vocab.ReasonBadParam, "url: a secret changes its host")
 		}
 	}
 	if r.body, err = rv.Reveal(ctx, h.secrets, a.body); err != nil {
@@ -101,7 +102,7 @@ func (a *Action) reveal(ctx context.Context, rv *handlers.Revealed) (request, er
 				return r, err
 			}
 			if err := checkHeader(k, vs[i]); err != nil {
-				return r, &handlers.Error{Reason: handlers.ReasonBadParam, Err: err}
+				return r, &handlers.Error{Reason: vocab.ReasonBadParam, Err: err}
 			}
 		}
 	}
@@ -119,7 +120,7 @@ func (a *Action) attempt(ctx context.Context, r request, rv *handlers.Revealed, 
 	}
 	req, err := http.NewRequestWithContext(actx, a.method, r.url, body)
 	if err != nil {
-		return handlers.Result{}, delivery.Attempt{Err: handlers.Fail(handlers.ReasonBadParam, "%s", h.redact.Error(err))}
+		return handlers.Result{}, delivery.Attempt{Err: handlers.Fail(vocab.ReasonBadParam, "%s", h.redact.Error(err))}
 	}
 	req.Header = r.header.Clone()
 	if r.key != "" {
@@ -149,14 +150,14 @@ func (a *Action) attempt(ctx context.Context, r request, rv *handlers.Revealed, 
 // transportError classifies an error without a response; msg is err's text fit to keep.
 func (a *Action) transportError(ctx, actx context.Context, n int, err, msg error) delivery.Attempt {
 	if errors.Is(err, errRedirect) {
-		return delivery.Attempt{Err: &handlers.Error{Reason: handlers.ReasonClientError, Err: fmt.Errorf("attempt %d: %w", n, msg)}}
+		return delivery.Attempt{Err: &handlers.Error{Reason: vocab.ReasonClientError, Err: fmt.Errorf("attempt %d: %w", n, msg)}}
 	}
 	v := delivery.ClassifyError(ctx, actx, err)
 	switch {
 	case ctx.Err() != nil:
 		// The whole action's deadline or cancellation: its cause says which.
 		msg = context.Cause(ctx)
-	case v.Reason == handlers.ReasonTimeout:
+	case v.Reason == vocab.ReasonTimeout:
 		msg = fmt.Errorf("no answer within %s: %w", a.h.timeout, msg)
 	}
 	return delivery.Attempt{Err: &handlers.Error{Reason: v.Reason, Err: fmt.Errorf("attempt %d: %w", n, msg)}, Retry: v.Retry}

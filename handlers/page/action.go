@@ -14,6 +14,7 @@ import (
 	"github.com/responder-sre/responder/alert"
 	"github.com/responder-sre/responder/handlers"
 	"github.com/responder-sre/responder/handlers/delivery"
+	"github.com/responder-sre/responder/vocab"
 )
 
 const redacted = "<redacted>"
@@ -47,7 +48,7 @@ func (a *Action) Target() string {
 func (a *Action) Scope() string { return a.h.host }
 
 // Class is notify: pages go out even when responder is paused.
-func (a *Action) Class() handlers.Class { return handlers.ClassNotify }
+func (a *Action) Class() vocab.Class { return vocab.ClassNotify }
 
 // Check cannot tell whether a page is still needed.
 func (a *Action) Check(context.Context, alert.Alert) error { return handlers.ErrNotCheckable }
@@ -94,13 +95,13 @@ func (a *Action) Do(ctx context.Context, _ alert.Alert) (handlers.Result, error)
 	if dedupKey == "" {
 		id := handlers.IncidentID(ctx)
 		if id == 0 {
-			return handlers.Result{}, handlers.Fail(handlers.ReasonBadParam, "%s: no dedup_key and no incident id to derive one from", Name)
+			return handlers.Result{}, handlers.Fail(vocab.ReasonBadParam, "%s: no dedup_key and no incident id to derive one from", Name)
 		}
 		dedupKey = incidentDedupKey(id)
 	}
 	body, err := a.body(dedupKey)
 	if err != nil {
-		return handlers.Result{}, handlers.Fail(handlers.ReasonBadParam, "%s: encoding the event: %w", Name, err)
+		return handlers.Result{}, handlers.Fail(vocab.ReasonBadParam, "%s: encoding the event: %w", Name, err)
 	}
 	key := handlers.IdempotencyKey(ctx)
 	log := h.log.With("handler", Name, "target", a.Target(), "scope", h.host, "event_action", a.eventAction, "dedup_key", dedupKey)
@@ -128,7 +129,7 @@ func (a *Action) attempt(ctx context.Context, body []byte, key, dedupKey string,
 	defer cancel()
 	req, err := http.NewRequestWithContext(actx, http.MethodPost, h.url, bytes.NewReader(body))
 	if err != nil {
-		return handlers.Result{}, delivery.Attempt{Err: handlers.Fail(handlers.ReasonBadParam, "%s", h.scrub(prefix+"building the request failed"))}
+		return handlers.Result{}, delivery.Attempt{Err: handlers.Fail(vocab.ReasonBadParam, "%s", h.scrub(prefix+"building the request failed"))}
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", h.userAgent)
@@ -160,7 +161,7 @@ func (a *Action) transportError(ctx, actx context.Context, prefix string, err er
 	case ctx.Err() != nil:
 		// The whole action's deadline or cancellation: its cause says which; not retried.
 		msg = fmt.Errorf("%s%w", prefix, context.Cause(ctx))
-	case v.Reason == handlers.ReasonTimeout:
+	case v.Reason == vocab.ReasonTimeout:
 		msg = errors.New(a.h.scrub(prefix + fmt.Sprintf("no answer within %s", a.h.timeout)))
 	default:
 		msg = errors.New(a.h.scrub(prefix + transportMessage(err)))

@@ -18,6 +18,7 @@ import (
 	"github.com/responder-sre/responder/handlers"
 	"github.com/responder-sre/responder/handlers/delivery"
 	"github.com/responder-sre/responder/internal/clock"
+	"github.com/responder-sre/responder/vocab"
 )
 
 // Name is the handler's name in rule files.
@@ -191,7 +192,7 @@ func (h *Handler) Spec() handlers.Spec {
 			{Name: "links", Type: handlers.StringList,
 				Doc: "http(s) links shown with the incident"},
 		},
-		Class:             handlers.ClassNotify,
+		Class:             vocab.ClassNotify,
 		DefaultApproval:   handlers.ApprovalNone,
 		DefaultTimeout:    h.doTimeout(),
 		Target:            `"page:<dedup_key>", or "page:incident" when dedup_key is not given; qualified by the incident`,
@@ -249,7 +250,7 @@ func (h *Handler) ValidateStatic(raw handlers.Params) error {
 func (h *Handler) Build(p handlers.Params) (handlers.Action, error) {
 	a, err := h.build(p)
 	if err != nil {
-		return nil, &handlers.Error{Reason: handlers.ReasonBadParam, Err: err}
+		return nil, &handlers.Error{Reason: vocab.ReasonBadParam, Err: err}
 	}
 	return a, nil
 }

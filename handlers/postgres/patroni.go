@@ -16,6 +16,7 @@ import (
 	"github.com/responder-sre/responder/config"
 	"github.com/responder-sre/responder/handlers"
 	"github.com/responder-sre/responder/handlers/delivery"
+	"github.com/responder-sre/responder/vocab"
 )
 
 // maxPatroniBody bounds what responder reads of one Patroni answer.
@@ -200,7 +201,7 @@ func (p *patroni) cluster(ctx context.Context) (*clusterStatus, error) {
 		}
 		return &c, nil
 	}
-	return nil, handlers.Fail(handlers.ReasonServerError, "no Patroni member answered: %v", errors.Join(errs...))
+	return nil, handlers.Fail(vocab.ReasonServerError, "no Patroni member answered: %v", errors.Join(errs...))
 }
 
 // receivedLag is the candidate's received lag in bytes: the leader's current WAL location minus
@@ -276,12 +277,12 @@ func (p *patroni) lastChange(ctx context.Context, base string) (at time.Time, le
 func postError(what string, err error) error {
 	var he *httpError
 	if errors.As(err, &he) {
-		if he.verdict.Reason == handlers.ReasonServerError {
-			return handlers.Fail(handlers.ReasonServerError, "%s: Patroni answered %v", what, err)
+		if he.verdict.Reason == vocab.ReasonServerError {
+			return handlers.Fail(vocab.ReasonServerError, "%s: Patroni answered %v", what, err)
 		}
 		return handlers.Fail(he.verdict.Reason, "%s: Patroni refused: %v", what, err)
 	}
-	return handlers.Fail(handlers.ReasonServerError, "%s: %v", what, err)
+	return handlers.Fail(vocab.ReasonServerError, "%s: %v", what, err)
 }
 
 // waitLeader polls until exactly one member answers 200 on /primary, it is want, and its
@@ -312,7 +313,7 @@ func (p *patroni) waitLeader(ctx context.Context, j *journal, want string, oldTL
 			last = err.Error()
 		}
 		if !b.now().Before(deadline) {
-			return handlers.Fail(handlers.ReasonNotRecovered, "verify: after %s: %s (want only %s, timeline above %d)", timeout, last, want, oldTL)
+			return handlers.Fail(vocab.ReasonNotRecovered, "verify: after %s: %s (want only %s, timeline above %d)", timeout, last, want, oldTL)
 		}
 		if err := b.sleep(ctx, min(b.poll, deadline.Sub(b.now()))); err != nil {
 			return err
