@@ -169,7 +169,8 @@ UPDATE actions SET state = 'skipped', reason = 'cancelled', finished_at = $2
 	return res, nil
 }
 
-// Timer kinds.
+// TimerFor is the kind of the timer that fires a pending incident once its rule's `for` has elapsed
+// (TimerInsert.Kind).
 const TimerFor = "for"
 
 // TimerInsert schedules a timer for an incident.
