@@ -12,6 +12,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/responder-sre/responder/alert"
+	"github.com/responder-sre/responder/internal/clock"
+	"github.com/responder-sre/responder/vocab"
 )
 
 // Message is one stored group of alerts as the Processor sees it.
@@ -102,7 +104,7 @@ func (b *Bus) Consume(ctx context.Context, p Processor) error {
 				break
 			}
 			b.log.Warn("bus fetch failed", "err", err)
-			sleep(ctx, bo.NextBackOff())
+			_ = clock.Sleep(ctx, bo.NextBackOff()) // a cancelled ctx ends the loop
 			continue
 		}
 		bo.Reset()
@@ -278,8 +280,8 @@ func (b *Bus) processRetrying(ctx context.Context, p Processor, items, hold []it
 }
 
 // internalErrorReason starts the error of a batch whose processing panicked (the action reason
-// of the same name in engine).
-const internalErrorReason = "internal_error"
+// of the same name).
+const internalErrorReason = string(vocab.ReasonInternalError)
 
 // process calls p.Process. A panic in it (a bug, most likely triggered by what the messages hold)
 // fails the batch with a permanent internal_error instead of ending the process: the batch is
@@ -354,7 +356,7 @@ func (b *Bus) waitInProgress(ctx context.Context, items []item, d time.Duration)
 		if left <= 0 {
 			return ctx.Err() == nil
 		}
-		if !sleep(ctx, min(left, tick)) {
+		if clock.Sleep(ctx, min(left, tick)) != nil {
 			return false
 		}
 	}
@@ -410,18 +412,6 @@ func newBackoff(maxInterval time.Duration) *backoff.ExponentialBackOff {
 	bo.MaxInterval = maxInterval
 	bo.Reset()
 	return bo
-}
-
-// sleep waits d or until ctx is done; it returns false when ctx is done.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }
 
 // failure tracks whether one retry loop currently counts in Bus.failing.

@@ -13,6 +13,7 @@ import (
 
 	"github.com/expr-lang/expr/vm"
 	"github.com/prometheus/common/model"
+	"github.com/responder-sre/responder/vocab"
 	"gopkg.in/yaml.v3"
 )
 
@@ -153,7 +154,7 @@ func (p *parser) rule(n *yaml.Node) *Rule {
 		return nil
 	}
 	before := len(p.errs)
-	r := &Rule{File: p.file, FileHash: p.hash, Line: n.Line, Mode: ModeEnforce}
+	r := &Rule{File: p.file, FileHash: p.hash, Line: n.Line, Mode: vocab.ModeEnforce}
 	p.use = &usage{}
 	r.Name = p.peekName(n)
 	what := "rule"
@@ -238,10 +239,10 @@ func (p *parser) when(n *yaml.Node, f map[string]*yaml.Node, what string) (strin
 // modeAndChannel sets r.Mode and r.SlackChannel from their fields, reporting invalid values.
 func (p *parser) modeAndChannel(r *Rule, f map[string]*yaml.Node, what string) {
 	if mode, ok := p.scalar(f["mode"], what+": mode"); ok && mode != "" {
-		if mode != ModeEnforce && mode != ModeShadow {
+		if !slices.Contains(vocab.Modes, vocab.Mode(mode)) {
 			p.errorf(f["mode"].Line, "%s: mode %q is neither enforce nor shadow", what, mode)
 		}
-		r.Mode = mode
+		r.Mode = vocab.Mode(mode)
 	}
 	if ch, ok := p.scalar(f["slack_channel"], what+": slack_channel"); ok && ch != "" {
 		if !reSlackChannel.MatchString(ch) {

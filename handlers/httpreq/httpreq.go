@@ -15,6 +15,9 @@ import (
 
 	"github.com/responder-sre/responder/config"
 	"github.com/responder-sre/responder/handlers"
+	"github.com/responder-sre/responder/handlers/delivery"
+	"github.com/responder-sre/responder/internal/clock"
+	"github.com/responder-sre/responder/vocab"
 )
 
 // Name is the handler's name in rule files.
@@ -27,11 +30,7 @@ const (
 	DefaultBackoff = 200 * time.Millisecond
 )
 
-const (
-	maxBackoff    = 10 * time.Second
-	maxRetryAfter = time.Minute
-	maxRedirects  = 10
-)
+const maxRedirects = 10
 
 // Options configure the handler.
 type Options struct {
@@ -91,7 +90,7 @@ func New(o Options) *Handler {
 		log:       o.Logger,
 		secrets:   o.Secrets,
 		redact:    handlers.NewURLRedactor(o.SecretPathHosts),
-		sleep:     sleepCtx,
+		sleep:     clock.Sleep,
 		now:       time.Now,
 	}
 	for _, a := range o.AllowedHosts {
@@ -148,7 +147,7 @@ func (h *Handler) Spec() handlers.Spec {
 			{Name: "class", Type: handlers.String, Static: true,
 				Doc: "notify or disruptive (default disruptive): notify requests run even when paused"},
 		},
-		Class:           handlers.ClassDisruptive,
+		Class:           vocab.ClassDisruptive,
 		ClassParam:      "class",
 		DefaultApproval: handlers.ApprovalNone,
 		DefaultTimeout:  h.doTimeout(),
@@ -161,13 +160,13 @@ func (h *Handler) Spec() handlers.Spec {
 
 // doTimeout is an upper bound of one Do: every attempt timing out plus the longest backoffs.
 func (h *Handler) doTimeout() time.Duration {
-	d := time.Duration(h.retries+1) * h.timeout
-	b := h.backoff
-	for range h.retries {
-		d += min(b+b/2, maxBackoff)
-		b *= 2
-	}
-	return d + time.Second
+	return delivery.Policy{Retries: h.retries, Backoff: h.backoff}.Bound(h.timeout)
+}
+
+// policy is how a Do of target retries.
+func (h *Handler) policy(target string) delivery.Policy {
+	return delivery.Policy{Retries: h.retries, Backoff: h.backoff, Sleep: h.sleep, Now: h.now,
+		Log: h.log.With("handler", Name, "target", target), What: "http request"}
 }
 
 // ValidateStatic checks the params as written in a rule file.
@@ -206,7 +205,7 @@ func (h *Handler) ValidateStatic(raw handlers.Params) error {
 func (h *Handler) Build(p handlers.Params) (handlers.Action, error) {
 	a, err := h.build(p)
 	if err != nil {
-		return nil, &handlers.Error{Reason: handlers.ReasonBadParam, Err: err}
+		return nil, &handlers.Error{Reason: vocab.ReasonBadParam, Err: err}
 	}
 	return a, nil
 }
@@ -215,7 +214,7 @@ func (h *Handler) build(p handlers.Params) (*Action, error) {
 	if err := checkRendered(h.Spec(), p); err != nil {
 		return nil, err
 	}
-	a := &Action{h: h, method: http.MethodPost, class: handlers.ClassDisruptive, header: http.Header{}}
+	a := &Action{h: h, method: http.MethodPost, class: vocab.ClassDisruptive, header: http.Header{}}
 	raw, _ := p["url"].(string)
 	u, host, err := h.parseURL(withoutSecrets(raw))
 	if err != nil {
@@ -288,10 +287,10 @@ func parseMethod(m string) (string, error) {
 	return "", fmt.Errorf("method %q is not one of GET, POST, PUT, PATCH, DELETE, HEAD", m)
 }
 
-func parseClass(c string) (handlers.Class, error) {
-	switch handlers.Class(c) {
-	case handlers.ClassNotify, handlers.ClassDisruptive:
-		return handlers.Class(c), nil
+func parseClass(c string) (vocab.Class, error) {
+	switch vocab.Class(c) {
+	case vocab.ClassNotify, vocab.ClassDisruptive:
+		return vocab.Class(c), nil
 	}
 	return "", fmt.Errorf("class %q is neither notify nor disruptive", c)
 }
@@ -340,15 +339,4 @@ func withoutSecrets(s string) string {
 func looksJSON(body string) bool {
 	b := strings.TrimSpace(body)
 	return (strings.HasPrefix(b, "{") || strings.HasPrefix(b, "[")) && json.Valid([]byte(b))
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }

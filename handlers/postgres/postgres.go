@@ -14,6 +14,8 @@ import (
 	"github.com/responder-sre/responder/alert"
 	"github.com/responder-sre/responder/config"
 	"github.com/responder-sre/responder/handlers"
+	"github.com/responder-sre/responder/internal/clock"
+	"github.com/responder-sre/responder/vocab"
 )
 
 // Handler names as written in rule files.
@@ -104,23 +106,12 @@ func New(cfg config.PostgresHandlerConfig, o Options) ([]handlers.Handler, error
 		b.now = time.Now
 	}
 	if b.sleep == nil {
-		b.sleep = sleepCtx
+		b.sleep = clock.Sleep
 	}
 	if b.http == nil {
 		b.http = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	}
 	return []handlers.Handler{&Switchover{b}, &Failover{b}, &Promote{b}}, nil
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return context.Cause(ctx)
-	}
 }
 
 func (b *base) step(ctx context.Context, name string) error {
@@ -230,12 +221,12 @@ func newReader(p handlers.Params, static bool) *handlers.ParamReader {
 
 // refuse is a precondition responder will not act against: client_error, spelled out.
 func refuse(format string, args ...any) error {
-	return handlers.Fail(handlers.ReasonClientError, "refused: "+format, args...)
+	return handlers.Fail(vocab.ReasonClientError, "refused: "+format, args...)
 }
 
 // halfDone is a state between the start and the end of a failover (a crash between steps).
 func halfDone(format string, args ...any) error {
-	return handlers.Fail(handlers.ReasonClientError, "half-done: "+format+"; needs a human", args...)
+	return handlers.Fail(vocab.ReasonClientError, "half-done: "+format+"; needs a human", args...)
 }
 
 // describePlan runs a handler's read-only planning step and returns what it saw (and why it
