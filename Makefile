@@ -43,8 +43,10 @@ sink:
 # (tools/kube: etcd, kube-apiserver, controller-manager, scheduler, kwok), helm (tools/helm) and the
 # PromQL name extractor (tools/promql). They are built first, each in its own step: cold, they take
 # minutes (the control plane about 12 on 2 cores), and that must not eat the test timeout.
-test: deps
-	$(GO) vet ./...
+# `make lint` (go vet included) runs first, so a lint failure is quick.
+test:
+	$(MAKE) --no-print-directory lint
+	$(MAKE) --no-print-directory deps
 	$(GO) test -count=1 -timeout 30m -run '^TestBinary$$' ./source/alertmanager/amtest
 	$(GO) test -count=1 -timeout 45m -run '^TestBinaries$$' -v ./handlers/k8s/k8stest
 	$(GO) test -count=1 -timeout 30m -run '^TestBinary$$' ./deploy/helmtest
@@ -57,9 +59,12 @@ fuzz:
 	  echo "fuzz $$pkg $$fn ($(FUZZTIME))"; \
 	  $(GO) test -run='^$$' -fuzz="^$$fn$$" -fuzztime=$(FUZZTIME) -fuzzminimizetime=2s $$pkg; done
 
+# make lint: go vet, gofmt and golangci-lint (.golangci.yml) at the version pinned in tools/lint,
+# built once and cached by version beside the Go build cache (scripts/golangci-lint.sh).
 lint:
 	$(GO) vet ./...
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
+	scripts/golangci-lint.sh run ./...
 
 # make bench: Go micro-benchmarks, then the end-to-end load harness (see README "Performance").
 bench: db-start

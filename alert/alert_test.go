@@ -8,7 +8,6 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/prometheus/alertmanager/types"
 	"github.com/prometheus/common/model"
 
 	"github.com/responder-sre/responder/alert"
@@ -20,7 +19,8 @@ func TestFingerprintMatchesAlertmanager(t *testing.T) {
 	for k, v := range labels {
 		ls[model.LabelName(k)] = model.LabelValue(v)
 	}
-	am := (&types.Alert{Alert: model.Alert{Labels: ls}}).Fingerprint().String()
+	// Alertmanager's types.Alert embeds model.Alert and uses its Fingerprint.
+	am := (&model.Alert{Labels: ls}).Fingerprint().String()
 	if got := alert.Fingerprint(labels); got != am {
 		t.Fatalf("Fingerprint = %s, Alertmanager says %s", got, am)
 	}
@@ -47,7 +47,8 @@ func TestBatchIDIgnoresOrderAndReceivedAt(t *testing.T) {
 	if alert.BatchID([]alert.Alert{p}) == alert.BatchID([]alert.Alert{hb}) {
 		t.Fatal("a probe heartbeat must not be deduplicated as a re-send")
 	}
-	if alert.BatchID([]alert.Alert{p}) != alert.BatchID([]alert.Alert{p}) {
+	retry := p
+	if alert.BatchID([]alert.Alert{p}) != alert.BatchID([]alert.Alert{retry}) {
 		t.Fatal("a retried probe publication must keep its id")
 	}
 }

@@ -245,8 +245,9 @@ func Open(ctx context.Context, o Options) (*Bus, error) {
 		b.shutdownServer()
 		return nil, err
 	}
-	b.bg, b.bgCancel = context.WithCancel(context.WithoutCancel(ctx))
-	m, err := newMetrics(o.Registerer, b)
+	bg, bgCancel := context.WithCancel(context.WithoutCancel(ctx))
+	b.bg, b.bgCancel = bg, bgCancel
+	m, err := newMetrics(bg, o.Registerer, b)
 	if err != nil {
 		b.bgCancel()
 		nc.Close()
@@ -255,7 +256,7 @@ func Open(ctx context.Context, o Options) (*Bus, error) {
 	}
 	b.m = m
 	b.purged = make(chan struct{})
-	go b.purgeLoop()
+	go b.purgeLoop(bg)
 	b.st.done = make(chan struct{})
 	b.st.kick = make(chan struct{}, 1)
 	if b.emb != nil {
@@ -267,7 +268,7 @@ func Open(ctx context.Context, o Options) (*Bus, error) {
 }
 
 // purgeLoop removes acked messages in bulk until the Bus closes.
-func (b *Bus) purgeLoop() {
+func (b *Bus) purgeLoop(bg context.Context) {
 	defer close(b.purged)
 	t := time.NewTicker(b.o.PurgeInterval)
 	defer t.Stop()
@@ -277,7 +278,7 @@ func (b *Bus) purgeLoop() {
 			return
 		case <-t.C:
 		}
-		ctx, cancel := context.WithTimeout(b.bg, b.o.PurgeInterval+5*time.Second)
+		ctx, cancel := context.WithTimeout(bg, b.o.PurgeInterval+5*time.Second)
 		if err := b.purgeAcked(ctx); err != nil && b.nc.IsConnected() {
 			b.log.Debug("bus purge failed", "err", err)
 		}

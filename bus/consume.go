@@ -172,18 +172,6 @@ func (b *Bus) fetchAvailable(n, maxBytes int) ([]jetstream.Msg, error) {
 	return msgs, err
 }
 
-// msgSize over-estimates what the server counts of m against a fetch's byte budget (subject,
-// reply subject, headers and data).
-func msgSize(m jetstream.Msg) int {
-	n := len(m.Subject()) + len(m.Reply()) + len(m.Data()) + len("NATS/1.0\r\n\r\n")
-	for k, vs := range m.Headers() {
-		for _, v := range vs {
-			n += len(k) + len(v) + len(": \r\n")
-		}
-	}
-	return n
-}
-
 func drain(batch jetstream.MessageBatch) ([]jetstream.Msg, error) {
 	var msgs []jetstream.Msg
 	for m := range batch.Messages() {

@@ -26,7 +26,9 @@ type metrics struct {
 	storageRestarts          prometheus.Counter
 }
 
-func newMetrics(reg prometheus.Registerer, b *Bus) (*metrics, error) {
+// newMetrics makes b's metrics and registers them with reg. The gauges that ask the server at scrape
+// time do so under bg, the bus's background context (b.bg), each within pendingScrapeTimeout.
+func newMetrics(bg context.Context, reg prometheus.Registerer, b *Bus) (*metrics, error) {
 	m := &metrics{
 		reg: reg,
 		// Queried from the server at scrape time (bounded), the last value on error.
@@ -34,7 +36,7 @@ func newMetrics(reg prometheus.Registerer, b *Bus) (*metrics, error) {
 			Namespace: "responder", Name: "bus_pending_messages",
 			Help: "Messages in the alert stream not yet acked by the consumer.",
 		}, func() float64 {
-			ctx, cancel := context.WithTimeout(b.bg, pendingScrapeTimeout)
+			ctx, cancel := context.WithTimeout(bg, pendingScrapeTimeout)
 			defer cancel()
 			n, err := b.Pending(ctx)
 			if err != nil {
@@ -68,7 +70,7 @@ func newMetrics(reg prometheus.Registerer, b *Bus) (*metrics, error) {
 		Namespace: "responder", Name: "bus_store_bytes",
 		Help: "Bytes the alert stream stores (JetStream's count; the last value when the server does not answer).",
 	}, func() float64 {
-		ctx, cancel := context.WithTimeout(b.bg, pendingScrapeTimeout)
+		ctx, cancel := context.WithTimeout(bg, pendingScrapeTimeout)
 		defer cancel()
 		if info, err := b.stream.Info(ctx); err == nil {
 			m.lastStoreBytes.Store(info.State.Bytes)

@@ -23,7 +23,7 @@ func TestPanickingBatchIsNotLost(t *testing.T) {
 		for _, m := range msgs {
 			if m.Alerts[0].Name == "Poison" {
 				var labels map[string]string
-				labels["boom"] = "1" // a bug: assignment to a nil map
+				labels["boom"] = "1" //nolint:staticcheck // a deliberate bug: assignment to a nil map panics
 			}
 		}
 		return nil

@@ -197,7 +197,9 @@ func TestElectorRunHandsOverOnStop(t *testing.T) {
 	defer func() {
 		for name, cancel := range cancels {
 			cancel()
-			<-dones[name]
+			if err := <-dones[name]; err != nil {
+				t.Errorf("%s: Run: %v", name, err)
+			}
 		}
 		cancels = nil
 	}()

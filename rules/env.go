@@ -224,37 +224,11 @@ func (p envInjector) Visit(node *ast.Node) {
 // (alert.labels?.x) is left alone: it yields "" when the key is missing.
 type keyPatcher struct{ template bool }
 
+// Visit implements ast.Visitor.
 func (p keyPatcher) Visit(node *ast.Node) {
 	switch n := (*node).(type) {
 	case *ast.MemberNode:
-		if n.Optional {
-			return
-		}
-		inner, ok := n.Node.(*ast.MemberNode)
-		if !ok {
-			return
-		}
-		prop, ok := inner.Property.(*ast.StringNode)
-		if !ok || (prop.Value != "labels" && prop.Value != "annotations") {
-			return
-		}
-		if t := inner.Node.Type(); t == nil || (t != alertEnvType && (t.Kind() != reflect.Pointer || t.Elem() != alertEnvType)) {
-			return
-		}
-		if t := inner.Type(); t != mapStrStr {
-			return
-		}
-		fn := fnGet
-		if p.template {
-			fn = fnLabel
-			if prop.Value == "annotations" {
-				fn = fnAnnotation
-			}
-		}
-		ast.Patch(node, &ast.CallNode{
-			Callee:    &ast.IdentifierNode{Value: fn},
-			Arguments: []ast.Node{n.Node, n.Property},
-		})
+		p.member(node, n)
 	case *ast.BinaryNode:
 		if n.Operator != "??" {
 			return
@@ -267,6 +241,49 @@ func (p keyPatcher) Visit(node *ast.Node) {
 			id.Value = fnLookup
 		}
 	}
+}
+
+// member replaces node, the member access n, with a call if n reads a key of alert.labels or
+// alert.annotations.
+func (p keyPatcher) member(node *ast.Node, n *ast.MemberNode) {
+	field, ok := alertMapField(n)
+	if !ok {
+		return
+	}
+	fn := fnGet
+	if p.template {
+		fn = fnLabel
+		if field == "annotations" {
+			fn = fnAnnotation
+		}
+	}
+	ast.Patch(node, &ast.CallNode{
+		Callee:    &ast.IdentifierNode{Value: fn},
+		Arguments: []ast.Node{n.Node, n.Property},
+	})
+}
+
+// alertMapField returns "labels" or "annotations" if n is a non-optional key access on that map
+// of the alert (alert.labels.x, alert.labels["x"]).
+func alertMapField(n *ast.MemberNode) (string, bool) {
+	if n.Optional {
+		return "", false
+	}
+	inner, ok := n.Node.(*ast.MemberNode)
+	if !ok {
+		return "", false
+	}
+	prop, ok := inner.Property.(*ast.StringNode)
+	if !ok || (prop.Value != "labels" && prop.Value != "annotations") {
+		return "", false
+	}
+	if t := inner.Node.Type(); t == nil || (t != alertEnvType && (t.Kind() != reflect.Pointer || t.Elem() != alertEnvType)) {
+		return "", false
+	}
+	if t := inner.Type(); t != mapStrStr {
+		return "", false
+	}
+	return prop.Value, true
 }
 
 // compileOptions are the options every expression is compiled with.

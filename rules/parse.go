@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/expr-lang/expr/vm"
 	"github.com/prometheus/common/model"
 	"github.com/responder-sre/responder/vocab"
 	"gopkg.in/yaml.v3"
@@ -154,66 +155,17 @@ func (p *parser) rule(n *yaml.Node) *Rule {
 	before := len(p.errs)
 	r := &Rule{File: p.file, FileHash: p.hash, Line: n.Line, Mode: vocab.ModeEnforce}
 	p.use = &usage{}
+	r.Name = p.peekName(n)
 	what := "rule"
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		if k := p.deref(n.Content[i]); k.Kind == yaml.ScalarNode && k.Value == "name" {
-			if v := p.deref(n.Content[i+1]); v.Kind == yaml.ScalarNode {
-				r.Name = strings.TrimSpace(v.Value)
-			}
-			break
-		}
-	}
 	if r.Name != "" {
 		what = fmt.Sprintf("rule %q", r.Name)
 	}
 	f := p.fields(n, what, ruleKeys)
-	if _, ok := p.scalar(f["name"], what+": name"); !ok {
-		r.Name = ""
-	}
-	if r.Name == "" {
-		p.errorf(n.Line, "rule has no name")
-	} else {
-		if prev, dup := p.names[r.Name]; dup {
-			p.errorf(n.Line, "duplicate rule name %q (also at %s:%d)", r.Name, p.file, prev)
-		} else {
-			p.names[r.Name] = n.Line
-		}
-	}
-
-	when, ok := p.scalar(f["when"], what+": when")
-	r.When = strings.TrimSpace(when)
-	switch {
-	case !ok:
-	case r.When == "":
-		line := n.Line
-		if f["when"] != nil {
-			line = f["when"].Line
-		}
-		p.errorf(line, "%s: when is empty", what)
-	default:
-		prog, err := compileWhen(r.When, p.use)
-		if err != nil {
-			line, msg := exprError(err, p.deref(f["when"]), true)
-			p.errorf(line, "%s: when: %s", what, msg)
-		}
-		r.when = prog
-	}
-
+	p.checkName(r, n, f, what)
+	r.When, r.when = p.when(n, f, what)
 	r.For = p.duration(f["for"], what+": for")
 	r.Cooldown = p.duration(f["cooldown"], what+": cooldown")
-	if mode, ok := p.scalar(f["mode"], what+": mode"); ok && mode != "" {
-		if !slices.Contains(vocab.Modes, vocab.Mode(mode)) {
-			p.errorf(f["mode"].Line, "%s: mode %q is neither enforce nor shadow", what, mode)
-		}
-		r.Mode = vocab.Mode(mode)
-	}
-
-	if ch, ok := p.scalar(f["slack_channel"], what+": slack_channel"); ok && ch != "" {
-		if !config.IsSlackChannel(ch) {
-			p.errorf(f["slack_channel"].Line, "%s: slack_channel %q is neither #name nor a channel ID", what, ch)
-		}
-		r.SlackChannel = ch
-	}
+	p.modeAndChannel(r, f, what)
 
 	r.Actions = p.actions(f["actions"], what+": actions")
 	r.Escalate = p.actions(f["escalate"], what+": escalate")
@@ -226,6 +178,77 @@ func (p *parser) rule(n *yaml.Node) *Rule {
 		return nil
 	}
 	return r
+}
+
+// peekName returns the name of the rule n (trimmed) before its fields are checked, so that their
+// errors can name the rule; "" if it has none or it is not a string.
+func (p *parser) peekName(n *yaml.Node) string {
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if k := p.deref(n.Content[i]); k.Kind == yaml.ScalarNode && k.Value == "name" {
+			if v := p.deref(n.Content[i+1]); v.Kind == yaml.ScalarNode {
+				return strings.TrimSpace(v.Value)
+			}
+			return ""
+		}
+	}
+	return ""
+}
+
+// checkName reports a rule without a name (r.Name is cleared if it is not a string) or with the
+// name of an earlier rule, and records r's name.
+func (p *parser) checkName(r *Rule, n *yaml.Node, f map[string]*yaml.Node, what string) {
+	if _, ok := p.scalar(f["name"], what+": name"); !ok {
+		r.Name = ""
+	}
+	if r.Name == "" {
+		p.errorf(n.Line, "rule has no name")
+		return
+	}
+	if prev, dup := p.names[r.Name]; dup {
+		p.errorf(n.Line, "duplicate rule name %q (also at %s:%d)", r.Name, p.file, prev)
+	} else {
+		p.names[r.Name] = n.Line
+	}
+}
+
+// when returns the rule's when expression (trimmed) and its compiled program (nil if it is
+// missing, empty or does not compile, which are reported).
+func (p *parser) when(n *yaml.Node, f map[string]*yaml.Node, what string) (string, *vm.Program) {
+	when, ok := p.scalar(f["when"], what+": when")
+	when = strings.TrimSpace(when)
+	switch {
+	case !ok:
+		return when, nil
+	case when == "":
+		line := n.Line
+		if f["when"] != nil {
+			line = f["when"].Line
+		}
+		p.errorf(line, "%s: when is empty", what)
+		return when, nil
+	}
+	prog, err := compileWhen(when, p.use)
+	if err != nil {
+		line, msg := exprError(err, p.deref(f["when"]), true)
+		p.errorf(line, "%s: when: %s", what, msg)
+	}
+	return when, prog
+}
+
+// modeAndChannel sets r.Mode and r.SlackChannel from their fields, reporting invalid values.
+func (p *parser) modeAndChannel(r *Rule, f map[string]*yaml.Node, what string) {
+	if mode, ok := p.scalar(f["mode"], what+": mode"); ok && mode != "" {
+		if !slices.Contains(vocab.Modes, vocab.Mode(mode)) {
+			p.errorf(f["mode"].Line, "%s: mode %q is neither enforce nor shadow", what, mode)
+		}
+		r.Mode = vocab.Mode(mode)
+	}
+	if ch, ok := p.scalar(f["slack_channel"], what+": slack_channel"); ok && ch != "" {
+		if !config.IsSlackChannel(ch) {
+			p.errorf(f["slack_channel"].Line, "%s: slack_channel %q is neither #name nor a channel ID", what, ch)
+		}
+		r.SlackChannel = ch
+	}
 }
 
 // duration parses a Go ("90s", "1m30s") or Prometheus ("1d", "2w") duration; absent is zero.
@@ -422,7 +445,7 @@ func (p *parser) convert(n *yaml.Node, where string) (any, *pnode) {
 			t, err := compileTemplate(n.Value, p.use)
 			if err != nil {
 				msg := err.Error()
-				if te, ok := err.(*templateError); ok {
+				if te, ok := errors.AsType[*templateError](err); ok {
 					_, m := exprError(te.err, n, false)
 					msg = "template {{ " + te.src + " }}: " + m
 				}

@@ -360,8 +360,10 @@ type paramError struct {
 func (e *paramError) Error() string { return "param " + strconv.Quote(e.path) + ": " + e.err.Error() }
 func (e *paramError) Unwrap() error { return e.err }
 
+// prefix puts p in front of the path of err's *paramError (render's errors are one), or wraps err
+// in one with path p.
 func prefix(err error, p string) error {
-	if pe, ok := err.(*paramError); ok {
+	if pe, ok := errors.AsType[*paramError](err); ok {
 		pe.path = p + pe.path
 		return pe
 	}

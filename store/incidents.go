@@ -170,7 +170,8 @@ UPDATE actions SET state = `+lit(vocab.StateSkipped)+`, reason = `+lit(vocab.Rea
 	return res, nil
 }
 
-// Timer kinds.
+// TimerFor is the kind of the timer that fires a pending incident once its rule's `for` has elapsed
+// (TimerInsert.Kind).
 const TimerFor = "for"
 
 // TimerInsert schedules a timer for an incident.

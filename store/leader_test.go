@@ -31,7 +31,7 @@ func openLeaseStore(t *testing.T) *store.Store {
 // acquire calls AcquireLease and fails the test on error or when won differs from want.
 func acquire(t *testing.T, s *store.Store, name, holder string, at time.Time, want bool) store.Lease {
 	t.Helper()
-	l, won, err := s.AcquireLease(context.Background(), name, holder, at, leaseTTL)
+	l, won, err := s.AcquireLease(t.Context(), name, holder, at, leaseTTL)
 	if err != nil {
 		t.Fatalf("AcquireLease(%s, %s, %s): %v", name, holder, at.Sub(leaseT0), err)
 	}
@@ -43,7 +43,7 @@ func acquire(t *testing.T, s *store.Store, name, holder string, at time.Time, wa
 
 func renew(t *testing.T, s *store.Store, name, holder string, token int64, at time.Time) bool {
 	t.Helper()
-	ok, err := s.RenewLease(context.Background(), name, holder, token, at, leaseTTL)
+	ok, err := s.RenewLease(t.Context(), name, holder, token, at, leaseTTL)
 	if err != nil {
 		t.Fatalf("RenewLease: %v", err)
 	}
@@ -253,7 +253,7 @@ func TestCheckFence(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer tx.Rollback(ctx)
+		defer func() { _ = tx.Rollback(ctx) }() // a no-op after the Commit below
 		if err := s.CheckFence(ctx, tx, "probes", l.Token, now); err != nil {
 			t.Fatal(err)
 		}

@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"testing"
 	"time"
@@ -215,7 +216,7 @@ func TestDeadLetterReplayIsRecordedOnce(t *testing.T) {
 	if err != nil || len(unreplayed) != 0 {
 		t.Fatalf("unreplayed list = %+v, %v", unreplayed, err)
 	}
-	if _, err := s.GetDeadLetter(ctx, id+1); err != store.ErrNotFound {
+	if _, err := s.GetDeadLetter(ctx, id+1); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("unknown id: %v, want ErrNotFound", err)
 	}
 }

@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/url"
 	"os"
@@ -121,7 +122,7 @@ DROP ROLE IF EXISTS `+role+`; CREATE ROLE `+role+` NOLOGIN`); err != nil {
 				t.Fatal("no error provoked")
 			}
 			if tc.code != "" {
-				pe, ok := err.(*pgconn.PgError)
+				pe, ok := errors.AsType[*pgconn.PgError](err)
 				if !ok {
 					// A connect error wraps the server's answer.
 					if !strings.Contains(err.Error(), "SQLSTATE "+tc.code) {

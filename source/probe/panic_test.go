@@ -41,7 +41,12 @@ func TestPanickingRunFailsOnlyThatRun(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- r.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}()
 	eventually(t, 10*time.Second, "an alert after the panicking run", func() (bool, string) {
 		return len(rec.all()) >= 1, fmt.Sprintf("%d publish calls, %d alerts", calls.Load(), len(rec.all()))
 	})

@@ -329,9 +329,9 @@ func (s *Server) LogTail() string {
 	if err != nil {
 		return "(no postgres log: " + err.Error() + ")"
 	}
-	const max = 4000
-	if len(b) > max {
-		b = b[len(b)-max:]
+	const tail = 4000 // bytes
+	if len(b) > tail {
+		b = b[len(b)-tail:]
 	}
 	return "--- postgres log (tail) ---\n" + string(b)
 }
