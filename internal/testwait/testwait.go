@@ -3,8 +3,11 @@
 //
 // The contract:
 //
-//   - Every wait polls its condition on the test's goroutine: first at once, then after 1ms, and
-//     after an interval that doubles up to MaxInterval. The condition may call t.Fatal.
+//   - Every wait polls its condition on the test's goroutine, first at once. The pause between two
+//     polls is a tenth of the time waited so far, at least MinInterval and at most MaxInterval: a
+//     condition is seen soon after it comes to hold (within about 10% of the wait, or
+//     MaxInterval), and a long wait on an external process does not hammer it. The condition may
+//     call t.Fatal.
 //   - Until, UntilDetail and Keeps give up after a duration d and then fail the test with t.Fatalf,
 //     naming what they waited for (and, for UntilDetail, the last detail the condition gave). The
 //     condition gets a last call at the deadline, so one that holds just in time counts.
@@ -26,11 +29,12 @@ import (
 	"time"
 )
 
-// MaxInterval is the longest pause between two polls of a condition.
-const MaxInterval = 20 * time.Millisecond
-
-// firstInterval is the pause after the first poll; the pause doubles up to MaxInterval.
-const firstInterval = time.Millisecond
+// The pause between two polls of a condition is a tenth of the time waited so far, clamped to
+// [MinInterval, MaxInterval].
+const (
+	MinInterval = time.Millisecond
+	MaxInterval = 50 * time.Millisecond
+)
 
 // Until polls cond until it returns true; if it does not within d, it fails t with what, which
 // names the awaited state ("the page is sent", "pending 3").
@@ -108,11 +112,12 @@ func Keeps(t testing.TB, d time.Duration, what string, invariant func() bool, un
 // context would fail it anyway). poll returns check's last answer; false and a nil error mean
 // that it gave up.
 func poll(done <-chan struct{}, deadline time.Time, check func() (bool, error)) (bool, error) {
-	for interval := firstInterval; ; interval = min(2*interval, MaxInterval) {
+	start := time.Now()
+	for {
 		if ok, err := check(); ok || err != nil {
 			return ok, err
 		}
-		pause := interval
+		pause := min(max(time.Since(start)/10, MinInterval), MaxInterval)
 		if !deadline.IsZero() {
 			left := time.Until(deadline)
 			if left <= 0 {

@@ -73,12 +73,21 @@ func TestUntilChecksOnceMoreAtTheDeadline(t *testing.T) {
 	}
 }
 
-func TestUntilPollsOften(t *testing.T) {
+func TestPollInterval(t *testing.T) {
 	cond, polls := after(1 << 30)
-	run(t, func(tb testing.TB) { Until(tb, 200*time.Millisecond, "never", cond) })
-	// 1+2+4+8+16 ms, then every 20ms: at least 12 polls in 200ms, at most about 200/1.
-	if n := polls.Load(); n < 10 || n > 200 {
-		t.Errorf("%d polls in 200ms", n)
+	run(t, func(tb testing.TB) { Until(tb, 100*time.Millisecond, "never", cond) })
+	// Every 1ms for 10ms, then a tenth of the time waited: about 10 + 10*ln(10) = 33 polls (fewer
+	// on a loaded machine).
+	t.Logf("%d polls in 100ms", polls.Load())
+	if n := polls.Load(); n < 10 || n > 40 {
+		t.Errorf("%d polls in 100ms, want about 33", n)
+	}
+	cond, polls = after(1 << 30)
+	run(t, func(tb testing.TB) { Until(tb, 1500*time.Millisecond, "never", cond) })
+	// About 33 polls in the first 100ms, 10*ln(5) = 16 until 500ms, then every 50ms: about 70.
+	t.Logf("%d polls in 1.5s", polls.Load())
+	if n := polls.Load(); n < 30 || n > 80 {
+		t.Errorf("%d polls in 1.5s, want about 70", n)
 	}
 }
 
