@@ -43,6 +43,7 @@ import (
 	"github.com/responder-sre/responder/source/alertmanager"
 	"github.com/responder-sre/responder/source/probe"
 	"github.com/responder-sre/responder/store"
+	"github.com/responder-sre/responder/vocab"
 )
 
 // Options are what `responder serve` passes in (flags), plus test hooks.
@@ -618,7 +619,7 @@ func (a *App) fence(ctx context.Context, alerts []alert.Alert) ([]alert.Alert, e
 		if al.Fence > 0 && stale[al.Fence] {
 			a.log.Warn("dropped a result of a deposed leader", "source", al.Source, "name", al.Name, "status", al.Status, "fence", al.Fence)
 			if err := a.st.Audit(ctx, store.AuditInsert{At: a.o.Now(), Kind: store.AuditAlertRejected, Actor: al.Source,
-				Reason: "stale_leader", Detail: map[string]any{"name": al.Name, "labels": al.Labels, "status": al.Status, "fence": al.Fence}}); err != nil {
+				Reason: string(vocab.ReasonStaleLeader), Detail: map[string]any{"name": al.Name, "labels": al.Labels, "status": al.Status, "fence": al.Fence}}); err != nil {
 				return nil, err
 			}
 			continue

@@ -21,6 +21,7 @@ import (
 	"github.com/responder-sre/responder/handlers"
 	"github.com/responder-sre/responder/source/alertmanager"
 	"github.com/responder-sre/responder/store"
+	"github.com/responder-sre/responder/vocab"
 )
 
 // access levels of the API tokens.
@@ -210,7 +211,7 @@ func (a *App) listIncidents(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	items, next, err := a.st.ListIncidents(r.Context(), store.IncidentFilter{State: r.URL.Query().Get("state"), Rule: r.URL.Query().Get("rule"), Page: p})
+	items, next, err := a.st.ListIncidents(r.Context(), store.IncidentFilter{State: vocab.IncidentState(r.URL.Query().Get("state")), Rule: r.URL.Query().Get("rule"), Page: p})
 	a.writeList(w, items, next, err)
 }
 
@@ -221,7 +222,7 @@ func (a *App) listActions(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	q := r.URL.Query()
-	f := store.ActionFilter{State: q.Get("state"), Rule: q.Get("rule"), Page: p}
+	f := store.ActionFilter{State: vocab.State(q.Get("state")), Rule: q.Get("rule"), Page: p}
 	if s := q.Get("incident"); s != "" {
 		if f.IncidentID, err = strconv.ParseInt(s, 10, 64); err != nil {
 			writeError(w, http.StatusBadRequest, "incident must be an integer id")

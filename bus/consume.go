@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/responder-sre/responder/alert"
+	"github.com/responder-sre/responder/vocab"
 )
 
 // Message is one stored group of alerts as the Processor sees it.
@@ -290,8 +291,8 @@ func (b *Bus) processRetrying(ctx context.Context, p Processor, items, hold []it
 }
 
 // internalErrorReason starts the error of a batch whose processing panicked (the action reason
-// of the same name in engine).
-const internalErrorReason = "internal_error"
+// of the same name).
+const internalErrorReason = string(vocab.ReasonInternalError)
 
 // process calls p.Process. A panic in it (a bug, most likely triggered by what the messages hold)
 // fails the batch with a permanent internal_error instead of ending the process: the batch is

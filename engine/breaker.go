@@ -10,8 +10,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/sony/gobreaker/v2"
 
-	"github.com/responder-sre/responder/handlers"
 	"github.com/responder-sre/responder/store"
+	"github.com/responder-sre/responder/vocab"
 )
 
 // The circuit breakers are gobreaker state machines (github.com/sony/gobreaker/v2) whose shared
@@ -119,18 +119,18 @@ func (e *Engine) halfOpenMachine(ctx context.Context, tx pgx.Tx, k store.Breaker
 // (the rule's fault, not the target's). An `unknown` counts when the handler hung past its
 // timeout, not when a responder replica died (lease_expired says nothing about the target). While
 // the breaker is half-open only its trial's outcome counts; while it is open, none does.
-func (e *Engine) feedBreaker(ctx context.Context, tx pgx.Tx, p *planner, a store.Action, state, reason string) error {
-	if a.Class != string(handlers.ClassDisruptive) {
+func (e *Engine) feedBreaker(ctx context.Context, tx pgx.Tx, p *planner, a store.Action, state vocab.State, reason vocab.Reason) error {
+	if a.Class != vocab.ClassDisruptive {
 		return nil
 	}
 	var outcome error
 	switch {
-	case reason == ReasonInternalError: // our own bug (a panic) says nothing about the target
+	case reason == vocab.ReasonInternalError: // our own bug (a panic) says nothing about the target
 		outcome = errNoVerdict
-	case state == store.ActionSucceeded:
-	case state == store.ActionUnknown && reason == "timeout":
+	case state == vocab.StateSucceeded:
+	case state == vocab.StateUnknown && reason == vocab.ReasonTimeout:
 		outcome = errOutcomeFailed
-	case state == store.ActionFailed && reason != handlers.ReasonPDBBlocked && reason != handlers.ReasonBadParam && reason != handlers.ReasonPaused && reason != handlers.ReasonLeaseLost:
+	case state == vocab.StateFailed && reason != vocab.ReasonPDBBlocked && reason != vocab.ReasonBadParam && reason != vocab.ReasonPaused && reason != vocab.ReasonLeaseLost:
 		outcome = errOutcomeFailed
 	default:
 		outcome = errNoVerdict
@@ -176,7 +176,7 @@ func (e *Engine) judge(ctx context.Context, tx pgx.Tx, p *planner, a store.Actio
 	}
 	if name == store.BreakerOpen && row.State != store.BreakerOpen {
 		p.audit(store.AuditInsert{IncidentID: a.IncidentID, ActionID: a.ID, Kind: store.AuditControl, Actor: e.o.Owner,
-			Reason: "breaker_open", RuleHash: a.RuleHash, Detail: map[string]any{"handler": a.Handler, "scope": a.Scope}})
+			Reason: string(vocab.ReasonBreaker), RuleHash: a.RuleHash, Detail: map[string]any{"handler": a.Handler, "scope": a.Scope}})
 	}
 	return nil
 }

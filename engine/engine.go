@@ -26,6 +26,7 @@ import (
 	"github.com/responder-sre/responder/handlers"
 	"github.com/responder-sre/responder/rules"
 	"github.com/responder-sre/responder/store"
+	"github.com/responder-sre/responder/vocab"
 )
 
 // Options configure an Engine.
@@ -193,8 +194,8 @@ func (e *Engine) SetRules(s *rules.Set) {
 		e.m.ruleErrors.WithLabelValues(r.Name)
 		for _, phase := range [][]*rules.Action{r.Actions, r.Escalate, r.OnResolved} {
 			for _, a := range phase {
-				for _, o := range outcomes {
-					e.m.actions.WithLabelValues(r.Name, a.Handler, o)
+				for _, o := range vocab.Outcomes { // the final states: responder_actions_total's outcome
+					e.m.actions.WithLabelValues(r.Name, a.Handler, string(o))
 				}
 			}
 		}

@@ -23,6 +23,7 @@ import (
 	"github.com/responder-sre/responder/rules"
 	"github.com/responder-sre/responder/store"
 	"github.com/responder-sre/responder/store/pgtest"
+	"github.com/responder-sre/responder/vocab"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
@@ -45,7 +46,7 @@ func (c *clock) Add(d time.Duration) {
 // end in app.
 type recorder struct {
 	name  string
-	class handlers.Class
+	class vocab.Class
 	// failures, when set, is how many Do calls fail (server_error) before they succeed.
 	failures int
 	mu       sync.Mutex
@@ -66,7 +67,7 @@ func (r *recorder) Spec() handlers.Spec {
 	s := handlers.Spec{Name: r.name, Class: r.class, DefaultApproval: handlers.ApprovalNone,
 		Params: []handlers.Param{{Name: "target", Type: handlers.String, Required: true}, {Name: "note", Type: handlers.String},
 			{Name: "member", Type: handlers.String}}}
-	if r.class == handlers.ClassNotify { // like page.webhook: a sent notification is resolved later
+	if r.class == vocab.ClassNotify { // like page.webhook: a sent notification is resolved later
 		s.ResolveParams = func(p handlers.Params) (handlers.Params, bool) {
 			if p["note"] == "resolve" {
 				return nil, false
@@ -118,7 +119,7 @@ func (a *recAction) Do(ctx context.Context, _ alert.Alert) (handlers.Result, err
 	err := a.r.fail[a.target]
 	if err == nil && a.r.failures > 0 {
 		a.r.failures--
-		err = handlers.Fail(handlers.ReasonServerError, "pager answered 503")
+		err = handlers.Fail(vocab.ReasonServerError, "pager answered 503")
 	}
 	block := a.r.block
 	a.r.mu.Unlock()
@@ -159,8 +160,8 @@ func newHarness(t testing.TB, ruleYAML string, mod func(*engine.Options)) *harne
 	}
 	t.Cleanup(st.Close)
 	h := &harness{t: t, clock: &clock{t: t0}, st: st,
-		fix:  &recorder{name: "test.fix", class: handlers.ClassDisruptive, fail: map[string]error{}},
-		page: &recorder{name: "test.page", class: handlers.ClassNotify, fail: map[string]error{}}}
+		fix:  &recorder{name: "test.fix", class: vocab.ClassDisruptive, fail: map[string]error{}},
+		page: &recorder{name: "test.page", class: vocab.ClassNotify, fail: map[string]error{}}}
 	h.reg, err = handlers.NewRegistry(h.fix, h.page)
 	if err != nil {
 		t.Fatal(err)
@@ -242,8 +243,11 @@ func (h *harness) settle() {
 }
 
 type row struct {
-	Phase, Handler, State, Reason, Target string
-	Step                                  int
+	Phase           vocab.Phase
+	Handler, Target string
+	State           vocab.State
+	Reason          vocab.Reason
+	Step            int
 }
 
 func (h *harness) actions() []row {
@@ -564,7 +568,7 @@ func TestStaleAlertIsSkipped(t *testing.T) {
 
 func TestFailureStopsStepsAndEscalates(t *testing.T) {
 	h := newHarness(t, crashRule, nil)
-	h.fix.fail["web-1"] = handlers.Fail(handlers.ReasonServerError, "HTTP 503")
+	h.fix.fail["web-1"] = handlers.Fail(vocab.ReasonServerError, "HTTP 503")
 	h.process(mkAlert("KubePodCrashLooping", alert.StatusFiring, t0, map[string]string{"pod": "web-1"}))
 	h.settle()
 	expectActions(t, h.actions(),
@@ -776,7 +780,7 @@ func TestTwoPersonApprovalRunsOnce(t *testing.T) {
 	id := h.actionID("actions", 0)
 	ctx := context.Background()
 	res, err := h.st.Decide(ctx, id, "alice", store.DecisionApprove, "api", h.clock.Now(), 15*time.Minute)
-	if err != nil || res.Action.State != store.ActionAwaitingApproval {
+	if err != nil || res.Action.State != vocab.StateAwaitingApproval {
 		t.Fatalf("first approval: %+v %v", res.Action, err)
 	}
 	if res, err := h.st.Decide(ctx, id, "alice", store.DecisionApprove, "api", h.clock.Now(), 15*time.Minute); err != nil || !res.Replay {
@@ -1151,15 +1155,15 @@ rules:
 		out := map[string]string{}
 		for _, r := range h.actions() {
 			if r.Phase == "actions" {
-				out[strings.TrimPrefix(r.Target, "test.fix:")] = r.State + "/" + r.Reason
+				out[strings.TrimPrefix(r.Target, "test.fix:")] = string(r.State) + "/" + string(r.Reason)
 			}
 		}
 		return out
 	}
 	for _, p := range []string{"a", "b", "c"} {
-		h.fix.fail[p] = handlers.Fail(handlers.ReasonNotRecovered, "still crash looping")
+		h.fix.fail[p] = handlers.Fail(vocab.ReasonNotRecovered, "still crash looping")
 	}
-	h.fix.fail["pdb"] = handlers.Fail(handlers.ReasonPDBBlocked, "the PodDisruptionBudget allows no eviction")
+	h.fix.fail["pdb"] = handlers.Fail(vocab.ReasonPDBBlocked, "the PodDisruptionBudget allows no eviction")
 	send("pdb", "a", "b") // a PDB refusal does not count
 	if len(h.fix.Calls()) != 3 {
 		t.Fatalf("calls = %v", h.fix.Calls())
@@ -1175,7 +1179,7 @@ rules:
 	}
 	// After open_for, exactly one trial runs; it fails, and the breaker opens again.
 	h.clock.Add(6 * time.Minute)
-	h.fix.fail["f"] = handlers.Fail(handlers.ReasonNotRecovered, "no")
+	h.fix.fail["f"] = handlers.Fail(vocab.ReasonNotRecovered, "no")
 	h.process(mkAlert("KubePodCrashLooping", alert.StatusFiring, h.clock.Now(), map[string]string{"pod": "f"}))
 	h.process(mkAlert("KubePodCrashLooping", alert.StatusFiring, h.clock.Now(), map[string]string{"pod": "g"}))
 	h.settle()
@@ -1303,7 +1307,7 @@ func TestBreakerTrialLostWithItsReplicaIsFreed(t *testing.T) {
 		o.BreakerOpenFor = time.Minute
 		o.Lease = 10 * time.Second
 	})
-	h.fix.fail["a"] = handlers.Fail(handlers.ReasonNotRecovered, "no")
+	h.fix.fail["a"] = handlers.Fail(vocab.ReasonNotRecovered, "no")
 	h.process(mkAlert("KubePodCrashLooping", alert.StatusFiring, t0, map[string]string{"pod": "a"}))
 	h.settle() // opens the breaker
 	h.clock.Add(2 * time.Minute)
@@ -1339,9 +1343,9 @@ func TestBreakerMachineIsSharedByReplicas(t *testing.T) {
 		o.BreakerOpenFor = time.Minute
 	})
 	for _, p := range []string{"a", "b", "c", "d"} {
-		h.fix.fail[p] = handlers.Fail(handlers.ReasonNotRecovered, "still crash looping")
+		h.fix.fail[p] = handlers.Fail(vocab.ReasonNotRecovered, "still crash looping")
 	}
-	h.fix.fail["pdb"] = handlers.Fail(handlers.ReasonPDBBlocked, "no disruption allowed")
+	h.fix.fail["pdb"] = handlers.Fail(vocab.ReasonPDBBlocked, "no disruption allowed")
 	for _, p := range []string{"a", "pdb", "b"} {
 		h.process(mkAlert("KubePodCrashLooping", alert.StatusFiring, h.clock.Now(), map[string]string{"pod": p}))
 	}
@@ -1450,7 +1454,7 @@ func TestBreakerTrialWithoutStoredMachine(t *testing.T) {
 		o.BreakerOpenFor = time.Minute
 	})
 	for _, p := range []string{"a", "c", "d", "b"} {
-		h.fix.fail[p] = handlers.Fail(handlers.ReasonNotRecovered, "no")
+		h.fix.fail[p] = handlers.Fail(vocab.ReasonNotRecovered, "no")
 	}
 	for _, p := range []string{"a", "c", "d"} {
 		h.process(mkAlert("KubePodCrashLooping", alert.StatusFiring, h.clock.Now(), map[string]string{"pod": p}))

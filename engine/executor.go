@@ -16,35 +16,25 @@ import (
 	"github.com/responder-sre/responder/handlers"
 	"github.com/responder-sre/responder/rules"
 	"github.com/responder-sre/responder/store"
-)
-
-// Skip reasons decided by the guards that exist so far.
-const (
-	ReasonPaused    = "paused"
-	ReasonCooldown  = "cooldown"
-	ReasonStale     = "stale"
-	ReasonCancelled = "cancelled"
-	ReasonDryRun    = "dry_run"
-	ReasonShadow    = "shadow"
-	ReasonBudget    = "budget_exhausted"
-	ReasonBreaker   = "breaker_open"
-	ReasonStorm     = "storm_blocked"
+	"github.com/responder-sre/responder/vocab"
 )
 
 // escalates reports whether an action that ended in state/reason runs the rule's escalation
 // (DESIGN.md §4: failed, unknown, expired and skipped{breaker_open, budget_exhausted, storm_blocked}).
-func escalates(state, reason string) bool {
+func escalates(state vocab.State, reason vocab.Reason) bool {
 	switch state {
-	case store.ActionFailed, store.ActionUnknown, store.ActionExpired:
+	case vocab.StateFailed, vocab.StateUnknown, vocab.StateExpired:
 		return true
-	case store.ActionSkipped:
-		return reason == "breaker_open" || reason == "budget_exhausted" || reason == "storm_blocked"
+	case vocab.StateSkipped:
+		return reason == vocab.ReasonBreaker || reason == vocab.ReasonBudget || reason == vocab.ReasonStorm
 	}
 	return false
 }
 
 // passes reports whether a finished step lets the next one run.
-func passes(state string) bool { return state == store.ActionSucceeded || state == store.ActionDryRun }
+func passes(state vocab.State) bool {
+	return state == vocab.StateSucceeded || state == vocab.StateDryRun
+}
 
 // ExecuteOnce runs one executor pass: it expires dead leases, claims runnable actions, applies the
 // guards, records every refusal and dry run, and starts the handlers of the actions that may run.
@@ -178,7 +168,7 @@ func (e *Engine) pass(ctx, runCtx context.Context, checked []*callout) (int, []*
 	committed = true
 	r.p.committed()
 	for _, d := range r.finals {
-		e.m.actions.WithLabelValues(d.c.Rule, d.c.Handler, d.outcome.State).Inc()
+		e.m.actions.WithLabelValues(d.c.Rule, d.c.Handler, string(d.outcome.State)).Inc()
 	}
 	for _, t := range r.toRun {
 		e.wg.Add(1)
@@ -254,17 +244,17 @@ func (e *Engine) readGuards(ctx context.Context, tx pgx.Tx, claimed []store.Clai
 	var rs []string
 	seenKey, seenRule := map[store.BreakerKey]bool{}, map[string]bool{}
 	for _, c := range claimed {
-		if c.Phase == store.PhaseActions {
+		if c.Phase == vocab.PhaseActions {
 			keys = append(keys, store.CooldownKey{Rule: c.Rule, Target: c.Target})
 		}
-		if c.Class != string(handlers.ClassDisruptive) {
+		if c.Class != vocab.ClassDisruptive {
 			continue
 		}
 		if k := (store.BreakerKey{Handler: c.Handler, Scope: c.Scope}); !seenKey[k] {
 			seenKey[k] = true
 			bkeys = append(bkeys, k)
 		}
-		if c.Phase == store.PhaseActions && !seenRule[c.Rule] {
+		if c.Phase == vocab.PhaseActions && !seenRule[c.Rule] {
 			seenRule[c.Rule] = true
 			rs = append(rs, c.Rule)
 		}
@@ -335,17 +325,17 @@ func (r *passRun) decideAll(ctx context.Context, tx pgx.Tx, set *rules.Set, clai
 		case err != nil:
 			e.log.Error("could not start an action; it fails alone", "action_id", c.ID, "rule", c.Rule, "handler", c.Handler, "err", err)
 			d.run = false
-			d.outcome.State, d.outcome.Reason, d.outcome.Error = store.ActionFailed, reasonInternalError, "could not start the action: "+err.Error()
+			d.outcome.State, d.outcome.Reason, d.outcome.Error = vocab.StateFailed, vocab.ReasonInternalError, "could not start the action: "+err.Error()
 			finish(d)
 		case refusal != "": // a cooldown, a budget or the breaker refused it: skipped
 			d.run = false
-			d.outcome.State, d.outcome.Reason, d.outcome.Error = store.ActionSkipped, reason, refusal
+			d.outcome.State, d.outcome.Reason, d.outcome.Error = vocab.StateSkipped, reason, refusal
 			finish(d)
 		case started:
 			busy[c.Target] = true
 			e.running.Store(c.ID, struct{}{})
 			r.p.audit(store.AuditInsert{IncidentID: c.IncidentID, ActionID: c.ID, Kind: store.AuditAction, Actor: e.o.Owner,
-				Reason: "started", RuleHash: c.RuleHash, Detail: map[string]any{"handler": c.Handler, "target": c.Target}})
+				Reason: string(vocab.ReasonStarted), RuleHash: c.RuleHash, Detail: map[string]any{"handler": c.Handler, "target": c.Target}})
 			r.toRun = append(r.toRun, toStart{c, d.act})
 		}
 	}
@@ -369,10 +359,6 @@ func (r *passRun) decideAll(ctx context.Context, tx pgx.Tx, set *rules.Set, clai
 func storable(s string) string {
 	return strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "\uFFFD")
 }
-
-// reasonInternalError fails an action that could not be handled because of an error of its own
-// in responder or the store (DESIGN.md §4b internal_error).
-const reasonInternalError = "internal_error"
 
 // callOut makes the callouts, all at once (at most one claim batch; each call is bounded), with no
 // transaction open: the actions stay hidden from other claims for calloutHold.
@@ -406,8 +392,9 @@ var errRefused = errors.New("refused by a guard")
 // running under this replica's lease, all in a savepoint. It reports false with a refusal when a
 // guard refused, and false without one, leaving the action planned, when another executor or
 // replica got the target first; an error rolls back only this action's savepoint.
-func (e *Engine) start(ctx context.Context, tx pgx.Tx, set *rules.Set, c store.Claimed, now time.Time, trial bool) (bool, string, string, error) {
-	var reason, refusal string
+func (e *Engine) start(ctx context.Context, tx pgx.Tx, set *rules.Set, c store.Claimed, now time.Time, trial bool) (bool, vocab.Reason, string, error) {
+	var reason vocab.Reason
+	var refusal string
 	err := inSavepoint(ctx, tx, func(sp pgx.Tx) error {
 		var err error
 		if reason, refusal, err = e.claimGuards(ctx, sp, set, c, now, trial); err != nil {
@@ -434,9 +421,9 @@ func (e *Engine) start(ctx context.Context, tx pgx.Tx, set *rules.Set, c store.C
 // the pass read the cooldowns), its breaker's half-open trial, and the budgets of a disruptive
 // action (last, so a refusal never spends; the savepoint takes back the rest). It returns the
 // reason and message of a refusal.
-func (e *Engine) claimGuards(ctx context.Context, sp pgx.Tx, set *rules.Set, c store.Claimed, now time.Time, trial bool) (string, string, error) {
+func (e *Engine) claimGuards(ctx context.Context, sp pgx.Tx, set *rules.Set, c store.Claimed, now time.Time, trial bool) (vocab.Reason, string, error) {
 	// A retry (a page the pager did not take) is never blocked by its own first attempt's cooldown.
-	if r := set.Rule(c.Rule); r != nil && r.Cooldown > 0 && c.Phase == store.PhaseActions && c.Attempt == 0 {
+	if r := set.Rule(c.Rule); r != nil && r.Cooldown > 0 && c.Phase == vocab.PhaseActions && c.Attempt == 0 {
 		ok, until, err := e.st.ClaimCooldownTx(ctx, sp, store.CooldownKey{Rule: c.Rule, Target: c.Target}, now, now.Add(r.Cooldown))
 		if err != nil {
 			return "", "", err
@@ -446,7 +433,7 @@ func (e *Engine) claimGuards(ctx context.Context, sp pgx.Tx, set *rules.Set, c s
 			if !until.IsZero() {
 				msg = "cooldown until " + until.UTC().Format(time.RFC3339)
 			}
-			return ReasonCooldown, msg, nil
+			return vocab.ReasonCooldown, msg, nil
 		}
 	}
 	if trial {
@@ -456,13 +443,13 @@ func (e *Engine) claimGuards(ctx context.Context, sp pgx.Tx, set *rules.Set, c s
 			return "", "", err
 		}
 		if !ok {
-			return ReasonBreaker, "another action is the breaker's half-open trial", nil
+			return vocab.ReasonBreaker, "another action is the breaker's half-open trial", nil
 		}
 		if err := e.halfOpenMachine(ctx, sp, k, now); err != nil {
 			return "", "", err
 		}
 	}
-	if c.Class != string(handlers.ClassDisruptive) {
+	if c.Class != vocab.ClassDisruptive {
 		return "", "", nil
 	}
 	for _, b := range e.o.Budgets {
@@ -474,7 +461,7 @@ func (e *Engine) claimGuards(ctx context.Context, sp pgx.Tx, set *rules.Set, c s
 			return "", "", err
 		}
 		if !ok {
-			return ReasonBudget, fmt.Sprintf("budget %s: %d %s actions per %s already spent for %q", b.Name, b.Max, b.Match, b.Window, b.key(c.Scope)), nil
+			return vocab.ReasonBudget, fmt.Sprintf("budget %s: %d %s actions per %s already spent for %q", b.Name, b.Max, b.Match, b.Window, b.key(c.Scope)), nil
 		}
 	}
 	return "", "", nil
@@ -499,30 +486,30 @@ func inSavepoint(ctx context.Context, tx pgx.Tx, fn func(pgx.Tx) error) error {
 // with a callout and decides nothing.
 func (e *Engine) decide(ctx context.Context, tx pgx.Tx, set *rules.Set, c store.Claimed, g guards, co *callout) decision {
 	d := decision{c: c, outcome: store.Outcome{ID: c.ID}}
-	skip := func(reason, msg string) decision {
-		d.outcome.State, d.outcome.Reason, d.outcome.Error = store.ActionSkipped, reason, msg
+	skip := func(reason vocab.Reason, msg string) decision {
+		d.outcome.State, d.outcome.Reason, d.outcome.Error = vocab.StateSkipped, reason, msg
 		return d
 	}
 	if reason, msg := e.refusal(set, c, g); reason != "" {
 		return skip(reason, msg)
 	}
-	dry := e.o.DryRun || c.Mode == "shadow"
+	dry := e.o.DryRun || c.Mode == vocab.ModeShadow
 	v := e.verdicts(c, g)
 	d.trial = v.trial
 	switch {
 	case v.target != "":
-		return skip(ReasonStorm, v.target)
+		return skip(vocab.ReasonStorm, v.target)
 	case v.storm != "" && !dry:
-		return skip(ReasonStorm, v.storm)
+		return skip(vocab.ReasonStorm, v.storm)
 	case v.breaker != "" && !dry:
-		return skip(ReasonBreaker, v.breaker)
+		return skip(vocab.ReasonBreaker, v.breaker)
 	}
 	act, err := e.buildStored(c)
 	if co != nil {
 		act, err = co.act, nil
 	}
 	if err != nil {
-		d.outcome.State, d.outcome.Reason, d.outcome.Error = store.ActionFailed, handlers.ReasonBadParam, err.Error()
+		d.outcome.State, d.outcome.Reason, d.outcome.Error = vocab.StateFailed, vocab.ReasonBadParam, err.Error()
 		return d
 	}
 	d.act = act
@@ -536,12 +523,12 @@ func (e *Engine) decide(ctx context.Context, tx pgx.Tx, set *rules.Set, c store.
 	if w := e.workloadVerdict(c, members, co); w != "" {
 		v.storm = strings.TrimPrefix(v.storm+"; "+w, "; ")
 		if !dry {
-			return skip(ReasonStorm, v.storm)
+			return skip(vocab.ReasonStorm, v.storm)
 		}
 	}
 	switch {
 	case stale && co.checkErr != nil:
-		return skip(ReasonStale, "evidence from "+c.EvidenceAt.UTC().Format(time.RFC3339)+" is older than safety.max_alert_age; "+co.checkErr.Error())
+		return skip(vocab.ReasonStale, "evidence from "+c.EvidenceAt.UTC().Format(time.RFC3339)+" is older than safety.max_alert_age; "+co.checkErr.Error())
 	case dry:
 		return e.dryRun(ctx, tx, d, co, v, g.now)
 	}
@@ -552,7 +539,7 @@ func (e *Engine) decide(ctx context.Context, tx pgx.Tx, set *rules.Set, c store.
 // stale reports whether an action's evidence is older than safety.max_alert_age. A notification
 // already tried once (the pager was down) is delivered late rather than never.
 func (e *Engine) stale(c store.Claimed, now time.Time) bool {
-	retrying := c.Class == string(handlers.ClassNotify) && c.Attempt > 0
+	retrying := c.Class == vocab.ClassNotify && c.Attempt > 0
 	return e.o.MaxAlertAge > 0 && now.Sub(c.EvidenceAt) > e.o.MaxAlertAge && !retrying
 }
 
@@ -570,18 +557,18 @@ func needCallout(c store.Claimed, act handlers.Action, co *callout, size, check 
 
 // refusal returns why an action is refused before anything is built: its incident resolved or
 // its rule is gone (cancelled), the kill switch (disruptive only), a cooldown in force.
-func (e *Engine) refusal(set *rules.Set, c store.Claimed, g guards) (string, string) {
+func (e *Engine) refusal(set *rules.Set, c store.Claimed, g guards) (vocab.Reason, string) {
 	switch {
-	case c.IncidentState == store.IncidentResolved && c.Phase != store.PhaseOnResolved && c.Phase != store.PhaseResolve:
-		return ReasonCancelled, "the incident resolved"
+	case c.IncidentState == vocab.IncidentResolved && c.Phase != vocab.PhaseOnResolved && c.Phase != vocab.PhaseResolve:
+		return vocab.ReasonCancelled, "the incident resolved"
 	case set.Rule(c.Rule) == nil:
-		return ReasonCancelled, "the rule no longer exists"
-	case g.paused && c.Class == string(handlers.ClassDisruptive):
-		return ReasonPaused, "responder is paused"
+		return vocab.ReasonCancelled, "the rule no longer exists"
+	case g.paused && c.Class == vocab.ClassDisruptive:
+		return vocab.ReasonPaused, "responder is paused"
 	}
 	// A retry (a page the pager did not take) is never blocked by its own first attempt's cooldown.
-	if until, ok := g.cool[store.CooldownKey{Rule: c.Rule, Target: c.Target}]; ok && c.Phase == store.PhaseActions && c.Attempt == 0 {
-		return ReasonCooldown, "cooldown until " + until.UTC().Format(time.RFC3339)
+	if until, ok := g.cool[store.CooldownKey{Rule: c.Rule, Target: c.Target}]; ok && c.Phase == vocab.PhaseActions && c.Attempt == 0 {
+		return vocab.ReasonCooldown, "cooldown until " + until.UTC().Format(time.RFC3339)
 	}
 	return "", ""
 }
@@ -600,14 +587,14 @@ type verdict struct {
 // runs as the trial.
 func (e *Engine) verdicts(c store.Claimed, g guards) verdict {
 	var v verdict
-	if c.Class != string(handlers.ClassDisruptive) {
+	if c.Class != vocab.ClassDisruptive {
 		return v
 	}
 	if t := strings.TrimSpace(c.Target); t == "" || strings.Contains(t, "*") {
 		v.target = "empty or wildcard target " + strconv.Quote(c.Target)
 		return v
 	}
-	if n, ok := g.stormy[c.Rule]; ok && c.Phase == store.PhaseActions {
+	if n, ok := g.stormy[c.Rule]; ok && c.Phase == vocab.PhaseActions {
 		v.storm = fmt.Sprintf("rule %s would touch %d targets within %s (safety.storm_guard.max_targets %d)", c.Rule, n, e.o.StormWindow, e.o.StormMaxTargets)
 	}
 	if b, ok := g.breakers[store.BreakerKey{Handler: c.Handler, Scope: c.Scope}]; ok {
@@ -625,9 +612,9 @@ func (e *Engine) verdicts(c store.Claimed, g guards) verdict {
 
 // dryRun records what a dry run or shadow action would have done, with every guard's verdict.
 func (e *Engine) dryRun(ctx context.Context, tx pgx.Tx, d decision, co *callout, v verdict, now time.Time) decision {
-	d.outcome.State, d.outcome.Reason = store.ActionDryRun, ReasonDryRun
+	d.outcome.State, d.outcome.Reason = vocab.StateDryRun, vocab.ReasonDryRun
 	if !e.o.DryRun {
-		d.outcome.Reason = ReasonShadow
+		d.outcome.Reason = vocab.ReasonShadow
 	}
 	d.verdict = "check: ok"
 	if co.checkErr != nil {
@@ -647,7 +634,7 @@ func (e *Engine) dryRun(ctx context.Context, tx pgx.Tx, d decision, co *callout,
 // guard does not apply, -1 when the count failed: the guard fails closed).
 func (e *Engine) workloadMembers(ctx context.Context, tx pgx.Tx, c store.Claimed, act handlers.Action, now time.Time) int {
 	if _, ok := act.(handlers.WorkloadMember); !ok || e.o.StormMaxWorkloadFraction <= 0 ||
-		c.Class != string(handlers.ClassDisruptive) || c.Phase != store.PhaseActions {
+		c.Class != vocab.ClassDisruptive || c.Phase != vocab.PhaseActions {
 		return 0
 	}
 	var n int
@@ -695,17 +682,17 @@ func (e *Engine) buildStored(c store.Claimed) (handlers.Action, error) {
 }
 
 // afterStep stops the later steps of a step that did not pass and plans the escalation.
-func (e *Engine) afterStep(ctx context.Context, tx pgx.Tx, p *planner, c store.Claimed, state, reason string) error {
+func (e *Engine) afterStep(ctx context.Context, tx pgx.Tx, p *planner, c store.Claimed, state vocab.State, reason vocab.Reason) error {
 	if passes(state) {
 		return nil
 	}
 	if err := e.st.CancelLaterStepsTx(ctx, tx, c.IncidentID, c.Phase, c.Step, p.now); err != nil {
 		return err
 	}
-	if c.Phase != store.PhaseActions || !escalates(state, reason) {
+	if c.Phase != vocab.PhaseActions || !escalates(state, reason) {
 		return nil
 	}
-	if reason == ReasonStorm { // the incident is suppressed; a storm escalates once, not once per target
+	if reason == vocab.ReasonStorm { // the incident is suppressed; a storm escalates once, not once per target
 		if err := e.st.SuppressIncidentTx(ctx, tx, c.IncidentID, p.now); err != nil {
 			return err
 		}
@@ -718,7 +705,7 @@ func (e *Engine) afterStep(ctx context.Context, tx pgx.Tx, p *planner, c store.C
 	if rule == nil {
 		return nil
 	}
-	p.plan(c.IncidentID, rule, store.PhaseEscalate, c.Alert, p.now)
+	p.plan(c.IncidentID, rule, vocab.PhaseEscalate, c.Alert, p.now)
 	return nil
 }
 
@@ -733,7 +720,7 @@ func (p *planner) flushAudit(ctx context.Context, tx pgx.Tx, ds []decision) erro
 			detail["verdict"] = d.verdict
 		}
 		p.audit(store.AuditInsert{IncidentID: d.c.IncidentID, ActionID: d.c.ID, Kind: store.AuditAction,
-			Actor: p.e.o.Owner, Reason: d.outcome.Reason, RuleHash: d.c.RuleHash, Detail: detail})
+			Actor: p.e.o.Owner, Reason: string(d.outcome.Reason), RuleHash: d.c.RuleHash, Detail: detail})
 	}
 	return p.flush(ctx, tx)
 }
@@ -746,7 +733,7 @@ func (e *Engine) run(ctx context.Context, c store.Claimed, act handlers.Action) 
 	e.m.inFlight.WithLabelValues(c.Handler).Inc()
 	defer e.m.inFlight.WithLabelValues(c.Handler).Dec()
 
-	out := store.Outcome{ID: c.ID, State: store.ActionSucceeded}
+	out := store.Outcome{ID: c.ID, State: vocab.StateSucceeded}
 	start := time.Now()
 	ictx, stop := e.interruptible(ctx, c)
 	actx := handlers.WithIncident(handlers.WithIdempotencyKey(ictx, idempotencyKey(c.ID)), c.IncidentID)
@@ -766,7 +753,7 @@ func (e *Engine) run(ctx context.Context, c store.Claimed, act handlers.Action) 
 		// A pause or a lost lease stopped it: recorded with that reason, never retried.
 		out = interruptedOutcome(out, err, interrupted)
 	case err != nil:
-		out.State, out.Reason, out.Error = store.ActionFailed, handlers.ReasonOf(err), err.Error()
+		out.State, out.Reason, out.Error = vocab.StateFailed, handlers.ReasonOf(err), err.Error()
 		if e.requeue(ctx, c, out) {
 			return
 		}
@@ -795,9 +782,9 @@ func (e *Engine) record(ctx context.Context, c store.Claimed, out store.Outcome)
 			if len(ids) == 0 {
 				lost = true
 				seen := out
-				seen.Reason = handlers.ReasonLeaseLost
+				seen.Reason = vocab.ReasonLeaseLost
 				seen.Error = strings.TrimSuffix("another replica recorded this action (its lease was no longer ours); here the handler ended "+
-					out.State+": "+out.Error, ": ")
+					string(out.State)+": "+out.Error, ": ")
 				return p.flushAudit(ctx, tx, []decision{{c: c, outcome: seen}})
 			}
 			if err := e.feedBreaker(ctx, tx, &p, c.Action, out.State, out.Reason); err != nil {
@@ -825,7 +812,7 @@ func (e *Engine) record(ctx context.Context, c store.Claimed, out store.Outcome)
 		e.log.Warn("action is no longer ours (another replica expired its lease and recorded it); audited what this replica saw",
 			"action_id", c.ID, "state", out.State, "reason", out.Reason)
 	default:
-		e.m.actions.WithLabelValues(c.Rule, c.Handler, out.State).Inc()
+		e.m.actions.WithLabelValues(c.Rule, c.Handler, string(out.State)).Inc()
 	}
 }
 
@@ -850,9 +837,9 @@ const (
 
 // requeue puts a failed notify action back to planned for a later attempt; it reports whether it did.
 func (e *Engine) requeue(ctx context.Context, c store.Claimed, out store.Outcome) bool {
-	transient := out.Reason == handlers.ReasonServerError || out.Reason == handlers.ReasonTimeout
+	transient := out.Reason == vocab.ReasonServerError || out.Reason == vocab.ReasonTimeout
 	attempt := c.Attempt + 1 // StartActionTx counted this one
-	if c.Class != string(handlers.ClassNotify) || !transient || attempt >= notifyAttempts {
+	if c.Class != vocab.ClassNotify || !transient || attempt >= notifyAttempts {
 		return false
 	}
 	delay := min(notifyBackoffBase<<(attempt-1), notifyBackoffCap)
@@ -867,7 +854,7 @@ func (e *Engine) requeue(ctx context.Context, c store.Claimed, out store.Outcome
 			return err
 		}
 		return e.st.AuditTx(ctx, tx, []store.AuditInsert{{At: now, IncidentID: c.IncidentID, ActionID: c.ID, Kind: store.AuditAction,
-			Actor: e.o.Owner, Reason: "retry_scheduled", RuleHash: c.RuleHash,
+			Actor: e.o.Owner, Reason: string(vocab.ReasonRetryScheduled), RuleHash: c.RuleHash,
 			Detail: map[string]any{"handler": c.Handler, "attempt": attempt, "retry_at": now.Add(delay), "error": out.Error}}})
 	})
 	if err != nil {
@@ -884,7 +871,7 @@ func (e *Engine) requeue(ctx context.Context, c store.Claimed, out store.Outcome
 
 // budgetVerdict says, for a dry run, which budget would refuse the action (nothing is spent).
 func (e *Engine) budgetVerdict(ctx context.Context, tx pgx.Tx, c store.Claimed, now time.Time) string {
-	if c.Class != string(handlers.ClassDisruptive) {
+	if c.Class != vocab.ClassDisruptive {
 		return ""
 	}
 	for _, b := range e.o.Budgets {

@@ -24,6 +24,7 @@ import (
 	"github.com/responder-sre/responder/internal/testwait"
 	"github.com/responder-sre/responder/rules"
 	"github.com/responder-sre/responder/store"
+	"github.com/responder-sre/responder/vocab"
 )
 
 // gate is a disruptive handler whose calls to its peer (Resolve, Describe, Check, WorkloadSize)
@@ -93,7 +94,7 @@ func (g *gate) Calls() []string {
 }
 
 func (g *gate) Spec() handlers.Spec {
-	return handlers.Spec{Name: "test.gate", Class: handlers.ClassDisruptive, DefaultApproval: handlers.ApprovalNone,
+	return handlers.Spec{Name: "test.gate", Class: vocab.ClassDisruptive, DefaultApproval: handlers.ApprovalNone,
 		Params: []handlers.Param{{Name: "target", Type: handlers.String, Required: true}, {Name: "member", Type: handlers.String}}}
 }
 
@@ -147,24 +148,24 @@ func (a *gateAction) Do(context.Context, alert.Alert) (handlers.Result, error) {
 type classy struct{}
 
 func (classy) Spec() handlers.Spec {
-	return handlers.Spec{Name: "test.classy", Class: handlers.ClassDisruptive, DefaultApproval: handlers.ApprovalNone,
+	return handlers.Spec{Name: "test.classy", Class: vocab.ClassDisruptive, DefaultApproval: handlers.ApprovalNone,
 		Params: []handlers.Param{{Name: "target", Type: handlers.String, Required: true}, {Name: "class", Type: handlers.String}}}
 }
 
 func (classy) Build(p handlers.Params) (handlers.Action, error) {
 	t, _ := p["target"].(string)
 	c, _ := p["class"].(string)
-	return classyAction{t, handlers.Class(c)}, nil
+	return classyAction{t, vocab.Class(c)}, nil
 }
 
 type classyAction struct {
 	target string
-	class  handlers.Class
+	class  vocab.Class
 }
 
 func (a classyAction) Target() string                           { return "test.classy:" + a.target }
 func (a classyAction) Scope() string                            { return "test" }
-func (a classyAction) Class() handlers.Class                    { return a.class }
+func (a classyAction) Class() vocab.Class                       { return a.class }
 func (a classyAction) Check(context.Context, alert.Alert) error { return handlers.ErrNotCheckable }
 func (a classyAction) Do(context.Context, alert.Alert) (handlers.Result, error) {
 	return handlers.Result{}, nil

@@ -8,6 +8,7 @@ import (
 
 	"github.com/responder-sre/responder/handlers"
 	"github.com/responder-sre/responder/store"
+	"github.com/responder-sre/responder/vocab"
 )
 
 // Every running action has its own cancellable context (DESIGN.md §4b): a committed pause
@@ -29,7 +30,7 @@ type inFlight struct {
 // none did).
 func (e *Engine) interruptible(ctx context.Context, c store.Claimed) (context.Context, func() *handlers.Interruption) {
 	ictx, cancel := context.WithCancelCause(ctx)
-	f := &inFlight{id: c.ID, disruptive: c.Class == string(handlers.ClassDisruptive), cancel: cancel}
+	f := &inFlight{id: c.ID, disruptive: c.Class == vocab.ClassDisruptive, cancel: cancel}
 	// About the lease the claim set (a little later: the margin of renewOnce covers that).
 	f.leaseUntil.Store(e.now().Add(e.o.Lease).UnixNano())
 	e.inflight.Store(c.ID, f)
@@ -58,9 +59,9 @@ func (e *Engine) interrupt(f *inFlight, cause *handlers.Interruption) {
 // interruptedOutcome is the outcome of an action whose handler returned err after an
 // interruption: failed when the handler says it stopped before any side effect, else unknown.
 func interruptedOutcome(out store.Outcome, err error, i *handlers.Interruption) store.Outcome {
-	out.State, out.Reason = store.ActionUnknown, i.Reason
+	out.State, out.Reason = vocab.StateUnknown, i.Reason
 	if handlers.HadNoEffect(err) {
-		out.State = store.ActionFailed
+		out.State = vocab.StateFailed
 	}
 	out.Error = err.Error()
 	if !errors.Is(err, i) {

@@ -14,6 +14,7 @@ import (
 	"github.com/responder-sre/responder/internal/testwait"
 	"github.com/responder-sre/responder/store"
 	"github.com/responder-sre/responder/store/pgtest"
+	"github.com/responder-sre/responder/vocab"
 )
 
 // blocker is a handler whose Do blocks until released or its context ends; it reports when each
@@ -21,7 +22,7 @@ import (
 // say it stopped before any side effect (handlers.NoEffect).
 type blocker struct {
 	name    string
-	class   handlers.Class
+	class   vocab.Class
 	started chan string // target, when Do starts
 	release chan struct{}
 
@@ -30,7 +31,7 @@ type blocker struct {
 	ended  map[string]time.Time
 }
 
-func newBlocker(name string, class handlers.Class) *blocker {
+func newBlocker(name string, class vocab.Class) *blocker {
 	return &blocker{name: name, class: class, started: make(chan string, 16), release: make(chan struct{}),
 		causes: map[string]error{}, ended: map[string]time.Time{}}
 }
@@ -152,8 +153,8 @@ func newInterruptEnv(t *testing.T, mod func(*engine.Options)) *interruptEnv {
 		t.Fatal(err)
 	}
 	t.Cleanup(st.Close)
-	ie := &interruptEnv{url: url, fix: newBlocker("test.block_fix", handlers.ClassDisruptive), tell: newBlocker("test.block_tell", handlers.ClassNotify)}
-	h := &harness{t: t, clock: &clock{t: t0}, st: st, page: &recorder{name: "test.page", class: handlers.ClassNotify, fail: map[string]error{}}}
+	ie := &interruptEnv{url: url, fix: newBlocker("test.block_fix", vocab.ClassDisruptive), tell: newBlocker("test.block_tell", vocab.ClassNotify)}
+	h := &harness{t: t, clock: &clock{t: t0}, st: st, page: &recorder{name: "test.page", class: vocab.ClassNotify, fail: map[string]error{}}}
 	if h.reg, err = handlers.NewRegistry(ie.fix, ie.tell, h.page); err != nil {
 		t.Fatal(err)
 	}
@@ -190,10 +191,10 @@ func startBroken(t *testing.T, lease time.Duration) *interruptEnv {
 }
 
 // waitState polls until the action of handler on target is in state and returns its reason.
-func (ie *interruptEnv) waitState(t *testing.T, handler, target, state string) string {
+func (ie *interruptEnv) waitState(t *testing.T, handler, target string, state vocab.State) vocab.Reason {
 	t.Helper()
-	var reason string
-	testwait.Until(t, 15*time.Second, handler+" on "+target+" is "+state, func() bool {
+	var reason vocab.Reason
+	testwait.Until(t, 15*time.Second, handler+" on "+target+" is "+string(state), func() bool {
 		return ie.h.st.Pool().QueryRow(context.Background(), `SELECT reason FROM actions WHERE handler = $1 AND target = $2 AND state = $3`,
 			handler, target, state).Scan(&reason) == nil
 	})
@@ -224,15 +225,15 @@ func TestPauseInterruptsRunningDisruptiveActions(t *testing.T) {
 			t.Errorf("%s interrupted %s after the pause, want within 2s", target, d)
 		}
 	}
-	if r := ie.waitState(t, "test.block_fix", "test.block_fix:web-1", store.ActionUnknown); r != handlers.ReasonPaused {
+	if r := ie.waitState(t, "test.block_fix", "test.block_fix:web-1", vocab.StateUnknown); r != vocab.ReasonPaused {
 		t.Errorf("web-1 (effect may have happened): unknown/%s, want unknown/paused", r)
 	}
-	if r := ie.waitState(t, "test.block_fix", "test.block_fix:web-2", store.ActionFailed); r != handlers.ReasonPaused {
+	if r := ie.waitState(t, "test.block_fix", "test.block_fix:web-2", vocab.StateFailed); r != vocab.ReasonPaused {
 		t.Errorf("web-2 (stopped before any effect): failed/%s, want failed/paused", r)
 	}
 	// Both escalate (their pages are notify actions: they run while paused).
-	ie.waitState(t, "test.page", "test.page:oncall-web-1", store.ActionSucceeded)
-	ie.waitState(t, "test.page", "test.page:oncall-web-2", store.ActionSucceeded)
+	ie.waitState(t, "test.page", "test.page:oncall-web-1", vocab.StateSucceeded)
+	ie.waitState(t, "test.page", "test.page:oncall-web-2", vocab.StateSucceeded)
 	// The failure is responder's, not the target's: no breaker opened (BreakerFailures is 1).
 	if n := h.count(`SELECT count(*) FROM breakers WHERE state <> 'closed' OR failures > 0`); n != 0 {
 		t.Errorf("%d breakers counted the interruption", n)
@@ -245,7 +246,7 @@ func TestPauseInterruptsRunningDisruptiveActions(t *testing.T) {
 		t.Fatalf("the notification was interrupted: %v", c)
 	}
 	close(ie.tell.release)
-	ie.waitState(t, "test.block_tell", "test.block_tell:humans", store.ActionSucceeded)
+	ie.waitState(t, "test.block_tell", "test.block_tell:humans", vocab.StateSucceeded)
 }
 
 // TestPauseByAnotherReplicaInterrupts: replica B (its own pool on the same database) commits the
@@ -265,10 +266,10 @@ func TestPauseByAnotherReplicaInterrupts(t *testing.T) {
 	if d := ie.fix.interrupted(t, "web-1", handlers.ErrPaused, time.Now()); d > 2500*time.Millisecond {
 		t.Errorf("interrupted %s after another replica's pause, want within about 2s", d)
 	}
-	if r := ie.waitState(t, "test.block_fix", "test.block_fix:web-1", store.ActionUnknown); r != handlers.ReasonPaused {
+	if r := ie.waitState(t, "test.block_fix", "test.block_fix:web-1", vocab.StateUnknown); r != vocab.ReasonPaused {
 		t.Errorf("unknown/%s, want unknown/paused", r)
 	}
-	ie.waitState(t, "test.page", "test.page:oncall-web-1", store.ActionSucceeded)
+	ie.waitState(t, "test.page", "test.page:oncall-web-1", vocab.StateSucceeded)
 }
 
 // TestLeaseExpiredByAnotherReplicaInterrupts: replica B expires A's lease (A looked dead) and
@@ -292,7 +293,7 @@ func TestLeaseExpiredByAnotherReplicaInterrupts(t *testing.T) {
 		return h.count(`SELECT count(*) FROM audit WHERE actor = 'replica-a' AND reason = 'lease_lost'`) == 1
 	})
 	got := h.actions()
-	if got[0].State != store.ActionUnknown || got[0].Reason != "lease_expired" {
+	if got[0].State != vocab.StateUnknown || got[0].Reason != "lease_expired" {
 		t.Errorf("the other replica's verdict was overwritten: %+v", got[0])
 	}
 	if n := h.count(`SELECT count(*) FROM actions WHERE phase = 'escalate'`); n != 1 {
@@ -322,8 +323,8 @@ func TestLeaseNotRenewableInterrupts(t *testing.T) {
 	if err := tx.Rollback(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if r := ie.waitState(t, "test.block_fix", "test.block_fix:web-1", store.ActionUnknown); r != handlers.ReasonLeaseLost {
+	if r := ie.waitState(t, "test.block_fix", "test.block_fix:web-1", vocab.StateUnknown); r != vocab.ReasonLeaseLost {
 		t.Errorf("unknown/%s, want unknown/lease_lost", r)
 	}
-	ie.waitState(t, "test.page", "test.page:oncall-web-1", store.ActionSucceeded)
+	ie.waitState(t, "test.page", "test.page:oncall-web-1", vocab.StateSucceeded)
 }

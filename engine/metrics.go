@@ -14,9 +14,6 @@ type metrics struct {
 	paused         prometheus.Gauge
 }
 
-// Outcomes are the final action states counted by responder_actions_total.
-var outcomes = []string{"succeeded", "failed", "unknown", "skipped", "dry_run", "denied", "expired"}
-
 func newMetrics(reg prometheus.Registerer, handlerNames []string) (*metrics, error) {
 	m := &metrics{
 		ruleMatches: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "responder", Name: "rule_matches_total",

@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/responder-sre/responder/store"
+	"github.com/responder-sre/responder/vocab"
 )
 
 // A panic in the goroutine of one unit of work (one action's handler call, one executor or timers
@@ -18,10 +19,6 @@ import (
 // and escalates; a batch is nak'ed and, if it keeps panicking, dead-lettered; a pass or a run is
 // tried again). It never ends the process: with it would go every other action in flight and the
 // intake.
-
-// ReasonInternalError is the reason of an action whose handler call panicked: a bug in responder
-// or in a handler, which says nothing about the target (it does not count toward its breaker).
-const ReasonInternalError = "internal_error"
 
 // Kinds of work a recovered panic failed: the kind label of responder_panics_total.
 const (
@@ -46,7 +43,7 @@ type PanicError struct {
 }
 
 func (e *PanicError) Error() string {
-	return fmt.Sprintf("%s: panic in %s: %v", ReasonInternalError, e.Kind, e.Value)
+	return fmt.Sprintf("%s: panic in %s: %v", vocab.ReasonInternalError, e.Kind, e.Value)
 }
 
 // Panics counts and logs the panics recovered in responder's long-lived goroutines. One per App:
@@ -112,7 +109,7 @@ func (e *Engine) recoverAction(ctx context.Context, c store.Claimed) {
 		return
 	}
 	pe := e.panics.caught(PanicAction, v, "action_id", c.ID, "incident_id", c.IncidentID, "rule", c.Rule, "handler", c.Handler)
-	out := store.Outcome{ID: c.ID, State: store.ActionFailed, Reason: ReasonInternalError, Error: pe.Error()}
+	out := store.Outcome{ID: c.ID, State: vocab.StateFailed, Reason: vocab.ReasonInternalError, Error: pe.Error()}
 	// Recording runs code that may have been what panicked: if it panics again, the action stays
 	// running and becomes unknown when its lease expires (another replica records it).
 	_ = e.panics.Call(PanicAction, func() error { e.record(ctx, c, out); return nil })

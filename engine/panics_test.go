@@ -14,6 +14,7 @@ import (
 	"github.com/responder-sre/responder/engine"
 	"github.com/responder-sre/responder/handlers"
 	"github.com/responder-sre/responder/internal/testwait"
+	"github.com/responder-sre/responder/vocab"
 )
 
 // panicker is test.fix with bugs: Do panics on target "boom"; Build panics buildPanics times.
@@ -45,8 +46,8 @@ func (a *panicAction) Do(ctx context.Context, al alert.Alert) (handlers.Result, 
 
 // newPanicHarness is the harness with test.fix replaced by a panicker and its own registry.
 func newPanicHarness(t *testing.T, mod func(*engine.Options)) (*harness, *panicker, *recorder, *prometheus.Registry) {
-	p := &panicker{recorder: &recorder{name: "test.fix", class: handlers.ClassDisruptive, fail: map[string]error{}}}
-	page := &recorder{name: "test.page", class: handlers.ClassNotify, fail: map[string]error{}}
+	p := &panicker{recorder: &recorder{name: "test.fix", class: vocab.ClassDisruptive, fail: map[string]error{}}}
+	page := &recorder{name: "test.page", class: vocab.ClassNotify, fail: map[string]error{}}
 	reg := prometheus.NewRegistry()
 	h := newHarness(t, crashRule, func(o *engine.Options) {
 		hs, err := handlers.NewRegistry(p, page)

@@ -18,6 +18,7 @@ import (
 	"github.com/responder-sre/responder/handlers"
 	"github.com/responder-sre/responder/rules"
 	"github.com/responder-sre/responder/store"
+	"github.com/responder-sre/responder/vocab"
 )
 
 // Process evaluates every rule against alerts and commits, in one transaction, the incidents they
@@ -46,8 +47,8 @@ func (e *Engine) Process(ctx context.Context, alerts []alert.Alert) error {
 		if i, ok := idx[k]; ok {
 			// A firing and a resolved tombstone for one key in one batch: keep the firing upsert; the
 			// resolution later in the same transaction resolves it. Otherwise the later one wins.
-			if ups[i].State == store.IncidentResolved || u.State == store.IncidentResolved {
-				if u.State != store.IncidentResolved {
+			if ups[i].State == vocab.IncidentResolved || u.State == vocab.IncidentResolved {
+				if u.State != vocab.IncidentResolved {
 					ups[i] = u
 				}
 				return
@@ -83,13 +84,13 @@ func (e *Engine) Process(ctx context.Context, alerts []alert.Alert) error {
 			u := store.IncidentUpsert{Rule: r.Name, RuleHash: r.FileHash, Alert: a, At: now}
 			switch {
 			case a.Status == alert.StatusResolved:
-				u.State = store.IncidentResolved
+				u.State = vocab.IncidentResolved
 			case r.For > 0 && now.Before(a.StartsAt.Add(r.For)):
 				e.m.ruleMatches.WithLabelValues(r.Name).Inc()
-				u.State = store.IncidentPending
+				u.State = vocab.IncidentPending
 			default:
 				e.m.ruleMatches.WithLabelValues(r.Name).Inc()
-				u.State = store.IncidentFiring
+				u.State = vocab.IncidentFiring
 			}
 			add(u)
 		}
@@ -128,7 +129,7 @@ func (e *Engine) Process(ctx context.Context, alerts []alert.Alert) error {
 		}
 		var timers []store.TimerInsert
 		for _, r := range res {
-			if !r.Inserted || r.State == store.IncidentResolved {
+			if !r.Inserted || r.State == vocab.IncidentResolved {
 				continue
 			}
 			i, ok := idx[keyOf(r.Rule, r.Fingerprint, r.StartsAt)]
@@ -138,13 +139,13 @@ func (e *Engine) Process(ctx context.Context, alerts []alert.Alert) error {
 			opened++
 			u := ups[i]
 			rule := set.Rule(r.Rule)
-			p.audit(store.AuditInsert{IncidentID: r.ID, Kind: store.AuditIncident, Actor: "engine", Reason: r.State,
+			p.audit(store.AuditInsert{IncidentID: r.ID, Kind: store.AuditIncident, Actor: "engine", Reason: string(r.State),
 				RuleHash: rule.FileHash, Detail: map[string]any{"alert": u.Alert.Name, "fingerprint": u.Alert.Fingerprint}})
 			switch r.State {
-			case store.IncidentPending:
+			case vocab.IncidentPending:
 				timers = append(timers, store.TimerInsert{IncidentID: r.ID, Kind: store.TimerFor, DueAt: u.Alert.StartsAt.Add(rule.For)})
-			case store.IncidentFiring:
-				p.plan(r.ID, rule, store.PhaseActions, u.Alert, u.Alert.ReceivedAt)
+			case vocab.IncidentFiring:
+				p.plan(r.ID, rule, vocab.PhaseActions, u.Alert, u.Alert.ReceivedAt)
 			}
 		}
 		// Timers first: a resolution later in the same batch deletes them.
@@ -165,10 +166,10 @@ func (e *Engine) Process(ctx context.Context, alerts []alert.Alert) error {
 			if rule != nil {
 				hash = rule.FileHash
 			}
-			p.audit(store.AuditInsert{IncidentID: r.ID, Kind: store.AuditIncident, Actor: "engine", Reason: store.IncidentResolved,
+			p.audit(store.AuditInsert{IncidentID: r.ID, Kind: store.AuditIncident, Actor: "engine", Reason: string(vocab.IncidentResolved),
 				RuleHash: hash, Detail: map[string]any{"previous_state": r.PrevState}})
-			if r.PrevState == store.IncidentFiring && rule != nil {
-				p.plan(r.ID, rule, store.PhaseOnResolved, r.Alert, r.Alert.ReceivedAt)
+			if r.PrevState == vocab.IncidentFiring && rule != nil {
+				p.plan(r.ID, rule, vocab.PhaseOnResolved, r.Alert, r.Alert.ReceivedAt)
 			}
 		}
 		return p.flush(ctx, tx)
@@ -282,7 +283,7 @@ type planner struct {
 // committed counts what the planner decided, once its transaction committed.
 func (p *planner) committed() {
 	for _, f := range p.failedAtPlan {
-		p.e.m.actions.WithLabelValues(f[0], f[1], store.ActionFailed).Inc()
+		p.e.m.actions.WithLabelValues(f[0], f[1], string(vocab.StateFailed)).Inc()
 	}
 }
 
@@ -298,14 +299,14 @@ func (p *planner) audit(a store.AuditInsert) {
 // for the actions phase, the rule's escalation is planned.
 //
 // basis is when the evidence for these steps was current (see store.NewAction.BasisAt).
-func (p *planner) plan(incidentID int64, rule *rules.Rule, phase string, a alert.Alert, basis time.Time) {
+func (p *planner) plan(incidentID int64, rule *rules.Rule, phase vocab.Phase, a alert.Alert, basis time.Time) {
 	var steps []*rules.Action
 	switch phase {
-	case store.PhaseActions:
+	case vocab.PhaseActions:
 		steps = rule.Actions
-	case store.PhaseEscalate:
+	case vocab.PhaseEscalate:
 		steps = rule.Escalate
-	case store.PhaseOnResolved:
+	case vocab.PhaseOnResolved:
 		steps = rule.OnResolved
 	}
 	if len(steps) == 0 {
@@ -318,32 +319,32 @@ func (p *planner) plan(incidentID int64, rule *rules.Rule, phase string, a alert
 		na.BasisAt = basis
 		switch {
 		case broken:
-			na.State, na.Reason = store.ActionSkipped, "cancelled"
+			na.State, na.Reason = vocab.StateSkipped, vocab.ReasonCancelled
 		default:
 			if err := p.build(&na, s, env); err != nil {
-				na.State, na.Reason, na.Error = store.ActionFailed, handlers.ReasonBadParam, err.Error()
+				na.State, na.Reason, na.Error = vocab.StateFailed, vocab.ReasonBadParam, err.Error()
 				p.failedAtPlan = append(p.failedAtPlan, [2]string{rule.Name, s.Handler})
 				p.audit(store.AuditInsert{IncidentID: incidentID, Kind: store.AuditAction, Actor: "engine",
-					Reason: handlers.ReasonBadParam, RuleHash: rule.FileHash,
+					Reason: string(vocab.ReasonBadParam), RuleHash: rule.FileHash,
 					Detail: map[string]any{"phase": phase, "step": i, "handler": s.Handler, "state": na.State, "error": err.Error()}})
 				broken = true
 			}
 		}
 		p.actions = append(p.actions, na)
 	}
-	if broken && phase == store.PhaseActions {
-		p.plan(incidentID, rule, store.PhaseEscalate, a, p.now)
+	if broken && phase == vocab.PhaseActions {
+		p.plan(incidentID, rule, vocab.PhaseEscalate, a, p.now)
 	}
 }
 
 // newAction fills what every planned action has, before rendering.
-func (e *Engine) newAction(incidentID int64, rule *rules.Rule, phase string, step int, s *rules.Action) store.NewAction {
+func (e *Engine) newAction(incidentID int64, rule *rules.Rule, phase vocab.Phase, step int, s *rules.Action) store.NewAction {
 	mode := rule.Mode
 	if mode == "" {
-		mode = "enforce"
+		mode = vocab.ModeEnforce
 	}
 	return store.NewAction{IncidentID: incidentID, Phase: phase, Step: step, Rule: rule.Name, RuleHash: rule.FileHash,
-		Handler: s.Handler, Mode: mode, State: store.ActionPlanned, At: e.now(), Params: map[string]any{}}
+		Handler: s.Handler, Mode: mode, State: vocab.StatePlanned, At: e.now(), Params: map[string]any{}}
 }
 
 // build renders the step's params and builds the action once, to learn its target, scope, class,
@@ -396,7 +397,7 @@ func (p *planner) build(na *store.NewAction, s *rules.Action, env *rules.Env) er
 	}
 	na.Class = classOf(spec, act)
 	if na.Approval == string(handlers.ApprovalRequired) {
-		na.State = store.ActionAwaitingApproval
+		na.State = vocab.StateAwaitingApproval
 		na.ApprovalsRequired = s.ApprovalsRequired
 	}
 	if err := p.locate(na, act, s.Handler+"\x00"+string(raw)); err != nil {
@@ -412,15 +413,15 @@ func (p *planner) build(na *store.NewAction, s *rules.Action, env *rules.Env) er
 // (a rule may ask for that), but a disruptive handler's action is notify only when its handler
 // lets the rule choose (handlers.Spec.ClassParam, http.request's class): a notify action runs
 // when paused and spends no budget, so a lower class is never taken on an action's word.
-func classOf(spec handlers.Spec, act handlers.Action) string {
+func classOf(spec handlers.Spec, act handlers.Action) vocab.Class {
 	c, ok := act.(handlers.Classifier)
 	if !ok {
-		return string(spec.Class)
+		return spec.Class
 	}
-	if got := c.Class(); got == handlers.ClassDisruptive || spec.Class != handlers.ClassDisruptive || spec.ClassParam != "" {
-		return string(got)
+	if got := c.Class(); got == vocab.ClassDisruptive || spec.Class != vocab.ClassDisruptive || spec.ClassParam != "" {
+		return got
 	}
-	return string(handlers.ClassDisruptive)
+	return vocab.ClassDisruptive
 }
 
 // locate sets the action's target, scope, member and (awaiting approval) evidence. When they need
@@ -430,7 +431,7 @@ func classOf(spec handlers.Spec, act handlers.Action) string {
 func (p *planner) locate(na *store.NewAction, act handlers.Action, key string) error {
 	_, resolves := act.(handlers.Resolver)
 	_, describes := act.(handlers.Describer)
-	describe := describes && na.State == store.ActionAwaitingApproval
+	describe := describes && na.State == vocab.StateAwaitingApproval
 	l := &lookup{act: act, describe: describe}
 	switch {
 	case !resolves && !describe:
@@ -601,10 +602,10 @@ func (p *planner) planResolves(ctx context.Context, tx pgx.Tx, rs []store.Resolv
 		if !ok {
 			continue
 		}
-		na := store.NewAction{IncidentID: a.IncidentID, Phase: store.PhaseResolve, Step: step[a.IncidentID], Rule: a.Rule,
+		na := store.NewAction{IncidentID: a.IncidentID, Phase: vocab.PhaseResolve, Step: step[a.IncidentID], Rule: a.Rule,
 			RuleHash: a.RuleHash, Handler: a.Handler, Target: a.Target, Scope: a.Scope, Class: a.Class, Mode: a.Mode,
 			Params: params, Approval: string(handlers.ApprovalNone), Timeout: time.Duration(a.TimeoutMS) * time.Millisecond,
-			State: store.ActionPlanned, At: p.now, BasisAt: p.now}
+			State: vocab.StatePlanned, At: p.now, BasisAt: p.now}
 		step[a.IncidentID]++
 		p.actions = append(p.actions, na)
 	}

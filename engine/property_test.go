@@ -10,6 +10,7 @@ import (
 	"github.com/responder-sre/responder/alert"
 	"github.com/responder-sre/responder/engine"
 	"github.com/responder-sre/responder/handlers"
+	"github.com/responder-sre/responder/vocab"
 )
 
 // TestGuardInvariantsUnderRandomStorms drives the engine with random streams of alerts
@@ -62,7 +63,7 @@ rules:
 					h.process(a)
 				case r < 78: // a handler failure for some target
 					h.fix.mu.Lock()
-					h.fix.fail[fmt.Sprint("p", rng.IntN(6))] = handlers.Fail(handlers.ReasonNotRecovered, "still failing")
+					h.fix.fail[fmt.Sprint("p", rng.IntN(6))] = handlers.Fail(vocab.ReasonNotRecovered, "still failing")
 					h.fix.mu.Unlock()
 				case r < 84: // pause or resume
 					paused = !paused
@@ -151,7 +152,7 @@ rules:
 			var sent []alert.Alert
 			for i := range 12 { // half the pods start out beyond repair
 				if i%2 == 0 {
-					h.fix.fail[fmt.Sprint("p", i)] = handlers.Fail(handlers.ReasonNotRecovered, "still crash looping")
+					h.fix.fail[fmt.Sprint("p", i)] = handlers.Fail(vocab.ReasonNotRecovered, "still crash looping")
 				}
 			}
 			for range 90 {
@@ -169,7 +170,7 @@ rules:
 					h.fix.mu.Lock()
 					p := fmt.Sprint("p", rng.IntN(12))
 					if h.fix.fail[p] == nil {
-						h.fix.fail[p] = handlers.Fail(handlers.ReasonNotRecovered, "still crash looping")
+						h.fix.fail[p] = handlers.Fail(vocab.ReasonNotRecovered, "still crash looping")
 					} else {
 						delete(h.fix.fail, p)
 					}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/responder-sre/responder/rules"
 	"github.com/responder-sre/responder/store"
+	"github.com/responder-sre/responder/vocab"
 )
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
@@ -40,7 +41,7 @@ func (e *Engine) FireDueTimers(ctx context.Context) (int, error) {
 		p = planner{ctx: ctx, e: e, set: set, now: now, firing: firing, lk: lk}
 		for _, d := range due {
 			rule := set.Rule(d.Rule)
-			if rule == nil || d.State != store.IncidentPending {
+			if rule == nil || d.State != vocab.IncidentPending {
 				reason := "not_pending"
 				if rule == nil {
 					reason = "rule_removed"
@@ -56,7 +57,7 @@ func (e *Engine) FireDueTimers(ctx context.Context) (int, error) {
 				e.m.ruleErrors.WithLabelValues(rule.Name).Inc()
 			}
 			if !ok {
-				p.audit(store.AuditInsert{IncidentID: d.IncidentID, Kind: store.AuditTimer, Actor: e.o.Owner, Reason: "recheck_failed",
+				p.audit(store.AuditInsert{IncidentID: d.IncidentID, Kind: store.AuditTimer, Actor: e.o.Owner, Reason: string(vocab.ReasonRecheckFailed),
 					RuleHash: rule.FileHash, Detail: map[string]any{"retry_at": now.Add(recheckAfter(rule))}})
 				if err := e.st.RescheduleTimerTx(ctx, tx, d.TimerID, now.Add(recheckAfter(rule))); err != nil {
 					return err
@@ -70,9 +71,9 @@ func (e *Engine) FireDueTimers(ctx context.Context) (int, error) {
 				return err
 			}
 			fired++
-			p.audit(store.AuditInsert{IncidentID: d.IncidentID, Kind: store.AuditIncident, Actor: e.o.Owner, Reason: store.IncidentFiring,
+			p.audit(store.AuditInsert{IncidentID: d.IncidentID, Kind: store.AuditIncident, Actor: e.o.Owner, Reason: string(vocab.IncidentFiring),
 				RuleHash: rule.FileHash, Detail: map[string]any{"for": rule.For.String()}})
-			p.plan(d.IncidentID, rule, store.PhaseActions, d.Alert, d.DueAt)
+			p.plan(d.IncidentID, rule, vocab.PhaseActions, d.Alert, d.DueAt)
 		}
 		return p.flush(ctx, tx)
 	})

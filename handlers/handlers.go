@@ -16,15 +16,7 @@ import (
 
 	"github.com/responder-sre/responder/alert"
 	"github.com/responder-sre/responder/config"
-)
-
-// Class says whether an action changes the world (disruptive) or only tells humans (notify).
-type Class string
-
-// Classes.
-const (
-	ClassNotify     Class = "notify"
-	ClassDisruptive Class = "disruptive"
+	"github.com/responder-sre/responder/vocab"
 )
 
 // Approval is whether a human must approve an action before it runs.
@@ -91,7 +83,7 @@ type Spec struct {
 	Name   string
 	Doc    string
 	Params []Param
-	Class  Class
+	Class  vocab.Class
 	// ClassParam names the param through which a rule chooses the class (http.request's
 	// "class"). Without one, a rule may not lower a disruptive handler's class to notify: notify
 	// actions run when paused and spend no budget.
@@ -172,7 +164,7 @@ type Action interface {
 // Classifier is implemented by actions whose class depends on their params (http.request's
 // `class`); otherwise the class is the Spec's.
 type Classifier interface {
-	Class() Class
+	Class() vocab.Class
 }
 
 // Resolver is implemented by actions whose Target needs a lookup (a pod's owning workload): the
@@ -207,34 +199,23 @@ type Result struct {
 // ErrNotCheckable is returned by Check when a handler cannot re-confirm the condition.
 var ErrNotCheckable = errors.New("handler cannot re-check the condition")
 
-// Failure reasons (an action's reason when it fails), also used as metric labels.
-const (
-	ReasonBadParam     = "bad_param"
-	ReasonTimeout      = "timeout"
-	ReasonClientError  = "client_error"
-	ReasonServerError  = "server_error"
-	ReasonNotRecovered = "not_recovered"
-	ReasonPDBBlocked   = "pdb_blocked"
-	ReasonError        = "error"
-)
-
 // Error is a failure with a reason.
 type Error struct {
-	Reason string
+	Reason vocab.Reason
 	Err    error
 }
 
-func (e *Error) Error() string { return e.Reason + ": " + e.Err.Error() }
+func (e *Error) Error() string { return string(e.Reason) + ": " + e.Err.Error() }
 func (e *Error) Unwrap() error { return e.Err }
 
 // Fail returns an *Error with the reason and a formatted message.
-func Fail(reason, format string, args ...any) error {
+func Fail(reason vocab.Reason, format string, args ...any) error {
 	return &Error{Reason: reason, Err: fmt.Errorf(format, args...)}
 }
 
 // ReasonOf returns the reason of err: the Reason of an *Error in its chain, that of an
 // *Interruption (paused, lease_lost), timeout for a context deadline, or "error".
-func ReasonOf(err error) string {
+func ReasonOf(err error) vocab.Reason {
 	var he *Error
 	var ie *Interruption
 	switch {
@@ -243,9 +224,9 @@ func ReasonOf(err error) string {
 	case errors.As(err, &ie):
 		return ie.Reason
 	case errors.Is(err, context.DeadlineExceeded):
-		return ReasonTimeout
+		return vocab.ReasonTimeout
 	default:
-		return ReasonError
+		return vocab.ReasonError
 	}
 }
 
@@ -350,7 +331,7 @@ func (r *Registry) CheckAction(handler, approval string, raw map[string]any) err
 	if err := CheckParams(spec, raw); err != nil {
 		return err
 	}
-	if c, ok := raw["class"].(string); ok && Class(c) == ClassNotify && spec.Class == ClassDisruptive && spec.ClassParam != "class" {
+	if c, ok := raw["class"].(string); ok && vocab.Class(c) == vocab.ClassNotify && spec.Class == vocab.ClassDisruptive && spec.ClassParam != "class" {
 		return fmt.Errorf("handler %q is disruptive: a rule may ask for disruptive but not lower it to notify", handler)
 	}
 	if v, ok := h.(StaticValidator); ok {

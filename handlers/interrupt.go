@@ -4,22 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
-)
 
-// Reasons of a running action the engine stopped before its end.
-const (
-	// ReasonPaused: a pause (the kill switch) was committed while a disruptive action ran.
-	ReasonPaused = "paused"
-	// ReasonLeaseLost: the replica running the action could not renew its lease, or found that
-	// the action was no longer its own.
-	ReasonLeaseLost = "lease_lost"
+	"github.com/responder-sre/responder/vocab"
 )
 
 // Interruption is the cause (context.Cause) of a running action's context when the engine stops
 // the action before its end. Handlers stop at their next safe point: a wait or a retry loop at
 // once; a step that changes something finishes (see StepContext), and no further step starts.
 type Interruption struct {
-	Reason string
+	Reason vocab.Reason
 	msg    string
 }
 
@@ -27,8 +20,8 @@ func (i *Interruption) Error() string { return i.msg }
 
 // The interruptions the engine uses as causes.
 var (
-	ErrPaused    = &Interruption{Reason: ReasonPaused, msg: "responder was paused"}
-	ErrLeaseLost = &Interruption{Reason: ReasonLeaseLost, msg: "this replica lost the action's lease"}
+	ErrPaused    = &Interruption{Reason: vocab.ReasonPaused, msg: "responder was paused"}
+	ErrLeaseLost = &Interruption{Reason: vocab.ReasonLeaseLost, msg: "this replica lost the action's lease"}
 )
 
 // Interrupted returns the interruption that cancelled ctx, or nil (not cancelled, or cancelled for

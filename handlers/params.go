@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"math"
 	"time"
+
+	"github.com/responder-sre/responder/vocab"
 )
 
 // ParamReader reads typed params for a handler's Build and ValidateStatic, and collects what is
@@ -117,12 +119,12 @@ func (r *ParamReader) Add(err error) {
 // Failed reports whether a problem has been recorded.
 func (r *ParamReader) Failed() bool { return len(r.errs) > 0 }
 
-// Err returns the problems recorded, joined, as an *Error with ReasonBadParam; nil when none.
+// Err returns the problems recorded, joined, as an *Error with vocab.ReasonBadParam; nil when none.
 func (r *ParamReader) Err() error {
 	if len(r.errs) == 0 {
 		return nil
 	}
-	return &Error{Reason: ReasonBadParam, Err: errors.Join(r.errs...)}
+	return &Error{Reason: vocab.ReasonBadParam, Err: errors.Join(r.errs...)}
 }
 
 // IntValue returns v as an int when it is a whole number as decoded from YAML or JSON (int, int64,

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/responder-sre/responder/vocab"
 )
 
 func TestParamReader(t *testing.T) {
@@ -78,7 +80,7 @@ func TestParamReader(t *testing.T) {
 				t.Errorf("no error (failed %t), want %q", r.Failed(), tc.err)
 			case tc.err != "" && !strings.Contains(err.Error(), tc.err):
 				t.Errorf("error %v, want %q", err, tc.err)
-			case tc.err != "" && ReasonOf(err) != ReasonBadParam:
+			case tc.err != "" && ReasonOf(err) != vocab.ReasonBadParam:
 				t.Errorf("reason %s, want bad_param", ReasonOf(err))
 			}
 		})
@@ -132,7 +134,7 @@ func TestParamReaderCollects(t *testing.T) {
 	r.Failf("param %q: %w", "c", own)
 	err := r.Err()
 	var he *Error
-	if !errors.As(err, &he) || he.Reason != ReasonBadParam {
+	if !errors.As(err, &he) || he.Reason != vocab.ReasonBadParam {
 		t.Fatalf("Err() = %#v, want *Error with reason bad_param", err)
 	}
 	if !errors.Is(err, own) {

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/responder-sre/responder/config"
+	"github.com/responder-sre/responder/vocab"
 )
 
 // Secrets resolves named secrets (the config's secrets:) when a handler calls out. Rendered params
@@ -32,14 +33,14 @@ func (rv *Revealed) Reveal(ctx context.Context, src Secrets, s string) (string, 
 		return s, nil
 	}
 	if src == nil {
-		return "", Fail(ReasonBadParam, "secret %q: no secrets are configured", refs[0].Name)
+		return "", Fail(vocab.ReasonBadParam, "secret %q: no secrets are configured", refs[0].Name)
 	}
 	var b strings.Builder
 	last := 0
 	for _, r := range refs {
 		v, err := src.Secret(ctx, r.Name)
 		if err != nil {
-			return "", &Error{Reason: ReasonBadParam, Err: errors.New(rv.Scrub(err.Error()))}
+			return "", &Error{Reason: vocab.ReasonBadParam, Err: errors.New(rv.Scrub(err.Error()))}
 		}
 		rv.add(r.Name, v)
 		b.WriteString(s[last:r.Start])
@@ -94,7 +95,7 @@ func (rv *Revealed) Error(err error) error {
 // scrubbedError is an error whose message no longer holds a secret.
 type scrubbedError struct {
 	msg    string
-	reason string
+	reason vocab.Reason
 	ctxErr error // context.DeadlineExceeded or context.Canceled when the original was one
 }
 

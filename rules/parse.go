@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/prometheus/common/model"
+	"github.com/responder-sre/responder/vocab"
 	"gopkg.in/yaml.v3"
 )
 
@@ -152,7 +153,7 @@ func (p *parser) rule(n *yaml.Node) *Rule {
 		return nil
 	}
 	before := len(p.errs)
-	r := &Rule{File: p.file, FileHash: p.hash, Line: n.Line, Mode: ModeEnforce}
+	r := &Rule{File: p.file, FileHash: p.hash, Line: n.Line, Mode: vocab.ModeEnforce}
 	p.use = &usage{}
 	what := "rule"
 	for i := 0; i+1 < len(n.Content); i += 2 {
@@ -202,10 +203,10 @@ func (p *parser) rule(n *yaml.Node) *Rule {
 	r.For = p.duration(f["for"], what+": for")
 	r.Cooldown = p.duration(f["cooldown"], what+": cooldown")
 	if mode, ok := p.scalar(f["mode"], what+": mode"); ok && mode != "" {
-		if mode != ModeEnforce && mode != ModeShadow {
+		if !slices.Contains(vocab.Modes, vocab.Mode(mode)) {
 			p.errorf(f["mode"].Line, "%s: mode %q is neither enforce nor shadow", what, mode)
 		}
-		r.Mode = mode
+		r.Mode = vocab.Mode(mode)
 	}
 
 	if ch, ok := p.scalar(f["slack_channel"], what+": slack_channel"); ok && ch != "" {

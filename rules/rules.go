@@ -5,20 +5,16 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"github.com/expr-lang/expr/file"
-	"gopkg.in/yaml.v3"
 	"os"
 	"strings"
 	"time"
 
+	"github.com/expr-lang/expr/file"
+	"github.com/responder-sre/responder/vocab"
+	"gopkg.in/yaml.v3"
+
 	"github.com/expr-lang/expr"
 	"github.com/expr-lang/expr/vm"
-)
-
-// Rule modes.
-const (
-	ModeEnforce = "enforce"
-	ModeShadow  = "shadow"
 )
 
 // Approval values an action may set.
@@ -84,7 +80,7 @@ type Rule struct {
 	When     string // the `when` source
 	For      time.Duration
 	Cooldown time.Duration
-	Mode     string // ModeEnforce or ModeShadow
+	Mode     vocab.Mode // vocab.ModeEnforce or vocab.ModeShadow
 	// SlackChannel overrides slack.channel for the rule's incident messages ("" = the default).
 	SlackChannel string
 

@@ -13,6 +13,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/responder-sre/responder/alert"
+	"github.com/responder-sre/responder/vocab"
 )
 
 func TestParseBadFiles(t *testing.T) {
@@ -133,7 +134,8 @@ func TestLoadFilesGood(t *testing.T) {
 	good, _ := os.ReadFile("testdata/good.yml")
 	sum := sha256.Sum256(good)
 	type summary struct {
-		File, FileHash, Mode          string
+		File, FileHash                string
+		Mode                          vocab.Mode
 		Line                          int
 		For, Cooldown                 time.Duration
 		Actions, Escalate, OnResolved int
@@ -145,7 +147,7 @@ func TestLoadFilesGood(t *testing.T) {
 	}
 	got := summary{r.File, r.FileHash, r.Mode, r.Line, r.For, r.Cooldown, len(r.Actions), len(r.Escalate), len(r.OnResolved),
 		r.Actions[0].Handler, r.Actions[0].Approval, r.Actions[0].Timeout, r.Actions[0].Line, r.Actions[0].Params, r.UsesFiring}
-	want := summary{"testdata/good.yml", hex.EncodeToString(sum[:]), ModeEnforce, 2, time.Minute, 15 * time.Minute, 1, 1, 1,
+	want := summary{"testdata/good.yml", hex.EncodeToString(sum[:]), vocab.ModeEnforce, 2, time.Minute, 15 * time.Minute, 1, 1, 1,
 		"k8s.delete_pod", ApprovalRequired, 30 * time.Second, 8,
 		map[string]any{"namespace": "{{ alert.labels.namespace }}", "pod": "{{ alert.labels.pod }}"}, false}
 	if diff := cmp.Diff(want, got); diff != "" {
@@ -153,7 +155,7 @@ func TestLoadFilesGood(t *testing.T) {
 	}
 
 	d := set.Rule("disk-full-shadow")
-	if d.Mode != ModeShadow || d.Cooldown != 24*time.Hour || d.For != 0 {
+	if d.Mode != vocab.ModeShadow || d.Cooldown != 24*time.Hour || d.For != 0 {
 		t.Errorf("disk-full-shadow: mode %q cooldown %v for %v, want shadow 24h 0", d.Mode, d.Cooldown, d.For)
 	}
 	if set.Rule("nope") != nil {

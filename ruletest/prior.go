@@ -10,6 +10,7 @@ import (
 
 	"github.com/responder-sre/responder/alert"
 	"github.com/responder-sre/responder/store"
+	"github.com/responder-sre/responder/vocab"
 )
 
 // prior builds a test's prior state by running the engine itself at earlier times: each `firing`
@@ -101,7 +102,7 @@ func (h *harness) priorAction(ctx context.Context, pa PriorAction) error {
 		}
 		waiting := false
 		for _, x := range as {
-			if x.Rule == pa.Rule && x.State == store.ActionAwaitingApproval {
+			if x.Rule == pa.Rule && x.State == vocab.StateAwaitingApproval {
 				waiting = true
 				if _, err := h.st.Decide(ctx, x.ID, fmt.Sprintf("rules-test-%d", i), store.DecisionApprove, "rules-test", now, 0); err != nil && !errors.Is(err, store.ErrNotAwaiting) {
 					return err
@@ -122,9 +123,9 @@ func (h *harness) priorAction(ctx context.Context, pa PriorAction) error {
 	acted := false
 	var states []string
 	for _, x := range as {
-		if x.Rule == pa.Rule && x.Phase == store.PhaseActions {
-			acted = acted || x.State == store.ActionSucceeded || x.State == store.ActionDryRun
-			states = append(states, x.Handler+" "+x.State+" "+x.Reason)
+		if x.Rule == pa.Rule && x.Phase == vocab.PhaseActions {
+			acted = acted || x.State == vocab.StateSucceeded || x.State == vocab.StateDryRun
+			states = append(states, x.Handler+" "+string(x.State)+" "+string(x.Reason))
 		}
 	}
 	if !acted {

@@ -6,6 +6,7 @@ import (
 
 	"github.com/responder-sre/responder/alert"
 	"github.com/responder-sre/responder/handlers"
+	"github.com/responder-sre/responder/vocab"
 )
 
 // recording wraps every handler of reg so that its Spec, Build, Target, Scope, class and static
@@ -55,14 +56,14 @@ func (r recHandler) Build(p handlers.Params) (handlers.Action, error) {
 // recAction is a built action that never acts.
 type recAction struct {
 	inner handlers.Action
-	class handlers.Class
+	class vocab.Class
 }
 
 var _ handlers.Classifier = recAction{}
 
-func (a recAction) Target() string        { return a.inner.Target() }
-func (a recAction) Scope() string         { return a.inner.Scope() }
-func (a recAction) Class() handlers.Class { return a.class }
+func (a recAction) Target() string     { return a.inner.Target() }
+func (a recAction) Scope() string      { return a.inner.Scope() }
+func (a recAction) Class() vocab.Class { return a.class }
 
 func (a recAction) Check(context.Context, alert.Alert) error { return handlers.ErrNotCheckable }
 

@@ -24,6 +24,7 @@ import (
 	"github.com/responder-sre/responder/rules"
 	"github.com/responder-sre/responder/store"
 	"github.com/responder-sre/responder/store/pgserver"
+	"github.com/responder-sre/responder/vocab"
 )
 
 // Options configure Run.
@@ -333,7 +334,7 @@ func (h *harness) settle(ctx context.Context) error {
 			return fmt.Errorf("execute: %w", err)
 		}
 		if n == 0 {
-			running, _, err := h.st.ListActions(ctx, store.ActionFilter{State: store.ActionRunning, Page: store.Page{Limit: 1}})
+			running, _, err := h.st.ListActions(ctx, store.ActionFilter{State: vocab.StateRunning, Page: store.Page{Limit: 1}})
 			if err != nil {
 				return err
 			}
@@ -399,16 +400,16 @@ func (h *harness) actionsAfter(ctx context.Context, mark int64) ([]Action, []str
 	var got []Action
 	var skipped []string
 	for _, a := range as {
-		if a.State == store.ActionSkipped {
+		if a.State == vocab.StateSkipped {
 			skipped = append(skipped, fmt.Sprintf("%s %s %s (%s): %s", a.Rule, a.Phase, a.Handler, a.Reason, a.Error))
 			continue
 		}
-		g := Action{Rule: a.Rule, Handler: a.Handler, Phase: a.Phase, Params: normalize(a.Params), Approval: a.Approval}
+		g := Action{Rule: a.Rule, Handler: a.Handler, Phase: string(a.Phase), Params: normalize(a.Params), Approval: a.Approval}
 		if g.Params == nil {
 			g.Params = map[string]any{}
 		}
-		if a.State == store.ActionFailed || a.State == store.ActionUnknown {
-			g.Failed = cmp.Or(a.Reason, a.State) + ": " + a.Error
+		if a.State == vocab.StateFailed || a.State == vocab.StateUnknown {
+			g.Failed = cmp.Or(string(a.Reason), string(a.State)) + ": " + a.Error
 		}
 		got = append(got, g)
 	}

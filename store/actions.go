@@ -12,26 +12,27 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/responder-sre/responder/alert"
+	"github.com/responder-sre/responder/vocab"
 )
 
 // NewAction is an action to plan. State is usually planned; an action whose params failed to
 // render is recorded directly as failed with reason bad_param.
 type NewAction struct {
 	IncidentID int64
-	Phase      string
+	Phase      vocab.Phase
 	Step       int
 	Rule       string
 	RuleHash   string
 	Handler    string
 	Target     string
 	Scope      string
-	Class      string
-	Mode       string
+	Class      vocab.Class
+	Mode       vocab.Mode
 	Params     map[string]any
 	Approval   string
 	Timeout    time.Duration
-	State      string
-	Reason     string
+	State      vocab.State
+	Reason     vocab.Reason
 	Error      string
 	At         time.Time
 	// Evidence is the handler's description for the approver (handlers.Describer).
@@ -70,13 +71,13 @@ func (s *Store) InsertActionsTx(ctx context.Context, tx pgx.Tx, as []NewAction) 
 			return nil, fmt.Errorf("action params: %w", err)
 		}
 		inc[i], steps[i], timeouts[i], required[i] = a.IncidentID, int32(a.Step), a.Timeout.Milliseconds(), int32(max(a.ApprovalsRequired, 1))
-		phases[i], rules[i], hashes[i], handlers[i], targets[i], scopes[i] = a.Phase, a.Rule, a.RuleHash, a.Handler, a.Target, a.Scope
-		classes[i], modes[i], params[i], approvals[i], states[i], reasons[i], errs[i] = a.Class, a.Mode, string(b), a.Approval, a.State, a.Reason, a.Error
+		phases[i], rules[i], hashes[i], handlers[i], targets[i], scopes[i] = string(a.Phase), a.Rule, a.RuleHash, a.Handler, a.Target, a.Scope
+		classes[i], modes[i], params[i], approvals[i], states[i], reasons[i], errs[i] = string(a.Class), string(a.Mode), string(b), a.Approval, string(a.State), string(a.Reason), a.Error
 		ats[i], bases[i] = a.At, a.BasisAt
 		if bases[i].IsZero() {
 			bases[i] = a.At
 		}
-		if a.State != ActionPlanned && a.State != ActionAwaitingApproval {
+		if a.State != vocab.StatePlanned && a.State != vocab.StateAwaitingApproval {
 			finished[i] = &ats[i]
 		}
 		if a.Member != "" {
@@ -106,7 +107,7 @@ RETURNING id`,
 // incident.
 type Claimed struct {
 	Action
-	IncidentState string
+	IncidentState vocab.IncidentState
 	// EvidenceAt is the later of the action's basis and the last time its alert was received.
 	EvidenceAt time.Time
 	Alert      alert.Alert
@@ -130,14 +131,14 @@ func (s *Store) ClaimRunnableTx(ctx context.Context, tx pgx.Tx, now time.Time, l
 	rows, err := tx.Query(ctx, `
 SELECT `+actionCols+`, i.state, greatest(a.basis_at, i.last_seen_at), i.alert
   FROM actions a JOIN incidents i ON i.id = a.incident_id
- WHERE a.state IN ('planned', 'approved')
+ WHERE a.state IN `+sqlClaimable+`
    AND (a.not_before IS NULL OR a.not_before <= $2)
    AND NOT EXISTS (SELECT 1 FROM actions p
                     WHERE p.incident_id = a.incident_id AND p.phase = a.phase AND p.step < a.step
-                      AND p.state NOT IN ('succeeded', 'dry_run'))
+                      AND p.state NOT IN `+sqlPassed+`)
    -- target_key(...) keeps this on actions_one_running_per_target (a hash: targets may be long).
    AND NOT EXISTS (SELECT 1 FROM actions r
-                    WHERE target_key(r.target) = target_key(a.target) AND r.target = a.target AND r.state = 'running')
+                    WHERE target_key(r.target) = target_key(a.target) AND r.target = a.target AND r.state = `+lit(vocab.StateRunning)+`)
  ORDER BY a.id
  LIMIT $1
  FOR UPDATE OF a SKIP LOCKED`, limit, now)
@@ -170,7 +171,7 @@ func (s *Store) ReclaimCheckedTx(ctx context.Context, tx pgx.Tx, ids []int64, ow
 	rows, err := tx.Query(ctx, `
 WITH x AS (
     SELECT id FROM actions
-     WHERE id = ANY($1) AND state IN ('planned', 'approved') AND not_before = $3 AND owner = $2
+     WHERE id = ANY($1) AND state IN `+sqlClaimable+` AND not_before = $3 AND owner = $2
      ORDER BY id FOR UPDATE SKIP LOCKED
 )
 UPDATE actions a SET not_before = NULL, owner = ''
@@ -188,8 +189,8 @@ RETURNING `+actionCols+`, i.state, greatest(a.basis_at, i.last_seen_at), i.alert
 // Outcome is the final (or next) state of an action.
 type Outcome struct {
 	ID     int64
-	State  string
-	Reason string
+	State  vocab.State
+	Reason vocab.Reason
 	Error  string
 	Result string
 	At     time.Time
@@ -207,7 +208,7 @@ func (s *Store) FinishActionsTx(ctx context.Context, tx pgx.Tx, owner string, os
 	states, reasons, errs, results := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 	ats := make([]time.Time, n)
 	for i, o := range os {
-		ids[i], states[i], reasons[i], errs[i], results[i], ats[i] = o.ID, o.State, o.Reason, o.Error, o.Result, o.At
+		ids[i], states[i], reasons[i], errs[i], results[i], ats[i] = o.ID, string(o.State), string(o.Reason), o.Error, o.Result, o.At
 	}
 	rows, err := tx.Query(ctx, `
 UPDATE actions a
@@ -216,7 +217,7 @@ UPDATE actions a
  WHERE a.id = u.id
    -- coalesce(...) keeps the planner on the primary key: during a burst the state statistics are
    -- stale and it would otherwise scan every planned row for each batch.
-   AND coalesce(a.state IN ('planned', 'approved', 'awaiting_approval') OR (a.state = 'running' AND a.owner = $7), false)
+   AND coalesce(a.state IN `+sqlWaiting+` OR (a.state = `+lit(vocab.StateRunning)+` AND a.owner = $7), false)
 RETURNING a.id`, ids, states, reasons, errs, results, ats, owner)
 	if err != nil {
 		return nil, fmt.Errorf("record outcomes: %w", err)
@@ -227,8 +228,8 @@ RETURNING a.id`, ids, states, reasons, errs, results, ats, owner)
 // StartActionTx marks a claimed action running with owner and lease.
 func (s *Store) StartActionTx(ctx context.Context, tx pgx.Tx, id int64, owner string, at, leaseUntil time.Time) error {
 	_, err := tx.Exec(ctx, `
-UPDATE actions SET state = 'running', owner = $2, started_at = $3, lease_until = $4, attempt = attempt + 1
- WHERE id = $1 AND state IN ('planned', 'approved')`, id, owner, at, leaseUntil)
+UPDATE actions SET state = `+lit(vocab.StateRunning)+`, owner = $2, started_at = $3, lease_until = $4, attempt = attempt + 1
+ WHERE id = $1 AND state IN `+sqlClaimable+``, id, owner, at, leaseUntil)
 	if err != nil {
 		return fmt.Errorf("start action %d: %w", id, err)
 	}
@@ -237,10 +238,10 @@ UPDATE actions SET state = 'running', owner = $2, started_at = $3, lease_until =
 
 // CancelLaterStepsTx skips (reason cancelled) the planned steps after step in the same incident and
 // phase: a step that did not succeed stops the rest.
-func (s *Store) CancelLaterStepsTx(ctx context.Context, tx pgx.Tx, incidentID int64, phase string, step int, at time.Time) error {
+func (s *Store) CancelLaterStepsTx(ctx context.Context, tx pgx.Tx, incidentID int64, phase vocab.Phase, step int, at time.Time) error {
 	_, err := tx.Exec(ctx, `
-UPDATE actions SET state = 'skipped', reason = 'cancelled', finished_at = $4
- WHERE incident_id = $1 AND phase = $2 AND step > $3 AND coalesce(state IN ('planned', 'awaiting_approval', 'approved'), false)`,
+UPDATE actions SET state = `+lit(vocab.StateSkipped)+`, reason = `+lit(vocab.ReasonCancelled)+`, finished_at = $4
+ WHERE incident_id = $1 AND phase = $2 AND step > $3 AND coalesce(state IN `+sqlWaiting+`, false)`,
 		incidentID, phase, step, at)
 	return err
 }
@@ -318,7 +319,7 @@ func (s *Store) RenewLeases(ctx context.Context, owner string, ids []int64, unti
 	if len(ids) == 0 {
 		return nil
 	}
-	_, err := s.pool.Exec(ctx, `UPDATE actions SET lease_until = $3 WHERE id = ANY($1) AND owner = $2 AND state = 'running'`, ids, owner, until)
+	_, err := s.pool.Exec(ctx, `UPDATE actions SET lease_until = $3 WHERE id = ANY($1) AND owner = $2 AND state = `+lit(vocab.StateRunning)+``, ids, owner, until)
 	return err
 }
 
@@ -329,12 +330,12 @@ func (s *Store) ExpireLeasesTx(ctx context.Context, tx pgx.Tx, now time.Time, gr
 	rows, err := tx.Query(ctx, `
 WITH x AS (
     SELECT id, lease_until < $1 AS lost FROM actions
-     WHERE state = 'running'
+     WHERE state = `+lit(vocab.StateRunning)+`
        AND (lease_until < $1 OR started_at + (timeout_ms + $2::bigint) * interval '1 millisecond' < $1)
      ORDER BY id FOR UPDATE SKIP LOCKED
 )
-UPDATE actions a SET state = 'unknown', finished_at = $1, lease_until = NULL,
-       reason = CASE WHEN x.lost THEN 'lease_expired' ELSE 'timeout' END,
+UPDATE actions a SET state = `+lit(vocab.StateUnknown)+`, finished_at = $1, lease_until = NULL,
+       reason = CASE WHEN x.lost THEN `+lit(vocab.ReasonLeaseExpired)+` ELSE `+lit(vocab.ReasonTimeout)+` END,
        error = CASE WHEN x.lost THEN 'the replica running this action stopped renewing its lease; it may or may not have completed'
                     ELSE 'the handler ran past its timeout; it may or may not have completed' END
   FROM x, incidents i
@@ -362,9 +363,9 @@ func (s *Store) IncidentAlertTx(ctx context.Context, tx pgx.Tx, id int64) (strin
 func (s *Store) ExpireApprovalsTx(ctx context.Context, tx pgx.Tx, now time.Time, ttl time.Duration) ([]Claimed, error) {
 	rows, err := tx.Query(ctx, `
 WITH x AS (
-    SELECT id FROM actions WHERE state = 'awaiting_approval' AND created_at < $2 ORDER BY id FOR UPDATE SKIP LOCKED
+    SELECT id FROM actions WHERE state = `+lit(vocab.StateAwaitingApproval)+` AND created_at < $2 ORDER BY id FOR UPDATE SKIP LOCKED
 )
-UPDATE actions a SET state = 'expired', reason = 'approval_ttl', finished_at = $1,
+UPDATE actions a SET state = `+lit(vocab.StateExpired)+`, reason = `+lit(vocab.ReasonApprovalTTL)+`, finished_at = $1,
        error = 'nobody approved the action within approvals.ttl'
   FROM x, incidents i
  WHERE a.id = x.id AND i.id = a.incident_id
@@ -390,10 +391,10 @@ func collectClaimed(rows pgx.Rows) ([]Claimed, error) {
 
 // RequeueActionTx puts a running action this replica owns back to planned, to be tried again at
 // notBefore (a page the pager could not take yet). It reports false if the action is no longer ours.
-func (s *Store) RequeueActionTx(ctx context.Context, tx pgx.Tx, owner string, id int64, notBefore time.Time, reason, errText string) (bool, error) {
+func (s *Store) RequeueActionTx(ctx context.Context, tx pgx.Tx, owner string, id int64, notBefore time.Time, reason vocab.Reason, errText string) (bool, error) {
 	tag, err := tx.Exec(ctx, `
-UPDATE actions SET state = 'planned', not_before = $3, reason = $4, error = $5, lease_until = NULL, owner = ''
- WHERE id = $1 AND state = 'running' AND owner = $2`, id, owner, notBefore, reason, errText)
+UPDATE actions SET state = `+lit(vocab.StatePlanned)+`, not_before = $3, reason = $4, error = $5, lease_until = NULL, owner = ''
+ WHERE id = $1 AND state = `+lit(vocab.StateRunning)+` AND owner = $2`, id, owner, notBefore, reason, errText)
 	if err != nil {
 		return false, fmt.Errorf("requeue action %d: %w", id, err)
 	}
@@ -407,7 +408,7 @@ func (s *Store) SucceededActionsTx(ctx context.Context, tx pgx.Tx, incidents []i
 		return nil, nil
 	}
 	rows, err := tx.Query(ctx, `SELECT `+actionCols+` FROM actions a
- WHERE a.incident_id = ANY($1) AND a.handler = ANY($2) AND a.attempt > 0 AND a.phase <> 'resolve'
+ WHERE a.incident_id = ANY($1) AND a.handler = ANY($2) AND a.attempt > 0 AND a.phase <> `+lit(vocab.PhaseResolve)+`
  ORDER BY a.incident_id, a.id`, incidents, handlers)
 	if err != nil {
 		return nil, err
@@ -427,7 +428,7 @@ func (s *Store) StormyRulesTx(ctx context.Context, tx pgx.Tx, rules []string, si
 	}
 	rows, err := tx.Query(ctx, `
 SELECT rule, count(DISTINCT target) FROM actions
- WHERE rule = ANY($1) AND phase = 'actions' AND class = 'disruptive' AND created_at > $2
+ WHERE rule = ANY($1) AND phase = `+lit(vocab.PhaseActions)+` AND class = `+lit(vocab.ClassDisruptive)+` AND created_at > $2
  GROUP BY rule HAVING count(DISTINCT target) > $3`, rules, since, max)
 	if err != nil {
 		return nil, fmt.Errorf("storm guard: %w", err)
@@ -444,7 +445,7 @@ SELECT rule, count(DISTINCT target) FROM actions
 func (s *Store) WorkloadMembersTx(ctx context.Context, tx pgx.Tx, rule, target string, since time.Time) (int, error) {
 	var n int
 	err := tx.QueryRow(ctx, `SELECT count(DISTINCT member) FROM actions
- WHERE rule = $1 AND target_key(target) = target_key($2) AND target = $2 AND member IS NOT NULL AND phase = 'actions' AND class = 'disruptive' AND created_at > $3`,
+ WHERE rule = $1 AND target_key(target) = target_key($2) AND target = $2 AND member IS NOT NULL AND phase = `+lit(vocab.PhaseActions)+` AND class = `+lit(vocab.ClassDisruptive)+` AND created_at > $3`,
 		rule, target, since).Scan(&n)
 	if err != nil {
 		return 0, fmt.Errorf("storm guard: workload members: %w", err)

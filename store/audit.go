@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/responder-sre/responder/vocab"
 )
 
 // Audit kinds.
@@ -84,7 +85,7 @@ func (s *Store) Audit(ctx context.Context, es ...AuditInsert) error {
 func (s *Store) DeleteBefore(ctx context.Context, cutoff time.Time) (int64, error) {
 	var total int64
 	for _, q := range []string{
-		`DELETE FROM incidents WHERE state IN ('resolved', 'abandoned') AND resolved_at < $1`,
+		`DELETE FROM incidents WHERE state IN ` + list(vocab.IncidentResolved, vocab.IncidentAbandoned) + ` AND resolved_at < $1`,
 		`DELETE FROM audit WHERE at < $1`,
 		`DELETE FROM cooldowns WHERE until < $1`,
 		`DELETE FROM budget_spend WHERE at < $1`,

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/responder-sre/responder/vocab"
 )
 
 // Breaker states.
@@ -168,7 +169,7 @@ func (s *Store) ResetBreaker(ctx context.Context, k BreakerKey, by string, now t
 		if !ok {
 			return nil
 		}
-		return s.AuditTx(ctx, tx, []AuditInsert{{At: now, Kind: AuditControl, Actor: by, Reason: "breaker_reset",
+		return s.AuditTx(ctx, tx, []AuditInsert{{At: now, Kind: AuditControl, Actor: by, Reason: string(vocab.ReasonBreakerReset),
 			Detail: map[string]any{"handler": k.Handler, "scope": k.Scope}}})
 	})
 	return ok, err

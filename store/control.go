@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/responder-sre/responder/vocab"
 )
 
 // PauseState is the kill switch.
@@ -64,15 +65,15 @@ func (s *Store) SetPause(ctx context.Context, paused bool, by, reason string, at
 			paused, by, reason, at, until, s.version); err != nil {
 			return fmt.Errorf("set kill switch: %w", err)
 		}
-		kind := "resume"
+		kind := vocab.ReasonResume
 		if paused {
-			kind = "pause"
+			kind = vocab.ReasonPause
 		}
 		detail := map[string]any{"reason": reason}
 		if until != nil {
 			detail["until"] = until
 		}
-		return s.AuditTx(ctx, tx, []AuditInsert{{At: at, Kind: AuditControl, Actor: by, Reason: kind, Detail: detail}})
+		return s.AuditTx(ctx, tx, []AuditInsert{{At: at, Kind: AuditControl, Actor: by, Reason: string(kind), Detail: detail}})
 	})
 	return p, err
 }
@@ -129,7 +130,7 @@ func (s *Store) Decide(ctx context.Context, actionID int64, approver, decision, 
 		case !errors.Is(err, pgx.ErrNoRows):
 			return err
 		}
-		if a.State != ActionAwaitingApproval {
+		if a.State != vocab.StateAwaitingApproval {
 			return ErrNotAwaiting
 		}
 		if ttl > 0 && a.CreatedAt.Before(at.Add(-ttl)) {
@@ -153,9 +154,9 @@ func (s *Store) Decide(ctx context.Context, actionID int64, approver, decision, 
 		reason := fmt.Sprintf("approval %d of %d", len(approvers), max(required, 1))
 		switch {
 		case decision == DecisionDeny:
-			a.State, a.Reason, a.ApprovedBy, a.Error = ActionDenied, "denied", strings.Join(approvers, ","), "denied by "+approver
-			reason = "denied"
-			if _, err := tx.Exec(ctx, `UPDATE actions SET state = 'denied', reason = 'denied', approved_by = $2, error = $3, finished_at = $4 WHERE id = $1`,
+			a.State, a.Reason, a.ApprovedBy, a.Error = vocab.StateDenied, vocab.ReasonDenied, strings.Join(approvers, ","), "denied by "+approver
+			reason = string(vocab.ReasonDenied)
+			if _, err := tx.Exec(ctx, `UPDATE actions SET state = `+lit(vocab.StateDenied)+`, reason = `+lit(vocab.ReasonDenied)+`, approved_by = $2, error = $3, finished_at = $4 WHERE id = $1`,
 				actionID, a.ApprovedBy, a.Error, at); err != nil {
 				return err
 			}
@@ -163,9 +164,9 @@ func (s *Store) Decide(ctx context.Context, actionID int64, approver, decision, 
 				return err
 			}
 		case len(approvers) >= max(required, 1):
-			a.State, a.ApprovedBy = ActionApproved, strings.Join(approvers, ",")
-			reason = "approved"
-			if _, err := tx.Exec(ctx, `UPDATE actions SET state = 'approved', approved_by = $2 WHERE id = $1`, actionID, a.ApprovedBy); err != nil {
+			a.State, a.ApprovedBy = vocab.StateApproved, strings.Join(approvers, ",")
+			reason = string(vocab.StateApproved)
+			if _, err := tx.Exec(ctx, `UPDATE actions SET state = `+lit(vocab.StateApproved)+`, approved_by = $2 WHERE id = $1`, actionID, a.ApprovedBy); err != nil {
 				return err
 			}
 		}
@@ -178,6 +179,6 @@ func (s *Store) Decide(ctx context.Context, actionID int64, approver, decision, 
 // PendingApprovals counts actions awaiting approval.
 func (s *Store) PendingApprovals(ctx context.Context) (int, error) {
 	var n int
-	err := s.pool.QueryRow(ctx, `SELECT count(*) FROM actions WHERE state = 'awaiting_approval'`).Scan(&n)
+	err := s.pool.QueryRow(ctx, `SELECT count(*) FROM actions WHERE state = `+lit(vocab.StateAwaitingApproval)+``).Scan(&n)
 	return n, err
 }

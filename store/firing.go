@@ -64,7 +64,7 @@ DELETE FROM firing_alerts f USING unnest($1::text[], $2::timestamptz[]) AS u(fp,
 // re-sent without a resolution drops out).
 func (s *Store) FiringAlerts(ctx context.Context, since time.Time) ([]OpenAlert, error) {
 	rows, err := s.pool.Query(ctx, `
-SELECT alert_name, labels::jsonb FROM incidents WHERE state IN ('pending', 'firing')
+SELECT alert_name, labels::jsonb FROM incidents WHERE state IN `+sqlOpen+`
 UNION
 SELECT name, labels FROM firing_alerts WHERE last_seen > $1`, since)
 	if err != nil {

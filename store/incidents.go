@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/responder-sre/responder/alert"
+	"github.com/responder-sre/responder/vocab"
 )
 
 // IncidentUpsert is one (rule, alert) match to record.
@@ -16,7 +17,7 @@ type IncidentUpsert struct {
 	Rule     string
 	RuleHash string
 	Alert    alert.Alert
-	State    string // pending, firing or resolved (a tombstone for a resolved alert never seen firing)
+	State    vocab.IncidentState // pending, firing or resolved (a tombstone for a resolved alert never seen firing)
 	At       time.Time
 }
 
@@ -27,7 +28,7 @@ type UpsertResult struct {
 	Rule        string
 	Fingerprint string
 	StartsAt    time.Time
-	State       string
+	State       vocab.IncidentState
 	Inserted    bool
 }
 
@@ -52,12 +53,12 @@ func (s *Store) UpsertIncidentsTx(ctx context.Context, tx pgx.Tx, ups []Incident
 		if err != nil {
 			return nil, err
 		}
-		rules[i], fps[i], states[i], names[i], labels[i], alerts[i], hashes[i] = u.Rule, u.Alert.Fingerprint, u.State, u.Alert.Name, string(lb), string(ab), u.RuleHash
+		rules[i], fps[i], states[i], names[i], labels[i], alerts[i], hashes[i] = u.Rule, u.Alert.Fingerprint, string(u.State), u.Alert.Name, string(lb), string(ab), u.RuleHash
 		starts[i], seen[i], ats[i] = u.Alert.StartsAt, u.Alert.ReceivedAt, u.At
 		switch u.State {
-		case IncidentFiring:
+		case vocab.IncidentFiring:
 			fired[i] = &ats[i]
-		case IncidentResolved:
+		case vocab.IncidentResolved:
 			resolved[i] = &ats[i]
 		}
 	}
@@ -73,7 +74,7 @@ ON CONFLICT (rule, fingerprint, starts_at) DO UPDATE
    SET alert = EXCLUDED.alert,
        last_seen_at = greatest(incidents.last_seen_at, EXCLUDED.last_seen_at),
        updated_at = EXCLUDED.updated_at
-   WHERE incidents.state <> 'resolved' AND EXCLUDED.state <> 'resolved'
+   WHERE incidents.state <> `+lit(vocab.IncidentResolved)+` AND EXCLUDED.state <> `+lit(vocab.IncidentResolved)+`
 RETURNING id, rule, fingerprint, starts_at, state, (xmax = 0) AS inserted`,
 		rules, fps, starts, states, names, labels, alerts, seen, fired, resolved, ats, hashes, s.version)
 	if err != nil {
@@ -101,7 +102,7 @@ type ResolveKey struct {
 type Resolved struct {
 	ID        int64
 	Rule      string
-	PrevState string
+	PrevState vocab.IncidentState
 	Alert     alert.Alert
 }
 
@@ -127,12 +128,12 @@ WITH k AS (
 ), prev AS (
     SELECT i.id, i.state, k.alert
     FROM incidents i JOIN k ON i.fingerprint = k.fp AND i.starts_at = k.starts
-    WHERE i.state IN ('pending', 'firing', 'suppressed')
+    WHERE i.state IN `+sqlUnended+`
     ORDER BY i.id
     FOR NO KEY UPDATE OF i
 )
 UPDATE incidents i
-   SET state = 'resolved', resolved_at = $4, updated_at = $4, alert = prev.alert::json,
+   SET state = `+lit(vocab.IncidentResolved)+`, resolved_at = $4, updated_at = $4, alert = prev.alert::json,
        last_seen_at = greatest(i.last_seen_at, (prev.alert::json->>'receivedAt')::timestamptz)
   FROM prev
  WHERE i.id = prev.id
@@ -159,8 +160,8 @@ RETURNING i.id, i.rule, prev.state, i.alert`, fps, starts, alerts, at)
 		ids[i] = r.ID
 	}
 	if _, err := tx.Exec(ctx, `
-UPDATE actions SET state = 'skipped', reason = 'cancelled', finished_at = $2
- WHERE incident_id = ANY($1) AND coalesce(state IN ('planned', 'awaiting_approval', 'approved'), false) AND phase NOT IN ('on_resolved', 'resolve')`, ids, at); err != nil {
+UPDATE actions SET state = `+lit(vocab.StateSkipped)+`, reason = `+lit(vocab.ReasonCancelled)+`, finished_at = $2
+ WHERE incident_id = ANY($1) AND coalesce(state IN `+sqlWaiting+`, false) AND phase NOT IN `+list(vocab.PhaseOnResolved, vocab.PhaseResolve)+``, ids, at); err != nil {
 		return nil, fmt.Errorf("cancel actions: %w", err)
 	}
 	if _, err := tx.Exec(ctx, `DELETE FROM timers WHERE incident_id = ANY($1)`, ids); err != nil {
@@ -205,7 +206,7 @@ type DueTimer struct {
 	DueAt      time.Time
 	IncidentID int64
 	Rule       string
-	State      string
+	State      vocab.IncidentState
 	Alert      alert.Alert
 }
 
@@ -246,7 +247,7 @@ func (s *Store) RescheduleTimerTx(ctx context.Context, tx pgx.Tx, id int64, due 
 
 // FireIncidentTx moves a pending incident to firing; it reports false if it was not pending.
 func (s *Store) FireIncidentTx(ctx context.Context, tx pgx.Tx, id int64, at time.Time) (bool, error) {
-	tag, err := tx.Exec(ctx, `UPDATE incidents SET state = 'firing', fired_at = $2, updated_at = $2 WHERE id = $1 AND state = 'pending'`, id, at)
+	tag, err := tx.Exec(ctx, `UPDATE incidents SET state = `+lit(vocab.IncidentFiring)+`, fired_at = $2, updated_at = $2 WHERE id = $1 AND state = `+lit(vocab.IncidentPending)+``, id, at)
 	if err != nil {
 		return false, err
 	}
@@ -284,7 +285,7 @@ func (s *Store) RefreshIncidentsTx(ctx context.Context, tx pgx.Tx, ks []RefreshK
 	_, err := tx.Exec(ctx, `
 UPDATE incidents i SET alert = u.alert::json, last_seen_at = greatest(i.last_seen_at, u.seen)
   FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::text[], $5::timestamptz[]) AS u(rule, fp, starts, alert, seen)
- WHERE i.rule = u.rule AND i.fingerprint = u.fp AND i.starts_at = u.starts AND i.state IN ('pending', 'firing')`,
+ WHERE i.rule = u.rule AND i.fingerprint = u.fp AND i.starts_at = u.starts AND i.state IN `+sqlOpen+``,
 		rules, fps, starts, alerts, seen)
 	if err != nil {
 		return fmt.Errorf("refresh incidents: %w", err)
@@ -294,6 +295,6 @@ UPDATE incidents i SET alert = u.alert::json, last_seen_at = greatest(i.last_see
 
 // SuppressIncidentTx marks a firing incident suppressed (the storm guard refused to act on it).
 func (s *Store) SuppressIncidentTx(ctx context.Context, tx pgx.Tx, id int64, at time.Time) error {
-	_, err := tx.Exec(ctx, `UPDATE incidents SET state = 'suppressed', updated_at = $2 WHERE id = $1 AND state = 'firing'`, id, at)
+	_, err := tx.Exec(ctx, `UPDATE incidents SET state = `+lit(vocab.IncidentSuppressed)+`, updated_at = $2 WHERE id = $1 AND state = `+lit(vocab.IncidentFiring)+``, id, at)
 	return err
 }

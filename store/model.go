@@ -2,60 +2,26 @@ package store
 
 import (
 	"time"
-)
 
-// Incident states.
-const (
-	IncidentPending    = "pending"
-	IncidentFiring     = "firing"
-	IncidentResolved   = "resolved"
-	IncidentSuppressed = "suppressed"
-	// IncidentAbandoned closes an open incident nobody heard of for safety.retention (its
-	// resolution was lost); retention deletes it later like a resolved one.
-	IncidentAbandoned = "abandoned"
-)
-
-// Action states (DESIGN.md §4).
-const (
-	ActionPlanned          = "planned"
-	ActionAwaitingApproval = "awaiting_approval"
-	ActionApproved         = "approved"
-	ActionDenied           = "denied"
-	ActionExpired          = "expired"
-	ActionRunning          = "running"
-	ActionSucceeded        = "succeeded"
-	ActionFailed           = "failed"
-	ActionUnknown          = "unknown"
-	ActionSkipped          = "skipped"
-	ActionDryRun           = "dry_run"
-)
-
-// Action phases: a rule's actions, its escalation, and what runs when the incident resolves.
-const (
-	PhaseActions    = "actions"
-	PhaseEscalate   = "escalate"
-	PhaseOnResolved = "on_resolved"
-	// PhaseResolve holds the resolve events of notifications sent for an incident (a page's
-	// resolve), planned when the incident resolves.
-	PhaseResolve = "resolve"
+	"github.com/responder-sre/responder/vocab"
 )
 
 // Incident is one episode of one alert matched by one rule: key (rule, fingerprint, starts_at).
 type Incident struct {
-	ID          int64             `json:"id"`
-	Rule        string            `json:"rule"`
-	Fingerprint string            `json:"fingerprint"`
-	State       string            `json:"state"`
-	AlertName   string            `json:"alert_name"`
-	Labels      map[string]string `json:"labels"`
-	StartsAt    time.Time         `json:"starts_at"`
-	FiredAt     *time.Time        `json:"fired_at"`
-	ResolvedAt  *time.Time        `json:"resolved_at"`
-	LastSeenAt  time.Time         `json:"last_seen_at"`
-	CreatedAt   time.Time         `json:"created_at"`
-	UpdatedAt   time.Time         `json:"updated_at"`
-	Version     string            `json:"version"`
-	RuleHash    string            `json:"rule_hash"`
+	ID          int64               `json:"id"`
+	Rule        string              `json:"rule"`
+	Fingerprint string              `json:"fingerprint"`
+	State       vocab.IncidentState `json:"state"`
+	AlertName   string              `json:"alert_name"`
+	Labels      map[string]string   `json:"labels"`
+	StartsAt    time.Time           `json:"starts_at"`
+	FiredAt     *time.Time          `json:"fired_at"`
+	ResolvedAt  *time.Time          `json:"resolved_at"`
+	LastSeenAt  time.Time           `json:"last_seen_at"`
+	CreatedAt   time.Time           `json:"created_at"`
+	UpdatedAt   time.Time           `json:"updated_at"`
+	Version     string              `json:"version"`
+	RuleHash    string              `json:"rule_hash"`
 	// Actions and Audit are filled by GetIncident only.
 	Actions []Action     `json:"actions,omitempty"`
 	Audit   []AuditEntry `json:"audit,omitempty"`
@@ -65,19 +31,19 @@ type Incident struct {
 type Action struct {
 	ID         int64          `json:"id"`
 	IncidentID int64          `json:"incident_id"`
-	Phase      string         `json:"phase"`
+	Phase      vocab.Phase    `json:"phase"`
 	Step       int            `json:"step"`
 	Rule       string         `json:"rule"`
 	Handler    string         `json:"handler"`
 	Target     string         `json:"target"`
 	Scope      string         `json:"scope"`
-	Class      string         `json:"class"`
-	Mode       string         `json:"mode"`
+	Class      vocab.Class    `json:"class"`
+	Mode       vocab.Mode     `json:"mode"`
 	Params     map[string]any `json:"params"`
 	Approval   string         `json:"approval"`
 	TimeoutMS  int64          `json:"timeout_ms"`
-	State      string         `json:"state"`
-	Reason     string         `json:"reason"`
+	State      vocab.State    `json:"state"`
+	Reason     vocab.Reason   `json:"reason"`
 	Attempt    int            `json:"attempt"`
 	ApprovedBy string         `json:"approved_by"`
 	Owner      string         `json:"owner"`

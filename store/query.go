@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/responder-sre/responder/vocab"
 )
 
 // ErrNotFound is returned when a row does not exist.
@@ -69,7 +70,7 @@ func nextCursor(n, limit int, lastID int64) string {
 
 // IncidentFilter filters ListIncidents.
 type IncidentFilter struct {
-	State string
+	State vocab.IncidentState
 	Rule  string
 	Page
 }
@@ -136,7 +137,7 @@ func (s *Store) GetIncident(ctx context.Context, id int64) (*Incident, error) {
 
 // ActionFilter filters ListActions.
 type ActionFilter struct {
-	State      string
+	State      vocab.State
 	Rule       string
 	IncidentID int64
 	Page

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/responder-sre/responder/vocab"
 )
 
 // RenewOwnedLeases extends the leases of the running actions among ids that owner holds, and
@@ -17,7 +18,7 @@ func (s *Store) RenewOwnedLeases(ctx context.Context, owner string, ids []int64,
 	}
 	rows, err := s.pool.Query(ctx, `
 UPDATE actions SET lease_until = $3
- WHERE id = ANY($1) AND owner = $2 AND state = 'running'
+ WHERE id = ANY($1) AND owner = $2 AND state = `+lit(vocab.StateRunning)+`
 RETURNING id`, ids, owner, until)
 	if err != nil {
 		return nil, fmt.Errorf("renew leases: %w", err)

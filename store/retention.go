@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/responder-sre/responder/vocab"
 )
 
 // maxExpiredPerPass bounds how many unreplayed dead letters one retention pass lists (and then
@@ -17,7 +18,7 @@ const maxExpiredPerPass = 10_000
 type Abandoned struct {
 	ID         int64
 	Rule       string
-	PrevState  string
+	PrevState  vocab.IncidentState
 	LastSeenAt time.Time
 }
 
@@ -64,11 +65,11 @@ func (s *Store) abandonIncidents(ctx context.Context, cutoff, now time.Time) ([]
 		rows, err := tx.Query(ctx, `
 WITH gone AS (
     SELECT id, state FROM incidents
-     WHERE state IN ('pending', 'firing', 'suppressed') AND last_seen_at < $1
+     WHERE state IN `+sqlUnended+` AND last_seen_at < $1
      ORDER BY id
      FOR NO KEY UPDATE SKIP LOCKED
 )
-UPDATE incidents i SET state = 'abandoned', resolved_at = $2, updated_at = $2
+UPDATE incidents i SET state = `+lit(vocab.IncidentAbandoned)+`, resolved_at = $2, updated_at = $2
   FROM gone
  WHERE i.id = gone.id
 RETURNING i.id, i.rule, gone.state, i.last_seen_at`, cutoff, now)
@@ -87,12 +88,12 @@ RETURNING i.id, i.rule, gone.state, i.last_seen_at`, cutoff, now)
 		audit := make([]AuditInsert, len(out))
 		for i, a := range out {
 			ids[i] = a.ID
-			audit[i] = AuditInsert{At: now, IncidentID: a.ID, Kind: AuditIncident, Actor: "retention", Reason: IncidentAbandoned,
+			audit[i] = AuditInsert{At: now, IncidentID: a.ID, Kind: AuditIncident, Actor: "retention", Reason: string(vocab.ReasonAbandoned),
 				Detail: map[string]any{"previous_state": a.PrevState, "last_seen_at": a.LastSeenAt}}
 		}
 		if _, err := tx.Exec(ctx, `
-UPDATE actions SET state = 'skipped', reason = 'cancelled', finished_at = $2
- WHERE incident_id = ANY($1) AND state IN ('planned', 'awaiting_approval', 'approved')`, ids, now); err != nil {
+UPDATE actions SET state = `+lit(vocab.StateSkipped)+`, reason = `+lit(vocab.ReasonCancelled)+`, finished_at = $2
+ WHERE incident_id = ANY($1) AND state IN `+sqlWaiting+``, ids, now); err != nil {
 			return fmt.Errorf("abandon incidents: cancel actions: %w", err)
 		}
 		if _, err := tx.Exec(ctx, `DELETE FROM timers WHERE incident_id = ANY($1)`, ids); err != nil {

@@ -11,6 +11,7 @@ import (
 	"github.com/responder-sre/responder/alert"
 	"github.com/responder-sre/responder/store"
 	"github.com/responder-sre/responder/store/pgtest"
+	"github.com/responder-sre/responder/vocab"
 )
 
 func retentionStore(t *testing.T) *store.Store {
@@ -24,7 +25,7 @@ func retentionStore(t *testing.T) *store.Store {
 }
 
 // retentionIncident records an incident of alert name in state, last received at seen.
-func retentionIncident(t *testing.T, s *store.Store, name, state string, seen time.Time) int64 {
+func retentionIncident(t *testing.T, s *store.Store, name string, state vocab.IncidentState, seen time.Time) int64 {
 	t.Helper()
 	ctx := context.Background()
 	a := alert.Alert{Status: alert.StatusFiring, Labels: map[string]string{"alertname": name}, StartsAt: seen, ReceivedAt: seen}
@@ -64,13 +65,13 @@ func TestRetentionAbandonsIncidentsNeverResolved(t *testing.T) {
 	keep := 90 * 24 * time.Hour
 	now := time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)
 	old := now.Add(-keep - time.Hour)
-	firing := retentionIncident(t, s, "LostResolution", store.IncidentFiring, old)
-	pending := retentionIncident(t, s, "NeverHolds", store.IncidentPending, old)
-	alive := retentionIncident(t, s, "StillSent", store.IncidentFiring, now.Add(-time.Hour))
+	firing := retentionIncident(t, s, "LostResolution", vocab.IncidentFiring, old)
+	pending := retentionIncident(t, s, "NeverHolds", vocab.IncidentPending, old)
+	alive := retentionIncident(t, s, "StillSent", vocab.IncidentFiring, now.Add(-time.Hour))
 	noErr(t, s.InTx(ctx, func(tx pgx.Tx) error {
-		if _, err := s.InsertActionsTx(ctx, tx, []store.NewAction{{IncidentID: firing, Phase: store.PhaseActions, Rule: "r", RuleHash: "h",
+		if _, err := s.InsertActionsTx(ctx, tx, []store.NewAction{{IncidentID: firing, Phase: vocab.PhaseActions, Rule: "r", RuleHash: "h",
 			Handler: "http.request", Target: "t", Scope: "s", Class: "disruptive", Mode: "enforce", Params: map[string]any{},
-			Approval: "required", State: store.ActionAwaitingApproval, At: old, BasisAt: old}}); err != nil {
+			Approval: "required", State: vocab.StateAwaitingApproval, At: old, BasisAt: old}}); err != nil {
 			return err
 		}
 		return s.InsertTimersTx(ctx, tx, []store.TimerInsert{{IncidentID: pending, Kind: store.TimerFor, DueAt: now.Add(time.Minute)}})
@@ -92,7 +93,7 @@ func TestRetentionAbandonsIncidentsNeverResolved(t *testing.T) {
 	if !slices.Equal(got, []int64{firing, pending}) {
 		t.Fatalf("abandoned %v, want %v", got, []int64{firing, pending})
 	}
-	for id, want := range map[int64]string{firing: store.IncidentAbandoned, pending: store.IncidentAbandoned, alive: store.IncidentFiring} {
+	for id, want := range map[int64]vocab.IncidentState{firing: vocab.IncidentAbandoned, pending: vocab.IncidentAbandoned, alive: vocab.IncidentFiring} {
 		inc, err := s.GetIncident(ctx, id)
 		if err != nil {
 			t.Fatal(err)
@@ -100,7 +101,7 @@ func TestRetentionAbandonsIncidentsNeverResolved(t *testing.T) {
 		if inc.State != want {
 			t.Errorf("incident %d (%s) is %s, want %s", id, inc.AlertName, inc.State, want)
 		}
-		if want == store.IncidentAbandoned && (inc.ResolvedAt == nil || !inc.ResolvedAt.Equal(now)) {
+		if want == vocab.IncidentAbandoned && (inc.ResolvedAt == nil || !inc.ResolvedAt.Equal(now)) {
 			t.Errorf("abandoned incident %d: resolved_at %v, want the pass's time", id, inc.ResolvedAt)
 		}
 	}

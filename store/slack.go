@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/responder-sre/responder/alert"
+	"github.com/responder-sre/responder/vocab"
 )
 
 // AuditSlack is the audit kind of refused Slack requests (bad signature, not an approver).
@@ -59,7 +60,7 @@ func (s *Store) SlackCandidates(ctx context.Context, floor int64, since time.Tim
 (SELECT `+prefixed("i.", incidentCols)+`, i.alert, NULL::text, NULL::text, NULL::text, NULL::int, NULL::boolean, NULL::timestamptz
    FROM incidents i
   WHERE i.id > $1 AND i.created_at > $2
-    AND (i.state IN ('firing', 'suppressed') OR (i.state = 'resolved' AND i.fired_at IS NOT NULL))
+    AND (i.state IN `+list(vocab.IncidentFiring, vocab.IncidentSuppressed)+` OR (i.state = `+lit(vocab.IncidentResolved)+` AND i.fired_at IS NOT NULL))
     AND NOT EXISTS (SELECT 1 FROM slack_messages m WHERE m.incident_id = i.id)
   ORDER BY i.id LIMIT $3)
 UNION ALL

@@ -16,6 +16,7 @@ import (
 	"github.com/responder-sre/responder/alert"
 	"github.com/responder-sre/responder/store"
 	"github.com/responder-sre/responder/store/pgtest"
+	"github.com/responder-sre/responder/vocab"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
@@ -87,7 +88,7 @@ func TestListPagination(t *testing.T) {
 		if err := a.Validate(); err != nil {
 			t.Fatal(err)
 		}
-		ups = append(ups, store.IncidentUpsert{Rule: "r", RuleHash: "h", Alert: a, State: store.IncidentFiring, At: t0})
+		ups = append(ups, store.IncidentUpsert{Rule: "r", RuleHash: "h", Alert: a, State: vocab.IncidentFiring, At: t0})
 	}
 	if err := s.InTx(ctx, func(tx pgx.Tx) error { _, err := s.UpsertIncidentsTx(ctx, tx, ups); return err }); err != nil {
 		t.Fatal(err)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/responder-sre/responder/alert"
 	"github.com/responder-sre/responder/handlers"
+	"github.com/responder-sre/responder/vocab"
 )
 
 const (
@@ -32,7 +33,7 @@ type Action struct {
 	path   string // escaped, without query
 	header http.Header
 	body   string
-	class  handlers.Class
+	class  vocab.Class
 }
 
 var _ handlers.Action = (*Action)(nil)
@@ -44,7 +45,7 @@ func (a *Action) Target() string { return a.method + " " + a.host + a.path }
 func (a *Action) Scope() string { return a.host }
 
 // Class is the class the rule gave (param class), disruptive by default.
-func (a *Action) Class() handlers.Class { return a.class }
+func (a *Action) Class() vocab.Class { return a.class }
 
 // Check cannot tell whether a request is still needed.
 func (a *Action) Check(context.Context, alert.Alert) error { return handlers.ErrNotCheckable }
@@ -120,10 +121,10 @@ func (a *Action) reveal(ctx context.Context, rv *handlers.Revealed) (request, er
 		// The host is literal in the rule; check that the resolved URL still goes there.
 		u, perr := url.Parse(r.url)
 		if perr != nil {
-			return r, handlers.Fail(handlers.ReasonBadParam, "url: a secret makes it invalid")
+			return r, handlers.Fail(vocab.ReasonBadParam, "url: a secret makes it invalid")
 		}
 		if host, cerr := h.checkURL(u); cerr != nil || host != a.host {
-			return r, handlers.Fail(handlers.ReasonBadParam, "url: a secret changes its host")
+			return r, handlers.Fail(vocab.ReasonBadParam, "url: a secret changes its host")
 		}
 	}
 	if r.body, err = rv.Reveal(ctx, h.secrets, a.body); err != nil {
@@ -135,7 +136,7 @@ func (a *Action) reveal(ctx context.Context, rv *handlers.Revealed) (request, er
 				return r, err
 			}
 			if err := checkHeader(k, vs[i]); err != nil {
-				return r, &handlers.Error{Reason: handlers.ReasonBadParam, Err: err}
+				return r, &handlers.Error{Reason: vocab.ReasonBadParam, Err: err}
 			}
 		}
 	}
@@ -152,7 +153,7 @@ func (a *Action) attempt(ctx context.Context, r request, rv *handlers.Revealed, 
 	}
 	req, err := http.NewRequestWithContext(actx, a.method, r.url, body)
 	if err != nil {
-		return outcome{err: handlers.Fail(handlers.ReasonBadParam, "%s", h.redact.Error(err))}
+		return outcome{err: handlers.Fail(vocab.ReasonBadParam, "%s", h.redact.Error(err))}
 	}
 	req.Header = r.header.Clone()
 	if r.key != "" {
@@ -183,19 +184,19 @@ func (a *Action) attempt(ctx context.Context, r request, rv *handlers.Revealed, 
 		}
 		return outcome{res: handlers.Result{Detail: detail}}
 	case code == http.StatusTooManyRequests:
-		o := outcome{err: handlers.Fail(handlers.ReasonClientError, "attempt %d: %s", n, detail), retry: true}
+		o := outcome{err: handlers.Fail(vocab.ReasonClientError, "attempt %d: %s", n, detail), retry: true}
 		if d, ok := parseRetryAfter(resp.Header.Get("Retry-After"), h.now()); ok {
 			if d > maxRetryAfter {
-				o.err = handlers.Fail(handlers.ReasonClientError, "attempt %d: %s (Retry-After %s is longer than %s)", n, detail, d, maxRetryAfter)
+				o.err = handlers.Fail(vocab.ReasonClientError, "attempt %d: %s (Retry-After %s is longer than %s)", n, detail, d, maxRetryAfter)
 				o.retry = false
 			}
 			o.retryAfter = d
 		}
 		return o
 	case code >= 500:
-		return outcome{err: handlers.Fail(handlers.ReasonServerError, "attempt %d: %s", n, detail), retry: true}
+		return outcome{err: handlers.Fail(vocab.ReasonServerError, "attempt %d: %s", n, detail), retry: true}
 	default:
-		return outcome{err: handlers.Fail(handlers.ReasonClientError, "attempt %d: %s", n, detail)}
+		return outcome{err: handlers.Fail(vocab.ReasonClientError, "attempt %d: %s", n, detail)}
 	}
 }
 
@@ -204,15 +205,15 @@ func (a *Action) transportError(ctx, actx context.Context, n int, err, msg error
 	var ne net.Error
 	switch {
 	case errors.Is(err, errRedirect):
-		return outcome{err: &handlers.Error{Reason: handlers.ReasonClientError, Err: fmt.Errorf("attempt %d: %w", n, msg)}}
+		return outcome{err: &handlers.Error{Reason: vocab.ReasonClientError, Err: fmt.Errorf("attempt %d: %w", n, msg)}}
 	case ctx.Err() != nil:
 		// The whole action's deadline or cancellation: ReasonOf makes a deadline a timeout.
 		return outcome{err: fmt.Errorf("attempt %d: %w", n, context.Cause(ctx))}
 	case actx.Err() != nil || errors.As(err, &ne) && ne.Timeout():
-		return outcome{err: &handlers.Error{Reason: handlers.ReasonTimeout,
+		return outcome{err: &handlers.Error{Reason: vocab.ReasonTimeout,
 			Err: fmt.Errorf("attempt %d: no answer within %s: %w", n, a.h.timeout, msg)}, retry: true}
 	default:
-		return outcome{err: &handlers.Error{Reason: handlers.ReasonServerError, Err: fmt.Errorf("attempt %d: %w", n, msg)}, retry: true}
+		return outcome{err: &handlers.Error{Reason: vocab.ReasonServerError, Err: fmt.Errorf("attempt %d: %w", n, msg)}, retry: true}
 	}
 }
 

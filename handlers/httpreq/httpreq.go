@@ -15,6 +15,7 @@ import (
 
 	"github.com/responder-sre/responder/config"
 	"github.com/responder-sre/responder/handlers"
+	"github.com/responder-sre/responder/vocab"
 )
 
 // Name is the handler's name in rule files.
@@ -148,7 +149,7 @@ func (h *Handler) Spec() handlers.Spec {
 			{Name: "class", Type: handlers.String, Static: true,
 				Doc: "notify or disruptive (default disruptive): notify requests run even when paused"},
 		},
-		Class:           handlers.ClassDisruptive,
+		Class:           vocab.ClassDisruptive,
 		ClassParam:      "class",
 		DefaultApproval: handlers.ApprovalNone,
 		DefaultTimeout:  h.doTimeout(),
@@ -206,7 +207,7 @@ func (h *Handler) ValidateStatic(raw handlers.Params) error {
 func (h *Handler) Build(p handlers.Params) (handlers.Action, error) {
 	a, err := h.build(p)
 	if err != nil {
-		return nil, &handlers.Error{Reason: handlers.ReasonBadParam, Err: err}
+		return nil, &handlers.Error{Reason: vocab.ReasonBadParam, Err: err}
 	}
 	return a, nil
 }
@@ -215,7 +216,7 @@ func (h *Handler) build(p handlers.Params) (*Action, error) {
 	if err := checkRendered(h.Spec(), p); err != nil {
 		return nil, err
 	}
-	a := &Action{h: h, method: http.MethodPost, class: handlers.ClassDisruptive, header: http.Header{}}
+	a := &Action{h: h, method: http.MethodPost, class: vocab.ClassDisruptive, header: http.Header{}}
 	raw, _ := p["url"].(string)
 	u, host, err := h.parseURL(withoutSecrets(raw))
 	if err != nil {
@@ -288,10 +289,10 @@ func parseMethod(m string) (string, error) {
 	return "", fmt.Errorf("method %q is not one of GET, POST, PUT, PATCH, DELETE, HEAD", m)
 }
 
-func parseClass(c string) (handlers.Class, error) {
-	switch handlers.Class(c) {
-	case handlers.ClassNotify, handlers.ClassDisruptive:
-		return handlers.Class(c), nil
+func parseClass(c string) (vocab.Class, error) {
+	switch vocab.Class(c) {
+	case vocab.ClassNotify, vocab.ClassDisruptive:
+		return vocab.Class(c), nil
 	}
 	return "", fmt.Errorf("class %q is neither notify nor disruptive", c)
 }

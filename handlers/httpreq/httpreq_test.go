@@ -21,6 +21,7 @@ import (
 
 	"github.com/responder-sre/responder/alert"
 	"github.com/responder-sre/responder/handlers"
+	"github.com/responder-sre/responder/vocab"
 )
 
 // step is how the downstream answers one request.
@@ -120,7 +121,7 @@ func TestDoStatusSequences(t *testing.T) {
 		script     []step
 		timeout    time.Duration
 		retries    int
-		wantReason string // "" = success
+		wantReason vocab.Reason // "" = success
 		wantTries  int
 		wantDetail string
 	}{
@@ -129,17 +130,17 @@ func TestDoStatusSequences(t *testing.T) {
 		{name: "204 no body", script: []step{{code: 204}}, wantTries: 1, wantDetail: "204 No Content"},
 		{name: "500 500 200", script: []step{{code: 500}, {code: 500}, {code: 200, body: "ok"}},
 			wantTries: 3, wantDetail: "200 OK: ok"},
-		{name: "500 x3", script: []step{{code: 500, body: "boom"}}, wantReason: handlers.ReasonServerError, wantTries: 3},
-		{name: "503 then 400", script: []step{{code: 503}, {code: 400}}, wantReason: handlers.ReasonClientError, wantTries: 2},
-		{name: "404", script: []step{{code: 404}}, wantReason: handlers.ReasonClientError, wantTries: 1},
-		{name: "409", script: []step{{code: 409}}, wantReason: handlers.ReasonClientError, wantTries: 1},
+		{name: "500 x3", script: []step{{code: 500, body: "boom"}}, wantReason: vocab.ReasonServerError, wantTries: 3},
+		{name: "503 then 400", script: []step{{code: 503}, {code: 400}}, wantReason: vocab.ReasonClientError, wantTries: 2},
+		{name: "404", script: []step{{code: 404}}, wantReason: vocab.ReasonClientError, wantTries: 1},
+		{name: "409", script: []step{{code: 409}}, wantReason: vocab.ReasonClientError, wantTries: 1},
 		{name: "429 then 200", script: []step{{code: 429}, {code: 200}}, wantTries: 2, wantDetail: "200 OK"},
 		{name: "429 x3", script: []step{{code: 429, header: map[string]string{"Retry-After": "0"}}},
-			wantReason: handlers.ReasonClientError, wantTries: 3},
-		{name: "304 is not success", script: []step{{code: 304}}, wantReason: handlers.ReasonClientError, wantTries: 1},
-		{name: "no retries", script: []step{{code: 502}}, retries: -1, wantReason: handlers.ReasonServerError, wantTries: 1},
+			wantReason: vocab.ReasonClientError, wantTries: 3},
+		{name: "304 is not success", script: []step{{code: 304}}, wantReason: vocab.ReasonClientError, wantTries: 1},
+		{name: "no retries", script: []step{{code: 502}}, retries: -1, wantReason: vocab.ReasonServerError, wantTries: 1},
 		{name: "slow server", script: []step{{block: true}}, timeout: 100 * time.Millisecond, retries: 1,
-			wantReason: handlers.ReasonTimeout, wantTries: 2},
+			wantReason: vocab.ReasonTimeout, wantTries: 2},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -181,7 +182,7 @@ func TestDoConnectionRefused(t *testing.T) {
 	o := testOptions(d.host())
 	d.srv.Close()
 	_, err := mustBuild(t, New(o), handlers.Params{"url": url}).Do(t.Context(), alert.Alert{})
-	if got := handlers.ReasonOf(err); got != handlers.ReasonServerError {
+	if got := handlers.ReasonOf(err); got != vocab.ReasonServerError {
 		t.Fatalf("reason = %q (err %v), want server_error", got, err)
 	}
 }
@@ -278,11 +279,11 @@ func TestDoRetryAfter(t *testing.T) {
 		name       string
 		retryAfter string
 		wantWaits  []time.Duration
-		wantReason string
+		wantReason vocab.Reason
 		wantTries  int
 	}{
 		{name: "seconds honoured", retryAfter: "7", wantWaits: []time.Duration{7 * time.Second}, wantTries: 2},
-		{name: "beyond the cap: fail now", retryAfter: "3600", wantReason: handlers.ReasonClientError, wantTries: 1},
+		{name: "beyond the cap: fail now", retryAfter: "3600", wantReason: vocab.ReasonClientError, wantTries: 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -315,7 +316,7 @@ func TestDoNoRetryPastDeadline(t *testing.T) {
 	defer cancel()
 	start := time.Now()
 	_, err := mustBuild(t, New(o), handlers.Params{"url": d.srv.URL}).Do(ctx, alert.Alert{})
-	if handlers.ReasonOf(err) != handlers.ReasonServerError {
+	if handlers.ReasonOf(err) != vocab.ReasonServerError {
 		t.Fatalf("reason = %q (err %v), want server_error", handlers.ReasonOf(err), err)
 	}
 	if n := len(d.requests()); n != 1 {
@@ -344,7 +345,7 @@ func TestRedirects(t *testing.T) {
 		other := newDownstream(t, step{code: 200})
 		d := newDownstream(t, step{code: 307, header: map[string]string{"Location": other.srv.URL + "/steal"}})
 		_, err := mustBuild(t, New(testOptions(d.host())), handlers.Params{"url": d.srv.URL + "/x"}).Do(keyCtx(t, "1"), alert.Alert{})
-		if handlers.ReasonOf(err) != handlers.ReasonClientError || !errors.Is(err, errRedirect) {
+		if handlers.ReasonOf(err) != vocab.ReasonClientError || !errors.Is(err, errRedirect) {
 			t.Fatalf("err = %v (reason %q), want a refused redirect with client_error", err, handlers.ReasonOf(err))
 		}
 		if n := len(other.requests()); n != 0 {
@@ -431,18 +432,18 @@ func TestBuild(t *testing.T) {
 		params     handlers.Params
 		wantTarget string
 		wantScope  string
-		wantClass  handlers.Class
+		wantClass  vocab.Class
 		wantErr    string // "" = ok; errors must be bad_param
 	}{
 		{name: "rendered example", params: handlers.Params{
 			"url": "http://airflow.internal:8080/api/v1/dags/billing_ingest/dagRuns", "body": `{"conf":{"reason":"BillingIngestStale"}}`},
-			wantTarget: "POST airflow.internal:8080/api/v1/dags/billing_ingest/dagRuns", wantScope: "airflow.internal:8080", wantClass: handlers.ClassDisruptive},
+			wantTarget: "POST airflow.internal:8080/api/v1/dags/billing_ingest/dagRuns", wantScope: "airflow.internal:8080", wantClass: vocab.ClassDisruptive},
 		{name: "canonical form", params: handlers.Params{"url": "HTTP://Airflow.INTERNAL:8080/A/b?x=1#frag", "method": "delete", "class": "notify"},
-			wantTarget: "DELETE airflow.internal:8080/A/b", wantScope: "airflow.internal:8080", wantClass: handlers.ClassNotify},
+			wantTarget: "DELETE airflow.internal:8080/A/b", wantScope: "airflow.internal:8080", wantClass: vocab.ClassNotify},
 		{name: "default port dropped", params: handlers.Params{"url": "https://status.example.com:443"},
-			wantTarget: "POST status.example.com/", wantScope: "status.example.com", wantClass: handlers.ClassDisruptive},
+			wantTarget: "POST status.example.com/", wantScope: "status.example.com", wantClass: vocab.ClassDisruptive},
 		{name: "escaped path kept", params: handlers.Params{"url": "https://status.example.com/a%20b/c"},
-			wantTarget: "POST status.example.com/a%20b/c", wantScope: "status.example.com", wantClass: handlers.ClassDisruptive},
+			wantTarget: "POST status.example.com/a%20b/c", wantScope: "status.example.com", wantClass: vocab.ClassDisruptive},
 		{name: "rendered dot-dot", params: handlers.Params{"url": "http://airflow.internal:8080/api/v1/dags/../../admin"}, wantErr: ".."},
 		{name: "rendered encoded dot-dot", params: handlers.Params{"url": "http://airflow.internal:8080/api/%2e%2e/admin"}, wantErr: ".."},
 		{name: "rendered backslash dot-dot", params: handlers.Params{"url": `http://airflow.internal:8080/api/..\admin`}, wantErr: ".."},
@@ -459,7 +460,7 @@ func TestBuild(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			a, err := h.Build(tt.params)
 			if tt.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tt.wantErr) || handlers.ReasonOf(err) != handlers.ReasonBadParam {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) || handlers.ReasonOf(err) != vocab.ReasonBadParam {
 					t.Fatalf("Build = %v (reason %q), want bad_param containing %q", err, handlers.ReasonOf(err), tt.wantErr)
 				}
 				return
@@ -507,7 +508,7 @@ func TestRegistryAcceptsIssueExample(t *testing.T) {
 func TestSpec(t *testing.T) {
 	h := New(Options{AllowedHosts: []string{"airflow.internal:8080"}})
 	s := h.Spec()
-	if s.Name != "http.request" || s.Class != handlers.ClassDisruptive || s.DefaultApproval != handlers.ApprovalNone {
+	if s.Name != "http.request" || s.Class != vocab.ClassDisruptive || s.DefaultApproval != handlers.ApprovalNone {
 		t.Errorf("Spec = %q %q %q, want http.request disruptive none", s.Name, s.Class, s.DefaultApproval)
 	}
 	if min := 3 * DefaultTimeout; s.DefaultTimeout < min {
@@ -620,7 +621,7 @@ func FuzzBuild(f *testing.F) {
 	f.Fuzz(func(t *testing.T, url, method string) {
 		a, err := h.Build(handlers.Params{"url": url, "method": method})
 		if err != nil {
-			if handlers.ReasonOf(err) != handlers.ReasonBadParam {
+			if handlers.ReasonOf(err) != vocab.ReasonBadParam {
 				t.Fatalf("Build(%q) error %v has reason %q", url, err, handlers.ReasonOf(err))
 			}
 			return

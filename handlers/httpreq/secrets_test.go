@@ -16,6 +16,7 @@ import (
 	"github.com/responder-sre/responder/alert"
 	"github.com/responder-sre/responder/config"
 	"github.com/responder-sre/responder/handlers"
+	"github.com/responder-sre/responder/vocab"
 )
 
 const secretValue = "s3cr3t-Value-42"
@@ -108,7 +109,7 @@ func TestSecretResolvedAtCallTimeAndScrubbed(t *testing.T) {
 	}
 
 	_, err = mustBuild(t, h, params(bad)).Do(keyCtx(t, "2"), alert.Alert{})
-	if err == nil || handlers.ReasonOf(err) != handlers.ReasonClientError {
+	if err == nil || handlers.ReasonOf(err) != vocab.ReasonClientError {
 		t.Fatalf("err = %v (reason %q), want client_error", err, handlers.ReasonOf(err))
 	}
 	if strings.Contains(err.Error(), secretValue) || !strings.Contains(err.Error(), "<secret token>") {
@@ -143,7 +144,7 @@ func TestSecretUnreadable(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err := a.Do(keyCtx(t, "1"), alert.Alert{})
-	if handlers.ReasonOf(err) != handlers.ReasonBadParam || !strings.Contains(err.Error(), `secret "token"`) {
+	if handlers.ReasonOf(err) != vocab.ReasonBadParam || !strings.Contains(err.Error(), `secret "token"`) {
 		t.Fatalf("err = %v, want bad_param naming the secret", err)
 	}
 	if uris, _, _ := s.got(); len(uris) != 0 {

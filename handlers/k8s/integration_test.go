@@ -22,6 +22,7 @@ import (
 	"github.com/responder-sre/responder/handlers/k8s"
 	"github.com/responder-sre/responder/handlers/k8s/k8stest"
 	"github.com/responder-sre/responder/internal/testwait"
+	"github.com/responder-sre/responder/vocab"
 )
 
 // The tests in this file run the handlers against a real control plane (k8stest): the Eviction
@@ -247,13 +248,13 @@ func TestIntegrationRestartPod(t *testing.T) {
 	waitPDB(ctx, t, cs, ns, "web", 0)
 	victim = after[1]
 	blocked := build(t, h, handlers.Params{"namespace": ns, "pod": victim.Name, "retry_for": "1s", "verify_timeout": "60s"})
-	if err := blocked.Check(ctx, al); handlers.ReasonOf(err) != handlers.ReasonPDBBlocked {
+	if err := blocked.Check(ctx, al); handlers.ReasonOf(err) != vocab.ReasonPDBBlocked {
 		t.Fatalf("check under a closed budget: %v, want pdb_blocked", err)
 	}
 	begin = time.Now()
 	_, err = blocked.Do(actx(ctx, 43), al)
 	took := time.Since(begin)
-	if handlers.ReasonOf(err) != handlers.ReasonPDBBlocked {
+	if handlers.ReasonOf(err) != vocab.ReasonPDBBlocked {
 		t.Fatalf("do under a closed budget: %v, want pdb_blocked", err)
 	}
 	if took < time.Second || took > 20*time.Second {
@@ -490,7 +491,7 @@ func TestIntegrationRBAC(t *testing.T) {
 	t.Run("forbidden in another namespace", func(t *testing.T) {
 		a := build(t, h, handlers.Params{"namespace": other, "pod": out[0].Name, "verify_timeout": "60s"})
 		_, err := a.Do(actx(ctx, 2), al)
-		if handlers.ReasonOf(err) != handlers.ReasonClientError || !strings.Contains(err.Error(), "forbidden") ||
+		if handlers.ReasonOf(err) != vocab.ReasonClientError || !strings.Contains(err.Error(), "forbidden") ||
 			!strings.Contains(err.Error(), `needs "get" on "pods" in namespace "`+other+`"`) {
 			t.Fatalf("do in %s: %v, want client_error naming the missing permission", other, err)
 		}

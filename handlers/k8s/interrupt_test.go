@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/responder-sre/responder/handlers"
+	"github.com/responder-sre/responder/vocab"
 )
 
 // realTimeHandlers builds the handlers on e's fake cluster with the real clock and sleep and
@@ -72,7 +73,7 @@ func TestRestartPodStopsRetryingWhenPaused(t *testing.T) {
 	if n, _ := ev.count(); n != 1 {
 		t.Errorf("%d evictions, want 1 (none after the pause)", n)
 	}
-	if !errors.Is(err, handlers.ErrPaused) || handlers.ReasonOf(err) != handlers.ReasonPaused {
+	if !errors.Is(err, handlers.ErrPaused) || handlers.ReasonOf(err) != vocab.ReasonPaused {
 		t.Errorf("err = %v (reason %s), want the pause", err, handlers.ReasonOf(err))
 	}
 	if !handlers.HadNoEffect(err) {

@@ -17,6 +17,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/responder-sre/responder/handlers"
+	"github.com/responder-sre/responder/vocab"
 )
 
 // Handler names as written in rule files.
@@ -111,7 +112,7 @@ func New(o Options) ([]handlers.Handler, error) {
 }
 
 // errNotConfigured is the failure of an action whose handler has no Kubernetes client.
-var errNotConfigured = handlers.Fail(handlers.ReasonBadParam, "kubernetes is not configured (handlers.kubernetes.namespaces)")
+var errNotConfigured = handlers.Fail(vocab.ReasonBadParam, "kubernetes is not configured (handlers.kubernetes.namespaces)")
 
 // configured fails when the handlers have no client.
 func (b *base) configured() error {

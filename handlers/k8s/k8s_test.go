@@ -24,6 +24,7 @@ import (
 
 	"github.com/responder-sre/responder/alert"
 	"github.com/responder-sre/responder/handlers"
+	"github.com/responder-sre/responder/vocab"
 )
 
 var (
@@ -130,7 +131,7 @@ func build(t *testing.T, h handlers.Handler, p handlers.Params) handlers.Action 
 }
 
 // wantReason fails unless err has the reason and contains every fragment.
-func wantReason(t *testing.T, err error, reason string, fragments ...string) {
+func wantReason(t *testing.T, err error, reason vocab.Reason, fragments ...string) {
 	t.Helper()
 	if err == nil {
 		t.Fatalf("err = nil, want reason %s", reason)

@@ -2,9 +2,11 @@ package k8s
 
 import (
 	"context"
-	"github.com/responder-sre/responder/alert"
 	"strings"
 	"testing"
+
+	"github.com/responder-sre/responder/alert"
+	"github.com/responder-sre/responder/vocab"
 
 	"k8s.io/client-go/kubernetes/fake"
 
@@ -70,7 +72,7 @@ func TestParams(t *testing.T) {
 					t.Errorf("%s: no error, want %q", what, want)
 				case want != "" && !strings.Contains(err.Error(), want):
 					t.Errorf("%s: %v, want %q", what, err, want)
-				case err != nil && handlers.ReasonOf(err) != handlers.ReasonBadParam:
+				case err != nil && handlers.ReasonOf(err) != vocab.ReasonBadParam:
 					t.Errorf("%s: reason %s, want bad_param", what, handlers.ReasonOf(err))
 				}
 			}
@@ -104,7 +106,7 @@ func TestNewRefuses(t *testing.T) {
 		if got := act.Target(); !strings.HasPrefix(got, "shop/") {
 			t.Errorf("%s: Target without a client = %q", tc.h.Spec().Name, got)
 		}
-		if _, err := act.Do(context.Background(), alert.Alert{}); handlers.ReasonOf(err) != handlers.ReasonBadParam {
+		if _, err := act.Do(context.Background(), alert.Alert{}); handlers.ReasonOf(err) != vocab.ReasonBadParam {
 			t.Errorf("%s: Do without a client: %v, want bad_param", tc.h.Spec().Name, err)
 		}
 	}
@@ -128,7 +130,7 @@ func TestSpecs(t *testing.T) {
 	for _, h := range []handlers.Handler{e.restart, e.rollout, e.scale} {
 		s := h.Spec()
 		t.Run(s.Name, func(t *testing.T) {
-			if s.Class != handlers.ClassDisruptive || s.Scope != "namespace" || len(s.RBAC) == 0 || s.Example == "" || s.DefaultTimeout <= 0 {
+			if s.Class != vocab.ClassDisruptive || s.Scope != "namespace" || len(s.RBAC) == 0 || s.Example == "" || s.DefaultTimeout <= 0 {
 				t.Errorf("spec %+v", s)
 			}
 			if !strings.Contains(s.Example, s.Name) {
@@ -158,7 +160,7 @@ func FuzzRestartParams(f *testing.F) {
 	f.Fuzz(func(t *testing.T, ns, pod, minHealthy string) {
 		a, err := hs[0].Build(handlers.Params{"namespace": ns, "pod": pod, "min_healthy": minHealthy})
 		if err != nil {
-			if handlers.ReasonOf(err) != handlers.ReasonBadParam {
+			if handlers.ReasonOf(err) != vocab.ReasonBadParam {
 				t.Fatalf("reason %s", handlers.ReasonOf(err))
 			}
 			return

@@ -17,6 +17,7 @@ import (
 
 	"github.com/responder-sre/responder/alert"
 	"github.com/responder-sre/responder/handlers"
+	"github.com/responder-sre/responder/vocab"
 )
 
 // RestartPod is the k8s.restart_pod handler: it evicts one pod through the Eviction API.
@@ -66,7 +67,7 @@ func (h *RestartPod) Spec() handlers.Spec {
 			{Name: "retry_for", Type: handlers.Duration, Doc: "how long to retry an eviction a PodDisruptionBudget refuses (429); default 10m"},
 			{Name: "verify_timeout", Type: handlers.Duration, Doc: "how long to wait for the workload's ready replicas to recover; default 2m"},
 		},
-		Class:           handlers.ClassDisruptive,
+		Class:           vocab.ClassDisruptive,
 		DefaultApproval: handlers.ApprovalNone,
 		DefaultTimeout:  DefaultRetryFor + DefaultVerifyTimeout + slack,
 		Target:          "namespace/Kind/name of the owning workload (Deployment, StatefulSet, DaemonSet or bare ReplicaSet); namespace/Pod/name for a standalone or vanished pod",
@@ -232,7 +233,7 @@ func (a *RestartAction) preconditions(ctx context.Context, pod *corev1.Pod) (*pl
 			return nil, refuse("%v; nothing would recreate it (set allow_standalone: true to evict it anyway)", err)
 		}
 		return p, nil
-	case err != nil && handlers.ReasonOf(err) != handlers.ReasonError:
+	case err != nil && handlers.ReasonOf(err) != vocab.ReasonError:
 		return nil, err
 	case err != nil:
 		return nil, refuse("%v", err)
@@ -280,7 +281,7 @@ func (a *RestartAction) Check(ctx context.Context, _ alert.Alert) error {
 	case gone:
 		return fmt.Errorf("pod %s/%s no longer exists", a.ns, a.pod)
 	case blocked:
-		return handlers.Fail(handlers.ReasonPDBBlocked, "a PodDisruptionBudget would refuse the eviction now: %v", err)
+		return handlers.Fail(vocab.ReasonPDBBlocked, "a PodDisruptionBudget would refuse the eviction now: %v", err)
 	default:
 		return err
 	}
@@ -317,12 +318,12 @@ func (a *RestartAction) evict(ctx context.Context, uid types.UID, dry bool) (evi
 	case ctx.Err() != nil:
 		return failed, apiError(ctx, c, err)
 	case apierrors.IsInternalError(err) && strings.Contains(err.Error(), "more than one PodDisruptionBudget"):
-		return failed, &handlers.Error{Reason: handlers.ReasonPDBBlocked,
+		return failed, &handlers.Error{Reason: vocab.ReasonPDBBlocked,
 			Err: fmt.Errorf("%s: several PodDisruptionBudgets select the pod and the Eviction API refuses it; fix the budgets: %w", c, err)}
 	}
 	var status apierrors.APIStatus
 	if errors.As(err, &status) && status.Status().Code == 500 && strings.Contains(status.Status().Message, "more than one PodDisruptionBudget") {
-		return failed, &handlers.Error{Reason: handlers.ReasonPDBBlocked,
+		return failed, &handlers.Error{Reason: vocab.ReasonPDBBlocked,
 			Err: fmt.Errorf("%s: several PodDisruptionBudgets select the pod and the Eviction API refuses it; fix the budgets: %w", c, err)}
 	}
 	return failed, apiError(ctx, c, err)
@@ -393,9 +394,9 @@ func (a *RestartAction) do(ctx context.Context, al alert.Alert, sent *bool) (han
 				wait = max(wait, time.Duration(d)*time.Second)
 			}
 			wait = min(wait, max(a.retryFor-elapsed, 0))
-			reason := handlers.ReasonPDBBlocked
+			reason := vocab.ReasonPDBBlocked
 			if !isBudgetRefusal(err) {
-				reason = handlers.ReasonServerError
+				reason = vocab.ReasonServerError
 			}
 			giveUp := ""
 			switch dl, ok := ctx.Deadline(); {
@@ -469,14 +470,14 @@ func (a *RestartAction) verify(ctx context.Context, w workload, evictedUID types
 			}
 		}
 		if err != nil {
-			if r := handlers.ReasonOf(err); r == handlers.ReasonClientError || ctx.Err() != nil {
+			if r := handlers.ReasonOf(err); r == vocab.ReasonClientError || ctx.Err() != nil {
 				return handlers.Result{}, fmt.Errorf("%s; verifying %s: %w", did, w, err)
 			}
 			last = err.Error()
 		}
 		left := deadline.Sub(h.now())
 		if left <= 0 {
-			return handlers.Result{}, handlers.Fail(handlers.ReasonNotRecovered, "%s; %s did not recover within verify_timeout %s: %s", did, w, a.verifyTimeout, last)
+			return handlers.Result{}, handlers.Fail(vocab.ReasonNotRecovered, "%s; %s did not recover within verify_timeout %s: %s", did, w, a.verifyTimeout, last)
 		}
 		if err := h.sleep(ctx, min(h.poll, left)); err != nil {
 			return handlers.Result{}, fmt.Errorf("%s; verifying %s (%s): %w", did, w, last, err)

@@ -16,6 +16,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/responder-sre/responder/handlers"
+	"github.com/responder-sre/responder/vocab"
 )
 
 var podsGR = schema.GroupResource{Resource: "pods"}
@@ -62,11 +63,11 @@ func TestRestartPodDo(t *testing.T) {
 		params   handlers.Params
 		answer   func(n int) error
 		onSleep  func(*env)
-		reason   string   // "" = success
-		contains []string // in the error or the result detail
-		evicts   int      // eviction calls; -1: more than one
-		podLeft  bool     // web-abc-1 (or the named pod) still exists afterwards
-		event    string   // reason of the Event expected on the workload ("" = none)
+		reason   vocab.Reason // "" = success
+		contains []string     // in the error or the result detail
+		evicts   int          // eviction calls; -1: more than one
+		podLeft  bool         // web-abc-1 (or the named pod) still exists afterwards
+		event    string       // reason of the Event expected on the workload ("" = none)
 	}{
 		{name: "evicted and recovered", objs: webCluster(3), onSleep: replaceWhenGone(true),
 			evicts: 1, event: ReasonRestart, contains: []string{"evicted pod web-abc-1", "shop/Deployment/web recovered", "3 of 3"}},
@@ -80,38 +81,38 @@ func TestRestartPodDo(t *testing.T) {
 			evicts: 3, event: ReasonRestart, contains: []string{"recovered"}},
 		{name: "429 until retry_for is pdb_blocked", objs: webCluster(3), params: handlers.Params{"retry_for": "30s"},
 			answer: func(int) error { return tooManyRequests() },
-			reason: handlers.ReasonPDBBlocked, evicts: -1, podLeft: true, event: ReasonRestartBlocked, contains: []string{"retry_for 30s elapsed", "disruption budget"}},
+			reason: vocab.ReasonPDBBlocked, evicts: -1, podLeft: true, event: ReasonRestartBlocked, contains: []string{"retry_for 30s elapsed", "disruption budget"}},
 		{name: "500 several budgets fails at once", objs: webCluster(3), answer: func(int) error { return severalBudgets() },
-			reason: handlers.ReasonPDBBlocked, evicts: 1, podLeft: true, contains: []string{"several PodDisruptionBudgets"}},
+			reason: vocab.ReasonPDBBlocked, evicts: 1, podLeft: true, contains: []string{"several PodDisruptionBudgets"}},
 		{name: "403 names the permission", objs: webCluster(3),
 			answer: func(int) error {
 				return apierrors.NewForbidden(schema.GroupResource{Resource: "pods/eviction"}, "web-abc-1", nil)
 			},
-			reason: handlers.ReasonClientError, evicts: 1, podLeft: true, contains: []string{`needs "create" on "pods/eviction" in namespace "shop"`, "responder rbac"}},
+			reason: vocab.ReasonClientError, evicts: 1, podLeft: true, contains: []string{`needs "create" on "pods/eviction" in namespace "shop"`, "responder rbac"}},
 		{name: "other 500 is server_error", objs: webCluster(3),
 			answer: func(int) error { return apierrors.NewInternalError(context.Canceled) },
-			reason: handlers.ReasonServerError, evicts: 1, podLeft: true},
+			reason: vocab.ReasonServerError, evicts: 1, podLeft: true},
 		{name: "404 on eviction: already gone", objs: webCluster(3), onSleep: replaceWhenGone(true),
 			answer: func(int) error { return apierrors.NewNotFound(podsGR, "web-abc-1") },
 			evicts: 1, event: ReasonRestart, contains: []string{"recovered"}},
 		{name: "standalone refused", objs: []runtime.Object{standalone}, params: handlers.Params{"pod": "debug"},
-			reason: handlers.ReasonClientError, podLeft: true, contains: []string{"refused", "no controller", "allow_standalone"}},
+			reason: vocab.ReasonClientError, podLeft: true, contains: []string{"refused", "no controller", "allow_standalone"}},
 		{name: "standalone allowed", objs: []runtime.Object{standalone}, params: handlers.Params{"pod": "debug", "allow_standalone": true},
 			evicts: 1, event: ReasonRestart, contains: []string{"standalone", "nothing recreates it"}},
 		{name: "job pod refused", objs: []runtime.Object{job}, params: handlers.Params{"pod": "migrate-x"},
-			reason: handlers.ReasonClientError, podLeft: true, contains: []string{"batch/v1 Job", "does not handle"}},
+			reason: vocab.ReasonClientError, podLeft: true, contains: []string{"batch/v1 Job", "does not handle"}},
 		{name: "min_healthy refuses a ready pod", objs: webCluster(3, true, false, true), params: handlers.Params{"min_healthy": 2},
-			reason: handlers.ReasonClientError, podLeft: true, contains: []string{"refused", "1 ready of 3", "min_healthy 2"}},
+			reason: vocab.ReasonClientError, podLeft: true, contains: []string{"refused", "1 ready of 3", "min_healthy 2"}},
 		{name: "min_healthy default 1 refuses the last ready pod", objs: webCluster(1),
-			reason: handlers.ReasonClientError, podLeft: true, contains: []string{"0 ready of 1", "min_healthy 1"}},
+			reason: vocab.ReasonClientError, podLeft: true, contains: []string{"0 ready of 1", "min_healthy 1"}},
 		{name: "min_healthy 50% of 3 allows 2 left", objs: webCluster(3), params: handlers.Params{"min_healthy": "50%"}, onSleep: replaceWhenGone(true),
 			evicts: 1, event: ReasonRestart},
 		{name: "min_healthy 100% refuses", objs: webCluster(3), params: handlers.Params{"min_healthy": "100%"},
-			reason: handlers.ReasonClientError, podLeft: true, contains: []string{"min_healthy 100% (3)"}},
+			reason: vocab.ReasonClientError, podLeft: true, contains: []string{"min_healthy 100% (3)"}},
 		{name: "a pod that is not ready never counts against min_healthy", objs: webCluster(1, false), onSleep: replaceWhenGone(true),
 			evicts: 1, event: ReasonRestart, contains: []string{"1 of 1"}},
 		{name: "not recovered within verify_timeout", objs: webCluster(3), params: handlers.Params{"verify_timeout": "30s"}, onSleep: replaceWhenGone(false),
-			reason: handlers.ReasonNotRecovered, evicts: 1, event: ReasonRestart, contains: []string{"did not recover within verify_timeout 30s", "2 of 3"}},
+			reason: vocab.ReasonNotRecovered, evicts: 1, event: ReasonRestart, contains: []string{"did not recover within verify_timeout 30s", "2 of 3"}},
 		{name: "pod already gone: no eviction", objs: webCluster(3), params: handlers.Params{"pod": "web-abc-7"}, contains: []string{"already gone"}},
 		{name: "pod terminating: no eviction, verified", objs: terminating, onSleep: func(e *env) {
 			_ = e.cs.Tracker().Delete(corev1.SchemeGroupVersion.WithResource("pods"), "shop", "web-abc-1")
@@ -176,7 +177,7 @@ func TestRestartPodBackoff(t *testing.T) {
 	e.reactEvictions(func(int) error { return tooManyRequests() })
 	a := build(t, e.restart, handlers.Params{"namespace": "shop", "pod": "web-abc-1", "retry_for": "10m"})
 	_, err := a.Do(ctxFor(1, "1"), crashLooping)
-	wantReason(t, err, handlers.ReasonPDBBlocked)
+	wantReason(t, err, vocab.ReasonPDBBlocked)
 	if n := len(e.sleeps); n < 10 || n > 20 {
 		t.Errorf("%d retries in 10m with backoff from 1s to 1m, want 10-20: %v", n, e.sleeps)
 	}
@@ -202,7 +203,7 @@ func TestRestartPodDeadlineLeavesTimeToVerify(t *testing.T) {
 	defer cancel()
 	e.now = time.Now()
 	_, err := a.Do(ctx, crashLooping)
-	wantReason(t, err, handlers.ReasonPDBBlocked, "no time left")
+	wantReason(t, err, vocab.ReasonPDBBlocked, "no time left")
 }
 
 func TestRestartPodTargetAndSize(t *testing.T) {
@@ -258,12 +259,12 @@ func TestRestartPodCheck(t *testing.T) {
 		name   string
 		objs   []runtime.Object
 		answer func(int) error
-		reason string
+		reason vocab.Reason
 	}{
 		{name: "dry run passes", objs: webCluster(3)},
-		{name: "budget would refuse", objs: webCluster(3), answer: func(int) error { return tooManyRequests() }, reason: handlers.ReasonPDBBlocked},
-		{name: "min_healthy", objs: webCluster(1), reason: handlers.ReasonClientError},
-		{name: "pod gone", objs: webCluster(3)[:2], reason: handlers.ReasonError},
+		{name: "budget would refuse", objs: webCluster(3), answer: func(int) error { return tooManyRequests() }, reason: vocab.ReasonPDBBlocked},
+		{name: "min_healthy", objs: webCluster(1), reason: vocab.ReasonClientError},
+		{name: "pod gone", objs: webCluster(3)[:2], reason: vocab.ReasonError},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -281,7 +282,7 @@ func TestRestartPodCheck(t *testing.T) {
 			if real != 0 {
 				t.Errorf("Check made %d real evictions", real)
 			}
-			if wantDry := tc.reason == "" || tc.reason == handlers.ReasonPDBBlocked; wantDry != (dry == 1) {
+			if wantDry := tc.reason == "" || tc.reason == vocab.ReasonPDBBlocked; wantDry != (dry == 1) {
 				t.Errorf("dry-run evictions = %d", dry)
 			}
 			if _, err := e.cs.CoreV1().Pods("shop").Get(context.Background(), "web-abc-1", metav1.GetOptions{}); err != nil && tc.name != "pod gone" {

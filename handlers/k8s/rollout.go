@@ -15,6 +15,7 @@ import (
 
 	"github.com/responder-sre/responder/alert"
 	"github.com/responder-sre/responder/handlers"
+	"github.com/responder-sre/responder/vocab"
 )
 
 // RolloutRestart is the k8s.rollout_restart handler: `kubectl rollout restart` of one workload.
@@ -58,7 +59,7 @@ func (h *RolloutRestart) Spec() handlers.Spec {
 			{Name: "pod", Type: handlers.String, Doc: "instead of kind and name: a pod whose owning workload is restarted"},
 			{Name: "verify_timeout", Type: handlers.Duration, Doc: "how long to wait for the rollout to finish; default 5m"},
 		},
-		Class:           handlers.ClassDisruptive,
+		Class:           vocab.ClassDisruptive,
 		DefaultApproval: handlers.ApprovalRequired,
 		DefaultTimeout:  DefaultRolloutVerifyTimeout + slack,
 		Target:          "namespace/Kind/name of the workload",
@@ -106,7 +107,7 @@ func (h *RolloutRestart) parse(p handlers.Params, static bool) (*RolloutAction, 
 		return nil, err
 	}
 	if !static && a.w.Namespace == "" {
-		return nil, handlers.Fail(handlers.ReasonBadParam, "param \"namespace\" is required")
+		return nil, handlers.Fail(vocab.ReasonBadParam, "param \"namespace\" is required")
 	}
 	return a, nil
 }
@@ -148,11 +149,11 @@ func (a *RolloutAction) workload(ctx context.Context) (workload, error) {
 		return workload{}, err
 	}
 	if pod == nil {
-		return workload{}, handlers.Fail(handlers.ReasonClientError, "pod %s/%s does not exist; its workload is unknown", a.w.Namespace, a.pod)
+		return workload{}, handlers.Fail(vocab.ReasonClientError, "pod %s/%s does not exist; its workload is unknown", a.w.Namespace, a.pod)
 	}
 	w, err := a.h.owner(ctx, pod)
 	if err != nil {
-		if handlers.ReasonOf(err) != handlers.ReasonError {
+		if handlers.ReasonOf(err) != vocab.ReasonError {
 			return workload{}, err
 		}
 		return workload{}, refuse("%v", err)
@@ -325,19 +326,19 @@ func (a *RolloutAction) verify(ctx context.Context, w workload, gen int64, did s
 			last = st.progress
 			switch {
 			case st.failed:
-				return handlers.Result{}, handlers.Fail(handlers.ReasonNotRecovered, "%s; rollout of %s failed: %s", did, w, last)
+				return handlers.Result{}, handlers.Fail(vocab.ReasonNotRecovered, "%s; rollout of %s failed: %s", did, w, last)
 			case st.generation >= gen && st.done:
 				return handlers.Result{Detail: fmt.Sprintf("%s; rollout of %s done: %s after %s", did, w, last, h.now().Sub(start).Round(time.Second))}, nil
 			}
 		} else {
-			if handlers.ReasonOf(err) == handlers.ReasonClientError || ctx.Err() != nil {
+			if handlers.ReasonOf(err) == vocab.ReasonClientError || ctx.Err() != nil {
 				return handlers.Result{}, fmt.Errorf("%s; verifying %s: %w", did, w, err)
 			}
 			last = err.Error()
 		}
 		left := deadline.Sub(h.now())
 		if left <= 0 {
-			return handlers.Result{}, handlers.Fail(handlers.ReasonNotRecovered, "%s; rollout of %s not done within verify_timeout %s: %s", did, w, a.verifyTimeout, last)
+			return handlers.Result{}, handlers.Fail(vocab.ReasonNotRecovered, "%s; rollout of %s not done within verify_timeout %s: %s", did, w, a.verifyTimeout, last)
 		}
 		if err := h.sleep(ctx, min(h.poll, left)); err != nil {
 			return handlers.Result{}, errors.Join(fmt.Errorf("%s; verifying %s (%s)", did, w, last), err)

@@ -13,6 +13,7 @@ import (
 	k8stesting "k8s.io/client-go/testing"
 
 	"github.com/responder-sre/responder/handlers"
+	"github.com/responder-sre/responder/vocab"
 )
 
 // patches returns the patches sent, dry runs apart.
@@ -59,7 +60,7 @@ func TestRolloutRestartDo(t *testing.T) {
 		objs     []runtime.Object
 		params   handlers.Params
 		onSleep  func(*env)
-		reason   string
+		reason   vocab.Reason
 		contains []string
 		patches  int
 	}{
@@ -70,15 +71,15 @@ func TestRolloutRestartDo(t *testing.T) {
 		{name: "rollout finishes on a later poll", objs: append(webCluster(3)[1:], rolling), params: handlers.Params{"kind": "Deployment", "name": "web"},
 			onSleep: progress, patches: 1, contains: []string{"3 of 3 replicas updated and ready"}},
 		{name: "rollout never finishes", objs: append(webCluster(3)[1:], rolling), params: handlers.Params{"kind": "Deployment", "name": "web", "verify_timeout": "20s"},
-			patches: 1, reason: handlers.ReasonNotRecovered, contains: []string{"not done within verify_timeout 20s", "1 of 3 new replicas updated"}},
+			patches: 1, reason: vocab.ReasonNotRecovered, contains: []string{"not done within verify_timeout 20s", "1 of 3 new replicas updated"}},
 		{name: "progress deadline exceeded", objs: append(webCluster(3)[1:], stuck), params: handlers.Params{"kind": "Deployment", "name": "web"},
-			patches: 1, reason: handlers.ReasonNotRecovered, contains: []string{"progress deadline"}},
+			patches: 1, reason: vocab.ReasonNotRecovered, contains: []string{"progress deadline"}},
 		{name: "paused deployment refused", objs: append(webCluster(3)[1:], paused), params: handlers.Params{"kind": "Deployment", "name": "web"},
-			reason: handlers.ReasonClientError, contains: []string{"paused", "rollout resume"}},
+			reason: vocab.ReasonClientError, contains: []string{"paused", "rollout resume"}},
 		{name: "OnDelete refused", objs: []runtime.Object{onDelete}, params: handlers.Params{"kind": "StatefulSet", "name": "db"},
-			reason: handlers.ReasonClientError, contains: []string{"OnDelete"}},
+			reason: vocab.ReasonClientError, contains: []string{"OnDelete"}},
 		{name: "missing workload", objs: webCluster(3), params: handlers.Params{"kind": "DaemonSet", "name": "web"},
-			reason: handlers.ReasonClientError, contains: []string{"not found"}},
+			reason: vocab.ReasonClientError, contains: []string{"not found"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/responder-sre/responder/alert"
 	"github.com/responder-sre/responder/handlers"
+	"github.com/responder-sre/responder/vocab"
 )
 
 // Scale is the k8s.scale handler: it sets a workload's replicas through the scale subresource.
@@ -51,7 +52,7 @@ func (h *Scale) Spec() handlers.Spec {
 			{Name: "max", Type: handlers.Int, Required: true, Doc: "the highest replicas responder may set"},
 			{Name: "allow_zero", Type: handlers.Bool, Doc: "allow scaling to zero replicas; default false"},
 		},
-		Class:           handlers.ClassDisruptive,
+		Class:           vocab.ClassDisruptive,
 		DefaultApproval: handlers.ApprovalRequired,
 		DefaultTimeout:  slack,
 		Target:          "namespace/Kind/name of the workload",

@@ -7,6 +7,7 @@ import (
 	k8stesting "k8s.io/client-go/testing"
 
 	"github.com/responder-sre/responder/handlers"
+	"github.com/responder-sre/responder/vocab"
 )
 
 // scaleUpdates counts the scale subresource updates sent, dry runs apart.
@@ -27,7 +28,7 @@ func TestScaleDo(t *testing.T) {
 	tests := []struct {
 		name     string
 		params   handlers.Params
-		reason   string
+		reason   vocab.Reason
 		contains string
 		want     int32 // replicas afterwards
 		updates  int
@@ -36,9 +37,9 @@ func TestScaleDo(t *testing.T) {
 		{name: "delta up", params: handlers.Params{"delta": 2}, want: 5, updates: 1, contains: "3+2"},
 		{name: "delta down", params: handlers.Params{"delta": -1}, want: 2, updates: 1},
 		{name: "already there", params: handlers.Params{"replicas": 3}, want: 3, contains: "already has 3"},
-		{name: "delta above max refused", params: handlers.Params{"delta": 10}, want: 3, reason: handlers.ReasonClientError, contains: "13 replicas is above max 6"},
-		{name: "delta below min refused", params: handlers.Params{"delta": -2, "min": 2}, want: 3, reason: handlers.ReasonClientError, contains: "below min 2"},
-		{name: "delta to zero refused", params: handlers.Params{"delta": -3, "min": 0}, want: 3, reason: handlers.ReasonClientError, contains: "allow_zero"},
+		{name: "delta above max refused", params: handlers.Params{"delta": 10}, want: 3, reason: vocab.ReasonClientError, contains: "13 replicas is above max 6"},
+		{name: "delta below min refused", params: handlers.Params{"delta": -2, "min": 2}, want: 3, reason: vocab.ReasonClientError, contains: "below min 2"},
+		{name: "delta to zero refused", params: handlers.Params{"delta": -3, "min": 0}, want: 3, reason: vocab.ReasonClientError, contains: "allow_zero"},
 		{name: "delta to zero allowed", params: handlers.Params{"delta": -3, "min": 0, "allow_zero": true}, want: 0, updates: 1},
 	}
 	for _, tc := range tests {
@@ -116,5 +117,5 @@ func TestScaleCheckIsDryRun(t *testing.T) {
 		t.Errorf("Check changed replicas to %d", got)
 	}
 	b := build(t, e.scale, handlers.Params{"namespace": "shop", "kind": "Deployment", "name": "web", "delta": 9, "min": 1, "max": 6})
-	wantReason(t, b.Check(ctxFor(1, "1"), crashLooping), handlers.ReasonClientError, "above max")
+	wantReason(t, b.Check(ctxFor(1, "1"), crashLooping), vocab.ReasonClientError, "above max")
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/responder-sre/responder/alert"
 	"github.com/responder-sre/responder/handlers"
+	"github.com/responder-sre/responder/vocab"
 )
 
 const (
@@ -54,7 +55,7 @@ func (a *Action) Target() string {
 func (a *Action) Scope() string { return a.h.host }
 
 // Class is notify: pages go out even when responder is paused.
-func (a *Action) Class() handlers.Class { return handlers.ClassNotify }
+func (a *Action) Class() vocab.Class { return vocab.ClassNotify }
 
 // Check cannot tell whether a page is still needed.
 func (a *Action) Check(context.Context, alert.Alert) error { return handlers.ErrNotCheckable }
@@ -107,13 +108,13 @@ func (a *Action) Do(ctx context.Context, _ alert.Alert) (handlers.Result, error)
 	if dedupKey == "" {
 		id := handlers.IncidentID(ctx)
 		if id == 0 {
-			return handlers.Result{}, handlers.Fail(handlers.ReasonBadParam, "%s: no dedup_key and no incident id to derive one from", Name)
+			return handlers.Result{}, handlers.Fail(vocab.ReasonBadParam, "%s: no dedup_key and no incident id to derive one from", Name)
 		}
 		dedupKey = incidentDedupKey(id)
 	}
 	body, err := a.body(dedupKey)
 	if err != nil {
-		return handlers.Result{}, handlers.Fail(handlers.ReasonBadParam, "%s: encoding the event: %w", Name, err)
+		return handlers.Result{}, handlers.Fail(vocab.ReasonBadParam, "%s: encoding the event: %w", Name, err)
 	}
 	key := handlers.IdempotencyKey(ctx)
 	log := h.log.With("handler", Name, "target", a.Target(), "scope", h.host, "event_action", a.eventAction, "dedup_key", dedupKey)
@@ -146,7 +147,7 @@ func (a *Action) Do(ctx context.Context, _ alert.Alert) (handlers.Result, error)
 
 func (a *Action) attempt(ctx context.Context, body []byte, key, dedupKey string, n int) outcome {
 	h := a.h
-	fail := func(reason string, retry bool, format string, args ...any) outcome {
+	fail := func(reason vocab.Reason, retry bool, format string, args ...any) outcome {
 		msg := fmt.Sprintf("%s %s to %s: attempt %d: %s", Name, a.eventAction, h.host, n, fmt.Sprintf(format, args...))
 		return outcome{err: &handlers.Error{Reason: reason, Err: errors.New(h.scrub(msg))}, retry: retry}
 	}
@@ -154,7 +155,7 @@ func (a *Action) attempt(ctx context.Context, body []byte, key, dedupKey string,
 	defer cancel()
 	req, err := http.NewRequestWithContext(actx, http.MethodPost, h.url, bytes.NewReader(body))
 	if err != nil {
-		return fail(handlers.ReasonBadParam, false, "building the request failed")
+		return fail(vocab.ReasonBadParam, false, "building the request failed")
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", h.userAgent)
@@ -180,9 +181,9 @@ func (a *Action) attempt(ctx context.Context, body []byte, key, dedupKey string,
 	case code >= 200 && code < 300:
 		return outcome{res: handlers.Result{Detail: h.scrub(fmt.Sprintf("%s %s: %s", a.eventAction, dedupKey, detail))}}
 	case code == http.StatusTooManyRequests, code >= 500:
-		return fail(handlers.ReasonServerError, true, "%s", detail)
+		return fail(vocab.ReasonServerError, true, "%s", detail)
 	default:
-		return fail(handlers.ReasonClientError, false, "%s", detail)
+		return fail(vocab.ReasonClientError, false, "%s", detail)
 	}
 }
 
@@ -195,16 +196,16 @@ func (a *Action) transportError(ctx, actx context.Context, n int, err error) out
 	case ctx.Err() != nil:
 		// The whole action's deadline or cancellation: not retried.
 		cause := context.Cause(ctx)
-		reason := handlers.ReasonError
+		reason := vocab.ReasonError
 		if errors.Is(cause, context.DeadlineExceeded) {
-			reason = handlers.ReasonTimeout
+			reason = vocab.ReasonTimeout
 		}
 		return outcome{err: &handlers.Error{Reason: reason, Err: fmt.Errorf("%s%w", msg, cause)}}
 	case actx.Err() != nil || errors.As(err, &ne) && ne.Timeout():
-		return outcome{err: &handlers.Error{Reason: handlers.ReasonTimeout,
+		return outcome{err: &handlers.Error{Reason: vocab.ReasonTimeout,
 			Err: errors.New(h.scrub(msg + fmt.Sprintf("no answer within %s", h.timeout)))}, retry: true}
 	default:
-		return outcome{err: &handlers.Error{Reason: handlers.ReasonServerError,
+		return outcome{err: &handlers.Error{Reason: vocab.ReasonServerError,
 			Err: errors.New(h.scrub(msg + transportMessage(err)))}, retry: true}
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/responder-sre/responder/handlers"
+	"github.com/responder-sre/responder/vocab"
 )
 
 // Name is the handler's name in rule files.
@@ -190,7 +191,7 @@ func (h *Handler) Spec() handlers.Spec {
 			{Name: "links", Type: handlers.StringList,
 				Doc: "http(s) links shown with the incident"},
 		},
-		Class:             handlers.ClassNotify,
+		Class:             vocab.ClassNotify,
 		DefaultApproval:   handlers.ApprovalNone,
 		DefaultTimeout:    h.doTimeout(),
 		Target:            `"page:<dedup_key>", or "page:incident" when dedup_key is not given; qualified by the incident`,
@@ -254,7 +255,7 @@ func (h *Handler) ValidateStatic(raw handlers.Params) error {
 func (h *Handler) Build(p handlers.Params) (handlers.Action, error) {
 	a, err := h.build(p)
 	if err != nil {
-		return nil, &handlers.Error{Reason: handlers.ReasonBadParam, Err: err}
+		return nil, &handlers.Error{Reason: vocab.ReasonBadParam, Err: err}
 	}
 	return a, nil
 }

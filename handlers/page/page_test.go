@@ -20,6 +20,7 @@ import (
 
 	"github.com/responder-sre/responder/alert"
 	"github.com/responder-sre/responder/handlers"
+	"github.com/responder-sre/responder/vocab"
 )
 
 const routingKey = "R0UT1NGK3Ysecretsecretsecret0123"
@@ -229,7 +230,7 @@ func TestDoNeedsADedupKey(t *testing.T) {
 	p := newPager(t, step{code: 202})
 	h, _ := newHandler(t, p, Options{})
 	_, err := mustBuild(t, h, handlers.Params{"summary": "x"}).Do(handlers.WithIdempotencyKey(t.Context(), "1"), alert.Alert{})
-	if handlers.ReasonOf(err) != handlers.ReasonBadParam {
+	if handlers.ReasonOf(err) != vocab.ReasonBadParam {
 		t.Fatalf("Do without incident or dedup_key = %v, want bad_param", err)
 	}
 	if n := len(p.requests()); n != 0 {
@@ -243,22 +244,22 @@ func TestDoStatusSequences(t *testing.T) {
 		script     []step
 		timeout    time.Duration
 		retries    int
-		wantReason string // "" = success
+		wantReason vocab.Reason // "" = success
 		wantTries  int
 	}{
 		{name: "500 503 202", script: []step{{code: 500}, {code: 503}, {code: 202}}, wantTries: 3},
 		{name: "429 then 202", script: []step{{code: 429}, {code: 202}}, wantTries: 2},
 		{name: "200 also succeeds", script: []step{{code: 200}}, wantTries: 1},
-		{name: "500 until the retries run out", script: []step{{code: 500, body: "boom"}}, wantReason: handlers.ReasonServerError, wantTries: 3},
-		{name: "429 until the retries run out", script: []step{{code: 429}}, wantReason: handlers.ReasonServerError, wantTries: 3},
+		{name: "500 until the retries run out", script: []step{{code: 500, body: "boom"}}, wantReason: vocab.ReasonServerError, wantTries: 3},
+		{name: "429 until the retries run out", script: []step{{code: 429}}, wantReason: vocab.ReasonServerError, wantTries: 3},
 		{name: "400", script: []step{{code: 400, body: `{"status":"invalid event","message":"Event object is invalid"}`}},
-			wantReason: handlers.ReasonClientError, wantTries: 1},
-		{name: "503 then 404", script: []step{{code: 503}, {code: 404}}, wantReason: handlers.ReasonClientError, wantTries: 2},
+			wantReason: vocab.ReasonClientError, wantTries: 1},
+		{name: "503 then 404", script: []step{{code: 503}, {code: 404}}, wantReason: vocab.ReasonClientError, wantTries: 2},
 		{name: "redirect is not followed", script: []step{{code: 307, loc: "http://127.0.0.1:1/steal"}},
-			wantReason: handlers.ReasonClientError, wantTries: 1},
-		{name: "no retries", script: []step{{code: 502}}, retries: -1, wantReason: handlers.ReasonServerError, wantTries: 1},
+			wantReason: vocab.ReasonClientError, wantTries: 1},
+		{name: "no retries", script: []step{{code: 502}}, retries: -1, wantReason: vocab.ReasonServerError, wantTries: 1},
 		{name: "timeout", script: []step{{block: true}}, timeout: 100 * time.Millisecond, retries: 1,
-			wantReason: handlers.ReasonTimeout, wantTries: 2},
+			wantReason: vocab.ReasonTimeout, wantTries: 2},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -314,7 +315,7 @@ func TestDoConnectionRefused(t *testing.T) {
 	h, waits := newHandler(t, p, Options{Retries: 1})
 	p.srv.Close()
 	_, err := mustBuild(t, h, handlers.Params{"summary": "x"}).Do(actionCtx(t, "1", 1), alert.Alert{})
-	if he, ok := err.(*handlers.Error); !ok || he.Reason != handlers.ReasonServerError {
+	if he, ok := err.(*handlers.Error); !ok || he.Reason != vocab.ReasonServerError {
 		t.Fatalf("Do = %v, want a server_error *handlers.Error", err)
 	}
 	if strings.Contains(err.Error(), "/v2/enqueue") {
@@ -331,7 +332,7 @@ func TestDoNoRetryPastDeadline(t *testing.T) {
 	ctx, cancel := context.WithTimeout(actionCtx(t, "1", 1), 30*time.Second)
 	defer cancel()
 	_, err := mustBuild(t, h, handlers.Params{"summary": "x"}).Do(ctx, alert.Alert{})
-	if he, ok := err.(*handlers.Error); !ok || he.Reason != handlers.ReasonServerError {
+	if he, ok := err.(*handlers.Error); !ok || he.Reason != vocab.ReasonServerError {
 		t.Fatalf("Do = %v, want a server_error *handlers.Error", err)
 	}
 	if n := len(p.requests()); n != 1 || len(*waits) != 0 {
@@ -407,7 +408,7 @@ func TestUnconfigured(t *testing.T) {
 				t.Errorf("ConfigError = %v, want %q", err, tt.wantErr)
 			}
 			_, err := h.Build(handlers.Params{"summary": "x"})
-			if err == nil || handlers.ReasonOf(err) != handlers.ReasonBadParam || !strings.Contains(err.Error(), tt.wantErr) {
+			if err == nil || handlers.ReasonOf(err) != vocab.ReasonBadParam || !strings.Contains(err.Error(), tt.wantErr) {
 				t.Fatalf("Build = %v (reason %q), want bad_param containing %q", err, handlers.ReasonOf(err), tt.wantErr)
 			}
 			if strings.Contains(err.Error(), "querysecret") || strings.Contains(err.Error(), routingKey) {
@@ -495,7 +496,7 @@ func TestBuild(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			a, err := h.Build(tt.params)
 			if tt.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tt.wantErr) || handlers.ReasonOf(err) != handlers.ReasonBadParam {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) || handlers.ReasonOf(err) != vocab.ReasonBadParam {
 					t.Fatalf("Build = %v (reason %q), want bad_param containing %q", err, handlers.ReasonOf(err), tt.wantErr)
 				}
 				return
@@ -505,7 +506,7 @@ func TestBuild(t *testing.T) {
 			}
 			pa := a.(*Action)
 			got := []string{a.Target(), a.Scope(), string(pa.Class()), pa.summary}
-			want := []string{tt.wantTarget, "events.pagerduty.com", string(handlers.ClassNotify), tt.wantSummary}
+			want := []string{tt.wantTarget, "events.pagerduty.com", string(vocab.ClassNotify), tt.wantSummary}
 			if diff := cmp.Diff(want, got); diff != "" {
 				t.Errorf("target, scope, class, summary (-want +got):\n%s", diff)
 			}
@@ -522,7 +523,7 @@ func TestBuild(t *testing.T) {
 func TestSpec(t *testing.T) {
 	h := New(Options{URL: "https://events.pagerduty.com/v2/enqueue", RoutingKey: routingKey})
 	s := h.Spec()
-	if s.Name != "page.webhook" || s.Class != handlers.ClassNotify || s.DefaultApproval != handlers.ApprovalNone {
+	if s.Name != "page.webhook" || s.Class != vocab.ClassNotify || s.DefaultApproval != handlers.ApprovalNone {
 		t.Errorf("Spec = %q %q %q, want page.webhook notify none", s.Name, s.Class, s.DefaultApproval)
 	}
 	if min := 3 * DefaultTimeout; s.DefaultTimeout < min {
@@ -594,7 +595,7 @@ func FuzzBody(f *testing.F) {
 	f.Fuzz(func(t *testing.T, summary, dedupKey, link string) {
 		a, err := h.Build(handlers.Params{"summary": summary, "dedup_key": dedupKey, "links": []any{link}})
 		if err != nil {
-			if handlers.ReasonOf(err) != handlers.ReasonBadParam {
+			if handlers.ReasonOf(err) != vocab.ReasonBadParam {
 				t.Fatalf("Build error %v has reason %q", err, handlers.ReasonOf(err))
 			}
 			return

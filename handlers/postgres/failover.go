@@ -8,6 +8,7 @@ import (
 
 	"github.com/responder-sre/responder/alert"
 	"github.com/responder-sre/responder/handlers"
+	"github.com/responder-sre/responder/vocab"
 )
 
 // Failover is the postgres.failover handler (Patroni): a leader change when there is no healthy
@@ -37,7 +38,7 @@ func (h *Failover) Spec() handlers.Spec {
 			"(default: the running replica that received the most WAL). It can lose what the candidate did not " +
 			"receive, so approval is always required; the candidate's last received LSN is in the action's detail.",
 		Params:           patroniParams("the member to promote (default: the running replica with the highest received LSN)"),
-		Class:            handlers.ClassDisruptive,
+		Class:            vocab.ClassDisruptive,
 		DefaultApproval:  handlers.ApprovalRequired,
 		ForbidNoApproval: true,
 		DefaultTimeout:   5 * time.Minute,

@@ -12,6 +12,7 @@ import (
 
 	"github.com/responder-sre/responder/config"
 	"github.com/responder-sre/responder/handlers"
+	"github.com/responder-sre/responder/vocab"
 )
 
 // fenceAction builds postgres.promote for a streaming cluster whose fence URL is fenceURL and whose
@@ -82,7 +83,7 @@ func TestFenceHeaderSecret(t *testing.T) {
 	ln.Close()
 	a = fenceAction(t, "http://admin:XXXXPASS@"+closed+"/fence?token=XXXXQUERY", secret)
 	err = a.fenceHTTP(t.Context(), a.cfg.Fence, "responder-action-1")
-	if err == nil || handlers.ReasonOf(err) != handlers.ReasonServerError {
+	if err == nil || handlers.ReasonOf(err) != vocab.ReasonServerError {
 		t.Fatalf("err = %v, want server_error", err)
 	}
 	for _, s := range []string{"XXXX", secret} {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/responder-sre/responder/config"
 	"github.com/responder-sre/responder/handlers"
+	"github.com/responder-sre/responder/vocab"
 )
 
 // maxPatroniBody bounds what responder reads of one Patroni answer.
@@ -198,7 +199,7 @@ func (p *patroni) cluster(ctx context.Context) (*clusterStatus, error) {
 		}
 		return &c, nil
 	}
-	return nil, handlers.Fail(handlers.ReasonServerError, "no Patroni member answered: %v", errors.Join(errs...))
+	return nil, handlers.Fail(vocab.ReasonServerError, "no Patroni member answered: %v", errors.Join(errs...))
 }
 
 // receivedLag is the candidate's received lag in bytes: the leader's current WAL location minus
@@ -274,11 +275,11 @@ func postError(what string, err error) error {
 	var he *httpError
 	if errors.As(err, &he) {
 		if he.status >= 500 {
-			return handlers.Fail(handlers.ReasonServerError, "%s: Patroni answered %v", what, err)
+			return handlers.Fail(vocab.ReasonServerError, "%s: Patroni answered %v", what, err)
 		}
-		return handlers.Fail(handlers.ReasonClientError, "%s: Patroni refused: %v", what, err)
+		return handlers.Fail(vocab.ReasonClientError, "%s: Patroni refused: %v", what, err)
 	}
-	return handlers.Fail(handlers.ReasonServerError, "%s: %v", what, err)
+	return handlers.Fail(vocab.ReasonServerError, "%s: %v", what, err)
 }
 
 // waitLeader polls until exactly one member answers 200 on /primary, it is want, and its
@@ -309,7 +310,7 @@ func (p *patroni) waitLeader(ctx context.Context, j *journal, want string, oldTL
 			last = err.Error()
 		}
 		if !b.now().Before(deadline) {
-			return handlers.Fail(handlers.ReasonNotRecovered, "verify: after %s: %s (want only %s, timeline above %d)", timeout, last, want, oldTL)
+			return handlers.Fail(vocab.ReasonNotRecovered, "verify: after %s: %s (want only %s, timeline above %d)", timeout, last, want, oldTL)
 		}
 		if err := b.sleep(ctx, min(b.poll, deadline.Sub(b.now()))); err != nil {
 			return err

@@ -22,6 +22,7 @@ import (
 	"github.com/responder-sre/responder/config"
 	"github.com/responder-sre/responder/handlers"
 	"github.com/responder-sre/responder/internal/testwait"
+	"github.com/responder-sre/responder/vocab"
 )
 
 // Debian's packages: patroni 3.0.2 and etcd 3.4 (Patroni's DCS through etcd's v3 API).
@@ -468,7 +469,7 @@ func TestPatroni(t *testing.T) {
 		})
 		a := patroniAct(t, cfg, SwitchoverName, handlers.Params{"cluster": "billing", "candidate": "m2"})
 		res, err := a.Do(t.Context(), alert.Alert{})
-		wantReason(t, err, handlers.ReasonClientError, "beyond max_lag 1MB")
+		wantReason(t, err, vocab.ReasonClientError, "beyond max_lag 1MB")
 		wantDetail(t, res, "candidate received")
 		t.Logf("refused:\n%s", res.Detail)
 		if got := c.onlyPrimary(t); got != "m1" {
@@ -524,7 +525,7 @@ func TestPatroni(t *testing.T) {
 	t.Run("failover of a paused cluster", func(t *testing.T) {
 		fo := patroniAct(t, cfg, FailoverName, handlers.Params{"cluster": "billing", "candidate": "m1"})
 		res, err := fo.Do(t.Context(), alert.Alert{})
-		wantReason(t, err, handlers.ReasonClientError, "use postgres.switchover")
+		wantReason(t, err, vocab.ReasonClientError, "use postgres.switchover")
 		c.waitStreaming(t, "m1")
 		patchPause(t, c.api["m2"], true)
 		c.waitUntil(t, 30*time.Second, "the cluster is paused", func(cs *clusterStatus) bool { return cs.Pause })

@@ -14,6 +14,7 @@ import (
 	"github.com/responder-sre/responder/alert"
 	"github.com/responder-sre/responder/config"
 	"github.com/responder-sre/responder/handlers"
+	"github.com/responder-sre/responder/vocab"
 )
 
 // Handler names as written in rule files.
@@ -230,12 +231,12 @@ func newReader(p handlers.Params, static bool) *handlers.ParamReader {
 
 // refuse is a precondition responder will not act against: client_error, spelled out.
 func refuse(format string, args ...any) error {
-	return handlers.Fail(handlers.ReasonClientError, "refused: "+format, args...)
+	return handlers.Fail(vocab.ReasonClientError, "refused: "+format, args...)
 }
 
 // halfDone is a state between the start and the end of a failover (a crash between steps).
 func halfDone(format string, args ...any) error {
-	return handlers.Fail(handlers.ReasonClientError, "half-done: "+format+"; needs a human", args...)
+	return handlers.Fail(vocab.ReasonClientError, "half-done: "+format+"; needs a human", args...)
 }
 
 // describePlan runs a handler's read-only planning step and returns what it saw (and why it

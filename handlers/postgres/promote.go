@@ -11,6 +11,7 @@ import (
 	"github.com/responder-sre/responder/alert"
 	"github.com/responder-sre/responder/config"
 	"github.com/responder-sre/responder/handlers"
+	"github.com/responder-sre/responder/vocab"
 )
 
 // Promote is the postgres.promote handler: it promotes a standby of a plain streaming-replication
@@ -45,7 +46,7 @@ func (h *Promote) Spec() handlers.Spec {
 			{Name: "catchup_timeout", Type: handlers.Duration, Doc: "how long to wait for the standby to replay what it received (default 1m)"},
 			{Name: "promote_timeout", Type: handlers.Duration, Doc: "pg_promote's wait (default 1m)"},
 		},
-		Class:           handlers.ClassDisruptive,
+		Class:           vocab.ClassDisruptive,
 		DefaultApproval: handlers.ApprovalRequired,
 		DefaultTimeout:  10 * time.Minute,
 		Target:          "postgres/<cluster>",
@@ -166,7 +167,7 @@ func (a *PromoteAction) do(ctx context.Context, j *journal, al alert.Alert, sent
 	j.add("state", "primary %s: %s; candidate %s: %s", a.primary, describe(pri), a.candidate, describe(cand))
 	switch {
 	case !cand.reachable:
-		return handlers.Fail(handlers.ReasonServerError, "candidate %s is unreachable: %v", a.candidate, cand.err)
+		return handlers.Fail(vocab.ReasonServerError, "candidate %s is unreachable: %v", a.candidate, cand.err)
 	case !cand.inRecovery:
 		// Promoted already (this action before a crash, or someone else): verify only.
 		*sent = true // the promotion exists
@@ -260,7 +261,7 @@ func (a *PromoteAction) promoteStep(ctx context.Context, j *journal, fencedAt st
 	defer cancel()
 	c, err := a.candidate.connect(sctx, h.connect)
 	if err != nil {
-		return handlers.Fail(handlers.ReasonServerError, "%v", err)
+		return handlers.Fail(vocab.ReasonServerError, "%v", err)
 	}
 	defer closeConn(sctx, c)
 	start := h.now()
@@ -327,7 +328,7 @@ func (a *PromoteAction) catchUp(ctx context.Context, j *journal, target LSN) (st
 			return s, err
 		}
 		if !s.reachable {
-			return s, handlers.Fail(handlers.ReasonServerError, "candidate %s became unreachable: %v", a.candidate, s.err)
+			return s, handlers.Fail(vocab.ReasonServerError, "candidate %s became unreachable: %v", a.candidate, s.err)
 		}
 		if !s.inRecovery {
 			return s, halfDone("candidate %s left recovery before responder promoted it (%s)", a.candidate, s)
@@ -351,7 +352,7 @@ func (a *PromoteAction) catchUp(ctx context.Context, j *journal, target LSN) (st
 			if target > 0 {
 				msg += fmt.Sprintf(" (the fenced primary is at %s)", target)
 			}
-			return s, handlers.Fail(handlers.ReasonTimeout, "%s after catchup_timeout %s", msg, a.catchup)
+			return s, handlers.Fail(vocab.ReasonTimeout, "%s after catchup_timeout %s", msg, a.catchup)
 		}
 		if err := h.sleep(ctx, min(h.poll, deadline.Sub(h.now()))); err != nil {
 			return s, err
@@ -375,7 +376,7 @@ func (a *PromoteAction) fence(ctx context.Context, j *journal) (string, error) {
 		defer closeConn(ctx, c)
 		n, err := fenceSQL(ctx, c, marker)
 		if err != nil {
-			return "", handlers.Fail(handlers.ReasonServerError, "fence %s: %v; nothing promoted", a.primary, err)
+			return "", handlers.Fail(vocab.ReasonServerError, "fence %s: %v; nothing promoted", a.primary, err)
 		}
 		fenced = marker
 		flushed, err := flushWAL(ctx, c)
@@ -419,7 +420,7 @@ func (a *PromoteAction) callFence(ctx context.Context, f config.PostgresFence, k
 	}
 	req, err := http.NewRequestWithContext(rctx, f.Method, f.URL, body)
 	if err != nil {
-		return handlers.Fail(handlers.ReasonBadParam, "fence url %s: %s", fenceURL(f), handlers.URLRedactor{}.Error(err))
+		return handlers.Fail(vocab.ReasonBadParam, "fence url %s: %s", fenceURL(f), handlers.URLRedactor{}.Error(err))
 	}
 	for k, v := range f.Headers {
 		val, err := rv.Reveal(ctx, a.h.secrets, v.Value())
@@ -434,12 +435,12 @@ func (a *PromoteAction) callFence(ctx context.Context, f config.PostgresFence, k
 	}
 	resp, err := a.h.http.Do(req)
 	if err != nil {
-		return handlers.Fail(handlers.ReasonServerError, "fence %s %s: %s; nothing promoted", f.Method, fenceURL(f), handlers.URLRedactor{}.Error(err))
+		return handlers.Fail(vocab.ReasonServerError, "fence %s %s: %s; nothing promoted", f.Method, fenceURL(f), handlers.URLRedactor{}.Error(err))
 	}
 	defer resp.Body.Close()
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<16))
 	if resp.StatusCode/100 != 2 {
-		return handlers.Fail(handlers.ReasonServerError, "fence %s %s answered %s; nothing promoted", f.Method, fenceURL(f), resp.Status)
+		return handlers.Fail(vocab.ReasonServerError, "fence %s %s answered %s; nothing promoted", f.Method, fenceURL(f), resp.Status)
 	}
 	return nil
 }
@@ -452,18 +453,18 @@ func (a *PromoteAction) verify(ctx context.Context, j *journal) error {
 	h := a.h
 	c, err := a.candidate.connect(ctx, h.connect)
 	if err != nil {
-		return handlers.Fail(handlers.ReasonNotRecovered, "verify: %v", err)
+		return handlers.Fail(vocab.ReasonNotRecovered, "verify: %v", err)
 	}
 	defer closeConn(ctx, c)
 	s, err := readState(ctx, c)
 	if err != nil {
-		return handlers.Fail(handlers.ReasonNotRecovered, "verify: %v", err)
+		return handlers.Fail(vocab.ReasonNotRecovered, "verify: %v", err)
 	}
 	if s.inRecovery {
-		return handlers.Fail(handlers.ReasonNotRecovered, "verify: %s is still in recovery after pg_promote", a.candidate)
+		return handlers.Fail(vocab.ReasonNotRecovered, "verify: %s is still in recovery after pg_promote", a.candidate)
 	}
 	if err := testWrite(ctx, c); err != nil {
-		return handlers.Fail(handlers.ReasonNotRecovered, "verify: %s is out of recovery but refuses writes: %v", a.candidate, err)
+		return handlers.Fail(vocab.ReasonNotRecovered, "verify: %s is out of recovery but refuses writes: %v", a.candidate, err)
 	}
 	j.add("verify", "%s: pg_is_in_recovery() = false, test write committed, WAL at %s", a.candidate, s.current)
 	return nil

@@ -14,6 +14,7 @@ import (
 	"github.com/responder-sre/responder/handlers"
 	"github.com/responder-sre/responder/internal/testwait"
 	"github.com/responder-sre/responder/store/pgtest"
+	"github.com/responder-sre/responder/vocab"
 )
 
 // pair is a streaming-replication pair started for one test.
@@ -117,7 +118,7 @@ func inRecovery(t *testing.T, url string) bool {
 	return r
 }
 
-func wantReason(t *testing.T, err error, reason, text string) {
+func wantReason(t *testing.T, err error, reason vocab.Reason, text string) {
 	t.Helper()
 	if err == nil {
 		t.Fatalf("Do succeeded, want %s %q", reason, text)
@@ -182,7 +183,7 @@ func TestPromoteStoppedPrimary(t *testing.T) {
 
 	p.primary.Start(t) // the old primary comes back writable: split brain
 	res, err = act.Do(t.Context(), al)
-	wantReason(t, err, handlers.ReasonClientError, "two primaries")
+	wantReason(t, err, vocab.ReasonClientError, "two primaries")
 	wantDetail(t, res, "two primaries")
 }
 
@@ -191,7 +192,7 @@ func TestPromoteStoppedPrimary(t *testing.T) {
 func TestPromoteFencesReachablePrimary(t *testing.T) {
 	p := startPair(t)
 	res, err := p.promote(t, Options{}, handlers.Params{"cluster": "legacy", "candidate": "standby-1"}).Do(t.Context(), alert.Alert{})
-	wantReason(t, err, handlers.ReasonClientError, "not down from responder's side")
+	wantReason(t, err, vocab.ReasonClientError, "not down from responder's side")
 	if !inRecovery(t, p.standby.URL("postgres")) {
 		t.Fatal("refused, yet the standby was promoted")
 	}
@@ -263,7 +264,7 @@ func TestPromoteCrashBetweenFenceAndPromote(t *testing.T) {
 	}
 
 	res, err = p.promote(t, Options{}, params).Do(t.Context(), alert.Alert{})
-	wantReason(t, err, handlers.ReasonClientError, "half-done: old primary primary")
+	wantReason(t, err, vocab.ReasonClientError, "half-done: old primary primary")
 	for _, w := range []string{"fenced at ", "by responder-action-42", "not promoted", "needs a human"} {
 		if !strings.Contains(err.Error(), w) {
 			t.Errorf("error %q does not say %q", err, w)
@@ -288,7 +289,7 @@ func TestPromoteDetectBlip(t *testing.T) {
 		return nil
 	}}
 	res, err := p.promote(t, o, handlers.Params{"cluster": "legacy"}).Do(t.Context(), alert.Alert{})
-	wantReason(t, err, handlers.ReasonClientError, "a blip, not down")
+	wantReason(t, err, vocab.ReasonClientError, "a blip, not down")
 	wantDetail(t, res, "attempt 1/2 failed", "attempt 2 answered")
 	if !inRecovery(t, p.standby.URL("postgres")) {
 		t.Fatal("standby promoted after a blip")

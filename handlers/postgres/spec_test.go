@@ -7,6 +7,7 @@ import (
 
 	"github.com/responder-sre/responder/config"
 	"github.com/responder-sre/responder/handlers"
+	"github.com/responder-sre/responder/vocab"
 )
 
 func testRegistry(t *testing.T) *handlers.Registry {
@@ -38,7 +39,7 @@ func TestSpecs(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			h, _ := r.Get(tc.name)
 			s := h.Spec()
-			if s.Class != handlers.ClassDisruptive || s.DefaultApproval != handlers.ApprovalRequired || s.ForbidNoApproval != tc.forbid {
+			if s.Class != vocab.ClassDisruptive || s.DefaultApproval != handlers.ApprovalRequired || s.ForbidNoApproval != tc.forbid {
 				t.Errorf("class %s approval %s forbid %t", s.Class, s.DefaultApproval, s.ForbidNoApproval)
 			}
 			if s.Target != "postgres/<cluster>" || s.Scope != "postgres/<cluster>" || s.Example == "" || s.DefaultTimeout == 0 {
@@ -89,7 +90,7 @@ func TestCheckAction(t *testing.T) {
 func TestBuildRendered(t *testing.T) {
 	r := testRegistry(t)
 	h, _ := r.Get(PromoteName)
-	if _, err := h.Build(handlers.Params{"cluster": "legacy", "candidate": "standby-2"}); handlers.ReasonOf(err) != handlers.ReasonBadParam {
+	if _, err := h.Build(handlers.Params{"cluster": "legacy", "candidate": "standby-2"}); handlers.ReasonOf(err) != vocab.ReasonBadParam {
 		t.Errorf("rendered unknown candidate: %v, want bad_param", err)
 	}
 	a, err := h.Build(handlers.Params{"cluster": "legacy"})

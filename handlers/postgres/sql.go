@@ -12,6 +12,7 @@ import (
 
 	"github.com/responder-sre/responder/config"
 	"github.com/responder-sre/responder/handlers"
+	"github.com/responder-sre/responder/vocab"
 )
 
 // LSN is a PostgreSQL WAL location.
@@ -225,7 +226,7 @@ func promote(ctx context.Context, c *pgx.Conn, wait time.Duration) error {
 		return fmt.Errorf("pg_promote: %w", err)
 	}
 	if !ok {
-		return handlers.Fail(handlers.ReasonNotRecovered, "pg_promote did not finish within %ds", secs)
+		return handlers.Fail(vocab.ReasonNotRecovered, "pg_promote did not finish within %ds", secs)
 	}
 	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/responder-sre/responder/alert"
 	"github.com/responder-sre/responder/config"
 	"github.com/responder-sre/responder/handlers"
+	"github.com/responder-sre/responder/vocab"
 )
 
 // Switchover is the postgres.switchover handler (Patroni): a planned leader change to a replica
@@ -37,7 +38,7 @@ func (h *Switchover) Spec() handlers.Spec {
 			"max_lag; POST /switchover; verifies that exactly one member answers 200 on /primary, the candidate, " +
 			"on a new timeline.",
 		Params:          patroniParams("the replica to promote (default: the running replica with the least lag)"),
-		Class:           handlers.ClassDisruptive,
+		Class:           vocab.ClassDisruptive,
 		DefaultApproval: handlers.ApprovalRequired,
 		DefaultTimeout:  5 * time.Minute,
 		Target:          "postgres/<cluster>",

@@ -11,6 +11,7 @@ import (
 
 	"github.com/responder-sre/responder/handlers"
 	"github.com/responder-sre/responder/store"
+	"github.com/responder-sre/responder/vocab"
 )
 
 // Verbs of /responder.
@@ -186,7 +187,7 @@ func (s *Slack) decide(ctx context.Context, user string, id int64, decision, rea
 	case errors.Is(err, store.ErrNotAwaiting):
 		state := ""
 		if res.Action != nil {
-			state = " (it is " + res.Action.State + ")"
+			state = " (it is " + string(res.Action.State) + ")"
 		}
 		return fmt.Sprintf(":information_source: Action %d is not awaiting approval%s: %v.", id, state, err)
 	case err != nil:
@@ -196,7 +197,7 @@ func (s *Slack) decide(ctx context.Context, user string, id int64, decision, rea
 	s.log.Info("slack: decision", "action_id", id, "user", user, "decision", decision, "replay", res.Replay, "via", via)
 	if decision == store.DecisionDeny && reason != "" && !res.Replay {
 		if err := s.st.Audit(ctx, store.AuditInsert{At: s.now(), IncidentID: res.Action.IncidentID, ActionID: id, Kind: store.AuditApproval,
-			Actor: approver(user), Reason: "deny_reason", RuleHash: res.Action.RuleHash, Detail: map[string]any{"reason": reason, "via": "slack"}}); err != nil {
+			Actor: approver(user), Reason: string(vocab.ReasonDenyReason), RuleHash: res.Action.RuleHash, Detail: map[string]any{"reason": reason, "via": "slack"}}); err != nil {
 			s.log.Warn("slack: could not record the reason of a denial", "action_id", id, "err", err)
 		}
 	}
@@ -207,9 +208,9 @@ func (s *Slack) decide(ctx context.Context, user string, id int64, decision, rea
 	switch {
 	case res.Replay:
 		return alreadyDecided(decision, what, a.State)
-	case a.State == store.ActionApproved:
+	case a.State == vocab.StateApproved:
 		return fmt.Sprintf(":white_check_mark: You approved %s: it runs now.", what)
-	case a.State == store.ActionDenied:
+	case a.State == vocab.StateDenied:
 		return fmt.Sprintf(":x: You denied %s: it will not run.", what)
 	default:
 		return fmt.Sprintf(":hourglass: Your approval of %s is recorded; it needs another approver (two-person rule).", what)
@@ -261,11 +262,11 @@ const listLimit = 15
 
 func (s *Slack) list(ctx context.Context) string {
 	var b strings.Builder
-	incs, _, err := s.st.ListIncidents(ctx, store.IncidentFilter{State: store.IncidentFiring, Page: store.Page{Limit: listLimit}})
+	incs, _, err := s.st.ListIncidents(ctx, store.IncidentFilter{State: vocab.IncidentFiring, Page: store.Page{Limit: listLimit}})
 	if err != nil {
 		return ":warning: The database is unavailable; try again."
 	}
-	acts, _, err := s.st.ListActions(ctx, store.ActionFilter{State: store.ActionAwaitingApproval, Page: store.Page{Limit: listLimit}})
+	acts, _, err := s.st.ListActions(ctx, store.ActionFilter{State: vocab.StateAwaitingApproval, Page: store.Page{Limit: listLimit}})
 	if err != nil {
 		return ":warning: The database is unavailable; try again."
 	}

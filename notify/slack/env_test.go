@@ -27,6 +27,7 @@ import (
 	"github.com/responder-sre/responder/config"
 	"github.com/responder-sre/responder/store"
 	"github.com/responder-sre/responder/store/pgtest"
+	"github.com/responder-sre/responder/vocab"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
@@ -205,27 +206,27 @@ func newEnv(t *testing.T) *env {
 
 // incident inserts a firing incident with one action per state given (awaiting_approval actions
 // need required approvals) and returns the incident and action ids.
-func (e *env) incident(name string, required int, states ...string) (int64, []int64) {
+func (e *env) incident(name string, required int, states ...vocab.State) (int64, []int64) {
 	e.t.Helper()
 	ctx := context.Background()
 	now := e.clock.Now()
 	return e.incidentAt(ctx, name, required, now, now, states...)
 }
 
-func (e *env) incidentAt(ctx context.Context, name string, required int, startsAt, actionsAt time.Time, states ...string) (int64, []int64) {
+func (e *env) incidentAt(ctx context.Context, name string, required int, startsAt, actionsAt time.Time, states ...vocab.State) (int64, []int64) {
 	e.t.Helper()
 	al := testAlert(name, startsAt)
 	var incID int64
 	var ids []int64
 	err := e.st.InTx(ctx, func(tx pgx.Tx) error {
-		res, err := e.st.UpsertIncidentsTx(ctx, tx, []store.IncidentUpsert{{Rule: "restart-" + name, RuleHash: "h", Alert: al, State: store.IncidentFiring, At: startsAt.Add(20 * time.Second)}})
+		res, err := e.st.UpsertIncidentsTx(ctx, tx, []store.IncidentUpsert{{Rule: "restart-" + name, RuleHash: "h", Alert: al, State: vocab.IncidentFiring, At: startsAt.Add(20 * time.Second)}})
 		if err != nil {
 			return err
 		}
 		incID = res[0].ID
 		var nas []store.NewAction
 		for i, st := range states {
-			nas = append(nas, store.NewAction{IncidentID: incID, Phase: store.PhaseActions, Step: i, Rule: "restart-" + name, RuleHash: "h",
+			nas = append(nas, store.NewAction{IncidentID: incID, Phase: vocab.PhaseActions, Step: i, Rule: "restart-" + name, RuleHash: "h",
 				Handler: "k8s.restart_pod", Target: "k8s:shop/pod/" + name, Scope: "shop", Class: "disruptive", Mode: "enforce",
 				Params: map[string]any{"pod": name}, Approval: "required", Timeout: time.Minute, State: st, At: actionsAt, ApprovalsRequired: required})
 		}

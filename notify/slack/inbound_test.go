@@ -12,6 +12,7 @@ import (
 
 	"github.com/responder-sre/responder/config"
 	"github.com/responder-sre/responder/store"
+	"github.com/responder-sre/responder/vocab"
 )
 
 func TestVerify(t *testing.T) {
@@ -77,7 +78,7 @@ func TestVerify(t *testing.T) {
 // A request that fails verification is a 401 with no side effect but an audit row.
 func TestUnverifiedRequestsHaveNoEffect(t *testing.T) {
 	e := newEnv(t)
-	_, ids := e.incident("api-1", 1, store.ActionAwaitingApproval)
+	_, ids := e.incident("api-1", 1, vocab.StateAwaitingApproval)
 	for _, h := range []http.Handler{e.s.CommandsHandler(), e.s.InteractionsHandler()} {
 		for _, body := range []string{
 			url.Values{"text": {"approve " + strconv.FormatInt(ids[0], 10)}, "user_id": {approverU1}}.Encode(),
@@ -93,7 +94,7 @@ func TestUnverifiedRequestsHaveNoEffect(t *testing.T) {
 			}
 		}
 	}
-	if a := e.action(ids[0]); a.State != store.ActionAwaitingApproval || e.approvals(ids[0]) != 0 {
+	if a := e.action(ids[0]); a.State != vocab.StateAwaitingApproval || e.approvals(ids[0]) != 0 {
 		t.Errorf("an unverified request changed the action: %s, %d approvals", a.State, e.approvals(ids[0]))
 	}
 	if n := len(e.audit(store.AuditSlack, ReasonBadSignature)); n != 4 {
@@ -115,7 +116,7 @@ func TestUnverifiedRequestsHaveNoEffect(t *testing.T) {
 
 func TestApproveByCommand(t *testing.T) {
 	e := newEnv(t)
-	_, ids := e.incident("api-2", 1, store.ActionAwaitingApproval)
+	_, ids := e.incident("api-2", 1, vocab.StateAwaitingApproval)
 	id := strconv.FormatInt(ids[0], 10)
 
 	got := e.command(approverU1, "approve "+id)
@@ -123,7 +124,7 @@ func TestApproveByCommand(t *testing.T) {
 		t.Errorf("answer = %q", got)
 	}
 	a := e.action(ids[0])
-	if a.State != store.ActionApproved || a.ApprovedBy != "slack:"+approverU1 {
+	if a.State != vocab.StateApproved || a.ApprovedBy != "slack:"+approverU1 {
 		t.Errorf("action = %s by %q, want approved by slack:%s", a.State, a.ApprovedBy, approverU1)
 	}
 	if e.kicks.Load() == 0 {
@@ -144,15 +145,15 @@ func TestApproveByCommand(t *testing.T) {
 
 func TestDenyByCommandRecordsReason(t *testing.T) {
 	e := newEnv(t)
-	_, ids := e.incident("api-3", 1, store.ActionAwaitingApproval, store.ActionPlanned)
+	_, ids := e.incident("api-3", 1, vocab.StateAwaitingApproval, vocab.StatePlanned)
 	id := strconv.FormatInt(ids[0], 10)
 	if got := e.command(approverU3, "deny "+id+" not during the sale"); !strings.Contains(got, "You denied") {
 		t.Errorf("answer = %q", got)
 	}
-	if a := e.action(ids[0]); a.State != store.ActionDenied {
+	if a := e.action(ids[0]); a.State != vocab.StateDenied {
 		t.Errorf("action is %s, want denied", a.State)
 	}
-	if a := e.action(ids[1]); a.State != store.ActionSkipped || a.Reason != "cancelled" {
+	if a := e.action(ids[1]); a.State != vocab.StateSkipped || a.Reason != "cancelled" {
 		t.Errorf("later step is %s/%s, want skipped/cancelled", a.State, a.Reason)
 	}
 	rs := e.audit(store.AuditApproval, "deny_reason")
@@ -163,7 +164,7 @@ func TestDenyByCommandRecordsReason(t *testing.T) {
 
 func TestNonApproverIsRefused(t *testing.T) {
 	e := newEnv(t)
-	_, ids := e.incident("api-4", 1, store.ActionAwaitingApproval)
+	_, ids := e.incident("api-4", 1, vocab.StateAwaitingApproval)
 	id := strconv.FormatInt(ids[0], 10)
 	for _, try := range []func() string{
 		func() string { return e.command(outsider, "approve "+id) },
@@ -174,7 +175,7 @@ func TestNonApproverIsRefused(t *testing.T) {
 			t.Errorf("refusal = %q", got)
 		}
 	}
-	if a := e.action(ids[0]); a.State != store.ActionAwaitingApproval || e.approvals(ids[0]) != 0 {
+	if a := e.action(ids[0]); a.State != vocab.StateAwaitingApproval || e.approvals(ids[0]) != 0 {
 		t.Errorf("a non-approver changed the action: %s", a.State)
 	}
 	if p, _ := e.st.Pause(context.Background()); p.Paused {
@@ -196,7 +197,7 @@ func TestNonApproverIsRefused(t *testing.T) {
 
 func TestGroupCacheExpires(t *testing.T) {
 	e := newEnv(t)
-	_, ids := e.incident("api-5", 1, store.ActionAwaitingApproval, store.ActionAwaitingApproval)
+	_, ids := e.incident("api-5", 1, vocab.StateAwaitingApproval, vocab.StateAwaitingApproval)
 	e.s.cfg.GroupCacheTTL = config.Duration(time.Minute)
 	e.command(approverU3, "approve "+strconv.FormatInt(ids[0], 10))
 	e.clock.Advance(time.Minute + time.Second)
@@ -214,7 +215,7 @@ func TestGroupCacheExpires(t *testing.T) {
 
 func TestDoubleClickDecidesOnce(t *testing.T) {
 	e := newEnv(t)
-	_, ids := e.incident("api-6", 1, store.ActionAwaitingApproval)
+	_, ids := e.incident("api-6", 1, vocab.StateAwaitingApproval)
 	first := e.click(approverU1, ButtonApprove, ids[0])
 	second := e.click(approverU1, ButtonApprove, ids[0])
 	if !strings.Contains(first, "You approved") {
@@ -229,7 +230,7 @@ func TestDoubleClickDecidesOnce(t *testing.T) {
 	if n := len(e.audit(store.AuditApproval, "approved")); n != 1 {
 		t.Errorf("%d approval audit rows, want 1", n)
 	}
-	if a := e.action(ids[0]); a.State != store.ActionApproved {
+	if a := e.action(ids[0]); a.State != vocab.StateApproved {
 		t.Errorf("action is %s", a.State)
 	}
 	// A click on the Deny button of a decided action changes nothing.
@@ -240,24 +241,24 @@ func TestDoubleClickDecidesOnce(t *testing.T) {
 
 func TestTwoPersonRule(t *testing.T) {
 	e := newEnv(t)
-	_, ids := e.incident("db-1", 2, store.ActionAwaitingApproval)
+	_, ids := e.incident("db-1", 2, vocab.StateAwaitingApproval)
 	if got := e.click(approverU1, ButtonApprove, ids[0]); !strings.Contains(got, "needs another approver") {
 		t.Errorf("first approval: %q", got)
 	}
-	if a := e.action(ids[0]); a.State != store.ActionAwaitingApproval {
+	if a := e.action(ids[0]); a.State != vocab.StateAwaitingApproval {
 		t.Fatalf("one approval of two made the action %s", a.State)
 	}
 	if got := e.command(approverU1, "approve "+strconv.FormatInt(ids[0], 10)); !strings.Contains(got, "already approved") {
 		t.Errorf("same approver again: %q", got)
 	}
-	if a := e.action(ids[0]); a.State != store.ActionAwaitingApproval {
+	if a := e.action(ids[0]); a.State != vocab.StateAwaitingApproval {
 		t.Fatalf("the same approver twice made the action %s", a.State)
 	}
 	if got := e.click(approverU3, ButtonApprove, ids[0]); !strings.Contains(got, "You approved") {
 		t.Errorf("second approver: %q", got)
 	}
 	a := e.action(ids[0])
-	if a.State != store.ActionApproved || a.ApprovedBy != "slack:"+approverU1+",slack:"+approverU3 {
+	if a.State != vocab.StateApproved || a.ApprovedBy != "slack:"+approverU1+",slack:"+approverU3 {
 		t.Errorf("action = %s by %q", a.State, a.ApprovedBy)
 	}
 }
@@ -265,12 +266,12 @@ func TestTwoPersonRule(t *testing.T) {
 func TestApprovalAfterTTL(t *testing.T) {
 	e := newEnv(t)
 	now := e.clock.Now()
-	_, ids := e.incidentAt(context.Background(), "api-7", 1, now.Add(-time.Hour), now.Add(-e.ttl-time.Minute), store.ActionAwaitingApproval)
+	_, ids := e.incidentAt(context.Background(), "api-7", 1, now.Add(-time.Hour), now.Add(-e.ttl-time.Minute), vocab.StateAwaitingApproval)
 	got := e.click(approverU1, ButtonApprove, ids[0])
 	if !strings.Contains(got, "approval window") {
 		t.Errorf("late click: %q", got)
 	}
-	if a := e.action(ids[0]); a.State != store.ActionAwaitingApproval || e.approvals(ids[0]) != 0 {
+	if a := e.action(ids[0]); a.State != vocab.StateAwaitingApproval || e.approvals(ids[0]) != 0 {
 		t.Errorf("a late approval was recorded: %s", a.State)
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/responder-sre/responder/config"
 	"github.com/responder-sre/responder/handlers"
 	"github.com/responder-sre/responder/store"
+	"github.com/responder-sre/responder/vocab"
 )
 
 // PageName is the page handler's name in rule files.
@@ -71,7 +72,7 @@ func (p *Page) Spec() handlers.Spec {
 			{Name: "group", Type: handlers.String, Doc: "user group ID to mention (S...); default slack.page_group"},
 			{Name: "channel", Type: handlers.String, Doc: "#channel or channel ID; default slack.channel"},
 		},
-		Class:             handlers.ClassNotify,
+		Class:             vocab.ClassNotify,
 		DefaultApproval:   handlers.ApprovalNone,
 		DefaultTimeout:    30 * time.Second,
 		Target:            `"slack:<channel>", qualified by the incident`,
@@ -99,7 +100,7 @@ func (p *Page) ValidateStatic(raw handlers.Params) error {
 // Build checks rendered params. Every error is bad_param.
 func (p *Page) Build(params handlers.Params) (handlers.Action, error) {
 	bad := func(format string, args ...any) error {
-		return &handlers.Error{Reason: handlers.ReasonBadParam, Err: fmt.Errorf(format, args...)}
+		return &handlers.Error{Reason: vocab.ReasonBadParam, Err: fmt.Errorf(format, args...)}
 	}
 	for k, v := range params {
 		sp, ok := p.Spec().Param(k)
@@ -139,7 +140,7 @@ type pageAction struct {
 
 func (a *pageAction) Target() string                           { return "slack:" + a.channel }
 func (a *pageAction) Scope() string                            { return "slack" }
-func (a *pageAction) Class() handlers.Class                    { return handlers.ClassNotify }
+func (a *pageAction) Class() vocab.Class                       { return vocab.ClassNotify }
 func (a *pageAction) Check(context.Context, alert.Alert) error { return handlers.ErrNotCheckable }
 func (a *pageAction) message(inc int64, al alert.Alert) (string, []slack.Block) {
 	mention := ""
@@ -174,7 +175,7 @@ func (a *pageAction) message(inc int64, al alert.Alert) (string, []slack.Block) 
 func (a *pageAction) Do(ctx context.Context, al alert.Alert) (handlers.Result, error) {
 	s := a.s
 	if s == nil {
-		return handlers.Result{}, handlers.Fail(handlers.ReasonBadParam, "%s: slack is not configured (slack.bot_token_file, slack.channel)", PageName)
+		return handlers.Result{}, handlers.Fail(vocab.ReasonBadParam, "%s: slack is not configured (slack.bot_token_file, slack.channel)", PageName)
 	}
 	key := handlers.IdempotencyKey(ctx)
 	if key != "" {
@@ -183,7 +184,7 @@ func (a *pageAction) Do(ctx context.Context, al alert.Alert) (handlers.Result, e
 		case err == nil:
 			return handlers.Result{Detail: fmt.Sprintf("already posted to %s at %s", prev.Channel, prev.TS)}, nil
 		case !errors.Is(err, store.ErrNotFound):
-			return handlers.Result{}, handlers.Fail(handlers.ReasonServerError, "%s: read the page record: %w", PageName, err)
+			return handlers.Result{}, handlers.Fail(vocab.ReasonServerError, "%s: read the page record: %w", PageName, err)
 		}
 	}
 	inc := handlers.IncidentID(ctx)
@@ -198,9 +199,9 @@ func (a *pageAction) Do(ctx context.Context, al alert.Alert) (handlers.Result, e
 	if err != nil {
 		var se slack.SlackErrorResponse
 		if errors.As(err, &se) {
-			return handlers.Result{}, handlers.Fail(handlers.ReasonClientError, "%s: Slack refused the page: %s", PageName, se.Err)
+			return handlers.Result{}, handlers.Fail(vocab.ReasonClientError, "%s: Slack refused the page: %s", PageName, se.Err)
 		}
-		return handlers.Result{}, handlers.Fail(handlers.ReasonServerError, "%s: %w", PageName, err)
+		return handlers.Result{}, handlers.Fail(vocab.ReasonServerError, "%s: %w", PageName, err)
 	}
 	if key != "" {
 		// The page went out: recording it is retried, and a failure to record is logged, not

@@ -6,12 +6,13 @@ import (
 	"testing"
 
 	"github.com/responder-sre/responder/handlers"
+	"github.com/responder-sre/responder/vocab"
 )
 
 func TestPageSlack(t *testing.T) {
 	e := newEnv(t)
 	h := e.s.PageHandler()
-	if s := h.Spec(); s.Name != "page.slack" || s.Class != handlers.ClassNotify || !s.TargetPerIncident {
+	if s := h.Spec(); s.Name != "page.slack" || s.Class != vocab.ClassNotify || !s.TargetPerIncident {
 		t.Errorf("spec = %+v", s)
 	}
 	incID, _ := e.incident("api-20", 1)
@@ -77,7 +78,7 @@ func TestPageSlackParams(t *testing.T) {
 		{handlers.Params{"text": 3}, "must be a string"},
 	} {
 		_, err := h.Build(tc.params)
-		if err == nil || !strings.Contains(err.Error(), tc.err) || handlers.ReasonOf(err) != handlers.ReasonBadParam {
+		if err == nil || !strings.Contains(err.Error(), tc.err) || handlers.ReasonOf(err) != vocab.ReasonBadParam {
 			t.Errorf("Build(%v) = %v, want bad_param %q", tc.params, err, tc.err)
 		}
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/slack-go/slack"
 
 	"github.com/responder-sre/responder/store"
+	"github.com/responder-sre/responder/vocab"
 )
 
 // Button action ids; the button's value is the responder action id.
@@ -36,30 +37,26 @@ const (
 	phaseOrderUnseen = 9
 )
 
-var phaseOrder = map[string]int{store.PhaseActions: 0, store.PhaseEscalate: 1, store.PhaseOnResolved: 2, store.PhaseResolve: 3}
+var phaseOrder = map[vocab.Phase]int{vocab.PhaseActions: 0, vocab.PhaseEscalate: 1, vocab.PhaseOnResolved: 2, vocab.PhaseResolve: 3}
 
 // stateEmoji marks each action state.
-var stateEmoji = map[string]string{
-	store.ActionPlanned:          ":white_circle:",
-	store.ActionAwaitingApproval: ":raised_hand:",
-	store.ActionApproved:         ":large_blue_circle:",
-	store.ActionDenied:           ":no_entry_sign:",
-	store.ActionExpired:          ":hourglass:",
-	store.ActionRunning:          ":arrows_counterclockwise:",
-	store.ActionSucceeded:        ":white_check_mark:",
-	store.ActionFailed:           ":x:",
-	store.ActionUnknown:          ":grey_question:",
-	store.ActionSkipped:          ":fast_forward:",
-	store.ActionDryRun:           ":test_tube:",
+var stateEmoji = map[vocab.State]string{
+	vocab.StatePlanned:          ":white_circle:",
+	vocab.StateAwaitingApproval: ":raised_hand:",
+	vocab.StateApproved:         ":large_blue_circle:",
+	vocab.StateDenied:           ":no_entry_sign:",
+	vocab.StateExpired:          ":hourglass:",
+	vocab.StateRunning:          ":arrows_counterclockwise:",
+	vocab.StateSucceeded:        ":white_check_mark:",
+	vocab.StateFailed:           ":x:",
+	vocab.StateUnknown:          ":grey_question:",
+	vocab.StateSkipped:          ":fast_forward:",
+	vocab.StateDryRun:           ":test_tube:",
 }
 
 // finished reports whether an action state is final.
-func finished(state string) bool {
-	switch state {
-	case store.ActionPlanned, store.ActionAwaitingApproval, store.ActionApproved, store.ActionRunning:
-		return false
-	}
-	return true
+func finished(state vocab.State) bool {
+	return state.Final()
 }
 
 // rendered is an incident message.
@@ -103,9 +100,9 @@ func renderIncident(inc store.SlackIncident, acts []store.Action) rendered {
 	name := cmp.Or(i.AlertName, al.Name)
 	icon := ":rotating_light:"
 	switch i.State {
-	case store.IncidentResolved:
+	case vocab.IncidentResolved:
 		icon = ":white_check_mark:"
-	case store.IncidentSuppressed:
+	case vocab.IncidentSuppressed:
 		icon = ":mute:"
 	}
 	title := truncate(i.Rule+": "+name, maxHeader)
@@ -141,7 +138,7 @@ func renderIncident(inc store.SlackIncident, acts []store.Action) rendered {
 			break
 		}
 		blocks = append(blocks, slack.NewSectionBlock(md(truncate(actionLine(a), maxSectionText)), nil, nil))
-		if a.State == store.ActionAwaitingApproval {
+		if a.State == vocab.StateAwaitingApproval {
 			if a.Evidence != "" { // what the handler saw, for the approver
 				blocks = append(blocks, slack.NewContextBlock("evidence_"+strconv.FormatInt(a.ID, 10), md(truncate(esc(a.Evidence), maxSectionText))))
 			}
@@ -153,10 +150,10 @@ func renderIncident(inc store.SlackIncident, acts []store.Action) rendered {
 			blocks = append(blocks, slack.NewActionBlock("responder_action_"+id, approve, deny))
 		}
 	}
-	if i.State == store.IncidentResolved && i.ResolvedAt != nil {
+	if i.State == vocab.IncidentResolved && i.ResolvedAt != nil {
 		blocks = append(blocks, slack.NewDividerBlock(), slack.NewSectionBlock(md(resolutionText(i)), nil, nil))
 	}
-	text := fmt.Sprintf("[%s] %s: %s (incident #%d)", strings.ToUpper(i.State), i.Rule, name, i.ID)
+	text := fmt.Sprintf("[%s] %s: %s (incident #%d)", strings.ToUpper(string(i.State)), i.Rule, name, i.ID)
 	return rendered{Text: text, Blocks: blocks}
 }
 
@@ -164,16 +161,16 @@ func renderIncident(inc store.SlackIncident, acts []store.Action) rendered {
 func actionLine(a store.Action) string {
 	emoji := cmp.Or(stateEmoji[a.State], ":white_circle:")
 	line := fmt.Sprintf("%s `%d` *%s* on `%s`: %s", emoji, a.ID, esc(a.Handler), esc(a.Target), a.State)
-	if a.Phase != store.PhaseActions {
-		line += " (" + a.Phase + ")"
+	if a.Phase != vocab.PhaseActions {
+		line += " (" + string(a.Phase) + ")"
 	}
-	if a.Reason != "" && a.Reason != a.State {
-		line += " · " + esc(a.Reason)
+	if a.Reason != "" && string(a.Reason) != string(a.State) {
+		line += " · " + esc(string(a.Reason))
 	}
 	if a.ApprovedBy != "" {
 		line += " · by " + approvers(a.ApprovedBy)
 	}
-	if a.Error != "" && (a.State == store.ActionFailed || a.State == store.ActionUnknown || a.State == store.ActionExpired) {
+	if a.Error != "" && (a.State == vocab.StateFailed || a.State == vocab.StateUnknown || a.State == vocab.StateExpired) {
 		line += "\n> " + esc(truncate(a.Error, 300))
 	}
 	return line

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/responder-sre/responder/store"
+	"github.com/responder-sre/responder/vocab"
 )
 
 // ReplayMargin is how long past MaxSkew a request's signature stays in the replay cache: replicas
@@ -100,6 +101,6 @@ func (s *Slack) repeatedDecision(ctx context.Context, user string, actionID int6
 	return alreadyDecided(decision, fmt.Sprintf("action %d (%s on %s)", actionID, a.Handler, a.Target), a.State), true
 }
 
-func alreadyDecided(decision, what, state string) string {
+func alreadyDecided(decision, what string, state vocab.State) string {
 	return fmt.Sprintf(":repeat: You had already %s %s; nothing changed (it is %s).", pastTense(decision), what, state)
 }

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/responder-sre/responder/store"
+	"github.com/responder-sre/responder/vocab"
 )
 
 // signedCommand is a /responder command as Slack sends it, signed now.
@@ -158,7 +159,7 @@ func TestReplayRefusedAcrossReplicas(t *testing.T) {
 func TestReplayedDecisionsAreRefused(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
-	_, ids := e.incident("api-r", 2, store.ActionPlanned, store.ActionAwaitingApproval)
+	_, ids := e.incident("api-r", 2, vocab.StatePlanned, vocab.StateAwaitingApproval)
 	early := e.buttonPayload(approverU1, ButtonApprove, ids[0])
 	earlyHdr := sign(testSecret, e.clock.Now(), early)
 	clickAnswer := func(body string, hdr http.Header) string {
@@ -201,7 +202,7 @@ func TestReplayedDecisionsAreRefused(t *testing.T) {
 	if n := e.approvals(ids[1]); n != 1 {
 		t.Errorf("%d approval rows, want 1", n)
 	}
-	if a := e.action(ids[1]); a.State != store.ActionAwaitingApproval {
+	if a := e.action(ids[1]); a.State != vocab.StateAwaitingApproval {
 		t.Errorf("action is %s, want awaiting_approval (one approval of two)", a.State)
 	}
 	if n := len(e.audit(store.AuditSlack, ReasonReplayed)); n != 2 {

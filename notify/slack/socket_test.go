@@ -13,7 +13,7 @@ import (
 	"github.com/slack-go/slack/slacktest"
 
 	"github.com/responder-sre/responder/config"
-	"github.com/responder-sre/responder/store"
+	"github.com/responder-sre/responder/vocab"
 )
 
 // TestSocketMode drives RunSocketMode through a Socket Mode websocket served by slacktest: a slash
@@ -21,7 +21,7 @@ import (
 // acknowledged with the ephemeral answer.
 func TestSocketMode(t *testing.T) {
 	e := newEnv(t)
-	_, ids := e.incident("api-30", 1, store.ActionAwaitingApproval)
+	_, ids := e.incident("api-30", 1, vocab.StateAwaitingApproval)
 	acks := make(chan map[string]any, 4)
 	var srv *slacktest.Server
 	srv = slacktest.NewTestServer(func(c slacktest.Customize) {
@@ -78,7 +78,7 @@ func TestSocketMode(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		t.Fatal("no acknowledgement over the socket")
 	}
-	if a := e.action(ids[0]); a.State != store.ActionApproved || a.ApprovedBy != "slack:"+approverU1 {
+	if a := e.action(ids[0]); a.State != vocab.StateApproved || a.ApprovedBy != "slack:"+approverU1 {
 		t.Errorf("action = %s by %q", a.State, a.ApprovedBy)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/slack-go/slack"
 
 	"github.com/responder-sre/responder/store"
+	"github.com/responder-sre/responder/vocab"
 )
 
 // syncBatch bounds the incidents one pass looks at.
@@ -98,7 +99,7 @@ func (s *Slack) syncIncident(ctx context.Context, c store.SlackIncident) (bool, 
 	}
 	r := renderIncident(c, acts)
 	h := r.hash()
-	resolved := c.State == store.IncidentResolved && c.ResolvedAt != nil
+	resolved := c.State == vocab.IncidentResolved && c.ResolvedAt != nil
 	allDone := true
 	for _, a := range acts {
 		allDone = allDone && finished(a.State)

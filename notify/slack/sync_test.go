@@ -13,6 +13,7 @@ import (
 
 	"github.com/responder-sre/responder/internal/testwait"
 	"github.com/responder-sre/responder/store"
+	"github.com/responder-sre/responder/vocab"
 )
 
 func (e *env) sync() int {
@@ -29,7 +30,7 @@ func (e *env) callsSince(n int) []call { return e.rec.Calls()[n:] }
 func TestIncidentMessageLifecycle(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
-	incID, ids := e.incident("api-10", 1, store.ActionAwaitingApproval)
+	incID, ids := e.incident("api-10", 1, vocab.StateAwaitingApproval)
 	id := strconv.FormatInt(ids[0], 10)
 
 	// 1. Posted once, with the buttons of the action awaiting approval.
@@ -90,7 +91,7 @@ func TestIncidentMessageLifecycle(t *testing.T) {
 	inc, _ := e.st.GetIncident(ctx, incID)
 	al.StartsAt = inc.StartsAt
 	if err := e.st.InTx(ctx, func(tx pgx.Tx) error {
-		if _, err := e.st.FinishActionsTx(ctx, tx, "", []store.Outcome{{ID: ids[0], State: store.ActionSucceeded, At: resolvedAt}}); err != nil {
+		if _, err := e.st.FinishActionsTx(ctx, tx, "", []store.Outcome{{ID: ids[0], State: vocab.StateSucceeded, At: resolvedAt}}); err != nil {
 			return err
 		}
 		_, err := e.st.ResolveIncidentsTx(ctx, tx, []store.ResolveKey{{Fingerprint: al.Fingerprint, StartsAt: al.StartsAt, Alert: al}}, resolvedAt)
@@ -126,7 +127,7 @@ func TestIncidentMessageLifecycle(t *testing.T) {
 func TestRateLimitDelaysWithoutLoss(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
-	incID, _ := e.incident("api-11", 1, store.ActionPlanned)
+	incID, _ := e.incident("api-11", 1, vocab.StatePlanned)
 	e.rec.fail429.Store(1)
 	n, err := e.s.SyncOnce(ctx)
 	var rl *errRateLimited
@@ -163,7 +164,7 @@ func TestRunKick(t *testing.T) {
 			t.Errorf("Run = %v", err)
 		}
 	})
-	e.incident("api-12", 1, store.ActionPlanned)
+	e.incident("api-12", 1, vocab.StatePlanned)
 	e.s.Kick()
 	testwait.Until(t, 10*time.Second, "Run posts the incident after Kick", func() bool {
 		if len(e.rec.Calls()) > 0 {
@@ -180,9 +181,9 @@ func TestRunKick(t *testing.T) {
 func TestRenderManyActionsBounded(t *testing.T) {
 	var acts []store.Action
 	for i := range 30 {
-		acts = append(acts, store.Action{ID: int64(i + 1), Phase: store.PhaseActions, Step: i, Handler: "k8s.restart_pod", Target: "t", State: store.ActionAwaitingApproval})
+		acts = append(acts, store.Action{ID: int64(i + 1), Phase: vocab.PhaseActions, Step: i, Handler: "k8s.restart_pod", Target: "t", State: vocab.StateAwaitingApproval})
 	}
-	inc := store.SlackIncident{Incident: store.Incident{ID: 1, Rule: "r", State: store.IncidentFiring, Labels: map[string]string{"a": "<b>"}}, Alert: testAlert("x", time.Now())}
+	inc := store.SlackIncident{Incident: store.Incident{ID: 1, Rule: "r", State: vocab.IncidentFiring, Labels: map[string]string{"a": "<b>"}}, Alert: testAlert("x", time.Now())}
 	r := renderIncident(inc, acts)
 	if len(r.Blocks) > 50 {
 		t.Errorf("%d blocks, Slack allows 50", len(r.Blocks))
@@ -204,8 +205,8 @@ func TestRuleChannel(t *testing.T) {
 		}
 		return ""
 	}
-	e.incident("api-11", 1, store.ActionAwaitingApproval)
-	e.incident("api-12", 1, store.ActionAwaitingApproval)
+	e.incident("api-11", 1, vocab.StateAwaitingApproval)
+	e.incident("api-12", 1, vocab.StateAwaitingApproval)
 	if n := e.sync(); n != 2 {
 		t.Fatalf("sent %d messages, want 2", n)
 	}
