@@ -21,6 +21,7 @@ import (
 
 	"github.com/responder-sre/responder/app"
 	"github.com/responder-sre/responder/bus/bustest"
+	"github.com/responder-sre/responder/internal/testwait"
 	"github.com/responder-sre/responder/store"
 	"github.com/responder-sre/responder/store/pgtest"
 )
@@ -242,21 +243,6 @@ func (f *fixture) actions(query string) []map[string]any {
 	return l.Items
 }
 
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.After(d)
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		select {
-		case <-deadline:
-			t.Fatalf("timed out after %s waiting for %s", d, what)
-		case <-tick.C:
-		}
-	}
-}
-
 func countState(items []map[string]any, state string) int {
 	n := 0
 	for _, it := range items {
@@ -283,7 +269,7 @@ func TestConcurrentDuplicatePostsActOnce(t *testing.T) {
 			t.Fatalf("webhook answered %d", c)
 		}
 	}
-	waitFor(t, "3 succeeded actions", 20*time.Second, func() bool {
+	testwait.Until(t, 20*time.Second, "3 succeeded actions", func() bool {
 		items := f.actions("")
 		if countState(items, "succeeded") == 3 {
 			return true
@@ -292,7 +278,7 @@ func TestConcurrentDuplicatePostsActOnce(t *testing.T) {
 		return false
 	})
 	// Let the executor run a few more passes: nothing else may happen.
-	waitFor(t, "bus drained", 10*time.Second, func() bool {
+	testwait.Until(t, 10*time.Second, "bus drained", func() bool {
 		return metricValue(t, f, "responder_bus_pending_messages") == 0
 	})
 	items := f.actions("")
@@ -385,14 +371,14 @@ func TestBusDownAnswers503ThenProcessesOnce(t *testing.T) {
 	if code := f.post(body); code != http.StatusServiceUnavailable {
 		t.Fatalf("bus down: webhook answered %d, want 503", code)
 	}
-	waitFor(t, "/readyz to fail", 10*time.Second, func() bool { c, _ := f.do("GET", "/readyz", "", nil); return c == 503 })
+	testwait.Until(t, 10*time.Second, "/readyz to fail", func() bool { c, _ := f.do("GET", "/readyz", "", nil); return c == 503 })
 	ns.Restart()
-	waitFor(t, "webhook 200 after the bus is back", 20*time.Second, func() bool { return f.post(body) == 200 })
+	testwait.Until(t, 20*time.Second, "webhook 200 after the bus is back", func() bool { return f.post(body) == 200 })
 	if code := f.post(body); code != 200 { // Alertmanager's retry of the same group
 		t.Fatalf("second post: %d", code)
 	}
-	waitFor(t, "1 succeeded action", 20*time.Second, func() bool { return countState(f.actions(""), "succeeded") == 1 })
-	waitFor(t, "/readyz ok", 10*time.Second, func() bool { c, _ := f.do("GET", "/readyz", "", nil); return c == 200 })
+	testwait.Until(t, 20*time.Second, "1 succeeded action", func() bool { return countState(f.actions(""), "succeeded") == 1 })
+	testwait.Until(t, 10*time.Second, "/readyz ok", func() bool { c, _ := f.do("GET", "/readyz", "", nil); return c == 200 })
 	if n := len(f.actions("")); n != 1 {
 		t.Fatalf("actions = %d, want 1", n)
 	}
@@ -410,13 +396,13 @@ func TestStoreDownMessagesWait(t *testing.T) {
 	if code := f.post(body); code != 200 {
 		t.Fatalf("store down: webhook answered %d, want 200 (the bus holds the alerts)", code)
 	}
-	waitFor(t, "/readyz to fail", 15*time.Second, func() bool { c, _ := f.do("GET", "/readyz", "", nil); return c == 503 })
+	testwait.Until(t, 15*time.Second, "/readyz to fail", func() bool { c, _ := f.do("GET", "/readyz", "", nil); return c == 503 })
 	pg.Start(t)
-	waitFor(t, "2 succeeded actions after the store is back", 30*time.Second, func() bool {
+	testwait.Until(t, 30*time.Second, "2 succeeded actions after the store is back", func() bool {
 		c, b := f.do("GET", "/api/v1/actions?state=succeeded", adminToken, nil)
 		return c == 200 && strings.Count(string(b), `"state": "succeeded"`) == 2
 	})
-	waitFor(t, "/readyz ok", 15*time.Second, func() bool { c, _ := f.do("GET", "/readyz", "", nil); return c == 200 })
+	testwait.Until(t, 15*time.Second, "/readyz ok", func() bool { c, _ := f.do("GET", "/readyz", "", nil); return c == 200 })
 	if n := len(f.sink.Calls()); n != 2 {
 		t.Fatalf("sink calls = %d, want 2", n)
 	}
@@ -439,7 +425,7 @@ func TestReloadKeepsLastGoodRules(t *testing.T) {
 	if code := f.post(payload("firing", time.Now().UTC().Truncate(time.Second), "api-1")); code != 200 {
 		t.Fatalf("post: %d", code)
 	}
-	waitFor(t, "the old rule to act", 20*time.Second, func() bool { return countState(f.actions(""), "succeeded") == 1 })
+	testwait.Until(t, 20*time.Second, "the old rule to act", func() bool { return countState(f.actions(""), "succeeded") == 1 })
 	must(t, os.WriteFile(rulesFile, good, 0o644))
 	if code, b := f.do("POST", "/-/reload", adminToken, nil); code != 200 {
 		t.Fatalf("good reload: %d %s", code, b)
@@ -464,7 +450,7 @@ func TestDryRunRecordsWithoutCalling(t *testing.T) {
 	if code := f.post(payload("firing", time.Now().UTC().Truncate(time.Second), "web-9")); code != 200 {
 		t.Fatalf("post: %d", code)
 	}
-	waitFor(t, "a dry_run action", 20*time.Second, func() bool { return countState(f.actions(""), "dry_run") == 1 })
+	testwait.Until(t, 20*time.Second, "a dry_run action", func() bool { return countState(f.actions(""), "dry_run") == 1 })
 	if n := len(f.sink.Calls()); n != 0 {
 		t.Fatalf("dry run called the sink %d times", n)
 	}
@@ -481,7 +467,7 @@ func TestInvalidAlertIsAuditedAndTheRestAccepted(t *testing.T) {
 	if v := metricValue(t, f, "responder_alerts_rejected_total"); v != 1 {
 		t.Fatalf("alerts_rejected_total = %v, want 1", v)
 	}
-	waitFor(t, "the rejection in the audit trail", 10*time.Second, func() bool {
+	testwait.Until(t, 10*time.Second, "the rejection in the audit trail", func() bool {
 		c, b := f.do(http.MethodGet, "/api/v1/audit", readToken, nil)
 		return c == 200 && strings.Contains(string(b), `"kind": "alert_rejected"`) && strings.Contains(string(b), `"reason": "missing_alertname"`)
 	})
@@ -507,7 +493,7 @@ rules:
 	if code := f.post(payload("firing", time.Now().UTC().Truncate(time.Second), "a", "b")); code != 200 {
 		t.Fatalf("post: %d", code)
 	}
-	waitFor(t, "2 actions awaiting approval", 10*time.Second, func() bool { return countState(f.actions(""), "awaiting_approval") == 2 })
+	testwait.Until(t, 10*time.Second, "2 actions awaiting approval", func() bool { return countState(f.actions(""), "awaiting_approval") == 2 })
 	ids := map[string]int{}
 	for _, it := range f.actions("") {
 		ids[fmt.Sprint(it["params"].(map[string]any)["url"])] = int(it["id"].(float64))
@@ -533,7 +519,7 @@ rules:
 	if code, b := f.do("POST", fmt.Sprintf("/api/v1/actions/%d/deny", idB), adminToken, []byte(`{"by":"carol"}`)); code != 200 || !strings.Contains(string(b), `"denied"`) {
 		t.Fatalf("deny: %d %s", code, b)
 	}
-	waitFor(t, "the approved action to run", 10*time.Second, func() bool { return len(f.sink.Calls()) == 1 })
+	testwait.Until(t, 10*time.Second, "the approved action to run", func() bool { return len(f.sink.Calls()) == 1 })
 	if code, _ := approve(idB, adminToken, "dave"); code != 409 {
 		t.Fatalf("approving a denied action: %d, want 409", code)
 	}
@@ -597,7 +583,7 @@ rules:
 			}
 		}
 	}()
-	waitFor(t, "20 pages and 20 paused restarts", 20*time.Second, func() bool {
+	testwait.Until(t, 20*time.Second, "20 pages and 20 paused restarts", func() bool {
 		items = f.actions("?limit=1000")
 		return countState(items, "succeeded") == 20 && countState(items, "skipped") == 20
 	})
@@ -619,7 +605,7 @@ SELECT count(*) FROM actions a, pause p WHERE a.class = 'disruptive' AND a.start
 	if code := f.post(payload("firing", time.Now().UTC().Truncate(time.Second), "after")); code != 200 {
 		t.Fatalf("post: %d", code)
 	}
-	waitFor(t, "the restart after resume", 20*time.Second, func() bool {
+	testwait.Until(t, 20*time.Second, "the restart after resume", func() bool {
 		for _, c := range f.sink.Calls() {
 			if c.Path == "/hooks/restart/after" {
 				return true
@@ -653,14 +639,14 @@ func TestBreakerStatusMetricAndReset(t *testing.T) {
 		t.Fatalf("status: %d %s", code, b)
 	}
 	// The gauge is read in the background (every 100ms here).
-	waitFor(t, "breaker_state 2 (open)", 10*time.Second, func() bool { return cachedMetric(t, f, "responder_breaker_state") == 2 })
+	testwait.Until(t, 10*time.Second, "breaker_state 2 (open)", func() bool { return cachedMetric(t, f, "responder_breaker_state") == 2 })
 	if code, _ := f.do("POST", "/api/v1/breakers/http.request/airflow.internal:8080/reset", readToken, nil); code != 403 {
 		t.Fatalf("reset with the read token: %d", code)
 	}
 	if code, b := f.do("POST", "/api/v1/breakers/http.request/airflow.internal:8080/reset", adminToken, nil); code != 200 {
 		t.Fatalf("reset: %d %s", code, b)
 	}
-	waitFor(t, "breaker_state 0 after the reset", 10*time.Second, func() bool { return cachedMetric(t, f, "responder_breaker_state") == 0 })
+	testwait.Until(t, 10*time.Second, "breaker_state 0 after the reset", func() bool { return cachedMetric(t, f, "responder_breaker_state") == 0 })
 	if code, _ := f.do("POST", "/api/v1/breakers/http.request/nowhere/reset", adminToken, nil); code != 404 {
 		t.Fatalf("reset of a missing breaker: %d", code)
 	}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/responder-sre/responder/bus/bustest"
+	"github.com/responder-sre/responder/internal/testwait"
 )
 
 // TestFullDiskWebhook fills the real file system under --storage.path (a tmpfs: the embedded
@@ -76,7 +77,7 @@ func TestFullDiskWebhook(t *testing.T) {
 	if code, b := f.do(http.MethodPost, "/webhook/alertmanager", hookToken, payload("firing", starts, "while-full")); code != 503 || time.Since(start) > refusalBound {
 		t.Errorf("post on a full disk: %d after %s: %s", code, time.Since(start), b)
 	}
-	waitFor(t, "/readyz to name the storage", 10*time.Second, func() bool {
+	testwait.Until(t, 10*time.Second, "/readyz to name the storage", func() bool {
 		code, b := f.do(http.MethodGet, "/readyz", "", nil)
 		return code == 503 && strings.Contains(string(b), "storage")
 	})
@@ -95,16 +96,16 @@ func TestFullDiskWebhook(t *testing.T) {
 		t.Fatal(err)
 	}
 	freed := time.Now()
-	waitFor(t, "the webhook to answer 200 again", 30*time.Second, func() bool { return f.post(body(refused[0])) == 200 })
-	waitFor(t, "/readyz ok again", 30*time.Second, func() bool { c, _ := f.do(http.MethodGet, "/readyz", "", nil); return c == 200 })
+	testwait.Until(t, 30*time.Second, "the webhook to answer 200 again", func() bool { return f.post(body(refused[0])) == 200 })
+	testwait.Until(t, 30*time.Second, "/readyz ok again", func() bool { c, _ := f.do(http.MethodGet, "/readyz", "", nil); return c == 200 })
 	t.Logf("intake recovered %s after space came back", time.Since(freed).Round(time.Millisecond))
 	for _, i := range refused { // Alertmanager retries what was refused
-		waitFor(t, fmt.Sprintf("alert %d accepted on retry", i), 30*time.Second, func() bool { return f.post(body(i)) == 200 })
+		testwait.Until(t, 30*time.Second, fmt.Sprintf("alert %d accepted on retry", i), func() bool { return f.post(body(i)) == 200 })
 		accepted[fmt.Sprintf("p-%03d", i)] = true
 	}
 
 	// Every accepted alert acted on exactly once.
-	waitFor(t, "an action per accepted alert", 120*time.Second, func() bool { return len(f.sink.Calls()) >= len(accepted) })
+	testwait.Until(t, 120*time.Second, "an action per accepted alert", func() bool { return len(f.sink.Calls()) >= len(accepted) })
 	calls := map[string]int{}
 	for _, c := range f.sink.Calls() {
 		calls[path.Base(c.Path)]++

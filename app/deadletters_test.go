@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/responder-sre/responder/bus/bustest"
+	"github.com/responder-sre/responder/internal/testwait"
 	"github.com/responder-sre/responder/store"
 	"github.com/responder-sre/responder/store/pgtest"
 )
@@ -89,14 +90,14 @@ func TestDeadLetterReplayedAfterTheCauseIsFixedActsOnce(t *testing.T) {
 		t.Fatalf("post: %d", code)
 	}
 	var dls []apiDeadLetter
-	waitFor(t, "a dead letter", 30*time.Second, func() bool { dls = f.deadLetters(); return len(dls) == 1 })
+	testwait.Until(t, 30*time.Second, "a dead letter", func() bool { dls = f.deadLetters(); return len(dls) == 1 })
 	d := dls[0]
 	if d.Reason != "permanent" || !strings.Contains(d.Error, "refuse_poison") || d.Deliveries != 3 || d.Size == 0 ||
 		!strings.Contains(d.Preview, "poison-1") || d.ReplayedAt != nil || d.MsgID == "" {
 		t.Fatalf("dead letter %+v", d)
 	}
 	// The gauge is refreshed in the background (every 100ms in the fixture).
-	waitFor(t, "responder_dead_letters = 1", 10*time.Second, func() bool { return metricValue(t, f, "responder_dead_letters") == 1 })
+	testwait.Until(t, 10*time.Second, "responder_dead_letters = 1", func() bool { return metricValue(t, f, "responder_dead_letters") == 1 })
 	replay := fmt.Sprintf("/api/v1/dead-letters/%d/replay", d.ID)
 	for _, tc := range []struct {
 		method, path, token, body string
@@ -138,7 +139,7 @@ func TestDeadLetterReplayedAfterTheCauseIsFixedActsOnce(t *testing.T) {
 	if n[200] != 1 || n[409] != 4 {
 		t.Fatalf("concurrent replays answered %v, want one 200 and four 409", n)
 	}
-	waitFor(t, "the replayed alert's action", 20*time.Second, func() bool { return countState(f.actions(""), "succeeded") == 1 })
+	testwait.Until(t, 20*time.Second, "the replayed alert's action", func() bool { return countState(f.actions(""), "succeeded") == 1 })
 	got := f.deadLetters()
 	if len(got) != 1 || got[0].ReplayedAt == nil || got[0].ReplayedBy != "api:alice" || got[0].ReplayMsgID != d.MsgID+fmt.Sprintf("/replay-%d", d.ID) {
 		t.Fatalf("after the replay: %+v", got)
@@ -153,7 +154,7 @@ func TestDeadLetterReplayedAfterTheCauseIsFixedActsOnce(t *testing.T) {
 	dl, err := f.app.Store().GetDeadLetter(context.Background(), d.ID)
 	must(t, err)
 	publishRaw(t, ns.URL(), "another-replay-of-the-same-dead-letter", dl.Data)
-	waitFor(t, "the bus to drain", 20*time.Second, func() bool {
+	testwait.Until(t, 20*time.Second, "the bus to drain", func() bool {
 		return metricValue(t, f, "responder_bus_pending_messages") == 0
 	})
 	if acts := f.actions(""); len(acts) != 1 {
@@ -165,7 +166,7 @@ func TestDeadLetterReplayedAfterTheCauseIsFixedActsOnce(t *testing.T) {
 	if len(f.deadLetters()) != 1 {
 		t.Fatal("the second copy was dead-lettered")
 	}
-	waitFor(t, "responder_dead_letters = 0 after the replay", 10*time.Second, func() bool { return metricValue(t, f, "responder_dead_letters") == 0 })
+	testwait.Until(t, 10*time.Second, "responder_dead_letters = 0 after the replay", func() bool { return metricValue(t, f, "responder_dead_letters") == 0 })
 	if v := metricValue(t, f, "responder_dead_letters_replayed_total"); v != 1 {
 		t.Errorf("responder_dead_letters_replayed_total = %v, want 1", v)
 	}
@@ -178,7 +179,7 @@ func TestUndecodableDeadLetterFailingAgainIsANewDeadLetter(t *testing.T) {
 	f := startApp(t, fixtureOpts{natsURL: ns.URL()})
 	publishRaw(t, ns.URL(), "garbage-1", []byte("{not json"))
 	var dls []apiDeadLetter
-	waitFor(t, "a dead letter", 20*time.Second, func() bool { dls = f.deadLetters(); return len(dls) == 1 })
+	testwait.Until(t, 20*time.Second, "a dead letter", func() bool { dls = f.deadLetters(); return len(dls) == 1 })
 	if d := dls[0]; d.Reason != "undecodable" || d.Deliveries != 1 || d.MsgID != "garbage-1" || d.Preview != "{not json" {
 		t.Fatalf("dead letter %+v", d)
 	}
@@ -191,7 +192,7 @@ func TestUndecodableDeadLetterFailingAgainIsANewDeadLetter(t *testing.T) {
 	if code != 200 || !strings.Contains(string(b), `"result": "replayed"`) {
 		t.Fatalf("replay: %d %s", code, b)
 	}
-	waitFor(t, "the replay's own dead letter", 20*time.Second, func() bool { dls = f.deadLetters(); return len(dls) == 2 })
+	testwait.Until(t, 20*time.Second, "the replay's own dead letter", func() bool { dls = f.deadLetters(); return len(dls) == 2 })
 	if dls[0].MsgID != "garbage-1/replay-"+fmt.Sprint(dls[1].ID) || dls[0].ReplayedAt != nil || dls[1].ReplayedAt == nil {
 		t.Fatalf("dead letters after the replay: %+v", dls)
 	}
@@ -277,7 +278,7 @@ func TestStatusFailsWhenBreakersOrBusUnreadable(t *testing.T) {
 		t.Fatalf("status with the breakers unreadable: %d %s, want 503 naming the breakers", code, b)
 	}
 	execSQL(t, db, `ALTER TABLE breakers_away RENAME TO breakers`)
-	waitFor(t, "status 200 again", 10*time.Second, func() bool { c, _ := f.do("GET", "/api/v1/status", readToken, nil); return c == 200 })
+	testwait.Until(t, 10*time.Second, "status 200 again", func() bool { c, _ := f.do("GET", "/api/v1/status", readToken, nil); return c == 200 })
 	ns.Shutdown()
 	code, b = f.do("GET", "/api/v1/status", readToken, nil)
 	if code != 503 || !strings.Contains(string(b), `"error"`) || !strings.Contains(string(b), "bus") {

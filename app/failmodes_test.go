@@ -13,6 +13,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/responder-sre/responder/internal/testwait"
 	"github.com/responder-sre/responder/store/pgtest"
 )
 
@@ -72,10 +73,10 @@ func TestReadOnlyDatabaseRetriesNotDeadLetters(t *testing.T) {
 		t.Fatalf("webhook answered %d, want 200 (the bus holds the alert)", code)
 	}
 	// Three failed attempts: as many as a permanent error gets before it is dead-lettered.
-	waitFor(t, "3 failed attempts", 20*time.Second, func() bool { return metricValue(t, f, "responder_bus_process_errors_total") >= 3 })
-	waitFor(t, "/readyz to fail", 10*time.Second, func() bool { c, _ := f.do("GET", "/readyz", "", nil); return c == 503 })
+	testwait.Until(t, 20*time.Second, "3 failed attempts", func() bool { return metricValue(t, f, "responder_bus_process_errors_total") >= 3 })
+	testwait.Until(t, 10*time.Second, "/readyz to fail", func() bool { c, _ := f.do("GET", "/readyz", "", nil); return c == 503 })
 	setReadOnly(t, db, false)
-	waitFor(t, "1 succeeded action after the database is writable", 30*time.Second, func() bool {
+	testwait.Until(t, 30*time.Second, "1 succeeded action after the database is writable", func() bool {
 		return countRows(t, db, `SELECT count(*) FROM actions WHERE state = 'succeeded'`) == 1 || countRows(t, db, `SELECT count(*) FROM dead_letters`) > 0
 	})
 	if n := countRows(t, db, `SELECT count(*) FROM dead_letters`); n != 0 {
@@ -84,7 +85,7 @@ func TestReadOnlyDatabaseRetriesNotDeadLetters(t *testing.T) {
 	if n := len(f.sink.Calls()); n != 1 {
 		t.Fatalf("sink calls = %d, want 1", n)
 	}
-	waitFor(t, "/readyz ok", 15*time.Second, func() bool { c, _ := f.do("GET", "/readyz", "", nil); return c == 200 })
+	testwait.Until(t, 15*time.Second, "/readyz ok", func() bool { c, _ := f.do("GET", "/readyz", "", nil); return c == 200 })
 }
 
 // stormSender posts webhook requests of two new pods each until stopped, and remembers what was
@@ -167,10 +168,10 @@ func TestDatabaseCrashMidStorm(t *testing.T) {
 	const crashes, outage = 3, 2 * time.Second
 	for i := range crashes {
 		calls := len(f.sink.Calls())
-		waitFor(t, fmt.Sprintf("the storm under way (crash %d)", i+1), 60*time.Second, func() bool { return len(f.sink.Calls()) >= calls+30 })
+		testwait.Until(t, 60*time.Second, fmt.Sprintf("the storm under way (crash %d)", i+1), func() bool { return len(f.sink.Calls()) >= calls+30 })
 		pg.StopImmediate(t)
 		down := time.Now()
-		waitFor(t, "/readyz to fail", 15*time.Second, func() bool { c, _ := f.do("GET", "/readyz", "", nil); return c == 503 })
+		testwait.Until(t, 15*time.Second, "/readyz to fail", func() bool { c, _ := f.do("GET", "/readyz", "", nil); return c == 503 })
 		// The storm goes on during the outage (the issue's lasted 8 s).
 		<-time.After(time.Until(down.Add(outage)))
 		pg.Start(t)
@@ -178,7 +179,7 @@ func TestDatabaseCrashMidStorm(t *testing.T) {
 	s.mu.Lock()
 	atRestart := len(s.accepted)
 	s.mu.Unlock()
-	waitFor(t, "more alerts accepted after the restart", 30*time.Second, func() bool {
+	testwait.Until(t, 30*time.Second, "more alerts accepted after the restart", func() bool {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		return len(s.accepted) >= atRestart+60
@@ -192,7 +193,7 @@ func TestDatabaseCrashMidStorm(t *testing.T) {
 	if len(refused) > 0 {
 		t.Fatalf("intake refused %d requests during the outage: %v", len(refused), refused[:min(len(refused), 5)])
 	}
-	waitFor(t, fmt.Sprintf("%d actions finished", accepted), 180*time.Second, func() bool {
+	testwait.Until(t, 180*time.Second, fmt.Sprintf("%d actions finished", accepted), func() bool {
 		return countRows(t, db, `SELECT count(*) FROM actions WHERE state NOT IN ('planned', 'running')`) >= accepted
 	})
 	select {

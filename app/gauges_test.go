@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"github.com/responder-sre/responder/internal/testwait"
 	"github.com/responder-sre/responder/store"
 	"github.com/responder-sre/responder/store/pgtest"
 )
@@ -92,7 +93,7 @@ safety:
 		}
 		return st.SetBreakerTx(ctx, tx, k, store.BreakerOpen, 1, time.Now())
 	}))
-	waitFor(t, "the refresh to see the open breaker", 10*time.Second, func() bool { return cachedMetric(t, f, "responder_breaker_state") == 2 })
+	testwait.Until(t, 10*time.Second, "the refresh to see the open breaker", func() bool { return cachedMetric(t, f, "responder_breaker_state") == 2 })
 
 	proxy.stop() // the database is gone for the app
 	for i := range 3 {
@@ -129,7 +130,7 @@ safety:
 		}
 	}
 	// The refreshes fail now; the staleness shows and the values stay.
-	waitFor(t, "a failed refresh to be counted", 10*time.Second, func() bool {
+	testwait.Until(t, 10*time.Second, "a failed refresh to be counted", func() bool {
 		return metricValue(t, f, "responder_metrics_refresh_failures_total") > 0
 	})
 }

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/responder-sre/responder/internal/testwait"
 )
 
 // TestPauseThroughTheAPIInterruptsRunningActions: a disruptive http.request is in flight (the
@@ -75,7 +77,7 @@ rules:
 		t.Fatalf("pause: %d %s", code, b)
 	}
 	pausedAt := time.Now()
-	waitFor(t, "the restart's request cancelled", 10*time.Second, func() bool {
+	testwait.Until(t, 10*time.Second, "the restart's request cancelled", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		_, ok := cancelled["/hooks/restart/web-1"]
@@ -93,7 +95,7 @@ rules:
 		t.Fatal("the notification was cancelled by the pause")
 	}
 	close(releasePage)
-	waitFor(t, "unknown/paused, the escalation and the page", 20*time.Second, func() bool {
+	testwait.Until(t, 20*time.Second, "unknown/paused, the escalation and the page", func() bool {
 		var restart, page, escalated bool
 		for _, it := range f.actions("?limit=100") {
 			url := fmt.Sprint(it["params"])

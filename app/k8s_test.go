@@ -23,6 +23,7 @@ import (
 
 	"github.com/responder-sre/responder/handlers/k8s"
 	"github.com/responder-sre/responder/handlers/k8s/k8stest"
+	"github.com/responder-sre/responder/internal/testwait"
 )
 
 // The tests in this file run responder end to end against a real control plane (k8stest). Each
@@ -140,7 +141,7 @@ func readyByApp(ctx context.Context, cs kubernetes.Interface, ns string) (map[st
 // waitKubeReady waits until every Deployment of ns has all its replicas Ready and up to date.
 func waitKubeReady(t *testing.T, cs kubernetes.Interface, ns string, d time.Duration) {
 	t.Helper()
-	waitFor(t, "deployments of "+ns+" ready", d, func() bool {
+	testwait.Until(t, d, "deployments of "+ns+" ready", func() bool {
 		list, err := cs.AppsV1().Deployments(ns).List(context.Background(), metav1.ListOptions{})
 		if err != nil || len(list.Items) == 0 {
 			return false
@@ -194,7 +195,7 @@ func TestKubernetesRestartPodEndToEnd(t *testing.T) {
 			t.Fatalf("webhook answered %d", code)
 		}
 	}
-	waitFor(t, "the restart to succeed", time.Minute, func() bool {
+	testwait.Until(t, time.Minute, "the restart to succeed", func() bool {
 		items := f.actions("")
 		for _, it := range items {
 			if st := it["state"]; st != "succeeded" && st != "planned" && st != "running" {
@@ -330,7 +331,7 @@ func TestKubernetesStorm(t *testing.T) {
 	for _, ns := range []string{nsA, nsB, nsC, nsD} {
 		waitKubeReady(t, cs, ns, 3*time.Minute)
 	}
-	waitFor(t, "every PDB observed", time.Minute, func() bool {
+	testwait.Until(t, time.Minute, "every PDB observed", func() bool {
 		for _, ns := range []string{nsA, nsB, nsC, nsD} {
 			l, err := cs.PolicyV1().PodDisruptionBudgets(ns).List(ctx, metav1.ListOptions{})
 			if err != nil {
@@ -472,7 +473,7 @@ func TestKubernetesStorm(t *testing.T) {
 	}
 	settled := func(what string, rules ...string) {
 		t.Helper()
-		waitFor(t, what, 2*time.Minute, func() bool {
+		testwait.Until(t, 2*time.Minute, what, func() bool {
 			return metricValue(t, f, "responder_bus_pending_messages") == 0 &&
 				count(`SELECT count(*) FROM actions WHERE rule = ANY($1) AND state IN ('planned', 'approved', 'running')`, rules) == 0
 		})
@@ -502,7 +503,7 @@ func TestKubernetesStorm(t *testing.T) {
 		t.Fatalf("webhook: %d", code)
 	}
 	posted += len(first)
-	waitFor(t, "3 not_recovered in "+nsC, time.Minute, func() bool {
+	testwait.Until(t, time.Minute, "3 not_recovered in "+nsC, func() bool {
 		return count(`SELECT count(*) FROM actions WHERE rule = 'restart-c' AND state = 'failed' AND reason = 'not_recovered'`) == breakerFails
 	})
 	var bstate string
@@ -516,7 +517,7 @@ func TestKubernetesStorm(t *testing.T) {
 	}
 	posted += len(late)
 	settled("phase 2 to settle", "restart-c")
-	waitFor(t, "the pages of the breaker's refusals", 30*time.Second, func() bool {
+	testwait.Until(t, 30*time.Second, "the pages of the breaker's refusals", func() bool {
 		n := 0
 		for _, call := range f.sink.Calls() {
 			for _, p := range late {
@@ -534,7 +535,7 @@ func TestKubernetesStorm(t *testing.T) {
 	phase = time.Now()
 	crashD := append(slices.Clone(pods[nsD]["d0"][:perWorkload]), pods[nsD]["d1"][:perWorkload]...)
 	storm(len(crashD), map[string][]string{nsD: crashD})
-	waitFor(t, "2 restarts in "+nsD, time.Minute, func() bool {
+	testwait.Until(t, time.Minute, "2 restarts in "+nsD, func() bool {
 		return count(`SELECT count(*) FROM actions WHERE rule = 'restart-d' AND state = 'succeeded'`) >= 2
 	})
 	if code, b := f.do("POST", "/api/v1/pause", adminToken, []byte(`{"reason":"storm","by":"oncall"}`)); code != 200 {

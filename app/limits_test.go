@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/responder-sre/responder/bus/bustest"
+	"github.com/responder-sre/responder/internal/testwait"
 )
 
 // limitsRules adds to the default rule one that reads a UTF-8 label name.
@@ -112,8 +113,8 @@ func TestOverLimitAlertsAuditedRestActedOn(t *testing.T) {
 		t.Fatalf("alerts_rejected_total = %v, want 2", v)
 	}
 	want := []string{"/hooks/otel/checkout", "/hooks/restart/p-1", "/hooks/restart/p-otel"}
-	waitFor(t, "the accepted alerts acted on", 20*time.Second, func() bool { return slices.Equal(sinkPaths(f), want) })
-	waitFor(t, "both rejections audited", 10*time.Second, func() bool {
+	testwait.Until(t, 20*time.Second, "the accepted alerts acted on", func() bool { return slices.Equal(sinkPaths(f), want) })
+	testwait.Until(t, 10*time.Second, "both rejections audited", func() bool {
 		return slices.Equal(rejectionsAudited(t, f), []string{"annotations_too_large", "label_value_too_long"})
 	})
 	if got := sinkPaths(f); !slices.Equal(got, want) {
@@ -137,8 +138,8 @@ func TestAlertTooLargeForBusAuditedRestActedOn(t *testing.T) {
 		t.Fatalf("webhook: %d %s", code, resp)
 	}
 	want := []string{"/hooks/restart/p-1", "/hooks/restart/p-2"}
-	waitFor(t, "the accepted alerts acted on", 20*time.Second, func() bool { return slices.Equal(sinkPaths(f), want) })
-	waitFor(t, "the rejection audited", 10*time.Second, func() bool {
+	testwait.Until(t, 20*time.Second, "the accepted alerts acted on", func() bool { return slices.Equal(sinkPaths(f), want) })
+	testwait.Until(t, 10*time.Second, "the rejection audited", func() bool {
 		return slices.Equal(rejectionsAudited(t, f), []string{"alert_too_large"})
 	})
 }
@@ -175,8 +176,8 @@ rules:
 `, s.HostPort())
 		},
 	})
-	waitFor(t, "the narrow probe's page", 30*time.Second, func() bool { return slices.Contains(sinkPaths(f), "/page/narrow") })
-	waitFor(t, "the wide probe's alert rejected and audited", 10*time.Second, func() bool {
+	testwait.Until(t, 30*time.Second, "the narrow probe's page", func() bool { return slices.Contains(sinkPaths(f), "/page/narrow") })
+	testwait.Until(t, 10*time.Second, "the wide probe's alert rejected and audited", func() bool {
 		return slices.Contains(rejectionsAudited(t, f), "too_many_labels")
 	})
 	if v := metricValue(t, f, "responder_alerts_rejected_total"); v < 1 {

@@ -19,6 +19,8 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 	"gopkg.in/yaml.v3"
+
+	"github.com/responder-sre/responder/internal/testwait"
 )
 
 // Files whose PromQL must only name metrics responder exposes.
@@ -100,29 +102,29 @@ rules:
 	if code := f.post(payload("firing", starts, "ok-1")); code != 200 {
 		t.Fatalf("post: %d", code)
 	}
-	waitFor(t, "the action to succeed", 20*time.Second, func() bool { return state("act") == "succeeded" })
+	testwait.Until(t, 20*time.Second, "the action to succeed", func() bool { return state("act") == "succeeded" })
 
 	// An approval.
 	if code := f.post(payload("firing", starts, "approve-1")); code != 200 {
 		t.Fatalf("post: %d", code)
 	}
-	waitFor(t, "the action to await approval", 20*time.Second, func() bool { return state("careful") == "awaiting_approval" })
+	testwait.Until(t, 20*time.Second, "the action to await approval", func() bool { return state("careful") == "awaiting_approval" })
 	id := int(f.actions("?rule=careful")[0]["id"].(float64))
 	if code, b := f.do(http.MethodPost, fmt.Sprintf("/api/v1/actions/%d/approve", id), adminToken, []byte(`{"by":"alice"}`)); code != 200 {
 		t.Fatalf("approve: %d %s", code, b)
 	}
-	waitFor(t, "the approved action to succeed", 20*time.Second, func() bool { return state("careful") == "succeeded" })
+	testwait.Until(t, 20*time.Second, "the approved action to succeed", func() bool { return state("careful") == "succeeded" })
 
 	// A breaker opened by failing disruptive actions.
 	if code := f.post(payload("firing", starts, "fail-1", "fail-2")); code != 200 {
 		t.Fatalf("post: %d", code)
 	}
-	waitFor(t, "the breaker to open", 20*time.Second, func() bool { return cachedMetric(t, f, "responder_breaker_state") == 2 })
+	testwait.Until(t, 20*time.Second, "the breaker to open", func() bool { return cachedMetric(t, f, "responder_breaker_state") == 2 })
 	if n := countState(f.actions("?rule=broken"), "failed"); n != 2 {
 		t.Fatalf("failed actions of rule broken = %d, want 2", n)
 	}
 	// A probe that has run.
-	waitFor(t, "the probe to run", 20*time.Second, func() bool { return metricValue(t, f, "responder_probe_success") == 1 })
+	testwait.Until(t, 20*time.Second, "the probe to run", func() bool { return metricValue(t, f, "responder_probe_success") == 1 })
 
 	code, body := f.do(http.MethodGet, "/metrics", "", nil)
 	if code != 200 {

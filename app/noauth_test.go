@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/responder-sre/responder/app"
+	"github.com/responder-sre/responder/internal/testwait"
 	"github.com/responder-sre/responder/store/pgtest"
 )
 
@@ -62,9 +63,9 @@ func TestNoAuthWarnsPeriodically(t *testing.T) {
 		}
 	}()
 	warnings := func() int { return strings.Count(logs.String(), "serving WITHOUT authentication") }
-	waitFor(t, "the first warning", 10*time.Second, func() bool { return warnings() >= 1 })
+	testwait.Until(t, 10*time.Second, "the first warning", func() bool { return warnings() >= 1 })
 	start := time.Now()
-	waitFor(t, "three more warnings", 10*time.Second, func() bool { return warnings() >= 4 })
+	testwait.Until(t, 10*time.Second, "three more warnings", func() bool { return warnings() >= 4 })
 	if d := time.Since(start); d < 250*time.Millisecond {
 		t.Errorf("three warnings in %s, want one per 100ms interval", d)
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/responder-sre/responder/internal/testwait"
 	"github.com/responder-sre/responder/store/pgtest"
 )
 
@@ -49,17 +50,12 @@ rules:
 `, s.HostPort())
 		},
 	})
-	waitFor := func(what string, cond func() bool) {
-		t.Helper()
-		deadline := time.Now().Add(60 * time.Second)
-		for !cond() {
-			if time.Now().After(deadline) {
-				_, b := f.do("GET", "/api/v1/actions", readToken, nil)
-				t.Fatalf("timed out waiting for %s; actions %s", what, b)
-			}
-			<-time.After(50 * time.Millisecond) // polling within the deadline
+	t.Cleanup(func() {
+		if t.Failed() {
+			_, b := f.do("GET", "/api/v1/actions", readToken, nil)
+			t.Logf("actions %s", b)
 		}
-	}
+	})
 	inRecovery := func() bool {
 		t.Helper()
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -74,10 +70,11 @@ rules:
 		return rec
 	}
 	type action struct {
-		ID      int64  `json:"id"`
-		Handler string `json:"handler"`
-		State   string `json:"state"`
-		Result  string `json:"result"`
+		ID         int64  `json:"id"`
+		IncidentID int64  `json:"incident_id"`
+		Handler    string `json:"handler"`
+		State      string `json:"state"`
+		Result     string `json:"result"`
 	}
 	actions := func() []action {
 		_, b := f.do("GET", "/api/v1/actions", readToken, nil)
@@ -94,12 +91,13 @@ rules:
 		return nil
 	}
 
-	waitFor("the probe to see the primary", func() bool { return metricValue(t, f, "responder_probe_success") == 1 })
+	testwait.Until(t, 60*time.Second, "the probe to see the primary", func() bool { return metricValue(t, f, "responder_probe_success") == 1 })
 	primary.Stop(t)
 	start := time.Now()
-	waitFor("the promotion to await approval", func() bool { a := promote(); return a != nil && a.State == "awaiting_approval" })
+	testwait.Until(t, 60*time.Second, "the promotion to await approval", func() bool { a := promote(); return a != nil && a.State == "awaiting_approval" })
 	detected := time.Since(start)
-	<-time.After(500 * time.Millisecond) // the standby must stay a standby while nobody approved
+	// Nothing is promoted while nobody approved: the standby is still one now, and the audit trail
+	// shows below that the promotion started only after the approval.
 	if !inRecovery() {
 		t.Fatal("the standby was promoted without approval")
 	}
@@ -116,11 +114,12 @@ rules:
 		t.Fatalf("approve: %d %s", code, b)
 	}
 	approved := time.Now()
-	waitFor("the promotion to succeed", func() bool { return promote().State == "succeeded" })
+	testwait.Until(t, 60*time.Second, "the promotion to succeed", func() bool { return promote().State == "succeeded" })
 	recovered := time.Since(approved)
 	if inRecovery() {
 		t.Fatal("the standby is still in recovery after a succeeded promotion")
 	}
+	startedAfterApproval(t, f, promote().IncidentID, id)
 	ctx := context.Background()
 	conn, err := pgx.Connect(ctx, standby.URL("postgres"))
 	must(t, err)
@@ -130,7 +129,7 @@ rules:
 	if r := promote().Result; !strings.Contains(r, "recover") {
 		t.Errorf("the result does not report the time to recover: %q", r)
 	}
-	waitFor("the pipelines to be re-triggered", func() bool {
+	testwait.Until(t, 60*time.Second, "the pipelines to be re-triggered", func() bool {
 		for _, c := range f.sink.Calls() {
 			if c.Path == "/dags/orders_ingest/dagRuns" {
 				return true
@@ -139,4 +138,42 @@ rules:
 		return false
 	})
 	t.Logf("primary stopped → awaiting approval in %s; approved → promoted and verified in %s", detected.Round(time.Millisecond), recovered.Round(time.Millisecond))
+}
+
+// startedAfterApproval checks in the audit trail of incident that action started (the executor
+// audits "started" in the transaction that claims the action, before the handler runs) only after
+// its approval was recorded: audit ids grow with every insert.
+func startedAfterApproval(t *testing.T, f *fixture, incident, action int64) {
+	t.Helper()
+	_, b := f.do("GET", fmt.Sprintf("/api/v1/audit?incident=%d&limit=1000", incident), readToken, nil)
+	var l struct {
+		Items []struct {
+			ID       int64  `json:"id"`
+			ActionID *int64 `json:"action_id"`
+			Kind     string `json:"kind"`
+			Reason   string `json:"reason"`
+		} `json:"items"`
+	}
+	must(t, json.Unmarshal(b, &l))
+	var approval int64
+	var started []int64
+	for _, e := range l.Items {
+		if e.ActionID == nil || *e.ActionID != action {
+			continue
+		}
+		switch {
+		case e.Kind == "approval":
+			approval = max(approval, e.ID) // the decision that approved it
+		case e.Kind == "action" && e.Reason == "started":
+			started = append(started, e.ID)
+		}
+	}
+	if approval == 0 || len(started) == 0 {
+		t.Fatalf("action %d: no approval or no start in the audit trail: %s", action, b)
+	}
+	for _, id := range started {
+		if id < approval {
+			t.Fatalf("action %d started (audit %d) before its approval (audit %d): %s", action, id, approval, b)
+		}
+	}
 }

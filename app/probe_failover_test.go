@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/responder-sre/responder/bus/bustest"
+	"github.com/responder-sre/responder/internal/testwait"
 	"github.com/responder-sre/responder/store/pgtest"
 )
 
@@ -58,20 +59,22 @@ rules:
 	}
 	a := startApp(t, opts)
 	b := startApp(t, opts)
-	waitFor := func(what string, cond func() bool) {
-		t.Helper()
-		deadline := time.Now().Add(60 * time.Second)
-		for !cond() {
-			if time.Now().After(deadline) {
-				_, inc := a.do("GET", "/api/v1/incidents", readToken, nil)
-				_, aud := a.do("GET", "/api/v1/audit", readToken, nil)
-				t.Fatalf("timed out waiting for %s (probe requests %d, %d)\nincidents %s\naudit %s", what, hits[0].Load(), hits[1].Load(), inc, aud)
-			}
-			<-time.After(20 * time.Millisecond) // polling within the deadline
+	t.Cleanup(func() {
+		if !t.Failed() {
+			return
 		}
-	}
+		t.Logf("probe requests %d, %d", hits[0].Load(), hits[1].Load())
+		for _, f := range []*fixture{a, b} {
+			if f.cancel != nil { // still running
+				_, inc := f.do("GET", "/api/v1/incidents", readToken, nil)
+				_, aud := f.do("GET", "/api/v1/audit", readToken, nil)
+				t.Logf("incidents %s\naudit %s", inc, aud)
+				return
+			}
+		}
+	})
 	leading := func(f *fixture) bool { return metricValue(t, f, "responder_leader") == 1 }
-	waitFor("a leader", func() bool { return leading(a) != leading(b) })
+	testwait.Until(t, 60*time.Second, "a leader", func() bool { return leading(a) != leading(b) })
 	first, second := a, b
 	if leading(b) {
 		first, second = b, a
@@ -92,12 +95,12 @@ rules:
 		t.Fatalf("paged %d times while the target was up", n)
 	}
 	down.Store(true)
-	waitFor("the page", func() bool { return calls("/page/api") == 1 })
+	testwait.Until(t, 60*time.Second, "the page", func() bool { return calls("/page/api") == 1 })
 	first.stop() // releases the lease: the other replica takes the probes over
 	phase.Store(1)
-	waitFor("the new leader to probe", func() bool { return leading(second) && hits[1].Load() >= 3 })
+	testwait.Until(t, 60*time.Second, "the new leader to probe", func() bool { return leading(second) && hits[1].Load() >= 3 })
 	down.Store(false)
-	waitFor("on_resolved", func() bool { return calls("/rerun/api") == 1 })
+	testwait.Until(t, 60*time.Second, "on_resolved", func() bool { return calls("/rerun/api") == 1 })
 	code, body := second.do("GET", "/api/v1/incidents", readToken, nil)
 	if code != 200 || strings.Count(string(body), `"rule": "backend-down"`) != 1 || !strings.Contains(string(body), `"state": "resolved"`) {
 		t.Fatalf("want one resolved incident (the same episode across the failover): %d %s", code, body)

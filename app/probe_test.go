@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/responder-sre/responder/internal/testwait"
 )
 
 // TestProbeEndToEnd: an http probe's target goes down → after `for` the rule acts exactly once
@@ -15,7 +17,9 @@ import (
 // resolves → on_resolved runs once.
 func TestProbeEndToEnd(t *testing.T) {
 	var down atomic.Bool
+	var runs atomic.Int64 // probe requests the target received
 	target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		runs.Add(1)
 		if down.Load() {
 			w.WriteHeader(http.StatusServiceUnavailable)
 			return
@@ -56,34 +60,28 @@ rules:
 		}
 		return n
 	}
-	waitFor := func(what string, cond func() bool) {
-		t.Helper()
-		deadline := time.Now().Add(30 * time.Second)
-		for !cond() {
-			if time.Now().After(deadline) {
-				t.Fatalf("timed out waiting for %s; sink calls %+v", what, f.sink.Calls())
-			}
-			<-time.After(20 * time.Millisecond) // polling within the deadline
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("sink calls %+v", f.sink.Calls())
 		}
-	}
+	})
 	// Healthy for a while: nothing happens.
-	waitFor("the probe to run", func() bool { return metricValue(t, f, "responder_probe_success") == 1 })
+	testwait.Until(t, 30*time.Second, "the probe to run", func() bool { return metricValue(t, f, "responder_probe_success") == 1 })
 	down.Store(true)
 	start := time.Now()
-	waitFor("the page", func() bool { return count("/page/api") == 1 })
+	testwait.Until(t, 30*time.Second, "the page", func() bool { return count("/page/api") == 1 })
 	if waited := time.Since(start); waited < time.Second {
 		t.Fatalf("acted after %s, before the rule's for: 1s", waited)
 	}
-	// Still down for a while (more probe runs): still one page.
-	deadline := time.Now().Add(1500 * time.Millisecond)
-	for time.Now().Before(deadline) {
-		if n := count("/page/api"); n != 1 {
-			t.Fatalf("pages = %d while the probe keeps failing, want 1", n)
-		}
-		<-time.After(50 * time.Millisecond) // observing that nothing more happens
-	}
+	// Still down for 8 more probe runs (1.6s at the probe's interval, longer than the rule's for),
+	// whatever they published processed (nothing pending on the bus): still one page.
+	paged := runs.Load()
+	testwait.Keeps(t, 30*time.Second, "one page", func() bool { return count("/page/api") == 1 },
+		"8 more failed probe runs, all processed", func() bool {
+			return runs.Load() >= paged+8 && metricValue(t, f, "responder_bus_pending_messages") == 0
+		})
 	down.Store(false)
-	waitFor("on_resolved", func() bool { return count("/rerun/api") == 1 })
+	testwait.Until(t, 30*time.Second, "on_resolved", func() bool { return count("/rerun/api") == 1 })
 	code, b := f.do("GET", "/api/v1/incidents", readToken, nil)
 	if code != 200 || !strings.Contains(string(b), `"state": "resolved"`) || !strings.Contains(string(b), `"probe_kind": "http"`) {
 		t.Fatalf("incidents: %d %s", code, b)

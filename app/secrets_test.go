@@ -19,6 +19,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/responder-sre/responder/bus/bustest"
+	"github.com/responder-sre/responder/internal/testwait"
 	"github.com/responder-sre/responder/store/pgtest"
 )
 
@@ -110,7 +111,7 @@ rules:
 	if code := f.post(dagPayload(dag)); code != http.StatusOK {
 		t.Fatalf("webhook answered %d", code)
 	}
-	waitFor(t, "the action fails", 30*time.Second, func() bool { return countState(f.actions(""), "failed") == 1 })
+	testwait.Until(t, 30*time.Second, "the action fails", func() bool { return countState(f.actions(""), "failed") == 1 })
 
 	got := calls()
 	if len(got) != 1 {

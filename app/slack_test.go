@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/slack-go/slack/slacktest"
+
+	"github.com/responder-sre/responder/internal/testwait"
 )
 
 const (
@@ -114,18 +116,13 @@ rules:
 		t.Fatalf("webhook: %d", code)
 	}
 
-	waitFor := func(what string, cond func() bool) {
-		t.Helper()
-		deadline := time.Now().Add(20 * time.Second)
-		for !cond() {
-			if time.Now().After(deadline) {
-				t.Fatalf("timed out waiting for %s; slack calls: %+v", what, rec.Calls())
-			}
-			<-time.After(20 * time.Millisecond) // polling within the deadline
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("slack calls: %+v", rec.Calls())
 		}
-	}
+	})
 	var first slackCall
-	waitFor("the incident message with buttons", func() bool {
+	testwait.Until(t, 20*time.Second, "the incident message with buttons", func() bool {
 		for _, c := range rec.Calls() {
 			if c.Method == "chat.postMessage" && strings.Contains(c.Blocks, "responder_approve") {
 				first = c
@@ -180,8 +177,8 @@ rules:
 	if code := click(func(body string) http.Header { return slackSign(body, time.Now()) }); code != 200 { // a double click
 		t.Fatalf("second click: %d", code)
 	}
-	waitFor("the action to run", func() bool { return len(sink.Calls()) >= 1 })
-	waitFor("the message updated to succeeded", func() bool {
+	testwait.Until(t, 20*time.Second, "the action to run", func() bool { return len(sink.Calls()) >= 1 })
+	testwait.Until(t, 20*time.Second, "the message updated to succeeded", func() bool {
 		for _, c := range rec.Calls() {
 			if c.Method == "chat.update" && c.TS == first.TS && strings.Contains(c.Blocks, "succeeded") && !strings.Contains(c.Blocks, "responder_approve") {
 				return true
@@ -192,7 +189,7 @@ rules:
 	if code := f.post(payload("resolved", starts, "api-0")); code != 200 {
 		t.Fatalf("webhook: %d", code)
 	}
-	waitFor("the resolution notice in the thread", func() bool {
+	testwait.Until(t, 20*time.Second, "the resolution notice in the thread", func() bool {
 		for _, c := range rec.Calls() {
 			if c.Method == "chat.postMessage" && c.ThreadTS == first.TS {
 				return true

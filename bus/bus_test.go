@@ -20,6 +20,7 @@ import (
 	"github.com/responder-sre/responder/alert"
 	"github.com/responder-sre/responder/bus"
 	"github.com/responder-sre/responder/bus/bustest"
+	"github.com/responder-sre/responder/internal/testwait"
 )
 
 func open(t *testing.T, o bus.Options) (*bus.Bus, *prometheus.Registry) {
@@ -134,10 +135,8 @@ func consume(t *testing.T, b *bus.Bus, p bus.Processor) {
 	})
 }
 
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	waitUntil(t, what, 15*time.Second, cond)
-}
+// settle bounds each wait of these tests for the bus to get somewhere.
+const settle = 15 * time.Second
 
 func publish(t *testing.T, b *bus.Bus, alerts []alert.Alert) {
 	t.Helper()
@@ -157,13 +156,13 @@ func TestRoundTripEmbedded(t *testing.T) {
 	for _, g := range groups {
 		publish(t, b, g)
 	}
-	eventually(t, "pending 3", func() bool { n, err := b.Pending(context.Background()); return err == nil && n == 3 })
+	testwait.Until(t, settle, "pending 3", func() bool { n, err := b.Pending(context.Background()); return err == nil && n == 3 })
 	if got := metricValue(t, reg, "responder_bus_pending_messages"); got != 3 {
 		t.Fatalf("pending gauge = %v, want 3", got)
 	}
 	rec := newRecorder()
 	consume(t, b, rec)
-	eventually(t, "3 messages processed", func() bool { n, _ := rec.count(); return n == 3 })
+	testwait.Until(t, settle, "3 messages processed", func() bool { n, _ := rec.count(); return n == 3 })
 	rec.mu.Lock()
 	defer rec.mu.Unlock()
 	for _, g := range groups {
@@ -178,7 +177,7 @@ func TestRoundTripEmbedded(t *testing.T) {
 			t.Errorf("delivered %d published %v", ms[0].Delivered, ms[0].Published)
 		}
 	}
-	eventually(t, "pending 0", func() bool { n, err := b.Pending(context.Background()); return err == nil && n == 0 })
+	testwait.Until(t, settle, "pending 0", func() bool { n, err := b.Pending(context.Background()); return err == nil && n == 0 })
 	if err := b.Ready(context.Background()); err != nil {
 		t.Fatalf("ready: %v", err)
 	}
@@ -211,11 +210,11 @@ func TestDedupe(t *testing.T) {
 	publish(t, b, g)
 	reversed := []alert.Alert{g[3], g[2], g[1], g[0]}
 	publish(t, b, reversed) // same alerts in another order: same message id
-	eventually(t, "pending 1", func() bool { n, err := b.Pending(context.Background()); return err == nil && n == 1 })
+	testwait.Until(t, settle, "pending 1", func() bool { n, err := b.Pending(context.Background()); return err == nil && n == 1 })
 	rec := newRecorder()
 	consume(t, b, rec)
-	eventually(t, "processed", func() bool { n, _ := rec.count(); return n >= 1 })
-	eventually(t, "acked", func() bool { n, err := b.Pending(context.Background()); return err == nil && n == 0 })
+	testwait.Until(t, settle, "processed", func() bool { n, _ := rec.count(); return n >= 1 })
+	testwait.Until(t, settle, "acked", func() bool { n, err := b.Pending(context.Background()); return err == nil && n == 0 })
 	if n, _ := rec.count(); n != 1 {
 		t.Fatalf("processed %d deliveries, want 1", n)
 	}
@@ -230,12 +229,12 @@ func TestStreamFull(t *testing.T) {
 	if !errors.Is(err, bus.ErrStreamFull) || errors.Is(err, bus.ErrUnavailable) {
 		t.Fatalf("publish to a full stream: %v; want ErrStreamFull", err)
 	}
-	eventually(t, "pending gauge 2", func() bool { return metricValue(t, reg, "responder_bus_pending_messages") == 2 })
+	testwait.Until(t, settle, "pending gauge 2", func() bool { return metricValue(t, reg, "responder_bus_pending_messages") == 2 })
 	// Draining makes room again: acked messages are purged.
 	rec := newRecorder()
 	consume(t, b, rec)
-	eventually(t, "drained", func() bool { n, err := b.Pending(context.Background()); return err == nil && n == 0 })
-	eventually(t, "room after the purge", func() bool { return b.Publish(context.Background(), group("Three", 1)) == nil })
+	testwait.Until(t, settle, "drained", func() bool { n, err := b.Pending(context.Background()); return err == nil && n == 0 })
+	testwait.Until(t, settle, "room after the purge", func() bool { return b.Publish(context.Background(), group("Three", 1)) == nil })
 	if n, _ := rec.count(); n < 2 {
 		t.Fatalf("processed %d, want the two acked messages", n)
 	}
@@ -257,7 +256,7 @@ func TestServerDownAndBack(t *testing.T) {
 	if err := b.Publish(ctx, group("During", 1)); !errors.Is(err, bus.ErrUnavailable) {
 		t.Fatalf("publish with the server down: %v; want ErrUnavailable", err)
 	}
-	eventually(t, "not ready", func() bool { return b.Ready(context.Background()) != nil })
+	testwait.Until(t, settle, "not ready", func() bool { return b.Ready(context.Background()) != nil })
 	// Once it has noticed, a publish fails at once.
 	start := time.Now()
 	err := b.Publish(context.Background(), group("During", 1))
@@ -269,13 +268,13 @@ func TestServerDownAndBack(t *testing.T) {
 	}
 
 	srv.Restart()
-	eventually(t, "publish after restart", func() bool {
+	testwait.Until(t, settle, "publish after restart", func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
 		return b.Publish(ctx, group("After", 1)) == nil
 	})
-	eventually(t, "ready", func() bool { return b.Ready(context.Background()) == nil })
-	eventually(t, "both processed", func() bool {
+	testwait.Until(t, settle, "ready", func() bool { return b.Ready(context.Background()) == nil })
+	testwait.Until(t, settle, "both processed", func() bool {
 		rec.mu.Lock()
 		defer rec.mu.Unlock()
 		return len(rec.processed[alert.BatchID(group("Before", 1))]) == 1 && len(rec.processed[alert.BatchID(group("After", 1))]) == 1
@@ -292,15 +291,15 @@ func TestTransientErrorRetriedNotLost(t *testing.T) {
 	g := group("Transient", 2)
 	publish(t, b, g)
 
-	eventually(t, "ready fails", func() bool {
+	testwait.Until(t, settle, "ready fails", func() bool {
 		err := b.Ready(context.Background())
 		return err != nil && errors.Is(err, storeDown)
 	})
 	// Keep failing past AckWait: InProgress must prevent a redelivery.
-	eventually(t, "retries", func() bool { rec.mu.Lock(); defer rec.mu.Unlock(); return rec.calls >= 7 })
+	testwait.Until(t, settle, "retries", func() bool { rec.mu.Lock(); defer rec.mu.Unlock(); return rec.calls >= 7 })
 	rec.setFail(nil)
-	eventually(t, "processed", func() bool { n, _ := rec.count(); return n == 1 })
-	eventually(t, "ready again", func() bool { return b.Ready(context.Background()) == nil })
+	testwait.Until(t, settle, "processed", func() bool { n, _ := rec.count(); return n == 1 })
+	testwait.Until(t, settle, "ready again", func() bool { return b.Ready(context.Background()) == nil })
 	rec.mu.Lock()
 	m := rec.processed[alert.BatchID(g)][0]
 	rec.mu.Unlock()
@@ -335,8 +334,8 @@ func TestPermanentErrorDeadLettersAfterN(t *testing.T) {
 	publish(t, b, good[1])
 	consume(t, b, rec)
 
-	eventually(t, "dead letter", func() bool { _, d := rec.count(); return d == 1 })
-	eventually(t, "acked", func() bool { n, err := b.Pending(context.Background()); return err == nil && n == 0 })
+	testwait.Until(t, settle, "dead letter", func() bool { _, d := rec.count(); return d == 1 })
+	testwait.Until(t, settle, "acked", func() bool { n, err := b.Pending(context.Background()); return err == nil && n == 0 })
 	rec.mu.Lock()
 	defer rec.mu.Unlock()
 	id := alert.BatchID(poison)
@@ -376,8 +375,8 @@ func TestUndecodableIsDeadLettered(t *testing.T) {
 	publish(t, b, group("Fine", 1))
 	rec := newRecorder()
 	consume(t, b, rec)
-	eventually(t, "dead letters", func() bool { _, d := rec.count(); return d == 2 })
-	eventually(t, "processed", func() bool { n, _ := rec.count(); return n == 1 })
+	testwait.Until(t, settle, "dead letters", func() bool { _, d := rec.count(); return d == 2 })
+	testwait.Until(t, settle, "processed", func() bool { n, _ := rec.count(); return n == 1 })
 	rec.mu.Lock()
 	defer rec.mu.Unlock()
 	if !strings.HasPrefix(rec.dead["bad-0"], "undecodable") || string(rec.deadData["bad-0"]) != "{not json" {
@@ -414,8 +413,8 @@ func TestTwoReplicasShareWork(t *testing.T) {
 	for err := range errs {
 		t.Fatal(err)
 	}
-	eventually(t, "all processed", func() bool { a, _ := r1.count(); b, _ := r2.count(); return a+b >= n })
-	eventually(t, "all acked", func() bool { p, err := b1.Pending(context.Background()); return err == nil && p == 0 })
+	testwait.Until(t, settle, "all processed", func() bool { a, _ := r1.count(); b, _ := r2.count(); return a+b >= n })
+	testwait.Until(t, settle, "all acked", func() bool { p, err := b1.Pending(context.Background()); return err == nil && p == 0 })
 	a, _ := r1.count()
 	c, _ := r2.count()
 	if a+c != n {
@@ -443,10 +442,10 @@ func TestOversizedGroupIsSplit(t *testing.T) {
 		g[i].Annotations = map[string]string{"description": strings.Repeat("x", 3<<20)}
 	}
 	publish(t, b, g)
-	eventually(t, "pending 2", func() bool { n, err := b.Pending(context.Background()); return err == nil && n == 2 })
+	testwait.Until(t, settle, "pending 2", func() bool { n, err := b.Pending(context.Background()); return err == nil && n == 2 })
 	rec := newRecorder()
 	consume(t, b, rec)
-	eventually(t, "processed", func() bool { n, _ := rec.count(); return n == 2 })
+	testwait.Until(t, settle, "processed", func() bool { n, _ := rec.count(); return n == 2 })
 	rec.mu.Lock()
 	defer rec.mu.Unlock()
 	seen := map[string]bool{}
@@ -502,7 +501,7 @@ func TestOversizedAlertRejectedAlone(t *testing.T) {
 		}
 		return out
 	}
-	eventually(t, "the 8 other alerts", func() bool { return len(seen()) == 8 })
+	testwait.Until(t, settle, "the 8 other alerts", func() bool { return len(seen()) == 8 })
 	for i, a := range g {
 		if got := seen()[a.ID()]; got != (i != giant) {
 			t.Errorf("alert %d stored = %v", i, got)
@@ -567,7 +566,7 @@ func TestFetchBoundedInBytes(t *testing.T) {
 				return nil
 			})
 			consume(t, b, rec)
-			eventually(t, "every message", func() bool { n, _ := rec.count(); return n == msgs })
+			testwait.Until(t, settle, "every message", func() bool { n, _ := rec.count(); return n == msgs })
 			mu.Lock()
 			defer mu.Unlock()
 			largest := slices.Max(sizes)

@@ -9,6 +9,7 @@ import (
 	"github.com/responder-sre/responder/alert"
 	"github.com/responder-sre/responder/bus"
 	"github.com/responder-sre/responder/bus/bustest"
+	"github.com/responder-sre/responder/internal/testwait"
 )
 
 // A batch whose processing panics fails like a permanent error: the consumer survives, the good
@@ -35,8 +36,8 @@ func TestPanickingBatchIsNotLost(t *testing.T) {
 	publish(t, b, good[1])
 	consume(t, b, rec)
 
-	eventually(t, "dead letter", func() bool { _, d := rec.count(); return d == 1 })
-	eventually(t, "acked", func() bool { n, err := b.Pending(context.Background()); return err == nil && n == 0 })
+	testwait.Until(t, settle, "dead letter", func() bool { _, d := rec.count(); return d == 1 })
+	testwait.Until(t, settle, "acked", func() bool { n, err := b.Pending(context.Background()); return err == nil && n == 0 })
 	rec.mu.Lock()
 	defer rec.mu.Unlock()
 	if reason := rec.dead[alert.BatchID(poison)]; !strings.Contains(reason, "internal_error") || !strings.Contains(reason, "nil map") {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/responder-sre/responder/bus"
 	"github.com/responder-sre/responder/bus/bustest"
+	"github.com/responder-sre/responder/internal/testwait"
 )
 
 // syncBuffer is a log sink safe for the client's callback goroutines.
@@ -43,7 +44,7 @@ func TestNATSCredentialsNeverLogged(t *testing.T) {
 	b, _ := open(t, bus.Options{URL: "nats://XXXXTOKEN@127.0.0.1:" + port + ",nats://user:XXXXPASS@127.0.0.1:" + port, Logger: log})
 	srv.Shutdown()
 	srv.Restart()
-	eventually(t, "reconnected", func() bool { return strings.Contains(logs.String(), "bus reconnected") })
+	testwait.Until(t, settle, "reconnected", func() bool { return strings.Contains(logs.String(), "bus reconnected") })
 	if got := bus.RedactURL(b.ClientURL()); strings.Contains(got, "XXXX") || !strings.Contains(got, "127.0.0.1:"+port) {
 		t.Errorf("RedactURL(%q) = %q", b.ClientURL(), got)
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/responder-sre/responder/alert"
 	"github.com/responder-sre/responder/bus"
 	"github.com/responder-sre/responder/bus/bustest"
+	"github.com/responder-sre/responder/internal/testwait"
 )
 
 // refusalBound is not a speed claim: a refused publish must not hang (it used to wait for the
@@ -112,10 +113,10 @@ func TestFullDiskRefusesAtOnceAndRecovers(t *testing.T) {
 		t.Fatal(err)
 	}
 	freed := time.Now()
-	waitUntil(t, "publishes accepted again after space came back", 30*time.Second, func() bool {
+	testwait.Until(t, 30*time.Second, "publishes accepted again after space came back", func() bool {
 		return b.Publish(context.Background(), group("AfterFree", 1)) == nil
 	})
-	waitUntil(t, "ready again", 30*time.Second, func() bool { return b.Ready(context.Background()) == nil })
+	testwait.Until(t, 30*time.Second, "ready again", func() bool { return b.Ready(context.Background()) == nil })
 	t.Logf("recovered %s after space came back", time.Since(freed).Round(time.Millisecond))
 	if n := metricValue(t, reg, "responder_bus_storage_restarts_total"); n < 1 {
 		t.Errorf("responder_bus_storage_restarts_total = %v after a recovery", n)
@@ -123,13 +124,13 @@ func TestFullDiskRefusesAtOnceAndRecovers(t *testing.T) {
 
 	// The senders retry what was refused (Alertmanager retries 5xx).
 	for _, i := range refused {
-		waitUntil(t, fmt.Sprintf("group %d accepted on retry", i), 30*time.Second, func() bool {
+		testwait.Until(t, 30*time.Second, fmt.Sprintf("group %d accepted on retry", i), func() bool {
 			return b.Publish(context.Background(), groups[i]) == nil
 		})
 	}
 	// Every group is stored exactly once: one stored copy (one publish timestamp) per message id.
 	// (A redelivery of the same stored copy is the at-least-once contract; Process is idempotent.)
-	waitUntil(t, "every group processed", 60*time.Second, func() bool {
+	testwait.Until(t, 60*time.Second, "every group processed", func() bool {
 		rec.mu.Lock()
 		defer rec.mu.Unlock()
 		for _, g := range groups {
@@ -152,20 +153,5 @@ func TestFullDiskRefusesAtOnceAndRecovers(t *testing.T) {
 	}
 	if len(rec.dead) > 0 {
 		t.Errorf("dead letters: %v", rec.dead)
-	}
-}
-
-// waitUntil polls cond until it holds or d passes.
-func waitUntil(t *testing.T, what string, d time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.After(d)
-	tick := time.NewTicker(5 * time.Millisecond) // polling a condition, not waiting for work
-	defer tick.Stop()
-	for !cond() {
-		select {
-		case <-deadline:
-			t.Fatalf("timed out after %s waiting for %s", d, what)
-		case <-tick.C:
-		}
 	}
 }

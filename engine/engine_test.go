@@ -8,7 +8,6 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -20,6 +19,7 @@ import (
 	"github.com/responder-sre/responder/alert"
 	"github.com/responder-sre/responder/engine"
 	"github.com/responder-sre/responder/handlers"
+	"github.com/responder-sre/responder/internal/testwait"
 	"github.com/responder-sre/responder/rules"
 	"github.com/responder-sre/responder/store"
 	"github.com/responder-sre/responder/store/pgtest"
@@ -278,19 +278,6 @@ func (h *harness) incidentStates() []string {
 		h.t.Fatal(err)
 	}
 	return out
-}
-
-// waitFor polls cond (the engine's goroutines, another session's state) until it holds, failing
-// the test with what after d.
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting until %s", what)
-		}
-		time.Sleep(5 * time.Millisecond) // the one polling interval of these tests
-	}
 }
 
 func (h *harness) count(q string, args ...any) int {
@@ -995,6 +982,7 @@ func TestPauseIsNotStarvedByOverlappingClaims(t *testing.T) {
 	ctx := context.Background()
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
+	var holding [2]atomic.Bool // claimer i has held the lock once
 	// Two executors whose claim transactions overlap back to back: each holds the kill switch's
 	// shared lock 40ms, the second starts 20ms after the first, so one always holds it.
 	for i := range 2 {
@@ -1007,6 +995,7 @@ func TestPauseIsNotStarvedByOverlappingClaims(t *testing.T) {
 					if _, err := h.st.PauseTx(ctx, tx); err != nil {
 						return err
 					}
+					holding[i].Store(true)
 					<-time.After(40 * time.Millisecond)
 					return nil
 				})
@@ -1022,7 +1011,7 @@ func TestPauseIsNotStarvedByOverlappingClaims(t *testing.T) {
 			}
 		}()
 	}
-	<-time.After(50 * time.Millisecond) // both claimers running
+	testwait.Until(t, 10*time.Second, "both claimers running", func() bool { return holding[0].Load() && holding[1].Load() })
 	pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
 	_, err := h.st.SetPause(pctx, true, "alice", "storm", h.clock.Now(), nil)
@@ -1388,15 +1377,15 @@ func TestBreakerMachineIsSharedByReplicas(t *testing.T) {
 	if err := other.Process(context.Background(), []alert.Alert{mkAlert("KubePodCrashLooping", alert.StatusFiring, h.clock.Now(), map[string]string{"pod": "c"})}); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for h.count(`SELECT count(*) FROM actions WHERE target = 'test.fix:c' AND state = 'failed'`) == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("c never failed")
+	testwait.Until(t, 10*time.Second, "c failed", func() bool {
+		if h.count(`SELECT count(*) FROM actions WHERE target = 'test.fix:c' AND state = 'failed'`) > 0 {
+			return true
 		}
 		if _, err := other.ExecuteOnce(context.Background()); err != nil {
 			t.Fatal(err)
 		}
-	}
+		return false
+	})
 	if _, err := other.ExecuteOnce(context.Background()); err != nil { // feeds the outcome
 		t.Fatal(err)
 	}
@@ -1427,13 +1416,7 @@ func TestRedeliveryToAnotherReplicaDuringSlowHandler(t *testing.T) {
 	if _, err := h.eng.ExecuteOnce(context.Background()); err != nil { // A starts it; the handler hangs
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for len(h.fix.Calls()) == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("A's handler never started")
-		}
-		runtime.Gosched()
-	}
+	testwait.Until(t, 10*time.Second, "A's handler started", func() bool { return len(h.fix.Calls()) > 0 })
 	b, err := engine.New(engine.Options{Store: h.st, Handlers: h.reg, Rules: h.eng.Rules(), Owner: "replica-b", Now: h.clock.Now})
 	if err != nil {
 		t.Fatal(err)

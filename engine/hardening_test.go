@@ -21,6 +21,7 @@ import (
 	"github.com/responder-sre/responder/engine"
 	"github.com/responder-sre/responder/handlers"
 	"github.com/responder-sre/responder/handlers/httpreq"
+	"github.com/responder-sre/responder/internal/testwait"
 	"github.com/responder-sre/responder/rules"
 	"github.com/responder-sre/responder/store"
 	"github.com/responder-sre/responder/vocab"
@@ -337,7 +338,7 @@ rules:
 	}
 	done := make(chan error, 1)
 	go func() { _, err := h.eng.ExecuteOnce(ctx); done <- err }()
-	waitFor(t, 10*time.Second, "the pass waits for the breakers table", func() bool {
+	testwait.Until(t, 10*time.Second, "the pass waits for the breakers table", func() bool {
 		return h.count(`SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`) > 0
 	})
 	// Another replica restarts web-1 meanwhile and starts the rule's cooldown.
@@ -546,7 +547,7 @@ rules:
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "actions settle (replica b's handler goroutine records its outcome)", func() bool {
+	testwait.Until(t, 10*time.Second, "actions settle (replica b's handler goroutine records its outcome)", func() bool {
 		return h.count(`SELECT count(*) FROM actions WHERE state IN ('running', 'planned')`) == 0
 	})
 	if a, b := ga.Calls(), gb.Calls(); len(a)+len(b) != 1 {

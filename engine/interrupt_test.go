@@ -11,6 +11,7 @@ import (
 	"github.com/responder-sre/responder/alert"
 	"github.com/responder-sre/responder/engine"
 	"github.com/responder-sre/responder/handlers"
+	"github.com/responder-sre/responder/internal/testwait"
 	"github.com/responder-sre/responder/store"
 	"github.com/responder-sre/responder/store/pgtest"
 	"github.com/responder-sre/responder/vocab"
@@ -77,7 +78,7 @@ func (b *blocker) cause(t *testing.T, target string, within time.Duration) (erro
 	t.Helper()
 	var c error
 	var at time.Time
-	waitFor(t, within, "the call on "+target+" is interrupted", func() bool {
+	testwait.Until(t, within, "the call on "+target+" is interrupted", func() bool {
 		b.mu.Lock()
 		defer b.mu.Unlock()
 		c, at = b.causes[target], b.ended[target]
@@ -193,7 +194,7 @@ func startBroken(t *testing.T, lease time.Duration) *interruptEnv {
 func (ie *interruptEnv) waitState(t *testing.T, handler, target string, state vocab.State) vocab.Reason {
 	t.Helper()
 	var reason vocab.Reason
-	waitFor(t, 15*time.Second, handler+" on "+target+" is "+string(state), func() bool {
+	testwait.Until(t, 15*time.Second, handler+" on "+target+" is "+string(state), func() bool {
 		return ie.h.st.Pool().QueryRow(context.Background(), `SELECT reason FROM actions WHERE handler = $1 AND target = $2 AND state = $3`,
 			handler, target, state).Scan(&reason) == nil
 	})
@@ -288,7 +289,7 @@ func TestLeaseExpiredByAnotherReplicaInterrupts(t *testing.T) {
 		t.Fatal(err)
 	}
 	ie.fix.interrupted(t, "web-1", handlers.ErrLeaseLost, time.Now())
-	waitFor(t, 15*time.Second, "replica A audits what it saw", func() bool {
+	testwait.Until(t, 15*time.Second, "replica A audits what it saw", func() bool {
 		return h.count(`SELECT count(*) FROM audit WHERE actor = 'replica-a' AND reason = 'lease_lost'`) == 1
 	})
 	got := h.actions()

@@ -13,6 +13,7 @@ import (
 	"github.com/responder-sre/responder/alert"
 	"github.com/responder-sre/responder/engine"
 	"github.com/responder-sre/responder/handlers"
+	"github.com/responder-sre/responder/internal/testwait"
 	"github.com/responder-sre/responder/vocab"
 )
 
@@ -128,7 +129,7 @@ func TestPanickingExecutorPassIsRetried(t *testing.T) {
 	done := make(chan struct{})
 	go func() { defer close(done); _ = h.eng.Run(ctx, time.Second) }()
 	defer func() { cancel(); <-done }()
-	waitFor(t, 15*time.Second, "the executor goes on after a panicking pass", func() bool {
+	testwait.Until(t, 15*time.Second, "the executor goes on after a panicking pass", func() bool {
 		return h.count(`SELECT count(*) FROM actions WHERE state = 'succeeded'`) >= 2
 	})
 	if n := panics(t, reg, engine.PanicExecutor); n != 1 {

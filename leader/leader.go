@@ -29,9 +29,22 @@ type Options struct {
 	Registerer prometheus.Registerer
 }
 
+// LeaseStore keeps the leader lease rows an Elector takes, renews and gives up; *store.Store
+// implements it. Lease times are the caller's clock; see the package doc for the discipline.
+type LeaseStore interface {
+	// AcquireLease takes lease name for holder until now+ttl when it is free, expired or already
+	// holder's, and reports whether it did; on refusal it returns the current holder's live lease.
+	AcquireLease(ctx context.Context, name, holder string, now time.Time, ttl time.Duration) (store.Lease, bool, error)
+	// RenewLease extends holder's lease (with token) to now+ttl; false means holder lost it.
+	RenewLease(ctx context.Context, name, holder string, token int64, now time.Time, ttl time.Duration) (bool, error)
+	// ReleaseLease gives holder's lease up at once, keeping the token; a lease holder no longer
+	// holds with token is left alone.
+	ReleaseLease(ctx context.Context, name, holder string, token int64) error
+}
+
 // Elector holds or waits for the leader lease called name on behalf of holder.
 type Elector struct {
-	st     *store.Store
+	st     LeaseStore
 	name   string
 	holder string
 	o      Options
@@ -44,7 +57,7 @@ type Elector struct {
 
 // New returns an elector for lease name held as holder (unique per process incarnation). It
 // registers responder_leader{name} on o.Registerer.
-func New(st *store.Store, name, holder string, o Options) (*Elector, error) {
+func New(st LeaseStore, name, holder string, o Options) (*Elector, error) {
 	switch {
 	case st == nil:
 		return nil, errors.New("leader: nil store")

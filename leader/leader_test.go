@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/responder-sre/responder/internal/testwait"
 	"github.com/responder-sre/responder/store"
 	"github.com/responder-sre/responder/store/pgtest"
 )
@@ -32,6 +33,9 @@ func (c *clock) Add(d time.Duration) {
 var t0 = time.Date(2026, 11, 22, 2, 0, 0, 0, time.UTC)
 
 const ttl = 10 * time.Second
+
+// The app passes its *store.Store.
+var _ LeaseStore = (*store.Store)(nil)
 
 func openStore(t *testing.T) *store.Store {
 	t.Helper()
@@ -207,25 +211,25 @@ func TestElectorRunHandsOverOnStop(t *testing.T) {
 	// waitLeader polls until one member leads, failing if two ever lead at once.
 	waitLeader := func() (string, int64) {
 		t.Helper()
-		deadline := time.Now().Add(10 * time.Second)
-		for time.Now().Before(deadline) {
+		var leader string
+		var token int64
+		testwait.Until(t, 10*time.Second, "a leader", func() bool {
 			var leaders []string
-			var token int64
 			for name, m := range ms {
 				if tok, ok := m.e.Leading(); ok {
 					leaders, token = append(leaders, name), tok
 				}
 			}
-			switch len(leaders) {
-			case 1:
-				return leaders[0], token
-			case 2:
+			if len(leaders) > 1 {
 				t.Fatalf("two leaders at once: %v", leaders)
 			}
-			<-time.After(time.Millisecond) // polling the electors' state, within the deadline above
-		}
-		t.Fatal("no leader within 10s")
-		return "", 0
+			if len(leaders) == 0 {
+				return false
+			}
+			leader = leaders[0]
+			return true
+		})
+		return leader, token
 	}
 
 	first, tok := waitLeader()

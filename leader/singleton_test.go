@@ -2,9 +2,12 @@ package leader
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/responder-sre/responder/internal/testwait"
 )
 
 // TestRunWhileLeading: work runs on the leader with its token, is cancelled when leadership ends,
@@ -48,30 +51,22 @@ func TestRunWhileLeading(t *testing.T) {
 			stop()
 		}
 	}()
-	waitFor := func(what string, cond func() bool) {
-		t.Helper()
-		deadline := time.Now().Add(10 * time.Second)
-		for {
+	// terms is the condition "n works started", saying which started and ended so far.
+	terms := func(n int) func() (bool, string) {
+		return func() (bool, string) {
 			mu.Lock()
-			ok := cond()
-			mu.Unlock()
-			if ok {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("timed out waiting for %s (started %v, ended %v)", what, started, ended)
-			}
-			<-time.After(time.Millisecond) // polling, within the deadline above
+			defer mu.Unlock()
+			return len(started) == n, fmt.Sprintf("started %v, ended %v", started, ended)
 		}
 	}
-	waitFor("the first term", func() bool { return len(started) == 1 })
+	testwait.UntilDetail(t, 10*time.Second, "the first term", terms(1))
 	first := started[0]
 	if first.token != 1 {
 		t.Fatalf("first work runs under token %d, want 1", first.token)
 	}
 	stops[first.holder]()
 	delete(stops, first.holder)
-	waitFor("the second term", func() bool { return len(started) == 2 })
+	testwait.UntilDetail(t, 10*time.Second, "the second term", terms(2))
 	mu.Lock()
 	second := started[1]
 	endedFirst := len(ended) == 1 && ended[0] == first

@@ -10,6 +10,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/responder-sre/responder/internal/testwait"
 	"github.com/responder-sre/responder/store"
 	"github.com/responder-sre/responder/store/pgtest"
 )
@@ -268,8 +269,7 @@ func TestCheckFence(t *testing.T) {
 			done <- result{l, won, err}
 		}()
 		// Wait until the takeover is blocked on the row lock.
-		deadline := time.Now().Add(10 * time.Second)
-		for {
+		testwait.Until(t, 10*time.Second, "the takeover blocked on the lease row", func() bool {
 			var waiting bool
 			err := s.Pool().QueryRow(ctx, `SELECT EXISTS (SELECT FROM pg_stat_activity
 			    WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%leader_leases%')`).Scan(&waiting)
@@ -277,18 +277,15 @@ func TestCheckFence(t *testing.T) {
 				t.Fatal(err)
 			}
 			if waiting {
-				break
+				return true
 			}
 			select {
 			case r := <-done:
 				t.Fatalf("takeover did not wait for the fenced transaction: %+v", r)
 			default:
 			}
-			if time.Now().After(deadline) {
-				t.Fatal("takeover never blocked on the lease row")
-			}
-			<-time.After(5 * time.Millisecond) // polling another session's state, within the deadline
-		}
+			return false
+		})
 		if err := tx.Commit(ctx); err != nil {
 			t.Fatal(err)
 		}

@@ -32,6 +32,7 @@ import (
 	"time"
 
 	"github.com/responder-sre/responder/bus/bustest"
+	"github.com/responder-sre/responder/internal/testwait"
 	"github.com/responder-sre/responder/store/pgtest"
 )
 
@@ -160,7 +161,7 @@ func TestTLSListenerWithTestCA(t *testing.T) {
 		_, _ = io.Copy(io.Discard, resp.Body)
 		return resp.StatusCode, nil
 	}
-	waitFor(t, "responder https /readyz", 60*time.Second, func() bool {
+	testwait.Until(t, 60*time.Second, "responder https /readyz", func() bool {
 		if p.cmd.ProcessState != nil {
 			t.Fatalf("responder exited: %v", p.cmd.ProcessState)
 		}
@@ -330,9 +331,9 @@ func TestTwoReplicasKillOneMidActionOtherMarksUnknownOnce(t *testing.T) {
 	}
 	post(a, "p1")
 
-	waitFor(t, "the restart call to reach the sink", 15*time.Second, func() bool { return s.count(restartPath) == 1 })
+	testwait.Until(t, 15*time.Second, "the restart call to reach the sink", func() bool { return s.count(restartPath) == 1 })
 	var running ctlAction
-	waitFor(t, "a running action with an owner", 5*time.Second, func() bool {
+	testwait.Until(t, 5*time.Second, "a running action with an owner", func() bool {
 		for _, x := range ctlActions(t, a) {
 			if x.State == "running" && x.Owner != "" {
 				running = x
@@ -355,7 +356,7 @@ func TestTwoReplicasKillOneMidActionOtherMarksUnknownOnce(t *testing.T) {
 	}
 	_ = victim.cmd.Wait()
 
-	waitFor(t, "the action to become unknown and its escalation to succeed", 30*time.Second, func() bool {
+	testwait.Until(t, 30*time.Second, "the action to become unknown and its escalation to succeed", func() bool {
 		var unknown, escalated bool
 		for _, x := range ctlActions(t, survivor) {
 			switch {
@@ -370,7 +371,7 @@ func TestTwoReplicasKillOneMidActionOtherMarksUnknownOnce(t *testing.T) {
 	// A barrier instead of a sleep: an alert for another pod whose action succeeds proves the
 	// survivor ran further executor passes (each expires leases first) after the escalation.
 	post(survivor, "p2")
-	waitFor(t, "the p2 action to succeed", 15*time.Second, func() bool {
+	testwait.Until(t, 15*time.Second, "the p2 action to succeed", func() bool {
 		for _, x := range ctlActions(t, survivor) {
 			if x.State == "succeeded" && strings.HasSuffix(fmt.Sprint(x.Params["url"]), "/p2") {
 				return true

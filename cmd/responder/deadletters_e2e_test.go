@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/responder-sre/responder/bus/bustest"
+	"github.com/responder-sre/responder/internal/testwait"
 	"github.com/responder-sre/responder/store/pgtest"
 )
 
@@ -59,7 +60,7 @@ func TestDeadLettersCLI(t *testing.T) {
 		return l.Items
 	}
 	var dls []cliDeadLetter
-	waitFor(t, "the dead letter", 20*time.Second, func() bool { dls = list(); return len(dls) == 1 })
+	testwait.Until(t, 20*time.Second, "the dead letter", func() bool { dls = list(); return len(dls) == 1 })
 	if dls[0].MsgID != "garbage-1" || dls[0].Reason != "undecodable" || dls[0].ReplayedAt != nil {
 		t.Fatalf("listed %+v", dls)
 	}
@@ -91,7 +92,7 @@ func TestDeadLettersCLI(t *testing.T) {
 		t.Errorf("unreadable token file: exit %d: %s", code, out)
 	}
 	// Still undecodable: the replay is a new dead letter, which --all replays.
-	waitFor(t, "the replay's dead letter", 20*time.Second, func() bool { dls = list("--unreplayed"); return len(dls) == 1 })
+	testwait.Until(t, 20*time.Second, "the replay's dead letter", func() bool { dls = list("--unreplayed"); return len(dls) == 1 })
 	if dls[0].MsgID != "garbage-1/replay-"+id {
 		t.Fatalf("unreplayed after the replay: %+v", dls)
 	}

@@ -23,6 +23,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/responder-sre/responder/internal/testwait"
 	"github.com/responder-sre/responder/source/alertmanager/amtest"
 	"github.com/responder-sre/responder/store/pgtest"
 )
@@ -155,7 +156,7 @@ func serve(t *testing.T, dir, storage, addr string, args ...string) *proc {
 // waitReady waits until p's plain-HTTP /readyz answers 200, failing at once if p exits.
 func waitReady(t *testing.T, p *proc, name string) {
 	t.Helper()
-	waitFor(t, name+" /readyz", 60*time.Second, func() bool {
+	testwait.Until(t, 60*time.Second, name+" /readyz", func() bool {
 		if p.cmd.ProcessState != nil {
 			t.Fatalf("%s exited: %v", name, p.cmd.ProcessState)
 		}
@@ -166,20 +167,6 @@ func waitReady(t *testing.T, p *proc, name string) {
 		resp.Body.Close()
 		return resp.StatusCode == 200
 	})
-}
-
-func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.After(d)
-	tick := time.NewTicker(25 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		select {
-		case <-deadline:
-			t.Fatalf("timed out after %s waiting for %s", d, what)
-		case <-tick.C:
-		}
-	}
 }
 
 type action struct {
@@ -259,10 +246,10 @@ func TestAlertmanagerEndToEnd(t *testing.T) {
 			StartsAt: starts})
 	}
 	am.PostAlerts(t, alerts...)
-	waitFor(t, "3 calls at the sink", 30*time.Second, func() bool { c, _ := s.snapshot(); return len(c) == 3 })
+	testwait.Until(t, 30*time.Second, "3 calls at the sink", func() bool { c, _ := s.snapshot(); return len(c) == 3 })
 	// Alertmanager keeps re-sending the group (repeat_interval 1s): wait for several more deliveries.
 	ok := p.metric(t, `responder_webhook_requests_total{code="200"}`)
-	waitFor(t, "Alertmanager re-sends", 30*time.Second, func() bool {
+	testwait.Until(t, 30*time.Second, "Alertmanager re-sends", func() bool {
 		return p.metric(t, `responder_webhook_requests_total{code="200"}`) >= ok+3
 	})
 	calls, keys := s.snapshot()
@@ -288,7 +275,7 @@ func TestAlertmanagerEndToEnd(t *testing.T) {
 		alerts[i].EndsAt = time.Now().Add(-time.Second).UTC()
 	}
 	am.PostAlerts(t, alerts...)
-	waitFor(t, "3 resolved incidents", 30*time.Second, func() bool {
+	testwait.Until(t, 30*time.Second, "3 resolved incidents", func() bool {
 		var l struct{ Items []struct{ State string } }
 		p.get(t, "/api/v1/incidents?state=resolved", &l)
 		return len(l.Items) == 3
@@ -329,7 +316,7 @@ func TestCrashMidStreamLosesNothingRunsNothingTwice(t *testing.T) {
 			}
 		}
 	}
-	waitFor(t, "some actions to complete", 30*time.Second, func() bool { c, _ := s.snapshot(); return len(c) >= 10 })
+	testwait.Until(t, 30*time.Second, "some actions to complete", func() bool { c, _ := s.snapshot(); return len(c) >= 10 })
 	if err := a.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -337,7 +324,7 @@ func TestCrashMidStreamLosesNothingRunsNothingTwice(t *testing.T) {
 	before, _ := s.snapshot()
 
 	b := serve(t, dir, storage, addr)
-	waitFor(t, "every action to reach a final state", 90*time.Second, func() bool {
+	testwait.Until(t, 90*time.Second, "every action to reach a final state", func() bool {
 		acts := b.actions(t)
 		if len(acts) < len(accepted) {
 			return false
@@ -457,7 +444,7 @@ func TestSendAndSIGHUPReload(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "HTTP 200") {
 		t.Fatalf("send: exit %d: %s", code, out)
 	}
-	waitFor(t, "the crash-looping pod's action", 30*time.Second, func() bool {
+	testwait.Until(t, 30*time.Second, "the crash-looping pod's action", func() bool {
 		acts := p.actions(t)
 		return len(acts) == 1 && acts[0].State == "succeeded"
 	})
@@ -472,7 +459,7 @@ func TestSendAndSIGHUPReload(t *testing.T) {
 	if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "config_last_reload_successful 0", 10*time.Second, func() bool {
+	testwait.Until(t, 10*time.Second, "config_last_reload_successful 0", func() bool {
 		return p.metric(t, "responder_config_last_reload_successful") == 0
 	})
 	var st struct {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/responder-sre/responder/internal/testwait"
 	"github.com/responder-sre/responder/store/pgtest"
 )
 
@@ -83,7 +84,7 @@ safety:
 		return v
 	}
 	post(p, time.Now().Add(-time.Minute).UTC().Truncate(time.Second))
-	waitFor(t, "the fence call (the SQL fence is done)", 30*time.Second, func() bool { return s.count("/fence") == 1 })
+	testwait.Until(t, 30*time.Second, "the fence call (the SQL fence is done)", func() bool { return s.count("/fence") == 1 })
 	if ro := query(primary.URL("postgres"), `SHOW default_transaction_read_only`); ro != "on" {
 		t.Fatalf("old primary default_transaction_read_only = %s, want on (fenced)", ro)
 	}
@@ -94,7 +95,7 @@ safety:
 
 	p = serve(t, dir, storage, freePort(t))
 	var killed ctlAction
-	waitFor(t, "the promotion to become unknown and page", 30*time.Second, func() bool {
+	testwait.Until(t, 30*time.Second, "the promotion to become unknown and page", func() bool {
 		for _, x := range ctlActions(t, p) {
 			if x.Phase == "actions" {
 				killed = x
@@ -111,7 +112,7 @@ safety:
 
 	// A new alert episode: its promotion sees the half-done cluster, refuses, and pages.
 	post(p, time.Now().UTC().Truncate(time.Second))
-	waitFor(t, "the second promotion to refuse and page", 30*time.Second, func() bool {
+	testwait.Until(t, 30*time.Second, "the second promotion to refuse and page", func() bool {
 		for _, x := range ctlActions(t, p) {
 			if x.Phase == "actions" && x.ID != killed.ID && x.State == "failed" {
 				return s.count("/page") == 2

@@ -28,6 +28,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/responder-sre/responder/bus/bustest"
+	"github.com/responder-sre/responder/internal/testwait"
 	"github.com/responder-sre/responder/store/pgtest"
 )
 
@@ -295,7 +296,7 @@ func TestHAThreeReplicasExactlyOnce(t *testing.T) {
 	// Mid-storm, once the sink has seen 30 calls, SIGKILL one of the two replicas not queried: the
 	// one with the most actions running right now, so the lease path is exercised (polled briefly,
 	// since a listing can fall between two actions; a random one if none is seen running).
-	waitFor(t, "30 calls at the sink", 30*time.Second, func() bool { return s.total.Load() >= 30 })
+	testwait.Until(t, 30*time.Second, "30 calls at the sink", func() bool { return s.total.Load() >= 30 })
 	victim, runningAtKill := 1+rng.IntN(2), 0
 	pids := map[string]int{fmt.Sprint(rs[1].cmd.Process.Pid): 1, fmt.Sprint(rs[2].cmd.Process.Pid): 2}
 	for deadline := time.Now().Add(5 * time.Second); runningAtKill == 0 && time.Now().Before(deadline); {
@@ -335,7 +336,7 @@ func TestHAThreeReplicasExactlyOnce(t *testing.T) {
 	// nothing is left planned or running.
 	pending := map[string]bool{"planned": true, "running": true, "awaiting_approval": true, "approved": true}
 	slow := time.Now().Add(10 * time.Second)
-	waitFor(t, "every accepted pod's action to reach a final state", 90*time.Second, func() bool {
+	testwait.Until(t, 90*time.Second, "every accepted pod's action to reach a final state", func() bool {
 		have := map[string]bool{}
 		var waiting, missing []string
 		for _, a := range haActions(t, query) {
@@ -461,7 +462,7 @@ func TestPoisonMessageIsDeadLetteredAndTheQueueFlows(t *testing.T) {
 	if err != nil || code != 200 {
 		t.Fatalf("webhook: %d %v", code, err)
 	}
-	waitFor(t, "the valid alert's action to succeed", 20*time.Second, func() bool {
+	testwait.Until(t, 20*time.Second, "the valid alert's action to succeed", func() bool {
 		acts := haActions(t, p)
 		return len(acts) == 1 && acts[0].State == "succeeded"
 	})
@@ -475,7 +476,7 @@ func TestPoisonMessageIsDeadLetteredAndTheQueueFlows(t *testing.T) {
 		Detail map[string]any `json:"detail"`
 	}
 	var dead []auditEntry
-	waitFor(t, "a dead_letter audit entry", 20*time.Second, func() bool {
+	testwait.Until(t, 20*time.Second, "a dead_letter audit entry", func() bool {
 		var l struct {
 			Items []auditEntry `json:"items"`
 		}

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/responder-sre/responder/internal/testwait"
 	"github.com/responder-sre/responder/store/pgtest"
 )
 
@@ -110,7 +111,7 @@ func TestServeNoAuthListenAddress(t *testing.T) {
 			t.Logf("serve's output:\n%s", out)
 		}
 	}()
-	waitFor(t, "serve with --web.no-auth.unsafe-any-address to start and warn", 60*time.Second, func() bool {
+	testwait.Until(t, 60*time.Second, "serve with --web.no-auth.unsafe-any-address to start and warn", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		out = log.String()

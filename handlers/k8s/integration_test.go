@@ -15,13 +15,13 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
-	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/responder-sre/responder/alert"
 	"github.com/responder-sre/responder/handlers"
 	"github.com/responder-sre/responder/handlers/k8s"
 	"github.com/responder-sre/responder/handlers/k8s/k8stest"
+	"github.com/responder-sre/responder/internal/testwait"
 	"github.com/responder-sre/responder/vocab"
 )
 
@@ -67,13 +67,6 @@ func actx(ctx context.Context, incident int64) context.Context {
 	return handlers.WithIncident(handlers.WithIdempotencyKey(ctx, "responder-action-"+strconv.FormatInt(incident, 10)), incident)
 }
 
-func waitFor(ctx context.Context, t *testing.T, what string, cond wait.ConditionWithContextFunc) {
-	t.Helper()
-	if err := wait.PollUntilContextCancel(ctx, 50*time.Millisecond, true, cond); err != nil {
-		t.Fatalf("waiting for %s: %v", what, err)
-	}
-}
-
 func ready(p *corev1.Pod) bool {
 	if p.Status.Phase != corev1.PodRunning || p.DeletionTimestamp != nil {
 		return false
@@ -112,7 +105,7 @@ func deploy(ctx context.Context, t *testing.T, cs kubernetes.Interface, ns, name
 func waitDeploymentReady(ctx context.Context, t *testing.T, cs kubernetes.Interface, ns, name string, n int) []corev1.Pod {
 	t.Helper()
 	var pods []corev1.Pod
-	waitFor(ctx, t, fmt.Sprintf("%d ready pods of %s/%s", n, ns, name), func(ctx context.Context) (bool, error) {
+	testwait.UntilCtx(ctx, t, fmt.Sprintf("%d ready pods of %s/%s", n, ns, name), func(ctx context.Context) (bool, error) {
 		d, err := cs.AppsV1().Deployments(ns).Get(ctx, name, metav1.GetOptions{})
 		if err != nil || int(d.Status.ReadyReplicas) != n || int(d.Status.UpdatedReplicas) != n || d.Status.ObservedGeneration < d.Generation {
 			return false, nil
@@ -149,7 +142,7 @@ func pdb(ctx context.Context, t *testing.T, cs kubernetes.Interface, ns, name st
 // disruptions.
 func waitPDB(ctx context.Context, t *testing.T, cs kubernetes.Interface, ns, name string, allowed int32) {
 	t.Helper()
-	waitFor(ctx, t, fmt.Sprintf("pdb %s allowing %d", name, allowed), func(ctx context.Context) (bool, error) {
+	testwait.UntilCtx(ctx, t, fmt.Sprintf("pdb %s allowing %d", name, allowed), func(ctx context.Context) (bool, error) {
 		p, err := cs.PolicyV1().PodDisruptionBudgets(ns).Get(ctx, name, metav1.GetOptions{})
 		return err == nil && p.Status.ObservedGeneration == p.Generation && p.Status.DisruptionsAllowed == allowed, nil
 	})
@@ -476,7 +469,7 @@ func TestIntegrationRBAC(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(ctx, t, "the RoleBinding to take effect", func(ctx context.Context) (bool, error) {
+	testwait.UntilCtx(ctx, t, "the RoleBinding to take effect", func(ctx context.Context) (bool, error) {
 		_, err := sa.CoreV1().Pods(allowed).Get(ctx, in[0].Name, metav1.GetOptions{})
 		return err == nil, nil
 	})

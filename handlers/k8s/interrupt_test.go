@@ -21,9 +21,10 @@ func realTimeHandlers(t *testing.T, e *env) (restart, rollout handlers.Handler) 
 	return hs[0], hs[1]
 }
 
-// doInterrupted runs a.Do, pauses (cancel with handlers.ErrPaused) when pause is called, and
-// returns Do's error and how long Do took after the pause.
-func doInterrupted(t *testing.T, a handlers.Action, pause chan struct{}) (error, time.Duration) {
+// doInterrupted runs a.Do, pauses (cancel with handlers.ErrPaused) when pause is closed, closes
+// landed (unless nil) once Do's context is cancelled, and returns Do's error and how long Do took
+// after the pause.
+func doInterrupted(t *testing.T, a handlers.Action, pause, landed chan struct{}) (error, time.Duration) {
 	t.Helper()
 	ctx, cancel := context.WithCancelCause(ctxFor(42, "7"))
 	defer cancel(nil)
@@ -34,6 +35,9 @@ func doInterrupted(t *testing.T, a handlers.Action, pause chan struct{}) (error,
 		<-pause
 		pausedAt = time.Now()
 		cancel(handlers.ErrPaused)
+		if landed != nil {
+			close(landed)
+		}
 	}()
 	errc := make(chan error, 1)
 	go func() { _, err := a.Do(ctx, crashLooping); errc <- err }()
@@ -62,7 +66,7 @@ func TestRestartPodStopsRetryingWhenPaused(t *testing.T) {
 		return tooManyRequests()
 	})
 	restart, _ := realTimeHandlers(t, e)
-	err, took := doInterrupted(t, build(t, restart, handlers.Params{"namespace": "shop", "pod": "web-abc-1"}), pause)
+	err, took := doInterrupted(t, build(t, restart, handlers.Params{"namespace": "shop", "pod": "web-abc-1"}), pause, nil)
 	if took > time.Second {
 		t.Errorf("Do returned %s after the pause, want at once", took)
 	}
@@ -82,14 +86,14 @@ func TestRestartPodStopsRetryingWhenPaused(t *testing.T) {
 // engine records unknown/paused.
 func TestRestartPodStopsVerifyingWhenPaused(t *testing.T) {
 	e := newEnv(t, webCluster(3)...)
-	pause := make(chan struct{})
+	pause, landed := make(chan struct{}), make(chan struct{})
 	e.reactEvictions(func(int) error {
-		close(pause)                      // while the eviction is in flight: it completes, the verify step does not
-		time.Sleep(50 * time.Millisecond) // let the pause land before the API answers
+		close(pause) // while the eviction is in flight: it completes, the verify step does not
+		<-landed     // the pause has landed (Do's context is cancelled) before the API answers
 		return nil
 	})
 	restart, _ := realTimeHandlers(t, e)
-	err, took := doInterrupted(t, build(t, restart, handlers.Params{"namespace": "shop", "pod": "web-abc-1"}), pause)
+	err, took := doInterrupted(t, build(t, restart, handlers.Params{"namespace": "shop", "pod": "web-abc-1"}), pause, landed)
 	if took > time.Second {
 		t.Errorf("Do returned %s after the pause, want at once", took)
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/responder-sre/responder/alert"
 	"github.com/responder-sre/responder/config"
 	"github.com/responder-sre/responder/handlers"
+	"github.com/responder-sre/responder/internal/testwait"
 )
 
 // TestPromotePausedDuringCatchUpTakesNoFurtherStep: the standby received WAL it has not replayed
@@ -22,12 +23,12 @@ func TestPromotePausedDuringCatchUpTakesNoFurtherStep(t *testing.T) {
 	p := startPair(t)
 	sqlExec(t, p.standby.URL("postgres"), `ALTER SYSTEM SET recovery_min_apply_delay = '1h'`)
 	sqlExec(t, p.standby.URL("postgres"), `SELECT pg_reload_conf()`)
-	waitFor(t, 10*time.Second, "the standby applies the delay", func() bool {
+	testwait.Until(t, 10*time.Second, "the standby applies the delay", func() bool {
 		var d string
 		return queryRow(t, p.standby.URL("postgres"), `SHOW recovery_min_apply_delay`, &d) == nil && d == "1h"
 	})
 	sqlExec(t, p.primary.URL("postgres"), `INSERT INTO before_failover VALUES (2)`)
-	waitFor(t, 30*time.Second, "the standby received WAL it did not replay", func() bool {
+	testwait.Until(t, 30*time.Second, "the standby received WAL it did not replay", func() bool {
 		var behind bool
 		return queryRow(t, p.standby.URL("postgres"), `SELECT pg_last_wal_receive_lsn() > pg_last_wal_replay_lsn()`, &behind) == nil && behind
 	})

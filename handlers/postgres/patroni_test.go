@@ -21,6 +21,7 @@ import (
 	"github.com/responder-sre/responder/alert"
 	"github.com/responder-sre/responder/config"
 	"github.com/responder-sre/responder/handlers"
+	"github.com/responder-sre/responder/internal/testwait"
 	"github.com/responder-sre/responder/vocab"
 )
 
@@ -256,7 +257,7 @@ func startPatroni(t *testing.T) *patroniCluster {
 		"--listen-client-urls", etcdURL, "--advertise-client-urls", etcdURL,
 		"--listen-peer-urls", peerURL, "--initial-advertise-peer-urls", peerURL,
 		"--initial-cluster", "default="+peerURL, "--log-level", "warn")
-	waitFor(t, 30*time.Second, "etcd is healthy", func() bool { return httpOK(etcdURL + "/health") })
+	testwait.Until(t, 30*time.Second, "etcd is healthy", func() bool { return httpOK(etcdURL + "/health") })
 
 	for _, m := range c.members {
 		c.pgPort[m] = freePort(t)
@@ -358,34 +359,33 @@ func (c *patroniCluster) status() (*clusterStatus, error) {
 	return nil, fmt.Errorf("no member answers /cluster")
 }
 
+// waitUntil waits until cond holds for the cluster's status, failing at once when a Patroni
+// exits; on failure it logs the tail of every process's log.
 func (c *patroniCluster) waitUntil(t *testing.T, d time.Duration, what string, cond func(*clusterStatus) bool) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for {
+	reached := false
+	defer func() { // also when UntilDetail or cond ends the test with t.Fatal
+		if !reached {
+			for _, p := range c.procs {
+				t.Log(p.tail())
+			}
+		}
+	}()
+	testwait.UntilDetail(t, d, what, func() (bool, string) {
 		cs, err := c.status()
 		if err == nil && cond(cs) {
-			return
+			return true, ""
 		}
-		exited := ""
 		for m, p := range c.procs {
 			select {
 			case <-p.exited:
-				exited = m
+				t.Fatalf("%s: patroni %s exited (last: %v %v)", what, m, cs, err)
 			default:
 			}
 		}
-		if time.Now().After(deadline) || exited != "" {
-			if exited != "" {
-				what += " (patroni " + exited + " exited)"
-			}
-			msg := fmt.Sprintf("timed out after %s waiting until %s (last: %v %v)", d, what, cs, err)
-			for _, p := range c.procs {
-				msg += "\n" + p.tail()
-			}
-			t.Fatal(msg)
-		}
-		<-time.After(100 * time.Millisecond) // polling external processes
-	}
+		return false, fmt.Sprintf("%v %v", cs, err)
+	})
+	reached = true
 }
 
 // waitStreaming waits until member m is a running replica that received and replayed all the
@@ -462,7 +462,7 @@ func TestPatroni(t *testing.T) {
 	t.Run("switchover refused beyond max_lag", func(t *testing.T) {
 		c.proxy.Freeze()
 		sqlExec(t, c.dsn("m1"), `CREATE TABLE lagging AS SELECT repeat('x', 1000) AS s FROM generate_series(1, 3000)`)
-		waitFor(t, 30*time.Second, "the leader is 1MB ahead of what m2 received", func() bool {
+		testwait.Until(t, 30*time.Second, "the leader is 1MB ahead of what m2 received", func() bool {
 			var l, r memberStatus
 			return getJSON(c.api["m1"]+"/patroni", &l) == nil && getJSON(c.api["m2"]+"/patroni", &r) == nil &&
 				l.XLog.Location != nil && r.XLog.ReceivedLocation != nil && *l.XLog.Location-*r.XLog.ReceivedLocation > 1_000_000
@@ -499,22 +499,15 @@ func TestPatroni(t *testing.T) {
 
 		// Again for the same alert, once Patroni has written the leader change to /history (it
 		// does so a loop or two after the promotion): verify only.
-		deadline := time.Now().Add(30 * time.Second)
-		for {
+		testwait.UntilDetail(t, 30*time.Second, "Patroni records the switchover in /history", func() (bool, string) {
 			var hist [][]any
 			resp, err := http.Get(c.api["m2"] + "/history")
 			if err == nil {
 				err = json.NewDecoder(resp.Body).Decode(&hist)
 				resp.Body.Close()
 			}
-			if err == nil && len(hist) > 0 {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("Patroni never recorded the switchover in /history: %v %v", hist, err)
-			}
-			<-time.After(100 * time.Millisecond) // polling Patroni within the deadline
-		}
+			return err == nil && len(hist) > 0, fmt.Sprintf("%v %v", hist, err)
+		})
 		res, err = a.Do(t.Context(), al)
 		if err != nil {
 			t.Fatalf("second Do: %v\n%s", err, res.Detail)

@@ -12,6 +12,7 @@ import (
 	"github.com/responder-sre/responder/alert"
 	"github.com/responder-sre/responder/config"
 	"github.com/responder-sre/responder/handlers"
+	"github.com/responder-sre/responder/internal/testwait"
 	"github.com/responder-sre/responder/store/pgtest"
 	"github.com/responder-sre/responder/vocab"
 )
@@ -36,7 +37,7 @@ func startPair(t *testing.T) *pair {
 	}}
 	// A committed row the standby must have before anything is stopped.
 	sqlExec(t, p.primary.URL("postgres"), `CREATE TABLE before_failover (id int); INSERT INTO before_failover VALUES (1)`)
-	waitFor(t, 30*time.Second, "standby replays the primary's row", func() bool {
+	testwait.Until(t, 30*time.Second, "standby replays the primary's row", func() bool {
 		var n int
 		return queryRow(t, p.standby.URL("postgres"), `SELECT count(*) FROM before_failover`, &n) == nil && n == 1
 	})
@@ -106,18 +107,6 @@ func queryRow(t *testing.T, url, sql string, dst ...any) error {
 	}
 	defer c.Close(context.WithoutCancel(ctx))
 	return c.QueryRow(ctx, sql).Scan(dst...)
-}
-
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting until %s", d, what)
-		}
-		<-time.After(20 * time.Millisecond) // polling an external process
-	}
 }
 
 func inRecovery(t *testing.T, url string) bool {

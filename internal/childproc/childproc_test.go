@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/responder-sre/responder/internal/testwait"
 )
 
 // helperEnv makes the test binary a parent that starts `sleep` with Start,
@@ -33,14 +35,7 @@ func TestMain(m *testing.M) {
 // gone polls until process pid has stopped running.
 func gone(t *testing.T, pid int) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		if !running(pid) {
-			return
-		}
-		<-time.After(10 * time.Millisecond) // polling the kernel with a deadline
-	}
-	t.Fatalf("process %d still running", pid)
+	testwait.Until(t, 10*time.Second, fmt.Sprintf("process %d gone", pid), func() bool { return !running(pid) })
 }
 
 func TestStop(t *testing.T) {

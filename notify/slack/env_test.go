@@ -32,6 +32,9 @@ import (
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
 
+// The app passes its *store.Store.
+var _ Store = (*store.Store)(nil)
+
 const (
 	testSecret  = "8f742231b10e8888abcd99yyyzzz85a5"
 	testChannel = "#incidents"

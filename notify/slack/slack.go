@@ -42,9 +42,33 @@ type BudgetStatus struct {
 	Window   time.Duration
 }
 
+// Store is what the Slack integration reads from and records in responder's store; *store.Store
+// implements it. Decisions and pauses go through the same methods as the API's.
+type Store interface {
+	// Incident messages (Run).
+	SlackFloor(ctx context.Context, after int64, since time.Time) (int64, error)
+	SlackCandidates(ctx context.Context, floor int64, since time.Time, limit int) ([]store.SlackIncident, error)
+	SaveSlackMessage(ctx context.Context, m store.SlackMessage, at time.Time) error
+	// Pages (PageHandler): one per idempotency key.
+	GetSlackPage(ctx context.Context, key string) (*store.SlackPage, error)
+	RecordSlackPage(ctx context.Context, p store.SlackPage) (bool, error)
+	// Reads for messages and /responder list|status.
+	ListIncidents(ctx context.Context, f store.IncidentFilter) ([]store.Incident, string, error)
+	ListActions(ctx context.Context, f store.ActionFilter) ([]store.Action, string, error)
+	Pause(ctx context.Context) (store.PauseState, error)
+	PendingApprovals(ctx context.Context) (int, error)
+	Breakers(ctx context.Context) ([]store.Breaker, error)
+	// Decisions, pauses, the replay cache and the audit trail of inbound requests.
+	Decide(ctx context.Context, actionID int64, approver, decision, via string, at time.Time, ttl time.Duration) (store.DecisionResult, error)
+	ApproverDecision(ctx context.Context, actionID int64, approver string) (string, *store.Action, error)
+	SetPause(ctx context.Context, paused bool, by, reason string, at time.Time, until *time.Time) (store.PauseState, error)
+	SeenSlackRequest(ctx context.Context, signature, endpoint string, at, expires time.Time) (bool, error)
+	Audit(ctx context.Context, es ...store.AuditInsert) error
+}
+
 // Options are what the Slack integration needs from the app.
 type Options struct {
-	Store *store.Store
+	Store Store
 	// Kick wakes the engine after a decision or a pause change (the executor runs approved actions).
 	Kick func()
 	// Now is the clock (default time.Now): decision times, the signature window, resolution times.
@@ -74,7 +98,7 @@ type Options struct {
 // Slack is the Slack integration. Its methods are safe for concurrent use.
 type Slack struct {
 	cfg      config.SlackConfig
-	st       *store.Store
+	st       Store
 	api      *slack.Client
 	apiBase  *url.URL // Slack's API or cfg.APIURL: response_url may point below it
 	kick     func()

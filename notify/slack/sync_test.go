@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/slack-go/slack"
 
+	"github.com/responder-sre/responder/internal/testwait"
 	"github.com/responder-sre/responder/store"
 	"github.com/responder-sre/responder/vocab"
 )
@@ -165,14 +166,13 @@ func TestRunKick(t *testing.T) {
 	})
 	e.incident("api-12", 1, vocab.StatePlanned)
 	e.s.Kick()
-	deadline := time.Now().Add(10 * time.Second)
-	for len(e.rec.Calls()) == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("Run did not post the incident after Kick")
+	testwait.Until(t, 10*time.Second, "Run posts the incident after Kick", func() bool {
+		if len(e.rec.Calls()) > 0 {
+			return true
 		}
 		e.s.Kick()
-		<-time.After(10 * time.Millisecond) // polling a condition with a deadline
-	}
+		return false
+	})
 	if c := e.rec.Calls()[0]; c.Method != "chat.postMessage" || !strings.Contains(c.Text, "restart-api-12") {
 		t.Errorf("call = %+v", c)
 	}

@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/responder-sre/responder/internal/testwait"
 )
 
 // Install hints for the Debian packages these tests start.
@@ -67,7 +69,7 @@ func startRedis(t *testing.T, password string) string {
 	startProcess(t, dir, bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--requirepass", password,
 		"--save", "", "--appendonly", "no", "--dir", dir, "--protected-mode", "yes")
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	eventually(t, 10*time.Second, "redis-server answers", func() (bool, string) {
+	testwait.UntilDetail(t, 10*time.Second, "redis-server answers", func() (bool, string) {
 		c, err := net.DialTimeout("tcp", addr, time.Second)
 		if err != nil {
 			return false, err.Error()

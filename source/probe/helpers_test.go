@@ -109,19 +109,3 @@ func runOnce(t *testing.T, r *Runner, name string) Result {
 }
 
 func isNaN(f float64) bool { return math.IsNaN(f) }
-
-// eventually polls cond until it holds or the deadline passes.
-func eventually(t *testing.T, within time.Duration, what string, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		ok, detail := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not reached within %s: %s", what, within, detail)
-		}
-		<-time.After(50 * time.Millisecond) // polling an external process
-	}
-}

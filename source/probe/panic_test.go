@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/responder-sre/responder/alert"
+	"github.com/responder-sre/responder/internal/testwait"
 )
 
 // A panic in one run of a probe fails that run: the loop goes on, the probe runs again and its
@@ -47,7 +48,7 @@ func TestPanickingRunFailsOnlyThatRun(t *testing.T) {
 			t.Errorf("Run: %v", err)
 		}
 	}()
-	eventually(t, 10*time.Second, "an alert after the panicking run", func() (bool, string) {
+	testwait.UntilDetail(t, 10*time.Second, "an alert after the panicking run", func() (bool, string) {
 		return len(rec.all()) >= 1, fmt.Sprintf("%d publish calls, %d alerts", calls.Load(), len(rec.all()))
 	})
 	if n := panics.Load(); n != 1 {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/responder-sre/responder/internal/testwait"
 	"github.com/responder-sre/responder/store/pgtest"
 )
 
@@ -47,13 +48,13 @@ func TestPostgres(t *testing.T) {
 	if _, err := p.Exec(ctx, "CREATE TABLE ticks (at timestamptz); INSERT INTO ticks VALUES (now())"); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 20*time.Second, "the insert replayed on the standby", func() (bool, string) {
+	testwait.UntilDetail(t, 20*time.Second, "the insert replayed on the standby", func() (bool, string) {
 		var n int
 		err := s.QueryRow(ctx, "SELECT count(*) FROM ticks").Scan(&n)
 		return err == nil && n == 1, fmt.Sprint(err)
 	})
 	// Caught up: the probe says 0 (firing_when value > 0 does not hold).
-	eventually(t, 20*time.Second, "standby caught up", func() (bool, string) {
+	testwait.UntilDetail(t, 20*time.Second, "standby caught up", func() (bool, string) {
 		res := runOnce(t, r, "standby")
 		return res.Success && res.Value == 0 && res.Labels[LabelRole] == RoleStandby, fmt.Sprintf("%+v", res)
 	})
@@ -65,14 +66,14 @@ func TestPostgres(t *testing.T) {
 	if _, err := p.Exec(ctx, "INSERT INTO ticks VALUES (now())"); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 20*time.Second, "lag while replay is paused", func() (bool, string) {
+	testwait.UntilDetail(t, 20*time.Second, "lag while replay is paused", func() (bool, string) {
 		res := runOnce(t, r, "standby")
 		return !res.Success && res.Value > 0 && res.Value < 60 && res.Firing && res.Labels[LabelRole] == RoleStandby, fmt.Sprintf("%+v", res)
 	})
 	if _, err := s.Exec(ctx, "SELECT pg_wal_replay_resume()"); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 20*time.Second, "caught up after resume", func() (bool, string) {
+	testwait.UntilDetail(t, 20*time.Second, "caught up after resume", func() (bool, string) {
 		res := runOnce(t, r, "standby")
 		return res.Success && res.Value == 0 && !res.Firing, fmt.Sprintf("%+v", res)
 	})

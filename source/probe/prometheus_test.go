@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/responder-sre/responder/internal/testwait"
 )
 
 // startPrometheus starts Debian's prometheus scraping target (host:port) every second and returns
@@ -58,7 +60,7 @@ func TestPrometheus(t *testing.T) {
 `, prom)), Options{})
 
 	// About 5s: Prometheus applies discovered targets on a fixed 5s tick before the first scrape.
-	eventually(t, 30*time.Second, "the first scrape is queryable", func() (bool, string) {
+	testwait.UntilDetail(t, 30*time.Second, "the first scrape is queryable", func() (bool, string) {
 		res := runOnce(t, r, "ratio")
 		return res.Success && res.Value == 0.03, fmt.Sprintf("%+v", res)
 	})
@@ -66,7 +68,7 @@ func TestPrometheus(t *testing.T) {
 		t.Errorf("scalar: %+v, want 3", res)
 	}
 	value.Store(math.Float64bits(0.08))
-	eventually(t, 10*time.Second, "the new value fires", func() (bool, string) {
+	testwait.UntilDetail(t, 10*time.Second, "the new value fires", func() (bool, string) {
 		res := runOnce(t, r, "ratio")
 		return !res.Success && res.Value == 0.08 && res.Firing && strings.Contains(res.Reason, "value > 0.05"), fmt.Sprintf("%+v", res)
 	})

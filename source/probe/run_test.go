@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/responder-sre/responder/alert"
+	"github.com/responder-sre/responder/internal/testwait"
 )
 
 // TestRun: the loop runs every probe on its interval, continues the episode a previous leader
@@ -54,7 +55,7 @@ func TestRun(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- r.Run(ctx) }()
-	eventually(t, 10*time.Second, "heartbeats", func() (bool, string) {
+	testwait.UntilDetail(t, 10*time.Second, "heartbeats", func() (bool, string) {
 		return len(rec.all()) >= 2 && runs.Load() >= 6, fmt.Sprintf("%d runs, %d alerts", runs.Load(), len(rec.all()))
 	})
 	cancel()
@@ -87,7 +88,7 @@ func TestRun(t *testing.T) {
 	ctx, cancel = context.WithCancel(context.Background())
 	defer cancel()
 	go func() { done <- r.Run(ctx) }()
-	eventually(t, 10*time.Second, "a heartbeat of the reloaded episode", func() (bool, string) {
+	testwait.UntilDetail(t, 10*time.Second, "a heartbeat of the reloaded episode", func() (bool, string) {
 		all := rec.all()
 		return all[len(all)-1].StartsAt.Equal(later), fmt.Sprintf("last startsAt %s", all[len(all)-1].StartsAt)
 	})

@@ -2,9 +2,11 @@ package pgtest_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
+	"github.com/responder-sre/responder/internal/testwait"
 	"github.com/responder-sre/responder/store/pgtest"
 )
 
@@ -22,16 +24,9 @@ func TestStandbyReplicates(t *testing.T) {
 	if _, err := p.Exec(ctx, "CREATE TABLE replicated AS SELECT 42 AS v"); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	testwait.UntilDetail(t, 20*time.Second, "the row written on the primary on the standby", func() (bool, string) {
 		var v int
 		err := s.QueryRow(ctx, "SELECT v FROM replicated").Scan(&v)
-		if err == nil && v == 42 {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("row written on the primary not on the standby after 20s: %v", err)
-		}
-		<-time.After(20 * time.Millisecond) // polling replication of an external process
-	}
+		return err == nil && v == 42, fmt.Sprintf("v %d, err %v", v, err)
+	})
 }

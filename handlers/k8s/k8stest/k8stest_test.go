@@ -22,6 +22,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/responder-sre/responder/internal/testwait"
 )
 
 func TestMain(m *testing.M) { Main(m) }
@@ -138,7 +140,7 @@ func TestDeploymentEvictionPDB(t *testing.T) {
 	}
 	pods := waitReadyPods(ctx, t, cs, ns, "app=web", 3)
 	t.Logf("3 pods Running+Ready in %s", time.Since(begin).Round(time.Millisecond))
-	waitFor(ctx, t, "deployment readyReplicas=3", func(ctx context.Context) (bool, error) {
+	testwait.UntilCtx(ctx, t, "deployment readyReplicas=3", func(ctx context.Context) (bool, error) {
 		d, err := cs.AppsV1().Deployments(ns).Get(ctx, "web", metav1.GetOptions{})
 		return err == nil && d.Status.ReadyReplicas == 3, nil
 	})
@@ -156,7 +158,7 @@ func TestDeploymentEvictionPDB(t *testing.T) {
 	}
 	waitPDB := func(healthy, allowed int32) {
 		t.Helper()
-		waitFor(ctx, t, "pdb status", func(ctx context.Context) (bool, error) {
+		testwait.UntilCtx(ctx, t, "pdb status", func(ctx context.Context) (bool, error) {
 			pdb, err := cs.PolicyV1().PodDisruptionBudgets(ns).Get(ctx, "web", metav1.GetOptions{})
 			return err == nil && pdb.Status.ObservedGeneration == pdb.Generation &&
 				pdb.Status.CurrentHealthy == healthy && pdb.Status.DisruptionsAllowed == allowed, nil
@@ -183,7 +185,7 @@ func TestDeploymentEvictionPDB(t *testing.T) {
 		t.Fatalf("eviction within the PDB answered %d, want 201 or 200", code)
 	}
 	begin = time.Now()
-	waitFor(ctx, t, "evicted pod replaced", func(ctx context.Context) (bool, error) {
+	testwait.UntilCtx(ctx, t, "evicted pod replaced", func(ctx context.Context) (bool, error) {
 		list, err := cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app=web"})
 		if err != nil {
 			return false, nil
@@ -237,7 +239,7 @@ func TestImpersonate(t *testing.T) {
 	}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(ctx, t, "RoleBinding effective", func(ctx context.Context) (bool, error) {
+	testwait.UntilCtx(ctx, t, "RoleBinding effective", func(ctx context.Context) (bool, error) {
 		_, err := robot.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
 		return err == nil, nil
 	})
@@ -292,13 +294,6 @@ func TestImpersonateGroups(t *testing.T) {
 	}
 }
 
-func waitFor(ctx context.Context, t *testing.T, what string, cond wait.ConditionWithContextFunc) {
-	t.Helper()
-	if err := wait.PollUntilContextCancel(ctx, 50*time.Millisecond, true, cond); err != nil {
-		t.Fatalf("waiting for %s: %v", what, err)
-	}
-}
-
 func podReady(p *corev1.Pod) bool {
 	if p.Status.Phase != corev1.PodRunning || p.DeletionTimestamp != nil {
 		return false
@@ -314,7 +309,7 @@ func podReady(p *corev1.Pod) bool {
 func waitReadyPods(ctx context.Context, t *testing.T, cs kubernetes.Interface, ns, selector string, n int) []corev1.Pod {
 	t.Helper()
 	var ready []corev1.Pod
-	waitFor(ctx, t, "ready pods", func(ctx context.Context) (bool, error) {
+	testwait.UntilCtx(ctx, t, "ready pods", func(ctx context.Context) (bool, error) {
 		list, err := cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: selector})
 		if err != nil {
 			return false, nil

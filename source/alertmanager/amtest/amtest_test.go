@@ -2,6 +2,7 @@ package amtest
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os/exec"
@@ -12,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/responder-sre/responder/internal/testwait"
 	"github.com/responder-sre/responder/internal/toolbuild"
 )
 
@@ -56,23 +58,19 @@ func (s *sink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // waitFor polls until some received message satisfies ok.
 func (s *sink) waitFor(t *testing.T, what string, ok func(message) bool) message {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for time.Now().Before(deadline) {
+	var found message
+	testwait.UntilDetail(t, 20*time.Second, "a "+what+" notification", func() (bool, string) {
 		s.mu.Lock()
+		defer s.mu.Unlock()
 		for _, m := range s.msgs {
 			if ok(m) {
-				s.mu.Unlock()
-				return m
+				found = m
+				return true, ""
 			}
 		}
-		s.mu.Unlock()
-		<-time.After(50 * time.Millisecond) // polling the sink with a deadline
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	t.Fatalf("no %s notification within the deadline; got %d messages %+v, bad auth %d, bad bodies %v",
-		what, len(s.msgs), s.msgs, s.badAuth, s.badBody)
-	return message{}
+		return false, fmt.Sprintf("got %d messages %+v, bad auth %d, bad bodies %v", len(s.msgs), s.msgs, s.badAuth, s.badBody)
+	})
+	return found
 }
 
 // names returns the sorted alertnames in m whose status is status.
