@@ -60,20 +60,20 @@ type outcome struct {
 
 // Do sends the request, retrying 5xx, 429, timeouts and connection errors. Secret references are
 // resolved here, once per Do, and their values scrubbed from the result, the error and the logs.
-func (a *Action) Do(ctx context.Context, _ alert.Alert) (handlers.Result, error) {
+func (a *Action) Do(ctx context.Context, inv handlers.Invocation, _ alert.Alert) (handlers.Result, error) {
 	var rv handlers.Revealed
-	res, err := a.do(ctx, &rv)
+	res, err := a.do(ctx, inv.IdempotencyKey, &rv)
 	res.Detail = rv.Scrub(res.Detail)
 	return res, rv.Error(err)
 }
 
-func (a *Action) do(ctx context.Context, rv *handlers.Revealed) (handlers.Result, error) {
+func (a *Action) do(ctx context.Context, key string, rv *handlers.Revealed) (handlers.Result, error) {
 	h := a.h
 	r, err := a.reveal(ctx, rv)
 	if err != nil {
 		return handlers.Result{}, err
 	}
-	r.key = handlers.IdempotencyKey(ctx)
+	r.key = key
 	bo := &backoff.ExponentialBackOff{
 		InitialInterval:     h.backoff,
 		RandomizationFactor: 0.2,

@@ -27,15 +27,8 @@ var (
 	_ handlers.Handler         = (*RestartPod)(nil)
 	_ handlers.StaticValidator = (*RestartPod)(nil)
 	_ handlers.WorkloadMember  = (*RestartAction)(nil)
-	_ Resolver                 = (*RestartAction)(nil)
+	_ handlers.Resolver        = (*RestartAction)(nil)
 )
-
-// Resolver is implemented by actions whose Target needs the API server (a pod's owning
-// workload). The engine should call Resolve with its context before Target; Target otherwise
-// looks up on its own, bounded by Options.LookupTimeout.
-type Resolver interface {
-	Resolve(ctx context.Context) error
-}
 
 const restartExample = `rules:
   - name: restart-crashlooping-pod
@@ -168,25 +161,16 @@ func (a *RestartAction) lookupTarget(ctx context.Context) (string, error) {
 	return w.String(), nil
 }
 
-// Target is the owning workload ("namespace/Kind/name"), or "namespace/Pod/name" for a pod that
-// is standalone, owned by something else, or already gone. Without Resolve it looks up on its
-// own (Target has no context), bounded by Options.LookupTimeout; a failed lookup is not cached.
+// Target is the owning workload ("namespace/Kind/name") found by Resolve, or "namespace/Pod/name"
+// for a pod that is standalone, owned by something else or already gone, and until Resolve
+// succeeded. It makes no lookup of its own.
 func (a *RestartAction) Target() string {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.resolved {
 		return a.target
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), a.h.lookupTimeout)
-	defer cancel()
-	t, err := a.lookupTarget(ctx)
-	if err != nil {
-		a.h.log.Warn("could not resolve the pod's workload; the pod is the target", "handler", RestartPodName,
-			"pod", a.ns+"/"+a.pod, "error", err.Error())
-		return a.podTarget()
-	}
-	a.target, a.resolved = t, true
-	return t
+	return a.podTarget()
 }
 
 // WorkloadSize is the owning workload's desired replicas (1 for a standalone pod).
@@ -334,11 +318,11 @@ func (a *RestartAction) evict(ctx context.Context, uid types.UID, dry bool) (evi
 // started (a new incarnation), is not evicted: Do verifies only. Interrupted (handlers.Interrupted),
 // it stops at once, in the retry loop or the verify loop; an error before any eviction reached the
 // API server says so (handlers.NoEffect).
-func (a *RestartAction) Do(ctx context.Context, al alert.Alert) (handlers.Result, error) {
-	return handlers.TrackEffect(func(sent *bool) (handlers.Result, error) { return a.do(ctx, al, sent) })
+func (a *RestartAction) Do(ctx context.Context, inv handlers.Invocation, al alert.Alert) (handlers.Result, error) {
+	return handlers.TrackEffect(func(sent *bool) (handlers.Result, error) { return a.do(ctx, inv, al, sent) })
 }
 
-func (a *RestartAction) do(ctx context.Context, al alert.Alert, sent *bool) (handlers.Result, error) {
+func (a *RestartAction) do(ctx context.Context, inv handlers.Invocation, al alert.Alert, sent *bool) (handlers.Result, error) {
 	if err := a.h.configured(); err != nil {
 		return handlers.Result{}, err
 	}
@@ -373,7 +357,7 @@ func (a *RestartAction) do(ctx context.Context, al alert.Alert, sent *bool) (han
 	if err != nil {
 		return handlers.Result{}, err
 	}
-	about := why(ctx, al)
+	about := why(inv, al)
 	start := h.now()
 	bo := &backoff.ExponentialBackOff{InitialInterval: h.backoff, RandomizationFactor: 0.2, Multiplier: 2, MaxInterval: maxBackoff}
 	bo.Reset()
@@ -407,7 +391,7 @@ func (a *RestartAction) do(ctx context.Context, al alert.Alert, sent *bool) (han
 			}
 			if giveUp != "" {
 				if p.st != nil {
-					h.record(ctx, refOf(p.st.obj), event{typ: eventTypeWarning, reason: ReasonRestartBlocked, action: "Evict",
+					h.record(ctx, inv, refOf(p.st.obj), event{typ: eventTypeWarning, reason: ReasonRestartBlocked, action: "Evict",
 						message: fmt.Sprintf("responder could not evict pod %s (%s): %d attempts refused over %s: %v", a.pod, about, attempt, elapsed.Round(time.Second), err)})
 				}
 				return handlers.Result{}, &handlers.Error{Reason: reason,
@@ -425,11 +409,11 @@ func (a *RestartAction) do(ctx context.Context, al alert.Alert, sent *bool) (han
 	ectx, cancel := handlers.StepContext(ctx)
 	defer cancel()
 	if p.st == nil {
-		h.record(ectx, corev1.ObjectReference{APIVersion: "v1", Kind: "Pod", Namespace: pod.Namespace, Name: pod.Name, UID: pod.UID}, event{typ: eventTypeNormal, reason: ReasonRestart, action: "Evict",
+		h.record(ectx, inv, corev1.ObjectReference{APIVersion: "v1", Kind: "Pod", Namespace: pod.Namespace, Name: pod.Name, UID: pod.UID}, event{typ: eventTypeNormal, reason: ReasonRestart, action: "Evict",
 			message: fmt.Sprintf("responder evicted standalone pod %s (%s); nothing recreates it", a.pod, about)})
 		return handlers.Result{Detail: fmt.Sprintf("evicted standalone pod %s/%s; nothing recreates it", a.ns, a.pod)}, nil
 	}
-	h.record(ectx, refOf(p.st.obj), event{typ: eventTypeNormal, reason: ReasonRestart, action: "Evict",
+	h.record(ectx, inv, refOf(p.st.obj), event{typ: eventTypeNormal, reason: ReasonRestart, action: "Evict",
 		message: fmt.Sprintf("responder evicted pod %s to restart it (%s)", a.pod, about)})
 	return a.verify(ctx, p.w, pod.UID, "evicted pod "+a.pod)
 }

@@ -102,11 +102,11 @@ type outcome struct {
 
 // Do sends the event, retrying 429, 5xx, timeouts and connection errors. Every error it returns is
 // a *handlers.Error; after the retries it is server_error or timeout.
-func (a *Action) Do(ctx context.Context, _ alert.Alert) (handlers.Result, error) {
+func (a *Action) Do(ctx context.Context, inv handlers.Invocation, _ alert.Alert) (handlers.Result, error) {
 	h := a.h
 	dedupKey := a.dedupKey
 	if dedupKey == "" {
-		id := handlers.IncidentID(ctx)
+		id := inv.IncidentID
 		if id == 0 {
 			return handlers.Result{}, handlers.Fail(vocab.ReasonBadParam, "%s: no dedup_key and no incident id to derive one from", Name)
 		}
@@ -116,7 +116,7 @@ func (a *Action) Do(ctx context.Context, _ alert.Alert) (handlers.Result, error)
 	if err != nil {
 		return handlers.Result{}, handlers.Fail(vocab.ReasonBadParam, "%s: encoding the event: %w", Name, err)
 	}
-	key := handlers.IdempotencyKey(ctx)
+	key := inv.IdempotencyKey
 	log := h.log.With("handler", Name, "target", a.Target(), "scope", h.host, "event_action", a.eventAction, "dedup_key", dedupKey)
 	bo := &backoff.ExponentialBackOff{
 		InitialInterval:     h.backoff,
