@@ -26,17 +26,14 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
 	"github.com/prometheus/exporter-toolkit/web"
-	"k8s.io/client-go/kubernetes"
 
 	"github.com/responder-sre/responder/alert"
 	"github.com/responder-sre/responder/bus"
 	"github.com/responder-sre/responder/config"
 	"github.com/responder-sre/responder/engine"
 	"github.com/responder-sre/responder/handlers"
-	"github.com/responder-sre/responder/handlers/httpreq"
+	"github.com/responder-sre/responder/handlers/builtin"
 	"github.com/responder-sre/responder/handlers/k8s"
-	pagehandler "github.com/responder-sre/responder/handlers/page"
-	pghandlers "github.com/responder-sre/responder/handlers/postgres"
 	"github.com/responder-sre/responder/leader"
 	notifyslack "github.com/responder-sre/responder/notify/slack"
 	"github.com/responder-sre/responder/rules"
@@ -150,7 +147,7 @@ func New(ctx context.Context, o Options) (*App, error) {
 
 	// The rules are checked before anything starts, against the handlers without their clients;
 	// they are loaded again below against the registry that runs.
-	hs, err := BuildHandlers(cfg, o.Version, o.Logger)
+	hs, err := builtin.Registry(handlers.Env{Config: cfg, Version: o.Version, Logger: o.Logger})
 	if err != nil {
 		return nil, err
 	}
@@ -192,7 +189,7 @@ func New(ctx context.Context, o Options) (*App, error) {
 			return nil, err
 		}
 	}
-	var clients Clients
+	var clients []any // what the handlers act through (handlers.Env.Clients)
 	if cfg.Slack.Configured() {
 		a.slack, err = notifyslack.New(cfg.Slack, notifyslack.Options{Store: a.st, Kick: a.kick, Now: o.Now,
 			ApprovalTTL: cfg.Approvals.TTL.D(), Logger: o.Logger.With("component", "slack"), Registerer: a.reg,
@@ -200,14 +197,16 @@ func New(ctx context.Context, o Options) (*App, error) {
 		if err != nil {
 			return nil, err
 		}
-		clients.Slack = a.slack
+		clients = append(clients, a.slack)
 	}
 	if cfg.Handlers.Kubernetes.Enabled() {
-		if clients.Kube, _, err = k8s.NewClient(cfg.KubeconfigPath()); err != nil {
+		kube, _, err := k8s.NewClient(cfg.KubeconfigPath())
+		if err != nil {
 			return nil, fmt.Errorf("handlers.kubernetes: %w", err)
 		}
+		clients = append(clients, kube)
 	}
-	if hs, err = buildHandlers(cfg, o.Version, o.Logger, clients); err != nil {
+	if hs, err = builtin.Registry(handlers.Env{Config: cfg, Version: o.Version, Logger: o.Logger, Clients: clients}); err != nil {
 		return nil, err
 	}
 	a.handlers = hs
@@ -271,60 +270,6 @@ func loadConfig(o Options) (*config.Config, error) {
 		return config.Default(), nil
 	}
 	return config.Load(o.ConfigFile, config.WithGetenv(o.Getenv))
-}
-
-// Clients are the connections some handlers act through; a nil one leaves its handlers able to
-// validate and build actions (rules check, rules test) but failing with bad_param when they run.
-type Clients struct {
-	Slack *notifyslack.Slack
-	Kube  kubernetes.Interface
-}
-
-// BuildHandlers is the explicit handler registry for cfg (serve, `rules check` and `rules test`
-// build the same one), without clients.
-func BuildHandlers(cfg *config.Config, version string, log *slog.Logger) (*handlers.Registry, error) {
-	return buildHandlers(cfg, version, log, Clients{})
-}
-
-func buildHandlers(cfg *config.Config, version string, log *slog.Logger, c Clients) (*handlers.Registry, error) {
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	h := cfg.Handlers.HTTP
-	retries := 2
-	if h.Retries != nil {
-		retries = *h.Retries
-	}
-	pw := cfg.Handlers.Page.Webhook
-	pager := pagehandler.New(pagehandler.Options{URL: pw.URL.Value(), RoutingKey: pw.RoutingKey.Value(), Timeout: pw.Timeout.D(),
-		Version: version, Logger: log})
-	if err := pager.ConfigError(); err != nil {
-		log.Info("page.webhook is not configured; rules using it will fail with bad_param", "err", err)
-	}
-	slackPage := notifyslack.NewPage(cfg.Slack)
-	if c.Slack != nil {
-		slackPage = c.Slack.PageHandler()
-	}
-	kube, err := k8s.New(k8s.Options{Client: c.Kube, Namespaces: cfg.Handlers.Kubernetes.Namespaces, Logger: log})
-	if err != nil {
-		return nil, err
-	}
-	secrets := cfg.SecretFiles()
-	pg, err := pghandlers.New(cfg.Handlers.Postgres, pghandlers.Options{Logger: log, Secrets: secrets})
-	if err != nil {
-		return nil, err
-	}
-	reg, err := handlers.NewRegistry(append(append([]handlers.Handler{
-		httpreq.New(httpreq.Options{AllowedHosts: h.AllowedHosts, Timeout: h.Timeout.D(), Retries: retries,
-			Version: version, Logger: log, Secrets: secrets, SecretPathHosts: h.SecretPathHosts}),
-		pager,
-		slackPage,
-	}, kube...), pg...)...)
-	if err != nil {
-		return nil, err
-	}
-	reg.SetSecretNames(secrets.Names())
-	return reg, nil
 }
 
 // leaseName is the leader lease every replica campaigns for; singleton work runs under it.

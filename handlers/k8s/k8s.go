@@ -98,6 +98,14 @@ type base struct {
 
 const maxOwners = 10_000
 
+// Handlers is the package's handlers.Constructor: the three k8s handlers for
+// handlers.kubernetes.namespaces, acting through env's kubernetes.Interface client (see
+// NewClient); without one they validate and build actions but fail with bad_param when run.
+func Handlers(env handlers.Env) ([]handlers.Handler, error) {
+	client, _ := handlers.ClientOf[kubernetes.Interface](env)
+	return New(Options{Client: client, Namespaces: env.Config.Handlers.Kubernetes.Namespaces, Logger: env.Logger})
+}
+
 // New returns the three k8s handlers (restart_pod, rollout_restart, scale) sharing o.
 func New(o Options) ([]handlers.Handler, error) {
 	b, err := newBase(o)

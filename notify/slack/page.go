@@ -40,6 +40,16 @@ var (
 	_ handlers.StaticValidator = (*Page)(nil)
 )
 
+// Handlers is the package's handlers.Constructor: page.slack, posting through env's *Slack
+// client when there is one (serve with a slack section), else from the config's defaults
+// (NewPage).
+func Handlers(env handlers.Env) ([]handlers.Handler, error) {
+	if s, ok := handlers.ClientOf[*Slack](env); ok && s != nil {
+		return []handlers.Handler{s.PageHandler()}, nil
+	}
+	return []handlers.Handler{NewPage(env.Config.Slack)}, nil
+}
+
 // PageHandler returns the page.slack handler posting through s.
 func (s *Slack) PageHandler() *Page { return &Page{cfg: s.cfg, s: s} }
 
