@@ -101,7 +101,7 @@ func (b *base) record(ctx context.Context, inv handlers.Invocation, ref corev1.O
 	}
 	if _, err := b.client.CoreV1().Events(ev.Namespace).Create(ctx, ev, metav1.CreateOptions{}); err != nil {
 		b.log.WarnContext(ctx, "could not record a kubernetes event", "object", ref.Namespace+"/"+ref.Kind+"/"+ref.Name,
-			"event_reason", e.reason, "error", apiError(ctx, call{verb: "create", resource: "events", namespace: ev.Namespace}, err).Error())
+			"event_reason", e.reason, "err", apiError(ctx, call{verb: "create", resource: "events", namespace: ev.Namespace}, err))
 	}
 }
 

@@ -327,83 +327,20 @@ func (a *RestartAction) do(ctx context.Context, inv handlers.Invocation, al aler
 		return handlers.Result{}, err
 	}
 	h := a.h
-	log := h.log.With("handler", RestartPodName, "pod", a.ns+"/"+a.pod)
 	pod, err := h.getPod(ctx, a.ns, a.pod)
 	if err != nil {
 		return handlers.Result{}, err
 	}
-	switch {
-	case pod == nil:
-		w, ok := h.cachedOwner(a.ns, a.pod)
-		if !ok {
-			return handlers.Result{Detail: fmt.Sprintf("pod %s/%s is already gone; its workload is unknown, nothing to verify", a.ns, a.pod)}, nil
-		}
-		return a.verify(ctx, w, "", fmt.Sprintf("pod %s was already gone", a.pod))
-	case pod.DeletionTimestamp != nil:
-		w, err := h.owner(ctx, pod)
-		if err != nil {
-			return handlers.Result{Detail: fmt.Sprintf("pod %s/%s is already terminating; not evicted", a.ns, a.pod)}, nil //nolint:nilerr // nothing to verify
-		}
-		return a.verify(ctx, w, pod.UID, fmt.Sprintf("pod %s was already terminating", a.pod))
-	case !al.StartsAt.IsZero() && pod.CreationTimestamp.After(al.StartsAt):
-		w, err := h.owner(ctx, pod)
-		if err != nil {
-			return handlers.Result{Detail: fmt.Sprintf("pod %s/%s was created after the alert started; not evicted", a.ns, a.pod)}, nil //nolint:nilerr // nothing to verify
-		}
-		return a.verify(ctx, w, "", fmt.Sprintf("pod %s was created at %s, after the alert started: already replaced",
-			a.pod, pod.CreationTimestamp.UTC().Format(time.RFC3339)))
+	if res, done, err := a.replaced(ctx, pod, al); done {
+		return res, err
 	}
 	p, err := a.preconditions(ctx, pod)
 	if err != nil {
 		return handlers.Result{}, err
 	}
 	about := why(inv, al)
-	start := h.now()
-	bo := &backoff.ExponentialBackOff{InitialInterval: h.backoff, RandomizationFactor: 0.2, Multiplier: 2, MaxInterval: maxBackoff}
-	bo.Reset()
-	for attempt := 1; ; attempt++ {
-		out, err := a.evict(ctx, pod.UID, false)
-		*sent = out != blocked && out != gone // a refusal evicted nothing; neither did a pod already gone
-		switch out {
-		case evicted:
-			log.InfoContext(ctx, "pod evicted", "attempt", attempt, "workload", p.w.String())
-		case gone:
-			log.InfoContext(ctx, "pod already gone when evicting", "attempt", attempt, "error", err.Error())
-		case failed:
-			return handlers.Result{}, err
-		case blocked:
-			elapsed := h.now().Sub(start)
-			wait := bo.NextBackOff()
-			if d, ok := apierrors.SuggestsClientDelay(err); ok && d > 0 {
-				wait = max(wait, time.Duration(d)*time.Second)
-			}
-			wait = min(wait, max(a.retryFor-elapsed, 0))
-			reason := vocab.ReasonPDBBlocked
-			if !isBudgetRefusal(err) {
-				reason = vocab.ReasonServerError
-			}
-			giveUp := ""
-			switch dl, ok := ctx.Deadline(); {
-			case elapsed >= a.retryFor || wait <= 0:
-				giveUp = "retry_for " + a.retryFor.String() + " elapsed"
-			case ok && h.now().Add(wait+a.verifyTimeout).After(dl):
-				giveUp = "no time left in the action's timeout to retry and verify"
-			}
-			if giveUp != "" {
-				if p.st != nil {
-					h.record(ctx, inv, refOf(p.st.obj), event{typ: eventTypeWarning, reason: ReasonRestartBlocked, action: "Evict",
-						message: fmt.Sprintf("responder could not evict pod %s (%s): %d attempts refused over %s: %v", a.pod, about, attempt, elapsed.Round(time.Second), err)})
-				}
-				return handlers.Result{}, &handlers.Error{Reason: reason,
-					Err: fmt.Errorf("eviction of pod %s/%s refused %d times over %s (%s): %w", a.ns, a.pod, attempt, elapsed.Round(time.Second), giveUp, err)}
-			}
-			log.InfoContext(ctx, "eviction refused, retrying", "attempt", attempt, "wait_seconds", wait.Seconds(), "error", err.Error())
-			if serr := h.sleep(ctx, wait); serr != nil {
-				return handlers.Result{}, fmt.Errorf("eviction of pod %s/%s refused %d times: %w; not retried: %w", a.ns, a.pod, attempt, err, serr)
-			}
-			continue
-		}
-		break
+	if err := a.evictRetrying(ctx, inv, p, about, sent); err != nil {
+		return handlers.Result{}, err
 	}
 	// The Event is part of the eviction: it is recorded even when an interruption came meanwhile.
 	ectx, cancel := handlers.StepContext(ctx)
@@ -416,6 +353,97 @@ func (a *RestartAction) do(ctx context.Context, inv handlers.Invocation, al aler
 	h.record(ectx, inv, refOf(p.st.obj), event{typ: eventTypeNormal, reason: ReasonRestart, action: "Evict",
 		message: fmt.Sprintf("responder evicted pod %s to restart it (%s)", a.pod, about)})
 	return a.verify(ctx, p.w, pod.UID, "evicted pod "+a.pod)
+}
+
+// replaced answers for a pod that needs no eviction: already gone, already terminating, or
+// created after the alert started (a new incarnation). Then done is true and Do verifies only.
+func (a *RestartAction) replaced(ctx context.Context, pod *corev1.Pod, al alert.Alert) (res handlers.Result, done bool, err error) {
+	h := a.h
+	switch {
+	case pod == nil:
+		w, ok := h.cachedOwner(a.ns, a.pod)
+		if !ok {
+			return handlers.Result{Detail: fmt.Sprintf("pod %s/%s is already gone; its workload is unknown, nothing to verify", a.ns, a.pod)}, true, nil
+		}
+		res, err = a.verify(ctx, w, "", fmt.Sprintf("pod %s was already gone", a.pod))
+		return res, true, err
+	case pod.DeletionTimestamp != nil:
+		w, err := h.owner(ctx, pod)
+		if err != nil {
+			return handlers.Result{Detail: fmt.Sprintf("pod %s/%s is already terminating; not evicted", a.ns, a.pod)}, true, nil //nolint:nilerr // nothing to verify
+		}
+		res, err = a.verify(ctx, w, pod.UID, fmt.Sprintf("pod %s was already terminating", a.pod))
+		return res, true, err
+	case !al.StartsAt.IsZero() && pod.CreationTimestamp.After(al.StartsAt):
+		w, err := h.owner(ctx, pod)
+		if err != nil {
+			return handlers.Result{Detail: fmt.Sprintf("pod %s/%s was created after the alert started; not evicted", a.ns, a.pod)}, true, nil //nolint:nilerr // nothing to verify
+		}
+		res, err = a.verify(ctx, w, "", fmt.Sprintf("pod %s was created at %s, after the alert started: already replaced",
+			a.pod, pod.CreationTimestamp.UTC().Format(time.RFC3339)))
+		return res, true, err
+	}
+	return handlers.Result{}, false, nil
+}
+
+// evictRetrying evicts the planned pod, retrying refusals (429: a PodDisruptionBudget's, or the
+// API server's flow control) with backoff until retry_for elapsed or the action's deadline leaves
+// no time to retry and verify; then a Warning Event records the refusal and it fails with
+// pdb_blocked (server_error for flow control). A pod gone meanwhile counts as evicted.
+func (a *RestartAction) evictRetrying(ctx context.Context, inv handlers.Invocation, p *plan, about string, sent *bool) error {
+	h := a.h
+	log := h.log.With("handler", RestartPodName, "pod", a.ns+"/"+a.pod)
+	start := h.now()
+	bo := &backoff.ExponentialBackOff{InitialInterval: h.backoff, RandomizationFactor: 0.2, Multiplier: 2, MaxInterval: maxBackoff}
+	bo.Reset()
+	for attempt := 1; ; attempt++ {
+		out, err := a.evict(ctx, p.pod.UID, false)
+		*sent = out != blocked && out != gone // a refusal evicted nothing; neither did a pod already gone
+		switch out {
+		case evicted:
+			log.InfoContext(ctx, "pod evicted", "attempt", attempt, "workload", p.w.String())
+			return nil
+		case gone:
+			log.InfoContext(ctx, "pod already gone when evicting", "attempt", attempt, "err", err)
+			return nil
+		case failed:
+			return err
+		}
+		elapsed := h.now().Sub(start)
+		wait := bo.NextBackOff()
+		if d, ok := apierrors.SuggestsClientDelay(err); ok && d > 0 {
+			wait = max(wait, time.Duration(d)*time.Second)
+		}
+		wait = min(wait, max(a.retryFor-elapsed, 0))
+		if giveUp := a.giveUp(ctx, elapsed, wait); giveUp != "" {
+			reason := vocab.ReasonPDBBlocked
+			if !isBudgetRefusal(err) {
+				reason = vocab.ReasonServerError
+			}
+			if p.st != nil {
+				h.record(ctx, inv, refOf(p.st.obj), event{typ: eventTypeWarning, reason: ReasonRestartBlocked, action: "Evict",
+					message: fmt.Sprintf("responder could not evict pod %s (%s): %d attempts refused over %s: %v", a.pod, about, attempt, elapsed.Round(time.Second), err)})
+			}
+			return &handlers.Error{Reason: reason,
+				Err: fmt.Errorf("eviction of pod %s/%s refused %d times over %s (%s): %w", a.ns, a.pod, attempt, elapsed.Round(time.Second), giveUp, err)}
+		}
+		log.InfoContext(ctx, "eviction refused, retrying", "attempt", attempt, "wait_seconds", wait.Seconds(), "err", err)
+		if serr := h.sleep(ctx, wait); serr != nil {
+			return fmt.Errorf("eviction of pod %s/%s refused %d times: %w; not retried: %w", a.ns, a.pod, attempt, err, serr)
+		}
+	}
+}
+
+// giveUp says why a refused eviction is not retried after elapsed and a wait of wait: retry_for
+// elapsed, or no time left in the action's timeout to retry and verify; "" retries.
+func (a *RestartAction) giveUp(ctx context.Context, elapsed, wait time.Duration) string {
+	switch dl, ok := ctx.Deadline(); {
+	case elapsed >= a.retryFor || wait <= 0:
+		return "retry_for " + a.retryFor.String() + " elapsed"
+	case ok && a.h.now().Add(wait+a.verifyTimeout).After(dl):
+		return "no time left in the action's timeout to retry and verify"
+	}
+	return ""
 }
 
 // isBudgetRefusal tells a PodDisruptionBudget's 429 from API flow control's.
