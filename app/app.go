@@ -26,17 +26,14 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
 	"github.com/prometheus/exporter-toolkit/web"
-	"k8s.io/client-go/kubernetes"
 
 	"github.com/responder-sre/responder/alert"
 	"github.com/responder-sre/responder/bus"
 	"github.com/responder-sre/responder/config"
 	"github.com/responder-sre/responder/engine"
 	"github.com/responder-sre/responder/handlers"
-	"github.com/responder-sre/responder/handlers/httpreq"
+	"github.com/responder-sre/responder/handlers/builtin"
 	"github.com/responder-sre/responder/handlers/k8s"
-	pagehandler "github.com/responder-sre/responder/handlers/page"
-	pghandlers "github.com/responder-sre/responder/handlers/postgres"
 	"github.com/responder-sre/responder/leader"
 	notifyslack "github.com/responder-sre/responder/notify/slack"
 	"github.com/responder-sre/responder/rules"
@@ -208,7 +205,7 @@ func checkStart(o Options, cfg *config.Config) error {
 // checkRules checks the rules before anything starts, against the handlers without their
 // clients; newHandlers loads them again against the registry that runs.
 func checkRules(cfg *config.Config, o Options) error {
-	hs, err := BuildHandlers(cfg, o.Version, o.Logger)
+	hs, err := builtin.Registry(handlers.Env{Config: cfg, Version: o.Version, Logger: o.Logger})
 	if err != nil {
 		return err
 	}
@@ -256,11 +253,11 @@ func (a *App) newProbes() error {
 	return err
 }
 
-// newClients opens the connections the handlers act through: Slack (which also posts the
-// incident messages) and Kubernetes, each when configured.
-func (a *App) newClients() (Clients, error) {
+// newClients opens the connections the handlers act through (handlers.Env.Clients): Slack (which
+// also posts the incident messages) and Kubernetes, each when configured.
+func (a *App) newClients() ([]any, error) {
 	cfg, o := a.cfg, a.o
-	var clients Clients
+	var clients []any
 	if cfg.Slack.Configured() {
 		var err error
 		a.slack, err = notifyslack.New(cfg.Slack, notifyslack.Options{Store: a.st, Kick: a.kick, Now: o.Now,
@@ -269,13 +266,14 @@ func (a *App) newClients() (Clients, error) {
 		if err != nil {
 			return clients, err
 		}
-		clients.Slack = a.slack
+		clients = append(clients, a.slack)
 	}
 	if cfg.Handlers.Kubernetes.Enabled() {
-		var err error
-		if clients.Kube, _, err = k8s.NewClient(cfg.KubeconfigPath()); err != nil {
+		kube, _, err := k8s.NewClient(cfg.KubeconfigPath())
+		if err != nil {
 			return clients, fmt.Errorf("handlers.kubernetes: %w", err)
 		}
+		clients = append(clients, kube)
 	}
 	return clients, nil
 }
@@ -287,7 +285,7 @@ func (a *App) newHandlers() (*rules.Set, error) {
 	if err != nil {
 		return nil, err
 	}
-	hs, err := buildHandlers(a.cfg, a.o.Version, a.o.Logger, clients)
+	hs, err := builtin.Registry(handlers.Env{Config: a.cfg, Version: a.o.Version, Logger: a.o.Logger, Clients: clients})
 	if err != nil {
 		return nil, err
 	}
@@ -353,60 +351,6 @@ func loadConfig(o Options) (*config.Config, error) {
 		return config.Default(), nil
 	}
 	return config.Load(o.ConfigFile, config.WithGetenv(o.Getenv))
-}
-
-// Clients are the connections some handlers act through; a nil one leaves its handlers able to
-// validate and build actions (rules check, rules test) but failing with bad_param when they run.
-type Clients struct {
-	Slack *notifyslack.Slack
-	Kube  kubernetes.Interface
-}
-
-// BuildHandlers is the explicit handler registry for cfg (serve, `rules check` and `rules test`
-// build the same one), without clients.
-func BuildHandlers(cfg *config.Config, version string, log *slog.Logger) (*handlers.Registry, error) {
-	return buildHandlers(cfg, version, log, Clients{})
-}
-
-func buildHandlers(cfg *config.Config, version string, log *slog.Logger, c Clients) (*handlers.Registry, error) {
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	h := cfg.Handlers.HTTP
-	retries := 2
-	if h.Retries != nil {
-		retries = *h.Retries
-	}
-	pw := cfg.Handlers.Page.Webhook
-	pager := pagehandler.New(pagehandler.Options{URL: pw.URL.Value(), RoutingKey: pw.RoutingKey.Value(), Timeout: pw.Timeout.D(),
-		Version: version, Logger: log})
-	if err := pager.ConfigError(); err != nil {
-		log.Info("page.webhook is not configured; rules using it will fail with bad_param", "err", err)
-	}
-	slackPage := notifyslack.NewPage(cfg.Slack)
-	if c.Slack != nil {
-		slackPage = c.Slack.PageHandler()
-	}
-	kube, err := k8s.New(k8s.Options{Client: c.Kube, Namespaces: cfg.Handlers.Kubernetes.Namespaces, Logger: log})
-	if err != nil {
-		return nil, err
-	}
-	secrets := cfg.SecretFiles()
-	pg, err := pghandlers.New(cfg.Handlers.Postgres, pghandlers.Options{Logger: log, Secrets: secrets})
-	if err != nil {
-		return nil, err
-	}
-	reg, err := handlers.NewRegistry(append(append([]handlers.Handler{
-		httpreq.New(httpreq.Options{AllowedHosts: h.AllowedHosts, Timeout: h.Timeout.D(), Retries: retries,
-			Version: version, Logger: log, Secrets: secrets, SecretPathHosts: h.SecretPathHosts}),
-		pager,
-		slackPage,
-	}, kube...), pg...)...)
-	if err != nil {
-		return nil, err
-	}
-	reg.SetSecretNames(secrets.Names())
-	return reg, nil
 }
 
 // leaseName is the leader lease every replica campaigns for; singleton work runs under it.

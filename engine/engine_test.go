@@ -113,9 +113,9 @@ type recAction struct {
 func (a *recAction) Target() string                           { return a.r.name + ":" + a.target }
 func (a *recAction) Scope() string                            { return "test" }
 func (a *recAction) Check(context.Context, alert.Alert) error { return handlers.ErrNotCheckable }
-func (a *recAction) Do(ctx context.Context, _ alert.Alert) (handlers.Result, error) {
+func (a *recAction) Do(ctx context.Context, inv handlers.Invocation, _ alert.Alert) (handlers.Result, error) {
 	a.r.mu.Lock()
-	a.r.calls = append(a.r.calls, recCall{a.target, handlers.IdempotencyKey(ctx), a.note})
+	a.r.calls = append(a.r.calls, recCall{a.target, inv.IdempotencyKey, a.note})
 	err := a.r.fail[a.target]
 	if err == nil && a.r.failures > 0 {
 		a.r.failures--

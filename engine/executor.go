@@ -736,9 +736,9 @@ func (e *Engine) run(ctx context.Context, c store.Claimed, act handlers.Action) 
 	out := store.Outcome{ID: c.ID, State: vocab.StateSucceeded}
 	start := time.Now()
 	ictx, stop := e.interruptible(ctx, c)
-	actx := handlers.WithIncident(handlers.WithIdempotencyKey(ictx, idempotencyKey(c.ID)), c.IncidentID)
-	actx, cancel := context.WithTimeout(actx, time.Duration(c.TimeoutMS)*time.Millisecond)
-	res, err := act.Do(actx, c.Alert)
+	inv := handlers.Invocation{ActionID: c.ID, IncidentID: c.IncidentID, IdempotencyKey: idempotencyKey(c.ID)}
+	actx, cancel := context.WithTimeout(ictx, time.Duration(c.TimeoutMS)*time.Millisecond)
+	res, err := act.Do(actx, inv, c.Alert)
 	cancel()
 	interrupted := stop()
 	out.Result = res.Detail

@@ -136,7 +136,7 @@ func (a *gateAction) Check(ctx context.Context, _ alert.Alert) error {
 	}
 	return a.g.fail
 }
-func (a *gateAction) Do(context.Context, alert.Alert) (handlers.Result, error) {
+func (a *gateAction) Do(context.Context, handlers.Invocation, alert.Alert) (handlers.Result, error) {
 	a.g.mu.Lock()
 	defer a.g.mu.Unlock()
 	a.g.calls = append(a.g.calls, a.target)
@@ -167,7 +167,7 @@ func (a classyAction) Target() string                           { return "test.c
 func (a classyAction) Scope() string                            { return "test" }
 func (a classyAction) Class() vocab.Class                       { return a.class }
 func (a classyAction) Check(context.Context, alert.Alert) error { return handlers.ErrNotCheckable }
-func (a classyAction) Do(context.Context, alert.Alert) (handlers.Result, error) {
+func (a classyAction) Do(context.Context, handlers.Invocation, alert.Alert) (handlers.Result, error) {
 	return handlers.Result{}, nil
 }
 

@@ -56,7 +56,7 @@ type blockAction struct {
 func (a *blockAction) Target() string                           { return a.b.name + ":" + a.target }
 func (a *blockAction) Scope() string                            { return "test" }
 func (a *blockAction) Check(context.Context, alert.Alert) error { return handlers.ErrNotCheckable }
-func (a *blockAction) Do(ctx context.Context, _ alert.Alert) (handlers.Result, error) {
+func (a *blockAction) Do(ctx context.Context, _ handlers.Invocation, _ alert.Alert) (handlers.Result, error) {
 	a.b.started <- a.target
 	select {
 	case <-a.b.release:

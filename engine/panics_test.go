@@ -36,12 +36,12 @@ func (p *panicker) Build(params handlers.Params) (handlers.Action, error) {
 
 type panicAction struct{ *recAction }
 
-func (a *panicAction) Do(ctx context.Context, al alert.Alert) (handlers.Result, error) {
+func (a *panicAction) Do(ctx context.Context, inv handlers.Invocation, al alert.Alert) (handlers.Result, error) {
 	if a.target == "boom" {
 		var m map[string]int
 		m["boom"]++ // a handler bug: assignment to a nil map
 	}
-	return a.recAction.Do(ctx, al)
+	return a.recAction.Do(ctx, inv, al)
 }
 
 // newPanicHarness is the harness with test.fix replaced by a panicker and its own registry.

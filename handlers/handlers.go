@@ -1,7 +1,14 @@
 // Package handlers defines the seam between the engine and the kinds of remediation responder can
 // run: a Handler declares its Spec and builds an Action from rendered params; the Action checks
 // (read-only) and does (idempotently). Implementations live one package each below this one
-// (handlers/http, ...) and are wired explicitly in app: there is no init() registration.
+// (handlers/httpreq, handlers/page, handlers/k8s, handlers/postgres; page.slack in notify/slack).
+// Each such package has one constructor of the same shape, a Constructor taking an Env, and
+// handlers/builtin lists them, one line each: serve, `rules check` and `rules test` build the
+// same registry from it. There is no init() registration.
+//
+// The engine talks to an action with explicit arguments, never through context values: Resolve
+// (handlers.Resolver) makes the lookup a target needs, with the caller's context; Do gets the
+// action id, incident id and idempotency key in an Invocation.
 package handlers
 
 import (
@@ -149,16 +156,31 @@ type StaticValidator interface {
 // Action is one built, ready-to-run action.
 type Action interface {
 	// Target is the canonical thing acted on (k8s namespace/kind/name, postgres cluster, http
-	// method+host+path): cooldowns and the one-at-a-time execution slot are per target.
+	// method+host+path): cooldowns and the one-at-a-time execution slot are per target. It makes
+	// no I/O: an action whose target needs a lookup implements Resolver.
 	Target() string
 	// Scope is the bounded blast-radius label (namespace, cluster, host).
 	Scope() string
 	// Check re-confirms, read-only, that the action is still needed. ErrNotCheckable means the
 	// handler cannot tell.
 	Check(ctx context.Context, a alert.Alert) error
-	// Do performs the action. It must be idempotent: replicas race and crashes happen. The engine
-	// passes the action's id as the idempotency key through the context (IdempotencyKey).
-	Do(ctx context.Context, a alert.Alert) (Result, error)
+	// Do performs the action. It must be idempotent: replicas race and crashes happen. inv names
+	// the run: the handler sends inv.IdempotencyKey downstream where it can.
+	Do(ctx context.Context, inv Invocation, a alert.Alert) (Result, error)
+}
+
+// Invocation is what the engine tells an action about the run Do makes: which action row and
+// incident it is, and the key that makes a retried or raced run act once. Handlers' own tests may
+// leave any field zero.
+type Invocation struct {
+	// ActionID is the id of the action's row.
+	ActionID int64
+	// IncidentID is the incident the action belongs to (handlers use it as a dedup key, e.g.
+	// page.webhook); 0 when there is none.
+	IncidentID int64
+	// IdempotencyKey is the key a handler sends downstream (an Idempotency-Key header, a label on
+	// a Kubernetes Event, the fence marker); "" when there is none.
+	IdempotencyKey string
 }
 
 // Classifier is implemented by actions whose class depends on their params (http.request's
@@ -168,8 +190,9 @@ type Classifier interface {
 }
 
 // Resolver is implemented by actions whose Target needs a lookup (a pod's owning workload): the
-// engine calls Resolve, bounded, before Target when it plans the action. Target must still answer
-// (with a fallback) when Resolve failed or was not called.
+// engine calls Resolve, bounded and outside any transaction, before Target when it plans the
+// action. Target itself never looks up: when Resolve failed or was not called it answers with its
+// fallback.
 type Resolver interface {
 	Resolve(ctx context.Context) error
 }
@@ -228,33 +251,6 @@ func ReasonOf(err error) vocab.Reason {
 	default:
 		return vocab.ReasonError
 	}
-}
-
-type incidentKey struct{}
-
-// WithIncident returns a context carrying the id of the incident an action belongs to (handlers
-// use it as a dedup key, e.g. page.webhook).
-func WithIncident(ctx context.Context, id int64) context.Context {
-	return context.WithValue(ctx, incidentKey{}, id)
-}
-
-// IncidentID returns the id set by WithIncident, or 0.
-func IncidentID(ctx context.Context) int64 {
-	id, _ := ctx.Value(incidentKey{}).(int64)
-	return id
-}
-
-type idemKey struct{}
-
-// WithIdempotencyKey returns a context carrying the key a handler sends downstream.
-func WithIdempotencyKey(ctx context.Context, key string) context.Context {
-	return context.WithValue(ctx, idemKey{}, key)
-}
-
-// IdempotencyKey returns the key set by WithIdempotencyKey, or "".
-func IdempotencyKey(ctx context.Context) string {
-	k, _ := ctx.Value(idemKey{}).(string)
-	return k
 }
 
 // IsTemplate reports whether a raw param string holds a {{ }} template.

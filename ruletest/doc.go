@@ -2,7 +2,7 @@
 //
 // A test runs the same engine code as serve: each test gets a fresh database (a copy of a
 // migrated template), engine.New with a clock fixed at the file's `now`, and the handler registry
-// serve builds from the config (app.BuildHandlers) wrapped so that Spec, Build, Target, Scope,
+// serve builds from the config (handlers/builtin) wrapped so that Spec, Build, Target, Scope,
 // class and static checks are the real ones (params render and validate exactly as in serve) but
 // Do only records success and Check answers handlers.ErrNotCheckable: nothing is ever called.
 // Alerts go through (*engine.Engine).Process, `for` timers through FireDueTimers and actions

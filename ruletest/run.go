@@ -17,10 +17,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/responder-sre/responder/alert"
-	"github.com/responder-sre/responder/app"
 	"github.com/responder-sre/responder/config"
 	"github.com/responder-sre/responder/engine"
 	"github.com/responder-sre/responder/handlers"
+	"github.com/responder-sre/responder/handlers/builtin"
 	"github.com/responder-sre/responder/rules"
 	"github.com/responder-sre/responder/store"
 	"github.com/responder-sre/responder/store/pgserver"
@@ -68,7 +68,7 @@ func Run(ctx context.Context, files []string, o Options) int {
 			return 1
 		}
 	}
-	real, err := app.BuildHandlers(cfg, o.Version, o.Logger)
+	real, err := builtin.Registry(handlers.Env{Config: cfg, Version: o.Version, Logger: o.Logger})
 	if err != nil {
 		fmt.Fprintln(o.Stderr, err)
 		return 1

@@ -58,8 +58,9 @@ func addDeadLettersCmd(a *kingpin.Application) *deadLettersCmd {
 	return c
 }
 
-// run runs the command if cmd is one of its subcommands; ok is false otherwise.
-func (c *deadLettersCmd) run(cmd string, stdout, stderr io.Writer) (code int, ok bool) {
+// run runs the command if cmd is one of its subcommands, bounded by --timeout; ok is false
+// otherwise.
+func (c *deadLettersCmd) run(ctx context.Context, cmd string, stdout, stderr io.Writer) (code int, ok bool) {
 	if cmd != c.list.FullCommand() && cmd != c.replay.FullCommand() {
 		return 0, false
 	}
@@ -68,7 +69,7 @@ func (c *deadLettersCmd) run(cmd string, stdout, stderr io.Writer) (code int, ok
 		fmt.Fprintf(stderr, "responder: %v\n", err)
 		return exitBadArgs, true
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), *c.timeout)
+	ctx, cancel := context.WithTimeout(ctx, *c.timeout)
 	defer cancel()
 	if cmd == c.list.FullCommand() {
 		return c.runList(ctx, cl, stdout, stderr), true

@@ -19,6 +19,7 @@ import (
 	"github.com/responder-sre/responder/app"
 	"github.com/responder-sre/responder/config"
 	"github.com/responder-sre/responder/handlers"
+	"github.com/responder-sre/responder/handlers/builtin"
 	"github.com/responder-sre/responder/handlers/k8s"
 	"github.com/responder-sre/responder/rules"
 	"github.com/responder-sre/responder/ruletest"
@@ -79,7 +80,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "responder: %v\n", err)
 		return 2
 	}
-	if code, ok := deadLetters.run(cmd, stdout, stderr); ok {
+	if code, ok := deadLetters.run(context.Background(), cmd, stdout, stderr); ok {
 		return code
 	}
 	switch cmd {
@@ -191,7 +192,7 @@ func runCheck(stdout, stderr io.Writer, configFile string, files []string) int {
 // registry is the handler registry `rules check` validates against: the same handlers as serve,
 // configured from the same file, never called.
 func registry(cfg *config.Config) (*handlers.Registry, error) {
-	return app.BuildHandlers(cfg, version.Version, nil)
+	return builtin.Registry(handlers.Env{Config: cfg, Version: version.Version})
 }
 
 // runRBAC prints the RBAC of the enabled k8s.* handlers, rendered from their Specs.

@@ -44,19 +44,19 @@ func (a *Action) Check(context.Context, alert.Alert) error { return handlers.Err
 
 // Do sends the request, retrying 5xx, 429, timeouts and connection errors. Secret references are
 // resolved here, once per Do, and their values scrubbed from the result, the error and the logs.
-func (a *Action) Do(ctx context.Context, _ alert.Alert) (handlers.Result, error) {
+func (a *Action) Do(ctx context.Context, inv handlers.Invocation, _ alert.Alert) (handlers.Result, error) {
 	var rv handlers.Revealed
-	res, err := a.do(ctx, &rv)
+	res, err := a.do(ctx, inv.IdempotencyKey, &rv)
 	res.Detail = rv.Scrub(res.Detail)
 	return res, rv.Error(err)
 }
 
-func (a *Action) do(ctx context.Context, rv *handlers.Revealed) (handlers.Result, error) {
+func (a *Action) do(ctx context.Context, key string, rv *handlers.Revealed) (handlers.Result, error) {
 	r, err := a.reveal(ctx, rv)
 	if err != nil {
 		return handlers.Result{}, err
 	}
-	r.key = handlers.IdempotencyKey(ctx)
+	r.key = key
 	var res handlers.Result
 	err = a.h.policy(a.Target()).Retry(ctx, func(n int) delivery.Attempt {
 		var at delivery.Attempt

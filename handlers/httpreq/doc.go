@@ -8,9 +8,9 @@
 //     port equals no port). Userinfo in the URL is refused; put credentials in headers. These are
 //     checked at rule load (ValidateStatic) and again on the rendered URL (Build), which also
 //     refuses ".." path segments; Build failures carry reason bad_param.
-//   - Every attempt carries Idempotency-Key (the engine's key from handlers.IdempotencyKey, when
-//     set; rules may not override it) and User-Agent responder/<version>; a body that is a JSON
-//     object or array gets Content-Type application/json unless the rule sets one.
+//   - Every attempt carries Idempotency-Key (the engine's key, handlers.Invocation.IdempotencyKey,
+//     when set; rules may not override it) and User-Agent responder/<version>; a body that is a
+//     JSON object or array gets Content-Type application/json unless the rule sets one.
 //   - Answers are classified by handlers/delivery, the rule shared with page.webhook and the
 //     Patroni client. 2xx succeeds; the result detail is the status and the first 256 bytes of the
 //     response body, sanitised. Other 4xx fail at once with reason client_error. 429, 5xx and

@@ -79,6 +79,18 @@ var (
 	_ handlers.StaticValidator = (*Handler)(nil)
 )
 
+// Handlers is the package's handlers.Constructor: http.request configured from
+// handlers.http (allowed_hosts, timeout, retries, secret_path_hosts).
+func Handlers(env handlers.Env) ([]handlers.Handler, error) {
+	c := env.Config.Handlers.HTTP
+	retries := DefaultRetries
+	if c.Retries != nil {
+		retries = *c.Retries
+	}
+	return []handlers.Handler{New(Options{AllowedHosts: c.AllowedHosts, Timeout: c.Timeout.D(), Retries: retries,
+		Version: env.Version, Logger: env.Logger, Secrets: env.Secrets, SecretPathHosts: c.SecretPathHosts})}, nil
+}
+
 // New returns an http.request handler.
 func New(o Options) *Handler {
 	h := &Handler{

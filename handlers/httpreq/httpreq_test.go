@@ -111,8 +111,9 @@ func mustBuild(t *testing.T, h *Handler, p handlers.Params) *Action {
 	return a.(*Action)
 }
 
-func keyCtx(t *testing.T, key string) context.Context {
-	return handlers.WithIdempotencyKey(t.Context(), key)
+// keyInv is an invocation carrying only an idempotency key.
+func keyInv(key string) handlers.Invocation {
+	return handlers.Invocation{IdempotencyKey: key}
 }
 
 func TestDoStatusSequences(t *testing.T) {
@@ -150,9 +151,9 @@ func TestDoStatusSequences(t *testing.T) {
 			o.Retries = tt.retries
 			a := mustBuild(t, New(o), handlers.Params{"url": d.srv.URL + "/api/v1/dags/x/dagRuns"})
 			// The deadline makes a broken per-attempt timeout fail the slow case instead of hanging.
-			ctx, cancel := context.WithTimeout(keyCtx(t, "action-42"), 20*time.Second)
+			ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 			defer cancel()
-			res, err := a.Do(ctx, alert.Alert{})
+			res, err := a.Do(ctx, keyInv("action-42"), alert.Alert{})
 			if tt.wantReason == "" {
 				if err != nil {
 					t.Fatalf("Do: %v", err)
@@ -181,7 +182,7 @@ func TestDoConnectionRefused(t *testing.T) {
 	url := d.srv.URL + "/x"
 	o := testOptions(d.host())
 	d.srv.Close()
-	_, err := mustBuild(t, New(o), handlers.Params{"url": url}).Do(t.Context(), alert.Alert{})
+	_, err := mustBuild(t, New(o), handlers.Params{"url": url}).Do(t.Context(), handlers.Invocation{}, alert.Alert{})
 	if got := handlers.ReasonOf(err); got != vocab.ReasonServerError {
 		t.Fatalf("reason = %q (err %v), want server_error", got, err)
 	}
@@ -220,11 +221,7 @@ func TestDoSends(t *testing.T) {
 			d := newDownstream(t, step{code: 200})
 			tt.params["url"] = d.srv.URL + tt.params["url"].(string)
 			a := mustBuild(t, New(testOptions(d.host())), tt.params)
-			ctx := t.Context()
-			if tt.key != "" {
-				ctx = keyCtx(t, tt.key)
-			}
-			if _, err := a.Do(ctx, alert.Alert{}); err != nil {
+			if _, err := a.Do(t.Context(), keyInv(tt.key), alert.Alert{}); err != nil {
 				t.Fatalf("Do: %v", err)
 			}
 			reqs := d.requests()
@@ -260,7 +257,7 @@ func TestDoNeverLogsHeaderValuesOrBody(t *testing.T) {
 		"headers": map[string]any{"Authorization": "Bearer headersecret"},
 		"body":    `{"password": "bodysecret"}`,
 	})
-	if _, err := a.Do(keyCtx(t, "1"), alert.Alert{}); err != nil {
+	if _, err := a.Do(t.Context(), keyInv("1"), alert.Alert{}); err != nil {
 		t.Fatalf("Do: %v", err)
 	}
 	logs := buf.String()
@@ -291,7 +288,7 @@ func TestDoRetryAfter(t *testing.T) {
 			h := New(testOptions(d.host()))
 			var waits []time.Duration
 			h.sleep = func(_ context.Context, d time.Duration) error { waits = append(waits, d); return nil }
-			_, err := mustBuild(t, h, handlers.Params{"url": d.srv.URL}).Do(t.Context(), alert.Alert{})
+			_, err := mustBuild(t, h, handlers.Params{"url": d.srv.URL}).Do(t.Context(), handlers.Invocation{}, alert.Alert{})
 			if tt.wantReason == "" && err != nil {
 				t.Fatalf("Do: %v", err)
 			}
@@ -315,7 +312,7 @@ func TestDoNoRetryPastDeadline(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
 	start := time.Now()
-	_, err := mustBuild(t, New(o), handlers.Params{"url": d.srv.URL}).Do(ctx, alert.Alert{})
+	_, err := mustBuild(t, New(o), handlers.Params{"url": d.srv.URL}).Do(ctx, handlers.Invocation{}, alert.Alert{})
 	if handlers.ReasonOf(err) != vocab.ReasonServerError {
 		t.Fatalf("reason = %q (err %v), want server_error", handlers.ReasonOf(err), err)
 	}
@@ -334,7 +331,7 @@ func TestDoCancelledDuringBackoff(t *testing.T) {
 	h := New(o)
 	ctx, cancel := context.WithCancel(t.Context())
 	h.sleep = func(ctx context.Context, d time.Duration) error { cancel(); return sleepCtx(ctx, d) }
-	_, err := mustBuild(t, h, handlers.Params{"url": d.srv.URL}).Do(ctx, alert.Alert{})
+	_, err := mustBuild(t, h, handlers.Params{"url": d.srv.URL}).Do(ctx, handlers.Invocation{}, alert.Alert{})
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("err = %v, want context.Canceled in the chain", err)
 	}
@@ -344,7 +341,7 @@ func TestRedirects(t *testing.T) {
 	t.Run("to a disallowed host is refused", func(t *testing.T) {
 		other := newDownstream(t, step{code: 200})
 		d := newDownstream(t, step{code: 307, header: map[string]string{"Location": other.srv.URL + "/steal"}})
-		_, err := mustBuild(t, New(testOptions(d.host())), handlers.Params{"url": d.srv.URL + "/x"}).Do(keyCtx(t, "1"), alert.Alert{})
+		_, err := mustBuild(t, New(testOptions(d.host())), handlers.Params{"url": d.srv.URL + "/x"}).Do(t.Context(), keyInv("1"), alert.Alert{})
 		if handlers.ReasonOf(err) != vocab.ReasonClientError || !errors.Is(err, errRedirect) {
 			t.Fatalf("err = %v (reason %q), want a refused redirect with client_error", err, handlers.ReasonOf(err))
 		}
@@ -359,7 +356,7 @@ func TestRedirects(t *testing.T) {
 		other := newDownstream(t, step{code: 201})
 		d := newDownstream(t, step{code: 308, header: map[string]string{"Location": other.srv.URL + "/there"}})
 		res, err := mustBuild(t, New(testOptions(d.host(), other.host())), handlers.Params{"url": d.srv.URL, "body": `{"a":1}`}).
-			Do(keyCtx(t, "k"), alert.Alert{})
+			Do(t.Context(), keyInv("k"), alert.Alert{})
 		if err != nil || res.Detail != "201 Created" {
 			t.Fatalf("Do = %q, %v; want 201 Created", res.Detail, err)
 		}

@@ -93,7 +93,7 @@ func TestSecretResolvedAtCallTimeAndScrubbed(t *testing.T) {
 			"body":    `{"token": "{{ secret("token") }}"}`}
 	}
 	a := mustBuild(t, h, params(ok))
-	res, err := a.Do(keyCtx(t, "1"), alert.Alert{})
+	res, err := a.Do(t.Context(), keyInv("1"), alert.Alert{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -108,7 +108,7 @@ func TestSecretResolvedAtCallTimeAndScrubbed(t *testing.T) {
 		t.Errorf("result detail %q: want the echoed secret scrubbed", res.Detail)
 	}
 
-	_, err = mustBuild(t, h, params(bad)).Do(keyCtx(t, "2"), alert.Alert{})
+	_, err = mustBuild(t, h, params(bad)).Do(t.Context(), keyInv("2"), alert.Alert{})
 	if err == nil || handlers.ReasonOf(err) != vocab.ReasonClientError {
 		t.Fatalf("err = %v (reason %q), want client_error", err, handlers.ReasonOf(err))
 	}
@@ -125,7 +125,7 @@ func TestSecretResolvedAtCallTimeAndScrubbed(t *testing.T) {
 	if err := os.WriteFile(file, []byte("rotated-"+secretValue), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := a.Do(keyCtx(t, "3"), alert.Alert{}); err != nil {
+	if _, err := a.Do(t.Context(), keyInv("3"), alert.Alert{}); err != nil {
 		t.Fatal(err)
 	}
 	if _, auth, _ := ok.got(); auth[len(auth)-1] != "Bearer rotated-"+secretValue {
@@ -143,7 +143,7 @@ func TestSecretUnreadable(t *testing.T) {
 	if err := os.Remove(file); err != nil {
 		t.Fatal(err)
 	}
-	_, err := a.Do(keyCtx(t, "1"), alert.Alert{})
+	_, err := a.Do(t.Context(), keyInv("1"), alert.Alert{})
 	if handlers.ReasonOf(err) != vocab.ReasonBadParam || !strings.Contains(err.Error(), `secret "token"`) {
 		t.Fatalf("err = %v, want bad_param naming the secret", err)
 	}
@@ -189,7 +189,7 @@ func TestURLRedactedInTargetsErrorsAndLogs(t *testing.T) {
 		}
 		errs = append(errs, err.Error())
 	}
-	_, err = mustBuild(t, h, handlers.Params{"url": "http://" + closed + "/x?token=XXXXSECRETQUERY"}).Do(keyCtx(t, "1"), alert.Alert{})
+	_, err = mustBuild(t, h, handlers.Params{"url": "http://" + closed + "/x?token=XXXXSECRETQUERY"}).Do(t.Context(), keyInv("1"), alert.Alert{})
 	if err == nil {
 		t.Fatal("a request to a closed port succeeded")
 	}
@@ -210,7 +210,7 @@ func TestEscapedPathReachesTheSink(t *testing.T) {
 	s := newRawSink(t, 200)
 	a := mustBuild(t, New(testOptions(s.host())), handlers.Params{
 		"url": s.URL + "/api/v1/dags/x%2F..%2FclearTaskInstances%3Fdry_run=false%23/dagRuns"})
-	if _, err := a.Do(keyCtx(t, "1"), alert.Alert{}); err != nil {
+	if _, err := a.Do(t.Context(), keyInv("1"), alert.Alert{}); err != nil {
 		t.Fatal(err)
 	}
 	if uris, _, _ := s.got(); uris[0] != "/api/v1/dags/x%2F..%2FclearTaskInstances%3Fdry_run=false%23/dagRuns" {

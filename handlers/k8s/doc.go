@@ -33,9 +33,9 @@
 // incarnation) is not evicted again. Then it verifies: up to verify_timeout (default 2m) the
 // workload must again have as many Ready, not terminating pods (the evicted one excluded) as its
 // desired replicas, else not_recovered. Target is the owning workload: the action implements
-// Resolver (the engine should call Resolve(ctx) before Target; otherwise Target looks up on its
-// own, bounded by Options.LookupTimeout) and handlers.WorkloadMember (member = pod, size = desired
-// replicas).
+// handlers.Resolver (the engine calls Resolve(ctx) before Target; Target makes no lookup of its
+// own and is the pod until Resolve found the workload) and handlers.WorkloadMember (member = pod,
+// size = desired replicas).
 //
 // k8s.rollout_restart sends the strategic-merge patch `kubectl rollout restart` sends (pod
 // template annotation kubectl.kubernetes.io/restartedAt, RFC 3339) together with

@@ -35,9 +35,9 @@ type event struct {
 }
 
 // why renders "incident 42, alert KubePodCrashLooping" for Event messages.
-func why(ctx context.Context, a alert.Alert) string {
+func why(inv handlers.Invocation, a alert.Alert) string {
 	s := ""
-	if id := handlers.IncidentID(ctx); id != 0 {
+	if id := inv.IncidentID; id != 0 {
 		s = "incident " + strconv.FormatInt(id, 10)
 	}
 	if a.Name != "" {
@@ -66,8 +66,9 @@ func refOf(obj runtime.Object) corev1.ObjectReference {
 }
 
 // record creates a core/v1 Event on the object ref. It is best effort: a failure is logged, never
-// fails the action (the action's own record is in responder's store).
-func (b *base) record(ctx context.Context, ref corev1.ObjectReference, e event) {
+// fails the action (the action's own record is in responder's store). The Event is labelled with
+// inv's incident and idempotency key.
+func (b *base) record(ctx context.Context, inv handlers.Invocation, ref corev1.ObjectReference, e event) {
 	if ref.Name == "" {
 		return
 	}
@@ -92,15 +93,15 @@ func (b *base) record(ctx context.Context, ref corev1.ObjectReference, e event) 
 		ReportingController: Component,
 		ReportingInstance:   truncate(b.instance, 128),
 	}
-	if id := handlers.IncidentID(ctx); id != 0 {
+	if id := inv.IncidentID; id != 0 {
 		ev.Labels[LabelIncident] = strconv.FormatInt(id, 10)
 	}
-	if k := handlers.IdempotencyKey(ctx); labelValue.MatchString(k) {
+	if k := inv.IdempotencyKey; labelValue.MatchString(k) {
 		ev.Labels[LabelKey] = k
 	}
 	if _, err := b.client.CoreV1().Events(ev.Namespace).Create(ctx, ev, metav1.CreateOptions{}); err != nil {
 		b.log.WarnContext(ctx, "could not record a kubernetes event", "object", ref.Namespace+"/"+ref.Kind+"/"+ref.Name,
-			"event_reason", e.reason, "error", apiError(ctx, call{verb: "create", resource: "events", namespace: ev.Namespace}, err).Error())
+			"event_reason", e.reason, "err", apiError(ctx, call{verb: "create", resource: "events", namespace: ev.Namespace}, err))
 	}
 }
 

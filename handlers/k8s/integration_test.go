@@ -34,7 +34,7 @@ func TestMain(m *testing.M) { k8stest.Main(m) }
 // fast are handler options for a real cluster: short polls and backoff, so a test takes seconds.
 func fast(cs kubernetes.Interface, namespaces ...string) k8s.Options {
 	return k8s.Options{Client: cs, Namespaces: namespaces, PollInterval: 100 * time.Millisecond,
-		Backoff: 100 * time.Millisecond, LookupTimeout: 5 * time.Second, Instance: "integration-test"}
+		Backoff: 100 * time.Millisecond, Instance: "integration-test"}
 }
 
 // handler returns the k8s handler called name built with o.
@@ -62,9 +62,9 @@ func build(t *testing.T, h handlers.Handler, p handlers.Params) handlers.Action 
 	return a
 }
 
-// actx is the context the engine gives Do: an incident and an idempotency key.
-func actx(ctx context.Context, incident int64) context.Context {
-	return handlers.WithIncident(handlers.WithIdempotencyKey(ctx, "responder-action-"+strconv.FormatInt(incident, 10)), incident)
+// inv is the invocation the engine gives Do: an incident and an idempotency key.
+func inv(incident int64) handlers.Invocation {
+	return handlers.Invocation{IncidentID: incident, IdempotencyKey: "responder-action-" + strconv.FormatInt(incident, 10)}
 }
 
 func ready(p *corev1.Pod) bool {
@@ -208,7 +208,7 @@ func TestIntegrationRestartPod(t *testing.T) {
 	waitPDB(ctx, t, cs, ns, "web", 1)
 
 	begin = time.Now()
-	res, err := a.Do(actx(ctx, 42), al)
+	res, err := a.Do(ctx, inv(42), al)
 	if err != nil {
 		t.Fatalf("do: %v", err)
 	}
@@ -228,7 +228,7 @@ func TestIntegrationRestartPod(t *testing.T) {
 		t.Fatalf("restart events = %+v, want one naming the pod, incident 42 and the alert", evs)
 	}
 	// Do again (a redelivery): the pod is gone, nothing else is evicted.
-	if _, err := a.Do(actx(ctx, 42), al); err != nil {
+	if _, err := a.Do(ctx, inv(42), al); err != nil {
 		t.Fatalf("second do: %v", err)
 	}
 	if again := waitDeploymentReady(ctx, t, cs, ns, "web", 3); !samePods(after, again) {
@@ -252,7 +252,7 @@ func TestIntegrationRestartPod(t *testing.T) {
 		t.Fatalf("check under a closed budget: %v, want pdb_blocked", err)
 	}
 	begin = time.Now()
-	_, err = blocked.Do(actx(ctx, 43), al)
+	_, err = blocked.Do(ctx, inv(43), al)
 	took := time.Since(begin)
 	if handlers.ReasonOf(err) != vocab.ReasonPDBBlocked {
 		t.Fatalf("do under a closed budget: %v, want pdb_blocked", err)
@@ -329,7 +329,7 @@ func TestIntegrationRolloutRestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := a.Check(actx(ctx, 7), al); err != nil {
+	if err := a.Check(ctx, al); err != nil {
 		t.Fatalf("check: %v", err)
 	}
 	d, err := cs.AppsV1().Deployments(ns).Get(ctx, "api", metav1.GetOptions{})
@@ -338,7 +338,7 @@ func TestIntegrationRolloutRestart(t *testing.T) {
 	}
 
 	begin := time.Now()
-	res, err := a.Do(actx(ctx, 7), al)
+	res, err := a.Do(ctx, inv(7), al)
 	if err != nil {
 		t.Fatalf("do: %v", err)
 	}
@@ -369,7 +369,7 @@ func TestIntegrationRolloutRestart(t *testing.T) {
 	}
 	// A second Do for the same incident (a redelivery) verifies only.
 	gen := d.Generation
-	if _, err := a.Do(actx(ctx, 7), al); err != nil {
+	if _, err := a.Do(ctx, inv(7), al); err != nil {
 		t.Fatalf("second do: %v", err)
 	}
 	if d, err := cs.AppsV1().Deployments(ns).Get(ctx, "api", metav1.GetOptions{}); err != nil || d.Generation != gen {
@@ -396,13 +396,13 @@ func TestIntegrationScale(t *testing.T) {
 	}
 	al := alert.Alert{Name: "QueueBacklog", StartsAt: time.Now()}
 	a := build(t, h, handlers.Params{"namespace": ns, "kind": "Deployment", "name": "worker", "delta": 2, "min": 1, "max": 5})
-	if err := a.Check(actx(ctx, 9), al); err != nil {
+	if err := a.Check(ctx, al); err != nil {
 		t.Fatalf("check: %v", err)
 	}
 	if n := spec(); n != 2 {
 		t.Fatalf("the dry run scaled to %d", n)
 	}
-	if _, err := a.Do(actx(ctx, 9), al); err != nil {
+	if _, err := a.Do(ctx, inv(9), al); err != nil {
 		t.Fatalf("do: %v", err)
 	}
 	if n := spec(); n != 4 {
@@ -410,14 +410,14 @@ func TestIntegrationScale(t *testing.T) {
 	}
 	waitDeploymentReady(ctx, t, cs, ns, "worker", 4)
 	// The same action again (same key): the delta is not applied twice.
-	if _, err := a.Do(actx(ctx, 9), al); err != nil || spec() != 4 {
+	if _, err := a.Do(ctx, inv(9), al); err != nil || spec() != 4 {
 		t.Fatalf("second do: %v, replicas %d, want 4", err, spec())
 	}
 	if evs := events(ctx, t, cs, ns, "Deployment", "worker", k8s.ReasonScale); len(evs) != 1 {
 		t.Fatalf("scale events = %+v, want one", evs)
 	}
 	over := build(t, h, handlers.Params{"namespace": ns, "kind": "Deployment", "name": "worker", "delta": 2, "min": 1, "max": 5})
-	if _, err := over.Do(actx(ctx, 10), al); err == nil || !strings.Contains(err.Error(), "above max 5") {
+	if _, err := over.Do(ctx, inv(10), al); err == nil || !strings.Contains(err.Error(), "above max 5") {
 		t.Fatalf("scaling to 6 with max 5: %v, want a refusal", err)
 	}
 	if n := spec(); n != 4 {
@@ -481,7 +481,7 @@ func TestIntegrationRBAC(t *testing.T) {
 		if err := a.Check(ctx, al); err != nil {
 			t.Fatalf("check: %v", err)
 		}
-		if _, err := a.Do(actx(ctx, 1), al); err != nil {
+		if _, err := a.Do(ctx, inv(1), al); err != nil {
 			t.Fatalf("do: %v", err)
 		}
 		if evs := events(ctx, t, admin, allowed, "Deployment", "web", k8s.ReasonRestart); len(evs) != 1 {
@@ -490,7 +490,7 @@ func TestIntegrationRBAC(t *testing.T) {
 	})
 	t.Run("forbidden in another namespace", func(t *testing.T) {
 		a := build(t, h, handlers.Params{"namespace": other, "pod": out[0].Name, "verify_timeout": "60s"})
-		_, err := a.Do(actx(ctx, 2), al)
+		_, err := a.Do(ctx, inv(2), al)
 		if handlers.ReasonOf(err) != vocab.ReasonClientError || !strings.Contains(err.Error(), "forbidden") ||
 			!strings.Contains(err.Error(), `needs "get" on "pods" in namespace "`+other+`"`) {
 			t.Fatalf("do in %s: %v, want client_error naming the missing permission", other, err)

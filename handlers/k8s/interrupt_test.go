@@ -26,7 +26,7 @@ func realTimeHandlers(t *testing.T, e *env) (restart, rollout handlers.Handler) 
 // after the pause.
 func doInterrupted(t *testing.T, a handlers.Action, pause, landed chan struct{}) (error, time.Duration) {
 	t.Helper()
-	ctx, cancel := context.WithCancelCause(ctxFor(42, "7"))
+	ctx, cancel := context.WithCancelCause(context.Background())
 	defer cancel(nil)
 	ctx, stop := context.WithTimeout(ctx, time.Hour)
 	defer stop()
@@ -40,7 +40,7 @@ func doInterrupted(t *testing.T, a handlers.Action, pause, landed chan struct{})
 		}
 	}()
 	errc := make(chan error, 1)
-	go func() { _, err := a.Do(ctx, crashLooping); errc <- err }()
+	go func() { _, err := a.Do(ctx, invFor(42, "7"), crashLooping); errc <- err }()
 	select {
 	case err := <-errc:
 		if pausedAt.IsZero() {

@@ -30,10 +30,9 @@ const (
 
 // Defaults for Options and params.
 const (
-	DefaultPollInterval  = 2 * time.Second
-	DefaultBackoff       = 5 * time.Second
-	DefaultLookupTimeout = 5 * time.Second
-	DefaultRetryFor      = 10 * time.Minute
+	DefaultPollInterval = 2 * time.Second
+	DefaultBackoff      = 5 * time.Second
+	DefaultRetryFor     = 10 * time.Minute
 	// DefaultVerifyTimeout is how long restart_pod waits for the workload to recover.
 	DefaultVerifyTimeout = 2 * time.Minute
 	// DefaultRolloutVerifyTimeout is how long rollout_restart waits for the rollout: it replaces
@@ -78,30 +77,35 @@ type Options struct {
 	// Backoff is the first delay before retrying an eviction a PodDisruptionBudget refused
 	// (default 5s), doubled on each retry up to a minute.
 	Backoff time.Duration
-	// LookupTimeout bounds the lookups Target makes when Resolve was not called first (default 5s).
-	LookupTimeout time.Duration
 	// Instance names this responder in the Events it creates (default: the host name).
 	Instance string
 }
 
 // base is what the three handlers share.
 type base struct {
-	client        kubernetes.Interface
-	allowed       map[string]bool
-	namespaces    []string
-	log           *slog.Logger
-	now           func() time.Time
-	sleep         func(ctx context.Context, d time.Duration) error
-	poll          time.Duration
-	backoff       time.Duration
-	lookupTimeout time.Duration
-	instance      string
+	client     kubernetes.Interface
+	allowed    map[string]bool
+	namespaces []string
+	log        *slog.Logger
+	now        func() time.Time
+	sleep      func(ctx context.Context, d time.Duration) error
+	poll       time.Duration
+	backoff    time.Duration
+	instance   string
 
 	mu     sync.Mutex
 	owners map[string]workload // "ns/pod" → owning workload, filled by lookups
 }
 
 const maxOwners = 10_000
+
+// Handlers is the package's handlers.Constructor: the three k8s handlers for
+// handlers.kubernetes.namespaces, acting through env's kubernetes.Interface client (see
+// NewClient); without one they validate and build actions but fail with bad_param when run.
+func Handlers(env handlers.Env) ([]handlers.Handler, error) {
+	client, _ := handlers.ClientOf[kubernetes.Interface](env)
+	return New(Options{Client: client, Namespaces: env.Config.Handlers.Kubernetes.Namespaces, Logger: env.Logger})
+}
 
 // New returns the three k8s handlers (restart_pod, rollout_restart, scale) sharing o.
 func New(o Options) ([]handlers.Handler, error) {
@@ -127,16 +131,15 @@ func newBase(o Options) (*base, error) {
 	// A nil client builds handlers that validate and build actions (rules check, rules test, a
 	// responder without handlers.kubernetes) and fail with bad_param when they would call the API.
 	b := &base{
-		client:        o.Client,
-		allowed:       make(map[string]bool, len(o.Namespaces)),
-		log:           o.Logger,
-		now:           o.Now,
-		sleep:         o.Sleep,
-		poll:          cmp.Or(o.PollInterval, DefaultPollInterval),
-		backoff:       cmp.Or(o.Backoff, DefaultBackoff),
-		lookupTimeout: cmp.Or(o.LookupTimeout, DefaultLookupTimeout),
-		instance:      o.Instance,
-		owners:        map[string]workload{},
+		client:   o.Client,
+		allowed:  make(map[string]bool, len(o.Namespaces)),
+		log:      o.Logger,
+		now:      o.Now,
+		sleep:    o.Sleep,
+		poll:     cmp.Or(o.PollInterval, DefaultPollInterval),
+		backoff:  cmp.Or(o.Backoff, DefaultBackoff),
+		instance: o.Instance,
+		owners:   map[string]workload{},
 	}
 	for _, ns := range o.Namespaces {
 		if err := checkNamespaceName(ns); err != nil {

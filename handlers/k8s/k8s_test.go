@@ -109,10 +109,9 @@ func (e *env) sleep(ctx context.Context, d time.Duration) error {
 	return nil
 }
 
-// ctx carries an incident and an idempotency key like the engine's.
-func ctxFor(incident int64, key string) context.Context {
-	ctx := handlers.WithIncident(context.Background(), incident)
-	return handlers.WithIdempotencyKey(ctx, key)
+// invFor is an invocation with an incident and an idempotency key like the engine's.
+func invFor(incident int64, key string) handlers.Invocation {
+	return handlers.Invocation{IncidentID: incident, IdempotencyKey: key}
 }
 
 var crashLooping = alert.Alert{Name: "KubePodCrashLooping", Status: alert.StatusFiring, StartsAt: alertStart,

@@ -106,7 +106,7 @@ func TestNewRefuses(t *testing.T) {
 		if got := act.Target(); !strings.HasPrefix(got, "shop/") {
 			t.Errorf("%s: Target without a client = %q", tc.h.Spec().Name, got)
 		}
-		if _, err := act.Do(context.Background(), alert.Alert{}); handlers.ReasonOf(err) != vocab.ReasonBadParam {
+		if _, err := act.Do(context.Background(), handlers.Invocation{}, alert.Alert{}); handlers.ReasonOf(err) != vocab.ReasonBadParam {
 			t.Errorf("%s: Do without a client: %v, want bad_param", tc.h.Spec().Name, err)
 		}
 	}

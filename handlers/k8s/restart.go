@@ -27,15 +27,8 @@ var (
 	_ handlers.Handler         = (*RestartPod)(nil)
 	_ handlers.StaticValidator = (*RestartPod)(nil)
 	_ handlers.WorkloadMember  = (*RestartAction)(nil)
-	_ Resolver                 = (*RestartAction)(nil)
+	_ handlers.Resolver        = (*RestartAction)(nil)
 )
-
-// Resolver is implemented by actions whose Target needs the API server (a pod's owning
-// workload). The engine should call Resolve with its context before Target; Target otherwise
-// looks up on its own, bounded by Options.LookupTimeout.
-type Resolver interface {
-	Resolve(ctx context.Context) error
-}
 
 const restartExample = `rules:
   - name: restart-crashlooping-pod
@@ -168,25 +161,16 @@ func (a *RestartAction) lookupTarget(ctx context.Context) (string, error) {
 	return w.String(), nil
 }
 
-// Target is the owning workload ("namespace/Kind/name"), or "namespace/Pod/name" for a pod that
-// is standalone, owned by something else, or already gone. Without Resolve it looks up on its
-// own (Target has no context), bounded by Options.LookupTimeout; a failed lookup is not cached.
+// Target is the owning workload ("namespace/Kind/name") found by Resolve, or "namespace/Pod/name"
+// for a pod that is standalone, owned by something else or already gone, and until Resolve
+// succeeded. It makes no lookup of its own.
 func (a *RestartAction) Target() string {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.resolved {
 		return a.target
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), a.h.lookupTimeout)
-	defer cancel()
-	t, err := a.lookupTarget(ctx)
-	if err != nil {
-		a.h.log.Warn("could not resolve the pod's workload; the pod is the target", "handler", RestartPodName,
-			"pod", a.ns+"/"+a.pod, "error", err.Error())
-		return a.podTarget()
-	}
-	a.target, a.resolved = t, true
-	return t
+	return a.podTarget()
 }
 
 // WorkloadSize is the owning workload's desired replicas (1 for a standalone pod).
@@ -334,104 +318,132 @@ func (a *RestartAction) evict(ctx context.Context, uid types.UID, dry bool) (evi
 // started (a new incarnation), is not evicted: Do verifies only. Interrupted (handlers.Interrupted),
 // it stops at once, in the retry loop or the verify loop; an error before any eviction reached the
 // API server says so (handlers.NoEffect).
-func (a *RestartAction) Do(ctx context.Context, al alert.Alert) (handlers.Result, error) {
-	return handlers.TrackEffect(func(sent *bool) (handlers.Result, error) { return a.do(ctx, al, sent) })
+func (a *RestartAction) Do(ctx context.Context, inv handlers.Invocation, al alert.Alert) (handlers.Result, error) {
+	return handlers.TrackEffect(func(sent *bool) (handlers.Result, error) { return a.do(ctx, inv, al, sent) })
 }
 
-func (a *RestartAction) do(ctx context.Context, al alert.Alert, sent *bool) (handlers.Result, error) {
+func (a *RestartAction) do(ctx context.Context, inv handlers.Invocation, al alert.Alert, sent *bool) (handlers.Result, error) {
 	if err := a.h.configured(); err != nil {
 		return handlers.Result{}, err
 	}
 	h := a.h
-	log := h.log.With("handler", RestartPodName, "pod", a.ns+"/"+a.pod)
 	pod, err := h.getPod(ctx, a.ns, a.pod)
 	if err != nil {
 		return handlers.Result{}, err
 	}
-	switch {
-	case pod == nil:
-		w, ok := h.cachedOwner(a.ns, a.pod)
-		if !ok {
-			return handlers.Result{Detail: fmt.Sprintf("pod %s/%s is already gone; its workload is unknown, nothing to verify", a.ns, a.pod)}, nil
-		}
-		return a.verify(ctx, w, "", fmt.Sprintf("pod %s was already gone", a.pod))
-	case pod.DeletionTimestamp != nil:
-		w, err := h.owner(ctx, pod)
-		if err != nil {
-			return handlers.Result{Detail: fmt.Sprintf("pod %s/%s is already terminating; not evicted", a.ns, a.pod)}, nil //nolint:nilerr // nothing to verify
-		}
-		return a.verify(ctx, w, pod.UID, fmt.Sprintf("pod %s was already terminating", a.pod))
-	case !al.StartsAt.IsZero() && pod.CreationTimestamp.After(al.StartsAt):
-		w, err := h.owner(ctx, pod)
-		if err != nil {
-			return handlers.Result{Detail: fmt.Sprintf("pod %s/%s was created after the alert started; not evicted", a.ns, a.pod)}, nil //nolint:nilerr // nothing to verify
-		}
-		return a.verify(ctx, w, "", fmt.Sprintf("pod %s was created at %s, after the alert started: already replaced",
-			a.pod, pod.CreationTimestamp.UTC().Format(time.RFC3339)))
+	if res, done, err := a.replaced(ctx, pod, al); done {
+		return res, err
 	}
 	p, err := a.preconditions(ctx, pod)
 	if err != nil {
 		return handlers.Result{}, err
 	}
-	about := why(ctx, al)
-	start := h.now()
-	bo := &backoff.ExponentialBackOff{InitialInterval: h.backoff, RandomizationFactor: 0.2, Multiplier: 2, MaxInterval: maxBackoff}
-	bo.Reset()
-	for attempt := 1; ; attempt++ {
-		out, err := a.evict(ctx, pod.UID, false)
-		*sent = out != blocked && out != gone // a refusal evicted nothing; neither did a pod already gone
-		switch out {
-		case evicted:
-			log.InfoContext(ctx, "pod evicted", "attempt", attempt, "workload", p.w.String())
-		case gone:
-			log.InfoContext(ctx, "pod already gone when evicting", "attempt", attempt, "error", err.Error())
-		case failed:
-			return handlers.Result{}, err
-		case blocked:
-			elapsed := h.now().Sub(start)
-			wait := bo.NextBackOff()
-			if d, ok := apierrors.SuggestsClientDelay(err); ok && d > 0 {
-				wait = max(wait, time.Duration(d)*time.Second)
-			}
-			wait = min(wait, max(a.retryFor-elapsed, 0))
-			reason := vocab.ReasonPDBBlocked
-			if !isBudgetRefusal(err) {
-				reason = vocab.ReasonServerError
-			}
-			giveUp := ""
-			switch dl, ok := ctx.Deadline(); {
-			case elapsed >= a.retryFor || wait <= 0:
-				giveUp = "retry_for " + a.retryFor.String() + " elapsed"
-			case ok && h.now().Add(wait+a.verifyTimeout).After(dl):
-				giveUp = "no time left in the action's timeout to retry and verify"
-			}
-			if giveUp != "" {
-				if p.st != nil {
-					h.record(ctx, refOf(p.st.obj), event{typ: eventTypeWarning, reason: ReasonRestartBlocked, action: "Evict",
-						message: fmt.Sprintf("responder could not evict pod %s (%s): %d attempts refused over %s: %v", a.pod, about, attempt, elapsed.Round(time.Second), err)})
-				}
-				return handlers.Result{}, &handlers.Error{Reason: reason,
-					Err: fmt.Errorf("eviction of pod %s/%s refused %d times over %s (%s): %w", a.ns, a.pod, attempt, elapsed.Round(time.Second), giveUp, err)}
-			}
-			log.InfoContext(ctx, "eviction refused, retrying", "attempt", attempt, "wait_seconds", wait.Seconds(), "error", err.Error())
-			if serr := h.sleep(ctx, wait); serr != nil {
-				return handlers.Result{}, fmt.Errorf("eviction of pod %s/%s refused %d times: %w; not retried: %w", a.ns, a.pod, attempt, err, serr)
-			}
-			continue
-		}
-		break
+	about := why(inv, al)
+	if err := a.evictRetrying(ctx, inv, p, about, sent); err != nil {
+		return handlers.Result{}, err
 	}
 	// The Event is part of the eviction: it is recorded even when an interruption came meanwhile.
 	ectx, cancel := handlers.StepContext(ctx)
 	defer cancel()
 	if p.st == nil {
-		h.record(ectx, corev1.ObjectReference{APIVersion: "v1", Kind: "Pod", Namespace: pod.Namespace, Name: pod.Name, UID: pod.UID}, event{typ: eventTypeNormal, reason: ReasonRestart, action: "Evict",
+		h.record(ectx, inv, corev1.ObjectReference{APIVersion: "v1", Kind: "Pod", Namespace: pod.Namespace, Name: pod.Name, UID: pod.UID}, event{typ: eventTypeNormal, reason: ReasonRestart, action: "Evict",
 			message: fmt.Sprintf("responder evicted standalone pod %s (%s); nothing recreates it", a.pod, about)})
 		return handlers.Result{Detail: fmt.Sprintf("evicted standalone pod %s/%s; nothing recreates it", a.ns, a.pod)}, nil
 	}
-	h.record(ectx, refOf(p.st.obj), event{typ: eventTypeNormal, reason: ReasonRestart, action: "Evict",
+	h.record(ectx, inv, refOf(p.st.obj), event{typ: eventTypeNormal, reason: ReasonRestart, action: "Evict",
 		message: fmt.Sprintf("responder evicted pod %s to restart it (%s)", a.pod, about)})
 	return a.verify(ctx, p.w, pod.UID, "evicted pod "+a.pod)
+}
+
+// replaced answers for a pod that needs no eviction: already gone, already terminating, or
+// created after the alert started (a new incarnation). Then done is true and Do verifies only.
+func (a *RestartAction) replaced(ctx context.Context, pod *corev1.Pod, al alert.Alert) (res handlers.Result, done bool, err error) {
+	h := a.h
+	switch {
+	case pod == nil:
+		w, ok := h.cachedOwner(a.ns, a.pod)
+		if !ok {
+			return handlers.Result{Detail: fmt.Sprintf("pod %s/%s is already gone; its workload is unknown, nothing to verify", a.ns, a.pod)}, true, nil
+		}
+		res, err = a.verify(ctx, w, "", fmt.Sprintf("pod %s was already gone", a.pod))
+		return res, true, err
+	case pod.DeletionTimestamp != nil:
+		w, err := h.owner(ctx, pod)
+		if err != nil {
+			return handlers.Result{Detail: fmt.Sprintf("pod %s/%s is already terminating; not evicted", a.ns, a.pod)}, true, nil //nolint:nilerr // nothing to verify
+		}
+		res, err = a.verify(ctx, w, pod.UID, fmt.Sprintf("pod %s was already terminating", a.pod))
+		return res, true, err
+	case !al.StartsAt.IsZero() && pod.CreationTimestamp.After(al.StartsAt):
+		w, err := h.owner(ctx, pod)
+		if err != nil {
+			return handlers.Result{Detail: fmt.Sprintf("pod %s/%s was created after the alert started; not evicted", a.ns, a.pod)}, true, nil //nolint:nilerr // nothing to verify
+		}
+		res, err = a.verify(ctx, w, "", fmt.Sprintf("pod %s was created at %s, after the alert started: already replaced",
+			a.pod, pod.CreationTimestamp.UTC().Format(time.RFC3339)))
+		return res, true, err
+	}
+	return handlers.Result{}, false, nil
+}
+
+// evictRetrying evicts the planned pod, retrying refusals (429: a PodDisruptionBudget's, or the
+// API server's flow control) with backoff until retry_for elapsed or the action's deadline leaves
+// no time to retry and verify; then a Warning Event records the refusal and it fails with
+// pdb_blocked (server_error for flow control). A pod gone meanwhile counts as evicted.
+func (a *RestartAction) evictRetrying(ctx context.Context, inv handlers.Invocation, p *plan, about string, sent *bool) error {
+	h := a.h
+	log := h.log.With("handler", RestartPodName, "pod", a.ns+"/"+a.pod)
+	start := h.now()
+	bo := &backoff.ExponentialBackOff{InitialInterval: h.backoff, RandomizationFactor: 0.2, Multiplier: 2, MaxInterval: maxBackoff}
+	bo.Reset()
+	for attempt := 1; ; attempt++ {
+		out, err := a.evict(ctx, p.pod.UID, false)
+		*sent = out != blocked && out != gone // a refusal evicted nothing; neither did a pod already gone
+		switch out {
+		case evicted:
+			log.InfoContext(ctx, "pod evicted", "attempt", attempt, "workload", p.w.String())
+			return nil
+		case gone:
+			log.InfoContext(ctx, "pod already gone when evicting", "attempt", attempt, "err", err)
+			return nil
+		case failed:
+			return err
+		}
+		elapsed := h.now().Sub(start)
+		wait := bo.NextBackOff()
+		if d, ok := apierrors.SuggestsClientDelay(err); ok && d > 0 {
+			wait = max(wait, time.Duration(d)*time.Second)
+		}
+		wait = min(wait, max(a.retryFor-elapsed, 0))
+		if giveUp := a.giveUp(ctx, elapsed, wait); giveUp != "" {
+			reason := vocab.ReasonPDBBlocked
+			if !isBudgetRefusal(err) {
+				reason = vocab.ReasonServerError
+			}
+			if p.st != nil {
+				h.record(ctx, inv, refOf(p.st.obj), event{typ: eventTypeWarning, reason: ReasonRestartBlocked, action: "Evict",
+					message: fmt.Sprintf("responder could not evict pod %s (%s): %d attempts refused over %s: %v", a.pod, about, attempt, elapsed.Round(time.Second), err)})
+			}
+			return &handlers.Error{Reason: reason,
+				Err: fmt.Errorf("eviction of pod %s/%s refused %d times over %s (%s): %w", a.ns, a.pod, attempt, elapsed.Round(time.Second), giveUp, err)}
+		}
+		log.InfoContext(ctx, "eviction refused, retrying", "attempt", attempt, "wait_seconds", wait.Seconds(), "err", err)
+		if serr := h.sleep(ctx, wait); serr != nil {
+			return fmt.Errorf("eviction of pod %s/%s refused %d times: %w; not retried: %w", a.ns, a.pod, attempt, err, serr)
+		}
+	}
+}
+
+// giveUp says why a refused eviction is not retried after elapsed and a wait of wait: retry_for
+// elapsed, or no time left in the action's timeout to retry and verify; "" retries.
+func (a *RestartAction) giveUp(ctx context.Context, elapsed, wait time.Duration) string {
+	switch dl, ok := ctx.Deadline(); {
+	case elapsed >= a.retryFor || wait <= 0:
+		return "retry_for " + a.retryFor.String() + " elapsed"
+	case ok && a.h.now().Add(wait+a.verifyTimeout).After(dl):
+		return "no time left in the action's timeout to retry and verify"
+	}
+	return ""
 }
 
 // isBudgetRefusal tells a PodDisruptionBudget's 429 from API flow control's.

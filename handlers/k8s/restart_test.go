@@ -131,7 +131,7 @@ func TestRestartPodDo(t *testing.T) {
 				p[k] = v
 			}
 			a := build(t, e.restart, p)
-			res, err := a.Do(ctxFor(42, "7"), crashLooping)
+			res, err := a.Do(context.Background(), invFor(42, "7"), crashLooping)
 			if tc.reason == "" {
 				if err != nil {
 					t.Fatalf("Do: %v", err)
@@ -176,7 +176,7 @@ func TestRestartPodBackoff(t *testing.T) {
 	e := newEnv(t, webCluster(3)...)
 	e.reactEvictions(func(int) error { return tooManyRequests() })
 	a := build(t, e.restart, handlers.Params{"namespace": "shop", "pod": "web-abc-1", "retry_for": "10m"})
-	_, err := a.Do(ctxFor(1, "1"), crashLooping)
+	_, err := a.Do(context.Background(), invFor(1, "1"), crashLooping)
 	wantReason(t, err, vocab.ReasonPDBBlocked)
 	if n := len(e.sleeps); n < 10 || n > 20 {
 		t.Errorf("%d retries in 10m with backoff from 1s to 1m, want 10-20: %v", n, e.sleeps)
@@ -199,10 +199,10 @@ func TestRestartPodDeadlineLeavesTimeToVerify(t *testing.T) {
 	a := build(t, e.restart, handlers.Params{"namespace": "shop", "pod": "web-abc-1"})
 	// The fake clock starts at t0, the context's deadline is in wall time: 1m from now leaves no
 	// room for a retry plus the 2m verify.
-	ctx, cancel := context.WithTimeout(ctxFor(1, "1"), time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	e.now = time.Now()
-	_, err := a.Do(ctx, crashLooping)
+	_, err := a.Do(ctx, invFor(1, "1"), crashLooping)
 	wantReason(t, err, vocab.ReasonPDBBlocked, "no time left")
 }
 
@@ -230,6 +230,13 @@ func TestRestartPodTargetAndSize(t *testing.T) {
 		t.Run(tc.pod, func(t *testing.T) {
 			e := newEnv(t, objs...)
 			a := build(t, e.restart, handlers.Params{"namespace": "shop", "pod": tc.pod}).(*RestartAction)
+			// Target makes no lookup: before Resolve it is the pod.
+			if got, want := a.Target(), "shop/Pod/"+tc.pod; got != want {
+				t.Errorf("Target() before Resolve = %q, want %q", got, want)
+			}
+			if err := a.Resolve(context.Background()); err != nil {
+				t.Fatal(err)
+			}
 			if got := a.Target(); got != tc.target {
 				t.Errorf("Target() = %q, want %q", got, tc.target)
 			}

@@ -24,7 +24,7 @@ type RolloutRestart struct{ *base }
 var (
 	_ handlers.Handler         = (*RolloutRestart)(nil)
 	_ handlers.StaticValidator = (*RolloutRestart)(nil)
-	_ Resolver                 = (*RolloutAction)(nil)
+	_ handlers.Resolver        = (*RolloutAction)(nil)
 )
 
 var rolloutKinds = []string{Deployment, StatefulSet, DaemonSet}
@@ -165,26 +165,25 @@ func (a *RolloutAction) workload(ctx context.Context) (workload, error) {
 	return w, nil
 }
 
-// Target is "namespace/Kind/name"; for a pod param it is resolved like k8s.restart_pod's
-// (Resolve first, else a lookup bounded by Options.LookupTimeout; "namespace/Pod/name" when that
-// fails).
+// Target is "namespace/Kind/name"; for a pod param it is the workload Resolve found, like
+// k8s.restart_pod's, and "namespace/Pod/name" until Resolve succeeded. It makes no lookup of its
+// own.
 func (a *RolloutAction) Target() string {
-	ctx, cancel := context.WithTimeout(context.Background(), a.h.lookupTimeout)
-	defer cancel()
-	w, err := a.workload(ctx)
-	if err != nil {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.w.Kind == "" {
 		return a.w.Namespace + "/Pod/" + a.pod
 	}
-	return w.String()
+	return a.w.String()
 }
 
 // key is the restart key recorded on the workload: one rollout restart per incident (or per
-// action when there is no incident); "" when the context carries neither.
-func key(ctx context.Context) string {
-	if id := handlers.IncidentID(ctx); id != 0 {
+// action when there is no incident); "" when inv has neither.
+func key(inv handlers.Invocation) string {
+	if id := inv.IncidentID; id != 0 {
 		return "incident-" + strconv.FormatInt(id, 10)
 	}
-	return handlers.IdempotencyKey(ctx)
+	return inv.IdempotencyKey
 }
 
 // prepare reads the workload and refuses what cannot be restarted.
@@ -268,7 +267,7 @@ func (a *RolloutAction) Check(ctx context.Context, _ alert.Alert) error {
 		return err
 	}
 	m, _ := st.obj.(metav1.Object)
-	if _, err := a.patch(ctx, w, restartPatch(a.h.now(), key(ctx), m.GetResourceVersion()), true); err != nil {
+	if _, err := a.patch(ctx, w, restartPatch(a.h.now(), "", m.GetResourceVersion()), true); err != nil {
 		return apiError(ctx, call{verb: "patch", resource: w.resource(), namespace: w.Namespace, name: w.Name}, err)
 	}
 	return nil
@@ -277,15 +276,15 @@ func (a *RolloutAction) Check(ctx context.Context, _ alert.Alert) error {
 // Do patches the workload once per key (a second Do with the same incident or key only
 // verifies), records an Event and waits for the rollout. Interrupted, it stops at once; an error
 // before the patch was sent says so (handlers.NoEffect).
-func (a *RolloutAction) Do(ctx context.Context, al alert.Alert) (handlers.Result, error) {
-	return handlers.TrackEffect(func(sent *bool) (handlers.Result, error) { return a.do(ctx, al, sent) })
+func (a *RolloutAction) Do(ctx context.Context, inv handlers.Invocation, al alert.Alert) (handlers.Result, error) {
+	return handlers.TrackEffect(func(sent *bool) (handlers.Result, error) { return a.do(ctx, inv, al, sent) })
 }
 
-func (a *RolloutAction) do(ctx context.Context, al alert.Alert, sent *bool) (handlers.Result, error) {
+func (a *RolloutAction) do(ctx context.Context, inv handlers.Invocation, al alert.Alert, sent *bool) (handlers.Result, error) {
 	if err := a.h.configured(); err != nil {
 		return handlers.Result{}, err
 	}
-	k := key(ctx)
+	k := key(inv)
 	for attempt := 1; ; attempt++ {
 		w, st, err := a.prepare(ctx)
 		if err != nil {
@@ -308,8 +307,8 @@ func (a *RolloutAction) do(ctx context.Context, al alert.Alert, sent *bool) (han
 		a.h.log.InfoContext(ctx, "rollout restarted", "handler", RolloutRestartName, "workload", w.String(), "key", k)
 		ectx, cancel := handlers.StepContext(ctx) // the Event is part of the patch step
 		defer cancel()
-		a.h.record(ectx, refOf(patched.obj), event{typ: eventTypeNormal, reason: ReasonRolloutRestart, action: "RolloutRestart",
-			message: fmt.Sprintf("responder restarted the rollout of %s %s (%s)", w.Kind, w.Name, why(ctx, al))})
+		a.h.record(ectx, inv, refOf(patched.obj), event{typ: eventTypeNormal, reason: ReasonRolloutRestart, action: "RolloutRestart",
+			message: fmt.Sprintf("responder restarted the rollout of %s %s (%s)", w.Kind, w.Name, why(inv, al))})
 		return a.verify(ctx, w, patched.generation, "restarted at "+now.Format(time.RFC3339))
 	}
 }

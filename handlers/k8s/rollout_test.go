@@ -90,7 +90,7 @@ func TestRolloutRestartDo(t *testing.T) {
 				p[k] = v
 			}
 			a := build(t, e.rollout, p)
-			res, err := a.Do(ctxFor(42, "9"), crashLooping)
+			res, err := a.Do(context.Background(), invFor(42, "9"), crashLooping)
 			if tc.reason == "" {
 				if err != nil {
 					t.Fatalf("Do: %v", err)
@@ -135,12 +135,12 @@ func TestRolloutRestartDo(t *testing.T) {
 func TestRolloutRestartOncePerIncident(t *testing.T) {
 	e := newEnv(t, webCluster(3)...)
 	p := handlers.Params{"namespace": "shop", "kind": "Deployment", "name": "web"}
-	if _, err := build(t, e.rollout, p).Do(ctxFor(42, "9"), crashLooping); err != nil {
+	if _, err := build(t, e.rollout, p).Do(context.Background(), invFor(42, "9"), crashLooping); err != nil {
 		t.Fatal(err)
 	}
 	e.now = e.now.Add(time.Minute)
 	// The same incident (a re-run, or a second step): verified, not patched again.
-	res, err := build(t, e.rollout, p).Do(ctxFor(42, "10"), crashLooping)
+	res, err := build(t, e.rollout, p).Do(context.Background(), invFor(42, "10"), crashLooping)
 	if err != nil || !strings.Contains(res.Detail, "already restarted for incident-42") {
 		t.Fatalf("second Do = %q, %v", res.Detail, err)
 	}
@@ -148,7 +148,7 @@ func TestRolloutRestartOncePerIncident(t *testing.T) {
 		t.Fatalf("patches after a second Do of the same incident: %d, want 1", len(real))
 	}
 	// Another incident restarts again.
-	if _, err := build(t, e.rollout, p).Do(ctxFor(43, "11"), crashLooping); err != nil {
+	if _, err := build(t, e.rollout, p).Do(context.Background(), invFor(43, "11"), crashLooping); err != nil {
 		t.Fatal(err)
 	}
 	if real, _ := e.patches(); len(real) != 2 {
@@ -162,7 +162,7 @@ func TestRolloutRestartOncePerIncident(t *testing.T) {
 func TestRolloutRestartCheckIsDryRun(t *testing.T) {
 	e := newEnv(t, webCluster(3)...)
 	a := build(t, e.rollout, handlers.Params{"namespace": "shop", "kind": "Deployment", "name": "web"})
-	if err := a.Check(ctxFor(1, "1"), crashLooping); err != nil {
+	if err := a.Check(context.Background(), crashLooping); err != nil {
 		t.Fatal(err)
 	}
 	real, dry := e.patches()

@@ -187,13 +187,14 @@ func (a *ScaleAction) updateScale(ctx context.Context, s *autoscalingv1.Scale, d
 	}
 }
 
-// want returns the replicas to set given the current ones: an earlier run's target for this key
-// (so a delta is never applied twice), else replicas, else current+delta; refused outside bounds.
-func (a *ScaleAction) want(ctx context.Context, current int) (int, string, error) {
+// want returns the replicas to set given the current ones: an earlier run's target for the
+// idempotency key (so a delta is never applied twice), else replicas, else current+delta; refused
+// outside bounds.
+func (a *ScaleAction) want(ctx context.Context, key string, current int) (int, string, error) {
 	n, how := a.replicas, "replicas "+strconv.Itoa(a.replicas)
 	if a.hasDelta {
 		n, how = current+a.delta, fmt.Sprintf("%d%+d", current, a.delta)
-		if prev, ok, err := a.previous(ctx); err != nil {
+		if prev, ok, err := a.previous(ctx, key); err != nil {
 			return 0, "", err
 		} else if ok {
 			n, how = prev, "replicas "+strconv.Itoa(prev)+" set earlier for this action"
@@ -205,10 +206,9 @@ func (a *ScaleAction) want(ctx context.Context, current int) (int, string, error
 	return n, how, nil
 }
 
-// previous finds the target an earlier run of this action (same idempotency key) recorded in its
-// Event.
-func (a *ScaleAction) previous(ctx context.Context) (int, bool, error) {
-	k := handlers.IdempotencyKey(ctx)
+// previous finds the target an earlier run of this action (same idempotency key k) recorded in
+// its Event.
+func (a *ScaleAction) previous(ctx context.Context, k string) (int, bool, error) {
 	if !labelValue.MatchString(k) {
 		return 0, false, nil
 	}
@@ -237,7 +237,7 @@ func (a *ScaleAction) Check(ctx context.Context, _ alert.Alert) error {
 	if err != nil {
 		return err
 	}
-	n, _, err := a.want(ctx, int(s.Spec.Replicas))
+	n, _, err := a.want(ctx, "", int(s.Spec.Replicas))
 	if err != nil {
 		return err
 	}
@@ -250,11 +250,11 @@ func (a *ScaleAction) Check(ctx context.Context, _ alert.Alert) error {
 
 // Do sets the replicas (nothing when already there) and records an Event on the workload.
 // Interrupted, it stops at once; an error before the update was sent says so (handlers.NoEffect).
-func (a *ScaleAction) Do(ctx context.Context, al alert.Alert) (handlers.Result, error) {
-	return handlers.TrackEffect(func(sent *bool) (handlers.Result, error) { return a.do(ctx, al, sent) })
+func (a *ScaleAction) Do(ctx context.Context, inv handlers.Invocation, al alert.Alert) (handlers.Result, error) {
+	return handlers.TrackEffect(func(sent *bool) (handlers.Result, error) { return a.do(ctx, inv, al, sent) })
 }
 
-func (a *ScaleAction) do(ctx context.Context, al alert.Alert, sent *bool) (handlers.Result, error) {
+func (a *ScaleAction) do(ctx context.Context, inv handlers.Invocation, al alert.Alert, sent *bool) (handlers.Result, error) {
 	if err := a.h.configured(); err != nil {
 		return handlers.Result{}, err
 	}
@@ -264,7 +264,7 @@ func (a *ScaleAction) do(ctx context.Context, al alert.Alert, sent *bool) (handl
 			return handlers.Result{}, err
 		}
 		current := int(s.Spec.Replicas)
-		n, how, err := a.want(ctx, current)
+		n, how, err := a.want(ctx, inv.IdempotencyKey, current)
 		if err != nil {
 			return handlers.Result{}, err
 		}
@@ -284,8 +284,8 @@ func (a *ScaleAction) do(ctx context.Context, al alert.Alert, sent *bool) (handl
 		ref := corev1.ObjectReference{APIVersion: "apps/v1", Kind: a.w.Kind, Namespace: a.w.Namespace, Name: a.w.Name, UID: s.UID}
 		ectx, cancel := handlers.StepContext(ctx) // the Event records the target for a later try: part of the step
 		defer cancel()
-		a.h.record(ectx, ref, event{typ: eventTypeNormal, reason: ReasonScale, action: "Scale",
-			message:     fmt.Sprintf("responder scaled %s %s from %d to %d replicas (%s; %s)", a.w.Kind, a.w.Name, current, n, how, why(ctx, al)),
+		a.h.record(ectx, inv, ref, event{typ: eventTypeNormal, reason: ReasonScale, action: "Scale",
+			message:     fmt.Sprintf("responder scaled %s %s from %d to %d replicas (%s; %s)", a.w.Kind, a.w.Name, current, n, how, why(inv, al)),
 			annotations: map[string]string{annotationScaleTarget: strconv.Itoa(n)}})
 		return handlers.Result{Detail: fmt.Sprintf("scaled %s from %d to %d replicas (%s)", a.w, current, n, how)}, nil
 	}

@@ -54,7 +54,7 @@ func TestScaleDo(t *testing.T) {
 			if a.Target() != "shop/Deployment/web" || a.Scope() != "shop" {
 				t.Errorf("Target() = %q, Scope() = %q", a.Target(), a.Scope())
 			}
-			res, err := a.Do(ctxFor(42, "5"), crashLooping)
+			res, err := a.Do(t.Context(), invFor(42, "5"), crashLooping)
 			if tc.reason == "" {
 				if err != nil {
 					t.Fatalf("Do: %v", err)
@@ -87,7 +87,7 @@ func TestScaleDeltaOncePerKey(t *testing.T) {
 	e.reactScale()
 	p := handlers.Params{"namespace": "shop", "kind": "Deployment", "name": "web", "delta": 2, "min": 1, "max": 10}
 	for range 2 {
-		if _, err := build(t, e.scale, p).Do(ctxFor(42, "5"), crashLooping); err != nil {
+		if _, err := build(t, e.scale, p).Do(t.Context(), invFor(42, "5"), crashLooping); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -95,7 +95,7 @@ func TestScaleDeltaOncePerKey(t *testing.T) {
 		t.Fatalf("after two Do with the same key: %d replicas, want 5", got)
 	}
 	// Another action (key) applies its delta.
-	if _, err := build(t, e.scale, p).Do(ctxFor(42, "6"), crashLooping); err != nil {
+	if _, err := build(t, e.scale, p).Do(t.Context(), invFor(42, "6"), crashLooping); err != nil {
 		t.Fatal(err)
 	}
 	if got := *e.deployment("web").Spec.Replicas; got != 7 {
@@ -107,7 +107,7 @@ func TestScaleCheckIsDryRun(t *testing.T) {
 	e := newEnv(t, webCluster(3)...)
 	e.reactScale()
 	a := build(t, e.scale, handlers.Params{"namespace": "shop", "kind": "Deployment", "name": "web", "replicas": 4, "min": 1, "max": 6})
-	if err := a.Check(ctxFor(1, "1"), crashLooping); err != nil {
+	if err := a.Check(t.Context(), crashLooping); err != nil {
 		t.Fatal(err)
 	}
 	if real, dry := e.scaleUpdates(); real != 0 || dry != 1 {
@@ -117,5 +117,5 @@ func TestScaleCheckIsDryRun(t *testing.T) {
 		t.Errorf("Check changed replicas to %d", got)
 	}
 	b := build(t, e.scale, handlers.Params{"namespace": "shop", "kind": "Deployment", "name": "web", "delta": 9, "min": 1, "max": 6})
-	wantReason(t, b.Check(ctxFor(1, "1"), crashLooping), vocab.ReasonClientError, "above max")
+	wantReason(t, b.Check(t.Context(), crashLooping), vocab.ReasonClientError, "above max")
 }

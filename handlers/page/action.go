@@ -89,11 +89,11 @@ func (a *Action) body(dedupKey string) ([]byte, error) {
 // Do sends the event, retrying 429, 5xx, timeouts and connection errors (see handlers/delivery).
 // Every error it returns is a *handlers.Error; after the retries it is server_error or timeout
 // (client_error for a 429 that named a Retry-After).
-func (a *Action) Do(ctx context.Context, _ alert.Alert) (handlers.Result, error) {
+func (a *Action) Do(ctx context.Context, inv handlers.Invocation, _ alert.Alert) (handlers.Result, error) {
 	h := a.h
 	dedupKey := a.dedupKey
 	if dedupKey == "" {
-		id := handlers.IncidentID(ctx)
+		id := inv.IncidentID
 		if id == 0 {
 			return handlers.Result{}, handlers.Fail(vocab.ReasonBadParam, "%s: no dedup_key and no incident id to derive one from", Name)
 		}
@@ -103,7 +103,7 @@ func (a *Action) Do(ctx context.Context, _ alert.Alert) (handlers.Result, error)
 	if err != nil {
 		return handlers.Result{}, handlers.Fail(vocab.ReasonBadParam, "%s: encoding the event: %w", Name, err)
 	}
-	key := handlers.IdempotencyKey(ctx)
+	key := inv.IdempotencyKey
 	log := h.log.With("handler", Name, "target", a.Target(), "scope", h.host, "event_action", a.eventAction, "dedup_key", dedupKey)
 	var res handlers.Result
 	p := delivery.Policy{Retries: h.retries, Backoff: h.backoff, Sleep: h.sleep, Now: h.now, Log: log, What: "page"}

@@ -9,10 +9,11 @@
 //   - Do POSTs {"routing_key", "event_action", "dedup_key", "payload": {"summary", "source",
 //     "severity", "custom_details"}, "links": [{"href"}], "client": "responder"}; a resolve carries
 //     neither payload nor links. The dedup key is the dedup_key param, else
-//     "responder-incident-<id>" from handlers.IncidentID, so a trigger and its resolve, and every
-//     retry, name the same alert. The summary is cut to 1024 characters, dedup_key may have 255.
+//     "responder-incident-<id>" from handlers.Invocation.IncidentID, so a trigger and its resolve,
+//     and every retry, name the same alert. The summary is cut to 1024 characters, dedup_key may
+//     have 255.
 //   - Every attempt carries Content-Type application/json, User-Agent responder/<version> and
-//     Idempotency-Key (handlers.IdempotencyKey, when set).
+//     Idempotency-Key (handlers.Invocation.IdempotencyKey, when set).
 //   - Answers are classified by handlers/delivery, the rule shared with http.request and the
 //     Patroni client. 2xx succeeds (PagerDuty answers 202); the result detail is the event action,
 //     dedup key, status and the first 256 bytes of the response, sanitised. 429, 5xx, timed-out

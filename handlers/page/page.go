@@ -94,6 +94,18 @@ var (
 	_ handlers.StaticValidator = (*Handler)(nil)
 )
 
+// Handlers is the package's handlers.Constructor: page.webhook configured from
+// handlers.page.webhook. Unconfigured, it is registered anyway (see New) and says so in the log.
+func Handlers(env handlers.Env) ([]handlers.Handler, error) {
+	w := env.Config.Handlers.Page.Webhook
+	h := New(Options{URL: w.URL.Value(), RoutingKey: w.RoutingKey.Value(), Timeout: w.Timeout.D(),
+		Version: env.Version, Logger: env.Logger})
+	if err := h.ConfigError(); err != nil {
+		h.log.Info("page.webhook is not configured; rules using it will fail with bad_param", "err", err)
+	}
+	return []handlers.Handler{h}, nil
+}
+
 // New returns a page.webhook handler. An empty or invalid URL or an empty routing key leaves it
 // registered but unconfigured: rules using it load, and Build fails with bad_param (see
 // ConfigError).

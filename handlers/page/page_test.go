@@ -127,9 +127,9 @@ func mustBuild(t *testing.T, h *Handler, p handlers.Params) *Action {
 	return a.(*Action)
 }
 
-// actionCtx is the context the engine gives Do: an idempotency key and an incident id.
-func actionCtx(t *testing.T, key string, incident int64) context.Context {
-	return handlers.WithIncident(handlers.WithIdempotencyKey(t.Context(), key), incident)
+// inv is the invocation the engine gives Do: an idempotency key and an incident id.
+func inv(key string, incident int64) handlers.Invocation {
+	return handlers.Invocation{IdempotencyKey: key, IncidentID: incident}
 }
 
 func decode(t *testing.T, b []byte) map[string]any {
@@ -202,7 +202,7 @@ func TestDoSendsEvents(t *testing.T) {
 			if a.Target() != tt.wantTarget {
 				t.Errorf("Target = %q, want %q", a.Target(), tt.wantTarget)
 			}
-			res, err := a.Do(actionCtx(t, "action-9", tt.incident), alert.Alert{})
+			res, err := a.Do(t.Context(), inv("action-9", tt.incident), alert.Alert{})
 			if err != nil {
 				t.Fatalf("Do: %v", err)
 			}
@@ -229,7 +229,7 @@ func TestDoSendsEvents(t *testing.T) {
 func TestDoNeedsADedupKey(t *testing.T) {
 	p := newPager(t, step{code: 202})
 	h, _ := newHandler(t, p, Options{})
-	_, err := mustBuild(t, h, handlers.Params{"summary": "x"}).Do(handlers.WithIdempotencyKey(t.Context(), "1"), alert.Alert{})
+	_, err := mustBuild(t, h, handlers.Params{"summary": "x"}).Do(t.Context(), handlers.Invocation{IdempotencyKey: "1"}, alert.Alert{})
 	if handlers.ReasonOf(err) != vocab.ReasonBadParam {
 		t.Fatalf("Do without incident or dedup_key = %v, want bad_param", err)
 	}
@@ -267,9 +267,9 @@ func TestDoStatusSequences(t *testing.T) {
 			h, waits := newHandler(t, p, Options{Timeout: tt.timeout, Retries: tt.retries, Backoff: 100 * time.Millisecond})
 			a := mustBuild(t, h, handlers.Params{"summary": "db-1 is down"})
 			// The deadline makes a broken per-attempt timeout fail the slow case instead of hanging.
-			ctx, cancel := context.WithTimeout(actionCtx(t, "action-42", 5), 20*time.Second)
+			ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 			defer cancel()
-			_, err := a.Do(ctx, alert.Alert{})
+			_, err := a.Do(ctx, inv("action-42", 5), alert.Alert{})
 			if tt.wantReason == "" {
 				if err != nil {
 					t.Fatalf("Do: %v", err)
@@ -314,7 +314,7 @@ func TestDoConnectionRefused(t *testing.T) {
 	p := newPager(t, step{code: 202})
 	h, waits := newHandler(t, p, Options{Retries: 1})
 	p.srv.Close()
-	_, err := mustBuild(t, h, handlers.Params{"summary": "x"}).Do(actionCtx(t, "1", 1), alert.Alert{})
+	_, err := mustBuild(t, h, handlers.Params{"summary": "x"}).Do(t.Context(), inv("1", 1), alert.Alert{})
 	if he, ok := err.(*handlers.Error); !ok || he.Reason != vocab.ReasonServerError {
 		t.Fatalf("Do = %v, want a server_error *handlers.Error", err)
 	}
@@ -329,9 +329,9 @@ func TestDoConnectionRefused(t *testing.T) {
 func TestDoNoRetryPastDeadline(t *testing.T) {
 	p := newPager(t, step{code: 500})
 	h, waits := newHandler(t, p, Options{Backoff: time.Hour})
-	ctx, cancel := context.WithTimeout(actionCtx(t, "1", 1), 30*time.Second)
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
-	_, err := mustBuild(t, h, handlers.Params{"summary": "x"}).Do(ctx, alert.Alert{})
+	_, err := mustBuild(t, h, handlers.Params{"summary": "x"}).Do(ctx, inv("1", 1), alert.Alert{})
 	if he, ok := err.(*handlers.Error); !ok || he.Reason != vocab.ReasonServerError {
 		t.Fatalf("Do = %v, want a server_error *handlers.Error", err)
 	}
@@ -343,9 +343,9 @@ func TestDoNoRetryPastDeadline(t *testing.T) {
 func TestDoCancelledDuringBackoff(t *testing.T) {
 	p := newPager(t, step{code: 503})
 	h, _ := newHandler(t, p, Options{})
-	ctx, cancel := context.WithCancel(actionCtx(t, "1", 1))
+	ctx, cancel := context.WithCancel(t.Context())
 	h.sleep = func(ctx context.Context, d time.Duration) error { cancel(); return sleepCtx(ctx, d) }
-	_, err := mustBuild(t, h, handlers.Params{"summary": "x"}).Do(ctx, alert.Alert{})
+	_, err := mustBuild(t, h, handlers.Params{"summary": "x"}).Do(ctx, inv("1", 1), alert.Alert{})
 	if _, ok := err.(*handlers.Error); !ok || !errors.Is(err, context.Canceled) {
 		t.Fatalf("Do = %v, want a *handlers.Error wrapping context.Canceled", err)
 	}
@@ -368,7 +368,7 @@ func TestRoutingKeyNeverLeaks(t *testing.T) {
 			var logs bytes.Buffer
 			h, _ := newHandler(t, p, Options{Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 			a := mustBuild(t, h, handlers.Params{"summary": "x", "dedup_key": "db-1"})
-			res, err := a.Do(actionCtx(t, "1", 1), alert.Alert{})
+			res, err := a.Do(t.Context(), inv("1", 1), alert.Alert{})
 			var errText string
 			if err != nil {
 				errText = err.Error()

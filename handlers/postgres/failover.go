@@ -153,7 +153,7 @@ func (a *FailoverAction) Check(ctx context.Context, _ alert.Alert) error {
 // Do fails the cluster over to the candidate and verifies it. Interrupted, it finishes a request
 // in flight, sends none after, and does not verify; an error before the request says so
 // (handlers.NoEffect).
-func (a *FailoverAction) Do(ctx context.Context, al alert.Alert) (handlers.Result, error) {
+func (a *FailoverAction) Do(ctx context.Context, _ handlers.Invocation, al alert.Alert) (handlers.Result, error) {
 	return a.b.run(FailoverName, a.cluster, func(j *journal) error { return trackEffect(func(sent *bool) error { return a.do(ctx, j, al, sent) }) })
 }
 

@@ -43,7 +43,7 @@ func TestPromotePausedDuringCatchUpTakesNoFurtherStep(t *testing.T) {
 		return sleepCtx(sctx, d)
 	}}
 	start := time.Now()
-	res, err := p.promote(t, o, handlers.Params{"cluster": "legacy", "require_primary_down": false}).Do(ctx, alert.Alert{})
+	res, err := p.promote(t, o, handlers.Params{"cluster": "legacy", "require_primary_down": false}).Do(ctx, handlers.Invocation{}, alert.Alert{})
 	if !errors.Is(err, handlers.ErrPaused) || !handlers.HadNoEffect(err) {
 		t.Fatalf("Do = %v (no effect: %v), want the pause before any effect\n%s", err, handlers.HadNoEffect(err), res.Detail)
 	}
@@ -89,7 +89,7 @@ func TestPromotePausedDuringFenceFinishesTheFence(t *testing.T) {
 	c.Fence = config.PostgresFence{URL: fence.URL, Method: http.MethodPost, Timeout: config.Duration(10 * time.Second)}
 	p.cfg.Clusters["legacy"] = c
 
-	res, err := p.promote(t, Options{}, handlers.Params{"cluster": "legacy", "require_primary_down": false}).Do(ctx, alert.Alert{})
+	res, err := p.promote(t, Options{}, handlers.Params{"cluster": "legacy", "require_primary_down": false}).Do(ctx, handlers.Invocation{}, alert.Alert{})
 	t.Logf("paused during the fence:\n%s", res.Detail)
 	if !errors.Is(err, handlers.ErrPaused) || handlers.HadNoEffect(err) {
 		t.Fatalf("Do = %v (no effect: %v), want the pause after the fence", err, handlers.HadNoEffect(err))

@@ -468,7 +468,7 @@ func TestPatroni(t *testing.T) {
 				l.XLog.Location != nil && r.XLog.ReceivedLocation != nil && *l.XLog.Location-*r.XLog.ReceivedLocation > 1_000_000
 		})
 		a := patroniAct(t, cfg, SwitchoverName, handlers.Params{"cluster": "billing", "candidate": "m2"})
-		res, err := a.Do(t.Context(), alert.Alert{})
+		res, err := a.Do(t.Context(), handlers.Invocation{}, alert.Alert{})
 		wantReason(t, err, vocab.ReasonClientError, "beyond max_lag 1MB")
 		wantDetail(t, res, "candidate received")
 		t.Logf("refused:\n%s", res.Detail)
@@ -486,7 +486,7 @@ func TestPatroni(t *testing.T) {
 		}
 		al := alert.Alert{StartsAt: time.Now().Add(-time.Minute)}
 		began := time.Now()
-		res, err := a.Do(t.Context(), al)
+		res, err := a.Do(t.Context(), handlers.Invocation{}, al)
 		if err != nil {
 			t.Fatalf("Do: %v\n%s", err, res.Detail)
 		}
@@ -508,7 +508,7 @@ func TestPatroni(t *testing.T) {
 			}
 			return err == nil && len(hist) > 0, fmt.Sprintf("%v %v", hist, err)
 		})
-		res, err = a.Do(t.Context(), al)
+		res, err = a.Do(t.Context(), handlers.Invocation{}, al)
 		if err != nil {
 			t.Fatalf("second Do: %v\n%s", err, res.Detail)
 		}
@@ -524,7 +524,7 @@ func TestPatroni(t *testing.T) {
 
 	t.Run("failover of a paused cluster", func(t *testing.T) {
 		fo := patroniAct(t, cfg, FailoverName, handlers.Params{"cluster": "billing", "candidate": "m1"})
-		res, err := fo.Do(t.Context(), alert.Alert{})
+		res, err := fo.Do(t.Context(), handlers.Invocation{}, alert.Alert{})
 		wantReason(t, err, vocab.ReasonClientError, "use postgres.switchover")
 		c.waitStreaming(t, "m1")
 		patchPause(t, c.api["m2"], true)
@@ -541,7 +541,7 @@ func TestPatroni(t *testing.T) {
 			t.Fatalf("Describe = %q, %v", desc, err)
 		}
 		began := time.Now()
-		res, err = fo.Do(t.Context(), alert.Alert{StartsAt: time.Now().Add(-2 * time.Minute)})
+		res, err = fo.Do(t.Context(), handlers.Invocation{}, alert.Alert{StartsAt: time.Now().Add(-2 * time.Minute)})
 		if err != nil {
 			t.Fatalf("Do: %v\n%s", err, res.Detail)
 		}

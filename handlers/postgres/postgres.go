@@ -74,6 +74,11 @@ type base struct {
 	secrets  handlers.Secrets
 }
 
+// Handlers is the package's handlers.Constructor: the three handlers for handlers.postgres.
+func Handlers(env handlers.Env) ([]handlers.Handler, error) {
+	return New(env.Config.Handlers.Postgres, Options{Logger: env.Logger, Secrets: env.Secrets})
+}
+
 // New returns the three handlers (switchover, failover, promote) for the configured clusters. An
 // empty config builds handlers whose every rule fails at load (no such cluster).
 func New(cfg config.PostgresHandlerConfig, o Options) ([]handlers.Handler, error) {

@@ -158,41 +158,19 @@ func (a *PromoteAction) Check(ctx context.Context, _ alert.Alert) error {
 // (handlers.Interrupted), it finishes the step in progress when that step changes something (the
 // fence, pg_promote), abandons a wait (detect, catch-up, verify) at once, and takes no further
 // step; an error before the fence began says so (handlers.NoEffect).
-func (a *PromoteAction) Do(ctx context.Context, al alert.Alert) (handlers.Result, error) {
-	return a.h.run(PromoteName, a.cluster, func(j *journal) error { return trackEffect(func(sent *bool) error { return a.do(ctx, j, al, sent) }) })
+func (a *PromoteAction) Do(ctx context.Context, inv handlers.Invocation, al alert.Alert) (handlers.Result, error) {
+	return a.h.run(PromoteName, a.cluster, func(j *journal) error {
+		return trackEffect(func(sent *bool) error { return a.do(ctx, inv, j, al, sent) })
+	})
 }
 
-func (a *PromoteAction) do(ctx context.Context, j *journal, al alert.Alert, sent *bool) error {
+func (a *PromoteAction) do(ctx context.Context, inv handlers.Invocation, j *journal, al alert.Alert, sent *bool) error {
 	h := a.h
 	pri, cand := h.probe(ctx, a.primary), h.probe(ctx, a.candidate)
 	j.add("state", "primary %s: %s; candidate %s: %s", a.primary, describe(pri), a.candidate, describe(cand))
-	switch {
-	case !cand.reachable:
-		return handlers.Fail(vocab.ReasonServerError, "candidate %s is unreachable: %v", a.candidate, cand.err)
-	case !cand.inRecovery:
-		// Promoted already (this action before a crash, or someone else): verify only.
-		*sent = true // the promotion exists
-		if pri.reachable && !pri.inRecovery && !pri.readOnly {
-			return refuse("two primaries: candidate %s is promoted and the old primary %s accepts writes (%s); "+
-				"responder will not act further: fence or demote one of them by hand", a.candidate, a.primary, pri)
-		}
-		if err := a.verify(ctx, j); err != nil {
-			return err
-		}
-		j.add("done", "already promoted: verified only, nothing re-run")
-		return nil
-	case pri.reachable && pri.inRecovery:
-		return refuse("the configured primary %s is itself a standby (%s): the cluster is not in the configured shape", a.primary, pri)
-	case pri.reachable && (pri.fenced != "" || pri.readOnly):
-		what := "read-only (default_transaction_read_only = on), not marked by responder"
-		if pri.fenced != "" {
-			what = "fenced at " + pri.fenced
-		}
-		return halfDone("old primary %s is %s, candidate %s is not promoted (%s)", a.primary, what, a.candidate, cand)
-	case cand.paused:
-		return refuse("replay is paused on candidate %s (%s): resume it (pg_wal_replay_resume) or promote by hand", a.candidate, cand)
+	if done, err := a.settled(ctx, j, pri, cand, sent); done {
+		return err
 	}
-
 	if a.requireDown {
 		if err := a.detect(ctx, j, pri); err != nil {
 			return err
@@ -210,7 +188,7 @@ func (a *PromoteAction) do(ctx context.Context, j *journal, al alert.Alert, sent
 		return err
 	}
 	*sent = true
-	fencedAt, err := a.fenceStep(ctx, j)
+	fencedAt, err := a.fenceStep(ctx, j, inv.IdempotencyKey)
 	if err != nil {
 		return err
 	}
@@ -236,6 +214,39 @@ func (a *PromoteAction) do(ctx context.Context, j *journal, al alert.Alert, sent
 	return nil
 }
 
+// settled answers for the states in which Do takes no step: a candidate that cannot be promoted,
+// a cluster not in the configured shape, or a promotion already done (then it verifies only).
+// done is false when Do goes on with the steps.
+func (a *PromoteAction) settled(ctx context.Context, j *journal, pri, cand state, sent *bool) (done bool, err error) {
+	switch {
+	case !cand.reachable:
+		return true, handlers.Fail(vocab.ReasonServerError, "candidate %s is unreachable: %v", a.candidate, cand.err)
+	case !cand.inRecovery:
+		// Promoted already (this action before a crash, or someone else): verify only.
+		*sent = true // the promotion exists
+		if pri.reachable && !pri.inRecovery && !pri.readOnly {
+			return true, refuse("two primaries: candidate %s is promoted and the old primary %s accepts writes (%s); "+
+				"responder will not act further: fence or demote one of them by hand", a.candidate, a.primary, pri)
+		}
+		if err := a.verify(ctx, j); err != nil {
+			return true, err
+		}
+		j.add("done", "already promoted: verified only, nothing re-run")
+		return true, nil
+	case pri.reachable && pri.inRecovery:
+		return true, refuse("the configured primary %s is itself a standby (%s): the cluster is not in the configured shape", a.primary, pri)
+	case pri.reachable && (pri.fenced != "" || pri.readOnly):
+		what := "read-only (default_transaction_read_only = on), not marked by responder"
+		if pri.fenced != "" {
+			what = "fenced at " + pri.fenced
+		}
+		return true, halfDone("old primary %s is %s, candidate %s is not promoted (%s)", a.primary, what, a.candidate, cand)
+	case cand.paused:
+		return true, refuse("replay is paused on candidate %s (%s): resume it (pg_wal_replay_resume) or promote by hand", a.candidate, cand)
+	}
+	return false, nil
+}
+
 // stop returns nil unless ctx was interrupted; then it journals that no further step is taken and
 // returns why.
 func (a *PromoteAction) stop(ctx context.Context, j *journal, next string) error {
@@ -248,10 +259,10 @@ func (a *PromoteAction) stop(ctx context.Context, j *journal, next string) error
 
 // fenceStep runs the fence to its end even when interrupted meanwhile (a half-applied fence is
 // worse than either state), bounded by the action's deadline.
-func (a *PromoteAction) fenceStep(ctx context.Context, j *journal) (string, error) {
+func (a *PromoteAction) fenceStep(ctx context.Context, j *journal, key string) (string, error) {
 	sctx, cancel := handlers.StepContext(ctx)
 	defer cancel()
-	return a.fence(sctx, j)
+	return a.fence(sctx, j, key)
 }
 
 // promoteStep runs pg_promote on the candidate to its end even when interrupted meanwhile,
@@ -362,10 +373,10 @@ func (a *PromoteAction) catchUp(ctx context.Context, j *journal, target LSN) (st
 }
 
 // fence makes the old primary unable to take writes: the SQL fence when it is reachable, and the
-// configured fence URL. It returns the fence marker ("" when nothing was fenced).
-func (a *PromoteAction) fence(ctx context.Context, j *journal) (string, error) {
+// configured fence URL, marked with the idempotency key. It returns the fence marker ("" when
+// nothing was fenced).
+func (a *PromoteAction) fence(ctx context.Context, j *journal, key string) (string, error) {
 	h := a.h
-	key := handlers.IdempotencyKey(ctx)
 	if key == "" {
 		key = "responder"
 	}

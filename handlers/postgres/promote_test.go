@@ -156,7 +156,7 @@ func TestPromoteStoppedPrimary(t *testing.T) {
 	}
 	al := alert.Alert{StartsAt: down.Add(-time.Minute)}
 	start := time.Now()
-	res, err := act.Do(t.Context(), al)
+	res, err := act.Do(t.Context(), handlers.Invocation{}, al)
 	took := time.Since(start)
 	if err != nil {
 		t.Fatalf("Do: %v\n%s", err, res.Detail)
@@ -172,7 +172,7 @@ func TestPromoteStoppedPrimary(t *testing.T) {
 	}
 	sqlExec(t, p.standby.URL("postgres"), `INSERT INTO before_failover VALUES (2)`)
 
-	res, err = act.Do(t.Context(), al)
+	res, err = act.Do(t.Context(), handlers.Invocation{}, al)
 	if err != nil {
 		t.Fatalf("second Do: %v\n%s", err, res.Detail)
 	}
@@ -182,7 +182,7 @@ func TestPromoteStoppedPrimary(t *testing.T) {
 	}
 
 	p.primary.Start(t) // the old primary comes back writable: split brain
-	res, err = act.Do(t.Context(), al)
+	res, err = act.Do(t.Context(), handlers.Invocation{}, al)
 	wantReason(t, err, vocab.ReasonClientError, "two primaries")
 	wantDetail(t, res, "two primaries")
 }
@@ -191,7 +191,7 @@ func TestPromoteStoppedPrimary(t *testing.T) {
 // require_primary_down: false it is fenced (read-only, sessions ended) before the promotion.
 func TestPromoteFencesReachablePrimary(t *testing.T) {
 	p := startPair(t)
-	res, err := p.promote(t, Options{}, handlers.Params{"cluster": "legacy", "candidate": "standby-1"}).Do(t.Context(), alert.Alert{})
+	res, err := p.promote(t, Options{}, handlers.Params{"cluster": "legacy", "candidate": "standby-1"}).Do(t.Context(), handlers.Invocation{}, alert.Alert{})
 	wantReason(t, err, vocab.ReasonClientError, "not down from responder's side")
 	if !inRecovery(t, p.standby.URL("postgres")) {
 		t.Fatal("refused, yet the standby was promoted")
@@ -207,7 +207,7 @@ func TestPromoteFencesReachablePrimary(t *testing.T) {
 	sqlExec(t, p.primary.URL("postgres"), `INSERT INTO before_failover SELECT generate_series(10, 5000)`)
 
 	act := p.promote(t, Options{}, handlers.Params{"cluster": "legacy", "require_primary_down": false})
-	res, err = act.Do(ctx, alert.Alert{StartsAt: time.Now().Add(-30 * time.Second)})
+	res, err = act.Do(ctx, handlers.Invocation{}, alert.Alert{StartsAt: time.Now().Add(-30 * time.Second)})
 	if err != nil {
 		t.Fatalf("Do: %v\n%s", err, res.Detail)
 	}
@@ -234,7 +234,7 @@ func TestPromoteFencesReachablePrimary(t *testing.T) {
 	sqlExec(t, p.standby.URL("postgres"), `INSERT INTO before_failover VALUES (4)`)
 
 	// Again: promoted, the old primary is fenced (read-only): verify only.
-	res, err = act.Do(ctx, alert.Alert{})
+	res, err = act.Do(ctx, handlers.Invocation{}, alert.Alert{})
 	if err != nil {
 		t.Fatalf("second Do: %v\n%s", err, res.Detail)
 	}
@@ -255,7 +255,7 @@ func TestPromoteCrashBetweenFenceAndPromote(t *testing.T) {
 		return nil
 	}}
 	params := handlers.Params{"cluster": "legacy", "require_primary_down": false}
-	res, err := p.promote(t, o, params).Do(handlers.WithIdempotencyKey(ctx, "responder-action-42"), alert.Alert{})
+	res, err := p.promote(t, o, params).Do(ctx, handlers.Invocation{IdempotencyKey: "responder-action-42"}, alert.Alert{})
 	if !errors.Is(err, crash) {
 		t.Fatalf("Do = %v, want the crash\n%s", err, res.Detail)
 	}
@@ -263,7 +263,7 @@ func TestPromoteCrashBetweenFenceAndPromote(t *testing.T) {
 		t.Fatal("the standby was promoted despite the crash before promotion")
 	}
 
-	res, err = p.promote(t, Options{}, params).Do(t.Context(), alert.Alert{})
+	res, err = p.promote(t, Options{}, params).Do(t.Context(), handlers.Invocation{}, alert.Alert{})
 	wantReason(t, err, vocab.ReasonClientError, "half-done: old primary primary")
 	for _, w := range []string{"fenced at ", "by responder-action-42", "not promoted", "needs a human"} {
 		if !strings.Contains(err.Error(), w) {
@@ -288,7 +288,7 @@ func TestPromoteDetectBlip(t *testing.T) {
 		}
 		return nil
 	}}
-	res, err := p.promote(t, o, handlers.Params{"cluster": "legacy"}).Do(t.Context(), alert.Alert{})
+	res, err := p.promote(t, o, handlers.Params{"cluster": "legacy"}).Do(t.Context(), handlers.Invocation{}, alert.Alert{})
 	wantReason(t, err, vocab.ReasonClientError, "a blip, not down")
 	wantDetail(t, res, "attempt 1/2 failed", "attempt 2 answered")
 	if !inRecovery(t, p.standby.URL("postgres")) {

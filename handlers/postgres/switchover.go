@@ -247,7 +247,7 @@ func (a *SwitchoverAction) Check(ctx context.Context, al alert.Alert) error {
 // Do switches the leader over to the candidate and verifies it. Interrupted, it finishes a
 // request in flight, sends none after, and does not verify; an error before the request says so
 // (handlers.NoEffect).
-func (a *SwitchoverAction) Do(ctx context.Context, al alert.Alert) (handlers.Result, error) {
+func (a *SwitchoverAction) Do(ctx context.Context, _ handlers.Invocation, al alert.Alert) (handlers.Result, error) {
 	return a.b.run(SwitchoverName, a.cluster, func(j *journal) error { return trackEffect(func(sent *bool) error { return a.do(ctx, j, al, sent) }) })
 }
 

@@ -34,6 +34,16 @@ var (
 	_ handlers.StaticValidator = (*Page)(nil)
 )
 
+// Handlers is the package's handlers.Constructor: page.slack, posting through env's *Slack
+// client when there is one (serve with a slack section), else from the config's defaults
+// (NewPage).
+func Handlers(env handlers.Env) ([]handlers.Handler, error) {
+	if s, ok := handlers.ClientOf[*Slack](env); ok && s != nil {
+		return []handlers.Handler{s.PageHandler()}, nil
+	}
+	return []handlers.Handler{NewPage(env.Config.Slack)}, nil
+}
+
 // PageHandler returns the page.slack handler posting through s.
 func (s *Slack) PageHandler() *Page { return &Page{cfg: s.cfg, s: s} }
 
@@ -166,12 +176,12 @@ func (a *pageAction) message(inc int64, al alert.Alert) (string, []slack.Block) 
 // Do posts the page once per idempotency key: a key already recorded is not posted again. A rate
 // limit or an unreachable Slack is a server_error (the engine retries the page later); Slack
 // refusing the call (channel_not_found, not_in_channel, invalid_auth) is a client_error.
-func (a *pageAction) Do(ctx context.Context, al alert.Alert) (handlers.Result, error) {
+func (a *pageAction) Do(ctx context.Context, inv handlers.Invocation, al alert.Alert) (handlers.Result, error) {
 	s := a.s
 	if s == nil {
 		return handlers.Result{}, handlers.Fail(vocab.ReasonBadParam, "%s: slack is not configured (slack.bot_token_file, slack.channel)", PageName)
 	}
-	key := handlers.IdempotencyKey(ctx)
+	key := inv.IdempotencyKey
 	if key != "" {
 		prev, err := s.st.GetSlackPage(ctx, key)
 		switch {
@@ -181,7 +191,7 @@ func (a *pageAction) Do(ctx context.Context, al alert.Alert) (handlers.Result, e
 			return handlers.Result{}, handlers.Fail(vocab.ReasonServerError, "%s: read the page record: %w", PageName, err)
 		}
 	}
-	inc := handlers.IncidentID(ctx)
+	inc := inv.IncidentID
 	text, blocks := a.message(inc, al)
 	var channel, ts string
 	err := s.call(ctx, "chat.postMessage", func(ctx context.Context) error {

@@ -23,9 +23,10 @@ func TestPageSlack(t *testing.T) {
 	if act.Target() != "slack:"+testChannel {
 		t.Errorf("target = %q", act.Target())
 	}
-	ctx := handlers.WithIdempotencyKey(handlers.WithIncident(context.Background(), incID), "responder-action-77")
+	ctx := context.Background()
+	inv := handlers.Invocation{IncidentID: incID, IdempotencyKey: "responder-action-77"}
 	al := testAlert("api-20", e.clock.Now())
-	res, err := act.Do(ctx, al)
+	res, err := act.Do(ctx, inv, al)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,13 +50,13 @@ func TestPageSlack(t *testing.T) {
 		t.Fatalf("page record = %+v, %v", p, err)
 	}
 	// The engine retries the action (a crash after Do): nothing is posted twice.
-	res, err = act.Do(ctx, al)
+	res, err = act.Do(ctx, inv, al)
 	if err != nil || !strings.Contains(res.Detail, "already posted") || len(e.rec.Calls()) != 1 {
 		t.Errorf("second Do = %+v, %v; %d calls", res, err, len(e.rec.Calls()))
 	}
 	// The default group comes from slack.page_group.
 	act, _ = h.Build(handlers.Params{"text": "disk low"})
-	if _, err := act.Do(handlers.WithIdempotencyKey(ctx, "responder-action-78"), al); err != nil {
+	if _, err := act.Do(ctx, handlers.Invocation{IncidentID: incID, IdempotencyKey: "responder-action-78"}, al); err != nil {
 		t.Fatal(err)
 	}
 	if c := e.rec.Calls()[1]; !strings.Contains(c.Text, "<!subteam^S0ONCALL01>") {
