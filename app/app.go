@@ -195,7 +195,7 @@ func New(ctx context.Context, o Options) (*App, error) {
 	var clients Clients
 	if cfg.Slack.Configured() {
 		a.slack, err = notifyslack.New(cfg.Slack, notifyslack.Options{Store: a.st, Kick: a.kick, Now: o.Now,
-			ApprovalTTL: cfg.Approvals.TTL.D(), Logger: o.Logger.With("component", "slack"), Registerer: a.reg,
+			Approver: engineApprover{a}, ApprovalTTL: cfg.Approvals.TTL.D(), Logger: o.Logger.With("component", "slack"), Registerer: a.reg,
 			Budgets: a.slackBudgets, ConfigPaused: cfg.Safety.Paused, RuleChannel: a.ruleSlackChannel})
 		if err != nil {
 			return nil, err
