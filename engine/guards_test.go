@@ -575,3 +575,18 @@ func TestApprovalPolicy(t *testing.T) {
 		t.Fatalf("no approvals.ttl: %v", err)
 	}
 }
+
+// BenchmarkRunGuards is the pipeline's own cost per action (the store in memory): the executor's
+// time goes to the database, one read per kind of state per pass (BenchmarkExecute).
+func BenchmarkRunGuards(b *testing.B) {
+	f := newFake()
+	pool := make(chan struct{}, 1)
+	for range b.N {
+		in := newInput(f)
+		in.slots = newSlots(pool)
+		if v := run(in); v.kind != pass {
+			b.Fatal(v)
+		}
+		in.slots.releaseAll()
+	}
+}
