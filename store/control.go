@@ -199,8 +199,9 @@ func (s *Store) recordDecisionTx(ctx context.Context, tx pgx.Tx, a *Action, requ
 // refused with ErrNotAwaiting, and an action needing more than one approval refuses an anonymous
 // approver ("" or "api") with ErrAnonymousApprover.
 //
-// Deprecated: use engine.(*Engine).Decide or engine.Approvals, where the policy lives. Decide is
-// kept, with a copy of that policy, for the callers not yet moved (engine_test.go, ruletest).
+// The policy lives in the engine (engine.Approvals, Engine.Decide), which every caller uses. Decide
+// keeps a copy of it only for the engine's older tests (engine_test.go) that call it: remove it
+// once they call Engine.Decide.
 func (s *Store) Decide(ctx context.Context, actionID int64, approver, decision, via string, at time.Time, ttl time.Duration) (DecisionResult, error) {
 	return s.RecordDecision(ctx, actionID, approver, decision, via, at, func(d DecisionCheck) error {
 		if ttl > 0 && d.Action.CreatedAt.Before(d.At.Add(-ttl)) {
