@@ -28,6 +28,15 @@ import (
 // every check passed, in one savepoint that starts the action: the claims run in pipeline order,
 // and a refusal takes back the claims before it (so a refusal never spends budget).
 //
+// Besides the eight guards of DESIGN.md §2 (numbered as there in their docs), three stages stop
+// an action: cancelled (its incident resolved or its rule is gone), build (params that no longer
+// build: bad_param) and staleness (safety.max_alert_age). The storm guard has two stages: its
+// second bound, the share of one workload, needs the built action and the workload's size from the
+// handler's peer, so it runs after build. An action that needs approval waits in
+// awaiting_approval, which the claim never hands out; once approved it is claimed and runs down
+// the whole pipeline again, so the kill switch, the breaker and the budget are checked again just
+// before Do.
+//
 // Dry run and shadow (computed once per action: guardInput.dry) evaluate every guard without
 // claiming anything: a guard that would refuse notes why, and the dry-run cut-off records
 // dry_run with those notes. The kill switch, the storm guard and the budget refuse only
