@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/responder-sre/responder/alert"
 	"github.com/responder-sre/responder/handlers"
 	"github.com/responder-sre/responder/rules"
 	"github.com/responder-sre/responder/store"
@@ -148,14 +147,11 @@ func (f *fakeGuards) startAction(_ context.Context, id int64, _ string, _, _ tim
 
 var _ guardStore = (*fakeGuards)(nil)
 
-// fakeAction is a built action; a member of a workload when member is set.
-type fakeAction struct{ member string }
-
-func (fakeAction) Target() string                           { return "t" }
-func (fakeAction) Scope() string                            { return "s" }
-func (fakeAction) Check(context.Context, alert.Alert) error { return nil }
-func (fakeAction) Do(context.Context, alert.Alert) (handlers.Result, error) {
-	return handlers.Result{}, nil
+// fakeAction is a built action; a member of a workload when member is set. The guards never call
+// its handler's methods (the callouts do): the embedded interface stands for them.
+type fakeAction struct {
+	handlers.Action
+	member string
 }
 
 type fakeMember struct{ fakeAction }
