@@ -433,7 +433,7 @@ func (a *App) decide(decision string) http.HandlerFunc {
 			}
 			by = "api:" + b.By
 		}
-		res, err := a.st.Decide(r.Context(), id, by, decision, "api", a.o.Now(), a.cfg.Approvals.TTL.D())
+		res, err := a.eng.Decide(r.Context(), id, by, decision, "api")
 		switch {
 		case errors.Is(err, store.ErrAnonymousApprover):
 			writeError(w, http.StatusBadRequest, err.Error()+` (body {"by": "name"})`)
@@ -448,6 +448,14 @@ func (a *App) decide(decision string) http.HandlerFunc {
 		a.eng.Kick()
 		writeJSON(w, http.StatusOK, apiDecision{Replay: res.Replay, Action: redacted(res.Action)})
 	}
+}
+
+// engineApprover is the Slack integration's Approver: the engine, built after it (the engine's
+// handlers include Slack's page handler).
+type engineApprover struct{ a *App }
+
+func (x engineApprover) Decide(ctx context.Context, actionID int64, approver, decision, via string) (store.DecisionResult, error) {
+	return x.a.eng.Decide(ctx, actionID, approver, decision, via)
 }
 
 type pauseBody struct {

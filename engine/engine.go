@@ -3,12 +3,24 @@
 // Process evaluates every rule against a batch of alerts and commits, in ONE transaction, the
 // incidents it opens or resolves, the actions it plans and the audit rows that explain why; the
 // caller (the bus consumer) acks the batch only after that commit. Everything after the commit
-// happens from rows: the executor claims runnable actions with FOR UPDATE SKIP LOCKED, applies the
-// guards (staleness, cooldown, dry-run/shadow, execution slots), runs the handler under a lease and
-// records the outcome; `for` timers are rows claimed the same way. Any number of replicas may run
-// Process, the executor and the timers against one database: unique keys (incident = rule,
-// fingerprint, startsAt; action = incident, phase, step) make every duplicate a no-op, and a
-// running action whose lease expires becomes unknown instead of being run again.
+// happens from rows: the executor claims runnable actions with FOR UPDATE SKIP LOCKED, runs each
+// down the guards, runs the handler under a lease and records the outcome; `for` timers are rows
+// claimed the same way. Any number of replicas may run Process, the executor and the timers against
+// one database: unique keys (incident = rule, fingerprint, startsAt; action = incident, phase,
+// step) make every duplicate a no-op, and a running action whose lease expires becomes unknown
+// instead of being run again.
+//
+// The guards (DESIGN.md §2) are one ordered pipeline, written in one place: the variable pipeline
+// in guards.go. In order: the action's incident or rule gone (cancelled), the kill switch, the
+// cooldown per (rule, target), the storm guard (targets per rule), the circuit breaker per
+// (handler, scope), building the action (bad_param), the storm guard's workload share, the
+// staleness of the evidence (safety.max_alert_age, re-confirmed by the handler's Check), the
+// budgets, approval, the dry-run or shadow cut-off, and the execution slot. The first guard that
+// does not let an action pass decides; the cooldown, the breaker's trial, the budgets and the slot
+// are claimed in that order when the action starts, and a refusal takes back the claims before it.
+// Approval decisions go through Engine.Decide, which applies the approval policy (Approvals) and
+// has the store record the decision. The engine reads and writes the database through Store: the
+// *store.Store methods it uses.
 package engine
 
 import (
@@ -25,13 +37,13 @@ import (
 
 	"github.com/responder-sre/responder/handlers"
 	"github.com/responder-sre/responder/rules"
-	"github.com/responder-sre/responder/store"
 	"github.com/responder-sre/responder/vocab"
 )
 
 // Options configure an Engine.
 type Options struct {
-	Store    *store.Store
+	// Store is the database (*store.Store): the engine uses the methods Store lists.
+	Store    Store
 	Handlers *handlers.Registry
 	Rules    *rules.Set
 	// Owner names this replica on running actions (hostname + pid + random suffix).
@@ -90,7 +102,7 @@ type Options struct {
 // Engine evaluates rules, plans and executes actions.
 type Engine struct {
 	o       Options
-	st      *store.Store
+	st      Store
 	rules   atomic.Pointer[rules.Set]
 	now     func() time.Time
 	log     *slog.Logger
@@ -113,49 +125,7 @@ func New(o Options) (*Engine, error) {
 	if o.Store == nil || o.Handlers == nil || o.Rules == nil {
 		return nil, fmt.Errorf("engine: store, handlers and rules are required")
 	}
-	if o.MaxConcurrent <= 0 {
-		o.MaxConcurrent = 8
-	}
-	if o.ActionTimeout <= 0 {
-		o.ActionTimeout = 5 * time.Minute
-	}
-	if o.Lease <= 0 {
-		o.Lease = 30 * time.Second
-	}
-	if o.Poll <= 0 {
-		o.Poll = 250 * time.Millisecond
-	}
-	if o.PauseWatch <= 0 {
-		o.PauseWatch = time.Second
-	}
-	if o.StormWindow <= 0 {
-		o.StormWindow = 5 * time.Minute
-	}
-	if o.BreakerFailures <= 0 {
-		o.BreakerFailures = 3
-	}
-	if o.BreakerOpenFor <= 0 {
-		o.BreakerOpenFor = 5 * time.Minute
-	}
-	if o.Executors <= 0 {
-		o.Executors = 2
-	}
-	if o.ClaimBatch <= 0 {
-		o.ClaimBatch = 512
-	}
-	o.MaxParamsBytes = cmp.Or(max(o.MaxParamsBytes, 0), 64<<10)
-	if o.Now == nil {
-		o.Now = time.Now
-	}
-	if o.Logger == nil {
-		o.Logger = slog.New(slog.DiscardHandler)
-	}
-	if o.Registerer == nil {
-		o.Registerer = prometheus.NewRegistry()
-	}
-	if o.Owner == "" {
-		o.Owner = "responder"
-	}
+	o = o.withDefaults()
 	e := &Engine{
 		o: o, st: o.Store, now: o.Now, log: o.Logger,
 		slots: make(chan struct{}, o.MaxConcurrent),
@@ -183,6 +153,37 @@ func New(o Options) (*Engine, error) {
 	}
 	e.SetRules(o.Rules)
 	return e, nil
+}
+
+// withDefaults fills in the defaults the Options fields document.
+func (o Options) withDefaults() Options {
+	orDefault := func(v *time.Duration, d time.Duration) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	orDefault(&o.ActionTimeout, 5*time.Minute)
+	orDefault(&o.Lease, 30*time.Second)
+	orDefault(&o.Poll, 250*time.Millisecond)
+	orDefault(&o.PauseWatch, time.Second)
+	orDefault(&o.StormWindow, 5*time.Minute)
+	orDefault(&o.BreakerOpenFor, 5*time.Minute)
+	o.MaxConcurrent = cmp.Or(max(o.MaxConcurrent, 0), 8)
+	o.BreakerFailures = cmp.Or(max(o.BreakerFailures, 0), 3)
+	o.Executors = cmp.Or(max(o.Executors, 0), 2)
+	o.ClaimBatch = cmp.Or(max(o.ClaimBatch, 0), 512)
+	o.MaxParamsBytes = cmp.Or(max(o.MaxParamsBytes, 0), 64<<10)
+	o.Owner = cmp.Or(o.Owner, "responder")
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Registerer == nil {
+		o.Registerer = prometheus.NewRegistry()
+	}
+	return o
 }
 
 // SetRules swaps the rule set atomically (reload). Incidents of rules that disappeared keep their

@@ -40,40 +40,13 @@ func (e *Engine) FireDueTimers(ctx context.Context) (int, error) {
 		}
 		p = planner{ctx: ctx, e: e, set: set, now: now, firing: firing, lk: lk}
 		for _, d := range due {
-			rule := set.Rule(d.Rule)
-			if rule == nil || d.State != vocab.IncidentPending {
-				reason := "not_pending"
-				if rule == nil {
-					reason = "rule_removed"
-				}
-				p.audit(store.AuditInsert{IncidentID: d.IncidentID, Kind: store.AuditTimer, Actor: e.o.Owner, Reason: reason})
-				if err := e.st.DeleteTimerTx(ctx, tx, d.TimerID); err != nil {
-					return err
-				}
-				continue
-			}
-			ok, err := rule.Match(rules.NewEnv(d.Alert, now, firing))
+			ok, err := p.fireTimer(ctx, tx, d)
 			if err != nil {
-				e.m.ruleErrors.WithLabelValues(rule.Name).Inc()
-			}
-			if !ok {
-				p.audit(store.AuditInsert{IncidentID: d.IncidentID, Kind: store.AuditTimer, Actor: e.o.Owner, Reason: string(vocab.ReasonRecheckFailed),
-					RuleHash: rule.FileHash, Detail: map[string]any{"retry_at": now.Add(recheckAfter(rule))}})
-				if err := e.st.RescheduleTimerTx(ctx, tx, d.TimerID, now.Add(recheckAfter(rule))); err != nil {
-					return err
-				}
-				continue
-			}
-			if _, err := e.st.FireIncidentTx(ctx, tx, d.IncidentID, now); err != nil {
 				return err
 			}
-			if err := e.st.DeleteTimerTx(ctx, tx, d.TimerID); err != nil {
-				return err
+			if ok {
+				fired++
 			}
-			fired++
-			p.audit(store.AuditInsert{IncidentID: d.IncidentID, Kind: store.AuditIncident, Actor: e.o.Owner, Reason: string(vocab.IncidentFiring),
-				RuleHash: rule.FileHash, Detail: map[string]any{"for": rule.For.String()}})
-			p.plan(d.IncidentID, rule, vocab.PhaseActions, d.Alert, d.DueAt)
 		}
 		return p.flush(ctx, tx)
 	})
@@ -86,6 +59,41 @@ func (e *Engine) FireDueTimers(ctx context.Context) (int, error) {
 		e.Kick()
 	}
 	return n, nil
+}
+
+// fireTimer handles one due timer in tx: it drops the timer of an incident no longer pending or of
+// a rule gone, reschedules it when the rule's `when` no longer holds, and otherwise fires the
+// incident and plans its actions. It reports whether the incident fired.
+func (p *planner) fireTimer(ctx context.Context, tx pgx.Tx, d store.DueTimer) (bool, error) {
+	e, now := p.e, p.now
+	rule := p.set.Rule(d.Rule)
+	if rule == nil || d.State != vocab.IncidentPending {
+		reason := vocab.ReasonNotPending
+		if rule == nil {
+			reason = vocab.ReasonRuleRemoved
+		}
+		p.audit(store.AuditInsert{IncidentID: d.IncidentID, Kind: store.AuditTimer, Actor: e.o.Owner, Reason: string(reason)})
+		return false, e.st.DeleteTimerTx(ctx, tx, d.TimerID)
+	}
+	ok, err := rule.Match(rules.NewEnv(d.Alert, now, p.firing))
+	if err != nil {
+		e.m.ruleErrors.WithLabelValues(rule.Name).Inc()
+	}
+	if !ok {
+		p.audit(store.AuditInsert{IncidentID: d.IncidentID, Kind: store.AuditTimer, Actor: e.o.Owner, Reason: string(vocab.ReasonRecheckFailed),
+			RuleHash: rule.FileHash, Detail: map[string]any{"retry_at": now.Add(recheckAfter(rule))}})
+		return false, e.st.RescheduleTimerTx(ctx, tx, d.TimerID, now.Add(recheckAfter(rule)))
+	}
+	if _, err := e.st.FireIncidentTx(ctx, tx, d.IncidentID, now); err != nil {
+		return false, err
+	}
+	if err := e.st.DeleteTimerTx(ctx, tx, d.TimerID); err != nil {
+		return false, err
+	}
+	p.audit(store.AuditInsert{IncidentID: d.IncidentID, Kind: store.AuditIncident, Actor: e.o.Owner, Reason: string(vocab.IncidentFiring),
+		RuleHash: rule.FileHash, Detail: map[string]any{"for": rule.For.String()}})
+	p.plan(d.IncidentID, rule, vocab.PhaseActions, d.Alert, d.DueAt)
+	return true, nil
 }
 
 // recheckAfter is when a `for` whose re-check failed is checked again: after another `for`, and

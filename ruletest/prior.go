@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/responder-sre/responder/alert"
+	"github.com/responder-sre/responder/engine"
 	"github.com/responder-sre/responder/store"
 	"github.com/responder-sre/responder/vocab"
 )
@@ -104,7 +105,9 @@ func (h *harness) priorAction(ctx context.Context, pa PriorAction) error {
 		for _, x := range as {
 			if x.Rule == pa.Rule && x.State == vocab.StateAwaitingApproval {
 				waiting = true
-				if _, err := h.st.Decide(ctx, x.ID, fmt.Sprintf("rules-test-%d", i), store.DecisionApprove, "rules-test", now, 0); err != nil && !errors.Is(err, store.ErrNotAwaiting) {
+				// No approvals.ttl: a prior approval is not late.
+				approvals := engine.Approvals{Store: h.st, Now: func() time.Time { return now }}
+				if _, err := approvals.Decide(ctx, x.ID, fmt.Sprintf("rules-test-%d", i), store.DecisionApprove, "rules-test"); err != nil && !errors.Is(err, store.ErrNotAwaiting) {
 					return err
 				}
 			}

@@ -97,16 +97,28 @@ type DecisionResult struct {
 	Replay bool
 }
 
-// Decide records an approver's decision on an action awaiting approval, in one transaction that
-// locks the action: replays, second approvals and replicas receiving the same decision all end
-// with the action decided once. A deny ends the action (denied) and skips its later steps; enough
-// distinct approvals make it approved, and the executor runs it. A decision on an action that is
-// no longer awaiting approval returns ErrNotAwaiting (with the action), unless it is a replay.
+// DecisionCheck is what an approval policy judges a decision by: the action as RecordDecision
+// found it under its row lock, awaiting approval, with the approvals it needs.
+type DecisionCheck struct {
+	Action   Action
+	Required int // approvals_required: distinct approvals the action needs (at least 1)
+	Approver string
+	Decision string
+	At       time.Time
+}
+
+// RecordDecision records an approver's decision on an action awaiting approval, in one
+// transaction that locks the action: replays, second approvals and replicas receiving the same
+// decision all end with the action decided once. A deny ends the action (denied) and skips its
+// later steps; enough distinct approvals make it approved, and the executor runs it. A decision on
+// an action that is no longer awaiting approval returns ErrNotAwaiting (with the action), unless it
+// is a replay; an unknown action returns ErrNotFound.
 //
-// ttl is approvals.ttl: a decision later than that after the action was planned is refused (the
-// executor expires the action). An action that needs more than one approval refuses an anonymous
-// approver ("api" or ""): two-person approval needs two names.
-func (s *Store) Decide(ctx context.Context, actionID int64, approver, decision, via string, at time.Time, ttl time.Duration) (DecisionResult, error) {
+// The store records; it does not decide: policy (the engine's approval policy: approvals.ttl, who
+// may approve) is called on the locked row before anything is written, and an error it returns
+// refuses the decision (returned as is, with the action). A nil policy accepts every decision.
+func (s *Store) RecordDecision(ctx context.Context, actionID int64, approver, decision, via string, at time.Time,
+	policy func(DecisionCheck) error) (DecisionResult, error) {
 	var res DecisionResult
 	err := s.InTx(ctx, func(tx pgx.Tx) error {
 		res = DecisionResult{}
@@ -133,47 +145,73 @@ func (s *Store) Decide(ctx context.Context, actionID int64, approver, decision, 
 		if a.State != vocab.StateAwaitingApproval {
 			return ErrNotAwaiting
 		}
-		if ttl > 0 && a.CreatedAt.Before(at.Add(-ttl)) {
-			return fmt.Errorf("%w: its approval window (approvals.ttl %s) has passed", ErrNotAwaiting, ttl)
-		}
-		if required > 1 && decision == DecisionApprove && (approver == "" || approver == "api") {
-			return ErrAnonymousApprover
-		}
-		if _, err := tx.Exec(ctx, `INSERT INTO approvals (action_id, approver, decision, via, at, version) VALUES ($1, $2, $3, $4, $5, $6)`,
-			actionID, approver, decision, via, at, s.version); err != nil {
-			return fmt.Errorf("record decision: %w", err)
-		}
-		rows, err := tx.Query(ctx, `SELECT approver FROM approvals WHERE action_id = $1 AND decision = 'approve' ORDER BY at, approver`, actionID)
-		if err != nil {
-			return err
-		}
-		approvers, err := pgx.CollectRows(rows, pgx.RowTo[string])
-		if err != nil {
-			return err
-		}
-		reason := fmt.Sprintf("approval %d of %d", len(approvers), max(required, 1))
-		switch {
-		case decision == DecisionDeny:
-			a.State, a.Reason, a.ApprovedBy, a.Error = vocab.StateDenied, vocab.ReasonDenied, strings.Join(approvers, ","), "denied by "+approver
-			reason = string(vocab.ReasonDenied)
-			if _, err := tx.Exec(ctx, `UPDATE actions SET state = `+lit(vocab.StateDenied)+`, reason = `+lit(vocab.ReasonDenied)+`, approved_by = $2, error = $3, finished_at = $4 WHERE id = $1`,
-				actionID, a.ApprovedBy, a.Error, at); err != nil {
-				return err
-			}
-			if err := s.CancelLaterStepsTx(ctx, tx, a.IncidentID, a.Phase, a.Step, at); err != nil {
-				return err
-			}
-		case len(approvers) >= max(required, 1):
-			a.State, a.ApprovedBy = vocab.StateApproved, strings.Join(approvers, ",")
-			reason = string(vocab.StateApproved)
-			if _, err := tx.Exec(ctx, `UPDATE actions SET state = `+lit(vocab.StateApproved)+`, approved_by = $2 WHERE id = $1`, actionID, a.ApprovedBy); err != nil {
+		if policy != nil {
+			if err := policy(DecisionCheck{Action: a, Required: max(required, 1), Approver: approver, Decision: decision, At: at}); err != nil {
 				return err
 			}
 		}
-		return s.AuditTx(ctx, tx, []AuditInsert{{At: at, IncidentID: a.IncidentID, ActionID: actionID, Kind: AuditApproval,
-			Actor: approver, Reason: reason, RuleHash: a.RuleHash, Detail: map[string]any{"decision": decision, "via": via}}})
+		return s.recordDecisionTx(ctx, tx, &a, required, approver, decision, via, at)
 	})
 	return res, err
+}
+
+// recordDecisionTx writes a decision RecordDecision accepted on the locked action a, and the
+// action's new state when the decision settles it.
+func (s *Store) recordDecisionTx(ctx context.Context, tx pgx.Tx, a *Action, required int, approver, decision, via string, at time.Time) error {
+	actionID := a.ID
+	if _, err := tx.Exec(ctx, `INSERT INTO approvals (action_id, approver, decision, via, at, version) VALUES ($1, $2, $3, $4, $5, $6)`,
+		actionID, approver, decision, via, at, s.version); err != nil {
+		return fmt.Errorf("record decision: %w", err)
+	}
+	rows, err := tx.Query(ctx, `SELECT approver FROM approvals WHERE action_id = $1 AND decision = 'approve' ORDER BY at, approver`, actionID)
+	if err != nil {
+		return err
+	}
+	approvers, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return err
+	}
+	reason := fmt.Sprintf("approval %d of %d", len(approvers), max(required, 1))
+	switch {
+	case decision == DecisionDeny:
+		a.State, a.Reason, a.ApprovedBy, a.Error = vocab.StateDenied, vocab.ReasonDenied, strings.Join(approvers, ","), "denied by "+approver
+		reason = string(vocab.ReasonDenied)
+		if _, err := tx.Exec(ctx, `UPDATE actions SET state = `+lit(vocab.StateDenied)+`, reason = `+lit(vocab.ReasonDenied)+`, approved_by = $2, error = $3, finished_at = $4 WHERE id = $1`,
+			actionID, a.ApprovedBy, a.Error, at); err != nil {
+			return err
+		}
+		if err := s.CancelLaterStepsTx(ctx, tx, a.IncidentID, a.Phase, a.Step, at); err != nil {
+			return err
+		}
+	case len(approvers) >= max(required, 1):
+		a.State, a.ApprovedBy = vocab.StateApproved, strings.Join(approvers, ",")
+		reason = string(vocab.StateApproved)
+		if _, err := tx.Exec(ctx, `UPDATE actions SET state = `+lit(vocab.StateApproved)+`, approved_by = $2 WHERE id = $1`, actionID, a.ApprovedBy); err != nil {
+			return err
+		}
+	}
+	return s.AuditTx(ctx, tx, []AuditInsert{{At: at, IncidentID: a.IncidentID, ActionID: actionID, Kind: AuditApproval,
+		Actor: approver, Reason: reason, RuleHash: a.RuleHash, Detail: map[string]any{"decision": decision, "via": via}}})
+}
+
+// Decide is RecordDecision under the approval policy as it was before the policy moved to the
+// engine: a decision later than ttl (approvals.ttl; 0: none) after the action was planned is
+// refused with ErrNotAwaiting, and an action needing more than one approval refuses an anonymous
+// approver ("" or "api") with ErrAnonymousApprover.
+//
+// The policy lives in the engine (engine.Approvals, Engine.Decide), which every caller uses. Decide
+// keeps a copy of it only for the engine's older tests (engine_test.go) that call it: remove it
+// once they call Engine.Decide.
+func (s *Store) Decide(ctx context.Context, actionID int64, approver, decision, via string, at time.Time, ttl time.Duration) (DecisionResult, error) {
+	return s.RecordDecision(ctx, actionID, approver, decision, via, at, func(d DecisionCheck) error {
+		if ttl > 0 && d.Action.CreatedAt.Before(d.At.Add(-ttl)) {
+			return fmt.Errorf("%w: its approval window (approvals.ttl %s) has passed", ErrNotAwaiting, ttl)
+		}
+		if d.Required > 1 && d.Decision == DecisionApprove && (d.Approver == "" || d.Approver == "api") {
+			return ErrAnonymousApprover
+		}
+		return nil
+	})
 }
 
 // PendingApprovals counts actions awaiting approval.

@@ -131,6 +131,10 @@ const (
 	ReasonStaleLeader    Reason = "stale_leader"
 	ReasonDenyReason     Reason = "deny_reason"
 	ReasonAbandoned      Reason = "abandoned"
+	// ReasonNotPending and ReasonRuleRemoved: a `for` timer was dropped, its incident no longer
+	// pending or its rule gone.
+	ReasonNotPending  Reason = "not_pending"
+	ReasonRuleRemoved Reason = "rule_removed"
 )
 
 // Reasons lists every reason of an action or an audit row written by the engine, the store or
@@ -141,7 +145,7 @@ var Reasons = []Reason{
 	ReasonCooldown, ReasonStale, ReasonCancelled, ReasonDryRun, ReasonShadow, ReasonBudget, ReasonBreaker,
 	ReasonStorm, ReasonDenied, ReasonApprovalTTL,
 	ReasonStarted, ReasonRetryScheduled, ReasonRecheckFailed, ReasonBreakerReset, ReasonPause, ReasonResume,
-	ReasonStaleLeader, ReasonDenyReason, ReasonAbandoned,
+	ReasonStaleLeader, ReasonDenyReason, ReasonAbandoned, ReasonNotPending, ReasonRuleRemoved,
 }
 
 // Phase is the part of a rule an action belongs to.

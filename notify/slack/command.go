@@ -173,14 +173,14 @@ func (s *Slack) refuse(ctx context.Context, user, what string, actionID int64, c
 // approver is how a Slack user is recorded as an approver.
 func approver(user string) string { return "slack:" + user }
 
-// decide records user's decision through the same path as the API (store.Decide: two-person
-// rule, approvals TTL, replays) and wakes the engine.
+// decide records user's decision through the same path as the API (the engine's Decide:
+// two-person rule, approvals TTL, replays) and wakes the engine.
 func (s *Slack) decide(ctx context.Context, user string, id int64, decision, reason, via string) string {
 	ok, err := s.isApprover(ctx, user)
 	if !ok {
 		return s.refuse(ctx, user, decision, id, err)
 	}
-	res, err := s.st.Decide(ctx, id, approver(user), decision, "slack", s.now(), s.ttl)
+	res, err := s.approver.Decide(ctx, id, approver(user), decision, "slack")
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		return fmt.Sprintf(":grey_question: There is no action %d.", id)

@@ -16,9 +16,9 @@
 // (approve, deny, pause, resume, a click) is recorded by its signature in the store's replay cache,
 // shared by the replicas; the same request received again inside the window is refused, audited
 // (reason replayed) and changes nothing (refuseReplay). RunSocketMode feeds the same code from
-// Socket Mode. Decisions go through store.Decide, the API's path (two-person rule, approvals TTL,
-// replays: a double click is a replay, the action runs once) and are recorded as "slack:<user
-// id>" via "slack". Only slack.approvers (users, or members of user groups, read with
+// Socket Mode. Decisions go through the engine's Decide (Options.Approver), the API's path
+// (two-person rule, approvals TTL, replays: a double click is a replay, the action runs once) and
+// are recorded as "slack:<user id>" via "slack". Only slack.approvers (users, or members of user groups, read with
 // usergroups.users.list and cached) may decide, pause or resume; others get an ephemeral refusal,
 // audited. Answers are ephemeral: in the response body for commands, through response_url for
 // buttons.

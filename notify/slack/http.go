@@ -43,7 +43,7 @@ func (s *Slack) CommandsHandler() http.Handler {
 }
 
 // InteractionsHandler serves POST /slack/interactions: the Approve and Deny buttons (block_actions).
-// The click is verified, decided through store.Decide and acknowledged with an empty 200; the
+// The click is verified, decided through the engine's Decide and acknowledged with an empty 200; the
 // clicker gets an ephemeral answer through the payload's response_url, and the incident message is
 // updated by Run.
 func (s *Slack) InteractionsHandler() http.Handler {

@@ -55,7 +55,7 @@ func decisionOf(verb string) string {
 // share, and refuses it (true, with the answer for the user) when it was seen before: the same
 // body with the same timestamp and signature, which only a replay produces (Slack signs every
 // command and click afresh). A refusal is counted, logged and audited (reason replayed) and
-// changes nothing. A decision replayed answers as a repeated decision does (store.Decide is
+// changes nothing. A decision replayed answers as a repeated decision does (a decision is
 // idempotent for one approver), so a double click still reads "You had already approved".
 //
 // When the cache cannot be read the request is refused too: acting without knowing would let a

@@ -18,6 +18,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/responder-sre/responder/config"
+	"github.com/responder-sre/responder/engine"
 	"github.com/responder-sre/responder/notify"
 	"github.com/responder-sre/responder/store"
 )
@@ -73,7 +74,10 @@ type Options struct {
 	Kick func()
 	// Now is the clock (default time.Now): decision times, the signature window, resolution times.
 	Now func() time.Time
-	// ApprovalTTL is approvals.ttl, passed to Decide.
+	// Approver decides approvals (the app passes the engine); nil: engine.Approvals over Store
+	// with ApprovalTTL.
+	Approver Approver
+	// ApprovalTTL is approvals.ttl, for the default Approver.
 	ApprovalTTL time.Duration
 	Logger      *slog.Logger
 	// Registerer receives responder_slack_* metrics (nil: not registered).
@@ -95,6 +99,13 @@ type Options struct {
 	Burst int
 }
 
+// Approver records a decision on an action awaiting approval under the approval policy
+// (approvals.ttl, the two-person rule): *engine.Engine and engine.Approvals implement it. Whether a
+// Slack user may decide at all (slack.approvers) is checked here before.
+type Approver interface {
+	Decide(ctx context.Context, actionID int64, approver, decision, via string) (store.DecisionResult, error)
+}
+
 // Slack is the Slack integration. Its methods are safe for concurrent use.
 type Slack struct {
 	cfg      config.SlackConfig
@@ -103,7 +114,7 @@ type Slack struct {
 	apiBase  *url.URL // Slack's API or cfg.APIURL: response_url may point below it
 	kick     func()
 	now      func() time.Time
-	ttl      time.Duration
+	approver Approver
 	log      *slog.Logger
 	poll     time.Duration
 	lookback time.Duration
@@ -151,7 +162,7 @@ func New(cfg config.SlackConfig, o Options) (*Slack, error) {
 		st:           o.Store,
 		kick:         o.Kick,
 		now:          o.Now,
-		ttl:          o.ApprovalTTL,
+		approver:     o.Approver,
 		log:          o.Logger,
 		poll:         cmp.Or(o.PollInterval, DefaultPollInterval),
 		lookback:     cmp.Or(o.Lookback, DefaultLookback),
@@ -171,6 +182,9 @@ func New(cfg config.SlackConfig, o Options) (*Slack, error) {
 	}
 	if s.now == nil {
 		s.now = time.Now
+	}
+	if s.approver == nil {
+		s.approver = engine.Approvals{Store: o.Store, TTL: o.ApprovalTTL, Now: s.now}
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)

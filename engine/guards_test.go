@@ -1,0 +1,588 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/responder-sre/responder/handlers"
+	"github.com/responder-sre/responder/rules"
+	"github.com/responder-sre/responder/store"
+	"github.com/responder-sre/responder/vocab"
+)
+
+// fakeGuards is the guards' store in memory. savepoint takes back what fn changed when fn fails,
+// as the real one's savepoint does; calls lists the methods called, in order.
+type fakeGuards struct {
+	fakeState
+	calls []string
+}
+
+type fakeState struct {
+	pause      store.PauseState
+	cool       map[store.CooldownKey]time.Time
+	breakers   map[store.BreakerKey]store.Breaker
+	stormy     map[string]int
+	members    map[string]int // rule/target → members acted on
+	membersErr error
+	spent      map[string]int // budget/key → units spent
+	trials     map[store.BreakerKey]int64
+	busy       map[int64]bool // actions whose target runs another action
+	started    []int64
+}
+
+func newFake() *fakeGuards {
+	return &fakeGuards{fakeState: fakeState{cool: map[store.CooldownKey]time.Time{}, breakers: map[store.BreakerKey]store.Breaker{},
+		stormy: map[string]int{}, members: map[string]int{}, spent: map[string]int{}, trials: map[store.BreakerKey]int64{},
+		busy: map[int64]bool{}}}
+}
+
+func (s fakeState) clone() fakeState {
+	c := s
+	c.cool, c.breakers, c.stormy, c.members = maps.Clone(s.cool), maps.Clone(s.breakers), maps.Clone(s.stormy), maps.Clone(s.members)
+	c.spent, c.trials, c.busy, c.started = maps.Clone(s.spent), maps.Clone(s.trials), maps.Clone(s.busy), slices.Clone(s.started)
+	return c
+}
+
+func (f *fakeGuards) called(m string) { f.calls = append(f.calls, m) }
+
+func (f *fakeGuards) pause(context.Context) (store.PauseState, error) {
+	f.called("pause")
+	return f.fakeState.pause, nil
+}
+
+func (f *fakeGuards) cooldowns(_ context.Context, keys []store.CooldownKey, now time.Time) (map[store.CooldownKey]time.Time, error) {
+	f.called("cooldowns")
+	out := map[store.CooldownKey]time.Time{}
+	for _, k := range keys {
+		if u, ok := f.cool[k]; ok && u.After(now) {
+			out[k] = u
+		}
+	}
+	return out, nil
+}
+
+func (f *fakeGuards) breakers(_ context.Context, keys []store.BreakerKey) (map[store.BreakerKey]store.Breaker, error) {
+	f.called("breakers")
+	out := map[store.BreakerKey]store.Breaker{}
+	for _, k := range keys {
+		if b, ok := f.fakeState.breakers[k]; ok {
+			out[k] = b
+		}
+	}
+	return out, nil
+}
+
+func (f *fakeGuards) stormyRules(_ context.Context, rs []string, _ time.Time, _ int) (map[string]int, error) {
+	f.called("stormyRules")
+	out := map[string]int{}
+	for _, r := range rs {
+		if n, ok := f.stormy[r]; ok {
+			out[r] = n
+		}
+	}
+	return out, nil
+}
+
+func (f *fakeGuards) workloadMembers(_ context.Context, rule, target string, _ time.Time) (int, error) {
+	f.called("workloadMembers")
+	return f.members[rule+"/"+target], f.membersErr
+}
+
+func (f *fakeGuards) budgetUsed(_ context.Context, budget, key string, _ time.Duration, _ time.Time) (int, error) {
+	f.called("budgetUsed")
+	return f.spent[budget+"/"+key], nil
+}
+
+func (f *fakeGuards) savepoint(_ context.Context, fn func(guardStore) error) error {
+	saved := f.fakeState.clone()
+	if err := fn(f); err != nil {
+		f.fakeState = saved
+		return err
+	}
+	return nil
+}
+
+func (f *fakeGuards) claimCooldown(_ context.Context, k store.CooldownKey, now, until time.Time) (bool, time.Time, error) {
+	f.called("claimCooldown")
+	if u, ok := f.cool[k]; ok && u.After(now) {
+		return false, u, nil
+	}
+	f.cool[k] = until
+	return true, time.Time{}, nil
+}
+
+func (f *fakeGuards) claimBreakerTrial(_ context.Context, k store.BreakerKey, _ time.Duration, _ time.Time, id int64) (bool, error) {
+	f.called("claimBreakerTrial")
+	if t, ok := f.trials[k]; ok && t != id {
+		return false, nil
+	}
+	f.trials[k] = id
+	return true, nil
+}
+
+func (f *fakeGuards) spendBudget(_ context.Context, budget, key string, maxSpend int, _ time.Duration, _ time.Time, _ int64) (bool, error) {
+	f.called("spendBudget")
+	if f.spent[budget+"/"+key] >= maxSpend {
+		return false, nil
+	}
+	f.spent[budget+"/"+key]++
+	return true, nil
+}
+
+func (f *fakeGuards) startAction(_ context.Context, id int64, _ string, _, _ time.Time) (bool, error) {
+	f.called("startAction")
+	if f.busy[id] {
+		return false, nil
+	}
+	f.started = append(f.started, id)
+	return true, nil
+}
+
+var _ guardStore = (*fakeGuards)(nil)
+
+// fakeAction is a built action; a member of a workload when member is set. The guards never call
+// its handler's methods (the callouts do): the embedded interface stands for them.
+type fakeAction struct {
+	handlers.Action
+	member string
+}
+
+type fakeMember struct{ fakeAction }
+
+func (m fakeMember) Member() string                          { return m.member }
+func (fakeMember) WorkloadSize(context.Context) (int, error) { return 0, nil }
+
+var tNow = time.Date(2026, 11, 22, 3, 0, 0, 0, time.UTC)
+
+// newInput is a disruptive, planned first attempt of rule r's actions on target t1, fresh, with
+// every guard clear: it passes.
+func newInput(f *fakeGuards) *guardInput {
+	c := store.Claimed{Action: store.Action{ID: 7, IncidentID: 1, Phase: vocab.PhaseActions, Rule: "r", Handler: "test.fix",
+		Target: "t1", Scope: "s", Class: vocab.ClassDisruptive, Mode: vocab.ModeEnforce, State: vocab.StatePlanned},
+		IncidentState: vocab.IncidentFiring, EvidenceAt: tNow}
+	o := &Options{Owner: "replica-a", Lease: 30 * time.Second, MaxAlertAge: 15 * time.Minute, StormWindow: 5 * time.Minute,
+		StormMaxTargets: 10, StormMaxWorkloadFraction: 0.5, BreakerOpenFor: 5 * time.Minute,
+		Budgets: []Budget{{Name: "b", Match: "test.*", Per: "global", Max: 3, Window: time.Hour}}}
+	return &guardInput{c: c, now: tNow, o: o, log: slog.New(slog.DiscardHandler), rule: &rules.Rule{Name: "r", Cooldown: 15 * time.Minute},
+		read: &guardReads{}, st: f, build: func(store.Claimed) (handlers.Action, error) { return fakeAction{}, nil },
+		slots: newSlots(make(chan struct{}, 2))}
+}
+
+// run sets dry and runs in down the pipeline.
+func run(in *guardInput) verdict {
+	in.dry = dryMode(in.o, in.c)
+	return runGuards(context.Background(), in)
+}
+
+// The order is the one DESIGN.md §2 gives (with the stages around it), and the one the package
+// doc lists: change all three together.
+func TestPipelineOrder(t *testing.T) {
+	var got []string
+	for _, g := range pipeline {
+		got = append(got, g.name)
+	}
+	want := []string{"cancelled", "kill switch", "cooldown", "storm guard", "circuit breaker", "build",
+		"storm guard: workload share", "staleness", "budget", "approval", "dry run or shadow", "slot"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("pipeline = %q\nwant       %q", got, want)
+	}
+	var claims []string
+	for _, g := range pipeline {
+		if g.claim != nil {
+			claims = append(claims, g.name)
+		}
+	}
+	if want := []string{"cooldown", "circuit breaker", "budget", "slot"}; !slices.Equal(claims, want) {
+		t.Fatalf("claims = %q, want %q (budget after the others: a refusal never spends)", claims, want)
+	}
+	for i, n := range noteOrder {
+		if i > 0 && slices.IndexFunc(pipeline, func(g guard) bool { return g.name == n }) <
+			slices.IndexFunc(pipeline, func(g guard) bool { return g.name == noteOrder[i-1] }) {
+			t.Fatalf("noteOrder %q is not in pipeline order", noteOrder)
+		}
+	}
+}
+
+func TestGuards(t *testing.T) {
+	checkFails := &callout{size: true, check: true, checkErr: errors.New("condition gone")}
+	checkOK := &callout{size: true, check: true, sizeN: 10}
+	for _, tc := range []struct {
+		name  string
+		setup func(in *guardInput, f *fakeGuards)
+		kind  verdictKind
+		state vocab.State
+		// reason, and a part of the error (refuse) or of the dry run's evaluation
+		reason vocab.Reason
+		text   string
+	}{
+		{name: "all clear", kind: pass},
+		{name: "incident resolved", setup: func(in *guardInput, _ *fakeGuards) { in.c.IncidentState = vocab.IncidentResolved },
+			kind: refuse, state: vocab.StateSkipped, reason: vocab.ReasonCancelled, text: "the incident resolved"},
+		{name: "on_resolved runs after the resolution", setup: func(in *guardInput, _ *fakeGuards) {
+			in.c.IncidentState, in.c.Phase = vocab.IncidentResolved, vocab.PhaseOnResolved
+		}, kind: pass},
+		{name: "rule gone", setup: func(in *guardInput, _ *fakeGuards) { in.rule = nil },
+			kind: refuse, state: vocab.StateSkipped, reason: vocab.ReasonCancelled, text: "the rule no longer exists"},
+		{name: "paused", setup: func(in *guardInput, _ *fakeGuards) { in.read.paused = true },
+			kind: refuse, state: vocab.StateSkipped, reason: vocab.ReasonPaused},
+		{name: "paused, notify runs", setup: func(in *guardInput, _ *fakeGuards) {
+			in.read.paused, in.c.Class = true, vocab.ClassNotify
+		}, kind: pass},
+		{name: "cooldown", setup: func(in *guardInput, _ *fakeGuards) {
+			in.read.cool = map[store.CooldownKey]time.Time{{Rule: "r", Target: "t1"}: tNow.Add(time.Minute)}
+		}, kind: refuse, state: vocab.StateSkipped, reason: vocab.ReasonCooldown, text: "cooldown until 2026-11-22T03:01:00Z"},
+		{name: "a retry ignores its own cooldown", setup: func(in *guardInput, _ *fakeGuards) {
+			in.read.cool = map[store.CooldownKey]time.Time{{Rule: "r", Target: "t1"}: tNow.Add(time.Minute)}
+			in.c.Attempt, in.c.Class = 1, vocab.ClassNotify
+		}, kind: pass},
+		{name: "wildcard target, even in a dry run", setup: func(in *guardInput, _ *fakeGuards) { in.c.Target, in.o.DryRun = "ns/*", true },
+			kind: refuse, state: vocab.StateSkipped, reason: vocab.ReasonStorm, text: `empty or wildcard target "ns/*"`},
+		{name: "storm", setup: func(in *guardInput, _ *fakeGuards) { in.read.stormy = map[string]int{"r": 12} },
+			kind: refuse, state: vocab.StateSkipped, reason: vocab.ReasonStorm, text: "rule r would touch 12 targets within 5m0s"},
+		{name: "storm in shadow: noted", setup: func(in *guardInput, _ *fakeGuards) {
+			in.read.stormy, in.c.Mode, in.co = map[string]int{"r": 12}, vocab.ModeShadow, checkOK
+		}, kind: refuse, state: vocab.StateDryRun, reason: vocab.ReasonShadow, text: "check: ok; rule r would touch 12 targets"},
+		{name: "breaker open", setup: func(in *guardInput, _ *fakeGuards) {
+			at := tNow.Add(-time.Minute)
+			in.read.breakers = map[store.BreakerKey]store.Breaker{{Handler: "test.fix", Scope: "s"}: {State: store.BreakerOpen, OpenedAt: &at}}
+		}, kind: refuse, state: vocab.StateSkipped, reason: vocab.ReasonBreaker, text: "breaker open since 2026-11-22T02:59:00Z"},
+		{name: "breaker half-open, another trial", setup: func(in *guardInput, _ *fakeGuards) {
+			other := int64(99)
+			in.read.breakers = map[store.BreakerKey]store.Breaker{{Handler: "test.fix", Scope: "s"}: {State: store.BreakerHalfOpen, TrialActionID: &other}}
+		}, kind: refuse, state: vocab.StateSkipped, reason: vocab.ReasonBreaker, text: "another action is its trial"},
+		{name: "bad params", setup: func(in *guardInput, _ *fakeGuards) {
+			in.build = func(store.Claimed) (handlers.Action, error) { return nil, errors.New("target is empty") }
+		}, kind: refuse, state: vocab.StateFailed, reason: vocab.ReasonBadParam, text: "target is empty"},
+		{name: "workload share: the size is asked", setup: func(in *guardInput, f *fakeGuards) {
+			in.build = func(store.Claimed) (handlers.Action, error) { return fakeMember{fakeAction{member: "p"}}, nil }
+			f.members["r/t1"] = 3
+		}, kind: wait},
+		{name: "workload share over the fraction", setup: func(in *guardInput, f *fakeGuards) {
+			f.members["r/t1"] = 3
+			in.co = &callout{act: fakeMember{fakeAction{member: "p"}}, size: true, sizeN: 4}
+		}, kind: refuse, state: vocab.StateSkipped, reason: vocab.ReasonStorm, text: "would touch 3 of the 4 members of t1"},
+		{name: "workload share within the fraction", setup: func(in *guardInput, f *fakeGuards) {
+			f.members["r/t1"] = 3
+			in.co = &callout{act: fakeMember{fakeAction{member: "p"}}, size: true, sizeN: 6}
+		}, kind: pass},
+		{name: "workload members not counted: fails closed", setup: func(in *guardInput, f *fakeGuards) {
+			in.build = func(store.Claimed) (handlers.Action, error) { return fakeMember{fakeAction{member: "p"}}, nil }
+			f.membersErr = errors.New("database hiccup")
+		}, kind: refuse, state: vocab.StateSkipped, reason: vocab.ReasonStorm, text: "could not be counted"},
+		{name: "stale: Check is asked", setup: func(in *guardInput, _ *fakeGuards) { in.c.EvidenceAt = tNow.Add(-time.Hour) },
+			kind: wait},
+		{name: "stale, Check says the condition is gone", setup: func(in *guardInput, _ *fakeGuards) {
+			in.c.EvidenceAt, in.co = tNow.Add(-time.Hour), checkFails
+		}, kind: refuse, state: vocab.StateSkipped, reason: vocab.ReasonStale, text: "older than safety.max_alert_age; condition gone"},
+		{name: "stale, re-confirmed", setup: func(in *guardInput, _ *fakeGuards) {
+			in.c.EvidenceAt, in.co = tNow.Add(-time.Hour), checkOK
+		}, kind: pass},
+		{name: "a notification retried is late, not stale", setup: func(in *guardInput, _ *fakeGuards) {
+			in.c.EvidenceAt, in.c.Class, in.c.Attempt = tNow.Add(-time.Hour), vocab.ClassNotify, 2
+		}, kind: pass},
+		{name: "awaiting approval waits", setup: func(in *guardInput, _ *fakeGuards) { in.c.State = vocab.StateAwaitingApproval },
+			kind: wait},
+		{name: "dry run: Check is asked", setup: func(in *guardInput, _ *fakeGuards) { in.o.DryRun = true }, kind: wait},
+		{name: "dry run with every note", setup: func(in *guardInput, f *fakeGuards) {
+			at := tNow.Add(-time.Minute)
+			in.o.DryRun, in.co = true, checkFails
+			in.read.stormy = map[string]int{"r": 12}
+			in.read.breakers = map[store.BreakerKey]store.Breaker{{Handler: "test.fix", Scope: "s"}: {State: store.BreakerOpen, OpenedAt: &at}}
+			f.spent["b/"] = 3
+		}, kind: refuse, state: vocab.StateDryRun, reason: vocab.ReasonDryRun,
+			text: "check: condition gone; rule r would touch 12 targets within 5m0s (safety.storm_guard.max_targets 10); " +
+				"breaker open since 2026-11-22T02:59:00Z; budget b exhausted"},
+		{name: "no free slot waits", setup: func(in *guardInput, _ *fakeGuards) { in.slots = newSlots(make(chan struct{})) }, kind: wait},
+		{name: "a busy target waits", setup: func(in *guardInput, _ *fakeGuards) { in.slots.started("t1") }, kind: wait},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFake()
+			in := newInput(f)
+			if tc.setup != nil {
+				tc.setup(in, f)
+			}
+			v := run(in)
+			if v.kind != tc.kind || v.state != tc.state || v.reason != tc.reason {
+				t.Fatalf("verdict %+v, want kind %d %s/%s", v, tc.kind, tc.state, tc.reason)
+			}
+			text := v.err
+			if v.state == vocab.StateDryRun {
+				text = v.evaluation
+				if !strings.HasPrefix(v.result, "would run test.fix on ") {
+					t.Errorf("dry run result %q", v.result)
+				}
+			}
+			if !strings.Contains(text, tc.text) {
+				t.Errorf("text %q, want it to hold %q", text, tc.text)
+			}
+			if tc.kind == pass && in.slots.reserved != 1 {
+				t.Errorf("an action that passed holds %d slots, want 1", in.slots.reserved)
+			}
+		})
+	}
+}
+
+// refusals are the ways to make each guard refuse, in pipeline order, with the reason it records.
+var refusals = []struct {
+	guard  string
+	reason vocab.Reason
+	setup  func(in *guardInput, f *fakeGuards)
+}{
+	{"cancelled", vocab.ReasonCancelled, func(in *guardInput, _ *fakeGuards) { in.c.IncidentState = vocab.IncidentResolved }},
+	{"kill switch", vocab.ReasonPaused, func(in *guardInput, _ *fakeGuards) { in.read.paused = true }},
+	{"cooldown", vocab.ReasonCooldown, func(in *guardInput, _ *fakeGuards) {
+		in.read.cool = map[store.CooldownKey]time.Time{{Rule: "r", Target: "t1"}: tNow.Add(time.Minute)}
+	}},
+	{"storm guard", vocab.ReasonStorm, func(in *guardInput, _ *fakeGuards) { in.read.stormy = map[string]int{"r": 12} }},
+	{"circuit breaker", vocab.ReasonBreaker, func(in *guardInput, _ *fakeGuards) {
+		at := tNow.Add(-time.Minute)
+		in.read.breakers = map[store.BreakerKey]store.Breaker{{Handler: "test.fix", Scope: "s"}: {State: store.BreakerOpen, OpenedAt: &at}}
+	}},
+	{"build", vocab.ReasonBadParam, func(in *guardInput, _ *fakeGuards) {
+		in.build = func(store.Claimed) (handlers.Action, error) { return nil, errors.New("bad") }
+	}},
+	{"storm guard: workload share", vocab.ReasonStorm, func(in *guardInput, f *fakeGuards) {
+		f.members["r/t1"] = 3
+		in.co.sizeN = 4
+	}},
+	{"staleness", vocab.ReasonStale, func(in *guardInput, _ *fakeGuards) {
+		in.c.EvidenceAt, in.co.checkErr = tNow.Add(-time.Hour), errors.New("gone")
+	}},
+}
+
+// When two guards would refuse, the earlier one in the pipeline decides.
+func TestPrecedence(t *testing.T) {
+	for i, a := range refusals {
+		for _, b := range refusals[i:] {
+			t.Run(a.guard+" before "+b.guard, func(t *testing.T) {
+				f := newFake()
+				in := newInput(f)
+				// The calls made for it (the build stage takes the action from them), unless the
+				// build is what refuses: then there is nothing to call.
+				in.co = &callout{act: fakeMember{fakeAction{member: "p"}}, size: true, check: true, sizeN: 100}
+				a.setup(in, f)
+				b.setup(in, f)
+				if a.guard == "build" || b.guard == "build" {
+					in.co = nil
+				}
+				if v := run(in); v.kind != refuse || v.reason != a.reason {
+					t.Fatalf("verdict %+v, want %s (%s)", v, a.reason, a.guard)
+				}
+			})
+		}
+	}
+}
+
+// Dry run or shadow is decided once, from the options and the rule's mode.
+func TestDryMode(t *testing.T) {
+	for _, tc := range []struct {
+		dry  bool
+		mode vocab.Mode
+		want vocab.Reason
+	}{
+		{false, vocab.ModeEnforce, ""},
+		{false, vocab.ModeShadow, vocab.ReasonShadow},
+		{true, vocab.ModeEnforce, vocab.ReasonDryRun},
+		{true, vocab.ModeShadow, vocab.ReasonDryRun},
+	} {
+		if got := dryMode(&Options{DryRun: tc.dry}, store.Claimed{Action: store.Action{Mode: tc.mode}}); got != tc.want {
+			t.Errorf("dry %v mode %s: %q, want %q", tc.dry, tc.mode, got, tc.want)
+		}
+	}
+}
+
+// One callout serves every guard that needs the handler's peer: the workload's size and Check are
+// asked together, and with both answered the action goes on.
+func TestOneCalloutForAllGuards(t *testing.T) {
+	f := newFake()
+	in := newInput(f)
+	in.build = func(store.Claimed) (handlers.Action, error) { return fakeMember{fakeAction{member: "p"}}, nil }
+	in.c.EvidenceAt = tNow.Add(-time.Hour)
+	f.members["r/t1"] = 2
+	v := run(in)
+	if v.kind != wait || v.callout == nil || !v.callout.size || !v.callout.check {
+		t.Fatalf("verdict %+v, want a wait for one callout asking the size and Check", v)
+	}
+	co := v.callout
+	co.sizeN = 10
+	in = newInput(f)
+	in.c.EvidenceAt, in.co = tNow.Add(-time.Hour), co
+	if v := run(in); v.kind != pass {
+		t.Fatalf("with the callout made: %+v, want pass", v)
+	}
+}
+
+func TestClaims(t *testing.T) {
+	trialInput := func(f *fakeGuards) *guardInput {
+		in := newInput(f)
+		in.read.breakers = map[store.BreakerKey]store.Breaker{{Handler: "test.fix", Scope: "s"}: {State: store.BreakerOpen}}
+		return in
+	}
+	for _, tc := range []struct {
+		name   string
+		setup  func(f *fakeGuards)
+		in     func(f *fakeGuards) *guardInput
+		kind   verdictKind
+		reason vocab.Reason
+		calls  []string
+	}{
+		{name: "all claimed, in pipeline order", in: trialInput, kind: pass,
+			calls: []string{"claimCooldown", "claimBreakerTrial", "spendBudget", "startAction"}},
+		{name: "cooldown started meanwhile", setup: func(f *fakeGuards) { f.cool[store.CooldownKey{Rule: "r", Target: "t1"}] = tNow.Add(time.Minute) },
+			in: trialInput, kind: refuse, reason: vocab.ReasonCooldown, calls: []string{"claimCooldown"}},
+		{name: "trial taken by another", setup: func(f *fakeGuards) { f.trials[store.BreakerKey{Handler: "test.fix", Scope: "s"}] = 99 },
+			in: trialInput, kind: refuse, reason: vocab.ReasonBreaker, calls: []string{"claimCooldown", "claimBreakerTrial"}},
+		{name: "budget spent: the cooldown and the trial are taken back", setup: func(f *fakeGuards) { f.spent["b/"] = 3 },
+			in: trialInput, kind: refuse, reason: vocab.ReasonBudget, calls: []string{"claimCooldown", "claimBreakerTrial", "spendBudget"}},
+		{name: "target busy: it waits, nothing kept", setup: func(f *fakeGuards) { f.busy[7] = true },
+			in: trialInput, kind: wait, calls: []string{"claimCooldown", "claimBreakerTrial", "spendBudget", "startAction"}},
+		{name: "notify: no budget", in: func(f *fakeGuards) *guardInput {
+			in := newInput(f)
+			in.c.Class = vocab.ClassNotify
+			return in
+		}, kind: pass, calls: []string{"claimCooldown", "startAction"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFake()
+			if tc.setup != nil {
+				tc.setup(f)
+			}
+			before := f.fakeState.clone()
+			in := tc.in(f)
+			if v := run(in); v.kind != pass {
+				t.Fatalf("checks: %+v", v)
+			}
+			v, err := claimGuards(context.Background(), in, f)
+			if err != nil || v.kind != tc.kind || v.reason != tc.reason {
+				t.Fatalf("claims: %+v %v, want kind %d %s", v, err, tc.kind, tc.reason)
+			}
+			if !slices.Equal(f.calls, tc.calls) {
+				t.Errorf("calls %q, want %q", f.calls, tc.calls)
+			}
+			if tc.kind != pass && fmt.Sprint(f.fakeState) != fmt.Sprint(before) {
+				t.Errorf("a claim that did not start kept something:\n got  %+v\n want %+v", f.fakeState, before)
+			}
+			if tc.kind == pass && (len(f.started) != 1 || len(f.cool) != 1) {
+				t.Errorf("started %v cooldowns %v", f.started, f.cool)
+			}
+		})
+	}
+}
+
+// readGuards reads each kind of state once for all claimed actions, with the keys that apply.
+func TestReadGuards(t *testing.T) {
+	f := newFake()
+	f.cool[store.CooldownKey{Rule: "r", Target: "a"}] = tNow.Add(time.Minute)
+	f.fakeState.breakers[store.BreakerKey{Handler: "test.fix", Scope: "s"}] = store.Breaker{State: store.BreakerOpen}
+	f.stormy["r"] = 11
+	mk := func(id int64, phase vocab.Phase, class vocab.Class, target string) store.Claimed {
+		return store.Claimed{Action: store.Action{ID: id, Phase: phase, Rule: "r", Handler: "test.fix", Scope: "s", Class: class, Target: target}}
+	}
+	claimed := []store.Claimed{mk(1, vocab.PhaseActions, vocab.ClassDisruptive, "a"), mk(2, vocab.PhaseActions, vocab.ClassDisruptive, "b"),
+		mk(3, vocab.PhaseEscalate, vocab.ClassNotify, "a"), mk(4, vocab.PhaseActions, vocab.ClassNotify, "c")}
+	var g guardReads
+	o := &Options{StormMaxTargets: 10, StormWindow: time.Minute}
+	if err := readGuards(context.Background(), f, o, claimed, tNow, &g); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"cooldowns", "breakers", "stormyRules"}; !slices.Equal(f.calls, want) {
+		t.Fatalf("calls %q, want %q: one read per kind", f.calls, want)
+	}
+	if len(g.cool) != 1 || len(g.breakers) != 1 || g.stormy["r"] != 11 {
+		t.Fatalf("read %+v", g)
+	}
+	f.calls = nil
+	if err := readGuards(context.Background(), f, &Options{}, claimed, tNow, &g); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"cooldowns", "breakers"}; !slices.Equal(f.calls, want) {
+		t.Fatalf("storm guard off: calls %q, want %q", f.calls, want)
+	}
+}
+
+func TestSlots(t *testing.T) {
+	pool := make(chan struct{}, 2)
+	s := newSlots(pool)
+	if !s.take("a") || !s.take("b") || s.take("c") {
+		t.Fatal("two slots: two takes, the third waits")
+	}
+	s.give()
+	s.started("a")
+	if s.take("a") {
+		t.Fatal("a target started in this pass is busy")
+	}
+	if !s.take("c") || len(pool) != 2 {
+		t.Fatalf("pool %d", len(pool))
+	}
+	s.releaseAll()
+	if len(pool) != 0 || s.reserved != 0 {
+		t.Fatalf("releaseAll left %d in the pool", len(pool))
+	}
+}
+
+// fakeDecisions records what RecordDecision's policy said about one awaiting action.
+type fakeDecisions struct {
+	a        store.Action
+	required int
+}
+
+func (f fakeDecisions) RecordDecision(_ context.Context, _ int64, approver, decision, _ string, at time.Time,
+	policy func(store.DecisionCheck) error) (store.DecisionResult, error) {
+	a := f.a
+	return store.DecisionResult{Action: &a}, policy(store.DecisionCheck{Action: a, Required: max(f.required, 1), Approver: approver, Decision: decision, At: at})
+}
+
+func TestApprovalPolicy(t *testing.T) {
+	planned := store.Action{State: vocab.StateAwaitingApproval, CreatedAt: tNow}
+	for _, tc := range []struct {
+		name     string
+		required int
+		approver string
+		decision string
+		after    time.Duration
+		want     error
+	}{
+		{"named approval", 2, "api:alice", store.DecisionApprove, time.Minute, nil},
+		{"anonymous approval of a two-person action", 2, "api", store.DecisionApprove, time.Minute, store.ErrAnonymousApprover},
+		{"unnamed approval of a two-person action", 2, "", store.DecisionApprove, time.Minute, store.ErrAnonymousApprover},
+		{"anonymous approval of a one-person action", 1, "api", store.DecisionApprove, time.Minute, nil},
+		{"anonymous denial", 2, "api", store.DecisionDeny, time.Minute, nil},
+		{"after approvals.ttl", 1, "slack:U1", store.DecisionApprove, 16 * time.Minute, store.ErrNotAwaiting},
+		{"a denial after approvals.ttl", 1, "slack:U1", store.DecisionDeny, 16 * time.Minute, store.ErrNotAwaiting},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a := Approvals{Store: fakeDecisions{a: planned, required: tc.required}, TTL: 15 * time.Minute,
+				Now: func() time.Time { return tNow.Add(tc.after) }}
+			_, err := a.Decide(context.Background(), 1, tc.approver, tc.decision, "api")
+			if !errors.Is(err, tc.want) || (tc.want == nil) != (err == nil) {
+				t.Fatalf("err %v, want %v", err, tc.want)
+			}
+		})
+	}
+	noTTL := Approvals{Store: fakeDecisions{a: planned}, Now: func() time.Time { return tNow.Add(1000 * time.Hour) }}
+	if _, err := noTTL.Decide(context.Background(), 1, "api", store.DecisionApprove, "api"); err != nil {
+		t.Fatalf("no approvals.ttl: %v", err)
+	}
+}
+
+// BenchmarkRunGuards is the pipeline's own cost per action (the store in memory): the executor's
+// time goes to the database, one read per kind of state per pass (BenchmarkExecute).
+func BenchmarkRunGuards(b *testing.B) {
+	f := newFake()
+	pool := make(chan struct{}, 1)
+	for range b.N {
+		in := newInput(f)
+		in.slots = newSlots(pool)
+		if v := run(in); v.kind != pass {
+			b.Fatal(v)
+		}
+		in.slots.releaseAll()
+	}
+}
