@@ -60,7 +60,8 @@ type Store interface {
 	PendingApprovals(ctx context.Context) (int, error)
 	Breakers(ctx context.Context) ([]store.Breaker, error)
 	// Decisions, pauses, the replay cache and the audit trail of inbound requests.
-	Decide(ctx context.Context, actionID int64, approver, decision, via string, at time.Time, ttl time.Duration) (store.DecisionResult, error)
+	RecordDecision(ctx context.Context, actionID int64, approver, decision, via string, at time.Time,
+		policy func(store.DecisionCheck) error) (store.DecisionResult, error)
 	ApproverDecision(ctx context.Context, actionID int64, approver string) (string, *store.Action, error)
 	SetPause(ctx context.Context, paused bool, by, reason string, at time.Time, until *time.Time) (store.PauseState, error)
 	SeenSlackRequest(ctx context.Context, signature, endpoint string, at, expires time.Time) (bool, error)
