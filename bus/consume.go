@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/responder-sre/responder/alert"
+	"github.com/responder-sre/responder/internal/clock"
 	"github.com/responder-sre/responder/vocab"
 )
 
@@ -103,7 +104,7 @@ func (b *Bus) Consume(ctx context.Context, p Processor) error {
 				break
 			}
 			b.log.Warn("bus fetch failed", "err", err)
-			sleep(ctx, bo.NextBackOff())
+			_ = clock.Sleep(ctx, bo.NextBackOff()) // a cancelled ctx ends the loop
 			continue
 		}
 		bo.Reset()
@@ -367,7 +368,7 @@ func (b *Bus) waitInProgress(ctx context.Context, items []item, d time.Duration)
 		if left <= 0 {
 			return ctx.Err() == nil
 		}
-		if !sleep(ctx, min(left, tick)) {
+		if clock.Sleep(ctx, min(left, tick)) != nil {
 			return false
 		}
 	}
@@ -423,18 +424,6 @@ func newBackoff(maxInterval time.Duration) *backoff.ExponentialBackOff {
 	bo.MaxInterval = maxInterval
 	bo.Reset()
 	return bo
-}
-
-// sleep waits d or until ctx is done; it returns false when ctx is done.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }
 
 // failure tracks whether one retry loop currently counts in Bus.failing.

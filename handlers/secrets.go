@@ -75,35 +75,36 @@ func (rv *Revealed) Scrub(s string) string {
 	return s
 }
 
-// Error returns err with its message scrubbed (nil for nil). The result keeps err's reason and
-// whether it is a context cancellation or deadline, but not the rest of its chain: a wrapped error
-// could print the value again.
+// Error returns err with its message scrubbed (nil for nil), as Redacted does.
 func (rv *Revealed) Error(err error) error {
 	if err == nil || rv == nil || len(rv.values) == 0 {
 		return err
 	}
-	se := &scrubbedError{msg: rv.Scrub(err.Error()), reason: ReasonOf(err)}
-	switch {
-	case errors.Is(err, context.DeadlineExceeded):
-		se.ctxErr = context.DeadlineExceeded
-	case errors.Is(err, context.Canceled):
-		se.ctxErr = context.Canceled
+	return Redacted(err, rv.Scrub(err.Error()))
+}
+
+// Redacted returns an error whose message is msg: err's message made fit to keep (secrets scrubbed,
+// URLs redacted). errors.Is still sees err's chain (context errors, sentinels, an interruption)
+// and ReasonOf gives err's reason, but nothing can reach err itself and print it. Nil for nil.
+func Redacted(err error, msg string) error {
+	if err == nil {
+		return nil
 	}
-	return se
+	return &redactedError{msg: msg, err: err, reason: ReasonOf(err)}
 }
 
-// scrubbedError is an error whose message no longer holds a secret.
-type scrubbedError struct {
+// redactedError is an error whose message no longer holds a secret.
+type redactedError struct {
 	msg    string
+	err    error // never unwrapped: only asked Is
 	reason vocab.Reason
-	ctxErr error // context.DeadlineExceeded or context.Canceled when the original was one
 }
 
-func (e *scrubbedError) Error() string { return e.msg }
-func (e *scrubbedError) Unwrap() error { return e.ctxErr }
+func (e *redactedError) Error() string        { return e.msg }
+func (e *redactedError) Is(target error) bool { return errors.Is(e.err, target) }
 
-// As gives ReasonOf the original reason through an *Error.
-func (e *scrubbedError) As(target any) bool {
+// As gives ReasonOf the original reason through an *Error carrying the redacted message.
+func (e *redactedError) As(target any) bool {
 	if t, ok := target.(**Error); ok {
 		*t = &Error{Reason: e.reason, Err: errors.New(e.msg)}
 		return true

@@ -13,7 +13,7 @@ func TestRunbookPack(t *testing.T) {
 		t.Fatalf("no rule pack tests found: %v", err)
 	}
 	start := time.Now()
-	code, out, errs := run(t, "../examples/runbook/rules-test.yml", files...)
+	code, out, errs := run(t, "../examples/runbook/handlers.yml", files...)
 	if code != 0 {
 		t.Fatalf("exit %d\n%s\n%s", code, out, errs)
 	}

@@ -134,7 +134,7 @@ const (
 )
 
 // Reasons lists every reason of an action or an audit row written by the engine, the store or
-// the handlers (intake rejections have their own list: alert.Reasons).
+// the handlers (intake rejections have their own list: alert.RejectReasons).
 var Reasons = []Reason{
 	ReasonBadParam, ReasonTimeout, ReasonClientError, ReasonServerError, ReasonNotRecovered, ReasonPDBBlocked,
 	ReasonError, ReasonInternalError, ReasonPaused, ReasonLeaseLost, ReasonLeaseExpired,

@@ -11,11 +11,13 @@
 //   - Every attempt carries Idempotency-Key (the engine's key from handlers.IdempotencyKey, when
 //     set; rules may not override it) and User-Agent responder/<version>; a body that is a JSON
 //     object or array gets Content-Type application/json unless the rule sets one.
-//   - 2xx succeeds; the result detail is the status and the first 256 bytes of the response body,
-//     sanitised. Other 4xx fail at once with reason client_error, except 429, which is retried
-//     after Retry-After (when it fits the deadline) within the same retry budget. 5xx and
-//     connection errors are retried Options.Retries times with exponential backoff, then fail with
-//     server_error; timed-out attempts (Options.Timeout each) likewise end in timeout.
+//   - Answers are classified by handlers/delivery, the rule shared with page.webhook and the
+//     Patroni client. 2xx succeeds; the result detail is the status and the first 256 bytes of the
+//     response body, sanitised. Other 4xx fail at once with reason client_error. 429, 5xx and
+//     connection errors are retried Options.Retries times with exponential backoff; a Retry-After
+//     on a 429 or 503 replaces the backoff (when it fits the deadline; over a minute it fails at
+//     once). Then they fail with server_error, except a 429 that gave a Retry-After: client_error.
+//     Timed-out attempts (Options.Timeout each) likewise end in timeout.
 //   - Redirects are followed only to allow-listed http(s) hosts; any other redirect fails with
 //     client_error. At most 64 KiB of a response is read. Header values and bodies are never
 //     logged. Check cannot re-confirm anything and returns handlers.ErrNotCheckable.

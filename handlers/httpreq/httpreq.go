@@ -15,6 +15,8 @@ import (
 
 	"github.com/responder-sre/responder/config"
 	"github.com/responder-sre/responder/handlers"
+	"github.com/responder-sre/responder/handlers/delivery"
+	"github.com/responder-sre/responder/internal/clock"
 	"github.com/responder-sre/responder/vocab"
 )
 
@@ -28,11 +30,7 @@ const (
 	DefaultBackoff = 200 * time.Millisecond
 )
 
-const (
-	maxBackoff    = 10 * time.Second
-	maxRetryAfter = time.Minute
-	maxRedirects  = 10
-)
+const maxRedirects = 10
 
 // Options configure the handler.
 type Options struct {
@@ -92,7 +90,7 @@ func New(o Options) *Handler {
 		log:       o.Logger,
 		secrets:   o.Secrets,
 		redact:    handlers.NewURLRedactor(o.SecretPathHosts),
-		sleep:     sleepCtx,
+		sleep:     clock.Sleep,
 		now:       time.Now,
 	}
 	for _, a := range o.AllowedHosts {
@@ -162,13 +160,13 @@ func (h *Handler) Spec() handlers.Spec {
 
 // doTimeout is an upper bound of one Do: every attempt timing out plus the longest backoffs.
 func (h *Handler) doTimeout() time.Duration {
-	d := time.Duration(h.retries+1) * h.timeout
-	b := h.backoff
-	for range h.retries {
-		d += min(b+b/2, maxBackoff)
-		b *= 2
-	}
-	return d + time.Second
+	return delivery.Policy{Retries: h.retries, Backoff: h.backoff}.Bound(h.timeout)
+}
+
+// policy is how a Do of target retries.
+func (h *Handler) policy(target string) delivery.Policy {
+	return delivery.Policy{Retries: h.retries, Backoff: h.backoff, Sleep: h.sleep, Now: h.now,
+		Log: h.log.With("handler", Name, "target", target), What: "http request"}
 }
 
 // ValidateStatic checks the params as written in a rule file.
@@ -341,15 +339,4 @@ func withoutSecrets(s string) string {
 func looksJSON(body string) bool {
 	b := strings.TrimSpace(body)
 	return (strings.HasPrefix(b, "{") || strings.HasPrefix(b, "[")) && json.Valid([]byte(b))
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }

@@ -17,6 +17,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/responder-sre/responder/handlers"
+	"github.com/responder-sre/responder/internal/clock"
 	"github.com/responder-sre/responder/vocab"
 )
 
@@ -157,7 +158,7 @@ func newBase(o Options) (*base, error) {
 		b.now = time.Now
 	}
 	if b.sleep == nil {
-		b.sleep = sleepCtx
+		b.sleep = clock.Sleep
 	}
 	if b.instance == "" {
 		b.instance, _ = os.Hostname()
@@ -189,17 +190,6 @@ func NewClient(kubeconfig string) (kubernetes.Interface, *rest.Config, error) {
 		return nil, nil, fmt.Errorf("kubernetes client: %w", err)
 	}
 	return c, cfg, nil
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return context.Cause(ctx)
-	}
 }
 
 // wildcards are target names refused outright, besides any name containing '*'.

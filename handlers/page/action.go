@@ -6,25 +6,18 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
 	"time"
 
-	"github.com/cenkalti/backoff/v5"
-
 	"github.com/responder-sre/responder/alert"
 	"github.com/responder-sre/responder/handlers"
+	"github.com/responder-sre/responder/handlers/delivery"
 	"github.com/responder-sre/responder/vocab"
 )
 
-const (
-	maxResponse = 64 << 10 // bytes of a response read at most
-	maxDetail   = 256      // bytes of a response body kept in a result or error
-	redacted    = "<redacted>"
-)
+const redacted = "<redacted>"
 
 // Action is one built event.
 type Action struct {
@@ -93,15 +86,9 @@ func (a *Action) body(dedupKey string) ([]byte, error) {
 	return json.Marshal(ev)
 }
 
-// outcome is the result of one attempt.
-type outcome struct {
-	res   handlers.Result
-	err   *handlers.Error
-	retry bool
-}
-
-// Do sends the event, retrying 429, 5xx, timeouts and connection errors. Every error it returns is
-// a *handlers.Error; after the retries it is server_error or timeout.
+// Do sends the event, retrying 429, 5xx, timeouts and connection errors (see handlers/delivery).
+// Every error it returns is a *handlers.Error; after the retries it is server_error or timeout
+// (client_error for a 429 that named a Retry-After).
 func (a *Action) Do(ctx context.Context, _ alert.Alert) (handlers.Result, error) {
 	h := a.h
 	dedupKey := a.dedupKey
@@ -118,44 +105,31 @@ func (a *Action) Do(ctx context.Context, _ alert.Alert) (handlers.Result, error)
 	}
 	key := handlers.IdempotencyKey(ctx)
 	log := h.log.With("handler", Name, "target", a.Target(), "scope", h.host, "event_action", a.eventAction, "dedup_key", dedupKey)
-	bo := &backoff.ExponentialBackOff{
-		InitialInterval:     h.backoff,
-		RandomizationFactor: 0.2,
-		Multiplier:          2,
-		MaxInterval:         maxBackoff,
+	var res handlers.Result
+	p := delivery.Policy{Retries: h.retries, Backoff: h.backoff, Sleep: h.sleep, Now: h.now, Log: log, What: "page"}
+	err = p.Retry(ctx, func(n int) delivery.Attempt {
+		var at delivery.Attempt
+		if res, at = a.attempt(ctx, body, key, dedupKey, n); at.Err == nil {
+			log.DebugContext(ctx, "page sent", "attempt", n)
+		}
+		return at
+	})
+	if err != nil {
+		return handlers.Result{}, err
 	}
-	for attempt := 1; ; attempt++ {
-		o := a.attempt(ctx, body, key, dedupKey, attempt)
-		if o.err == nil {
-			log.DebugContext(ctx, "page sent", "attempt", attempt)
-			return o.res, nil
-		}
-		if !o.retry || attempt > h.retries {
-			return handlers.Result{}, o.err
-		}
-		wait := bo.NextBackOff()
-		if dl, ok := ctx.Deadline(); ok && h.now().Add(wait).After(dl) {
-			return handlers.Result{}, &handlers.Error{Reason: o.err.Reason,
-				Err: fmt.Errorf("%w (no time left to retry after %s)", o.err.Err, wait)}
-		}
-		log.WarnContext(ctx, "page failed, retrying", "attempt", attempt, "reason", o.err.Reason, "wait_seconds", wait.Seconds())
-		if err := h.sleep(ctx, wait); err != nil {
-			return handlers.Result{}, &handlers.Error{Reason: o.err.Reason, Err: fmt.Errorf("%w; not retried: %w", o.err.Err, err)}
-		}
-	}
+	return res, nil
 }
 
-func (a *Action) attempt(ctx context.Context, body []byte, key, dedupKey string, n int) outcome {
+// attempt sends the event once; the Attempt says whether and when to try again. Its error is a
+// *handlers.Error whose message holds no routing key.
+func (a *Action) attempt(ctx context.Context, body []byte, key, dedupKey string, n int) (handlers.Result, delivery.Attempt) {
 	h := a.h
-	fail := func(reason vocab.Reason, retry bool, format string, args ...any) outcome {
-		msg := fmt.Sprintf("%s %s to %s: attempt %d: %s", Name, a.eventAction, h.host, n, fmt.Sprintf(format, args...))
-		return outcome{err: &handlers.Error{Reason: reason, Err: errors.New(h.scrub(msg))}, retry: retry}
-	}
+	prefix := fmt.Sprintf("%s %s to %s: attempt %d: ", Name, a.eventAction, h.host, n)
 	actx, cancel := context.WithTimeout(ctx, h.timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(actx, http.MethodPost, h.url, bytes.NewReader(body))
 	if err != nil {
-		return fail(vocab.ReasonBadParam, false, "building the request failed")
+		return handlers.Result{}, delivery.Attempt{Err: handlers.Fail(vocab.ReasonBadParam, "%s", h.scrub(prefix+"building the request failed"))}
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", h.userAgent)
@@ -163,51 +137,36 @@ func (a *Action) attempt(ctx context.Context, body []byte, key, dedupKey string,
 		req.Header.Set("Idempotency-Key", key)
 	}
 	start := time.Now()
-	resp, err := h.client.Do(req)
+	resp, err := delivery.Send(h.client, req, delivery.MaxBody)
 	log := h.log.With("handler", Name, "dedup_key", dedupKey, "attempt", n)
 	if err != nil {
-		log.DebugContext(ctx, "page attempt", "error", h.scrub(transportMessage(err)), "duration_seconds", time.Since(start).Seconds())
-		return a.transportError(ctx, actx, n, err)
+		log.DebugContext(ctx, "page attempt", "err", h.scrub(transportMessage(err)), "duration_seconds", time.Since(start).Seconds())
+		return handlers.Result{}, a.transportError(ctx, actx, prefix, err)
 	}
-	defer drain(resp.Body)
-	data, _ := io.ReadAll(io.LimitReader(resp.Body, maxResponse))
 	log.DebugContext(ctx, "page attempt", "status", resp.StatusCode, "duration_seconds", time.Since(start).Seconds())
-	detail := resp.Status
-	// Scrub before sanitize truncates, so no prefix of the key survives.
-	if s := sanitize([]byte(h.scrub(string(data)))); s != "" {
-		detail += ": " + s
+	// Scrubbed before the excerpt is cut, so no prefix of the key survives.
+	detail := resp.Detail(h.scrub)
+	v := delivery.Classify(resp.StatusCode, resp.Header, h.now())
+	if !v.Delivered() {
+		return handlers.Result{}, v.Fail(h.scrub(prefix + detail))
 	}
-	switch code := resp.StatusCode; {
-	case code >= 200 && code < 300:
-		return outcome{res: handlers.Result{Detail: h.scrub(fmt.Sprintf("%s %s: %s", a.eventAction, dedupKey, detail))}}
-	case code == http.StatusTooManyRequests, code >= 500:
-		return fail(vocab.ReasonServerError, true, "%s", detail)
-	default:
-		return fail(vocab.ReasonClientError, false, "%s", detail)
-	}
+	return handlers.Result{Detail: h.scrub(fmt.Sprintf("%s %s: %s", a.eventAction, dedupKey, detail))}, delivery.Attempt{}
 }
 
 // transportError classifies an error without a response.
-func (a *Action) transportError(ctx, actx context.Context, n int, err error) outcome {
-	h := a.h
-	msg := fmt.Sprintf("%s %s to %s: attempt %d: ", Name, a.eventAction, h.host, n)
-	var ne net.Error
+func (a *Action) transportError(ctx, actx context.Context, prefix string, err error) delivery.Attempt {
+	v := delivery.ClassifyError(ctx, actx, err)
+	var msg error
 	switch {
 	case ctx.Err() != nil:
-		// The whole action's deadline or cancellation: not retried.
-		cause := context.Cause(ctx)
-		reason := vocab.ReasonError
-		if errors.Is(cause, context.DeadlineExceeded) {
-			reason = vocab.ReasonTimeout
-		}
-		return outcome{err: &handlers.Error{Reason: reason, Err: fmt.Errorf("%s%w", msg, cause)}}
-	case actx.Err() != nil || errors.As(err, &ne) && ne.Timeout():
-		return outcome{err: &handlers.Error{Reason: vocab.ReasonTimeout,
-			Err: errors.New(h.scrub(msg + fmt.Sprintf("no answer within %s", h.timeout)))}, retry: true}
+		// The whole action's deadline or cancellation: its cause says which; not retried.
+		msg = fmt.Errorf("%s%w", prefix, context.Cause(ctx))
+	case v.Reason == vocab.ReasonTimeout:
+		msg = errors.New(a.h.scrub(prefix + fmt.Sprintf("no answer within %s", a.h.timeout)))
 	default:
-		return outcome{err: &handlers.Error{Reason: vocab.ReasonServerError,
-			Err: errors.New(h.scrub(msg + transportMessage(err)))}, retry: true}
+		msg = errors.New(a.h.scrub(prefix + transportMessage(err)))
 	}
+	return delivery.Attempt{Err: &handlers.Error{Reason: v.Reason, Err: msg}, Retry: v.Retry}
 }
 
 // transportMessage is err's text without the request URL, whose query may hold a token.
@@ -224,13 +183,4 @@ func (h *Handler) scrub(s string) string {
 		return s
 	}
 	return strings.ReplaceAll(s, h.routingKey, redacted)
-}
-
-// sanitize returns the first maxDetail bytes of b as one line of printable UTF-8.
-func sanitize(b []byte) string { return handlers.Excerpt(b, maxDetail) }
-
-// drain reads what is left of a response body, up to a bound, so the connection can be reused.
-func drain(rc io.ReadCloser) {
-	_, _ = io.Copy(io.Discard, io.LimitReader(rc, maxResponse))
-	_ = rc.Close()
 }

@@ -13,12 +13,14 @@
 //     retry, name the same alert. The summary is cut to 1024 characters, dedup_key may have 255.
 //   - Every attempt carries Content-Type application/json, User-Agent responder/<version> and
 //     Idempotency-Key (handlers.IdempotencyKey, when set).
-//   - 2xx succeeds (PagerDuty answers 202); the result detail is the event action, dedup key,
-//     status and the first 256 bytes of the response, sanitised. 429, 5xx, timed-out attempts
-//     (Options.Timeout each) and connection errors are retried Options.Retries times with
-//     exponential backoff, then fail with a *handlers.Error of reason server_error or timeout, so
-//     the engine can send the page later. Other statuses (redirects included: they are never
-//     followed) fail at once with client_error.
+//   - Answers are classified by handlers/delivery, the rule shared with http.request and the
+//     Patroni client. 2xx succeeds (PagerDuty answers 202); the result detail is the event action,
+//     dedup key, status and the first 256 bytes of the response, sanitised. 429, 5xx, timed-out
+//     attempts (Options.Timeout each) and connection errors are retried Options.Retries times with
+//     exponential backoff (a Retry-After on a 429 or 503 replaces it; over a minute it fails at
+//     once), then fail with a *handlers.Error of reason server_error or timeout, so the engine
+//     can send the page later; a 429 that gave a Retry-After ends as client_error instead. Other
+//     statuses (redirects included: they are never followed) fail at once with client_error.
 //   - The routing key goes in the request body only: it never appears in a log line, target, scope,
 //     result or error, even when the endpoint echoes it back.
 //   - With an empty url or routing key (or an invalid url) the handler stays registered so rules

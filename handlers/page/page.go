@@ -16,6 +16,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/responder-sre/responder/handlers"
+	"github.com/responder-sre/responder/handlers/delivery"
+	"github.com/responder-sre/responder/internal/clock"
 	"github.com/responder-sre/responder/vocab"
 )
 
@@ -36,7 +38,6 @@ const (
 	defaultSource   = "responder"
 	defaultSeverity = "critical"
 	client          = "responder"
-	maxBackoff      = 10 * time.Second
 )
 
 // Event actions.
@@ -104,7 +105,7 @@ func New(o Options) *Handler {
 		backoff:    cmp.Or(o.Backoff, DefaultBackoff),
 		userAgent:  "responder/" + cmp.Or(o.Version, "dev"),
 		log:        o.Logger,
-		sleep:      sleepCtx,
+		sleep:      clock.Sleep,
 		now:        time.Now,
 	}
 	switch {
@@ -204,13 +205,7 @@ func (h *Handler) Spec() handlers.Spec {
 
 // doTimeout is an upper bound of one Do: every attempt timing out plus the longest backoffs.
 func (h *Handler) doTimeout() time.Duration {
-	d := time.Duration(h.retries+1) * h.timeout
-	b := h.backoff
-	for range h.retries {
-		d += min(b+b/2, maxBackoff)
-		b *= 2
-	}
-	return d + time.Second
+	return delivery.Policy{Retries: h.retries, Backoff: h.backoff}.Bound(h.timeout)
 }
 
 // ValidateStatic checks literal params as written in a rule file. It accepts rules for an
@@ -378,17 +373,6 @@ func truncate(s string, n int) string {
 
 // incidentDedupKey is the default dedup key of an incident.
 func incidentDedupKey(id int64) string { return "responder-incident-" + strconv.FormatInt(id, 10) }
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
 
 // resolveParams turns the params of a trigger that was sent into those of its resolve event: the
 // same dedup key, so the pager closes the incident it opened.

@@ -15,7 +15,9 @@
 //     "half-done: ...; needs a human" and is never continued automatically.
 //   - Refusals of a precondition fail with client_error and a message starting "refused:". An
 //     unreachable Patroni API or server is server_error; a change that did not take effect in the
-//     verify window is not_recovered.
+//     verify window is not_recovered. A switchover or failover Patroni answers with an error is
+//     classified by handlers/delivery (5xx server_error, a refusal client_error) and is never
+//     sent again; Patroni's answers are read up to 1 MiB, errors keep an excerpt of 256 bytes.
 //   - Every step is recorded, with LSNs and timings, in the Result detail (also on failure: the
 //     engine stores the detail with the error), and logged. On success the detail ends with the
 //     measured time to recover (alert.StartsAt → promotion verified) against the cluster's rto.

@@ -15,6 +15,7 @@ import (
 
 	"github.com/responder-sre/responder/config"
 	"github.com/responder-sre/responder/handlers"
+	"github.com/responder-sre/responder/handlers/delivery"
 	"github.com/responder-sre/responder/vocab"
 )
 
@@ -112,12 +113,15 @@ type memberStatus struct {
 
 // httpError is a Patroni answer that is not 2xx.
 type httpError struct {
-	status int
-	body   string
+	status  int
+	body    string           // an excerpt (delivery.MaxExcerpt bytes, one line)
+	verdict delivery.Verdict // what the status means (delivery.Classify)
 }
 
 func (e *httpError) Error() string { return fmt.Sprintf("HTTP %d: %s", e.status, e.body) }
 
+// do sends one request (no retry: a GET falls through to the next member or the next poll, and a
+// leader change is never sent twice) and decodes a 2xx answer into out.
 func (p *patroni) do(ctx context.Context, method, u string, in, out any) error {
 	var body io.Reader
 	if in != nil {
@@ -144,22 +148,20 @@ func (p *patroni) do(ctx context.Context, method, u string, in, out any) error {
 	if p.user != "" {
 		req.SetBasicAuth(p.user, p.pass)
 	}
-	resp, err := p.b.http.Do(req)
+	resp, err := delivery.Send(p.b.http, req, maxPatroniBody)
 	if err != nil {
 		return err
 	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, maxPatroniBody))
-	if err != nil {
-		return err
+	if resp.ReadErr != nil {
+		return resp.ReadErr
 	}
-	if resp.StatusCode/100 != 2 {
-		return &httpError{status: resp.StatusCode, body: strings.TrimSpace(string(b))}
+	if v := delivery.Classify(resp.StatusCode, resp.Header, p.b.now()); !v.Delivered() {
+		return &httpError{status: resp.StatusCode, body: resp.Excerpt(nil), verdict: v}
 	}
 	if out == nil {
 		return nil
 	}
-	if err := json.Unmarshal(b, out); err != nil {
+	if err := json.Unmarshal(resp.Body, out); err != nil {
 		return fmt.Errorf("%s %s: decode: %w", method, redactURL(u), err)
 	}
 	return nil
@@ -270,14 +272,15 @@ func (p *patroni) lastChange(ctx context.Context, base string) (at time.Time, le
 	return at, leader, tl, nil
 }
 
-// postError maps a refused switchover or failover to a reason.
+// postError maps a refused switchover or failover to a reason: delivery.Classify's for an answer
+// (server_error for 5xx, client_error for a refusal), server_error when none came.
 func postError(what string, err error) error {
 	var he *httpError
 	if errors.As(err, &he) {
-		if he.status >= 500 {
+		if he.verdict.Reason == vocab.ReasonServerError {
 			return handlers.Fail(vocab.ReasonServerError, "%s: Patroni answered %v", what, err)
 		}
-		return handlers.Fail(vocab.ReasonClientError, "%s: Patroni refused: %v", what, err)
+		return handlers.Fail(he.verdict.Reason, "%s: Patroni refused: %v", what, err)
 	}
 	return handlers.Fail(vocab.ReasonServerError, "%s: %v", what, err)
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/responder-sre/responder/alert"
 	"github.com/responder-sre/responder/config"
 	"github.com/responder-sre/responder/handlers"
+	"github.com/responder-sre/responder/internal/clock"
 	"github.com/responder-sre/responder/vocab"
 )
 
@@ -105,23 +106,12 @@ func New(cfg config.PostgresHandlerConfig, o Options) ([]handlers.Handler, error
 		b.now = time.Now
 	}
 	if b.sleep == nil {
-		b.sleep = sleepCtx
+		b.sleep = clock.Sleep
 	}
 	if b.http == nil {
 		b.http = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	}
 	return []handlers.Handler{&Switchover{b}, &Failover{b}, &Promote{b}}, nil
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return context.Cause(ctx)
-	}
 }
 
 func (b *base) step(ctx context.Context, name string) error {

@@ -11,6 +11,7 @@ import (
 	"github.com/responder-sre/responder/alert"
 	"github.com/responder-sre/responder/config"
 	"github.com/responder-sre/responder/handlers"
+	"github.com/responder-sre/responder/handlers/delivery"
 	"github.com/responder-sre/responder/vocab"
 )
 
@@ -433,12 +434,11 @@ func (a *PromoteAction) callFence(ctx context.Context, f config.PostgresFence, k
 	if f.Body != "" && req.Header.Get("Content-Type") == "" && strings.HasPrefix(strings.TrimSpace(f.Body), "{") {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	resp, err := a.h.http.Do(req)
+	resp, err := delivery.Send(a.h.http, req, 0)
 	if err != nil {
 		return handlers.Fail(vocab.ReasonServerError, "fence %s %s: %s; nothing promoted", f.Method, fenceURL(f), handlers.URLRedactor{}.Error(err))
 	}
-	defer resp.Body.Close()
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<16))
+	// An answer other than 2xx is a fence that did not confirm: server_error whatever the status.
 	if resp.StatusCode/100 != 2 {
 		return handlers.Fail(vocab.ReasonServerError, "fence %s %s answered %s; nothing promoted", f.Method, fenceURL(f), resp.Status)
 	}

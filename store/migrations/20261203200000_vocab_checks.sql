@@ -6,7 +6,8 @@
 ALTER TABLE actions ADD CONSTRAINT actions_state_check CHECK (state IN
     ('planned', 'awaiting_approval', 'approved', 'denied', 'expired', 'running', 'succeeded',
      'failed', 'unknown', 'skipped', 'dry_run')) NOT VALID;
-ALTER TABLE actions ADD CONSTRAINT actions_class_check CHECK (class IN ('notify', 'disruptive')) NOT VALID;
+-- class is '' on an action that was never built (bad_param, or skipped after a broken step).
+ALTER TABLE actions ADD CONSTRAINT actions_class_check CHECK (class IN ('', 'notify', 'disruptive')) NOT VALID;
 ALTER TABLE actions ADD CONSTRAINT actions_mode_check CHECK (mode IN ('enforce', 'shadow')) NOT VALID;
 ALTER TABLE actions VALIDATE CONSTRAINT actions_state_check;
 ALTER TABLE actions VALIDATE CONSTRAINT actions_class_check;
