@@ -20,13 +20,12 @@ import (
 // again from scratch. It returns how many incidents it opened and resolved; the counters of the
 // actions that failed at planning are incremented once it committed.
 func (e *Engine) commit(ctx context.Context, pl *plan) (opened, resolved int, err error) {
-	ups := pl.upserts()
 	var p planner
 	lk := &lookups{}
 	err = e.inPlanTx(ctx, lk, func(tx pgx.Tx) error {
 		p = planner{ctx: ctx, e: e, set: pl.set, now: pl.now, firing: pl.firing, lk: lk}
 		var err error
-		opened, resolved, err = p.write(tx, pl, ups)
+		opened, resolved, err = p.write(tx, pl)
 		return err
 	})
 	if err != nil {
@@ -36,8 +35,8 @@ func (e *Engine) commit(ctx context.Context, pl *plan) (opened, resolved int, er
 	return opened, resolved, nil
 }
 
-// write writes pl in tx (ups are its upserts); see commit.
-func (p *planner) write(tx pgx.Tx, pl *plan, ups []store.IncidentUpsert) (opened, resolved int, err error) {
+// write writes pl in tx; see commit.
+func (p *planner) write(tx pgx.Tx, pl *plan) (opened, resolved int, err error) {
 	ctx, st := p.ctx, p.e.st
 	if pl.recordFiring { // the set firing() reads, for later batches
 		if err := st.RecordFiringTx(ctx, tx, pl.alerts, pl.now); err != nil {
@@ -47,7 +46,7 @@ func (p *planner) write(tx pgx.Tx, pl *plan, ups []store.IncidentUpsert) (opened
 	if err := st.RefreshIncidentsTx(ctx, tx, pl.refresh); err != nil {
 		return 0, 0, err
 	}
-	res, err := st.UpsertIncidentsTx(ctx, tx, ups)
+	res, err := st.UpsertIncidentsTx(ctx, tx, pl.upserts)
 	if err != nil {
 		return 0, 0, err
 	}

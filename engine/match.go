@@ -34,10 +34,12 @@ type plan struct {
 	// recordFiring is set when some rule calls firing(): the batch's firing alerts are recorded
 	// for the batches after it.
 	recordFiring bool
-	// opens are the incident upserts, one per key, in key order: concurrent batches (consumers,
-	// replicas) lock rows in that order, so they do not deadlock.
+	// upserts are the incident upserts, one per key, in key order: concurrent batches
+	// (consumers, replicas) lock rows in that order, so they do not deadlock.
+	upserts []store.IncidentUpsert
+	// opens says, for each upsert (same index), what a new incident of it needs.
 	opens []opening
-	// index finds an opening by its key.
+	// index finds an upsert by its key.
 	index map[upsertKey]int
 	// refresh names the pending incidents of `for` rules a firing alert no longer matches: their
 	// alert is refreshed, so the re-check at expiry sees the alert as it is now. In key order.
@@ -52,11 +54,12 @@ type plan struct {
 	failures []ruleFailure
 }
 
-// opening is one incident upsert: it opens the incident when its key is new and otherwise only
-// refreshes the open incident's alert. A resolved opening is a tombstone: a resolved alert never
-// seen firing, so that a late firing of the same episode is a no-op.
+// opening is one incident upsert and what the incident needs if the upsert opens it (its key is
+// new; otherwise the upsert only refreshes the open incident's alert). A resolved upsert is a
+// tombstone: a resolved alert never seen firing, so that a late firing of the same episode is a
+// no-op.
 type opening struct {
-	store.IncidentUpsert
+	*store.IncidentUpsert
 	rule *rules.Rule
 	// dueAt is when a pending incident's `for` timer is due.
 	dueAt time.Time
@@ -109,8 +112,10 @@ func (m matcher) match(set *rules.Set, batch []alert.Alert, firing rules.FiringS
 		pl.evaluate(a)
 	}
 	pl.sort()
+	pl.opens = make([]opening, len(pl.upserts))
 	for i := range pl.opens {
 		o := &pl.opens[i]
+		o.IncidentUpsert, o.rule = &pl.upserts[i], pl.set.Rule(pl.upserts[i].Rule)
 		switch o.State {
 		case vocab.IncidentPending:
 			o.dueAt = o.Alert.StartsAt.Add(o.rule.For)
@@ -159,34 +164,34 @@ func (pl *plan) evaluate(a alert.Alert) {
 			pl.matches[r.Name]++
 			u.State = vocab.IncidentFiring
 		}
-		pl.add(opening{IncidentUpsert: u, rule: r})
+		pl.add(u)
 	}
 }
 
 // add keeps one upsert per incident key.
-func (pl *plan) add(o opening) {
-	k := keyOf(o.Rule, o.Alert.Fingerprint, o.Alert.StartsAt)
+func (pl *plan) add(u store.IncidentUpsert) {
+	k := keyOf(u.Rule, u.Alert.Fingerprint, u.Alert.StartsAt)
 	i, ok := pl.index[k]
 	if !ok {
-		pl.index[k] = len(pl.opens)
-		pl.opens = append(pl.opens, o)
+		pl.index[k] = len(pl.upserts)
+		pl.upserts = append(pl.upserts, u)
 		return
 	}
 	// A firing and a resolved tombstone for one key in one batch: keep the firing upsert; the
 	// resolution later in the same transaction resolves it. Otherwise the later one wins, unless
 	// both are tombstones.
-	if o.State != vocab.IncidentResolved {
-		pl.opens[i] = o
+	if u.State != vocab.IncidentResolved {
+		pl.upserts[i] = u
 	}
 }
 
 // sort puts the upserts and refreshes in key order.
 func (pl *plan) sort() {
-	slices.SortFunc(pl.opens, func(a, b opening) int {
+	slices.SortFunc(pl.upserts, func(a, b store.IncidentUpsert) int {
 		return cmp.Or(cmp.Compare(a.Rule, b.Rule), cmp.Compare(a.Alert.Fingerprint, b.Alert.Fingerprint), a.Alert.StartsAt.Compare(b.Alert.StartsAt))
 	})
-	for i, o := range pl.opens {
-		pl.index[keyOf(o.Rule, o.Alert.Fingerprint, o.Alert.StartsAt)] = i
+	for i, u := range pl.upserts {
+		pl.index[keyOf(u.Rule, u.Alert.Fingerprint, u.Alert.StartsAt)] = i
 	}
 	slices.SortFunc(pl.refresh, func(a, b store.RefreshKey) int {
 		return cmp.Or(cmp.Compare(a.Rule, b.Rule), cmp.Compare(a.Alert.Fingerprint, b.Alert.Fingerprint), a.Alert.StartsAt.Compare(b.Alert.StartsAt))
@@ -195,16 +200,7 @@ func (pl *plan) sort() {
 
 // empty reports whether the plan writes nothing.
 func (pl *plan) empty() bool {
-	return len(pl.opens) == 0 && len(pl.resolves) == 0 && len(pl.refresh) == 0 && !pl.recordFiring
-}
-
-// upserts are the plan's incident upserts, in key order.
-func (pl *plan) upserts() []store.IncidentUpsert {
-	ups := make([]store.IncidentUpsert, len(pl.opens))
-	for i := range pl.opens {
-		ups[i] = pl.opens[i].IncidentUpsert
-	}
-	return ups
+	return len(pl.upserts) == 0 && len(pl.resolves) == 0 && len(pl.refresh) == 0 && !pl.recordFiring
 }
 
 // failed reports whether a drafted step failed.
