@@ -112,21 +112,37 @@ func (m matcher) match(set *rules.Set, batch []alert.Alert, firing rules.FiringS
 		pl.evaluate(a)
 	}
 	pl.sort()
+	m.open(pl)
+	return pl
+}
+
+// open says, for each upsert of pl, what its incident needs if the upsert opens it: a pending
+// incident its `for` timer, a firing one its actions (drafted in one allocation for the batch).
+func (m matcher) open(pl *plan) {
 	pl.opens = make([]opening, len(pl.upserts))
+	steps := 0
 	for i := range pl.opens {
 		o := &pl.opens[i]
 		o.IncidentUpsert, o.rule = &pl.upserts[i], pl.set.Rule(pl.upserts[i].Rule)
+		if o.State == vocab.IncidentFiring {
+			steps += len(o.rule.Actions)
+		}
+	}
+	slab := make([]draft, 0, steps)
+	for i := range pl.opens {
+		o := &pl.opens[i]
 		switch o.State {
 		case vocab.IncidentPending:
 			o.dueAt = o.Alert.StartsAt.Add(o.rule.For)
 		case vocab.IncidentFiring:
-			o.actions = m.draft(o.rule, vocab.PhaseActions, o.Alert, now, firing)
+			n := len(slab)
+			slab = m.appendDrafts(slab, o.rule, vocab.PhaseActions, o.Alert, pl.now, pl.firing)
+			o.actions = slab[n:len(slab):len(slab)]
 			if failed(o.actions) {
-				o.escalate = m.draft(o.rule, vocab.PhaseEscalate, o.Alert, now, firing)
+				o.escalate = m.draft(o.rule, vocab.PhaseEscalate, o.Alert, pl.now, pl.firing)
 			}
 		}
 	}
-	return pl
 }
 
 // evaluate runs every rule on one alert of the batch.
@@ -224,15 +240,21 @@ func stepsOf(rule *rules.Rule, phase vocab.Phase) []*rules.Action {
 // draft renders and builds every step of a rule's phase for alert a at now. A step whose params
 // do not render or build fails (bad_param); the steps after it are cancelled.
 func (m matcher) draft(rule *rules.Rule, phase vocab.Phase, a alert.Alert, now time.Time, firing rules.FiringSet) []draft {
+	return m.appendDrafts(nil, rule, phase, a, now, firing)
+}
+
+// appendDrafts is draft appending to ds.
+func (m matcher) appendDrafts(ds []draft, rule *rules.Rule, phase vocab.Phase, a alert.Alert, now time.Time, firing rules.FiringSet) []draft {
 	steps := stepsOf(rule, phase)
 	if len(steps) == 0 {
-		return nil
+		return ds
 	}
 	env := rules.NewEnv(a, now, firing)
-	ds := make([]draft, len(steps))
+	ds = slices.Grow(ds, len(steps))
 	broken := false
 	for i, s := range steps {
-		d := &ds[i]
+		ds = append(ds, draft{})
+		d := &ds[len(ds)-1]
 		d.na = newAction(rule, phase, i, s.Handler)
 		if broken {
 			d.na.State, d.na.Reason = vocab.StateSkipped, vocab.ReasonCancelled
