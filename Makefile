@@ -8,7 +8,8 @@ LDFLAGS   := -X $(PKG).Version=$(VERSION) -X $(PKG).Revision=$(REVISION) -X $(PK
 FUZZTIME  ?= 4s
 # package:FuzzTarget pairs run briefly by `make test` (and longer with `make fuzz FUZZTIME=1m`).
 FUZZ      := ./source/alertmanager:FuzzDecode ./rules:FuzzParse ./config:FuzzParse ./config:FuzzProbes \
-             ./notify/slack:FuzzVerify ./notify/slack:FuzzCommand ./notify/slack:FuzzInteraction ./source/probe:FuzzRedisReply
+             ./notify/slack:FuzzVerify ./notify/slack:FuzzCommand ./notify/slack:FuzzInteraction ./source/probe:FuzzRedisReply \
+             ./engine:FuzzMatch
 LISTEN    ?= 127.0.0.1:9095
 
 .PHONY: all build run sink test test-go fuzz lint bench deps db-start db-stop clean
