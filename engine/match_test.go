@@ -45,7 +45,7 @@ type stubAction struct{ target string }
 func (a stubAction) Target() string                           { return a.target }
 func (a stubAction) Scope() string                            { return "test" }
 func (a stubAction) Check(context.Context, alert.Alert) error { return handlers.ErrNotCheckable }
-func (a stubAction) Do(context.Context, alert.Alert) (handlers.Result, error) {
+func (a stubAction) Do(context.Context, handlers.Invocation, alert.Alert) (handlers.Result, error) {
 	return handlers.Result{}, errors.New("a stub never runs")
 }
 
