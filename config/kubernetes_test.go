@@ -17,9 +17,9 @@ func TestLoadKubernetes(t *testing.T) {
 	if want := filepath.Join(cfg.Dir, "kube", "config"); cfg.KubeconfigPath() != want {
 		t.Errorf("KubeconfigPath() = %q, want %q", cfg.KubeconfigPath(), want)
 	}
-	min := mustLoad(t, "conf.minimal.yml")
-	if min.Handlers.Kubernetes.Enabled() || min.KubeconfigPath() != "" {
-		t.Errorf("minimal config: kubernetes %+v, kubeconfig %q", min.Handlers.Kubernetes, min.KubeconfigPath())
+	minimal := mustLoad(t, "conf.minimal.yml")
+	if minimal.Handlers.Kubernetes.Enabled() || minimal.KubeconfigPath() != "" {
+		t.Errorf("minimal config: kubernetes %+v, kubeconfig %q", minimal.Handlers.Kubernetes, minimal.KubeconfigPath())
 	}
 }
 

@@ -55,7 +55,7 @@ type PostgresNode struct {
 	DSNFile string `yaml:"dsn_file,omitempty"`
 }
 
-// PostgresDetect: the primary is down when Failures consecutive connection attempts, spread over
+// PostgresDetect says when the primary is down: when Failures consecutive connection attempts, spread over
 // at least MinPeriod, all fail.
 type PostgresDetect struct {
 	Failures  int      `yaml:"failures"`

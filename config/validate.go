@@ -234,7 +234,7 @@ func checkHostName(host string) error {
 			return fmt.Errorf("invalid host name")
 		}
 		for _, r := range label {
-			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+			if !isAlnum(r) && r != '-' && r != '_' {
 				return fmt.Errorf("invalid character %q in host name", r)
 			}
 		}
@@ -265,4 +265,9 @@ func checkStreamName(s string) error {
 		return fmt.Errorf("stream name %q may not contain whitespace, '.', '*', '>', '/' or '\\'", s)
 	}
 	return nil
+}
+
+// isAlnum reports whether r is an ASCII letter or digit.
+func isAlnum(r rune) bool {
+	return r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9'
 }

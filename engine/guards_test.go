@@ -101,7 +101,7 @@ func (f *fakeGuards) budgetUsed(_ context.Context, budget, key string, _ time.Du
 }
 
 func (f *fakeGuards) savepoint(_ context.Context, fn func(guardStore) error) error {
-	saved := f.fakeState.clone()
+	saved := f.clone()
 	if err := fn(f); err != nil {
 		f.fakeState = saved
 		return err
@@ -454,7 +454,7 @@ func TestClaims(t *testing.T) {
 			if tc.setup != nil {
 				tc.setup(f)
 			}
-			before := f.fakeState.clone()
+			before := f.clone()
 			in := tc.in(f)
 			if v := run(in); v.kind != pass {
 				t.Fatalf("checks: %+v", v)

@@ -332,7 +332,7 @@ rules:
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer lock.Rollback(ctx) //nolint:errcheck
+	defer lock.Rollback(ctx) //nolint:errcheck // a rollback after the test needs no check
 	if _, err := lock.Exec(ctx, `LOCK TABLE breakers IN ACCESS EXCLUSIVE MODE`); err != nil {
 		t.Fatal(err)
 	}

@@ -74,7 +74,7 @@ func (a *blockAction) Do(ctx context.Context, _ handlers.Invocation, _ alert.Ale
 }
 
 // cause waits until the call on target ended and returns its context's cause and when it ended.
-func (b *blocker) cause(t *testing.T, target string, within time.Duration) (error, time.Time) {
+func (b *blocker) cause(t *testing.T, target string, within time.Duration) (time.Time, error) {
 	t.Helper()
 	var c error
 	var at time.Time
@@ -84,14 +84,14 @@ func (b *blocker) cause(t *testing.T, target string, within time.Duration) (erro
 		c, at = b.causes[target], b.ended[target]
 		return c != nil
 	})
-	return c, at
+	return at, c
 }
 
 // interrupted waits until the call on target was interrupted with cause want and returns how long
 // after since.
 func (b *blocker) interrupted(t *testing.T, target string, want error, since time.Time) time.Duration {
 	t.Helper()
-	cause, at := b.cause(t, target, 10*time.Second)
+	at, cause := b.cause(t, target, 10*time.Second)
 	if !errors.Is(cause, want) {
 		t.Fatalf("%s: cause %v, want %v", target, cause, want)
 	}

@@ -65,11 +65,11 @@ type GuardStore interface {
 	PauseTx(ctx context.Context, tx pgx.Tx) (store.PauseState, error)
 	CooldownsTx(ctx context.Context, tx pgx.Tx, keys []store.CooldownKey, now time.Time) (map[store.CooldownKey]time.Time, error)
 	ClaimCooldownTx(ctx context.Context, tx pgx.Tx, k store.CooldownKey, now, until time.Time) (bool, time.Time, error)
-	StormyRulesTx(ctx context.Context, tx pgx.Tx, rules []string, since time.Time, max int) (map[string]int, error)
+	StormyRulesTx(ctx context.Context, tx pgx.Tx, rules []string, since time.Time, limit int) (map[string]int, error)
 	WorkloadMembersTx(ctx context.Context, tx pgx.Tx, rule, target string, since time.Time) (int, error)
 	ClaimStormEscalationTx(ctx context.Context, tx pgx.Tx, rule string, now time.Time, window time.Duration) (bool, error)
 	BudgetUsedTx(ctx context.Context, tx pgx.Tx, budget, key string, window time.Duration, now time.Time) (int, error)
-	SpendBudgetTx(ctx context.Context, tx pgx.Tx, budget, key string, max int, window time.Duration, now time.Time, actionID int64) (bool, error)
+	SpendBudgetTx(ctx context.Context, tx pgx.Tx, budget, key string, limit int, window time.Duration, now time.Time, actionID int64) (bool, error)
 }
 
 // BreakerStore holds the circuit breakers' rows and their gobreaker machines (breaker.go).

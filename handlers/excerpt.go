@@ -6,11 +6,11 @@ import (
 	"unicode/utf8"
 )
 
-// Excerpt returns the first max bytes of b (a downstream's response, say) as one line of printable
+// Excerpt returns the first n bytes of b (a downstream's response, say) as one line of printable
 // UTF-8: whitespace and control characters collapse to single spaces and anything unprintable
 // becomes '?'. It is safe to put in a result, an error or a log line.
-func Excerpt(b []byte, max int) string {
-	b = b[:min(len(b), max)]
+func Excerpt(b []byte, n int) string {
+	b = b[:min(len(b), n)]
 	var sb strings.Builder
 	space := false
 	for len(b) > 0 {

@@ -98,7 +98,7 @@ func (r URLRedactor) String(raw string) string {
 // net/http quotes the full request URL, query and userinfo included.
 func (r URLRedactor) Text(err error, s string) string {
 	for e := err; e != nil; e = errors.Unwrap(e) {
-		if ue, ok := e.(*url.Error); ok && ue.URL != "" {
+		if ue, ok := e.(*url.Error); ok && ue.URL != "" { //nolint:errorlint // the loop walks the chain itself, link by link
 			red := r.String(ue.URL)
 			s = strings.ReplaceAll(s, strconv.Quote(ue.URL), strconv.Quote(red))
 			s = strings.ReplaceAll(s, ue.URL, red)

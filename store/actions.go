@@ -421,15 +421,15 @@ func (s *Store) SucceededActionsTx(ctx context.Context, tx pgx.Tx, incidents []i
 }
 
 // StormyRulesTx returns, among rules, those whose disruptive actions planned since since touch
-// more than max distinct targets.
-func (s *Store) StormyRulesTx(ctx context.Context, tx pgx.Tx, rules []string, since time.Time, max int) (map[string]int, error) {
+// more than limit distinct targets.
+func (s *Store) StormyRulesTx(ctx context.Context, tx pgx.Tx, rules []string, since time.Time, limit int) (map[string]int, error) {
 	if len(rules) == 0 {
 		return nil, nil
 	}
 	rows, err := tx.Query(ctx, `
 SELECT rule, count(DISTINCT target) FROM actions
  WHERE rule = ANY($1) AND phase = `+lit(vocab.PhaseActions)+` AND class = `+lit(vocab.ClassDisruptive)+` AND created_at > $2
- GROUP BY rule HAVING count(DISTINCT target) > $3`, rules, since, max)
+ GROUP BY rule HAVING count(DISTINCT target) > $3`, rules, since, limit)
 	if err != nil {
 		return nil, fmt.Errorf("storm guard: %w", err)
 	}

@@ -9,11 +9,11 @@ import (
 )
 
 // SpendBudgetTx spends one unit of budget for key (the action's scope, or "" for a global budget)
-// if fewer than max were spent in the window ending at now, and reports whether it did. Spending
+// if fewer than limit were spent in the window ending at now, and reports whether it did. Spending
 // is serialised per (budget, key) by a transaction-level advisory lock, so replicas and executors
 // never overspend; a caller that refuses the action later rolls the spend back with its
 // transaction (or savepoint).
-func (s *Store) SpendBudgetTx(ctx context.Context, tx pgx.Tx, budget, key string, max int, window time.Duration, now time.Time, actionID int64) (bool, error) {
+func (s *Store) SpendBudgetTx(ctx context.Context, tx pgx.Tx, budget, key string, limit int, window time.Duration, now time.Time, actionID int64) (bool, error) {
 	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended($1 || '/' || $2, 0))`, budget, key); err != nil {
 		return false, fmt.Errorf("budget lock: %w", err)
 	}
@@ -21,7 +21,7 @@ func (s *Store) SpendBudgetTx(ctx context.Context, tx pgx.Tx, budget, key string
 	if err != nil {
 		return false, err
 	}
-	if used >= max {
+	if used >= limit {
 		return false, nil
 	}
 	if _, err := tx.Exec(ctx, `INSERT INTO budget_spend (budget, key, action_id, at) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING`,

@@ -3,6 +3,7 @@ package main_test
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -37,7 +38,7 @@ func TestRulesCheckFileAlsoInConfig(t *testing.T) {
 		cmd.Dir = wd
 		out, err := cmd.CombinedOutput()
 		code := 0
-		if ee, ok := err.(*exec.ExitError); ok {
+		if ee, ok := errors.AsType[*exec.ExitError](err); ok {
 			code = ee.ExitCode()
 		} else if err != nil {
 			t.Fatal(err)
@@ -76,7 +77,7 @@ func TestServeNoAuthListenAddress(t *testing.T) {
 		out := string(b)
 		cancel()
 		code := -1
-		if ee, ok := err.(*exec.ExitError); ok {
+		if ee, ok := errors.AsType[*exec.ExitError](err); ok {
 			code = ee.ExitCode()
 		}
 		if code != 1 || !strings.Contains(out, "refusing --web.no-auth") || !strings.Contains(out, "--web.no-auth.unsafe-any-address") {

@@ -508,8 +508,8 @@ func TestSpec(t *testing.T) {
 	if s.Name != "http.request" || s.Class != vocab.ClassDisruptive || s.DefaultApproval != handlers.ApprovalNone {
 		t.Errorf("Spec = %q %q %q, want http.request disruptive none", s.Name, s.Class, s.DefaultApproval)
 	}
-	if min := 3 * DefaultTimeout; s.DefaultTimeout < min {
-		t.Errorf("DefaultTimeout = %s, shorter than three attempts (%s)", s.DefaultTimeout, min)
+	if floor := 3 * DefaultTimeout; s.DefaultTimeout < floor {
+		t.Errorf("DefaultTimeout = %s, shorter than three attempts (%s)", s.DefaultTimeout, floor)
 	}
 	// The example must be a rule file whose http.request actions load.
 	var doc struct {

@@ -24,7 +24,7 @@ func realTimeHandlers(t *testing.T, e *env) (restart, rollout handlers.Handler) 
 // doInterrupted runs a.Do, pauses (cancel with handlers.ErrPaused) when pause is closed, closes
 // landed (unless nil) once Do's context is cancelled, and returns Do's error and how long Do took
 // after the pause.
-func doInterrupted(t *testing.T, a handlers.Action, pause, landed chan struct{}) (error, time.Duration) {
+func doInterrupted(t *testing.T, a handlers.Action, pause, landed chan struct{}) (time.Duration, error) {
 	t.Helper()
 	ctx, cancel := context.WithCancelCause(context.Background())
 	defer cancel(nil)
@@ -46,11 +46,11 @@ func doInterrupted(t *testing.T, a handlers.Action, pause, landed chan struct{})
 		if pausedAt.IsZero() {
 			t.Fatalf("Do returned before the pause: %v", err)
 		}
-		return err, time.Since(pausedAt)
+		return time.Since(pausedAt), err
 	case <-time.After(30 * time.Second):
 		t.Fatal("Do did not return after the pause")
 	}
-	return nil, 0
+	return 0, nil
 }
 
 // TestRestartPodStopsRetryingWhenPaused: an eviction a PodDisruptionBudget refuses is retried with
@@ -66,7 +66,7 @@ func TestRestartPodStopsRetryingWhenPaused(t *testing.T) {
 		return tooManyRequests()
 	})
 	restart, _ := realTimeHandlers(t, e)
-	err, took := doInterrupted(t, build(t, restart, handlers.Params{"namespace": "shop", "pod": "web-abc-1"}), pause, nil)
+	took, err := doInterrupted(t, build(t, restart, handlers.Params{"namespace": "shop", "pod": "web-abc-1"}), pause, nil)
 	if took > time.Second {
 		t.Errorf("Do returned %s after the pause, want at once", took)
 	}
@@ -93,7 +93,7 @@ func TestRestartPodStopsVerifyingWhenPaused(t *testing.T) {
 		return nil
 	})
 	restart, _ := realTimeHandlers(t, e)
-	err, took := doInterrupted(t, build(t, restart, handlers.Params{"namespace": "shop", "pod": "web-abc-1"}), pause, landed)
+	took, err := doInterrupted(t, build(t, restart, handlers.Params{"namespace": "shop", "pod": "web-abc-1"}), pause, landed)
 	if took > time.Second {
 		t.Errorf("Do returned %s after the pause, want at once", took)
 	}

@@ -247,7 +247,7 @@ func (e *env) reactEvictions(answer func(n int) error) *evictions {
 	return ev
 }
 
-func (ev *evictions) count() (real, dry int) {
+func (ev *evictions) count() (applied, dry int) {
 	ev.mu.Lock()
 	defer ev.mu.Unlock()
 	return ev.calls, ev.dry

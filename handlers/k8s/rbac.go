@@ -67,17 +67,17 @@ func RBACRules(specs []handlers.Spec) ([]rbacv1.PolicyRule, error) {
 			}
 		}
 	}
-	any := false
+	anyRule := false
 	for _, s := range specs {
 		for _, r := range s.RBAC {
 			add(s.Name, r)
-			any = true
+			anyRule = true
 		}
 	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
-	if !any {
+	if !anyRule {
 		return nil, nil
 	}
 	add("events", eventsRule)

@@ -17,17 +17,17 @@ import (
 )
 
 // patches returns the patches sent, dry runs apart.
-func (e *env) patches() (real, dry []string) {
+func (e *env) patches() (applied, dry []string) {
 	for _, a := range e.cs.Actions() {
 		if p, ok := a.(k8stesting.PatchActionImpl); ok {
 			if len(p.PatchOptions.DryRun) > 0 {
 				dry = append(dry, string(p.Patch))
 			} else {
-				real = append(real, string(p.Patch))
+				applied = append(applied, string(p.Patch))
 			}
 		}
 	}
-	return real, dry
+	return applied, dry
 }
 
 func (e *env) deployment(name string) *appsv1.Deployment {
@@ -103,9 +103,9 @@ func TestRolloutRestartDo(t *testing.T) {
 			} else {
 				wantReason(t, err, tc.reason, tc.contains...)
 			}
-			real, _ := e.patches()
-			if len(real) != tc.patches {
-				t.Fatalf("patches = %q, want %d", real, tc.patches)
+			applied, _ := e.patches()
+			if len(applied) != tc.patches {
+				t.Fatalf("patches = %q, want %d", applied, tc.patches)
 			}
 			if tc.patches == 0 {
 				return
@@ -118,11 +118,11 @@ func TestRolloutRestartDo(t *testing.T) {
 				t.Errorf("restart key = %q", got)
 			}
 			var patch map[string]any
-			if err := json.Unmarshal([]byte(real[0]), &patch); err != nil {
+			if err := json.Unmarshal([]byte(applied[0]), &patch); err != nil {
 				t.Fatal(err)
 			}
 			if rv := patch["metadata"].(map[string]any)["resourceVersion"]; rv == "" || rv == nil {
-				t.Errorf("patch %s carries no resourceVersion", real[0])
+				t.Errorf("patch %s carries no resourceVersion", applied[0])
 			}
 			evs := e.events("shop")
 			if len(evs) != 1 || evs[0].Reason != ReasonRolloutRestart || evs[0].InvolvedObject.Name != "web" || evs[0].InvolvedObject.Kind != Deployment {
@@ -144,15 +144,15 @@ func TestRolloutRestartOncePerIncident(t *testing.T) {
 	if err != nil || !strings.Contains(res.Detail, "already restarted for incident-42") {
 		t.Fatalf("second Do = %q, %v", res.Detail, err)
 	}
-	if real, _ := e.patches(); len(real) != 1 {
-		t.Fatalf("patches after a second Do of the same incident: %d, want 1", len(real))
+	if applied, _ := e.patches(); len(applied) != 1 {
+		t.Fatalf("patches after a second Do of the same incident: %d, want 1", len(applied))
 	}
 	// Another incident restarts again.
 	if _, err := build(t, e.rollout, p).Do(context.Background(), invFor(43, "11"), crashLooping); err != nil {
 		t.Fatal(err)
 	}
-	if real, _ := e.patches(); len(real) != 2 {
-		t.Fatalf("patches after another incident: %d, want 2", len(real))
+	if applied, _ := e.patches(); len(applied) != 2 {
+		t.Fatalf("patches after another incident: %d, want 2", len(applied))
 	}
 	if got := e.deployment("web").Spec.Template.Annotations[AnnotationRestartedAt]; got != t0.Add(time.Minute).Format(time.RFC3339) {
 		t.Errorf("restartedAt = %q", got)
@@ -165,9 +165,9 @@ func TestRolloutRestartCheckIsDryRun(t *testing.T) {
 	if err := a.Check(context.Background(), crashLooping); err != nil {
 		t.Fatal(err)
 	}
-	real, dry := e.patches()
-	if len(real) != 0 || len(dry) != 1 || !strings.Contains(dry[0], AnnotationRestartedAt) {
-		t.Fatalf("real patches %q, dry %q", real, dry)
+	applied, dry := e.patches()
+	if len(applied) != 0 || len(dry) != 1 || !strings.Contains(dry[0], AnnotationRestartedAt) {
+		t.Fatalf("applied patches %q, dry %q", applied, dry)
 	}
 	if _, ok := e.deployment("web").Spec.Template.Annotations[AnnotationRestartedAt]; ok {
 		t.Error("Check changed the deployment")

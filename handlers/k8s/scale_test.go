@@ -11,17 +11,17 @@ import (
 )
 
 // scaleUpdates counts the scale subresource updates sent, dry runs apart.
-func (e *env) scaleUpdates() (real, dry int) {
+func (e *env) scaleUpdates() (applied, dry int) {
 	for _, a := range e.cs.Actions() {
 		if u, ok := a.(k8stesting.UpdateActionImpl); ok && u.GetSubresource() == "scale" {
 			if len(u.UpdateOptions.DryRun) > 0 {
 				dry++
 			} else {
-				real++
+				applied++
 			}
 		}
 	}
-	return real, dry
+	return applied, dry
 }
 
 func TestScaleDo(t *testing.T) {
@@ -68,8 +68,8 @@ func TestScaleDo(t *testing.T) {
 			if got := *e.deployment("web").Spec.Replicas; got != tc.want {
 				t.Errorf("replicas = %d, want %d", got, tc.want)
 			}
-			if real, _ := e.scaleUpdates(); real != tc.updates {
-				t.Errorf("scale updates = %d, want %d", real, tc.updates)
+			if applied, _ := e.scaleUpdates(); applied != tc.updates {
+				t.Errorf("scale updates = %d, want %d", applied, tc.updates)
 			}
 			evs := e.events("shop")
 			if len(evs) != tc.updates {
@@ -110,8 +110,8 @@ func TestScaleCheckIsDryRun(t *testing.T) {
 	if err := a.Check(t.Context(), crashLooping); err != nil {
 		t.Fatal(err)
 	}
-	if real, dry := e.scaleUpdates(); real != 0 || dry != 1 {
-		t.Errorf("scale updates: %d real, %d dry", real, dry)
+	if applied, dry := e.scaleUpdates(); applied != 0 || dry != 1 {
+		t.Errorf("scale updates: %d applied, %d dry", applied, dry)
 	}
 	if got := *e.deployment("web").Spec.Replicas; got != 3 {
 		t.Errorf("Check changed replicas to %d", got)

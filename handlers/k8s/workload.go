@@ -246,8 +246,11 @@ func podReady(p *corev1.Pod) bool {
 // the pod with UID except.
 func (b *base) readyPods(ctx context.Context, w workload, sel *metav1.LabelSelector, except types.UID) (int, error) {
 	s, err := metav1.LabelSelectorAsSelector(sel)
-	if err != nil || s.Empty() {
-		return 0, fmt.Errorf("%s: unusable selector: %v", w, err)
+	if err != nil {
+		return 0, fmt.Errorf("%s: unusable selector: %w", w, err)
+	}
+	if s.Empty() {
+		return 0, fmt.Errorf("%s: unusable selector: it selects every pod", w)
 	}
 	if s == labels.Nothing() {
 		return 0, fmt.Errorf("%s: selector selects nothing", w)

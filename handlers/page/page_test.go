@@ -275,7 +275,7 @@ func TestDoStatusSequences(t *testing.T) {
 					t.Fatalf("Do: %v", err)
 				}
 			} else {
-				he, ok := err.(*handlers.Error)
+				he, ok := errors.AsType[*handlers.Error](err)
 				if !ok || he.Reason != tt.wantReason {
 					t.Fatalf("Do error = %#v (%v), want a *handlers.Error with reason %q", err, err, tt.wantReason)
 				}
@@ -315,7 +315,7 @@ func TestDoConnectionRefused(t *testing.T) {
 	h, waits := newHandler(t, p, Options{Retries: 1})
 	p.srv.Close()
 	_, err := mustBuild(t, h, handlers.Params{"summary": "x"}).Do(t.Context(), inv("1", 1), alert.Alert{})
-	if he, ok := err.(*handlers.Error); !ok || he.Reason != vocab.ReasonServerError {
+	if he, ok := errors.AsType[*handlers.Error](err); !ok || he.Reason != vocab.ReasonServerError {
 		t.Fatalf("Do = %v, want a server_error *handlers.Error", err)
 	}
 	if strings.Contains(err.Error(), "/v2/enqueue") {
@@ -332,7 +332,7 @@ func TestDoNoRetryPastDeadline(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
 	_, err := mustBuild(t, h, handlers.Params{"summary": "x"}).Do(ctx, inv("1", 1), alert.Alert{})
-	if he, ok := err.(*handlers.Error); !ok || he.Reason != vocab.ReasonServerError {
+	if he, ok := errors.AsType[*handlers.Error](err); !ok || he.Reason != vocab.ReasonServerError {
 		t.Fatalf("Do = %v, want a server_error *handlers.Error", err)
 	}
 	if n := len(p.requests()); n != 1 || len(*waits) != 0 {
@@ -346,7 +346,7 @@ func TestDoCancelledDuringBackoff(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	h.sleep = func(ctx context.Context, d time.Duration) error { cancel(); return sleepCtx(ctx, d) }
 	_, err := mustBuild(t, h, handlers.Params{"summary": "x"}).Do(ctx, inv("1", 1), alert.Alert{})
-	if _, ok := err.(*handlers.Error); !ok || !errors.Is(err, context.Canceled) {
+	if _, ok := errors.AsType[*handlers.Error](err); !ok || !errors.Is(err, context.Canceled) {
 		t.Fatalf("Do = %v, want a *handlers.Error wrapping context.Canceled", err)
 	}
 }
@@ -526,8 +526,8 @@ func TestSpec(t *testing.T) {
 	if s.Name != "page.webhook" || s.Class != vocab.ClassNotify || s.DefaultApproval != handlers.ApprovalNone {
 		t.Errorf("Spec = %q %q %q, want page.webhook notify none", s.Name, s.Class, s.DefaultApproval)
 	}
-	if min := 3 * DefaultTimeout; s.DefaultTimeout < min {
-		t.Errorf("DefaultTimeout = %s, shorter than three attempts (%s)", s.DefaultTimeout, min)
+	if floor := 3 * DefaultTimeout; s.DefaultTimeout < floor {
+		t.Errorf("DefaultTimeout = %s, shorter than three attempts (%s)", s.DefaultTimeout, floor)
 	}
 	if p, ok := s.Param("event_action"); !ok || !p.Static {
 		t.Errorf("event_action = %+v, want a static param", p)

@@ -48,7 +48,11 @@ func startProc(dir, name, bin string, args ...string) (*proc, error) {
 func (p *proc) alive() error {
 	select {
 	case <-p.child.Exited():
-		return fmt.Errorf("%s exited: %v\n%s", p.name, p.child.Err(), tail(p.log, 4096))
+		err := p.child.Err()
+		if err == nil {
+			err = errors.New("exit status 0")
+		}
+		return fmt.Errorf("%s exited: %w\n%s", p.name, err, tail(p.log, 4096))
 	default:
 		return nil
 	}
