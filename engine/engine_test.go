@@ -779,11 +779,11 @@ func TestTwoPersonApprovalRunsOnce(t *testing.T) {
 	h.settle()
 	id := h.actionID("actions", 0)
 	ctx := context.Background()
-	res, err := h.st.Decide(ctx, id, "alice", store.DecisionApprove, "api", h.clock.Now(), 15*time.Minute)
+	res, err := h.approvals().Decide(ctx, id, "alice", store.DecisionApprove, "api")
 	if err != nil || res.Action.State != vocab.StateAwaitingApproval {
 		t.Fatalf("first approval: %+v %v", res.Action, err)
 	}
-	if res, err := h.st.Decide(ctx, id, "alice", store.DecisionApprove, "api", h.clock.Now(), 15*time.Minute); err != nil || !res.Replay {
+	if res, err := h.approvals().Decide(ctx, id, "alice", store.DecisionApprove, "api"); err != nil || !res.Replay {
 		t.Fatalf("the same approver again must be a replay: %+v %v", res, err)
 	}
 	h.settle()
@@ -796,7 +796,7 @@ func TestTwoPersonApprovalRunsOnce(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if _, err := h.st.Decide(ctx, id, "bob", store.DecisionApprove, "slack", h.clock.Now(), 15*time.Minute); err != nil {
+			if _, err := h.approvals().Decide(ctx, id, "bob", store.DecisionApprove, "slack"); err != nil {
 				t.Error(err)
 			}
 		}()
@@ -811,7 +811,7 @@ func TestTwoPersonApprovalRunsOnce(t *testing.T) {
 	if err := h.st.Pool().QueryRow(ctx, `SELECT approved_by FROM actions WHERE id = $1`, id).Scan(&by); err != nil || by != "alice,bob" {
 		t.Fatalf("approved_by = %q (%v)", by, err)
 	}
-	if _, err := h.st.Decide(ctx, id, "carol", store.DecisionDeny, "api", h.clock.Now(), 15*time.Minute); !errors.Is(err, store.ErrNotAwaiting) {
+	if _, err := h.approvals().Decide(ctx, id, "carol", store.DecisionDeny, "api"); !errors.Is(err, store.ErrNotAwaiting) {
 		t.Fatalf("a decision after the fact: %v, want ErrNotAwaiting", err)
 	}
 }
@@ -820,7 +820,7 @@ func TestDenyStopsWithoutEscalation(t *testing.T) {
 	h := newHarness(t, approvalRule, nil)
 	h.process(mkAlert("KubePodCrashLooping", alert.StatusFiring, t0, map[string]string{"pod": "a"}))
 	h.settle()
-	if _, err := h.st.Decide(context.Background(), h.actionID("actions", 0), "alice", store.DecisionDeny, "api", h.clock.Now(), 15*time.Minute); err != nil {
+	if _, err := h.approvals().Decide(context.Background(), h.actionID("actions", 0), "alice", store.DecisionDeny, "api"); err != nil {
 		t.Fatal(err)
 	}
 	h.settle()
@@ -968,11 +968,11 @@ func TestLateOrAnonymousApprovalsAreRefused(t *testing.T) {
 	h.settle()
 	id := h.actionID("actions", 0)
 	ctx := context.Background()
-	if _, err := h.st.Decide(ctx, id, "api", store.DecisionApprove, "api", h.clock.Now(), 15*time.Minute); !errors.Is(err, store.ErrAnonymousApprover) {
+	if _, err := h.approvals().Decide(ctx, id, "api", store.DecisionApprove, "api"); !errors.Is(err, store.ErrAnonymousApprover) {
 		t.Fatalf("anonymous approval of a two-person action: %v", err)
 	}
 	h.clock.Add(20 * time.Minute) // the executor has not expired it yet
-	if _, err := h.st.Decide(ctx, id, "alice", store.DecisionApprove, "api", h.clock.Now(), 15*time.Minute); !errors.Is(err, store.ErrNotAwaiting) {
+	if _, err := h.approvals().Decide(ctx, id, "alice", store.DecisionApprove, "api"); !errors.Is(err, store.ErrNotAwaiting) {
 		t.Fatalf("approval after approvals.ttl: %v, want ErrNotAwaiting", err)
 	}
 }
@@ -1476,4 +1476,9 @@ func TestBreakerTrialWithoutStoredMachine(t *testing.T) {
 	if n := len(h.fix.Calls()); n != 4 {
 		t.Fatalf("calls = %d, want 4 (three failures and the trial)", n)
 	}
+}
+
+// approvals decides as the API does (Engine.Decide), with approvals.ttl 15m, at the harness's clock.
+func (h *harness) approvals() engine.Approvals {
+	return engine.Approvals{Store: h.st, TTL: 15 * time.Minute, Now: h.clock.Now}
 }

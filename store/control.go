@@ -194,26 +194,6 @@ func (s *Store) recordDecisionTx(ctx context.Context, tx pgx.Tx, a *Action, requ
 		Actor: approver, Reason: reason, RuleHash: a.RuleHash, Detail: map[string]any{"decision": decision, "via": via}}})
 }
 
-// Decide is RecordDecision under the approval policy as it was before the policy moved to the
-// engine: a decision later than ttl (approvals.ttl; 0: none) after the action was planned is
-// refused with ErrNotAwaiting, and an action needing more than one approval refuses an anonymous
-// approver ("" or "api") with ErrAnonymousApprover.
-//
-// The policy lives in the engine (engine.Approvals, Engine.Decide), which every caller uses. Decide
-// keeps a copy of it only for the engine's older tests (engine_test.go) that call it: remove it
-// once they call Engine.Decide.
-func (s *Store) Decide(ctx context.Context, actionID int64, approver, decision, via string, at time.Time, ttl time.Duration) (DecisionResult, error) {
-	return s.RecordDecision(ctx, actionID, approver, decision, via, at, func(d DecisionCheck) error {
-		if ttl > 0 && d.Action.CreatedAt.Before(d.At.Add(-ttl)) {
-			return fmt.Errorf("%w: its approval window (approvals.ttl %s) has passed", ErrNotAwaiting, ttl)
-		}
-		if d.Required > 1 && d.Decision == DecisionApprove && (d.Approver == "" || d.Approver == "api") {
-			return ErrAnonymousApprover
-		}
-		return nil
-	})
-}
-
 // PendingApprovals counts actions awaiting approval.
 func (s *Store) PendingApprovals(ctx context.Context) (int, error) {
 	var n int
