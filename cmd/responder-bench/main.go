@@ -32,6 +32,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/responder-sre/responder/app"
+	"github.com/responder-sre/responder/vocab"
 )
 
 func main() {
@@ -325,7 +326,7 @@ func waitActions(ctx context.Context, a *app.App, want int, limit time.Duration)
 	deadline := time.Now().Add(limit)
 	for {
 		var n int
-		if err := a.Store().Pool().QueryRow(ctx, `SELECT count(*) FROM actions WHERE state = 'dry_run'`).Scan(&n); err != nil {
+		if err := a.Store().Pool().QueryRow(ctx, `SELECT count(*) FROM actions WHERE state = $1`, vocab.StateDryRun).Scan(&n); err != nil {
 			return err
 		}
 		if n >= want {
