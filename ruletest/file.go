@@ -7,7 +7,6 @@ import (
 	"io"
 	"math"
 	"regexp"
-	"strconv"
 	"strings"
 	"time"
 
@@ -227,118 +226,168 @@ func fileErrors(path string, err error) error {
 // ParseFile parses a test file strictly: unknown keys, bad durations or statuses and missing
 // required keys are errors naming file:line (all of them, joined).
 func ParseFile(path string, data []byte) (*File, error) {
-	var root yaml.Node
-	if err := yaml.Unmarshal(data, &root); err != nil {
-		return nil, fileErrors(path, err)
+	doc, fy, err := decodeFile(path, data)
+	if err != nil {
+		return nil, err
 	}
-	if len(root.Content) == 0 {
-		return nil, fmt.Errorf("%s: empty test file", path)
-	}
-	var fy fileYAML
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(&fy); err != nil && !errors.Is(err, io.EOF) {
-		return nil, fileErrors(path, err)
-	}
-	doc := root.Content[0]
-	if doc.Kind != yaml.MappingNode {
-		return nil, fmt.Errorf("%s:%d: a test file is a map with rule_files, now and tests", path, doc.Line)
-	}
-	var errs []error
-	bad := func(n *yaml.Node, format string, args ...any) {
-		line := doc.Line
-		if n != nil {
-			line = n.Line
-		}
-		errs = append(errs, fmt.Errorf("%s:%d: %s", path, line, fmt.Sprintf(format, args...)))
-	}
+	p := &fileParser{path: path, doc: doc}
 	f := &File{Path: path, RuleFiles: fy.RuleFiles, Now: DefaultNow}
 	if fy.Now != nil {
 		f.Now = fy.Now.UTC()
 	}
 	if len(fy.RuleFiles) == 0 {
-		bad(value(doc, "rule_files"), "rule_files: name at least one rule file")
+		p.bad(value(doc, "rule_files"), "rule_files: name at least one rule file")
 	}
 	testsNode := value(doc, "tests")
 	if len(fy.Tests) == 0 {
-		bad(testsNode, "tests: write at least one test")
+		p.bad(testsNode, "tests: write at least one test")
 	}
 	names := map[string]int{}
 	for i, ty := range fy.Tests {
-		tn := item(testsNode, i)
-		t := Test{Name: ty.Name, Line: line(tn), EvalAfter: ty.EvalAfter.d}
-		if strings.TrimSpace(ty.Name) == "" {
-			bad(tn, "tests[%d]: name is required", i)
-		} else if prev, dup := names[ty.Name]; dup {
-			bad(tn, "tests[%d]: name %q is also the name of tests[%d]", i, ty.Name, prev)
-		} else {
-			names[ty.Name] = i
-		}
-		if value(tn, "exp_actions") == nil {
-			bad(tn, "test %q: exp_actions is required (write exp_actions: [] for \"must not act\")", ty.Name)
-		}
-		if len(ty.InputAlerts) == 0 && len(ty.InputProbes) == 0 {
-			bad(tn, "test %q: give input_alerts or input_probes", ty.Name)
-		}
-		for j, a := range ty.InputAlerts {
-			n := item(value(tn, "input_alerts"), j)
-			if in, err := a.input(0); err != nil {
-				bad(n, "input_alerts[%d]: %v", j, err)
-			} else {
-				in.Line = line(n)
-				t.InputAlerts = append(t.InputAlerts, in)
-			}
-		}
-		for j, p := range ty.InputProbes {
-			n := item(value(tn, "input_probes"), j)
-			if in, err := p.input(); err != nil {
-				bad(n, "input_probes[%d]: %v", j, err)
-			} else {
-				in.Line = line(n)
-				t.InputAlerts = append(t.InputAlerts, in)
-			}
-		}
-		for j, a := range ty.Firing {
-			n := item(value(tn, "firing"), j)
-			in, err := a.input(-time.Hour)
-			switch {
-			case err != nil:
-				bad(n, "firing[%d]: %v", j, err)
-			case in.Status != "firing":
-				bad(n, "firing[%d]: a prior firing alert must have status firing", j)
-			case in.StartsAt >= 0:
-				bad(n, "firing[%d]: starts_at must be in the past (e.g. -10m)", j)
-			default:
-				in.Line = line(n)
-				t.Firing = append(t.Firing, in)
-			}
-		}
-		for j, p := range ty.ActionsInLast {
-			n := item(value(tn, "actions_in_last"), j)
-			pa, err := p.prior()
-			if err != nil {
-				bad(n, "actions_in_last[%d]: %v", j, err)
-				continue
-			}
-			pa.Line = line(n)
-			t.ActionsInLast = append(t.ActionsInLast, pa)
-		}
-		t.ExpActions = []Action{}
-		for j, e := range ty.ExpActions {
-			n := item(value(tn, "exp_actions"), j)
-			a, err := e.action()
-			if err != nil {
-				bad(n, "exp_actions[%d]: %v", j, err)
-				continue
-			}
-			t.ExpActions = append(t.ExpActions, a)
-		}
-		f.Tests = append(f.Tests, t)
+		f.Tests = append(f.Tests, p.test(item(testsNode, i), i, ty, names))
 	}
-	if err := errors.Join(errs...); err != nil {
+	if err := errors.Join(p.errs...); err != nil {
 		return nil, err
 	}
 	return f, nil
+}
+
+// decodeFile decodes data both as a node tree (for lines) and strictly into a fileYAML; it returns
+// the document's top node, which is a mapping.
+func decodeFile(path string, data []byte) (*yaml.Node, fileYAML, error) {
+	var root yaml.Node
+	var fy fileYAML
+	if err := yaml.Unmarshal(data, &root); err != nil {
+		return nil, fy, fileErrors(path, err)
+	}
+	if len(root.Content) == 0 {
+		return nil, fy, fmt.Errorf("%s: empty test file", path)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&fy); err != nil && !errors.Is(err, io.EOF) {
+		return nil, fy, fileErrors(path, err)
+	}
+	doc := root.Content[0]
+	if doc.Kind != yaml.MappingNode {
+		return nil, fy, fmt.Errorf("%s:%d: a test file is a map with rule_files, now and tests", path, doc.Line)
+	}
+	return doc, fy, nil
+}
+
+// fileParser collects the errors of one test file's tests, each as "file:line: msg".
+type fileParser struct {
+	path string
+	doc  *yaml.Node
+	errs []error
+}
+
+// bad records an error at n's line (the document's when n is nil).
+func (p *fileParser) bad(n *yaml.Node, format string, args ...any) {
+	line := p.doc.Line
+	if n != nil {
+		line = n.Line
+	}
+	p.errs = append(p.errs, fmt.Errorf("%s:%d: %s", p.path, line, fmt.Sprintf(format, args...)))
+}
+
+// test converts tests[i] (at node tn); names maps the names seen so far to their index.
+func (p *fileParser) test(tn *yaml.Node, i int, ty testYAML, names map[string]int) Test {
+	t := Test{Name: ty.Name, Line: line(tn), EvalAfter: ty.EvalAfter.d}
+	if strings.TrimSpace(ty.Name) == "" {
+		p.bad(tn, "tests[%d]: name is required", i)
+	} else if prev, dup := names[ty.Name]; dup {
+		p.bad(tn, "tests[%d]: name %q is also the name of tests[%d]", i, ty.Name, prev)
+	} else {
+		names[ty.Name] = i
+	}
+	if value(tn, "exp_actions") == nil {
+		p.bad(tn, "test %q: exp_actions is required (write exp_actions: [] for \"must not act\")", ty.Name)
+	}
+	if len(ty.InputAlerts) == 0 && len(ty.InputProbes) == 0 {
+		p.bad(tn, "test %q: give input_alerts or input_probes", ty.Name)
+	}
+	t.InputAlerts = p.inputs(tn, ty)
+	t.Firing = p.firing(tn, ty.Firing)
+	t.ActionsInLast = p.priors(tn, ty.ActionsInLast)
+	t.ExpActions = p.expected(tn, ty.ExpActions)
+	return t
+}
+
+// inputs converts a test's input_alerts, then its input_probes.
+func (p *fileParser) inputs(tn *yaml.Node, ty testYAML) []InputAlert {
+	var ins []InputAlert
+	for j, a := range ty.InputAlerts {
+		n := item(value(tn, "input_alerts"), j)
+		if in, err := a.input(0); err != nil {
+			p.bad(n, "input_alerts[%d]: %v", j, err)
+		} else {
+			in.Line = line(n)
+			ins = append(ins, in)
+		}
+	}
+	for j, pr := range ty.InputProbes {
+		n := item(value(tn, "input_probes"), j)
+		if in, err := pr.input(); err != nil {
+			p.bad(n, "input_probes[%d]: %v", j, err)
+		} else {
+			in.Line = line(n)
+			ins = append(ins, in)
+		}
+	}
+	return ins
+}
+
+// firing converts a test's firing: prior alerts, firing and started in the past.
+func (p *fileParser) firing(tn *yaml.Node, as []alertYAML) []InputAlert {
+	var ins []InputAlert
+	for j, a := range as {
+		n := item(value(tn, "firing"), j)
+		in, err := a.input(-time.Hour)
+		switch {
+		case err != nil:
+			p.bad(n, "firing[%d]: %v", j, err)
+		case in.Status != "firing":
+			p.bad(n, "firing[%d]: a prior firing alert must have status firing", j)
+		case in.StartsAt >= 0:
+			p.bad(n, "firing[%d]: starts_at must be in the past (e.g. -10m)", j)
+		default:
+			in.Line = line(n)
+			ins = append(ins, in)
+		}
+	}
+	return ins
+}
+
+// priors converts a test's actions_in_last.
+func (p *fileParser) priors(tn *yaml.Node, ps []priorYAML) []PriorAction {
+	var pas []PriorAction
+	for j, py := range ps {
+		n := item(value(tn, "actions_in_last"), j)
+		pa, err := py.prior()
+		if err != nil {
+			p.bad(n, "actions_in_last[%d]: %v", j, err)
+			continue
+		}
+		pa.Line = line(n)
+		pas = append(pas, pa)
+	}
+	return pas
+}
+
+// expected converts a test's exp_actions; never nil (an empty list means "must not act").
+func (p *fileParser) expected(tn *yaml.Node, es []expYAML) []Action {
+	as := []Action{}
+	for j, e := range es {
+		n := item(value(tn, "exp_actions"), j)
+		a, err := e.action()
+		if err != nil {
+			p.bad(n, "exp_actions[%d]: %v", j, err)
+			continue
+		}
+		as = append(as, a)
+	}
+	return as
 }
 
 func (a alertYAML) input(defaultStart time.Duration) (InputAlert, error) {
@@ -471,6 +520,3 @@ func line(n *yaml.Node) int {
 	}
 	return n.Line
 }
-
-// itoa is strconv.Itoa, for messages.
-func itoa(n int) string { return strconv.Itoa(n) }

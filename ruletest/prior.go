@@ -95,7 +95,21 @@ func (h *harness) priorAction(ctx context.Context, pa PriorAction) error {
 	if err := h.step(ctx, []alert.Alert{a}); err != nil {
 		return err
 	}
-	// An action that needs approval is approved (by as many approvers as it needs).
+	if err := h.approvePrior(ctx, pa.Rule, mark, now); err != nil {
+		return err
+	}
+	if err := h.checkActed(ctx, pa, mark); err != nil {
+		return err
+	}
+	// That episode is over: it resolves (its on_resolved actions, if any, belong to the past too).
+	r := a
+	r.Status, r.EndsAt = alert.StatusResolved, now
+	return h.step(ctx, []alert.Alert{r})
+}
+
+// approvePrior approves the actions of rule after mark that await approval (by as many approvers
+// as they need), settling the harness after each round.
+func (h *harness) approvePrior(ctx context.Context, rule string, mark int64, now time.Time) error {
 	for i := 1; i <= 3; i++ {
 		as, err := h.allActionsAfter(ctx, mark)
 		if err != nil {
@@ -103,7 +117,7 @@ func (h *harness) priorAction(ctx context.Context, pa PriorAction) error {
 		}
 		waiting := false
 		for _, x := range as {
-			if x.Rule == pa.Rule && x.State == vocab.StateAwaitingApproval {
+			if x.Rule == rule && x.State == vocab.StateAwaitingApproval {
 				waiting = true
 				// No approvals.ttl: a prior approval is not late.
 				approvals := engine.Approvals{Store: h.st, Now: func() time.Time { return now }}
@@ -113,12 +127,17 @@ func (h *harness) priorAction(ctx context.Context, pa PriorAction) error {
 			}
 		}
 		if !waiting {
-			break
+			return nil
 		}
 		if err := h.settle(ctx); err != nil {
 			return err
 		}
 	}
+	return nil
+}
+
+// checkActed fails unless pa's rule ran an action (succeeded or dry run) after mark.
+func (h *harness) checkActed(ctx context.Context, pa PriorAction, mark int64) error {
 	as, err := h.allActionsAfter(ctx, mark)
 	if err != nil {
 		return err
@@ -138,8 +157,5 @@ func (h *harness) priorAction(ctx context.Context, pa PriorAction) error {
 		}
 		return lineErr(pa.Line, "actions_in_last: rule %q did not act on this alert %s before now (%s)", pa.Rule, pa.Ago, why)
 	}
-	// That episode is over: it resolves (its on_resolved actions, if any, belong to the past too).
-	r := a
-	r.Status, r.EndsAt = alert.StatusResolved, now
-	return h.step(ctx, []alert.Alert{r})
+	return nil
 }

@@ -68,17 +68,17 @@ func Run(ctx context.Context, files []string, o Options) int {
 			return 1
 		}
 	}
-	real, err := builtin.Registry(handlers.Env{Config: cfg, Version: o.Version, Logger: o.Logger})
+	registry, err := builtin.Registry(handlers.Env{Config: cfg, Version: o.Version, Logger: o.Logger})
 	if err != nil {
 		fmt.Fprintln(o.Stderr, err)
 		return 1
 	}
-	rec, err := recording(real)
+	rec, err := recording(registry)
 	if err != nil {
 		fmt.Fprintln(o.Stderr, err)
 		return 1
 	}
-	r := &runner{o: o, cfg: cfg, real: real, rec: rec}
+	r := &runner{o: o, cfg: cfg, real: registry, rec: rec}
 	defer r.close(ctx)
 	failed := false
 	for _, f := range files {

@@ -82,6 +82,23 @@ func (h *Scale) parse(p handlers.Params, static bool) (*ScaleAction, error) {
 	a.w.Namespace = r.namespace(h.base)
 	a.w.Kind = r.kind(scaleKinds...)
 	a.w.Name = r.object("name")
+	k := a.readCounts(r)
+	a.checkRange(r, k)
+	a.checkTarget(r, k)
+	if !static && (a.w.Namespace == "" || a.w.Kind == "" || a.w.Name == "" || !k.min || !k.max) && !r.Failed() {
+		r.Failf("params \"namespace\", \"kind\", \"name\", \"min\" and \"max\" are required")
+	}
+	if err := r.Err(); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// scaleKnown says which of k8s.scale's integer params are known (literal, or rendered).
+type scaleKnown struct{ replicas, min, max bool }
+
+// readCounts reads replicas or delta (exactly one of them), min, max and allow_zero into a.
+func (a *ScaleAction) readCounts(r reader) scaleKnown {
 	_, hasReplicas, _ := r.Raw("replicas")
 	_, hasDelta, _ := r.Raw("delta")
 	switch {
@@ -90,39 +107,42 @@ func (h *Scale) parse(p handlers.Params, static bool) (*ScaleAction, error) {
 	case !hasReplicas && !hasDelta:
 		r.Failf("give replicas or delta")
 	}
-	var knownReplicas, knownMin, knownMax bool
-	a.replicas, knownReplicas = r.Int("replicas")
+	var k scaleKnown
+	a.replicas, k.replicas = r.Int("replicas")
 	a.delta, _ = r.Int("delta")
 	a.hasDelta = hasDelta
-	a.min, knownMin = r.Int("min")
-	a.max, knownMax = r.Int("max")
+	a.min, k.min = r.Int("min")
+	a.max, k.max = r.Int("max")
 	a.allowZero = r.Bool("allow_zero", false)
-	if knownMin && a.min < 0 {
+	return k
+}
+
+// checkRange checks the known ones of min and max: min ≥ 0, max ≥ 1, min ≤ max.
+func (a *ScaleAction) checkRange(r reader, k scaleKnown) {
+	if k.min && a.min < 0 {
 		r.Failf("param \"min\" must not be negative, got %d", a.min)
 	}
-	if knownMax && a.max < 1 {
+	if k.max && a.max < 1 {
 		r.Failf("param \"max\" must be at least 1, got %d", a.max)
 	}
-	if knownMin && knownMax && a.max < a.min {
+	if k.min && k.max && a.max < a.min {
 		r.Failf("param \"max\" (%d) is below \"min\" (%d)", a.max, a.min)
 	}
-	if hasDelta && a.delta == 0 && !r.Failed() {
+}
+
+// checkTarget refuses a literal zero delta, and known replicas outside the bounds (only negative
+// or zero replicas while min or max is still unknown).
+func (a *ScaleAction) checkTarget(r reader, k scaleKnown) {
+	if a.hasDelta && a.delta == 0 && !r.Failed() {
 		if _, _, known := r.Raw("delta"); known {
 			r.Failf("param \"delta\" is 0: nothing to do")
 		}
 	}
-	if knownReplicas {
-		if err := a.bounds(a.replicas); err != nil && (knownMin && knownMax || a.replicas < 0 || a.replicas == 0) {
+	if k.replicas {
+		if err := a.bounds(a.replicas); err != nil && (k.min && k.max || a.replicas < 0 || a.replicas == 0) {
 			r.Failf("param \"replicas\": %w", err)
 		}
 	}
-	if !static && (a.w.Namespace == "" || a.w.Kind == "" || a.w.Name == "" || !knownMin || !knownMax) && !r.Failed() {
-		r.Failf("params \"namespace\", \"kind\", \"name\", \"min\" and \"max\" are required")
-	}
-	if err := r.Err(); err != nil {
-		return nil, err
-	}
-	return a, nil
 }
 
 // ScaleAction is one built k8s.scale.
