@@ -13,6 +13,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/responder-sre/responder/handlers"
+	"github.com/responder-sre/responder/vocab"
 )
 
 // DefaultNow is the clock of a test file that does not set `now`.
@@ -467,7 +468,14 @@ func (p priorYAML) prior() (PriorAction, error) {
 	return pa, nil
 }
 
-var phases = []string{"actions", "escalate", "on_resolved", "resolve"}
+// phases are the phases an expected action may name, in the order results are compared.
+var phases = func() []string {
+	out := make([]string, len(vocab.Phases))
+	for i, p := range vocab.Phases {
+		out[i] = string(p)
+	}
+	return out
+}()
 
 func (e expYAML) action() (Action, error) {
 	a := Action{Rule: e.Rule, Handler: e.Handler, Phase: e.Phase, Params: normalize(e.Params), Approval: e.Approval}
@@ -478,7 +486,7 @@ func (e expYAML) action() (Action, error) {
 		return a, errors.New("rule and handler are required")
 	}
 	if a.Phase == "" {
-		a.Phase = "actions"
+		a.Phase = string(vocab.PhaseActions)
 	}
 	ok := false
 	for _, p := range phases {
