@@ -229,7 +229,7 @@ RETURNING a.id`, ids, states, reasons, errs, results, ats, owner)
 func (s *Store) StartActionTx(ctx context.Context, tx pgx.Tx, id int64, owner string, at, leaseUntil time.Time) error {
 	_, err := tx.Exec(ctx, `
 UPDATE actions SET state = `+lit(vocab.StateRunning)+`, owner = $2, started_at = $3, lease_until = $4, attempt = attempt + 1
- WHERE id = $1 AND state IN `+sqlClaimable+``, id, owner, at, leaseUntil)
+ WHERE id = $1 AND state IN `+sqlClaimable, id, owner, at, leaseUntil)
 	if err != nil {
 		return fmt.Errorf("start action %d: %w", id, err)
 	}
@@ -319,7 +319,7 @@ func (s *Store) RenewLeases(ctx context.Context, owner string, ids []int64, unti
 	if len(ids) == 0 {
 		return nil
 	}
-	_, err := s.pool.Exec(ctx, `UPDATE actions SET lease_until = $3 WHERE id = ANY($1) AND owner = $2 AND state = `+lit(vocab.StateRunning)+``, ids, owner, until)
+	_, err := s.pool.Exec(ctx, `UPDATE actions SET lease_until = $3 WHERE id = ANY($1) AND owner = $2 AND state = `+lit(vocab.StateRunning), ids, owner, until)
 	return err
 }
 

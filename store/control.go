@@ -197,6 +197,6 @@ func (s *Store) recordDecisionTx(ctx context.Context, tx pgx.Tx, a *Action, requ
 // PendingApprovals counts actions awaiting approval.
 func (s *Store) PendingApprovals(ctx context.Context) (int, error) {
 	var n int
-	err := s.pool.QueryRow(ctx, `SELECT count(*) FROM actions WHERE state = `+lit(vocab.StateAwaitingApproval)+``).Scan(&n)
+	err := s.pool.QueryRow(ctx, `SELECT count(*) FROM actions WHERE state = `+lit(vocab.StateAwaitingApproval)).Scan(&n)
 	return n, err
 }

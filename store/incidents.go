@@ -161,7 +161,7 @@ RETURNING i.id, i.rule, prev.state, i.alert`, fps, starts, alerts, at)
 	}
 	if _, err := tx.Exec(ctx, `
 UPDATE actions SET state = `+lit(vocab.StateSkipped)+`, reason = `+lit(vocab.ReasonCancelled)+`, finished_at = $2
- WHERE incident_id = ANY($1) AND coalesce(state IN `+sqlWaiting+`, false) AND phase NOT IN `+list(vocab.PhaseOnResolved, vocab.PhaseResolve)+``, ids, at); err != nil {
+ WHERE incident_id = ANY($1) AND coalesce(state IN `+sqlWaiting+`, false) AND phase NOT IN `+list(vocab.PhaseOnResolved, vocab.PhaseResolve), ids, at); err != nil {
 		return nil, fmt.Errorf("cancel actions: %w", err)
 	}
 	if _, err := tx.Exec(ctx, `DELETE FROM timers WHERE incident_id = ANY($1)`, ids); err != nil {
@@ -248,7 +248,7 @@ func (s *Store) RescheduleTimerTx(ctx context.Context, tx pgx.Tx, id int64, due 
 
 // FireIncidentTx moves a pending incident to firing; it reports false if it was not pending.
 func (s *Store) FireIncidentTx(ctx context.Context, tx pgx.Tx, id int64, at time.Time) (bool, error) {
-	tag, err := tx.Exec(ctx, `UPDATE incidents SET state = `+lit(vocab.IncidentFiring)+`, fired_at = $2, updated_at = $2 WHERE id = $1 AND state = `+lit(vocab.IncidentPending)+``, id, at)
+	tag, err := tx.Exec(ctx, `UPDATE incidents SET state = `+lit(vocab.IncidentFiring)+`, fired_at = $2, updated_at = $2 WHERE id = $1 AND state = `+lit(vocab.IncidentPending), id, at)
 	if err != nil {
 		return false, err
 	}
@@ -286,7 +286,7 @@ func (s *Store) RefreshIncidentsTx(ctx context.Context, tx pgx.Tx, ks []RefreshK
 	_, err := tx.Exec(ctx, `
 UPDATE incidents i SET alert = u.alert::json, last_seen_at = greatest(i.last_seen_at, u.seen)
   FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::text[], $5::timestamptz[]) AS u(rule, fp, starts, alert, seen)
- WHERE i.rule = u.rule AND i.fingerprint = u.fp AND i.starts_at = u.starts AND i.state IN `+sqlOpen+``,
+ WHERE i.rule = u.rule AND i.fingerprint = u.fp AND i.starts_at = u.starts AND i.state IN `+sqlOpen,
 		rules, fps, starts, alerts, seen)
 	if err != nil {
 		return fmt.Errorf("refresh incidents: %w", err)
@@ -296,6 +296,6 @@ UPDATE incidents i SET alert = u.alert::json, last_seen_at = greatest(i.last_see
 
 // SuppressIncidentTx marks a firing incident suppressed (the storm guard refused to act on it).
 func (s *Store) SuppressIncidentTx(ctx context.Context, tx pgx.Tx, id int64, at time.Time) error {
-	_, err := tx.Exec(ctx, `UPDATE incidents SET state = `+lit(vocab.IncidentSuppressed)+`, updated_at = $2 WHERE id = $1 AND state = `+lit(vocab.IncidentFiring)+``, id, at)
+	_, err := tx.Exec(ctx, `UPDATE incidents SET state = `+lit(vocab.IncidentSuppressed)+`, updated_at = $2 WHERE id = $1 AND state = `+lit(vocab.IncidentFiring), id, at)
 	return err
 }

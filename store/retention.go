@@ -93,7 +93,7 @@ RETURNING i.id, i.rule, gone.state, i.last_seen_at`, cutoff, now)
 		}
 		if _, err := tx.Exec(ctx, `
 UPDATE actions SET state = `+lit(vocab.StateSkipped)+`, reason = `+lit(vocab.ReasonCancelled)+`, finished_at = $2
- WHERE incident_id = ANY($1) AND state IN `+sqlWaiting+``, ids, now); err != nil {
+ WHERE incident_id = ANY($1) AND state IN `+sqlWaiting, ids, now); err != nil {
 			return fmt.Errorf("abandon incidents: cancel actions: %w", err)
 		}
 		if _, err := tx.Exec(ctx, `DELETE FROM timers WHERE incident_id = ANY($1)`, ids); err != nil {
