@@ -1,8 +1,12 @@
 package vocab
 
 import (
+	"go/ast"
+	"go/parser"
+	"go/token"
 	"regexp"
 	"slices"
+	"strconv"
 	"testing"
 )
 
@@ -54,4 +58,42 @@ func strs[T ~string](vs []T) []string {
 		out[i] = string(v)
 	}
 	return out
+}
+
+// TestEveryConstantListed: each constant declared in this package is in its type's list, so a
+// new one cannot be left out of the metrics, the store's checks and the tests that read the lists.
+func TestEveryConstantListed(t *testing.T) {
+	f, err := parser.ParseFile(token.NewFileSet(), "vocab.go", nil, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	listed := map[string][]string{
+		"State": strs(States), "IncidentState": strs(IncidentStates), "Reason": strs(Reasons),
+		"Phase": strs(Phases), "Mode": strs(Modes), "Class": strs(Classes),
+	}
+	n := 0
+	for _, d := range f.Decls {
+		g, ok := d.(*ast.GenDecl)
+		if !ok || g.Tok != token.CONST {
+			continue
+		}
+		for _, s := range g.Specs {
+			vs := s.(*ast.ValueSpec)
+			typ, ok := vs.Type.(*ast.Ident)
+			if !ok {
+				t.Fatalf("constant %s has no explicit type", vs.Names[0])
+			}
+			for _, v := range vs.Values {
+				lit := v.(*ast.BasicLit)
+				val, _ := strconv.Unquote(lit.Value)
+				if !slices.Contains(listed[typ.Name], val) {
+					t.Errorf("%s %q is not in its list", typ.Name, val)
+				}
+				n++
+			}
+		}
+	}
+	if n < 40 {
+		t.Fatalf("only %d constants found: the parse is wrong", n)
+	}
 }
