@@ -173,7 +173,7 @@ func TestDatabaseCrashMidStorm(t *testing.T) {
 		down := time.Now()
 		testwait.Until(t, 15*time.Second, "/readyz to fail", func() bool { c, _ := f.do("GET", "/readyz", "", nil); return c == 503 })
 		// The storm goes on during the outage (the lasted 8 s).
-		<-time.After(time.Until(down.Add(outage)))
+		<-time.After(time.Until(down.Add(outage))) // the outage's length (part of the scenario), not a wait for work
 		pg.Start(t)
 	}
 	s.mu.Lock()

@@ -989,14 +989,14 @@ func TestPauseIsNotStarvedByOverlappingClaims(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			<-time.After(time.Duration(i) * 20 * time.Millisecond)
+			<-time.After(time.Duration(i) * 20 * time.Millisecond) // stagger the claimers (the scenario), not a wait for work
 			for {
 				err := h.st.InTx(ctx, func(tx pgx.Tx) error {
 					if _, err := h.st.PauseTx(ctx, tx); err != nil {
 						return err
 					}
 					holding[i].Store(true)
-					<-time.After(40 * time.Millisecond)
+					<-time.After(40 * time.Millisecond) // hold the lock (the scenario), not a wait for work
 					return nil
 				})
 				if err != nil {

@@ -5,6 +5,7 @@ import (
 	stdcmp "cmp"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -21,6 +22,7 @@ import (
 
 	"github.com/responder-sre/responder/alert"
 	"github.com/responder-sre/responder/handlers"
+	"github.com/responder-sre/responder/internal/testwait"
 	"github.com/responder-sre/responder/vocab"
 )
 
@@ -86,14 +88,8 @@ func (d *downstream) requests() []recorded {
 // just after the client returned).
 func (d *downstream) waitRequests(t *testing.T, n int) []recorded {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		r := d.requests()
-		if len(r) >= n || time.Now().After(deadline) {
-			return r
-		}
-		<-time.After(time.Millisecond) // poll interval
-	}
+	testwait.Until(t, 5*time.Second, fmt.Sprintf("%d requests at the server", n), func() bool { return len(d.requests()) >= n })
+	return d.requests()
 }
 
 func (d *downstream) host() string { return strings.TrimPrefix(d.srv.URL, "http://") }

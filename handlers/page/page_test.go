@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/responder-sre/responder/alert"
 	"github.com/responder-sre/responder/handlers"
+	"github.com/responder-sre/responder/internal/testwait"
 	"github.com/responder-sre/responder/vocab"
 )
 
@@ -93,14 +95,8 @@ func (p *pager) requests() []recorded {
 // request just after the client returned).
 func (p *pager) waitRequests(t *testing.T, n int) []recorded {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		r := p.requests()
-		if len(r) >= n || time.Now().After(deadline) {
-			return r
-		}
-		<-time.After(time.Millisecond) // poll interval
-	}
+	testwait.Until(t, 5*time.Second, fmt.Sprintf("%d requests at the server", n), func() bool { return len(p.requests()) >= n })
+	return p.requests()
 }
 
 func (p *pager) url() string { return p.srv.URL + "/v2/enqueue" }
