@@ -101,16 +101,11 @@ func run(total, perRequest, concurrency, pacedRate int, pacedFor time.Duration, 
 	url := "http://" + a.Addr() + "/webhook/alertmanager"
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: concurrency, MaxConnsPerHost: concurrency}}
 
-	if cpuProfile != "" {
-		f, err := os.Create(cpuProfile)
-		if err != nil {
-			return err
-		}
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return err
-		}
-		defer func() { pprof.StopCPUProfile(); f.Close(); fmt.Println("cpu profile written to", cpuProfile) }()
+	stopProfile, err := startCPUProfile(cpuProfile)
+	if err != nil {
+		return err
 	}
+	defer stopProfile()
 	begin := time.Now()
 	lat, err := post(client, url, bodies, concurrency, 0)
 	if err != nil {
@@ -122,33 +117,67 @@ func run(total, perRequest, concurrency, pacedRate int, pacedFor time.Duration, 
 		return err
 	}
 	elapsed := time.Since(begin)
-	e2e := float64(want) / elapsed.Seconds()
-	if cpuProfile != "" {
-		pprof.StopCPUProfile()
-	}
+	stopProfile() // the profile covers the throughput phase only
 	if err := runBaseline(); err != nil {
 		return err
 	}
 
 	if pacedRate > 0 {
-		n := int(pacedFor.Seconds() * float64(pacedRate) / float64(perRequest))
-		paced := make([][]byte, n)
-		for i := range paced {
-			paced[i] = payload(requests+i, perRequest, starts)
-		}
-		interval := time.Duration(float64(time.Second) * float64(perRequest) / float64(pacedRate))
-		lat, err := post(client, url, paced, concurrency, interval)
-		if err != nil {
+		if err := pacedPhase(ctx, a, client, url, pacedRate, pacedFor, perRequest, concurrency, requests, want, starts); err != nil {
 			return err
 		}
-		if err := waitActions(ctx, a, want+n*perRequest, 10*time.Minute); err != nil {
-			return err
-		}
-		fmt.Printf("paced: %d alerts/s for %s: webhook p50 %s p99 %s\n", pacedRate, pacedFor, pct(lat, 50), pct(lat, 99))
 	}
 	if err := runBaseline(); err != nil {
 		return err
 	}
+	report(rates, lat, concurrency, perRequest, want, accepted, elapsed)
+	return nil
+}
+
+// startCPUProfile profiles the process into path ("" profiles nothing). The returned stop may be
+// called more than once.
+func startCPUProfile(path string) (stop func(), err error) {
+	if path == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	var once sync.Once
+	return func() {
+		once.Do(func() { pprof.StopCPUProfile(); f.Close(); fmt.Println("cpu profile written to", path) })
+	}, nil
+}
+
+// pacedPhase posts alerts at pacedRate for pacedFor, after the first want alerts, and prints the
+// webhook latency once every action is recorded.
+func pacedPhase(ctx context.Context, a *app.App, client *http.Client, url string, pacedRate int, pacedFor time.Duration,
+	perRequest, concurrency, requests, want int, starts time.Time) error {
+	n := int(pacedFor.Seconds() * float64(pacedRate) / float64(perRequest))
+	paced := make([][]byte, n)
+	for i := range paced {
+		paced[i] = payload(requests+i, perRequest, starts)
+	}
+	interval := time.Duration(float64(time.Second) * float64(perRequest) / float64(pacedRate))
+	lat, err := post(client, url, paced, concurrency, interval)
+	if err != nil {
+		return err
+	}
+	if err := waitActions(ctx, a, want+n*perRequest, 10*time.Minute); err != nil {
+		return err
+	}
+	fmt.Printf("paced: %d alerts/s for %s: webhook p50 %s p99 %s\n", pacedRate, pacedFor, pct(lat, 50), pct(lat, 99))
+	return nil
+}
+
+// report prints the baseline (the median of rates), the throughput and the end-to-end ratio.
+func report(rates []float64, lat []time.Duration, concurrency, perRequest, want int, accepted, elapsed time.Duration) {
+	e2e := float64(want) / elapsed.Seconds()
 	sorted := slices.Clone(rates)
 	slices.Sort(sorted)
 	base := sorted[1]
@@ -158,7 +187,6 @@ func run(total, perRequest, concurrency, pacedRate int, pacedFor time.Duration, 
 		want, accepted.Round(time.Millisecond), float64(want)/accepted.Seconds(), want, elapsed.Round(time.Millisecond))
 	fmt.Printf("end to end: %.0f alerts/s  webhook p50 %s p99 %s  ratio to baseline %.2fx\n",
 		e2e, pct(lat, 50), pct(lat, 99), e2e/(base*float64(perRequest)))
-	return nil
 }
 
 func payload(i, n int, starts time.Time) []byte {
