@@ -22,6 +22,8 @@ import (
 
 	"github.com/responder-sre/responder/alert"
 	"github.com/responder-sre/responder/handlers"
+	"github.com/responder-sre/responder/handlers/delivery"
+	"github.com/responder-sre/responder/internal/clock"
 	"github.com/responder-sre/responder/internal/testwait"
 	"github.com/responder-sre/responder/vocab"
 )
@@ -326,7 +328,7 @@ func TestDoCancelledDuringBackoff(t *testing.T) {
 	o.Backoff = time.Hour
 	h := New(o)
 	ctx, cancel := context.WithCancel(t.Context())
-	h.sleep = func(ctx context.Context, d time.Duration) error { cancel(); return sleepCtx(ctx, d) }
+	h.sleep = func(ctx context.Context, d time.Duration) error { cancel(); return clock.Sleep(ctx, d) }
 	_, err := mustBuild(t, h, handlers.Params{"url": d.srv.URL}).Do(ctx, handlers.Invocation{}, alert.Alert{})
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("err = %v, want context.Canceled in the chain", err)
@@ -552,7 +554,7 @@ func TestParseRetryAfter(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.in, func(t *testing.T) {
-			got, ok := parseRetryAfter(tt.in, now)
+			got, ok := delivery.ParseRetryAfter(tt.in, now)
 			if got != tt.want || ok != tt.wantOK {
 				t.Errorf("parseRetryAfter(%q) = %s, %v; want %s, %v", tt.in, got, ok, tt.want, tt.wantOK)
 			}
@@ -571,7 +573,7 @@ func TestSanitize(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.want, func(t *testing.T) {
-			if got := sanitize([]byte(tt.in)); got != tt.want {
+			if got := handlers.Excerpt([]byte(tt.in), delivery.MaxExcerpt); got != tt.want {
 				t.Errorf("sanitize(%q) = %q, want %q", tt.in, got, tt.want)
 			}
 		})
@@ -583,8 +585,8 @@ func FuzzSanitize(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		s := sanitize(b)
-		if len(s) > maxDetail || !utf8.ValidString(s) {
+		s := handlers.Excerpt(b, delivery.MaxExcerpt)
+		if len(s) > delivery.MaxExcerpt || !utf8.ValidString(s) {
 			t.Fatalf("sanitize(%q) = %q: too long or invalid UTF-8", b, s)
 		}
 		for _, r := range s {

@@ -21,6 +21,8 @@ import (
 
 	"github.com/responder-sre/responder/alert"
 	"github.com/responder-sre/responder/handlers"
+	"github.com/responder-sre/responder/handlers/delivery"
+	"github.com/responder-sre/responder/internal/clock"
 	"github.com/responder-sre/responder/internal/testwait"
 	"github.com/responder-sre/responder/vocab"
 )
@@ -340,7 +342,7 @@ func TestDoCancelledDuringBackoff(t *testing.T) {
 	p := newPager(t, step{code: 503})
 	h, _ := newHandler(t, p, Options{})
 	ctx, cancel := context.WithCancel(t.Context())
-	h.sleep = func(ctx context.Context, d time.Duration) error { cancel(); return sleepCtx(ctx, d) }
+	h.sleep = func(ctx context.Context, d time.Duration) error { cancel(); return clock.Sleep(ctx, d) }
 	_, err := mustBuild(t, h, handlers.Params{"summary": "x"}).Do(ctx, inv("1", 1), alert.Alert{})
 	if _, ok := errors.AsType[*handlers.Error](err); !ok || !errors.Is(err, context.Canceled) {
 		t.Fatalf("Do = %v, want a *handlers.Error wrapping context.Canceled", err)
@@ -569,7 +571,7 @@ func TestSanitize(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.want, func(t *testing.T) {
-			if got := sanitize([]byte(tt.in)); got != tt.want {
+			if got := handlers.Excerpt([]byte(tt.in), delivery.MaxExcerpt); got != tt.want {
 				t.Errorf("sanitize(%q) = %q, want %q", tt.in, got, tt.want)
 			}
 		})

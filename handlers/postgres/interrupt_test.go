@@ -13,6 +13,7 @@ import (
 	"github.com/responder-sre/responder/alert"
 	"github.com/responder-sre/responder/config"
 	"github.com/responder-sre/responder/handlers"
+	"github.com/responder-sre/responder/internal/clock"
 	"github.com/responder-sre/responder/internal/testwait"
 )
 
@@ -40,7 +41,7 @@ func TestPromotePausedDuringCatchUpTakesNoFurtherStep(t *testing.T) {
 		if sleeps++; sleeps == 3 { // the catch-up polls; the pause comes while it waits
 			cancel(handlers.ErrPaused)
 		}
-		return sleepCtx(sctx, d)
+		return clock.Sleep(sctx, d)
 	}}
 	start := time.Now()
 	res, err := p.promote(t, o, handlers.Params{"cluster": "legacy", "require_primary_down": false}).Do(ctx, handlers.Invocation{}, alert.Alert{})
