@@ -261,7 +261,7 @@ func (a *App) newClients() ([]any, error) {
 	if cfg.Slack.Configured() {
 		var err error
 		a.slack, err = notifyslack.New(cfg.Slack, notifyslack.Options{Store: a.st, Kick: a.kick, Now: o.Now,
-			Approver: engineApprover{a}, ApprovalTTL: cfg.Approvals.TTL.D(), Logger: o.Logger.With("component", "slack"), Registerer: a.reg,
+			Approver: engineApprover{a}, Logger: o.Logger.With("component", "slack"), Registerer: a.reg,
 			Budgets: a.slackBudgets, ConfigPaused: cfg.Safety.Paused, RuleChannel: a.ruleSlackChannel})
 		if err != nil {
 			return clients, err

@@ -25,6 +25,7 @@ import (
 
 	"github.com/responder-sre/responder/alert"
 	"github.com/responder-sre/responder/config"
+	"github.com/responder-sre/responder/engine"
 	"github.com/responder-sre/responder/store"
 	"github.com/responder-sre/responder/store/pgtest"
 	"github.com/responder-sre/responder/vocab"
@@ -196,7 +197,8 @@ func newEnv(t *testing.T) *env {
 		Approvers: config.SlackApprovers{Users: []string{approverU1}, Groups: []string{groupID}},
 		PageGroup: "S0ONCALL01",
 	}
-	e.s, err = New(cfg, Options{Store: st, Kick: func() { e.kicks.Add(1) }, Now: e.clock.Now, ApprovalTTL: e.ttl, Rate: rate.Inf})
+	e.s, err = New(cfg, Options{Store: st, Kick: func() { e.kicks.Add(1) }, Now: e.clock.Now,
+		Approver: engine.Approvals{Store: st, TTL: e.ttl, Now: e.clock.Now}, Rate: rate.Inf})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"golang.org/x/time/rate"
 
+	"github.com/responder-sre/responder/engine"
 	"github.com/responder-sre/responder/store"
 	"github.com/responder-sre/responder/vocab"
 )
@@ -128,7 +129,8 @@ func TestReplayRefusedAcrossReplicas(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(st2.Close)
-	other, err := New(e.s.cfg, Options{Store: st2, Now: e.clock.Now, ApprovalTTL: e.ttl, Rate: rate.Inf})
+	other, err := New(e.s.cfg, Options{Store: st2, Now: e.clock.Now,
+		Approver: engine.Approvals{Store: st2, TTL: e.ttl, Now: e.clock.Now}, Rate: rate.Inf})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,7 +18,6 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/responder-sre/responder/config"
-	"github.com/responder-sre/responder/engine"
 	"github.com/responder-sre/responder/notify"
 	"github.com/responder-sre/responder/store"
 )
@@ -60,8 +59,6 @@ type Store interface {
 	PendingApprovals(ctx context.Context) (int, error)
 	Breakers(ctx context.Context) ([]store.Breaker, error)
 	// Decisions, pauses, the replay cache and the audit trail of inbound requests.
-	RecordDecision(ctx context.Context, actionID int64, approver, decision, via string, at time.Time,
-		policy func(store.DecisionCheck) error) (store.DecisionResult, error)
 	ApproverDecision(ctx context.Context, actionID int64, approver string) (string, *store.Action, error)
 	SetPause(ctx context.Context, paused bool, by, reason string, at time.Time, until *time.Time) (store.PauseState, error)
 	SeenSlackRequest(ctx context.Context, signature, endpoint string, at, expires time.Time) (bool, error)
@@ -75,12 +72,9 @@ type Options struct {
 	Kick func()
 	// Now is the clock (default time.Now): decision times, the signature window, resolution times.
 	Now func() time.Time
-	// Approver decides approvals (the app passes the engine); nil: engine.Approvals over Store
-	// with ApprovalTTL.
+	// Approver decides approvals under the approval policy: the app passes the engine (required).
 	Approver Approver
-	// ApprovalTTL is approvals.ttl, for the default Approver.
-	ApprovalTTL time.Duration
-	Logger      *slog.Logger
+	Logger   *slog.Logger
 	// Registerer receives responder_slack_* metrics (nil: not registered).
 	Registerer prometheus.Registerer
 	// HTTPClient calls Slack's Web API and response_url (default: a client with a 10s timeout).
@@ -149,6 +143,9 @@ func New(cfg config.SlackConfig, o Options) (*Slack, error) {
 	if o.Store == nil {
 		return nil, errors.New("slack: no store")
 	}
+	if o.Approver == nil {
+		return nil, errors.New("slack: no approver")
+	}
 	if cfg.BotToken == "" {
 		return nil, errors.New("slack: no bot token (slack.bot_token_file)")
 	}
@@ -183,9 +180,6 @@ func New(cfg config.SlackConfig, o Options) (*Slack, error) {
 	}
 	if s.now == nil {
 		s.now = time.Now
-	}
-	if s.approver == nil {
-		s.approver = engine.Approvals{Store: o.Store, TTL: o.ApprovalTTL, Now: s.now}
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)

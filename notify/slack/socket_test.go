@@ -13,6 +13,7 @@ import (
 	"github.com/slack-go/slack/slacktest"
 
 	"github.com/responder-sre/responder/config"
+	"github.com/responder-sre/responder/engine"
 	"github.com/responder-sre/responder/vocab"
 )
 
@@ -56,7 +57,8 @@ func TestSocketMode(t *testing.T) {
 
 	cfg := e.s.cfg
 	cfg.SocketMode, cfg.AppToken, cfg.APIURL = true, config.Secret("xapp-test"), srv.GetAPIURL()
-	s, err := New(cfg, Options{Store: e.st, Now: e.clock.Now, ApprovalTTL: e.ttl})
+	s, err := New(cfg, Options{Store: e.st, Now: e.clock.Now,
+		Approver: engine.Approvals{Store: e.st, TTL: e.ttl, Now: e.clock.Now}})
 	if err != nil {
 		t.Fatal(err)
 	}
