@@ -9,7 +9,7 @@ FUZZTIME  ?= 4s
 # package:FuzzTarget pairs run briefly by `make test` (and longer with `make fuzz FUZZTIME=1m`).
 FUZZ      := ./source/alertmanager:FuzzDecode ./rules:FuzzParse ./config:FuzzParse ./config:FuzzProbes \
              ./notify/slack:FuzzVerify ./notify/slack:FuzzCommand ./notify/slack:FuzzInteraction ./source/probe:FuzzRedisReply \
-             ./engine:FuzzMatch
+             ./engine:FuzzMatch ./alert:FuzzJSONDecode ./alert:FuzzJSONEncode
 LISTEN    ?= 127.0.0.1:9095
 
 .PHONY: all build run sink test test-go fuzz lint bench deps db-start db-stop clean

@@ -2,7 +2,6 @@ package bus
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"runtime/debug"
@@ -389,7 +388,8 @@ func decode(m jetstream.Msg) (item, error) {
 	if it.msg.ID == "" {
 		it.msg.ID = fmt.Sprintf("seq-%d", seq(m))
 	}
-	if err := json.Unmarshal(m.Data(), &it.msg.Alerts); err != nil {
+	var err error
+	if it.msg.Alerts, err = alert.ParseListJSON(m.Data()); err != nil {
 		return it, fmt.Errorf("decode alerts: %w", err)
 	}
 	if len(it.msg.Alerts) == 0 {

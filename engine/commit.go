@@ -215,7 +215,7 @@ func (p *planner) fail(na *store.NewAction, rule *rules.Rule, err error) {
 
 // flush writes the collected actions and audit rows.
 func (p *planner) flush(ctx context.Context, tx pgx.Tx) error {
-	if _, err := p.e.st.InsertActionsTx(ctx, tx, p.actions); err != nil {
+	if err := p.e.st.PlanActionsTx(ctx, tx, p.actions); err != nil {
 		return err
 	}
 	return p.e.st.AuditTx(ctx, tx, p.audits)

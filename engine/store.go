@@ -40,6 +40,7 @@ type IncidentStore interface {
 	RescheduleTimerTx(ctx context.Context, tx pgx.Tx, id int64, due time.Time) error
 	DeleteTimerTx(ctx context.Context, tx pgx.Tx, id int64) error
 	InsertActionsTx(ctx context.Context, tx pgx.Tx, as []store.NewAction) ([]int64, error)
+	PlanActionsTx(ctx context.Context, tx pgx.Tx, as []store.NewAction) error
 	SucceededActionsTx(ctx context.Context, tx pgx.Tx, incidents []int64, handlers []string) ([]store.Action, error)
 	AuditTx(ctx context.Context, tx pgx.Tx, es []store.AuditInsert) error
 }

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/responder-sre/responder/alert"
 	"github.com/responder-sre/responder/vocab"
 )
 
@@ -34,32 +36,27 @@ type AuditInsert struct {
 	RuleHash   string
 }
 
-// AuditTx appends audit rows in one statement.
+// AuditTx appends audit rows in one statement (from bulkRows rows on, one COPY).
 func (s *Store) AuditTx(ctx context.Context, tx pgx.Tx, es []AuditInsert) error {
 	if len(es) == 0 {
 		return nil
+	}
+	if len(es) >= bulkRows {
+		return s.copyAudit(ctx, tx, es)
 	}
 	n := len(es)
 	ats := make([]time.Time, n)
 	incs, acts := make([]*int64, n), make([]*int64, n)
 	kinds, actors, reasons, details, hashes := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	var buf []byte
 	for i := range es {
 		e := &es[i]
-		d := e.Detail
-		if d == nil {
-			d = map[string]any{}
+		var err error
+		if buf, err = auditDetail(buf[:0], e.Detail); err != nil {
+			return err
 		}
-		b, err := json.Marshal(d)
-		if err != nil {
-			return fmt.Errorf("audit detail: %w", err)
-		}
-		ats[i], kinds[i], actors[i], reasons[i], details[i], hashes[i] = e.At, e.Kind, e.Actor, e.Reason, string(b), e.RuleHash
-		if e.IncidentID != 0 {
-			incs[i] = &e.IncidentID
-		}
-		if e.ActionID != 0 {
-			acts[i] = &e.ActionID
-		}
+		ats[i], kinds[i], actors[i], reasons[i], details[i], hashes[i] = e.At, e.Kind, e.Actor, e.Reason, string(buf), e.RuleHash
+		incs[i], acts[i] = nonZero(&e.IncidentID), nonZero(&e.ActionID)
 	}
 	_, err := tx.Exec(ctx, `
 INSERT INTO audit (at, incident_id, action_id, kind, actor, reason, detail, rule_hash, version)
@@ -71,6 +68,66 @@ SELECT u.at, u.inc, u.act, u.kind, u.actor, u.reason, u.detail::json, u.hash, $9
 		return fmt.Errorf("write audit: %w", err)
 	}
 	return nil
+}
+
+// copyAudit appends audit rows with COPY: they only ever insert, so no staging is needed.
+func (s *Store) copyAudit(ctx context.Context, tx pgx.Tx, es []AuditInsert) error {
+	var buf []byte
+	err := copyRows(ctx, tx, "audit", auditCopyCols, len(es), func(i int, c *copyBuf) error {
+		e := &es[i]
+		var err error
+		if buf, err = auditDetail(buf[:0], e.Detail); err != nil {
+			return err
+		}
+		c.time(e.At)
+		c.int8OrNull(e.IncidentID)
+		c.int8OrNull(e.ActionID)
+		c.text(e.Kind)
+		c.text(e.Actor)
+		c.text(e.Reason)
+		c.json(buf)
+		c.text(e.RuleHash)
+		c.text(s.version)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("write audit: %w", err)
+	}
+	return nil
+}
+
+// auditDetail appends the JSON of an audit row's detail ({} for none) to b.
+func auditDetail(b []byte, d map[string]any) ([]byte, error) {
+	if d == nil {
+		return append(b, "{}"...), nil
+	}
+	b, err := appendJSON(b, d)
+	if err != nil {
+		return nil, fmt.Errorf("audit detail: %w", err)
+	}
+	return b, nil
+}
+
+// appendJSON appends v's JSON, json.Marshal's byte for byte, to b: without reflection for the
+// values details and params hold (alert.AppendJSONValue).
+func appendJSON(b []byte, v any) ([]byte, error) {
+	n := len(b)
+	if out, ok := alert.AppendJSONValue(b, v); ok {
+		return out, nil
+	}
+	j, err := json.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	return append(b[:n], j...), nil
+}
+
+// nonZero is p, or nil (NULL) when *p is 0.
+func nonZero(p *int64) *int64 {
+	if *p == 0 {
+		return nil
+	}
+	return p
 }
 
 // Audit appends audit rows in their own transaction.

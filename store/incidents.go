@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"time"
 
@@ -35,34 +34,53 @@ type UpsertResult struct {
 // UpsertIncidentsTx inserts new incidents and refreshes the alert snapshot of open ones, in one
 // statement. The state of an existing incident is never changed here: it only moves forward
 // through FireIncidentTx and ResolveIncidentsTx. Callers must not pass the same key twice.
+//
+// From bulkRows upserts on, the new incidents are copied instead (see bulkRows, upsertCopy),
+// with the same outcome.
 func (s *Store) UpsertIncidentsTx(ctx context.Context, tx pgx.Tx, ups []IncidentUpsert) ([]UpsertResult, error) {
 	if len(ups) == 0 {
 		return nil, nil
 	}
-	n := len(ups)
-	rules, fps, states, names, labels, alerts, hashes := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
-	starts, seen, ats := make([]time.Time, n), make([]time.Time, n), make([]time.Time, n)
-	fired := make([]*time.Time, n)
-	resolved := make([]*time.Time, n)
-	for i, u := range ups {
-		lb, err := json.Marshal(u.Alert.Labels)
+	if len(ups) >= bulkRows {
+		res, ok, err := s.upsertCopy(ctx, tx, ups)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("upsert incidents: %w", err)
 		}
-		ab, err := json.Marshal(u.Alert)
-		if err != nil {
-			return nil, err
-		}
-		rules[i], fps[i], states[i], names[i], labels[i], alerts[i], hashes[i] = u.Rule, u.Alert.Fingerprint, string(u.State), u.Alert.Name, string(lb), string(ab), u.RuleHash
-		starts[i], seen[i], ats[i] = u.Alert.StartsAt, u.Alert.ReceivedAt, u.At
-		switch u.State {
-		case vocab.IncidentFiring:
-			fired[i] = &ats[i]
-		case vocab.IncidentResolved:
-			resolved[i] = &ats[i]
+		if ok {
+			return res, nil
 		}
 	}
-	rows, err := tx.Query(ctx, `
+	rows, err := s.upsertUnnest(ctx, tx, ups)
+	if err != nil {
+		return nil, fmt.Errorf("upsert incidents: %w", err)
+	}
+	res := make([]UpsertResult, 0, len(ups))
+	var state string
+	var u UpsertResult
+	_, err = pgx.ForEachRow(rows, []any{&u.ID, &u.Rule, &u.Fingerprint, &u.StartsAt, &state, &u.Inserted}, func() error {
+		u.State = vocab.IncidentState(state)
+		res = append(res, u)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("upsert incidents: %w", err)
+	}
+	return res, nil
+}
+
+// firedResolved are the fired_at and resolved_at an upsert in state st inserts.
+func firedResolved(st vocab.IncidentState, at *time.Time) (fired, resolved *time.Time) {
+	switch st {
+	case vocab.IncidentFiring:
+		return at, nil
+	case vocab.IncidentResolved:
+		return nil, at
+	}
+	return nil, nil
+}
+
+// upsertSQL is the upsert of UpsertIncidentsTx, over unnest arrays.
+var upsertSQL = `
 INSERT INTO incidents (rule, fingerprint, starts_at, state, alert_name, labels, alert, last_seen_at,
                        fired_at, resolved_at, created_at, updated_at, version, rule_hash)
 SELECT u.rule, u.fp, u.starts, u.state, u.name, u.labels::jsonb, u.alert::json, u.seen,
@@ -74,21 +92,27 @@ ON CONFLICT (rule, fingerprint, starts_at) DO UPDATE
    SET alert = EXCLUDED.alert,
        last_seen_at = greatest(incidents.last_seen_at, EXCLUDED.last_seen_at),
        updated_at = EXCLUDED.updated_at
-   WHERE incidents.state <> `+lit(vocab.IncidentResolved)+` AND EXCLUDED.state <> `+lit(vocab.IncidentResolved)+`
-RETURNING id, rule, fingerprint, starts_at, state, (xmax = 0) AS inserted`,
-		rules, fps, starts, states, names, labels, alerts, seen, fired, resolved, ats, hashes, s.version)
-	if err != nil {
-		return nil, fmt.Errorf("upsert incidents: %w", err)
+   WHERE incidents.state <> ` + lit(vocab.IncidentResolved) + ` AND EXCLUDED.state <> ` + lit(vocab.IncidentResolved) + `
+RETURNING id, rule, fingerprint, starts_at, state, (xmax = 0) AS inserted`
+
+func (s *Store) upsertUnnest(ctx context.Context, tx pgx.Tx, ups []IncidentUpsert) (pgx.Rows, error) {
+	n := len(ups)
+	rules, fps, states, names, labels, alerts, hashes := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	starts, seen, ats := make([]time.Time, n), make([]time.Time, n), make([]time.Time, n)
+	fired := make([]*time.Time, n)
+	resolved := make([]*time.Time, n)
+	var buf []byte
+	for i, u := range ups {
+		var n int
+		var err error
+		if buf, n, err = appendAlert(buf[:0], u.Alert); err != nil {
+			return nil, err
+		}
+		rules[i], fps[i], states[i], names[i], labels[i], alerts[i], hashes[i] = u.Rule, u.Alert.Fingerprint, string(u.State), u.Alert.Name, string(buf[:n]), string(buf[n:]), u.RuleHash
+		starts[i], seen[i], ats[i] = u.Alert.StartsAt, u.Alert.ReceivedAt, u.At
+		fired[i], resolved[i] = firedResolved(u.State, &ats[i])
 	}
-	res, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (UpsertResult, error) {
-		var u UpsertResult
-		err := r.Scan(&u.ID, &u.Rule, &u.Fingerprint, &u.StartsAt, &u.State, &u.Inserted)
-		return u, err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("upsert incidents: %w", err)
-	}
-	return res, nil
+	return tx.Query(ctx, upsertSQL, rules, fps, starts, states, names, labels, alerts, seen, fired, resolved, ats, hashes, s.version)
 }
 
 // ResolveKey names one alert episode that resolved.
@@ -114,12 +138,13 @@ func (s *Store) ResolveIncidentsTx(ctx context.Context, tx pgx.Tx, keys []Resolv
 		return nil, nil
 	}
 	fps, starts, alerts := make([]string, len(keys)), make([]time.Time, len(keys)), make([]string, len(keys))
+	var buf []byte
 	for i, k := range keys {
-		b, err := json.Marshal(k.Alert)
-		if err != nil {
+		var err error
+		if buf, err = k.Alert.AppendJSON(buf[:0]); err != nil {
 			return nil, err
 		}
-		fps[i], starts[i], alerts[i] = k.Fingerprint, k.StartsAt, string(b)
+		fps[i], starts[i], alerts[i] = k.Fingerprint, k.StartsAt, string(buf)
 	}
 	rows, err := tx.Query(ctx, `
 WITH k AS (
@@ -147,7 +172,9 @@ RETURNING i.id, i.rule, prev.state, i.alert`, fps, starts, alerts, at)
 		if err := r.Scan(&x.ID, &x.Rule, &x.PrevState, &ab); err != nil {
 			return x, err
 		}
-		return x, json.Unmarshal(ab, &x.Alert)
+		var err error
+		x.Alert, err = alert.ParseJSON(ab)
+		return x, err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("resolve incidents: %w", err)
@@ -230,7 +257,9 @@ SELECT t.id, t.kind, t.due_at, i.id, i.rule, i.state, i.alert
 		if err := r.Scan(&d.TimerID, &d.Kind, &d.DueAt, &d.IncidentID, &d.Rule, &d.State, &ab); err != nil {
 			return d, err
 		}
-		return d, json.Unmarshal(ab, &d.Alert)
+		var err error
+		d.Alert, err = alert.ParseJSON(ab)
+		return d, err
 	})
 }
 
@@ -276,12 +305,13 @@ func (s *Store) RefreshIncidentsTx(ctx context.Context, tx pgx.Tx, ks []RefreshK
 	n := len(ks)
 	rules, fps, alerts := make([]string, n), make([]string, n), make([]string, n)
 	starts, seen := make([]time.Time, n), make([]time.Time, n)
+	var buf []byte
 	for i, k := range ks {
-		b, err := json.Marshal(k.Alert)
-		if err != nil {
+		var err error
+		if buf, err = k.Alert.AppendJSON(buf[:0]); err != nil {
 			return err
 		}
-		rules[i], fps[i], starts[i], alerts[i], seen[i] = k.Rule, k.Alert.Fingerprint, k.Alert.StartsAt, string(b), k.Alert.ReceivedAt
+		rules[i], fps[i], starts[i], alerts[i], seen[i] = k.Rule, k.Alert.Fingerprint, k.Alert.StartsAt, string(buf), k.Alert.ReceivedAt
 	}
 	_, err := tx.Exec(ctx, `
 UPDATE incidents i SET alert = u.alert::json, last_seen_at = greatest(i.last_seen_at, u.seen)

@@ -1,0 +1,4 @@
+package store
+
+// BulkRows is bulkRows, for the tests that compare the bulk paths with the one-statement ones.
+const BulkRows = bulkRows
