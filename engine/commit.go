@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -74,6 +75,13 @@ func (p *planner) write(tx pgx.Tx, pl *plan) (opened, resolved int, err error) {
 func (p *planner) opened(pl *plan, res []store.UpsertResult) (int, []store.TimerInsert, error) {
 	opened := 0
 	var timers []store.TimerInsert
+	steps := 0
+	for i := range pl.opens {
+		steps += len(pl.opens[i].actions)
+	}
+	// Sized once: a batch opens thousands of incidents, and a NewAction is large.
+	p.actions = slices.Grow(p.actions, steps)
+	p.audits = slices.Grow(p.audits, len(res))
 	for _, r := range res {
 		if !r.Inserted || r.State == vocab.IncidentResolved {
 			continue

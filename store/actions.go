@@ -388,7 +388,9 @@ func collectClaimed(rows pgx.Rows) ([]Claimed, error) {
 		if err := scanAction(r, &c.Action, &c.IncidentState, &c.EvidenceAt, &ab); err != nil {
 			return c, err
 		}
-		return c, json.Unmarshal(ab, &c.Alert)
+		var err error
+		c.Alert, err = alert.ParseJSON(ab)
+		return c, err
 	})
 }
 
