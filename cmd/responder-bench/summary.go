@@ -191,7 +191,7 @@ func (b *bench) e2e(m *measure, p phaseResult, minRate float64) {
 }
 
 func (b *bench) pacedMeasure() measure {
-	m := measure{ID: idPaced, Name: fmt.Sprintf("webhook p99 at %d alerts/s paced", b.o.pacedRate), Unit: "ms", LowerIsBetter: true, Target: "≤ 10 ms"}
+	m := measure{ID: idPaced, Name: fmt.Sprintf("webhook p99 at %s alerts/s paced", num(float64(b.o.pacedRate))), Unit: "ms", LowerIsBetter: true, Target: "≤ 10 ms"}
 	if p, ok := b.phase(phasePaced); ok {
 		m.Measured, m.Value, m.Met = true, p.P99ms, p.P99ms <= 10
 		m.Note = fmt.Sprintf("p50 %.2f ms; last action %.2f s after the last request", p.P50ms, p.LagSeconds)
@@ -221,7 +221,7 @@ func matchMeasure(gb *goBench) measure {
 }
 
 func (b *bench) stormMeasure() measure {
-	m := measure{ID: idStorm, Name: fmt.Sprintf("%d-alert storm: responder peak RSS", b.o.stormAlerts), Unit: "MB", LowerIsBetter: true,
+	m := measure{ID: idStorm, Name: fmt.Sprintf("%s-alert storm: responder peak RSS", num(float64(b.o.stormAlerts))), Unit: "MB", LowerIsBetter: true,
 		Target: "≤ 200 MB; lost 0, twice 0"}
 	p, ok := b.phase(phaseStorm)
 	if !ok {
@@ -257,7 +257,7 @@ func processMeasure(gb *goBench) measure {
 }
 
 func (b *bench) notifyMeasure() measure {
-	m := measure{ID: idNotify, Name: fmt.Sprintf("%d notify actions to one URL, executed", b.o.notifyActions), Unit: "actions/s", Target: "≥ 200/s; every one once"}
+	m := measure{ID: idNotify, Name: fmt.Sprintf("%s notify actions to one URL, executed", num(float64(b.o.notifyActions))), Unit: "actions/s", Target: "≥ 200/s; every one once"}
 	p, ok := b.phase(phaseNotify)
 	if !ok {
 		return m
