@@ -249,6 +249,9 @@ func runGuards(ctx context.Context, in *guardInput) verdict {
 					need.size, need.check = need.size || n.size, need.check || n.check
 				}
 			}
+			if need.check && !need.size && in.co == nil {
+				in.co = checkedLocally(in.c, in.act)
+			}
 			if co := needCallout(in.c, in.act, in.co, need.size, need.check); co != nil {
 				return verdict{kind: wait, callout: co}
 			}
@@ -271,6 +274,15 @@ func needCallout(c store.Claimed, act handlers.Action, co *callout, size, check 
 		return nil
 	}
 	return &callout{c: c, act: act, size: size, check: check}
+}
+
+// checkedLocally is the callout of an action whose Check calls nobody (handlers.NotCheckable):
+// its answer is known without making the call, so the action needs no callout. nil otherwise.
+func checkedLocally(c store.Claimed, act handlers.Action) *callout {
+	if _, ok := act.(handlers.NotCheckable); !ok {
+		return nil
+	}
+	return &callout{c: c, act: act, check: true, checkErr: handlers.ErrNotCheckable, done: true}
 }
 
 // errNotStarted rolls back the savepoint of an action a claim refused or made wait.

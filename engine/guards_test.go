@@ -586,3 +586,37 @@ func BenchmarkRunGuards(b *testing.B) {
 		in.slots.releaseAll()
 	}
 }
+
+type fakeNotCheckable struct{ fakeAction }
+
+func (fakeNotCheckable) NotCheckable() {}
+
+// An action whose Check calls nobody (handlers.NotCheckable) is decided in the pass that claimed
+// it, without a callout: its dry run records what Check always says. Any other action waits for
+// its callout.
+func TestNotCheckableNeedsNoCallout(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		act  handlers.Action
+		want verdictKind
+	}{
+		{"not checkable", fakeNotCheckable{}, refuse},
+		{"checkable", fakeAction{}, wait},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			in := newInput(newFake())
+			in.o.DryRun = true
+			in.build = func(store.Claimed) (handlers.Action, error) { return tc.act, nil }
+			v := run(in)
+			if v.kind != tc.want {
+				t.Fatalf("verdict %+v, want kind %v", v, tc.want)
+			}
+			if tc.want == refuse && (v.state != vocab.StateDryRun || !strings.Contains(v.evaluation, handlers.ErrNotCheckable.Error())) {
+				t.Fatalf("verdict %+v, want a dry run whose evaluation says %q", v, handlers.ErrNotCheckable)
+			}
+			if tc.want == wait && (v.callout == nil || !v.callout.check) {
+				t.Fatalf("verdict %+v, want a wait for a callout asking Check", v)
+			}
+		})
+	}
+}

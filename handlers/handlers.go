@@ -222,6 +222,15 @@ type Result struct {
 // ErrNotCheckable is returned by Check when a handler cannot re-confirm the condition.
 var ErrNotCheckable = errors.New("handler cannot re-check the condition")
 
+// NotCheckable is implemented by an action whose Check always answers ErrNotCheckable without
+// calling anyone (a notification, a webhook). The executor then takes that answer as given: it
+// decides the action in the pass that claimed it, without a callout (and a second transaction).
+type NotCheckable interface {
+	Action
+	// NotCheckable marks the action; it is never called.
+	NotCheckable()
+}
+
 // Error is a failure with a reason.
 type Error struct {
 	Reason vocab.Reason

@@ -67,6 +67,8 @@ func (a recAction) Class() vocab.Class { return a.class }
 
 func (a recAction) Check(context.Context, alert.Alert) error { return handlers.ErrNotCheckable }
 
+func (a recAction) NotCheckable() {}
+
 func (a recAction) Do(context.Context, handlers.Invocation, alert.Alert) (handlers.Result, error) {
 	return handlers.Result{Detail: "rules test: recorded, not run"}, nil
 }

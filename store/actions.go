@@ -172,7 +172,10 @@ func (s *Store) ReclaimCheckedTx(ctx context.Context, tx pgx.Tx, ids []int64, ow
 WITH x AS (
     SELECT id FROM actions
      WHERE id = ANY($1) AND state IN `+sqlClaimable+` AND not_before = $3 AND owner = $2
-     ORDER BY id FOR UPDATE SKIP LOCKED
+     -- Not SKIP LOCKED: another executor's claim may hold these rows for a moment (a row it
+     -- locked and then dropped because the mark hid it stays locked until its transaction
+     -- ends); skipping them would hide them until the mark lapses.
+     ORDER BY id FOR UPDATE
 )
 UPDATE actions a SET not_before = NULL, owner = ''
   FROM x, incidents i

@@ -42,6 +42,9 @@ func (a *Action) Class() vocab.Class { return a.class }
 // Check cannot tell whether a request is still needed.
 func (a *Action) Check(context.Context, alert.Alert) error { return handlers.ErrNotCheckable }
 
+// NotCheckable marks the action as handlers.NotCheckable: Check calls nobody.
+func (a *Action) NotCheckable() {}
+
 // Do sends the request, retrying 5xx, 429, timeouts and connection errors. Secret references are
 // resolved here, once per Do, and their values scrubbed from the result, the error and the logs.
 func (a *Action) Do(ctx context.Context, inv handlers.Invocation, _ alert.Alert) (handlers.Result, error) {

@@ -53,6 +53,9 @@ func (a *Action) Class() vocab.Class { return vocab.ClassNotify }
 // Check cannot tell whether a page is still needed.
 func (a *Action) Check(context.Context, alert.Alert) error { return handlers.ErrNotCheckable }
 
+// NotCheckable marks the action as handlers.NotCheckable: Check calls nobody.
+func (a *Action) NotCheckable() {}
+
 // event is a PagerDuty Events API v2 event.
 type event struct {
 	RoutingKey  string   `json:"routing_key"`

@@ -146,6 +146,7 @@ func (a *pageAction) Target() string                           { return "slack:"
 func (a *pageAction) Scope() string                            { return "slack" }
 func (a *pageAction) Class() vocab.Class                       { return vocab.ClassNotify }
 func (a *pageAction) Check(context.Context, alert.Alert) error { return handlers.ErrNotCheckable }
+func (a *pageAction) NotCheckable()                            {}
 func (a *pageAction) message(inc int64, al alert.Alert) (string, []slack.Block) {
 	mention := ""
 	if a.group != "" {
