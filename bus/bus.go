@@ -33,7 +33,6 @@ package bus
 import (
 	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -423,7 +422,7 @@ func (b *Bus) publish(ctx context.Context, alerts []alert.Alert) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("bus: publish: %w: %w", ErrUnavailable, context.Cause(ctx))
 	}
-	data, err := json.Marshal(alerts)
+	data, err := alert.AppendListJSON(nil, alerts) // json.Marshal's bytes, without reflection
 	if err != nil {
 		return fmt.Errorf("bus: encode alerts: %w: %w", ErrUnavailable, err)
 	}
