@@ -1,10 +1,18 @@
 package engine_test
 
 import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/responder-sre/responder/engine"
+	"github.com/responder-sre/responder/handlers/httpreq"
+	"github.com/responder-sre/responder/internal/testwait"
 )
 
 // BenchmarkExecute measures the executor's guards: each iteration plans a batch of actions of one
@@ -32,4 +40,61 @@ func BenchmarkExecute(b *testing.B) {
 			b.ReportMetric(float64(b.N*batch)/spent.Seconds(), "actions/s")
 		})
 	}
+}
+
+// BenchmarkExecuteNotifyOneTarget measures the executor running notify actions that all go to
+// one target: each iteration plans notifyBatch http.request actions (class notify) to one URL of a
+// local sink and times them until the last one is recorded, with the executor running as in
+// production (Engine.Run: its loops, the poll interval and the kicks). It reports actions
+// executed per second.
+func BenchmarkExecuteNotifyOneTarget(b *testing.B) {
+	const notifyBatch = 1000
+	var hits atomic.Int64
+	sink := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		hits.Add(1)
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	b.Cleanup(sink.Close)
+	u, err := url.Parse(sink.URL)
+	if err != nil {
+		b.Fatal(err)
+	}
+	hr := httpreq.New(httpreq.Options{AllowedHosts: []string{u.Host}, Version: "bench"})
+	rule := fmt.Sprintf(`
+rules:
+  - name: notify-sink
+    when: alert.name == "KubePodCrashLooping"
+    actions:
+      - handler: http.request
+        params: {url: %q, class: notify, body: '{"pod": "{{ alert.labels.pod }}"}'}
+`, sink.URL+"/hook")
+	h := newHarnessWith(b, rule, func(o *engine.Options) { o.Now = time.Now }, hr)
+	ctx, cancel := context.WithCancel(context.Background())
+	ran := make(chan error, 1)
+	go func() { ran <- h.eng.Run(ctx, 10*time.Second) }()
+	defer func() {
+		cancel()
+		if err := <-ran; err != nil {
+			b.Error(err)
+		}
+	}()
+	var spent time.Duration
+	for i := range b.N {
+		h.process(benchBatch(i, notifyBatch, time.Now())...)
+		start := time.Now()
+		want := (i + 1) * notifyBatch
+		testwait.UntilDetail(b, 10*time.Minute, "every notify action succeeded", func() (bool, string) {
+			n := h.count(`SELECT count(*) FROM actions WHERE state = 'succeeded'`)
+			return n == want, fmt.Sprintf("%d of %d succeeded; actions %v", n, want, h.count(`SELECT count(*) FROM actions`))
+		})
+		var last time.Time
+		if err := h.st.Pool().QueryRow(context.Background(), `SELECT max(finished_at) FROM actions`).Scan(&last); err != nil {
+			b.Fatal(err)
+		}
+		spent += last.Sub(start)
+	}
+	if got := hits.Load(); got != int64(b.N*notifyBatch) {
+		b.Fatalf("the sink got %d requests, want %d", got, b.N*notifyBatch)
+	}
+	b.ReportMetric(float64(b.N*notifyBatch)/spent.Seconds(), "actions/s")
 }

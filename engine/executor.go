@@ -3,7 +3,6 @@ package engine
 import (
 	"context"
 	"errors"
-	"maps"
 	"strings"
 	"sync"
 	"time"
@@ -294,7 +293,7 @@ func (r *passRun) decide(ctx context.Context, in *guardInput) (verdict, error) {
 	case v.kind != pass:
 		return v, nil
 	}
-	in.slots.started(c.Target)
+	in.slots.started(slotKey(c))
 	e.running.Store(c.ID, struct{}{})
 	r.p.audit(store.AuditInsert{IncidentID: c.IncidentID, ActionID: c.ID, Kind: store.AuditAction, Actor: e.o.Owner,
 		Reason: string(vocab.ReasonStarted), RuleHash: c.RuleHash, Detail: map[string]any{"handler": c.Handler, "target": c.Target}})
@@ -324,7 +323,13 @@ func (e *Engine) callOut(ctx context.Context, cos []*callout) {
 			}
 			if co.check {
 				cctx, cancel := context.WithTimeout(ctx, min(time.Duration(co.c.TimeoutMS)*time.Millisecond, calloutTimeout))
-				co.checkErr = calm(func() error { return co.act.Check(cctx, co.c.Alert) })
+				co.checkErr = calm(func() error {
+					a, err := co.c.DecodeAlert()
+					if err != nil {
+						return err
+					}
+					return co.act.Check(cctx, a)
+				})
 				cancel()
 			}
 			co.done = true
@@ -339,7 +344,11 @@ func (e *Engine) buildStored(c store.Claimed) (handlers.Action, error) {
 	if !ok {
 		return nil, errors.New("handler " + c.Handler + " is not registered")
 	}
-	return h.Build(handlers.Params(maps.Clone(c.Params)))
+	p, err := c.DecodeParams()
+	if err != nil {
+		return nil, err
+	}
+	return h.Build(handlers.Params(p))
 }
 
 // afterStep stops the later steps of a step that did not pass and plans the escalation.
@@ -366,7 +375,11 @@ func (e *Engine) afterStep(ctx context.Context, tx pgx.Tx, p *planner, c store.C
 	if rule == nil {
 		return nil
 	}
-	p.plan(c.IncidentID, rule, vocab.PhaseEscalate, c.Alert, p.now)
+	a, err := c.DecodeAlert()
+	if err != nil {
+		return err
+	}
+	p.plan(c.IncidentID, rule, vocab.PhaseEscalate, a, p.now)
 	return nil
 }
 
@@ -390,7 +403,8 @@ func (p *planner) flushAudit(ctx context.Context, tx pgx.Tx, ds []decision) erro
 func (e *Engine) run(ctx context.Context, c store.Claimed, act handlers.Action) {
 	defer e.wg.Done()
 	defer e.recoverAction(ctx, c)
-	defer func() { <-e.slots; e.running.Delete(c.ID); e.Kick() }()
+	// The slot is free: the next action is claimed at once, not at the next poll.
+	defer func() { <-e.slots; e.running.Delete(c.ID); e.kickExecutor() }()
 	e.m.inFlight.WithLabelValues(c.Handler).Inc()
 	defer e.m.inFlight.WithLabelValues(c.Handler).Dec()
 
@@ -399,7 +413,7 @@ func (e *Engine) run(ctx context.Context, c store.Claimed, act handlers.Action) 
 	ictx, stop := e.interruptible(ctx, c)
 	inv := handlers.Invocation{ActionID: c.ID, IncidentID: c.IncidentID, IdempotencyKey: idempotencyKey(c.ID)}
 	actx, cancel := context.WithTimeout(ictx, time.Duration(c.TimeoutMS)*time.Millisecond)
-	res, err := act.Do(actx, inv, c.Alert)
+	res, err := doAction(actx, act, inv, c)
 	cancel()
 	interrupted := stop()
 	out.Result = res.Detail
@@ -480,6 +494,16 @@ func (e *Engine) record(ctx context.Context, c store.Claimed, out store.Outcome)
 	default:
 		e.m.actions.WithLabelValues(c.Rule, c.Handler, string(out.State)).Inc()
 	}
+}
+
+// doAction calls the handler with the incident's alert. An alert that does not decode fails the
+// action without a call: nothing was done.
+func doAction(ctx context.Context, act handlers.Action, inv handlers.Invocation, c store.Claimed) (handlers.Result, error) {
+	a, err := c.DecodeAlert()
+	if err != nil {
+		return handlers.Result{}, handlers.Fail(vocab.ReasonInternalError, "%w", err)
+	}
+	return act.Do(ctx, inv, a)
 }
 
 func idempotencyKey(id int64) string {

@@ -124,8 +124,8 @@ type guardStore interface {
 	claimCooldown(ctx context.Context, k store.CooldownKey, now, until time.Time) (bool, time.Time, error)
 	claimBreakerTrial(ctx context.Context, k store.BreakerKey, openFor time.Duration, now time.Time, actionID int64) (bool, error)
 	spendBudget(ctx context.Context, budget, key string, maxSpend int, window time.Duration, now time.Time, actionID int64) (bool, error)
-	// startAction marks the action running under owner's lease; false when an action on its
-	// target runs already (another executor or replica got there first).
+	// startAction marks the action running under owner's lease; false when an action it must wait
+	// for runs on its target already (slotKey; another executor or replica got there first).
 	startAction(ctx context.Context, id int64, owner string, now, leaseUntil time.Time) (bool, error)
 }
 
@@ -566,17 +566,18 @@ func dryRunCut(_ context.Context, in *guardInput) verdict {
 }
 
 // slot (guard 8): an action runs only in an execution slot of this replica
-// (safety.max_concurrent_actions) and one at a time per target; without one it waits for a later
-// pass. Execution slots never refuse.
+// (safety.max_concurrent_actions), and a disruptive action one at a time per target (slotKey:
+// notify actions of many incidents to one target, a pager's URL, run side by side); without one it
+// waits for a later pass. Execution slots never refuse.
 func slot(_ context.Context, in *guardInput) verdict {
-	if !in.slots.take(in.c.Target) {
+	if !in.slots.take(slotKey(in.c)) {
 		return verdict{kind: wait}
 	}
 	return passed
 }
 
-// claimSlot starts the action: running, under this replica's lease. When an action on its target
-// runs already (another executor or replica started it meanwhile), it waits.
+// claimSlot starts the action: running, under this replica's lease. When an action it must wait
+// for runs already on its target (another executor or replica started it meanwhile), it waits.
 func claimSlot(ctx context.Context, in *guardInput, st guardStore) (verdict, error) {
 	ok, err := st.startAction(ctx, in.c.ID, in.o.Owner, in.now, in.now.Add(in.o.Lease))
 	if err != nil || ok {
@@ -585,20 +586,32 @@ func claimSlot(ctx context.Context, in *guardInput, st guardStore) (verdict, err
 	return verdict{kind: wait}, nil
 }
 
+// slotKey is what runs one at a time, as the store's claim and indexes have it: a disruptive
+// action's target, whatever the incident (actions_one_running_per_target), and a notify action's
+// target within its incident (actions_one_running_per_incident_target: a page's resolve waits for
+// its trigger in flight). Notify actions of different incidents to one target run side by side.
+func slotKey(c store.Claimed) string {
+	if c.Class == vocab.ClassDisruptive {
+		return "target " + c.Target
+	}
+	return "incident " + strconv.FormatInt(c.IncidentID, 10) + " target " + c.Target
+}
+
 // slots are the execution slots an executor pass takes: this replica's (shared by its passes) and
-// the targets the pass starts an action on. A slot is taken (without blocking) before an action is
-// marked running: an action is running in the database only while this replica holds a slot for it.
+// the keys (slotKey) of the actions the pass starts. A slot is taken (without blocking) before an
+// action is marked running: an action is running in the database only while this replica holds a
+// slot for it.
 type slots struct {
 	pool     chan struct{}
-	busy     map[string]bool // targets of the actions this pass started
+	busy     map[string]bool // slotKey of the actions this pass started
 	reserved int             // slots taken by this pass
 }
 
 func newSlots(pool chan struct{}) *slots { return &slots{pool: pool, busy: map[string]bool{}} }
 
-// take takes a slot for an action on target; false when the target is busy or no slot is free.
-func (s *slots) take(target string) bool {
-	if s.busy[target] {
+// take takes a slot for an action of key (slotKey); false when the key is busy or no slot is free.
+func (s *slots) take(key string) bool {
+	if s.busy[key] {
 		return false
 	}
 	select {
@@ -616,8 +629,8 @@ func (s *slots) give() {
 	s.reserved--
 }
 
-// started marks the target of an action that started busy for the rest of the pass.
-func (s *slots) started(target string) { s.busy[target] = true }
+// started marks the key (slotKey) of an action that started busy for the rest of the pass.
+func (s *slots) started(key string) { s.busy[key] = true }
 
 // releaseAll gives back every slot this pass took (its transaction did not commit).
 func (s *slots) releaseAll() {
