@@ -184,7 +184,7 @@ func (e *Engine) claim(ctx context.Context, tx pgx.Tx, r *passRun, checked []*ca
 	e.m.paused.Set(boolFloat(g.paused))
 	var claimed []store.Claimed
 	if checked == nil {
-		claimed, err = e.st.ClaimRunnableTx(ctx, tx, now, e.o.ClaimBatch)
+		claimed, err = e.st.ClaimRunnableTx(ctx, tx, now, e.claimLimit())
 	} else {
 		ids := make([]int64, len(checked))
 		for i, co := range checked {
@@ -197,6 +197,21 @@ func (e *Engine) claim(ctx context.Context, tx pgx.Tx, r *passRun, checked []*ca
 	}
 	err = readGuards(ctx, st, &e.o, claimed, now, g)
 	return claimed, g, err
+}
+
+// claimMargin is how many actions a pass claims beyond the free execution slots (claimLimit).
+const claimMargin = 64
+
+// claimLimit is how many actions a pass claims: Options.ClaimBatch or, when the actions that pass
+// every guard run (not a dry run), the free execution slots plus claimMargin for those the guards
+// decide without a slot (refusals, shadow), if that is fewer. An action claimed only to wait for a
+// slot costs the pass its row lock, its read and its guards for nothing: a thousand pages queued
+// for one pager would otherwise be claimed and put back by every pass to start a few.
+func (e *Engine) claimLimit() int {
+	if e.o.DryRun {
+		return e.o.ClaimBatch
+	}
+	return min(e.o.ClaimBatch, cap(e.slots)-len(e.slots)+claimMargin)
 }
 
 // expire turns running actions whose lease expired into unknown and expires stale approvals.
