@@ -309,6 +309,7 @@ func (r *passRun) decide(ctx context.Context, in *guardInput) (verdict, error) {
 		return v, nil
 	}
 	in.slots.started(slotKey(c))
+	in.read.started(&e.o, c)
 	e.running.Store(c.ID, struct{}{})
 	r.p.audit(store.AuditInsert{IncidentID: c.IncidentID, ActionID: c.ID, Kind: store.AuditAction, Actor: e.o.Owner,
 		Reason: string(vocab.ReasonStarted), RuleHash: c.RuleHash, Detail: map[string]any{"handler": c.Handler, "target": c.Target}})

@@ -117,7 +117,9 @@ type guardStore interface {
 	stormyRules(ctx context.Context, rules []string, since time.Time, maxTargets int) (map[string]int, error)
 	// Read per action, only where its guard applies: a failed read leaves the pass going.
 	workloadMembers(ctx context.Context, rule, target string, since time.Time) (int, error)
-	budgetUsed(ctx context.Context, budget, key string, window time.Duration, now time.Time) (int, error)
+	// Read once per pass, by the first action only evaluated that reaches the budget guard, for
+	// every claimed action that may (guardReads.budgetUsed): a failed read leaves the pass going.
+	budgetsUsed(ctx context.Context, reads []store.BudgetRead, now time.Time) (map[store.BudgetKey]int, error)
 	// savepoint runs fn in a savepoint: when fn fails, what it did is taken back.
 	savepoint(ctx context.Context, fn func(guardStore) error) error
 	// Claimed when the action starts.
@@ -135,10 +137,86 @@ type guardReads struct {
 	cool     map[store.CooldownKey]time.Time
 	breakers map[store.BreakerKey]store.Breaker
 	stormy   map[string]int
+	budgets  budgetReads
 }
 
-// readGuards reads the cooldowns, breakers and storm state of the claimed actions, one query each.
+// budgetReads are the budgets' counters the actions of one pass that are only evaluated read (a
+// dry run's or shadow's budget verdict).
+type budgetReads struct {
+	want  []store.BudgetRead      // the counters the claimed actions only evaluated may read (readGuards)
+	read  bool                    // want was read
+	used  map[store.BudgetKey]int // what was read
+	err   error                   // why it could not be
+	spent map[store.BudgetKey]int // spent from a counter by the actions this pass started after it was read
+}
+
+// budgetUsed is what budget b spent for key: the counters every claimed action only evaluated may
+// read are read at once, by the first that does (one statement instead of one per action), and
+// what the actions this pass started spent since is added, as a read per action in the pass's
+// transaction would have seen it.
+func (g *guardReads) budgetUsed(ctx context.Context, st guardStore, b Budget, key string, now time.Time) (int, error) {
+	r, k := &g.budgets, store.BudgetKey{Budget: b.Name, Key: key}
+	if _, ok := r.used[k]; !ok && r.err == nil {
+		reads := []store.BudgetRead{{BudgetKey: k, Window: b.Window}}
+		if !r.read {
+			reads, r.read = append(r.want, reads...), true
+		}
+		used, err := st.budgetsUsed(ctx, reads, now)
+		if r.used == nil {
+			r.used = make(map[store.BudgetKey]int, len(reads))
+		}
+		for _, rd := range reads { // a counter that spent nothing has no row
+			r.used[rd.BudgetKey] = used[rd.BudgetKey]
+		}
+		r.err = err
+	}
+	if r.err != nil {
+		return 0, r.err
+	}
+	return r.used[k] + r.spent[k], nil
+}
+
+// started counts what an action this pass started spent from the counters already read.
+func (g *guardReads) started(o *Options, c store.Claimed) {
+	if c.Class != vocab.ClassDisruptive {
+		return
+	}
+	r := &g.budgets
+	for _, b := range o.Budgets {
+		k := store.BudgetKey{Budget: b.Name, Key: b.key(c.Scope)}
+		if _, ok := r.used[k]; ok && b.matches(c.Handler) {
+			if r.spent == nil {
+				r.spent = map[store.BudgetKey]int{}
+			}
+			r.spent[k]++
+		}
+	}
+}
+
+// budgetWant lists the budget counters the claimed actions only evaluated (dry run, shadow) may
+// read: those of the budgets that match their handlers, for their scopes.
+func budgetWant(o *Options, claimed []store.Claimed) []store.BudgetRead {
+	var want []store.BudgetRead
+	seen := map[store.BudgetKey]bool{}
+	for _, c := range claimed {
+		if c.Class != vocab.ClassDisruptive || dryMode(o, c) == "" {
+			continue
+		}
+		for _, b := range o.Budgets {
+			k := store.BudgetKey{Budget: b.Name, Key: b.key(c.Scope)}
+			if b.matches(c.Handler) && !seen[k] {
+				seen[k] = true
+				want = append(want, store.BudgetRead{BudgetKey: k, Window: b.Window})
+			}
+		}
+	}
+	return want
+}
+
+// readGuards reads the cooldowns, breakers and storm state of the claimed actions, one query each,
+// and lists the budget counters the actions only evaluated may read (read when one does).
 func readGuards(ctx context.Context, st guardStore, o *Options, claimed []store.Claimed, now time.Time, g *guardReads) error {
+	g.budgets = budgetReads{want: budgetWant(o, claimed)}
 	var keys []store.CooldownKey
 	var bkeys []store.BreakerKey
 	var rs []string
@@ -504,7 +582,7 @@ func budget(ctx context.Context, in *guardInput) verdict {
 		if !b.matches(c.Handler) {
 			continue
 		}
-		used, err := in.st.budgetUsed(ctx, b.Name, b.key(c.Scope), b.Window, in.now)
+		used, err := in.read.budgetUsed(ctx, in.st, b, b.key(c.Scope), in.now)
 		if err == nil && used >= b.Max {
 			return in.cut(noteBudget, vocab.ReasonBudget, "budget "+b.Name+" exhausted")
 		}

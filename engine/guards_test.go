@@ -95,9 +95,15 @@ func (f *fakeGuards) workloadMembers(_ context.Context, rule, target string, _ t
 	return f.members[rule+"/"+target], f.membersErr
 }
 
-func (f *fakeGuards) budgetUsed(_ context.Context, budget, key string, _ time.Duration, _ time.Time) (int, error) {
-	f.called("budgetUsed")
-	return f.spent[budget+"/"+key], nil
+func (f *fakeGuards) budgetsUsed(_ context.Context, reads []store.BudgetRead, _ time.Time) (map[store.BudgetKey]int, error) {
+	f.called("budgetsUsed")
+	out := map[store.BudgetKey]int{}
+	for _, r := range reads {
+		if n := f.spent[r.Budget+"/"+r.Key]; n > 0 {
+			out[r.BudgetKey] = n
+		}
+	}
+	return out, nil
 }
 
 func (f *fakeGuards) savepoint(_ context.Context, fn func(guardStore) error) error {
@@ -514,6 +520,62 @@ func TestReadGuards(t *testing.T) {
 	}
 	if want := []string{"cooldowns", "breakers"}; !slices.Equal(f.calls, want) {
 		t.Fatalf("storm guard off: calls %q, want %q", f.calls, want)
+	}
+}
+
+// The budget counters the actions only evaluated (dry run, shadow) read are read once per pass, by
+// the first that needs one, and what the actions the pass started spent afterwards is added: each
+// verdict is the one a read per action in the pass's transaction would give.
+func TestBudgetCountersReadOncePerPass(t *testing.T) {
+	f := newFake()
+	f.spent["b/s1"] = 1
+	o := &Options{Budgets: []Budget{{Name: "b", Match: "test.*", Per: "namespace", Max: 2, Window: time.Hour}}}
+	mk := func(id int64, mode vocab.Mode, class vocab.Class, scope string) store.Claimed {
+		return store.Claimed{Action: store.Action{ID: id, Phase: vocab.PhaseActions, Rule: "r", Handler: "test.fix", Scope: scope,
+			Class: class, Mode: mode, Target: fmt.Sprint(id)}}
+	}
+	d, shadow, enforce := vocab.ClassDisruptive, vocab.ModeShadow, vocab.ModeEnforce
+	claimed := []store.Claimed{mk(1, shadow, d, "s1"), mk(2, enforce, d, "s1"), mk(3, shadow, d, "s1"), mk(4, shadow, d, "s2"),
+		mk(5, shadow, vocab.ClassNotify, "s3"), mk(6, enforce, d, "s4")}
+	var g guardReads
+	ctx := context.Background()
+	if err := readGuards(ctx, f, o, claimed, tNow, &g); err != nil {
+		t.Fatal(err)
+	}
+	want := []store.BudgetRead{{BudgetKey: store.BudgetKey{Budget: "b", Key: "s1"}, Window: time.Hour},
+		{BudgetKey: store.BudgetKey{Budget: "b", Key: "s2"}, Window: time.Hour}}
+	if !slices.Equal(g.budgets.want, want) {
+		t.Fatalf("counters to read %v, want %v: those of the actions only evaluated", g.budgets.want, want)
+	}
+	if slices.Contains(f.calls, "budgetsUsed") {
+		t.Fatal("the counters were read before an action needed them")
+	}
+	used := func(scope string) int {
+		t.Helper()
+		n, err := g.budgetUsed(ctx, f, o.Budgets[0], scope, tNow)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if n := used("s1"); n != 1 {
+		t.Fatalf("action 1 read %d, want 1", n)
+	}
+	f.spent["b/s1"]++ // action 2 starts: it spends a unit in the pass's transaction
+	g.started(o, claimed[1])
+	g.started(o, claimed[5]) // a counter not read yet: a later read sees its spend
+	if n := used("s1"); n != 2 {
+		t.Fatalf("action 3 read %d, want 2 (action 2's spend)", n)
+	}
+	if n := used("s2"); n != 0 {
+		t.Fatalf("action 4 read %d, want 0", n)
+	}
+	if n := slices.Index(f.calls, "budgetsUsed"); n < 0 || slices.Contains(f.calls[n+1:], "budgetsUsed") {
+		t.Fatalf("calls %q, want the counters read once", f.calls)
+	}
+	f.spent["b/s4"] = 1
+	if n := used("s4"); n != 1 {
+		t.Fatalf("a counter not listed read %d, want 1 (read on its own)", n)
 	}
 }
 
