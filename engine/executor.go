@@ -308,7 +308,7 @@ func (r *passRun) decide(ctx context.Context, in *guardInput) (verdict, error) {
 	case v.kind != pass:
 		return v, nil
 	}
-	in.slots.started(slotKey(c))
+	in.slots.started(slotKeys(c)...)
 	in.read.started(&e.o, c)
 	e.running.Store(c.ID, struct{}{})
 	r.p.audit(store.AuditInsert{IncidentID: c.IncidentID, ActionID: c.ID, Kind: store.AuditAction, Actor: e.o.Owner,

@@ -127,7 +127,7 @@ type guardStore interface {
 	claimBreakerTrial(ctx context.Context, k store.BreakerKey, openFor time.Duration, now time.Time, actionID int64) (bool, error)
 	spendBudget(ctx context.Context, budget, key string, maxSpend int, window time.Duration, now time.Time, actionID int64) (bool, error)
 	// startAction marks the action running under owner's lease; false when an action it must wait
-	// for runs on its target already (slotKey; another executor or replica got there first).
+	// for runs on its target already (slotKeys; another executor or replica got there first).
 	startAction(ctx context.Context, id int64, owner string, now, leaseUntil time.Time) (bool, error)
 }
 
@@ -644,11 +644,11 @@ func dryRunCut(_ context.Context, in *guardInput) verdict {
 }
 
 // slot (guard 8): an action runs only in an execution slot of this replica
-// (safety.max_concurrent_actions), and a disruptive action one at a time per target (slotKey:
+// (safety.max_concurrent_actions), and a disruptive action one at a time per target (slotKeys:
 // notify actions of many incidents to one target, a pager's URL, run side by side); without one it
 // waits for a later pass. Execution slots never refuse.
 func slot(_ context.Context, in *guardInput) verdict {
-	if !in.slots.take(slotKey(in.c)) {
+	if !in.slots.take(slotKeys(in.c)...) {
 		return verdict{kind: wait}
 	}
 	return passed
@@ -664,33 +664,37 @@ func claimSlot(ctx context.Context, in *guardInput, st guardStore) (verdict, err
 	return verdict{kind: wait}, nil
 }
 
-// slotKey is what runs one at a time, as the store's claim and indexes have it: a disruptive
-// action's target, whatever the incident (actions_one_running_per_target), and a notify action's
-// target within its incident (actions_one_running_per_incident_target: a page's resolve waits for
-// its trigger in flight). Notify actions of different incidents to one target run side by side.
-func slotKey(c store.Claimed) string {
+// slotKeys are what an action holds while it runs, one at a time, as the store's claim and
+// indexes have it: its target within its incident (actions_one_running_per_incident_target: a
+// page's resolve waits for its trigger in flight) and, for a disruptive action, its target
+// whatever the incident (actions_one_running_per_target). Notify actions of different incidents
+// to one target run side by side.
+func slotKeys(c store.Claimed) []string {
+	keys := []string{"incident " + strconv.FormatInt(c.IncidentID, 10) + " target " + c.Target}
 	if c.Class == vocab.ClassDisruptive {
-		return "target " + c.Target
+		keys = append(keys, "target "+c.Target)
 	}
-	return "incident " + strconv.FormatInt(c.IncidentID, 10) + " target " + c.Target
+	return keys
 }
 
 // slots are the execution slots an executor pass takes: this replica's (shared by its passes) and
-// the keys (slotKey) of the actions the pass starts. A slot is taken (without blocking) before an
+// the keys (slotKeys) of the actions the pass starts. A slot is taken (without blocking) before an
 // action is marked running: an action is running in the database only while this replica holds a
 // slot for it.
 type slots struct {
 	pool     chan struct{}
-	busy     map[string]bool // slotKey of the actions this pass started
+	busy     map[string]bool // slotKeys of the actions this pass started
 	reserved int             // slots taken by this pass
 }
 
 func newSlots(pool chan struct{}) *slots { return &slots{pool: pool, busy: map[string]bool{}} }
 
-// take takes a slot for an action of key (slotKey); false when the key is busy or no slot is free.
-func (s *slots) take(key string) bool {
-	if s.busy[key] {
-		return false
+// take takes a slot for an action of keys (slotKeys); false when a key is busy or no slot is free.
+func (s *slots) take(keys ...string) bool {
+	for _, k := range keys {
+		if s.busy[k] {
+			return false
+		}
 	}
 	select {
 	case s.pool <- struct{}{}:
@@ -707,8 +711,12 @@ func (s *slots) give() {
 	s.reserved--
 }
 
-// started marks the key (slotKey) of an action that started busy for the rest of the pass.
-func (s *slots) started(key string) { s.busy[key] = true }
+// started marks the keys (slotKeys) of an action that started busy for the rest of the pass.
+func (s *slots) started(keys ...string) {
+	for _, k := range keys {
+		s.busy[k] = true
+	}
+}
 
 // releaseAll gives back every slot this pass took (its transaction did not commit).
 func (s *slots) releaseAll() {

@@ -306,16 +306,20 @@ func TestGuards(t *testing.T) {
 			text: "check: condition gone; rule r would touch 12 targets within 5m0s (safety.storm_guard.max_targets 10); " +
 				"breaker open since 2026-11-22T02:59:00Z; budget b exhausted"},
 		{name: "no free slot waits", setup: func(in *guardInput, _ *fakeGuards) { in.slots = newSlots(make(chan struct{})) }, kind: wait},
-		{name: "a busy target waits", setup: func(in *guardInput, _ *fakeGuards) { in.slots.started(slotKey(in.c)) }, kind: wait},
+		{name: "a target busy with another incident's disruptive action waits", setup: func(in *guardInput, _ *fakeGuards) {
+			other := in.c
+			other.IncidentID++
+			in.slots.started(slotKeys(other)...)
+		}, kind: wait},
 		{name: "notify: a target busy with another incident's action does not wait", setup: func(in *guardInput, _ *fakeGuards) {
 			in.c.Class = vocab.ClassNotify
 			other := in.c
 			other.IncidentID++
-			in.slots.started(slotKey(other))
+			in.slots.started(slotKeys(other)...)
 		}, kind: pass},
 		{name: "notify: a target busy in its incident waits", setup: func(in *guardInput, _ *fakeGuards) {
 			in.c.Class = vocab.ClassNotify
-			in.slots.started(slotKey(in.c))
+			in.slots.started(slotKeys(in.c)...)
 		}, kind: wait},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -581,7 +585,7 @@ func TestBudgetCountersReadOncePerPass(t *testing.T) {
 
 // Disruptive actions run one at a time per target; notify actions one at a time per target
 // within their incident only: those of different incidents to one target run side by side.
-func TestSlotKey(t *testing.T) {
+func TestSlotKeys(t *testing.T) {
 	mk := func(incident int64, class vocab.Class, target string) store.Claimed {
 		return store.Claimed{Action: store.Action{IncidentID: incident, Class: class, Target: target}}
 	}
@@ -595,11 +599,19 @@ func TestSlotKey(t *testing.T) {
 		{"disruptive, two targets", mk(1, d, "t"), mk(1, d, "u"), false},
 		{"notify, one target, two incidents", mk(1, n, "t"), mk(2, n, "t"), false},
 		{"notify, one target, one incident", mk(1, n, "t"), mk(1, n, "t"), true},
-		{"notify and disruptive, one target, one incident", mk(1, n, "t"), mk(1, d, "t"), false},
+		{"notify and disruptive, one target, one incident", mk(1, n, "t"), mk(1, d, "t"), true},
+		{"notify and disruptive, one target, two incidents", mk(1, n, "t"), mk(2, d, "t"), false},
 		{"a target that looks like an incident's key", mk(1, d, "incident 1 target t"), mk(1, n, "t"), false},
 	} {
-		if got := slotKey(tc.a) == slotKey(tc.b); got != tc.same {
-			t.Errorf("%s: same slot key = %v, want %v (%q, %q)", tc.name, got, tc.same, slotKey(tc.a), slotKey(tc.b))
+		s := newSlots(make(chan struct{}, 2))
+		s.started(slotKeys(tc.a)...)
+		if got := !s.take(slotKeys(tc.b)...); got != tc.same {
+			t.Errorf("%s: b waits for a = %v, want %v (%q, %q)", tc.name, got, tc.same, slotKeys(tc.a), slotKeys(tc.b))
+		}
+		s = newSlots(make(chan struct{}, 2))
+		s.started(slotKeys(tc.b)...)
+		if got := !s.take(slotKeys(tc.a)...); got != tc.same {
+			t.Errorf("%s: a waits for b = %v, want %v", tc.name, got, tc.same)
 		}
 	}
 }

@@ -156,10 +156,10 @@ func actionDest(a *Action, params any) []any {
 
 // ClaimRunnableTx locks up to limit planned or approved actions whose earlier steps (same incident
 // and phase) all succeeded or were dry runs, oldest first, skipping rows other replicas hold and
-// actions that must wait for one running on their target: a disruptive action waits for a running
-// disruptive action on its target; a notify action only for a running notify action of its own
-// incident on its target (a page's resolve waits for its trigger in flight), so that notify
-// actions of many incidents to one target (a pager's URL) run side by side.
+// actions that must wait for one running on their target: an action waits for a running action of
+// its incident on its target (a page's resolve waits for its trigger in flight), and a disruptive
+// action also for a running disruptive action of any incident on its target. Notify actions of
+// many incidents to one target (a pager's URL) run side by side.
 func (s *Store) ClaimRunnableTx(ctx context.Context, tx pgx.Tx, now time.Time, limit int) ([]Claimed, error) {
 	rows, err := tx.Query(ctx, `
 SELECT `+actionCols+`, i.state, greatest(a.basis_at, i.last_seen_at), i.alert
@@ -169,14 +169,14 @@ SELECT `+actionCols+`, i.state, greatest(a.basis_at, i.last_seen_at), i.alert
    AND NOT EXISTS (SELECT 1 FROM actions p
                     WHERE p.incident_id = a.incident_id AND p.phase = a.phase AND p.step < a.step
                       AND p.state NOT IN `+sqlPassed+`)
-   -- target_key(...) keeps these on actions_one_running_per_target and
-   -- actions_one_running_per_incident_target (a hash: targets may be long).
+   -- target_key(...) keeps these on actions_one_running_per_incident_target and
+   -- actions_one_running_per_target (a hash: targets may be long).
+   AND NOT EXISTS (SELECT 1 FROM actions r
+                    WHERE r.incident_id = a.incident_id AND target_key(r.target) = target_key(a.target) AND r.target = a.target
+                      AND r.state = `+lit(vocab.StateRunning)+`)
    AND (a.class <> `+lit(vocab.ClassDisruptive)+` OR NOT EXISTS (SELECT 1 FROM actions r
                     WHERE target_key(r.target) = target_key(a.target) AND r.target = a.target
                       AND r.state = `+lit(vocab.StateRunning)+` AND r.class = `+lit(vocab.ClassDisruptive)+`))
-   AND (a.class = `+lit(vocab.ClassDisruptive)+` OR NOT EXISTS (SELECT 1 FROM actions r
-                    WHERE r.incident_id = a.incident_id AND target_key(r.target) = target_key(a.target) AND r.target = a.target
-                      AND r.state = `+lit(vocab.StateRunning)+` AND r.class <> `+lit(vocab.ClassDisruptive)+`))
  ORDER BY a.id
  LIMIT $1
  FOR UPDATE OF a SKIP LOCKED`, limit, now)

@@ -137,7 +137,7 @@ func (s *Store) InTx(ctx context.Context, fn func(pgx.Tx) error) error {
 }
 
 // IsTargetBusy reports whether err is an index refusing a second running action on a target: a
-// second disruptive one (actions_one_running_per_target), or a second notify one of one incident
+// second disruptive one (actions_one_running_per_target), or a second one of one incident
 // (actions_one_running_per_incident_target).
 func IsTargetBusy(err error) bool {
 	var pe *pgconn.PgError
