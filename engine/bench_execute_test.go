@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -18,24 +19,36 @@ import (
 // BenchmarkExecute measures the executor's guards: each iteration plans a batch of actions of one
 // disruptive rule (a cooldown, a budget, the storm guard and the breaker apply) and times the
 // executor passes that decide them all, reporting actions decided per second. dry_run evaluates
-// every guard and records dry_run (a budget read per action); enforce claims the cooldowns and the
-// budget and starts the handlers (the recorder returns at once).
+// every guard and records dry_run: the recorder's Check is called (a callout between two
+// transactions); dry_run_uncheckable is the same with http.request, whose Check calls nobody
+// (handlers.NotCheckable), as in the end-to-end bench: one transaction. enforce claims the
+// cooldowns and the budget and starts the handlers (the recorder returns at once).
 func BenchmarkExecute(b *testing.B) {
 	const batch = 1024
-	for _, mode := range []string{"dry_run", "enforce"} {
-		b.Run(mode, func(b *testing.B) {
-			h := newHarness(b, singleRule, func(o *engine.Options) {
-				o.DryRun = mode == "dry_run"
+	httpRule := strings.Replace(singleRule, `handler: test.fix
+        params: {target: "{{ alert.labels.pod }}"}`, `handler: http.request
+        params: {url: "http://127.0.0.1:9/restart", body: '{{ alert.labels.pod }}'}`, 1)
+	for _, mode := range []struct {
+		name, rule string
+		dry        bool
+	}{{"dry_run", singleRule, true}, {"dry_run_uncheckable", httpRule, true}, {"enforce", singleRule, false}} {
+		b.Run(mode.name, func(b *testing.B) {
+			hr := httpreq.New(httpreq.Options{AllowedHosts: []string{"127.0.0.1:9"}, Version: "bench"})
+			h := newHarnessWith(b, mode.rule, func(o *engine.Options) {
+				o.DryRun = mode.dry
 				o.MaxConcurrent = batch
-				o.Budgets = []engine.Budget{{Name: "fixes", Match: "test.*", Per: "global", Max: batch * 1000, Window: time.Hour}}
+				o.Budgets = []engine.Budget{{Name: "fixes", Match: "*", Per: "global", Max: batch * 1000, Window: time.Hour}}
 				o.StormMaxTargets = batch * 1000
-			})
+			}, hr)
 			var spent time.Duration
 			for i := range b.N {
 				h.process(benchBatch(i, batch, h.clock.Now())...)
 				start := time.Now()
 				h.settle()
 				spent += time.Since(start)
+			}
+			if n := h.count(`SELECT count(*) FROM actions WHERE state IN ('dry_run', 'succeeded')`); n != b.N*batch {
+				b.Fatalf("%d actions decided, want %d", n, b.N*batch)
 			}
 			b.ReportMetric(float64(b.N*batch)/spent.Seconds(), "actions/s")
 		})
