@@ -7,7 +7,7 @@ REVISION  ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 LDFLAGS   := -X $(PKG).Version=$(VERSION) -X $(PKG).Revision=$(REVISION) -X $(PKG).Branch=main -X $(PKG).BuildDate=$(shell date -u +%Y%m%d-%H:%M:%S)
 FUZZTIME  ?= 4s
 # package:FuzzTarget pairs run briefly by `make test` (and longer with `make fuzz FUZZTIME=1m`).
-FUZZ      := ./source/alertmanager:FuzzDecode ./rules:FuzzParse ./config:FuzzParse ./config:FuzzProbes \
+FUZZ      := ./source/alertmanager:FuzzDecode ./rules:FuzzParse ./rules:FuzzIndex ./config:FuzzParse ./config:FuzzProbes \
              ./notify/slack:FuzzVerify ./notify/slack:FuzzCommand ./notify/slack:FuzzInteraction ./source/probe:FuzzRedisReply \
              ./engine:FuzzMatch
 LISTEN    ?= 127.0.0.1:9095
@@ -68,9 +68,18 @@ lint:
 	scripts/golangci-lint.sh run ./...
 
 # make bench: Go micro-benchmarks, then the end-to-end load harness (see README "Performance").
+# The micro-benchmarks' output goes to bin/go-bench.txt, which the harness reads (BenchmarkProcess,
+# BenchmarkMatch1000) for its summary; the summary is written to bin/bench.json and compared with the
+# previous run's (bin/bench-prev.json). BENCH_FLAGS passes flags to the harness, e.g.
+# BENCH_FLAGS='--phases storm --cpuprofile bin/storm.prof'.
+bench: SHELL := bash
+bench: .SHELLFLAGS := -o pipefail -ec
 bench: db-start
-	$(GO) test -run='^$$' -bench=. -benchmem -count=1 ./rules/ ./source/alertmanager/ ./bus/ ./engine/
-	$(GO) run ./cmd/responder-bench
+	@mkdir -p bin
+	$(GO) test -run='^$$' -bench=. -benchmem -count=1 ./rules/ ./source/alertmanager/ ./bus/ ./engine/ | tee bin/go-bench.txt
+	@if [ -f bin/bench.json ]; then mv bin/bench.json bin/bench-prev.json; fi
+	$(GO) run ./cmd/responder-bench --go-bench bin/go-bench.txt --json bin/bench.json \
+	  $$([ -f bin/bench-prev.json ] && echo --compare bin/bench-prev.json) $(BENCH_FLAGS)
 
 clean:
 	rm -rf bin data

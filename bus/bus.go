@@ -1,12 +1,22 @@
 // Package bus carries groups of alerts from the sources to the engine over NATS JetStream.
 //
 // Contract:
-//   - Publish stores one message per call (one webhook request) and returns only after JetStream
-//     acknowledged it, i.e. after it is durable. The message id (Nats-Msg-Id) is alert.BatchID, so a
-//     group sent twice within the duplicate window is stored once. Every error wraps ErrUnavailable
-//     or ErrStreamFull: both mean "try again later" (HTTP 503), never "dropped". Except an
-//     *alert.RejectedError: an alert larger than the server's maximum payload by itself is refused
-//     (reason alert_too_large) and every other alert of the group is stored.
+//   - Publish returns nil only once its alerts are durable: JetStream acknowledged (PubAck) the
+//     message holding them. Calls made while a message is in flight share the next message (group
+//     commit, group.go: one fsync for many webhook requests; an idle bus publishes a call at once,
+//     with no linger). A message is the JSON array of its calls' alerts, bounded in bytes under the
+//     server's maximum payload. When it fails, every call it holds gets the error; a call whose
+//     context ends first returns ErrUnavailable, never nil. Close answers every pending call.
+//   - The message id (Nats-Msg-Id) of a message holding one call is alert.BatchID, so a group sent
+//     twice within the duplicate window is stored once. A message combining several calls has an
+//     id derived from theirs (deterministic, but a group sent again into another combination is
+//     stored again): deduplication is best effort, and the Processor must be idempotent (the
+//     engine is: incident and action keys).
+//   - Every error of Publish wraps ErrUnavailable or ErrStreamFull: both mean "try again later"
+//     (HTTP 503), never "dropped". Except an *alert.RejectedError: an alert larger than the
+//     server's maximum payload by itself is refused (reason alert_too_large) and every other alert
+//     of the group is stored. A group larger than the maximum payload is split into several
+//     messages.
 //   - The stream has file storage and is bounded by MaxBytes/MaxMsgs with DiscardNew: a full stream
 //     refuses new messages instead of dropping old ones. Processed messages are removed in bulk: a
 //     purger (any replica) purges everything below the consumer's ack floor every PurgeInterval.
@@ -175,6 +185,7 @@ type Bus struct {
 	stream   jetstream.Stream
 	consumer jetstream.Consumer
 	m        *metrics
+	commit   *committer // group commit of Publish (group.go)
 
 	// failing counts the Consume calls retrying a transient error right now; lastErr is the
 	// latest such error. Ready fails while failing > 0 (per consumer, so one consumer's success
@@ -205,6 +216,7 @@ func Open(ctx context.Context, o Options) (*Bus, error) {
 		return nil, err
 	}
 	b := &Bus{o: o, log: o.Logger, closing: make(chan struct{})}
+	b.commit = newCommitter(context.WithoutCancel(ctx), b)
 	url := o.URL
 	if url == "" {
 		emb, err := startEmbedded(o)
@@ -225,6 +237,7 @@ func Open(ctx context.Context, o Options) (*Bus, error) {
 		nats.RetryOnFailedConnect(false),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			b.log.Warn("bus disconnected", "err", err)
+			b.commit.disconnected()
 		}),
 		nats.ReconnectHandler(func(c *nats.Conn) {
 			b.log.Info("bus reconnected", "url", RedactURL(c.ConnectedUrl())) // ConnectedUrlRedacted keeps a token
@@ -369,8 +382,10 @@ func (b *Bus) ClientURL() string {
 	return b.o.URL
 }
 
-// Publish stores alerts as one message and returns after the PubAck. Groups larger than the server's
-// maximum payload are split (deterministically) into several messages.
+// Publish stores alerts and returns once they are durable: after the PubAck of the message holding
+// them. Calls that arrive while earlier ones are in flight share one message (group commit, see
+// group.go). Groups larger than the server's maximum payload are split (deterministically) into
+// several messages.
 func (b *Bus) Publish(ctx context.Context, alerts []alert.Alert) error {
 	if len(alerts) == 0 {
 		return nil
@@ -395,11 +410,17 @@ func (b *Bus) publish(ctx context.Context, alerts []alert.Alert) error {
 	if !b.nc.IsConnected() {
 		return fmt.Errorf("bus: publish: %w: %s", ErrUnavailable, strings.ToLower(b.nc.Status().String()))
 	}
+	if err := b.storageErr(); err != nil {
+		return fmt.Errorf("bus: publish: %w: %w", ErrUnavailable, err)
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("bus: publish: %w: %w", ErrUnavailable, context.Cause(ctx))
+	}
 	data, err := json.Marshal(alerts)
 	if err != nil {
 		return fmt.Errorf("bus: encode alerts: %w: %w", ErrUnavailable, err)
 	}
-	if limit := b.nc.MaxPayload() - 1024; int64(len(data)) > limit {
+	if limit := b.nc.MaxPayload() - headerRoom; int64(len(data)) > limit {
 		if len(alerts) > 1 {
 			return b.publishSplit(ctx, alerts)
 		}
@@ -415,8 +436,7 @@ func (b *Bus) publish(ctx context.Context, alerts []alert.Alert) error {
 		ctx, cancel = context.WithTimeout(ctx, defaultPublishTimeout)
 		defer cancel()
 	}
-	msg := &nats.Msg{Subject: b.o.Subject, Data: data}
-	return b.publishMsg(ctx, msg, jetstream.WithMsgID(alert.BatchID(alerts)))
+	return b.commit.submit(ctx, &pubReq{id: alert.BatchID(alerts), data: data, done: make(chan error, 1)})
 }
 
 // publishSplit sorts the alerts by ID and publishes halves, so a re-sent oversized group splits the
@@ -495,8 +515,9 @@ func (b *Bus) Pending(ctx context.Context) (uint64, error) {
 	return n, nil
 }
 
-// Close stops Consume (waiting for it within ctx), closes the connection and shuts the embedded
-// server down.
+// Close refuses new publishes and answers the pending ones (waiting for their acks within ctx, then
+// failing them), stops Consume (waiting for it within ctx), closes the connection and shuts the
+// embedded server down.
 func (b *Bus) Close(ctx context.Context) error {
 	var err error
 	b.closeOnce.Do(func() {
@@ -505,12 +526,13 @@ func (b *Bus) Close(ctx context.Context) error {
 		close(b.closing)
 		b.mu.Unlock()
 		b.bgCancel()
+		err = b.commit.close(ctx)
 		done := make(chan struct{})
 		go func() { b.consumers.Wait(); close(done) }()
 		select {
 		case <-done:
 		case <-ctx.Done():
-			err = fmt.Errorf("bus: close: consumers still running: %w", ctx.Err())
+			err = errors.Join(err, fmt.Errorf("bus: close: consumers still running: %w", ctx.Err()))
 		}
 		<-b.purged
 		<-b.st.done

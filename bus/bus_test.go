@@ -116,6 +116,40 @@ func (r *recorder) count() (processed, dead int) {
 	return processed, len(r.dead)
 }
 
+// copies maps each alert's ID to the stored copies that carried it (message id and publish time:
+// one stored message each), and counts the times each copy was processed. With group commit a
+// message may carry several Publish calls, so exactly-once is checked per alert.
+func (r *recorder) copies() map[string]map[string]int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := map[string]map[string]int{}
+	for _, ms := range r.processed {
+		for _, m := range ms {
+			copyID := m.ID + "@" + m.Published.Format(time.RFC3339Nano)
+			for _, a := range m.Alerts {
+				if out[a.ID()] == nil {
+					out[a.ID()] = map[string]int{}
+				}
+				out[a.ID()][copyID]++
+			}
+		}
+	}
+	return out
+}
+
+// alertCount is the number of alerts processed, counting repeats.
+func (r *recorder) alertCount() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for _, ms := range r.processed {
+		for _, m := range ms {
+			n += len(m.Alerts)
+		}
+	}
+	return n
+}
+
 // consume runs b.Consume until the test ends.
 func consume(t *testing.T, b *bus.Bus, p bus.Processor) {
 	t.Helper()
@@ -413,12 +447,28 @@ func TestTwoReplicasShareWork(t *testing.T) {
 	for err := range errs {
 		t.Fatal(err)
 	}
-	testwait.Until(t, settle, "all processed", func() bool { a, _ := r1.count(); b, _ := r2.count(); return a+b >= n })
+	// Publish calls in flight together share messages (group commit): count alerts, 2 per call.
+	testwait.Until(t, settle, "all processed", func() bool { return r1.alertCount()+r2.alertCount() >= 2*n })
 	testwait.Until(t, settle, "all acked", func() bool { p, err := b1.Pending(context.Background()); return err == nil && p == 0 })
-	a, _ := r1.count()
-	c, _ := r2.count()
-	if a+c != n {
-		t.Fatalf("processed %d+%d, want %d", a, c, n)
+	a, c := r1.alertCount(), r2.alertCount()
+	if a+c != 2*n {
+		t.Fatalf("processed %d+%d alerts, want %d", a, c, 2*n)
+	}
+	seen := map[string]int{}
+	for _, r := range []*recorder{r1, r2} {
+		for id, cs := range r.copies() {
+			for _, k := range cs {
+				seen[id] += k
+			}
+		}
+	}
+	if len(seen) != 2*n {
+		t.Fatalf("%d distinct alerts processed, want %d", len(seen), 2*n)
+	}
+	for id, k := range seen {
+		if k != 1 {
+			t.Errorf("alert %s processed %d times", id, k)
+		}
 	}
 	r1.mu.Lock()
 	r2.mu.Lock()

@@ -18,9 +18,9 @@ import (
 
 // Message is one stored group of alerts as the Processor sees it.
 type Message struct {
-	ID        string // Nats-Msg-Id (alert.BatchID of the group)
-	Alerts    []alert.Alert
-	Delivered uint64 // 1 on the first delivery
+	ID        string        // Nats-Msg-Id: alert.BatchID of the group, or derived from those of the Publish calls it combines
+	Alerts    []alert.Alert // the alerts of every Publish call the message holds, in order
+	Delivered uint64        // 1 on the first delivery
 	Published time.Time
 }
 

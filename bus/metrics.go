@@ -18,6 +18,7 @@ type metrics struct {
 	terminated      prometheus.Counter
 	published       *prometheus.CounterVec
 	publishDuration prometheus.Histogram
+	batchRequests   prometheus.Histogram
 	processErrors   *prometheus.CounterVec
 	storeBytes      prometheus.Collector
 	lastStoreBytes  atomic.Uint64
@@ -61,6 +62,11 @@ func newMetrics(bg context.Context, reg prometheus.Registerer, b *Bus) (*metrics
 			Help:    "Time from Publish to the JetStream ack.",
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 5},
 		}),
+		batchRequests: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: "responder", Name: "bus_publish_batch_requests",
+			Help:    "Publish calls (webhook requests) carried by each message published (group commit).",
+			Buckets: []float64{1, 2, 4, 8, 16, 32, 64, 128, 256},
+		}),
 		processErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "responder", Name: "bus_process_errors_total",
 			Help: "Failed Process calls by kind (transient, permanent).",
@@ -81,7 +87,7 @@ func newMetrics(bg context.Context, reg prometheus.Registerer, b *Bus) (*metrics
 		Namespace: "responder", Name: "bus_storage_restarts_total",
 		Help: "Restarts of the embedded JetStream server to reopen its store after a write error (a full disk).",
 	})
-	cs := []prometheus.Collector{m.pending, m.redeliveries, m.terminated, m.published, m.publishDuration, m.processErrors, m.storeBytes}
+	cs := []prometheus.Collector{m.pending, m.redeliveries, m.terminated, m.published, m.publishDuration, m.batchRequests, m.processErrors, m.storeBytes}
 	if b.emb != nil {
 		m.storageFree, m.storageSize = diskGauges(b.o.StoreDir)
 		cs = append(cs, m.storageFree, m.storageSize, m.storageRestarts)

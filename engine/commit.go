@@ -43,7 +43,7 @@ func (p *planner) write(tx pgx.Tx, pl *plan) (opened, resolved int, err error) {
 			return 0, 0, err
 		}
 	}
-	if err := st.RefreshIncidentsTx(ctx, tx, pl.refresh); err != nil {
+	if err := st.RefreshIncidentsTx(ctx, tx, pl.set.ForRules(), pl.refresh); err != nil {
 		return 0, 0, err
 	}
 	res, err := st.UpsertIncidentsTx(ctx, tx, pl.upserts)

@@ -41,8 +41,9 @@ type plan struct {
 	opens []opening
 	// index finds an upsert by its key.
 	index map[upsertKey]int
-	// refresh names the pending incidents of `for` rules a firing alert no longer matches: their
-	// alert is refreshed, so the re-check at expiry sees the alert as it is now. In key order.
+	// refresh names the pending incidents of `for` rules a firing alert no longer matches, one key
+	// per alert (the rules are set.ForRules() but the key's Except): their alert is refreshed, so
+	// the re-check at expiry sees the alert as it is now. In episode order.
 	refresh []store.RefreshKey
 	// resolves are the episodes that resolved: every open incident of each is resolved, its
 	// planned and awaiting actions cancelled.
@@ -52,6 +53,8 @@ type plan struct {
 	matches map[string]int
 	// failures are the rule evaluations that failed (responder_rule_evaluation_failures_total).
 	failures []ruleFailure
+	// candidates is evaluate's buffer.
+	candidates []*rules.Rule
 }
 
 // opening is one incident upsert and what the incident needs if the upsert opens it (its key is
@@ -145,7 +148,8 @@ func (m matcher) open(pl *plan) {
 	}
 }
 
-// evaluate runs every rule on one alert of the batch.
+// evaluate runs the rules on one alert of the batch: the candidates of the set's index, which give
+// the matches and failures every rule would give (rules.Set.Candidates).
 func (pl *plan) evaluate(a alert.Alert) {
 	probe := a
 	if a.Status == alert.StatusResolved {
@@ -155,18 +159,20 @@ func (pl *plan) evaluate(a alert.Alert) {
 		probe.Status = alert.StatusFiring
 	}
 	env := rules.NewEnv(probe, pl.now, pl.firing)
-	for _, r := range pl.set.Rules {
+	// except are the `for` rules the alert matched or failed on: a firing alert refreshes the
+	// pending incidents of every other `for` rule (one key for them all).
+	var except []string
+	pl.candidates = pl.set.Candidates(env, pl.candidates[:0])
+	for _, r := range pl.candidates {
 		ok, err := r.Match(env)
+		if r.For > 0 && (ok || err != nil) {
+			except = append(except, r.Name)
+		}
 		if err != nil {
 			pl.failures = append(pl.failures, ruleFailure{rule: r.Name, alert: a, err: err})
 			continue
 		}
 		if !ok {
-			// A firing alert a `for` rule no longer matches still refreshes that rule's pending
-			// incident.
-			if r.For > 0 && a.Status == alert.StatusFiring {
-				pl.refresh = append(pl.refresh, store.RefreshKey{Rule: r.Name, Alert: a})
-			}
 			continue
 		}
 		u := store.IncidentUpsert{Rule: r.Name, RuleHash: r.FileHash, Alert: a, At: pl.now}
@@ -181,6 +187,10 @@ func (pl *plan) evaluate(a alert.Alert) {
 			u.State = vocab.IncidentFiring
 		}
 		pl.add(u)
+	}
+	// A firing alert a `for` rule no longer matches still refreshes that rule's pending incident.
+	if a.Status == alert.StatusFiring && len(except) < len(pl.set.ForRules()) {
+		pl.refresh = append(pl.refresh, store.RefreshKey{Alert: a, Except: except})
 	}
 }
 
@@ -210,7 +220,7 @@ func (pl *plan) sort() {
 		pl.index[keyOf(u.Rule, u.Alert.Fingerprint, u.Alert.StartsAt)] = i
 	}
 	slices.SortFunc(pl.refresh, func(a, b store.RefreshKey) int {
-		return cmp.Or(cmp.Compare(a.Rule, b.Rule), cmp.Compare(a.Alert.Fingerprint, b.Alert.Fingerprint), a.Alert.StartsAt.Compare(b.Alert.StartsAt))
+		return cmp.Or(cmp.Compare(a.Alert.Fingerprint, b.Alert.Fingerprint), a.Alert.StartsAt.Compare(b.Alert.StartsAt))
 	})
 }
 

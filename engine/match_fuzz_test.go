@@ -132,9 +132,22 @@ func checkPlan(t *testing.T, set *rules.Set, batch []alert.Alert, pl *plan) {
 			t.Fatalf("resolve %+v", r)
 		}
 	}
-	for _, r := range pl.refresh {
-		if r.Alert.Status != alert.StatusFiring || set.Rule(r.Rule) == nil || set.Rule(r.Rule).For == 0 {
-			t.Fatalf("refresh %s of a %s alert", r.Rule, r.Alert.Status)
+	checkRefresh(t, set, pl)
+}
+
+// checkRefresh checks that only firing alerts refresh, and only incidents of `for` rules.
+func checkRefresh(t *testing.T, set *rules.Set, pl *plan) {
+	t.Helper()
+	for _, k := range pl.refresh {
+		for _, r := range k.Except {
+			if !slices.Contains(set.ForRules(), r) {
+				t.Fatalf("refresh of %s leaves out %s, not a `for` rule", k.Alert.Name, r)
+			}
+		}
+	}
+	for _, r := range pl.refreshed() {
+		if r.Status != alert.StatusFiring || set.Rule(r.rule) == nil || set.Rule(r.rule).For == 0 {
+			t.Fatalf("refresh %s of a %s alert", r.rule, r.Status)
 		}
 	}
 }

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -140,8 +141,8 @@ func (pl *plan) lines() []string {
 			out = append(out, "  "+d.line())
 		}
 	}
-	for _, r := range pl.refresh {
-		out = append(out, fmt.Sprintf("refresh %s %s", r.Rule, r.Alert.Name))
+	for _, r := range pl.refreshed() {
+		out = append(out, fmt.Sprintf("refresh %s %s", r.rule, r.Name))
 	}
 	for _, r := range pl.resolves {
 		out = append(out, fmt.Sprintf("resolve %s", r.Alert.Name))
@@ -152,6 +153,28 @@ func (pl *plan) lines() []string {
 	for _, f := range pl.failures {
 		out = append(out, fmt.Sprintf("failure %s %s", f.rule, f.alert.Name))
 	}
+	return out
+}
+
+// refreshKey is one incident a plan's refresh names: its rule and the alert it gets.
+type refreshKey struct {
+	rule string
+	alert.Alert
+}
+
+// refreshed are the incidents pl's refresh names, one per rule and alert, in key order.
+func (pl *plan) refreshed() []refreshKey {
+	var out []refreshKey
+	for _, k := range pl.refresh {
+		for _, r := range pl.set.ForRules() {
+			if !slices.Contains(k.Except, r) {
+				out = append(out, refreshKey{r, k.Alert})
+			}
+		}
+	}
+	slices.SortFunc(out, func(a, b refreshKey) int {
+		return cmp.Or(cmp.Compare(a.rule, b.rule), cmp.Compare(a.Fingerprint, b.Fingerprint), a.StartsAt.Compare(b.StartsAt))
+	})
 	return out
 }
 

@@ -30,7 +30,7 @@ type Store interface {
 type IncidentStore interface {
 	FiringAlerts(ctx context.Context, since time.Time) ([]store.OpenAlert, error)
 	RecordFiringTx(ctx context.Context, tx pgx.Tx, as []alert.Alert, now time.Time) error
-	RefreshIncidentsTx(ctx context.Context, tx pgx.Tx, ks []store.RefreshKey) error
+	RefreshIncidentsTx(ctx context.Context, tx pgx.Tx, rules []string, ks []store.RefreshKey) error
 	UpsertIncidentsTx(ctx context.Context, tx pgx.Tx, ups []store.IncidentUpsert) ([]store.UpsertResult, error)
 	ResolveIncidentsTx(ctx context.Context, tx pgx.Tx, keys []store.ResolveKey, at time.Time) ([]store.Resolved, error)
 	FireIncidentTx(ctx context.Context, tx pgx.Tx, id int64, at time.Time) (bool, error)

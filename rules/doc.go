@@ -18,6 +18,14 @@
 //     compile time (see keyPatcher), not by inspecting strings.
 //   - A string param that is exactly one {{ expr }} keeps the value's type when it is a bool,
 //     number, list or map; any other result, and every mixed string, is text.
+//   - Rule indexing: Set.Candidates returns, for one alert, the rules that may match it, in the
+//     set's order. A rule whose `when` requires, in its leading conjuncts that cannot fail,
+//     alert.name, a label (alert.labels.x), an annotation, alert.source, alert.status or
+//     alert.fingerprint to equal a constant (==, in [...] or an || of them) is filed under those
+//     values, read from the compiled AST; the others are residual and always candidates. So
+//     evaluating the candidates gives the same matches and the same errors as evaluating every
+//     rule (a property test checks it), and 1,000 rules that mostly pin alert.name or a label
+//     cost about what the residual ones do (BenchmarkMatch1000). See index.go.
 //   - Load errors name file:line (from the YAML nodes) and all of them are reported, joined; a rule
 //     with an error is not loaded. Unknown keys are errors. Actions are checked against a Catalog
 //     (the handler registry, passed in by app: this package does not import handlers).

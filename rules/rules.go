@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/expr-lang/expr/file"
@@ -53,6 +54,9 @@ type Set struct {
 	UsesFiring bool
 
 	byName map[string]*Rule
+
+	indexOnce sync.Once
+	idx       *index
 }
 
 // Rule returns the rule called name, or nil.
@@ -188,6 +192,7 @@ func LoadFiles(paths []string, cat Catalog) (*Set, error) {
 		return nil, errors.Join(errs...)
 	}
 	set.Hash = hex.EncodeToString(h.Sum(nil))
+	set.index() // at load, not on the first alert
 	return set, nil
 }
 

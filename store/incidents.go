@@ -261,33 +261,42 @@ type OpenAlert struct {
 	Labels map[string]string
 }
 
-// RefreshKey names the incident of one rule for one alert episode.
+// RefreshKey names the open incidents of one alert episode (the alert's fingerprint and startsAt)
+// whose rule is one of the rules given to RefreshIncidentsTx but not one of Except.
 type RefreshKey struct {
-	Rule  string
-	Alert alert.Alert
+	Alert  alert.Alert
+	Except []string
 }
 
-// RefreshIncidentsTx stores the latest alert of the given open incidents, so a `for` re-check sees
-// the alert as it is now even when it no longer matches.
-func (s *Store) RefreshIncidentsTx(ctx context.Context, tx pgx.Tx, ks []RefreshKey) error {
-	if len(ks) == 0 {
+// RefreshIncidentsTx stores the latest alert of the open incidents the keys name, each key's rules
+// being rules but its Except, so a `for` re-check sees the alert as it is now even when it no
+// longer matches. One key per alert, whatever the number of rules: the engine passes the rules
+// with a `for` and, per firing alert, those of them that matched it or failed on it.
+func (s *Store) RefreshIncidentsTx(ctx context.Context, tx pgx.Tx, rules []string, ks []RefreshKey) error {
+	if len(ks) == 0 || len(rules) == 0 {
 		return nil
 	}
 	n := len(ks)
-	rules, fps, alerts := make([]string, n), make([]string, n), make([]string, n)
+	fps, alerts := make([]string, n), make([]string, n)
 	starts, seen := make([]time.Time, n), make([]time.Time, n)
+	var exKeys []int64
+	var exRules []string
 	for i, k := range ks {
 		b, err := json.Marshal(k.Alert)
 		if err != nil {
 			return err
 		}
-		rules[i], fps[i], starts[i], alerts[i], seen[i] = k.Rule, k.Alert.Fingerprint, k.Alert.StartsAt, string(b), k.Alert.ReceivedAt
+		fps[i], starts[i], alerts[i], seen[i] = k.Alert.Fingerprint, k.Alert.StartsAt, string(b), k.Alert.ReceivedAt
+		for _, r := range k.Except {
+			exKeys, exRules = append(exKeys, int64(i+1)), append(exRules, r)
+		}
 	}
 	_, err := tx.Exec(ctx, `
 UPDATE incidents i SET alert = u.alert::json, last_seen_at = greatest(i.last_seen_at, u.seen)
-  FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::text[], $5::timestamptz[]) AS u(rule, fp, starts, alert, seen)
- WHERE i.rule = u.rule AND i.fingerprint = u.fp AND i.starts_at = u.starts AND i.state IN `+sqlOpen,
-		rules, fps, starts, alerts, seen)
+  FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::timestamptz[]) WITH ORDINALITY AS u(fp, starts, alert, seen, k)
+ WHERE i.fingerprint = u.fp AND i.starts_at = u.starts AND i.state IN `+sqlOpen+` AND i.rule = ANY($5::text[])
+   AND NOT EXISTS (SELECT FROM unnest($6::bigint[], $7::text[]) AS x(k, rule) WHERE x.k = u.k AND x.rule = i.rule)`,
+		fps, starts, alerts, seen, rules, exKeys, exRules)
 	if err != nil {
 		return fmt.Errorf("refresh incidents: %w", err)
 	}
