@@ -68,6 +68,7 @@ const (
 	DefaultDurable        = "responder"
 	DefaultFetchBatch     = 256
 	DefaultFetchMaxBytes  = 32 << 20
+	DefaultMaxBatchAlerts = 2048
 	DefaultAckWait        = config.DefaultBusAckWait
 	DefaultMaxPermanent   = 3
 	DefaultMaxBytes       = int64(config.DefaultBusMaxBytes)
@@ -106,6 +107,9 @@ type Options struct {
 	// largest message could never be fetched).
 	FetchBatch    int
 	FetchMaxBytes int
+	// MaxBatchAlerts bounds the alerts of one Process call (default 4096): a fetch holding more
+	// is processed in chunks (a message holding more alone).
+	MaxBatchAlerts int
 	// AckWait is how long a fetched message stays with this consumer before JetStream redelivers
 	// it (default 10s, the config file's bus.ack_wait).
 	AckWait time.Duration
@@ -137,6 +141,9 @@ func (o *Options) setDefaults() error {
 	}
 	if o.AckWait <= 0 {
 		o.AckWait = DefaultAckWait
+	}
+	if o.MaxBatchAlerts <= 0 {
+		o.MaxBatchAlerts = DefaultMaxBatchAlerts
 	}
 	if o.MaxPermanentDeliveries <= 0 {
 		o.MaxPermanentDeliveries = DefaultMaxPermanent

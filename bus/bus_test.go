@@ -630,3 +630,49 @@ func TestFetchBoundedInBytes(t *testing.T) {
 		})
 	}
 }
+
+// A fetch holding more alerts than MaxBatchAlerts is processed in chunks of at most that many (a
+// message holding more goes alone), every alert once and every message acked.
+func TestProcessCallsBoundedInAlerts(t *testing.T) {
+	b, _ := open(t, bus.Options{StoreDir: t.TempDir(), MaxBatchAlerts: 25})
+	sizes := []int{10, 10, 10, 40, 5, 10, 10}
+	total := 0
+	for i, n := range sizes {
+		publish(t, b, group(fmt.Sprintf("Chunk%d", i), n))
+		total += n
+	}
+	var mu sync.Mutex
+	var calls []int
+	rec := newRecorder()
+	rec.setFail(func(ms []bus.Message) error {
+		n := 0
+		for _, m := range ms {
+			n += len(m.Alerts)
+		}
+		mu.Lock()
+		calls = append(calls, n)
+		mu.Unlock()
+		return nil
+	})
+	consume(t, b, rec)
+	testwait.Until(t, settle, "every alert", func() bool { return rec.alertCount() == total })
+	for id, cs := range rec.copies() {
+		for c, n := range cs {
+			if n != 1 {
+				t.Fatalf("alert %s processed %d times from %s", id, n, c)
+			}
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for _, n := range calls {
+		if n > 25 && n != 40 { // the message of 40 goes alone
+			t.Fatalf("a Process call held %d alerts (calls %v), over MaxBatchAlerts 25", n, calls)
+		}
+	}
+	testwait.Until(t, settle, "every message acked", func() bool {
+		n, err := b.Pending(context.Background())
+		return err == nil && n == 0
+	})
+	t.Logf("Process calls: %v", calls)
+}

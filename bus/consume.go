@@ -180,24 +180,89 @@ func drain(batch jetstream.MessageBatch) ([]jetstream.Msg, error) {
 	return msgs, batch.Error()
 }
 
-// handle decodes a fetched batch, dead-letters what cannot be decoded and processes the rest.
+// handle decodes a fetched batch, dead-letters what cannot be decoded and processes the rest in
+// chunks of at most MaxBatchAlerts alerts (a message larger than that alone): one fetch of
+// group-committed messages can hold tens of thousands of alerts, and decoding and planning them
+// at once would hold them all in memory. Each chunk is decoded when its turn comes and acked
+// once processed; the messages still waiting are kept in progress meanwhile.
 func (b *Bus) handle(ctx context.Context, p Processor, raw []jetstream.Msg) {
-	items := make([]item, 0, len(raw))
-	for _, m := range raw {
+	c := chunker{b: b, p: p, raw: raw}
+	touched := time.Now()
+	for ctx.Err() == nil {
+		items := c.next(ctx)
+		if len(items) == 0 {
+			break
+		}
+		b.handleChunk(ctx, p, items)
+		if time.Since(touched) > b.o.AckWait/4 {
+			c.touch()
+			touched = time.Now()
+		}
+	}
+	if ctx.Err() != nil {
+		if c.ahead != nil {
+			b.nakAll([]item{*c.ahead})
+		}
+		for _, m := range c.raw {
+			_ = m.Nak()
+		}
+	}
+}
+
+// chunker cuts a fetched batch into chunks of decoded messages.
+type chunker struct {
+	b     *Bus
+	p     Processor
+	raw   []jetstream.Msg // not decoded yet
+	ahead *item           // decoded, for the next chunk: it did not fit in the last one
+}
+
+// next decodes messages while they hold at most MaxBatchAlerts alerts together (the first one
+// whatever it holds), dead-letters the undecodable ones and returns the chunk; empty when nothing
+// is left.
+func (c *chunker) next(ctx context.Context) []item {
+	var items []item
+	n := 0
+	if c.ahead != nil {
+		items, n, c.ahead = append(items, *c.ahead), len(c.ahead.msg.Alerts), nil
+	}
+	for len(c.raw) > 0 && n < c.b.o.MaxBatchAlerts {
+		m := c.raw[0]
+		c.raw = c.raw[1:]
 		it, err := decode(m)
 		if it.msg.Delivered > 1 {
-			b.m.redeliveries.Inc()
+			c.b.m.redeliveries.Inc()
 		}
 		if err != nil {
-			b.log.Error("bus message undecodable", "msg_id", it.msg.ID, "err", err)
-			b.deadLetter(ctx, p, it, undecodablePrefix+err.Error())
+			c.b.log.Error("bus message undecodable", "msg_id", it.msg.ID, "err", err)
+			c.b.deadLetter(ctx, c.p, it, undecodablePrefix+err.Error())
 			continue
 		}
+		if len(items) > 0 && n+len(it.msg.Alerts) > c.b.o.MaxBatchAlerts {
+			c.ahead = &it
+			break
+		}
 		items = append(items, it)
+		n += len(it.msg.Alerts)
 	}
-	if len(items) == 0 {
-		return
+	return items
+}
+
+// touch tells the server the fetched messages not processed yet are still being worked on.
+func (c *chunker) touch() {
+	rest := c.raw
+	if c.ahead != nil {
+		rest = append([]jetstream.Msg{c.ahead.raw}, rest...)
 	}
+	for _, m := range rest {
+		if err := m.InProgress(); err != nil {
+			c.b.log.Debug("bus in-progress failed", "err", err)
+		}
+	}
+}
+
+// handleChunk processes decoded messages as one batch and settles them.
+func (b *Bus) handleChunk(ctx context.Context, p Processor, items []item) {
 	err := b.processRetrying(ctx, p, items, items)
 	switch {
 	case err == nil:

@@ -19,8 +19,9 @@ type bench struct {
 	// baselines by alerts per publish: o.perRequest (throughput) and 1 (per-request-1).
 	baselines map[int]*baselineSet
 	phases    []phaseResult
-	// profile is o.cpuProfile until the first responder takes it.
-	profile string
+	// profile and memProfile are o.cpuProfile and o.memProfile until the first responder takes
+	// them.
+	profile, memProfile string
 }
 
 // run runs the selected phases with the baselines spread around them, then prints the summary
@@ -33,7 +34,7 @@ func run(ctx context.Context, o options) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	b := &bench{o: o, dir: dir, baselines: map[int]*baselineSet{}, profile: o.cpuProfile}
+	b := &bench{o: o, dir: dir, baselines: map[int]*baselineSet{}, profile: o.cpuProfile, memProfile: o.memProfile}
 	if len(o.phases) > 0 {
 		if b.dbs, err = openDatabases(ctx, o.adminURL); err != nil {
 			return err
@@ -162,13 +163,17 @@ func (b *bench) startPhase(ctx context.Context, phase string, cfg responderConfi
 	if err != nil {
 		return nil, err
 	}
-	spec := childSpec{ConfigFile: path, StoragePath: filepath.Join(dir, "data"), DryRun: dryRun, CPUProfile: b.profile}
+	spec := childSpec{ConfigFile: path, StoragePath: filepath.Join(dir, "data"), DryRun: dryRun, CPUProfile: b.profile, MemProfile: b.memProfile}
 	if e.r, err = startResponder(ctx, spec); err != nil {
 		return nil, err
 	}
 	if b.profile != "" {
 		fmt.Printf("%s: profiling the responder (pid %d) into %s\n", phase, e.r.pid, b.profile)
 		b.profile = ""
+	}
+	if b.memProfile != "" {
+		fmt.Printf("%s: writing the responder's (pid %d) heap profile at its peak into %s\n", phase, e.r.pid, b.memProfile)
+		b.memProfile = ""
 	}
 	if e.db, err = pgx.Connect(ctx, url); err != nil {
 		return nil, err

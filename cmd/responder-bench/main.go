@@ -53,6 +53,7 @@ type options struct {
 	consumers     int
 	adminURL      string
 	cpuProfile    string
+	memProfile    string
 	goBench       string
 	jsonOut       string
 	compare       string
@@ -108,6 +109,7 @@ func parseFlags(args []string) (options, error) {
 	fs.IntVar(&o.consumers, "consumers", 2, "bus.consumers of the responder under test")
 	fs.StringVar(&o.adminURL, "database-admin-url", "postgres://postgres@127.0.0.1:5433/postgres?sslmode=disable", "PostgreSQL to create the bench databases on (make db-start)")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the responder under test (in the first phase run) to this file")
+	fs.StringVar(&o.memProfile, "memprofile", "", "write a heap profile of the responder under test (in the first phase run), taken at its peak, to this file")
 	fs.StringVar(&o.goBench, "go-bench", "", "read BenchmarkProcess and BenchmarkMatch1000 from this `file` (go test -bench output)")
 	fs.StringVar(&o.jsonOut, "json", "", "write the summary (and run metadata) to this JSON file")
 	fs.StringVar(&o.compare, "compare", "", "print the change against an earlier --json file")

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/metrics"
 	"runtime/pprof"
 	"strings"
 	"sync"
@@ -32,6 +33,9 @@ type childSpec struct {
 	// CPUProfile, if set, is profiled from the moment the responder is ready until SIGTERM, before
 	// the shutdown starts.
 	CPUProfile string `json:"cpu_profile,omitempty"`
+	// MemProfile, if set, receives a heap profile taken when the heap in use was at its highest
+	// (sampled every peakSampleEvery) while the responder ran.
+	MemProfile string `json:"mem_profile,omitempty"`
 }
 
 // readyPrefix starts the line a child prints on stdout once it listens: "ready ADDR".
@@ -57,6 +61,8 @@ func childMain(ctx context.Context, spec string) int {
 		return 1
 	}
 	defer stopProfile()
+	stopPeak := startPeakHeapProfile(s.MemProfile)
+	defer stopPeak()
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancel()
 	done := make(chan error, 1)
@@ -68,7 +74,8 @@ func childMain(ctx context.Context, spec string) int {
 		fmt.Fprintln(os.Stderr, "responder-bench child: the responder stopped by itself:", err)
 		return 1
 	}
-	stopProfile() // the profile covers the phase, not the shutdown
+	stopProfile() // the profiles cover the phase, not the shutdown
+	stopPeak()
 	cancel()
 	if err := <-done; err != nil {
 		fmt.Fprintln(os.Stderr, "responder-bench child:", err)
@@ -248,4 +255,50 @@ type procUsage struct {
 func childDir(dir, phase string) (string, error) {
 	d := filepath.Join(dir, phase)
 	return d, os.MkdirAll(d, 0o755)
+}
+
+// peakSampleEvery is how often startPeakHeapProfile reads the heap in use.
+const peakSampleEvery = 250 * time.Millisecond
+
+// startPeakHeapProfile writes a heap profile to path ("" writes none) each time the heap in use
+// reaches a new high, so the file ends holding the profile of the peak. The returned stop may be
+// called more than once.
+func startPeakHeapProfile(path string) (stop func()) {
+	if path == "" {
+		return func() {}
+	}
+	done, stopped := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(stopped)
+		t := time.NewTicker(peakSampleEvery)
+		defer t.Stop()
+		sample := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+		var peak uint64
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+			metrics.Read(sample)
+			if v := sample[0].Value.Uint64(); v > peak+peak/20 { // 5% higher: a new peak worth writing
+				peak = v
+				writeHeapProfile(path)
+			}
+		}
+	}()
+	var once sync.Once
+	return func() { once.Do(func() { close(done); <-stopped }) }
+}
+
+func writeHeapProfile(path string) {
+	f, err := os.Create(path)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "responder-bench child: heap profile:", err)
+		return
+	}
+	defer f.Close()
+	if err := pprof.Lookup("heap").WriteTo(f, 0); err != nil {
+		fmt.Fprintln(os.Stderr, "responder-bench child: heap profile:", err)
+	}
 }
