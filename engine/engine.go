@@ -86,7 +86,8 @@ type Options struct {
 	// PauseWatch is how often a replica running disruptive actions re-reads the kill switch to
 	// interrupt them when another replica paused (default 1s); a pause in this process kicks it.
 	PauseWatch time.Duration
-	// ClaimBatch bounds the actions claimed per executor pass (default 512).
+	// ClaimBatch bounds the actions claimed per executor pass (default 512); a pass that runs what
+	// passes the guards claims at most the free execution slots and a margin (claimLimit).
 	ClaimBatch int
 	// Executors is how many executor passes run concurrently on this replica (default 2): claims
 	// use SKIP LOCKED, so they share the work like replicas do.
