@@ -729,3 +729,27 @@ func TestNotCheckableNeedsNoCallout(t *testing.T) {
 		})
 	}
 }
+
+// A pass that runs what passes the guards claims no more than the free slots and a margin for
+// what the guards decide without one; a dry run, which needs no slot, claims a whole batch.
+func TestClaimLimit(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		dry         bool
+		batch, busy int
+		want        int
+	}{
+		{"free slots and the margin", false, 512, 0, 8 + claimMargin},
+		{"every slot busy: the margin", false, 512, 8, claimMargin},
+		{"a smaller batch", false, 10, 0, 10},
+		{"dry run: the batch", true, 512, 8, 512},
+	} {
+		e := &Engine{o: Options{DryRun: tc.dry, ClaimBatch: tc.batch}, slots: make(chan struct{}, 8)}
+		for range tc.busy {
+			e.slots <- struct{}{}
+		}
+		if got := e.claimLimit(); got != tc.want {
+			t.Errorf("%s: claim limit %d, want %d", tc.name, got, tc.want)
+		}
+	}
+}
