@@ -86,7 +86,8 @@ type Options struct {
 	// PauseWatch is how often a replica running disruptive actions re-reads the kill switch to
 	// interrupt them when another replica paused (default 1s); a pause in this process kicks it.
 	PauseWatch time.Duration
-	// ClaimBatch bounds the actions claimed per executor pass (default 512).
+	// ClaimBatch bounds the actions claimed per executor pass (default 512); a pass that runs what
+	// passes the guards claims at most the free execution slots and a margin (claimLimit).
 	ClaimBatch int
 	// Executors is how many executor passes run concurrently on this replica (default 2): claims
 	// use SKIP LOCKED, so they share the work like replicas do.
@@ -108,7 +109,7 @@ type Engine struct {
 	log     *slog.Logger
 	m       *metrics
 	slots   chan struct{}
-	kick    chan struct{}
+	kick    chan struct{}            // wakes an executor loop
 	running sync.Map                 // action id → struct{}: leases this replica renews
 	specs   map[string]handlers.Spec // each handler's Spec, read once
 	panics  *Panics
@@ -118,6 +119,9 @@ type Engine struct {
 	// lost lease (interrupt.go).
 	inflight   sync.Map
 	pauseNudge chan struct{}
+	// kickTimers wakes the timers loop: a kick of its own, so that it never takes the one meant
+	// for an executor.
+	kickTimers chan struct{}
 }
 
 // New returns an engine; call Run to start the executor and timers.
@@ -131,6 +135,7 @@ func New(o Options) (*Engine, error) {
 		slots: make(chan struct{}, o.MaxConcurrent),
 		kick:  make(chan struct{}, 1),
 
+		kickTimers: make(chan struct{}, 1),
 		pauseNudge: make(chan struct{}, 1),
 	}
 	e.specs = make(map[string]handlers.Spec)
@@ -206,14 +211,25 @@ func (e *Engine) SetRules(s *rules.Set) {
 // Rules returns the rule set in force.
 func (e *Engine) Rules() *rules.Set { return e.rules.Load() }
 
-// Kick wakes the executor (new planned actions) and the kill-switch watch (a pause committed in
-// this process interrupts the running disruptive actions at once).
+// Kick wakes the executor (new planned actions), the timers and the kill-switch watch (a pause
+// committed in this process interrupts the running disruptive actions at once).
 func (e *Engine) Kick() {
+	e.kickExecutor()
+	nudge(e.kickTimers)
+	e.nudgePauseWatch()
+}
+
+// kickExecutor wakes an executor loop: an action finished, so its slot (and, for a disruptive
+// action, its target) is free for the next one at once rather than at the next poll.
+func (e *Engine) kickExecutor() { nudge(e.kick) }
+
+// nudge sends on a wake-up channel of capacity one without blocking: wake-ups that come while
+// one is pending fold into it.
+func nudge(c chan struct{}) {
 	select {
-	case e.kick <- struct{}{}:
+	case c <- struct{}{}:
 	default:
 	}
-	e.nudgePauseWatch()
 }
 
 // Run runs the executor, the lease renewer and the timers until ctx is done, then waits up to
@@ -230,11 +246,11 @@ func (e *Engine) Run(ctx context.Context, drain time.Duration) error {
 		loops.Add(1)
 		go func() {
 			defer loops.Done()
-			e.loop(ctx, "executor", func(c context.Context) (int, error) { return e.execute(c, runCtx) })
+			e.loop(ctx, "executor", e.kick, func(c context.Context) (int, error) { return e.execute(c, runCtx) })
 		}()
 	}
 	loops.Add(1)
-	go func() { defer loops.Done(); e.loop(ctx, "timers", e.FireDueTimers) }()
+	go func() { defer loops.Done(); e.loop(ctx, "timers", e.kickTimers, e.FireDueTimers) }()
 	loops.Wait()
 	done := make(chan struct{})
 	go func() { e.wg.Wait(); close(done) }()
@@ -250,7 +266,9 @@ func (e *Engine) Run(ctx context.Context, drain time.Duration) error {
 	return nil
 }
 
-func (e *Engine) loop(ctx context.Context, name string, pass func(context.Context) (int, error)) {
+// loop runs pass until ctx is done: again at once while it makes progress, else at the next poll
+// or when kicked.
+func (e *Engine) loop(ctx context.Context, name string, kick <-chan struct{}, pass func(context.Context) (int, error)) {
 	t := time.NewTicker(e.o.Poll)
 	defer t.Stop()
 	for {
@@ -265,7 +283,7 @@ func (e *Engine) loop(ctx context.Context, name string, pass func(context.Contex
 		case <-ctx.Done():
 			return
 		case <-t.C:
-		case <-e.kick:
+		case <-kick:
 		}
 	}
 }

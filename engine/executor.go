@@ -3,7 +3,6 @@ package engine
 import (
 	"context"
 	"errors"
-	"maps"
 	"strings"
 	"sync"
 	"time"
@@ -185,7 +184,7 @@ func (e *Engine) claim(ctx context.Context, tx pgx.Tx, r *passRun, checked []*ca
 	e.m.paused.Set(boolFloat(g.paused))
 	var claimed []store.Claimed
 	if checked == nil {
-		claimed, err = e.st.ClaimRunnableTx(ctx, tx, now, e.o.ClaimBatch)
+		claimed, err = e.st.ClaimRunnableTx(ctx, tx, now, e.claimLimit())
 	} else {
 		ids := make([]int64, len(checked))
 		for i, co := range checked {
@@ -198,6 +197,21 @@ func (e *Engine) claim(ctx context.Context, tx pgx.Tx, r *passRun, checked []*ca
 	}
 	err = readGuards(ctx, st, &e.o, claimed, now, g)
 	return claimed, g, err
+}
+
+// claimMargin is how many actions a pass claims beyond the free execution slots (claimLimit).
+const claimMargin = 64
+
+// claimLimit is how many actions a pass claims: Options.ClaimBatch or, when the actions that pass
+// every guard run (not a dry run), the free execution slots plus claimMargin for those the guards
+// decide without a slot (refusals, shadow), if that is fewer. An action claimed only to wait for a
+// slot costs the pass its row lock, its read and its guards for nothing: a thousand pages queued
+// for one pager would otherwise be claimed and put back by every pass to start a few.
+func (e *Engine) claimLimit() int {
+	if e.o.DryRun {
+		return e.o.ClaimBatch
+	}
+	return min(e.o.ClaimBatch, cap(e.slots)-len(e.slots)+claimMargin)
 }
 
 // expire turns running actions whose lease expired into unknown and expires stale approvals.
@@ -294,7 +308,8 @@ func (r *passRun) decide(ctx context.Context, in *guardInput) (verdict, error) {
 	case v.kind != pass:
 		return v, nil
 	}
-	in.slots.started(c.Target)
+	in.slots.started(slotKeys(c)...)
+	in.read.started(&e.o, c)
 	e.running.Store(c.ID, struct{}{})
 	r.p.audit(store.AuditInsert{IncidentID: c.IncidentID, ActionID: c.ID, Kind: store.AuditAction, Actor: e.o.Owner,
 		Reason: string(vocab.ReasonStarted), RuleHash: c.RuleHash, Detail: map[string]any{"handler": c.Handler, "target": c.Target}})
@@ -324,7 +339,13 @@ func (e *Engine) callOut(ctx context.Context, cos []*callout) {
 			}
 			if co.check {
 				cctx, cancel := context.WithTimeout(ctx, min(time.Duration(co.c.TimeoutMS)*time.Millisecond, calloutTimeout))
-				co.checkErr = calm(func() error { return co.act.Check(cctx, co.c.Alert) })
+				co.checkErr = calm(func() error {
+					a, err := co.c.DecodeAlert()
+					if err != nil {
+						return err
+					}
+					return co.act.Check(cctx, a)
+				})
 				cancel()
 			}
 			co.done = true
@@ -339,7 +360,11 @@ func (e *Engine) buildStored(c store.Claimed) (handlers.Action, error) {
 	if !ok {
 		return nil, errors.New("handler " + c.Handler + " is not registered")
 	}
-	return h.Build(handlers.Params(maps.Clone(c.Params)))
+	p, err := c.DecodeParams()
+	if err != nil {
+		return nil, err
+	}
+	return h.Build(handlers.Params(p))
 }
 
 // afterStep stops the later steps of a step that did not pass and plans the escalation.
@@ -366,7 +391,11 @@ func (e *Engine) afterStep(ctx context.Context, tx pgx.Tx, p *planner, c store.C
 	if rule == nil {
 		return nil
 	}
-	p.plan(c.IncidentID, rule, vocab.PhaseEscalate, c.Alert, p.now)
+	a, err := c.DecodeAlert()
+	if err != nil {
+		return err
+	}
+	p.plan(c.IncidentID, rule, vocab.PhaseEscalate, a, p.now)
 	return nil
 }
 
@@ -390,7 +419,8 @@ func (p *planner) flushAudit(ctx context.Context, tx pgx.Tx, ds []decision) erro
 func (e *Engine) run(ctx context.Context, c store.Claimed, act handlers.Action) {
 	defer e.wg.Done()
 	defer e.recoverAction(ctx, c)
-	defer func() { <-e.slots; e.running.Delete(c.ID); e.Kick() }()
+	// The slot is free: the next action is claimed at once, not at the next poll.
+	defer func() { <-e.slots; e.running.Delete(c.ID); e.kickExecutor() }()
 	e.m.inFlight.WithLabelValues(c.Handler).Inc()
 	defer e.m.inFlight.WithLabelValues(c.Handler).Dec()
 
@@ -399,7 +429,7 @@ func (e *Engine) run(ctx context.Context, c store.Claimed, act handlers.Action) 
 	ictx, stop := e.interruptible(ctx, c)
 	inv := handlers.Invocation{ActionID: c.ID, IncidentID: c.IncidentID, IdempotencyKey: idempotencyKey(c.ID)}
 	actx, cancel := context.WithTimeout(ictx, time.Duration(c.TimeoutMS)*time.Millisecond)
-	res, err := act.Do(actx, inv, c.Alert)
+	res, err := doAction(actx, act, inv, c)
 	cancel()
 	interrupted := stop()
 	out.Result = res.Detail
@@ -480,6 +510,16 @@ func (e *Engine) record(ctx context.Context, c store.Claimed, out store.Outcome)
 	default:
 		e.m.actions.WithLabelValues(c.Rule, c.Handler, string(out.State)).Inc()
 	}
+}
+
+// doAction calls the handler with the incident's alert. An alert that does not decode fails the
+// action without a call: nothing was done.
+func doAction(ctx context.Context, act handlers.Action, inv handlers.Invocation, c store.Claimed) (handlers.Result, error) {
+	a, err := c.DecodeAlert()
+	if err != nil {
+		return handlers.Result{}, handlers.Fail(vocab.ReasonInternalError, "%w", err)
+	}
+	return act.Do(ctx, inv, a)
 }
 
 func idempotencyKey(id int64) string {

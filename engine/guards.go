@@ -117,15 +117,17 @@ type guardStore interface {
 	stormyRules(ctx context.Context, rules []string, since time.Time, maxTargets int) (map[string]int, error)
 	// Read per action, only where its guard applies: a failed read leaves the pass going.
 	workloadMembers(ctx context.Context, rule, target string, since time.Time) (int, error)
-	budgetUsed(ctx context.Context, budget, key string, window time.Duration, now time.Time) (int, error)
+	// Read once per pass, by the first action only evaluated that reaches the budget guard, for
+	// every claimed action that may (guardReads.budgetUsed): a failed read leaves the pass going.
+	budgetsUsed(ctx context.Context, reads []store.BudgetRead, now time.Time) (map[store.BudgetKey]int, error)
 	// savepoint runs fn in a savepoint: when fn fails, what it did is taken back.
 	savepoint(ctx context.Context, fn func(guardStore) error) error
 	// Claimed when the action starts.
 	claimCooldown(ctx context.Context, k store.CooldownKey, now, until time.Time) (bool, time.Time, error)
 	claimBreakerTrial(ctx context.Context, k store.BreakerKey, openFor time.Duration, now time.Time, actionID int64) (bool, error)
 	spendBudget(ctx context.Context, budget, key string, maxSpend int, window time.Duration, now time.Time, actionID int64) (bool, error)
-	// startAction marks the action running under owner's lease; false when an action on its
-	// target runs already (another executor or replica got there first).
+	// startAction marks the action running under owner's lease; false when an action it must wait
+	// for runs on its target already (slotKeys; another executor or replica got there first).
 	startAction(ctx context.Context, id int64, owner string, now, leaseUntil time.Time) (bool, error)
 }
 
@@ -135,10 +137,86 @@ type guardReads struct {
 	cool     map[store.CooldownKey]time.Time
 	breakers map[store.BreakerKey]store.Breaker
 	stormy   map[string]int
+	budgets  budgetReads
 }
 
-// readGuards reads the cooldowns, breakers and storm state of the claimed actions, one query each.
+// budgetReads are the budgets' counters the actions of one pass that are only evaluated read (a
+// dry run's or shadow's budget verdict).
+type budgetReads struct {
+	want  []store.BudgetRead      // the counters the claimed actions only evaluated may read (readGuards)
+	read  bool                    // want was read
+	used  map[store.BudgetKey]int // what was read
+	err   error                   // why it could not be
+	spent map[store.BudgetKey]int // spent from a counter by the actions this pass started after it was read
+}
+
+// budgetUsed is what budget b spent for key: the counters every claimed action only evaluated may
+// read are read at once, by the first that does (one statement instead of one per action), and
+// what the actions this pass started spent since is added, as a read per action in the pass's
+// transaction would have seen it.
+func (g *guardReads) budgetUsed(ctx context.Context, st guardStore, b Budget, key string, now time.Time) (int, error) {
+	r, k := &g.budgets, store.BudgetKey{Budget: b.Name, Key: key}
+	if _, ok := r.used[k]; !ok && r.err == nil {
+		reads := []store.BudgetRead{{BudgetKey: k, Window: b.Window}}
+		if !r.read {
+			reads, r.read = append(r.want, reads...), true
+		}
+		used, err := st.budgetsUsed(ctx, reads, now)
+		if r.used == nil {
+			r.used = make(map[store.BudgetKey]int, len(reads))
+		}
+		for _, rd := range reads { // a counter that spent nothing has no row
+			r.used[rd.BudgetKey] = used[rd.BudgetKey]
+		}
+		r.err = err
+	}
+	if r.err != nil {
+		return 0, r.err
+	}
+	return r.used[k] + r.spent[k], nil
+}
+
+// started counts what an action this pass started spent from the counters already read.
+func (g *guardReads) started(o *Options, c store.Claimed) {
+	if c.Class != vocab.ClassDisruptive {
+		return
+	}
+	r := &g.budgets
+	for _, b := range o.Budgets {
+		k := store.BudgetKey{Budget: b.Name, Key: b.key(c.Scope)}
+		if _, ok := r.used[k]; ok && b.matches(c.Handler) {
+			if r.spent == nil {
+				r.spent = map[store.BudgetKey]int{}
+			}
+			r.spent[k]++
+		}
+	}
+}
+
+// budgetWant lists the budget counters the claimed actions only evaluated (dry run, shadow) may
+// read: those of the budgets that match their handlers, for their scopes.
+func budgetWant(o *Options, claimed []store.Claimed) []store.BudgetRead {
+	var want []store.BudgetRead
+	seen := map[store.BudgetKey]bool{}
+	for _, c := range claimed {
+		if c.Class != vocab.ClassDisruptive || dryMode(o, c) == "" {
+			continue
+		}
+		for _, b := range o.Budgets {
+			k := store.BudgetKey{Budget: b.Name, Key: b.key(c.Scope)}
+			if b.matches(c.Handler) && !seen[k] {
+				seen[k] = true
+				want = append(want, store.BudgetRead{BudgetKey: k, Window: b.Window})
+			}
+		}
+	}
+	return want
+}
+
+// readGuards reads the cooldowns, breakers and storm state of the claimed actions, one query each,
+// and lists the budget counters the actions only evaluated may read (read when one does).
 func readGuards(ctx context.Context, st guardStore, o *Options, claimed []store.Claimed, now time.Time, g *guardReads) error {
+	g.budgets = budgetReads{want: budgetWant(o, claimed)}
 	var keys []store.CooldownKey
 	var bkeys []store.BreakerKey
 	var rs []string
@@ -504,7 +582,7 @@ func budget(ctx context.Context, in *guardInput) verdict {
 		if !b.matches(c.Handler) {
 			continue
 		}
-		used, err := in.st.budgetUsed(ctx, b.Name, b.key(c.Scope), b.Window, in.now)
+		used, err := in.read.budgetUsed(ctx, in.st, b, b.key(c.Scope), in.now)
 		if err == nil && used >= b.Max {
 			return in.cut(noteBudget, vocab.ReasonBudget, "budget "+b.Name+" exhausted")
 		}
@@ -566,17 +644,18 @@ func dryRunCut(_ context.Context, in *guardInput) verdict {
 }
 
 // slot (guard 8): an action runs only in an execution slot of this replica
-// (safety.max_concurrent_actions) and one at a time per target; without one it waits for a later
-// pass. Execution slots never refuse.
+// (safety.max_concurrent_actions), and a disruptive action one at a time per target (slotKeys:
+// notify actions of many incidents to one target, a pager's URL, run side by side); without one it
+// waits for a later pass. Execution slots never refuse.
 func slot(_ context.Context, in *guardInput) verdict {
-	if !in.slots.take(in.c.Target) {
+	if !in.slots.take(slotKeys(in.c)...) {
 		return verdict{kind: wait}
 	}
 	return passed
 }
 
-// claimSlot starts the action: running, under this replica's lease. When an action on its target
-// runs already (another executor or replica started it meanwhile), it waits.
+// claimSlot starts the action: running, under this replica's lease. When an action it must wait
+// for runs already on its target (another executor or replica started it meanwhile), it waits.
 func claimSlot(ctx context.Context, in *guardInput, st guardStore) (verdict, error) {
 	ok, err := st.startAction(ctx, in.c.ID, in.o.Owner, in.now, in.now.Add(in.o.Lease))
 	if err != nil || ok {
@@ -585,21 +664,37 @@ func claimSlot(ctx context.Context, in *guardInput, st guardStore) (verdict, err
 	return verdict{kind: wait}, nil
 }
 
+// slotKeys are what an action holds while it runs, one at a time, as the store's claim and
+// indexes have it: its target within its incident (actions_one_running_per_incident_target: a
+// page's resolve waits for its trigger in flight) and, for a disruptive action, its target
+// whatever the incident (actions_one_running_per_target). Notify actions of different incidents
+// to one target run side by side.
+func slotKeys(c store.Claimed) []string {
+	keys := []string{"incident " + strconv.FormatInt(c.IncidentID, 10) + " target " + c.Target}
+	if c.Class == vocab.ClassDisruptive {
+		keys = append(keys, "target "+c.Target)
+	}
+	return keys
+}
+
 // slots are the execution slots an executor pass takes: this replica's (shared by its passes) and
-// the targets the pass starts an action on. A slot is taken (without blocking) before an action is
-// marked running: an action is running in the database only while this replica holds a slot for it.
+// the keys (slotKeys) of the actions the pass starts. A slot is taken (without blocking) before an
+// action is marked running: an action is running in the database only while this replica holds a
+// slot for it.
 type slots struct {
 	pool     chan struct{}
-	busy     map[string]bool // targets of the actions this pass started
+	busy     map[string]bool // slotKeys of the actions this pass started
 	reserved int             // slots taken by this pass
 }
 
 func newSlots(pool chan struct{}) *slots { return &slots{pool: pool, busy: map[string]bool{}} }
 
-// take takes a slot for an action on target; false when the target is busy or no slot is free.
-func (s *slots) take(target string) bool {
-	if s.busy[target] {
-		return false
+// take takes a slot for an action of keys (slotKeys); false when a key is busy or no slot is free.
+func (s *slots) take(keys ...string) bool {
+	for _, k := range keys {
+		if s.busy[k] {
+			return false
+		}
 	}
 	select {
 	case s.pool <- struct{}{}:
@@ -616,8 +711,12 @@ func (s *slots) give() {
 	s.reserved--
 }
 
-// started marks the target of an action that started busy for the rest of the pass.
-func (s *slots) started(target string) { s.busy[target] = true }
+// started marks the keys (slotKeys) of an action that started busy for the rest of the pass.
+func (s *slots) started(keys ...string) {
+	for _, k := range keys {
+		s.busy[k] = true
+	}
+}
 
 // releaseAll gives back every slot this pass took (its transaction did not commit).
 func (s *slots) releaseAll() {

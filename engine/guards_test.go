@@ -95,9 +95,15 @@ func (f *fakeGuards) workloadMembers(_ context.Context, rule, target string, _ t
 	return f.members[rule+"/"+target], f.membersErr
 }
 
-func (f *fakeGuards) budgetUsed(_ context.Context, budget, key string, _ time.Duration, _ time.Time) (int, error) {
-	f.called("budgetUsed")
-	return f.spent[budget+"/"+key], nil
+func (f *fakeGuards) budgetsUsed(_ context.Context, reads []store.BudgetRead, _ time.Time) (map[store.BudgetKey]int, error) {
+	f.called("budgetsUsed")
+	out := map[store.BudgetKey]int{}
+	for _, r := range reads {
+		if n := f.spent[r.Budget+"/"+r.Key]; n > 0 {
+			out[r.BudgetKey] = n
+		}
+	}
+	return out, nil
 }
 
 func (f *fakeGuards) savepoint(_ context.Context, fn func(guardStore) error) error {
@@ -300,7 +306,21 @@ func TestGuards(t *testing.T) {
 			text: "check: condition gone; rule r would touch 12 targets within 5m0s (safety.storm_guard.max_targets 10); " +
 				"breaker open since 2026-11-22T02:59:00Z; budget b exhausted"},
 		{name: "no free slot waits", setup: func(in *guardInput, _ *fakeGuards) { in.slots = newSlots(make(chan struct{})) }, kind: wait},
-		{name: "a busy target waits", setup: func(in *guardInput, _ *fakeGuards) { in.slots.started("t1") }, kind: wait},
+		{name: "a target busy with another incident's disruptive action waits", setup: func(in *guardInput, _ *fakeGuards) {
+			other := in.c
+			other.IncidentID++
+			in.slots.started(slotKeys(other)...)
+		}, kind: wait},
+		{name: "notify: a target busy with another incident's action does not wait", setup: func(in *guardInput, _ *fakeGuards) {
+			in.c.Class = vocab.ClassNotify
+			other := in.c
+			other.IncidentID++
+			in.slots.started(slotKeys(other)...)
+		}, kind: pass},
+		{name: "notify: a target busy in its incident waits", setup: func(in *guardInput, _ *fakeGuards) {
+			in.c.Class = vocab.ClassNotify
+			in.slots.started(slotKeys(in.c)...)
+		}, kind: wait},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFake()
@@ -507,6 +527,95 @@ func TestReadGuards(t *testing.T) {
 	}
 }
 
+// The budget counters the actions only evaluated (dry run, shadow) read are read once per pass, by
+// the first that needs one, and what the actions the pass started spent afterwards is added: each
+// verdict is the one a read per action in the pass's transaction would give.
+func TestBudgetCountersReadOncePerPass(t *testing.T) {
+	f := newFake()
+	f.spent["b/s1"] = 1
+	o := &Options{Budgets: []Budget{{Name: "b", Match: "test.*", Per: "namespace", Max: 2, Window: time.Hour}}}
+	mk := func(id int64, mode vocab.Mode, class vocab.Class, scope string) store.Claimed {
+		return store.Claimed{Action: store.Action{ID: id, Phase: vocab.PhaseActions, Rule: "r", Handler: "test.fix", Scope: scope,
+			Class: class, Mode: mode, Target: fmt.Sprint(id)}}
+	}
+	d, shadow, enforce := vocab.ClassDisruptive, vocab.ModeShadow, vocab.ModeEnforce
+	claimed := []store.Claimed{mk(1, shadow, d, "s1"), mk(2, enforce, d, "s1"), mk(3, shadow, d, "s1"), mk(4, shadow, d, "s2"),
+		mk(5, shadow, vocab.ClassNotify, "s3"), mk(6, enforce, d, "s4")}
+	var g guardReads
+	ctx := context.Background()
+	if err := readGuards(ctx, f, o, claimed, tNow, &g); err != nil {
+		t.Fatal(err)
+	}
+	want := []store.BudgetRead{{BudgetKey: store.BudgetKey{Budget: "b", Key: "s1"}, Window: time.Hour},
+		{BudgetKey: store.BudgetKey{Budget: "b", Key: "s2"}, Window: time.Hour}}
+	if !slices.Equal(g.budgets.want, want) {
+		t.Fatalf("counters to read %v, want %v: those of the actions only evaluated", g.budgets.want, want)
+	}
+	if slices.Contains(f.calls, "budgetsUsed") {
+		t.Fatal("the counters were read before an action needed them")
+	}
+	used := func(scope string) int {
+		t.Helper()
+		n, err := g.budgetUsed(ctx, f, o.Budgets[0], scope, tNow)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if n := used("s1"); n != 1 {
+		t.Fatalf("action 1 read %d, want 1", n)
+	}
+	f.spent["b/s1"]++ // action 2 starts: it spends a unit in the pass's transaction
+	g.started(o, claimed[1])
+	g.started(o, claimed[5]) // a counter not read yet: a later read sees its spend
+	if n := used("s1"); n != 2 {
+		t.Fatalf("action 3 read %d, want 2 (action 2's spend)", n)
+	}
+	if n := used("s2"); n != 0 {
+		t.Fatalf("action 4 read %d, want 0", n)
+	}
+	if n := slices.Index(f.calls, "budgetsUsed"); n < 0 || slices.Contains(f.calls[n+1:], "budgetsUsed") {
+		t.Fatalf("calls %q, want the counters read once", f.calls)
+	}
+	f.spent["b/s4"] = 1
+	if n := used("s4"); n != 1 {
+		t.Fatalf("a counter not listed read %d, want 1 (read on its own)", n)
+	}
+}
+
+// Disruptive actions run one at a time per target; notify actions one at a time per target
+// within their incident only: those of different incidents to one target run side by side.
+func TestSlotKeys(t *testing.T) {
+	mk := func(incident int64, class vocab.Class, target string) store.Claimed {
+		return store.Claimed{Action: store.Action{IncidentID: incident, Class: class, Target: target}}
+	}
+	d, n := vocab.ClassDisruptive, vocab.ClassNotify
+	for _, tc := range []struct {
+		name string
+		a, b store.Claimed
+		same bool
+	}{
+		{"disruptive, one target, two incidents", mk(1, d, "t"), mk(2, d, "t"), true},
+		{"disruptive, two targets", mk(1, d, "t"), mk(1, d, "u"), false},
+		{"notify, one target, two incidents", mk(1, n, "t"), mk(2, n, "t"), false},
+		{"notify, one target, one incident", mk(1, n, "t"), mk(1, n, "t"), true},
+		{"notify and disruptive, one target, one incident", mk(1, n, "t"), mk(1, d, "t"), true},
+		{"notify and disruptive, one target, two incidents", mk(1, n, "t"), mk(2, d, "t"), false},
+		{"a target that looks like an incident's key", mk(1, d, "incident 1 target t"), mk(1, n, "t"), false},
+	} {
+		s := newSlots(make(chan struct{}, 2))
+		s.started(slotKeys(tc.a)...)
+		if got := !s.take(slotKeys(tc.b)...); got != tc.same {
+			t.Errorf("%s: b waits for a = %v, want %v (%q, %q)", tc.name, got, tc.same, slotKeys(tc.a), slotKeys(tc.b))
+		}
+		s = newSlots(make(chan struct{}, 2))
+		s.started(slotKeys(tc.b)...)
+		if got := !s.take(slotKeys(tc.a)...); got != tc.same {
+			t.Errorf("%s: a waits for b = %v, want %v", tc.name, got, tc.same)
+		}
+	}
+}
+
 func TestSlots(t *testing.T) {
 	pool := make(chan struct{}, 2)
 	s := newSlots(pool)
@@ -618,5 +727,29 @@ func TestNotCheckableNeedsNoCallout(t *testing.T) {
 				t.Fatalf("verdict %+v, want a wait for a callout asking Check", v)
 			}
 		})
+	}
+}
+
+// A pass that runs what passes the guards claims no more than the free slots and a margin for
+// what the guards decide without one; a dry run, which needs no slot, claims a whole batch.
+func TestClaimLimit(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		dry         bool
+		batch, busy int
+		want        int
+	}{
+		{"free slots and the margin", false, 512, 0, 8 + claimMargin},
+		{"every slot busy: the margin", false, 512, 8, claimMargin},
+		{"a smaller batch", false, 10, 0, 10},
+		{"dry run: the batch", true, 512, 8, 512},
+	} {
+		e := &Engine{o: Options{DryRun: tc.dry, ClaimBatch: tc.batch}, slots: make(chan struct{}, 8)}
+		for range tc.busy {
+			e.slots <- struct{}{}
+		}
+		if got := e.claimLimit(); got != tc.want {
+			t.Errorf("%s: claim limit %d, want %d", tc.name, got, tc.want)
+		}
 	}
 }

@@ -172,7 +172,7 @@ func (a classyAction) Do(context.Context, handlers.Invocation, alert.Alert) (han
 }
 
 // newHarnessWith is newHarness with more handlers registered beside test.fix and test.page.
-func newHarnessWith(t *testing.T, ruleYAML string, mod func(*engine.Options), extra ...handlers.Handler) *harness {
+func newHarnessWith(t testing.TB, ruleYAML string, mod func(*engine.Options), extra ...handlers.Handler) *harness {
 	t.Helper()
 	var reg *handlers.Registry
 	h := newHarness(t, "rules: []\n", func(o *engine.Options) {

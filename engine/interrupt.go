@@ -101,12 +101,7 @@ func (e *Engine) watchPause(ctx context.Context) {
 // pauseWatchGap is the least time between two reads of the kill switch caused by kicks.
 const pauseWatchGap = 100 * time.Millisecond
 
-func (e *Engine) nudgePauseWatch() {
-	select {
-	case e.pauseNudge <- struct{}{}:
-	default:
-	}
-}
+func (e *Engine) nudgePauseWatch() { nudge(e.pauseNudge) }
 
 // checkPause reads the kill switch if a disruptive action runs here and interrupts them all when
 // it is on. No disruptive action starts while a pause is in force, so every one running then was

@@ -69,7 +69,7 @@ type GuardStore interface {
 	StormyRulesTx(ctx context.Context, tx pgx.Tx, rules []string, since time.Time, limit int) (map[string]int, error)
 	WorkloadMembersTx(ctx context.Context, tx pgx.Tx, rule, target string, since time.Time) (int, error)
 	ClaimStormEscalationTx(ctx context.Context, tx pgx.Tx, rule string, now time.Time, window time.Duration) (bool, error)
-	BudgetUsedTx(ctx context.Context, tx pgx.Tx, budget, key string, window time.Duration, now time.Time) (int, error)
+	BudgetsUsedTx(ctx context.Context, tx pgx.Tx, reads []store.BudgetRead, now time.Time) (map[store.BudgetKey]int, error)
 	SpendBudgetTx(ctx context.Context, tx pgx.Tx, budget, key string, limit int, window time.Duration, now time.Time, actionID int64) (bool, error)
 }
 
@@ -113,7 +113,7 @@ func (s txGuards) stormyRules(ctx context.Context, rules []string, since time.Ti
 	return s.e.st.StormyRulesTx(ctx, s.tx, rules, since, maxTargets)
 }
 
-// workloadMembers and budgetUsed read in a savepoint: a failed read must not abort the pass.
+// workloadMembers and budgetsUsed read in a savepoint: a failed read must not abort the pass.
 func (s txGuards) workloadMembers(ctx context.Context, rule, target string, since time.Time) (int, error) {
 	var n int
 	err := inSavepoint(ctx, s.tx, func(sp pgx.Tx) error {
@@ -124,14 +124,14 @@ func (s txGuards) workloadMembers(ctx context.Context, rule, target string, sinc
 	return n, err
 }
 
-func (s txGuards) budgetUsed(ctx context.Context, budget, key string, window time.Duration, now time.Time) (int, error) {
-	var n int
+func (s txGuards) budgetsUsed(ctx context.Context, reads []store.BudgetRead, now time.Time) (map[store.BudgetKey]int, error) {
+	var used map[store.BudgetKey]int
 	err := inSavepoint(ctx, s.tx, func(sp pgx.Tx) error {
 		var err error
-		n, err = s.e.st.BudgetUsedTx(ctx, sp, budget, key, window, now)
+		used, err = s.e.st.BudgetsUsedTx(ctx, sp, reads, now)
 		return err
 	})
-	return n, err
+	return used, err
 }
 
 func (s txGuards) savepoint(ctx context.Context, fn func(guardStore) error) error {

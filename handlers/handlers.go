@@ -156,8 +156,8 @@ type StaticValidator interface {
 // Action is one built, ready-to-run action.
 type Action interface {
 	// Target is the canonical thing acted on (k8s namespace/kind/name, postgres cluster, http
-	// method+host+path): cooldowns and the one-at-a-time execution slot are per target. It makes
-	// no I/O: an action whose target needs a lookup implements Resolver.
+	// method+host+path): cooldowns and the one-at-a-time execution slot of disruptive actions are
+	// per target. It makes no I/O: an action whose target needs a lookup implements Resolver.
 	Target() string
 	// Scope is the bounded blast-radius label (namespace, cluster, host).
 	Scope() string

@@ -105,12 +105,38 @@ RETURNING id`,
 
 // Claimed is a runnable action locked by ClaimRunnableTx, with what the executor needs of its
 // incident.
+//
+// The action's params and the incident's alert are kept as stored (JSON) and decoded only by the
+// callers that need them (DecodeParams, DecodeAlert): most claimed actions are decided, or wait
+// for a slot, without either. Action.Params is not filled.
 type Claimed struct {
 	Action
 	IncidentState vocab.IncidentState
 	// EvidenceAt is the later of the action's basis and the last time its alert was received.
 	EvidenceAt time.Time
-	Alert      alert.Alert
+	// RawParams is the action's params and RawAlert the incident's latest alert, as stored.
+	RawParams, RawAlert []byte
+}
+
+// DecodeParams decodes the action's params (a new map at each call).
+func (c *Claimed) DecodeParams() (map[string]any, error) {
+	var p map[string]any
+	if len(c.RawParams) == 0 {
+		return p, nil
+	}
+	if err := json.Unmarshal(c.RawParams, &p); err != nil {
+		return nil, fmt.Errorf("action %d params: %w", c.ID, err)
+	}
+	return p, nil
+}
+
+// DecodeAlert decodes the incident's latest alert.
+func (c *Claimed) DecodeAlert() (alert.Alert, error) {
+	a, err := alert.ParseJSON(c.RawAlert)
+	if err != nil {
+		return alert.Alert{}, fmt.Errorf("incident %d alert: %w", c.IncidentID, err)
+	}
+	return a, nil
 }
 
 const actionCols = `a.id, a.incident_id, a.phase, a.step, a.rule, a.handler, a.target, a.scope, a.class, a.mode, a.params,
@@ -118,15 +144,22 @@ const actionCols = `a.id, a.incident_id, a.phase, a.step, a.rule, a.handler, a.t
        a.started_at, a.finished_at, a.basis_at, a.not_before, a.error, a.result, a.evidence, a.version, a.rule_hash`
 
 func scanAction(r pgx.Row, a *Action, extra ...any) error {
-	dest := []any{&a.ID, &a.IncidentID, &a.Phase, &a.Step, &a.Rule, &a.Handler, &a.Target, &a.Scope, &a.Class, &a.Mode, &a.Params,
+	return r.Scan(append(actionDest(a, &a.Params), extra...)...)
+}
+
+// actionDest is where the columns of actionCols go, the params into params.
+func actionDest(a *Action, params any) []any {
+	return []any{&a.ID, &a.IncidentID, &a.Phase, &a.Step, &a.Rule, &a.Handler, &a.Target, &a.Scope, &a.Class, &a.Mode, params,
 		&a.Approval, &a.TimeoutMS, &a.State, &a.Reason, &a.Attempt, &a.ApprovedBy, &a.Owner, &a.LeaseUntil, &a.CreatedAt,
 		&a.StartedAt, &a.FinishedAt, &a.BasisAt, &a.NotBefore, &a.Error, &a.Result, &a.Evidence, &a.Version, &a.RuleHash}
-	return r.Scan(append(dest, extra...)...)
 }
 
 // ClaimRunnableTx locks up to limit planned or approved actions whose earlier steps (same incident
 // and phase) all succeeded or were dry runs, oldest first, skipping rows other replicas hold and
-// targets that already have a running action.
+// actions that must wait for one running on their target: an action waits for a running action of
+// its incident on its target (a page's resolve waits for its trigger in flight), and a disruptive
+// action also for a running disruptive action of any incident on its target. Notify actions of
+// many incidents to one target (a pager's URL) run side by side.
 func (s *Store) ClaimRunnableTx(ctx context.Context, tx pgx.Tx, now time.Time, limit int) ([]Claimed, error) {
 	rows, err := tx.Query(ctx, `
 SELECT `+actionCols+`, i.state, greatest(a.basis_at, i.last_seen_at), i.alert
@@ -136,9 +169,14 @@ SELECT `+actionCols+`, i.state, greatest(a.basis_at, i.last_seen_at), i.alert
    AND NOT EXISTS (SELECT 1 FROM actions p
                     WHERE p.incident_id = a.incident_id AND p.phase = a.phase AND p.step < a.step
                       AND p.state NOT IN `+sqlPassed+`)
-   -- target_key(...) keeps this on actions_one_running_per_target (a hash: targets may be long).
+   -- target_key(...) keeps these on actions_one_running_per_incident_target and
+   -- actions_one_running_per_target (a hash: targets may be long).
    AND NOT EXISTS (SELECT 1 FROM actions r
-                    WHERE target_key(r.target) = target_key(a.target) AND r.target = a.target AND r.state = `+lit(vocab.StateRunning)+`)
+                    WHERE r.incident_id = a.incident_id AND target_key(r.target) = target_key(a.target) AND r.target = a.target
+                      AND r.state = `+lit(vocab.StateRunning)+`)
+   AND (a.class <> `+lit(vocab.ClassDisruptive)+` OR NOT EXISTS (SELECT 1 FROM actions r
+                    WHERE target_key(r.target) = target_key(a.target) AND r.target = a.target
+                      AND r.state = `+lit(vocab.StateRunning)+` AND r.class = `+lit(vocab.ClassDisruptive)+`))
  ORDER BY a.id
  LIMIT $1
  FOR UPDATE OF a SKIP LOCKED`, limit, now)
@@ -380,16 +418,11 @@ RETURNING `+actionCols+`, i.state, greatest(a.basis_at, i.last_seen_at), i.alert
 }
 
 // collectClaimed scans rows of actionCols followed by the incident's state, the evidence time and
-// the alert.
+// the alert, leaving the params and the alert undecoded.
 func collectClaimed(rows pgx.Rows) ([]Claimed, error) {
 	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Claimed, error) {
 		var c Claimed
-		var ab []byte
-		if err := scanAction(r, &c.Action, &c.IncidentState, &c.EvidenceAt, &ab); err != nil {
-			return c, err
-		}
-		var err error
-		c.Alert, err = alert.ParseJSON(ab)
+		err := r.Scan(append(actionDest(&c.Action, &c.RawParams), &c.IncidentState, &c.EvidenceAt, &c.RawAlert)...)
 		return c, err
 	})
 }

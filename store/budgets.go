@@ -42,6 +42,41 @@ func (s *Store) BudgetUsedTx(ctx context.Context, tx pgx.Tx, budget, key string,
 	return used, nil
 }
 
+// BudgetKey is one counter of a budget: the key is the action's scope, or "" for a global budget.
+type BudgetKey struct{ Budget, Key string }
+
+// BudgetRead asks what a budget spent for a key in its window.
+type BudgetRead struct {
+	BudgetKey
+	Window time.Duration
+}
+
+// BudgetsUsedTx counts, in one statement, what each budget spent for each key in the window ending
+// at now (BudgetUsedTx for many keys).
+func (s *Store) BudgetsUsedTx(ctx context.Context, tx pgx.Tx, reads []BudgetRead, now time.Time) (map[BudgetKey]int, error) {
+	if len(reads) == 0 {
+		return nil, nil
+	}
+	budgets, keys, since := make([]string, len(reads)), make([]string, len(reads)), make([]time.Time, len(reads))
+	for i, r := range reads {
+		budgets[i], keys[i], since[i] = r.Budget, r.Key, now.Add(-r.Window)
+	}
+	rows, err := tx.Query(ctx, `
+SELECT u.budget, u.key, (SELECT count(*) FROM budget_spend s WHERE s.budget = u.budget AND s.key = u.key AND s.at > u.since AND s.at <= $4)
+  FROM unnest($1::text[], $2::text[], $3::timestamptz[]) AS u(budget, key, since)`, budgets, keys, since, now)
+	if err != nil {
+		return nil, fmt.Errorf("budgets: %w", err)
+	}
+	out := make(map[BudgetKey]int, len(reads))
+	var k BudgetKey
+	var n int
+	_, err = pgx.ForEachRow(rows, []any{&k.Budget, &k.Key, &n}, func() error { out[k] = n; return nil })
+	if err != nil {
+		return nil, fmt.Errorf("budgets: %w", err)
+	}
+	return out, nil
+}
+
 // BudgetMostUsed returns the largest amount budget spent for any one key in the window ending at
 // now (what is left of the tightest key is max minus it).
 func (s *Store) BudgetMostUsed(ctx context.Context, budget string, window time.Duration, now time.Time) (int, error) {

@@ -136,11 +136,13 @@ func (s *Store) InTx(ctx context.Context, fn func(pgx.Tx) error) error {
 	return pgx.BeginFunc(ctx, s.pool, fn)
 }
 
-// IsTargetBusy reports whether err is the one-running-per-target index refusing a second running
-// action on a target.
+// IsTargetBusy reports whether err is an index refusing a second running action on a target: a
+// second disruptive one (actions_one_running_per_target), or a second one of one incident
+// (actions_one_running_per_incident_target).
 func IsTargetBusy(err error) bool {
 	var pe *pgconn.PgError
-	return errors.As(err, &pe) && pe.Code == "23505" && pe.ConstraintName == "actions_one_running_per_target"
+	return errors.As(err, &pe) && pe.Code == "23505" &&
+		(pe.ConstraintName == "actions_one_running_per_target" || pe.ConstraintName == "actions_one_running_per_incident_target")
 }
 
 // IsTransient reports whether err is worth retrying as is, after a backoff. Only errors about the

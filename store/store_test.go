@@ -170,6 +170,7 @@ func TestIsTransient(t *testing.T) {
 		{"connection failure", &pgconn.PgError{Code: "08006"}, true},
 		{"deadlock", &pgconn.PgError{Code: "40P01"}, true},
 		{"target busy", &pgconn.PgError{Code: "23505", ConstraintName: "actions_one_running_per_target"}, true},
+		{"target busy in the incident", &pgconn.PgError{Code: "23505", ConstraintName: "actions_one_running_per_incident_target"}, true},
 		{"other unique violation", &pgconn.PgError{Code: "23505", ConstraintName: "x"}, false},
 		{"bad jsonb", &pgconn.PgError{Code: "22P05"}, false},
 		{"refused", fmt.Errorf("dial: %w", syscall.ECONNREFUSED), true},
