@@ -255,6 +255,10 @@ func TestDefaults(t *testing.T) {
 		t.Errorf("readiness probe = %+v, want GET /readyz", c.ReadinessProbe)
 	}
 	checkRestricted(t, pod)
+	if i := slices.IndexFunc(c.Env, func(e corev1.EnvVar) bool { return e.Name == "GOMEMLIMIT" }); i < 0 ||
+		c.Env[i].ValueFrom == nil || c.Env[i].ValueFrom.ResourceFieldRef == nil || c.Env[i].ValueFrom.ResourceFieldRef.Resource != "limits.memory" {
+		t.Errorf("env %+v: want GOMEMLIMIT from the container's limits.memory", c.Env)
+	}
 	mounts := map[string]string{}
 	for _, vm := range c.VolumeMounts {
 		mounts[vm.Name] = vm.MountPath
