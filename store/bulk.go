@@ -173,7 +173,9 @@ func copyNew(ctx context.Context, tx pgx.Tx, table string, cols []string, n int,
 
 // PlanActionsTx plans actions as InsertActionsTx does (an existing (incident, phase, step) is
 // left alone), without returning ids. From bulkRows actions on, it copies them (see bulkRows):
-// the engine plans the steps of incidents it has just opened or resolved, which have none yet.
+// the engine mostly plans the steps of incidents it has just opened or resolved, which have none
+// yet. When some already exist (an escalation planned again, a redelivered batch), the copy fails
+// on the unique key and the rows go in through InsertActionsTx instead: correct, only slower.
 func (s *Store) PlanActionsTx(ctx context.Context, tx pgx.Tx, as []NewAction) error {
 	if len(as) >= bulkRows {
 		var buf []byte
