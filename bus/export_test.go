@@ -1,19 +1,15 @@
 package bus
 
-import "time"
-
 // HoldPublishes makes b's publishes wait as if messages were in flight: the Publish calls made
 // until release all queue, and release sends them (as few messages as their byte bound allows).
 // queued is the number of calls waiting. b must be idle (nothing in flight) when it is called.
 func HoldPublishes(b *Bus) (queued func() int, release func()) {
 	c := b.commit
-	for {
-		c.mu.Lock()
-		if c.inflight == 0 {
-			break
-		}
+	c.flushers.Wait() // the last flusher leaves with inflight back at 0
+	c.mu.Lock()
+	if c.inflight != 0 {
 		c.mu.Unlock()
-		time.Sleep(time.Millisecond)
+		panic("bus.HoldPublishes: publishes in flight; call it on an idle Bus")
 	}
 	c.inflight = groupInflight
 	c.flushers.Add(1) // Close waits for release

@@ -32,19 +32,6 @@ type metrics struct {
 func newMetrics(bg context.Context, reg prometheus.Registerer, b *Bus) (*metrics, error) {
 	m := &metrics{
 		reg: reg,
-		// Queried from the server at scrape time (bounded), the last value on error.
-		pending: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Namespace: "responder", Name: "bus_pending_messages",
-			Help: "Messages in the alert stream not yet acked by the consumer.",
-		}, func() float64 {
-			ctx, cancel := context.WithTimeout(bg, pendingScrapeTimeout)
-			defer cancel()
-			n, err := b.Pending(ctx)
-			if err != nil {
-				return float64(b.lastPend.Load())
-			}
-			return float64(n)
-		}),
 		redeliveries: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "responder", Name: "bus_redeliveries_total",
 			Help: "Messages received that had been delivered before.",
@@ -72,17 +59,7 @@ func newMetrics(bg context.Context, reg prometheus.Registerer, b *Bus) (*metrics
 			Help: "Failed Process calls by kind (transient, permanent).",
 		}, []string{"kind"}),
 	}
-	m.storeBytes = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Namespace: "responder", Name: "bus_store_bytes",
-		Help: "Bytes the alert stream stores (JetStream's count; the last value when the server does not answer).",
-	}, func() float64 {
-		ctx, cancel := context.WithTimeout(bg, pendingScrapeTimeout)
-		defer cancel()
-		if info, err := b.stream.Info(ctx); err == nil {
-			m.lastStoreBytes.Store(info.State.Bytes)
-		}
-		return float64(m.lastStoreBytes.Load())
-	})
+	m.scraped(bg, b)
 	m.storageRestarts = prometheus.NewCounter(prometheus.CounterOpts{
 		Namespace: "responder", Name: "bus_storage_restarts_total",
 		Help: "Restarts of the embedded JetStream server to reopen its store after a write error (a full disk).",
@@ -98,18 +75,54 @@ func newMetrics(bg context.Context, reg prometheus.Registerer, b *Bus) (*metrics
 	for _, k := range []string{"transient", "permanent"} {
 		m.processErrors.WithLabelValues(k)
 	}
+	if err := m.register(cs); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// scraped makes the gauges queried from the server at scrape time (each bounded by
+// pendingScrapeTimeout under bg), which report the last value read when the server does not answer.
+func (m *metrics) scraped(bg context.Context, b *Bus) {
+	m.pending = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Namespace: "responder", Name: "bus_pending_messages",
+		Help: "Messages in the alert stream not yet acked by the consumer.",
+	}, func() float64 {
+		ctx, cancel := context.WithTimeout(bg, pendingScrapeTimeout)
+		defer cancel()
+		n, err := b.Pending(ctx)
+		if err != nil {
+			return float64(b.lastPend.Load())
+		}
+		return float64(n)
+	})
+	m.storeBytes = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Namespace: "responder", Name: "bus_store_bytes",
+		Help: "Bytes the alert stream stores (JetStream's count; the last value when the server does not answer).",
+	}, func() float64 {
+		ctx, cancel := context.WithTimeout(bg, pendingScrapeTimeout)
+		defer cancel()
+		if info, err := b.stream.Info(ctx); err == nil {
+			m.lastStoreBytes.Store(info.State.Bytes)
+		}
+		return float64(m.lastStoreBytes.Load())
+	})
+}
+
+// register registers cs with m.reg; on an error it unregisters those it registered.
+func (m *metrics) register(cs []prometheus.Collector) error {
 	for _, c := range cs {
-		if err := reg.Register(c); err != nil {
+		if err := m.reg.Register(c); err != nil {
 			m.unregister()
 			var are prometheus.AlreadyRegisteredError
 			if errors.As(err, &are) {
-				return nil, fmt.Errorf("bus: metrics already registered (one Bus per registry): %w", err)
+				return fmt.Errorf("bus: metrics already registered (one Bus per registry): %w", err)
 			}
-			return nil, fmt.Errorf("bus: register metrics: %w", err)
+			return fmt.Errorf("bus: register metrics: %w", err)
 		}
 		m.cs = append(m.cs, c)
 	}
-	return m, nil
+	return nil
 }
 
 func (m *metrics) unregister() {

@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/responder-sre/responder/alert"
+	"github.com/responder-sre/responder/internal/testwait"
 	"github.com/responder-sre/responder/store"
 	"github.com/responder-sre/responder/store/pgtest"
 	"github.com/responder-sre/responder/vocab"
@@ -60,22 +61,35 @@ func TestReclaimWaitsForABrieflyLockedAction(t *testing.T) {
 	if _, err := holder.Exec(ctx, `SELECT 1 FROM actions WHERE id = $1 FOR UPDATE`, ids[1]); err != nil {
 		t.Fatal(err)
 	}
-	released := make(chan error, 1)
+	type reclaimed struct {
+		got []store.Claimed
+		err error
+	}
+	out := make(chan reclaimed, 1)
 	go func() {
-		time.Sleep(200 * time.Millisecond) // the holder's transaction goes on a moment, then ends
-		released <- holder.Rollback(ctx)
+		var r reclaimed
+		r.err = s.InTx(ctx, func(tx pgx.Tx) error {
+			var err error
+			r.got, err = s.ReclaimCheckedTx(ctx, tx, ids, "replica-a", mark)
+			return err
+		})
+		out <- r
 	}()
-	var got []store.Claimed
-	err = s.InTx(ctx, func(tx pgx.Tx) error {
-		got, err = s.ReclaimCheckedTx(ctx, tx, ids, "replica-a", mark)
-		return err
+	// The reclaim must wait for the row, not skip it: once it waits on the lock, the holder ends.
+	testwait.Until(t, 10*time.Second, "the reclaim waiting on the held row's lock", func() bool {
+		var n int
+		err := s.Pool().QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
+		  WHERE datname = current_database() AND wait_event_type = 'Lock'`).Scan(&n)
+		return err == nil && n > 0
 	})
-	if err != nil {
+	if err := holder.Rollback(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if err := <-released; err != nil {
-		t.Fatal(err)
+	r := <-out
+	if r.err != nil {
+		t.Fatal(r.err)
 	}
+	got := r.got
 	if len(got) != 3 {
 		t.Fatalf("reclaimed %d of the 3 marked actions; one held locked for a moment was skipped", len(got))
 	}
