@@ -92,8 +92,15 @@ func AppendListJSON(b []byte, as []Alert) ([]byte, error) {
 // AppendLabelsJSON appends a label set (or annotations) as encoding/json encodes a
 // map[string]string: keys sorted, null for a nil map.
 func AppendLabelsJSON(b []byte, m map[string]string) []byte {
+	b, _ = appendObject(b, m, func(b []byte, v string) ([]byte, bool) { return appendString(b, v), true })
+	return b
+}
+
+// appendObject appends m as encoding/json encodes a map with string keys: keys sorted, each value
+// by val, null for a nil map. It stops at the first value val cannot encode (false).
+func appendObject[V any](b []byte, m map[string]V, val func([]byte, V) ([]byte, bool)) ([]byte, bool) {
 	if m == nil {
-		return append(b, "null"...)
+		return append(b, "null"...), true
 	}
 	var buf [16]string
 	keys := buf[:0]
@@ -108,9 +115,12 @@ func AppendLabelsJSON(b []byte, m map[string]string) []byte {
 		}
 		b = appendString(b, k)
 		b = append(b, ':')
-		b = appendString(b, m[k])
+		var ok bool
+		if b, ok = val(b, m[k]); !ok {
+			return b, false
+		}
 	}
-	return append(b, '}')
+	return append(b, '}'), true
 }
 
 func appendTime(b []byte, t time.Time) ([]byte, error) {
@@ -247,7 +257,7 @@ func AppendJSONValue(b []byte, v any) ([]byte, bool) {
 	case map[string]string:
 		return AppendLabelsJSON(b, v), true
 	case map[string]any:
-		return appendMap(b, v)
+		return appendObject(b, v, AppendJSONValue)
 	case []any:
 		return appendSlice(b, v)
 	case []string:
@@ -281,31 +291,6 @@ func appendNamedString(b []byte, v any) ([]byte, bool) {
 		return b, false
 	}
 	return appendString(b, rv.String()), true
-}
-
-func appendMap(b []byte, m map[string]any) ([]byte, bool) {
-	if m == nil {
-		return append(b, "null"...), true
-	}
-	var buf [16]string
-	keys := buf[:0]
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	b = append(b, '{')
-	for i, k := range keys {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = appendString(b, k)
-		b = append(b, ':')
-		var ok bool
-		if b, ok = AppendJSONValue(b, m[k]); !ok {
-			return b, false
-		}
-	}
-	return append(b, '}'), true
 }
 
 func appendSlice(b []byte, s []any) ([]byte, bool) {
