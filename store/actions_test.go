@@ -11,7 +11,6 @@ import (
 
 	"github.com/responder-sre/responder/alert"
 	"github.com/responder-sre/responder/store"
-	"github.com/responder-sre/responder/store/pgtest"
 	"github.com/responder-sre/responder/vocab"
 )
 
@@ -54,11 +53,7 @@ func planOnTargets(t *testing.T, s *store.Store, at time.Time, classes []vocab.C
 // notify action, nor a disruptive one whose target runs only notify actions.
 func TestOneRunningDisruptiveActionPerTarget(t *testing.T) {
 	ctx := context.Background()
-	s, err := store.Open(ctx, pgtest.NewDatabase(t), store.Options{Version: "v-test"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := openStore(t)
 	t0 := time.Date(2026, 12, 4, 3, 0, 0, 0, time.UTC)
 	d, n := vocab.ClassDisruptive, vocab.ClassNotify
 	ids := planOnTargets(t, s, t0, []vocab.Class{d, d, n, n, n, d}, []string{"T", "T", "T", "T", "U", "U"})
@@ -66,7 +61,7 @@ func TestOneRunningDisruptiveActionPerTarget(t *testing.T) {
 		return s.StartActionTx(ctx, tx, id, "replica-a", t0, t0.Add(time.Minute))
 	}
 	// Running: the first disruptive and the first notify action on T, the notify action on U.
-	err = s.InTx(ctx, func(tx pgx.Tx) error {
+	err := s.InTx(ctx, func(tx pgx.Tx) error {
 		for _, id := range []int64{ids[0], ids[2], ids[4]} {
 			if err := start(tx, id); err != nil {
 				return err
@@ -114,15 +109,11 @@ func TestOneRunningDisruptiveActionPerTarget(t *testing.T) {
 // is neither claimed nor started while its trigger runs.
 func TestOneRunningNotifyActionPerIncidentAndTarget(t *testing.T) {
 	ctx := context.Background()
-	s, err := store.Open(ctx, pgtest.NewDatabase(t), store.Options{Version: "v-test"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := openStore(t)
 	t0 := time.Date(2026, 12, 4, 3, 0, 0, 0, time.UTC)
 	ids := planOnTargets(t, s, t0, []vocab.Class{vocab.ClassNotify}, []string{"POST pager/x"})
 	var resolve int64
-	err = s.InTx(ctx, func(tx pgx.Tx) error {
+	err := s.InTx(ctx, func(tx pgx.Tx) error {
 		if err := s.StartActionTx(ctx, tx, ids[0], "replica-a", t0, t0.Add(time.Minute)); err != nil {
 			return err
 		}

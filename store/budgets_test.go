@@ -8,18 +8,13 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/responder-sre/responder/store"
-	"github.com/responder-sre/responder/store/pgtest"
 	"github.com/responder-sre/responder/vocab"
 )
 
 // BudgetsUsedTx counts each counter as BudgetUsedTx does, in its own window, in one statement.
 func TestBudgetsUsedCountsEachCounterInItsWindow(t *testing.T) {
 	ctx := context.Background()
-	s, err := store.Open(ctx, pgtest.NewDatabase(t), store.Options{Version: "v-test"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := openStore(t)
 	t0 := time.Date(2026, 12, 4, 3, 0, 0, 0, time.UTC)
 	d := vocab.ClassDisruptive
 	ids := planOnTargets(t, s, t0, []vocab.Class{d, d, d, d}, []string{"a", "b", "c", "d"})
@@ -32,7 +27,7 @@ func TestBudgetsUsedCountsEachCounterInItsWindow(t *testing.T) {
 		{"fixes", "", t0.Add(-time.Minute)},
 		{"restarts", "shop", t0.Add(-90 * time.Minute)}, // inside its two hours
 	}
-	err = s.InTx(ctx, func(tx pgx.Tx) error {
+	err := s.InTx(ctx, func(tx pgx.Tx) error {
 		for i, sp := range spends {
 			if _, err := tx.Exec(ctx, `INSERT INTO budget_spend (budget, key, action_id, at) VALUES ($1, $2, $3, $4)`,
 				sp.budget, sp.key, ids[i], sp.at); err != nil {

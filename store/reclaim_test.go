@@ -2,16 +2,13 @@ package store_test
 
 import (
 	"context"
-	"fmt"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/responder-sre/responder/alert"
 	"github.com/responder-sre/responder/internal/testwait"
 	"github.com/responder-sre/responder/store"
-	"github.com/responder-sre/responder/store/pgtest"
 	"github.com/responder-sre/responder/vocab"
 )
 
@@ -21,34 +18,10 @@ import (
 // executor stall a busy dry run showed.
 func TestReclaimWaitsForABrieflyLockedAction(t *testing.T) {
 	ctx := context.Background()
-	s, err := store.Open(ctx, pgtest.NewDatabase(t), store.Options{Version: "v-test"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := openStore(t)
 	t0 := time.Date(2026, 12, 4, 3, 0, 0, 0, time.UTC)
-	var ids []int64
-	err = s.InTx(ctx, func(tx pgx.Tx) error {
-		a := alert.Alert{Status: alert.StatusFiring, Labels: map[string]string{"alertname": "X"}, StartsAt: t0, ReceivedAt: t0}
-		if err := a.Validate(); err != nil {
-			return err
-		}
-		res, err := s.UpsertIncidentsTx(ctx, tx, []store.IncidentUpsert{{Rule: "r", RuleHash: "h", Alert: a, State: vocab.IncidentFiring, At: t0}})
-		if err != nil {
-			return err
-		}
-		var nas []store.NewAction
-		for i := range 3 {
-			nas = append(nas, store.NewAction{IncidentID: res[0].ID, Phase: vocab.PhaseActions, Step: i, Rule: "r", RuleHash: "h",
-				Handler: "http.request", Target: fmt.Sprintf("POST h/%d", i), Scope: "h", Class: vocab.ClassNotify,
-				Mode: vocab.ModeEnforce, State: vocab.StatePlanned, At: t0, BasisAt: t0})
-		}
-		ids, err = s.InsertActionsTx(ctx, tx, nas)
-		return err
-	})
-	if err != nil || len(ids) != 3 {
-		t.Fatalf("ids %v, err %v", ids, err)
-	}
+	n := vocab.ClassNotify
+	ids := planOnTargets(t, s, t0, []vocab.Class{n, n, n}, []string{"POST h/0", "POST h/1", "POST h/2"})
 	mark := t0.Add(30 * time.Second)
 	if err := s.InTx(ctx, func(tx pgx.Tx) error { return s.MarkCheckingTx(ctx, tx, ids, "replica-a", mark) }); err != nil {
 		t.Fatal(err)
