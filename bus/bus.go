@@ -66,7 +66,7 @@ const (
 	DefaultSubject        = "responder.alerts"
 	DefaultDurable        = "responder"
 	DefaultFetchBatch     = 256
-	DefaultFetchMaxBytes  = 32 << 20
+	DefaultFetchMaxBytes  = 8 << 20
 	DefaultMaxBatchAlerts = 2048
 	DefaultAckWait        = config.DefaultBusAckWait
 	DefaultMaxPermanent   = 3
@@ -102,7 +102,7 @@ type Options struct {
 	// Durable is the name of the one pull consumer shared by all replicas.
 	Durable string
 	// FetchBatch and FetchMaxBytes bound one fetch in messages and in bytes (default 256 and
-	// 32 MiB; the byte bound is raised to the server's maximum payload when it is smaller, or the
+	// 8 MiB; the byte bound is raised to the server's maximum payload when it is smaller, or the
 	// largest message could never be fetched).
 	FetchBatch    int
 	FetchMaxBytes int

@@ -120,6 +120,7 @@ func finalStates() []string {
 func waitSettled(ctx context.Context, db *pgx.Conn, r *responder, want int, limit time.Duration) (actionCounts, time.Time, error) {
 	deadline := time.Now().Add(limit)
 	for {
+		t0 := time.Now()
 		c, err := countActions(ctx, db)
 		now := time.Now()
 		switch {
@@ -136,10 +137,15 @@ func waitSettled(ctx context.Context, db *pgx.Conn, r *responder, want int, limi
 		select {
 		case <-ctx.Done():
 			return c, now, ctx.Err()
-		case <-time.After(50 * time.Millisecond):
+		case <-time.After(pollPause(now.Sub(t0))):
 		}
 	}
 }
+
+// pollPause is the pause after a count that took took: at least 50ms, and ten times the count
+// (a scan of every action), so the poll costs the store under test at most a tenth of one core.
+// The settled time comes from the actions' finished_at, not from when the poll saw them.
+func pollPause(took time.Duration) time.Duration { return max(50*time.Millisecond, 10*took) }
 
 // storeCheck is what the store says about n alerts (pods) the harness sent, each of which must
 // make exactly one incident of the bench rule and one action, decided once.
