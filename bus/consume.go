@@ -227,6 +227,7 @@ func (c *chunker) next(ctx context.Context) []item {
 	}
 	for len(c.raw) > 0 && n < c.b.o.MaxBatchAlerts {
 		m := c.raw[0]
+		c.raw[0] = nil // the chunk holds it now; once acked, it can be freed before the fetch ends
 		c.raw = c.raw[1:]
 		it, err := decode(m)
 		if it.msg.Delivered > 1 {

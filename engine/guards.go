@@ -583,7 +583,12 @@ func budget(ctx context.Context, in *guardInput) verdict {
 			continue
 		}
 		used, err := in.read.budgetUsed(ctx, in.st, b, b.key(c.Scope), in.now)
-		if err == nil && used >= b.Max {
+		switch {
+		case err != nil:
+			// Said, not taken for "the budget would allow": spending it, the pass would fail
+			// and be retried.
+			return in.cut(noteBudget, vocab.ReasonBudget, "budget "+b.Name+" could not be read ("+err.Error()+"): the live guard would retry the pass")
+		case used >= b.Max:
 			return in.cut(noteBudget, vocab.ReasonBudget, "budget "+b.Name+" exhausted")
 		}
 	}

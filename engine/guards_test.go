@@ -31,6 +31,7 @@ type fakeState struct {
 	stormy     map[string]int
 	members    map[string]int // rule/target → members acted on
 	membersErr error
+	budgetsErr error
 	spent      map[string]int // budget/key → units spent
 	trials     map[store.BreakerKey]int64
 	busy       map[int64]bool // actions whose target runs another action
@@ -97,6 +98,9 @@ func (f *fakeGuards) workloadMembers(_ context.Context, rule, target string, _ t
 
 func (f *fakeGuards) budgetsUsed(_ context.Context, reads []store.BudgetRead, _ time.Time) (map[store.BudgetKey]int, error) {
 	f.called("budgetsUsed")
+	if f.budgetsErr != nil {
+		return nil, f.budgetsErr
+	}
 	out := map[store.BudgetKey]int{}
 	for _, r := range reads {
 		if n := f.spent[r.Budget+"/"+r.Key]; n > 0 {
@@ -305,6 +309,11 @@ func TestGuards(t *testing.T) {
 		}, kind: refuse, state: vocab.StateDryRun, reason: vocab.ReasonDryRun,
 			text: "check: condition gone; rule r would touch 12 targets within 5m0s (safety.storm_guard.max_targets 10); " +
 				"breaker open since 2026-11-22T02:59:00Z; budget b exhausted"},
+		{name: "dry run, budget not read: noted, not taken for room", setup: func(in *guardInput, f *fakeGuards) {
+			in.o.DryRun, in.co = true, checkOK
+			f.budgetsErr = errors.New("database hiccup")
+		}, kind: refuse, state: vocab.StateDryRun, reason: vocab.ReasonDryRun,
+			text: "budget b could not be read (database hiccup): the live guard would retry the pass"},
 		{name: "no free slot waits", setup: func(in *guardInput, _ *fakeGuards) { in.slots = newSlots(make(chan struct{})) }, kind: wait},
 		{name: "a target busy with another incident's disruptive action waits", setup: func(in *guardInput, _ *fakeGuards) {
 			other := in.c

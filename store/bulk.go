@@ -356,11 +356,16 @@ func refreshOpen(ctx context.Context, tx pgx.Tx, ups []IncidentUpsert, ids []int
 		}
 		rids[j], alerts[j], seen[j], ats[j] = ids[i], string(buf), ups[i].Alert.ReceivedAt, ups[i].At
 	}
+	// The rows are locked in id order first (l): two replicas refreshing the same incidents lock
+	// them in one order, so neither waits for the other in a cycle (a deadlock, then a retry).
 	rows, err := tx.Query(ctx, `
+WITH l AS MATERIALIZED (
+    SELECT id FROM incidents WHERE id = ANY($1::bigint[]) AND state <> `+lit(vocab.IncidentResolved)+` ORDER BY id FOR NO KEY UPDATE
+)
 UPDATE incidents i
    SET alert = u.alert::json, last_seen_at = greatest(i.last_seen_at, u.seen), updated_at = u.at
-  FROM unnest($1::bigint[], $2::text[], $3::timestamptz[], $4::timestamptz[]) AS u(id, alert, seen, at)
- WHERE i.id = u.id AND i.state <> `+lit(vocab.IncidentResolved)+`
+  FROM unnest($1::bigint[], $2::text[], $3::timestamptz[], $4::timestamptz[]) AS u(id, alert, seen, at), l
+ WHERE i.id = u.id AND l.id = i.id AND i.state <> `+lit(vocab.IncidentResolved)+`
 RETURNING i.id, i.state`, rids, alerts, seen, ats)
 	if err != nil {
 		return nil, fmt.Errorf("refresh incidents: %w", err)

@@ -321,10 +321,19 @@ func (s *Store) RefreshIncidentsTx(ctx context.Context, tx pgx.Tx, rules []strin
 			exKeys, exRules = append(exKeys, int64(i+1)), append(exRules, r)
 		}
 	}
+	// The rows are locked in id order first (l), as refreshOpen does: no lock cycle between
+	// replicas refreshing the same incidents.
 	_, err := tx.Exec(ctx, `
+WITH u AS MATERIALIZED (
+    SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::timestamptz[]) WITH ORDINALITY AS u(fp, starts, alert, seen, k)
+), l AS MATERIALIZED (
+    SELECT i.id FROM incidents i
+     WHERE (i.fingerprint, i.starts_at) IN (SELECT fp, starts FROM u) AND i.state IN `+sqlOpen+` AND i.rule = ANY($5::text[])
+     ORDER BY i.id FOR NO KEY UPDATE
+)
 UPDATE incidents i SET alert = u.alert::json, last_seen_at = greatest(i.last_seen_at, u.seen)
-  FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::timestamptz[]) WITH ORDINALITY AS u(fp, starts, alert, seen, k)
- WHERE i.fingerprint = u.fp AND i.starts_at = u.starts AND i.state IN `+sqlOpen+` AND i.rule = ANY($5::text[])
+  FROM u, l
+ WHERE l.id = i.id AND i.fingerprint = u.fp AND i.starts_at = u.starts AND i.state IN `+sqlOpen+` AND i.rule = ANY($5::text[])
    AND NOT EXISTS (SELECT FROM unnest($6::bigint[], $7::text[]) AS x(k, rule) WHERE x.k = u.k AND x.rule = i.rule)`,
 		fps, starts, alerts, seen, rules, exKeys, exRules)
 	if err != nil {

@@ -138,12 +138,16 @@ func (s *Store) InTx(ctx context.Context, fn func(pgx.Tx) error) error {
 
 // IsTargetBusy reports whether err is an index refusing a second running action on a target: a
 // second disruptive one (actions_one_running_per_target), or a second one of one incident
-// (actions_one_running_per_incident_target).
+// (actions_one_running_per_incident_target). Any unique index named actions_one_running… is one
+// of those, so that a replica still running this code during a rolling upgrade reads an index a
+// later migration adds the same way.
 func IsTargetBusy(err error) bool {
 	var pe *pgconn.PgError
-	return errors.As(err, &pe) && pe.Code == "23505" &&
-		(pe.ConstraintName == "actions_one_running_per_target" || pe.ConstraintName == "actions_one_running_per_incident_target")
+	return errors.As(err, &pe) && pe.Code == "23505" && strings.HasPrefix(pe.ConstraintName, targetBusyIndexPrefix)
 }
+
+// targetBusyIndexPrefix starts the name of every unique index that refuses a second running action.
+const targetBusyIndexPrefix = "actions_one_running"
 
 // IsTransient reports whether err is worth retrying as is, after a backoff. Only errors about the
 // data are permanent (a value that does not fit, a constraint the data violates, a bug in a query):

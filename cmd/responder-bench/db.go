@@ -207,3 +207,34 @@ func (c storeCheck) String() string {
 	return fmt.Sprintf("%d alerts → %d incidents (%d distinct pods), %d actions (%d distinct incidents, %d decided), %d decisions audited (%d distinct actions): lost %d, twice %d",
 		c.Alerts, c.Incidents, c.DistinctPods, c.Actions, c.DistinctIncidents, c.Decided, c.Decisions, c.DecidedActions, c.Lost, c.Twice)
 }
+
+// backendCPU reads the CPU time of the database's other sessions (the responder's connections)
+// from /proc, by server process id: PostgreSQL on this machine, as `make db-start` runs it. Empty
+// when the server is elsewhere or /proc is not readable.
+func backendCPU(ctx context.Context, db *pgx.Conn) map[int]time.Duration {
+	rows, err := db.Query(ctx, `SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()`)
+	if err != nil {
+		return nil
+	}
+	pids, err := pgx.CollectRows(rows, pgx.RowTo[int32])
+	if err != nil {
+		return nil
+	}
+	out := make(map[int]time.Duration, len(pids))
+	for _, pid := range pids {
+		if u := readUsage(int(pid)); u.cpu > 0 {
+			out[int(pid)] = u.cpu
+		}
+	}
+	return out
+}
+
+// backendCPUSince is the CPU the sessions of after spent since before (a session new since then
+// from its start). Sessions that ended between the two reads are not counted: a lower bound.
+func backendCPUSince(before, after map[int]time.Duration) time.Duration {
+	var d time.Duration
+	for pid, c := range after {
+		d += c - before[pid]
+	}
+	return d
+}

@@ -28,10 +28,14 @@ type phaseResult struct {
 	// LagSeconds (paced) is last request answered → last action settled.
 	LagSeconds float64 `json:"lag_s,omitempty"`
 	// PeakRSS is the responder's VmHWM in bytes; CPUSeconds its CPU time during the phase.
-	PeakRSS    int64       `json:"peak_rss_bytes"`
-	CPUSeconds float64     `json:"cpu_s"`
-	Store      *storeCheck `json:"store,omitempty"`
-	Sink       *sinkCount  `json:"sink,omitempty"`
+	PeakRSS    int64   `json:"peak_rss_bytes"`
+	CPUSeconds float64 `json:"cpu_s"`
+	// StoreCPUSeconds (load phases) is the CPU time of the responder's PostgreSQL sessions during
+	// the phase, when the server runs on this machine; a lower bound (sessions that ended are not
+	// counted), without the server's background processes.
+	StoreCPUSeconds float64     `json:"store_cpu_s,omitempty"`
+	Store           *storeCheck `json:"store,omitempty"`
+	Sink            *sinkCount  `json:"sink,omitempty"`
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
@@ -50,7 +54,7 @@ func (b *bench) loadPhase(ctx context.Context, phase string, bodies [][]byte, pe
 		return res, err
 	}
 	defer e.close(ctx)
-	cpu0 := e.r.cpu()
+	cpu0, pg0 := e.r.cpu(), backendCPU(ctx, e.db)
 	begin := time.Now()
 	lat, err := post(ctx, newClient(concurrency), e.r.url, bodies, concurrency, 0)
 	if err != nil {
@@ -62,7 +66,7 @@ func (b *bench) loadPhase(ctx context.Context, phase string, bodies [][]byte, pe
 		return res, err
 	}
 	elapsed := settledAt(begin, seen, c).Sub(begin)
-	cpu := e.r.cpu() - cpu0
+	cpu, pg := e.r.cpu()-cpu0, backendCPUSince(pg0, backendCPU(ctx, e.db))
 	res.Store, err = b.check(ctx, e, want, vocab.StateDryRun)
 	if err != nil {
 		return res, err
@@ -76,6 +80,11 @@ func (b *bench) loadPhase(ctx context.Context, phase string, bodies [][]byte, pe
 		phase, want, accepted.Round(time.Millisecond), res.WebhookRate, want, elapsed.Round(time.Millisecond))
 	fmt.Printf("%s: end to end %.0f alerts/s; webhook p50 %s p99 %s\n", phase, res.Rate, pct(lat, 50), pct(lat, 99))
 	printUsage(phase, u, cpu, elapsed)
+	if pg > 0 {
+		res.StoreCPUSeconds = pg.Seconds()
+		fmt.Printf("%s: its PostgreSQL sessions: CPU %.1f s in the phase (%.2f cores; %.0f µs per alert, the responder %.0f µs)\n",
+			phase, pg.Seconds(), pg.Seconds()/elapsed.Seconds(), float64(pg.Microseconds())/float64(want), float64(cpu.Microseconds())/float64(want))
+	}
 	return res, nil
 }
 

@@ -72,6 +72,8 @@ type Handler struct {
 	// sleep waits d or until ctx is done; tests replace it.
 	sleep func(ctx context.Context, d time.Duration) error
 	now   func() time.Time
+	// spec is Spec(), made once: Build checks every rendered action against it.
+	spec handlers.Spec
 }
 
 var (
@@ -125,6 +127,7 @@ func New(o Options) *Handler {
 	}
 	c.CheckRedirect = h.checkRedirect
 	h.client = &c
+	h.spec = h.Spec()
 	return h
 }
 
@@ -223,7 +226,7 @@ func (h *Handler) Build(p handlers.Params) (handlers.Action, error) {
 }
 
 func (h *Handler) build(p handlers.Params) (*Action, error) {
-	if err := checkRendered(h.Spec(), p); err != nil {
+	if err := checkRendered(h.spec, p); err != nil {
 		return nil, err
 	}
 	a := &Action{h: h, method: http.MethodPost, class: vocab.ClassDisruptive, header: http.Header{}}
@@ -263,18 +266,22 @@ func (h *Handler) build(p handlers.Params) (*Action, error) {
 		}
 	}
 	a.body, _ = p["body"].(string)
+	// The keys are canonical already (header.Set would canonicalise them again per action).
 	if a.header.Get("Content-Type") == "" && looksJSON(withoutSecrets(a.body)) {
-		a.header.Set("Content-Type", "application/json")
+		a.header["Content-Type"] = []string{"application/json"}
 	}
 	if a.header.Get("User-Agent") == "" {
-		a.header.Set("User-Agent", h.userAgent)
+		a.header["User-Agent"] = []string{h.userAgent}
 	}
 	return a, nil
 }
 
 // checkRendered checks rendered params against spec: all declared, url present, types right.
 func checkRendered(spec handlers.Spec, p handlers.Params) error {
-	var errs []error
+	if _, ok := p["url"]; ok && renderedOK(spec, p) {
+		return nil
+	}
+	var errs []error // in key order
 	for _, k := range slices.Sorted(maps.Keys(p)) {
 		sp, ok := spec.Param(k)
 		if !ok {
@@ -289,6 +296,18 @@ func checkRendered(spec handlers.Spec, p handlers.Params) error {
 		errs = append(errs, fmt.Errorf("handler %q needs param %q", spec.Name, "url"))
 	}
 	return errors.Join(errs...)
+}
+
+// renderedOK reports whether every rendered param is declared and of its type (checkRendered's
+// common case, without sorting the keys).
+func renderedOK(spec handlers.Spec, p handlers.Params) bool {
+	for k, v := range p {
+		sp, ok := spec.Param(k)
+		if !ok || handlers.CheckType(sp, v) != nil {
+			return false
+		}
+	}
+	return true
 }
 
 func parseMethod(m string) (string, error) {
