@@ -7,7 +7,7 @@ REVISION  ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 LDFLAGS   := -X $(PKG).Version=$(VERSION) -X $(PKG).Revision=$(REVISION) -X $(PKG).Branch=main -X $(PKG).BuildDate=$(shell date -u +%Y%m%d-%H:%M:%S)
 FUZZTIME  ?= 4s
 # package:FuzzTarget pairs run briefly by `make test` (and longer with `make fuzz FUZZTIME=1m`).
-FUZZ      := ./source/alertmanager:FuzzDecode ./rules:FuzzParse ./rules:FuzzIndex ./config:FuzzParse ./config:FuzzProbes \
+FUZZ      := ./source/alertmanager:FuzzDecode ./source/alertmanager:FuzzPayloadDecode ./rules:FuzzParse ./rules:FuzzIndex ./config:FuzzParse ./config:FuzzProbes \
              ./notify/slack:FuzzVerify ./notify/slack:FuzzCommand ./notify/slack:FuzzInteraction ./source/probe:FuzzRedisReply \
              ./engine:FuzzMatch ./alert:FuzzJSONDecode ./alert:FuzzJSONEncode
 LISTEN    ?= 127.0.0.1:9095

@@ -368,11 +368,15 @@ func (e *tooManyError) Error() string {
 
 // decode parses a v4 notification and validates each alert, against limits too. Its error (400)
 // means the whole body is unusable, a *tooManyError (413) that it holds more than maxAlerts
-// alerts (0: no bound); invalid alerts are returned in rejected.
+// alerts (0: no bound); invalid alerts are returned in rejected. The body is decoded without
+// reflection (parseMessage) unless it holds JSON the fast path does not handle, then by encoding/json.
 func decode(body []byte, now time.Time, maxAlerts int, limits alert.Limits) (payload, error) {
 	var msg webhook.Message
-	if err := json.Unmarshal(body, &msg); err != nil {
-		return payload{}, fmt.Errorf("undecodable body: %w", err)
+	if !parseMessage(body, &msg) {
+		msg = webhook.Message{}
+		if err := json.Unmarshal(body, &msg); err != nil {
+			return payload{}, fmt.Errorf("undecodable body: %w", err)
+		}
 	}
 	if msg.Version != "4" {
 		return payload{}, fmt.Errorf("unsupported payload version %q: want \"4\"", msg.Version)
