@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"time"
 	"unicode/utf8"
+
+	"github.com/responder-sre/responder/internal/jsonscan"
 )
 
 // An Alert is encoded on every hop (webhook → bus → incident row) and decoded on most. The
@@ -208,9 +210,9 @@ func appendString(b []byte, s string) []byte {
 
 // ParseJSON decodes an alert as json.Unmarshal into a zero Alert does.
 func ParseJSON(data []byte) (Alert, error) {
-	d := decoder{data: data}
+	d := decoder{jsonscan.Scanner{Data: data}}
 	var a Alert
-	if d.alert(&a) && d.end() {
+	if d.alert(&a) && d.End() {
 		return a, nil
 	}
 	a = Alert{}
@@ -220,8 +222,8 @@ func ParseJSON(data []byte) (Alert, error) {
 
 // ParseListJSON decodes a JSON array of alerts as json.Unmarshal into a nil []Alert does.
 func ParseListJSON(data []byte) ([]Alert, error) {
-	d := decoder{data: data}
-	if as, ok := d.list(); ok && d.end() {
+	d := decoder{jsonscan.Scanner{Data: data}}
+	if as, ok := d.list(); ok && d.End() {
 		return as, nil
 	}
 	var as []Alert

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/responder-sre/responder/internal/jsonscan"
 )
 
 // The reference for every test here is encoding/json.
@@ -111,9 +113,9 @@ func jsonSeeds(t testing.TB) [][]byte {
 func checkDecode(t *testing.T, data []byte) {
 	var want Alert
 	wantErr := json.Unmarshal(data, &want)
-	d := decoder{data: data}
+	d := decoder{jsonscan.Scanner{Data: data}}
 	var fast Alert
-	if d.alert(&fast) && d.end() {
+	if d.alert(&fast) && d.End() {
 		if wantErr != nil {
 			t.Fatalf("decoder accepts %q, encoding/json refuses it: %v", data, wantErr)
 		}
@@ -142,14 +144,14 @@ func TestParseJSONIsEncodingJSON(t *testing.T) {
 
 func TestDecoderTakesWhatAppendJSONWrites(t *testing.T) {
 	for _, s := range jsonSeeds(t)[:len(sampleAlerts())] {
-		d := decoder{data: s}
+		d := decoder{jsonscan.Scanner{Data: s}}
 		var a Alert
-		if !d.alert(&a) || !d.end() {
+		if !d.alert(&a) || !d.End() {
 			t.Errorf("the decoder hands %s to encoding/json", s)
 		}
 	}
 	list, _ := AppendListJSON(nil, sampleAlerts())
-	if d := (decoder{data: list}); !func() bool { _, ok := d.list(); return ok && d.end() }() {
+	if d := (decoder{jsonscan.Scanner{Data: list}}); !func() bool { _, ok := d.list(); return ok && d.End() }() {
 		t.Error("the decoder hands a list to encoding/json")
 	}
 }

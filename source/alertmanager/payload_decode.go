@@ -4,12 +4,10 @@ import (
 	"bytes"
 	"hash/maphash"
 	"strconv"
-	"time"
-	"unicode/utf16"
-	"unicode/utf8"
 
 	"github.com/prometheus/alertmanager/notify/webhook"
 	"github.com/prometheus/alertmanager/template"
+	"github.com/responder-sre/responder/internal/jsonscan"
 )
 
 // parseMessage decodes a notification into m, which is zero, without reflection, and reports
@@ -20,15 +18,13 @@ import (
 // reports false and m holds garbage: the caller then hands the body to encoding/json, which
 // decodes it (or refuses it) as it always did.
 func parseMessage(body []byte, m *webhook.Message) bool {
-	d := amDecoder{data: body}
-	return d.message(m) && d.end()
+	d := amDecoder{Scanner: jsonscan.Scanner{Data: body}}
+	return d.message(m) && d.End()
 }
 
 // amDecoder reads a webhook payload; each method reports false on what it does not handle.
 type amDecoder struct {
-	data    []byte
-	off     int
-	scratch []byte
+	jsonscan.Scanner
 	// strs caches the strings decoded so far, by a hash of their bytes: the alerts of a group
 	// repeat most label names and values, and every string they share is allocated once.
 	strs [64]string
@@ -38,9 +34,6 @@ type amDecoder struct {
 var internSeed = maphash.MakeSeed()
 
 const maxIntern = 512
-
-// maxSkipDepth bounds the nesting of an unknown field's value (encoding/json allows 10000).
-const maxSkipDepth = 32
 
 // Bits of the keys of a notification (webhook.Message and the template.Data it embeds), to refuse
 // a repeated key: encoding/json would overwrite a value or merge two objects.
@@ -79,17 +72,17 @@ var (
 )
 
 func (d *amDecoder) message(m *webhook.Message) bool {
-	if !d.consume('{') {
+	if !d.Consume('{') {
 		return false
 	}
-	if d.consume('}') {
+	if d.Consume('}') {
 		return true
 	}
 	var seen uint
 	for {
-		d.ws()
-		key, ok := d.strBytes()
-		if !ok || !d.consume(':') {
+		d.WS()
+		key, ok := d.StrBytes()
+		if !ok || !d.Consume(':') {
 			return false
 		}
 		bit, ok := d.messageField(m, key)
@@ -97,10 +90,10 @@ func (d *amDecoder) message(m *webhook.Message) bool {
 			return false
 		}
 		seen |= bit
-		if d.consume(',') {
+		if d.Consume(',') {
 			continue
 		}
-		return d.consume('}')
+		return d.Consume('}')
 	}
 }
 
@@ -189,47 +182,47 @@ func (d *amDecoder) unknown(key []byte, names []string) bool {
 			return false
 		}
 	}
-	return d.skip(0)
+	return d.Skip(0)
 }
 
 // alerts decodes a list of alerts, or null.
 func (d *amDecoder) alerts() (template.Alerts, bool) {
-	if d.null() {
+	if d.Null() {
 		return nil, true
 	}
-	if !d.consume('[') {
+	if !d.Consume('[') {
 		return nil, false
 	}
 	as := make(template.Alerts, 0, 4)
-	if d.consume(']') {
+	if d.Consume(']') {
 		return as, true
 	}
 	for {
 		as = append(as, template.Alert{})
 		// null leaves the element zero, as encoding/json does.
-		if !d.null() && !d.alert(&as[len(as)-1]) {
+		if !d.Null() && !d.alert(&as[len(as)-1]) {
 			return nil, false
 		}
-		if d.consume(',') {
+		if d.Consume(',') {
 			continue
 		}
-		return as, d.consume(']')
+		return as, d.Consume(']')
 	}
 }
 
 // alert decodes an object into a, which is zero.
 func (d *amDecoder) alert(a *template.Alert) bool {
-	if !d.consume('{') {
+	if !d.Consume('{') {
 		return false
 	}
-	if d.consume('}') {
+	if d.Consume('}') {
 		return true
 	}
 	var seen uint
 	for {
-		d.ws()
-		key, ok := d.strBytes()
-		if !ok || !d.consume(':') {
+		d.WS()
+		key, ok := d.StrBytes()
+		if !ok || !d.Consume(':') {
 			return false
 		}
 		bit, ok := d.alertField(a, key)
@@ -237,10 +230,10 @@ func (d *amDecoder) alert(a *template.Alert) bool {
 			return false
 		}
 		seen |= bit
-		if d.consume(',') {
+		if d.Consume(',') {
 			continue
 		}
-		return d.consume('}')
+		return d.Consume('}')
 	}
 }
 
@@ -258,9 +251,9 @@ func (d *amDecoder) alertField(a *template.Alert, key []byte) (uint, bool) {
 		a.Annotations, ok = d.kv()
 		return aAnnotations, ok
 	case "startsAt":
-		return aStartsAt, d.time(&a.StartsAt)
+		return aStartsAt, d.Time(&a.StartsAt)
 	case "endsAt":
-		return aEndsAt, d.time(&a.EndsAt)
+		return aEndsAt, d.Time(&a.EndsAt)
 	case "generatorURL":
 		a.GeneratorURL, ok = d.str()
 		return aGeneratorURL, ok
@@ -274,42 +267,42 @@ func (d *amDecoder) alertField(a *template.Alert, key []byte) (uint, bool) {
 // kv decodes an object of strings, or null. A repeated key keeps its last value, as with
 // encoding/json; a null value is refused (encoding/json stores "").
 func (d *amDecoder) kv() (template.KV, bool) {
-	if d.null() {
+	if d.Null() {
 		return nil, true
 	}
-	if !d.consume('{') {
+	if !d.Consume('{') {
 		return nil, false
 	}
-	if d.consume('}') {
+	if d.Consume('}') {
 		return template.KV{}, true
 	}
 	m := make(template.KV, 8)
 	for {
-		d.ws()
-		k, ok := d.strBytes()
-		if !ok || !d.consume(':') {
+		d.WS()
+		k, ok := d.StrBytes()
+		if !ok || !d.Consume(':') {
 			return nil, false
 		}
 		key := d.intern(k)
-		d.ws()
-		v, ok := d.strBytes()
+		d.WS()
+		v, ok := d.StrBytes()
 		if !ok {
 			return nil, false
 		}
 		m[key] = d.intern(v)
-		if d.consume(',') {
+		if d.Consume(',') {
 			continue
 		}
-		return m, d.consume('}')
+		return m, d.Consume('}')
 	}
 }
 
 // str decodes a string, or null (which leaves a string field as it is: empty).
 func (d *amDecoder) str() (string, bool) {
-	if d.null() {
+	if d.Null() {
 		return "", true
 	}
-	b, ok := d.strBytes()
+	b, ok := d.StrBytes()
 	if !ok {
 		return "", false
 	}
@@ -338,292 +331,13 @@ func (d *amDecoder) intern(b []byte) string {
 
 // uint decodes an unsigned integer as encoding/json decodes a uint64, or null (0).
 func (d *amDecoder) uint() (uint64, bool) {
-	if d.null() {
+	if d.Null() {
 		return 0, true
 	}
-	lit, ok := d.number()
+	lit, ok := d.Number()
 	if !ok {
 		return 0, false
 	}
 	n, err := strconv.ParseUint(string(lit), 10, 64)
 	return n, err == nil
-}
-
-// time decodes a time as time.Time.UnmarshalJSON does, from a string without escapes, or null
-// (which leaves t as it is).
-func (d *amDecoder) time(t *time.Time) bool {
-	if d.null() {
-		return true
-	}
-	if d.off >= len(d.data) || d.data[d.off] != '"' {
-		return false
-	}
-	for i := d.off + 1; i < len(d.data); i++ {
-		c := d.data[i]
-		if c == '"' {
-			lit := d.data[d.off : i+1]
-			d.off = i + 1
-			return t.UnmarshalJSON(lit) == nil
-		}
-		if c < 0x20 || c == '\\' || c >= utf8.RuneSelf {
-			return false
-		}
-	}
-	return false
-}
-
-// skip skips a value, checking it is valid JSON (encoding/json checks the whole input before it
-// decodes, so an unknown field's invalid value fails the body).
-func (d *amDecoder) skip(depth int) bool {
-	d.ws()
-	if d.off >= len(d.data) {
-		return false
-	}
-	switch d.data[d.off] {
-	case '"':
-		_, ok := d.strBytes()
-		return ok
-	case '{', '[':
-		return depth < maxSkipDepth && d.skipComposite(depth)
-	case 't':
-		return d.literal("true")
-	case 'f':
-		return d.literal("false")
-	case 'n':
-		return d.null()
-	}
-	_, ok := d.number()
-	return ok
-}
-
-// skipComposite skips an object or an array.
-func (d *amDecoder) skipComposite(depth int) bool {
-	obj := d.data[d.off] == '{'
-	closing := byte(']')
-	if obj {
-		closing = '}'
-	}
-	d.off++
-	if d.consume(closing) {
-		return true
-	}
-	for {
-		if obj {
-			d.ws()
-			if _, ok := d.strBytes(); !ok || !d.consume(':') {
-				return false
-			}
-		}
-		if !d.skip(depth + 1) {
-			return false
-		}
-		if d.consume(',') {
-			continue
-		}
-		return d.consume(closing)
-	}
-}
-
-func (d *amDecoder) ws() {
-	for d.off < len(d.data) {
-		switch d.data[d.off] {
-		case ' ', '\t', '\n', '\r':
-			d.off++
-		default:
-			return
-		}
-	}
-}
-
-// end reports whether only spacing is left.
-func (d *amDecoder) end() bool {
-	d.ws()
-	return d.off == len(d.data)
-}
-
-// consume skips spacing and c, reporting whether c was next.
-func (d *amDecoder) consume(c byte) bool {
-	d.ws()
-	if d.off < len(d.data) && d.data[d.off] == c {
-		d.off++
-		return true
-	}
-	return false
-}
-
-// null skips spacing and a null literal, reporting whether one was next.
-func (d *amDecoder) null() bool {
-	d.ws()
-	return d.literal("null")
-}
-
-// literal skips lit if it is next.
-func (d *amDecoder) literal(lit string) bool {
-	if len(d.data)-d.off >= len(lit) && string(d.data[d.off:d.off+len(lit)]) == lit {
-		d.off += len(lit)
-		return true
-	}
-	return false
-}
-
-// number returns a JSON number literal at the offset.
-func (d *amDecoder) number() ([]byte, bool) {
-	data, start := d.data, d.off
-	i := start
-	digits := func() bool {
-		n := i
-		for i < len(data) && '0' <= data[i] && data[i] <= '9' {
-			i++
-		}
-		return i > n
-	}
-	if i < len(data) && data[i] == '-' {
-		i++
-	}
-	switch {
-	case i < len(data) && data[i] == '0':
-		i++
-	case !digits():
-		return nil, false
-	}
-	if i < len(data) && data[i] == '.' {
-		i++
-		if !digits() {
-			return nil, false
-		}
-	}
-	if i < len(data) && (data[i] == 'e' || data[i] == 'E') {
-		i++
-		if i < len(data) && (data[i] == '+' || data[i] == '-') {
-			i++
-		}
-		if !digits() {
-			return nil, false
-		}
-	}
-	d.off = i
-	return data[start:i], true
-}
-
-// strBytes decodes a JSON string at the offset; the bytes are valid until the next call. Invalid
-// UTF-8 is refused (encoding/json turns it into U+FFFD).
-func (d *amDecoder) strBytes() ([]byte, bool) {
-	if d.off >= len(d.data) || d.data[d.off] != '"' {
-		return nil, false
-	}
-	start := d.off + 1
-	for i := start; i < len(d.data); {
-		c := d.data[i]
-		switch {
-		case c == '"':
-			d.off = i + 1
-			return d.data[start:i], true
-		case c == '\\':
-			return d.escaped(start, i)
-		case c < 0x20:
-			return nil, false
-		case c < utf8.RuneSelf:
-			i++
-		default:
-			r, size := utf8.DecodeRune(d.data[i:])
-			if r == utf8.RuneError && size == 1 {
-				return nil, false
-			}
-			i += size
-		}
-	}
-	return nil, false
-}
-
-// escaped decodes the rest of a string from i, its first backslash.
-func (d *amDecoder) escaped(start, i int) ([]byte, bool) {
-	b := append(d.scratch[:0], d.data[start:i]...)
-	defer func() { d.scratch = b }()
-	for i < len(d.data) {
-		c := d.data[i]
-		switch {
-		case c == '"':
-			d.off = i + 1
-			return b, true
-		case c == '\\':
-			var ok bool
-			if b, i, ok = d.escape(b, i); !ok {
-				return nil, false
-			}
-		case c < 0x20:
-			return nil, false
-		case c < utf8.RuneSelf:
-			b = append(b, c)
-			i++
-		default:
-			r, size := utf8.DecodeRune(d.data[i:])
-			if r == utf8.RuneError && size == 1 {
-				return nil, false
-			}
-			b = append(b, d.data[i:i+size]...)
-			i += size
-		}
-	}
-	return nil, false
-}
-
-// escape appends the character of the escape sequence at i and returns the offset after it. A
-// lone surrogate (encoding/json makes it U+FFFD) is refused.
-func (d *amDecoder) escape(b []byte, i int) ([]byte, int, bool) {
-	if i+1 >= len(d.data) {
-		return nil, 0, false
-	}
-	switch c := d.data[i+1]; c {
-	case '"', '\\', '/':
-		return append(b, c), i + 2, true
-	case 'b':
-		return append(b, '\b'), i + 2, true
-	case 'f':
-		return append(b, '\f'), i + 2, true
-	case 'n':
-		return append(b, '\n'), i + 2, true
-	case 'r':
-		return append(b, '\r'), i + 2, true
-	case 't':
-		return append(b, '\t'), i + 2, true
-	case 'u':
-		r := d.hex4(i + 2)
-		switch {
-		case r < 0:
-			return nil, 0, false
-		case !utf16.IsSurrogate(r):
-			return utf8.AppendRune(b, r), i + 6, true
-		}
-		if i+7 >= len(d.data) || d.data[i+6] != '\\' || d.data[i+7] != 'u' {
-			return nil, 0, false
-		}
-		r = utf16.DecodeRune(r, d.hex4(i+8))
-		if r == utf8.RuneError {
-			return nil, 0, false
-		}
-		return utf8.AppendRune(b, r), i + 12, true
-	}
-	return nil, 0, false
-}
-
-// hex4 is the value of the four hex digits at i, or -1.
-func (d *amDecoder) hex4(i int) rune {
-	if i+4 > len(d.data) {
-		return -1
-	}
-	var r rune
-	for _, c := range d.data[i : i+4] {
-		switch {
-		case '0' <= c && c <= '9':
-			c -= '0'
-		case 'a' <= c && c <= 'f':
-			c = c - 'a' + 10
-		case 'A' <= c && c <= 'F':
-			c = c - 'A' + 10
-		default:
-			return -1
-		}
-		r = r<<4 | rune(c)
-	}
-	return r
 }
