@@ -290,6 +290,9 @@ func TestSecretsNeverPrint(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			cfg := mustLoad(t, name)
 			secrets := append(cfg.WebhookTokens(), cfg.APIToken(), cfg.APIReadToken(), cfg.DatabaseURL())
+			for _, tok := range cfg.APITokens() {
+				secrets = append(secrets, tok.Secret)
+			}
 			for _, s := range secrets {
 				if !strings.Contains(s, "SECRET-") {
 					t.Fatalf("fixture secret %q lacks the SECRET- marker", s)
