@@ -42,7 +42,7 @@ func newTestWeb(t testing.TB, mutate func(*WebOptions)) webFixture {
 		Users: map[string]WebUser{
 			"alice":   {PasswordHash: hash(t, "alice-password"), Role: RoleAdmin},
 			"bob":     {PasswordHash: hash(t, "bob-password"), Role: RoleRead},
-			"carol":   {PasswordHash: hash(t, "carol-password"), Role: RoleAdmin},
+			"carol":   {PasswordHash: "$2y$" + hash(t, "carol-password")[4:], Role: RoleAdmin}, // as htpasswd -nB writes
 			"proxied": {Role: RoleAdmin},
 		},
 		ProxyHeader:    "x-forwarded-user",
@@ -95,6 +95,7 @@ func TestWebAuthenticate(t *testing.T) {
 	for name, tc := range map[string]webRequest{
 		"basic admin":                    {user: "alice", pass: "alice-password", wantName: "alice", wantRole: RoleAdmin, wantOutcome: LoginSuccess},
 		"basic read":                     {user: "bob", pass: "bob-password", wantName: "bob", wantRole: RoleRead, wantOutcome: LoginSuccess},
+		"htpasswd $2y$ hash":             {user: "carol", pass: "carol-password", wantName: "carol", wantRole: RoleAdmin, wantOutcome: LoginSuccess},
 		"no credentials":                 {wantErr: ErrNoCredentials},
 		"bearer is not basic":            {rawAuthz: "Bearer alice-password", wantErr: ErrNoCredentials},
 		"malformed basic":                {rawAuthz: "Basic !!!", wantErr: ErrNoCredentials},
