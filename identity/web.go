@@ -51,6 +51,9 @@ var (
 	ErrNoCredentials = errors.New("no credentials")
 	// ErrBadCredentials: a wrong user name or password, or a proxy header naming no valid user.
 	ErrBadCredentials = errors.New("wrong user name or password")
+	// ErrBusy: the request ended while it waited for its password to be checked (bcrypt checks
+	// run one at a time; the console answers 429).
+	ErrBusy = errors.New("too many logins are being checked")
 )
 
 // WWWAuthenticate is the challenge the console sends with a 401 so that a browser asks for the
@@ -84,7 +87,10 @@ type Web struct {
 	approverLst []string
 	dummyHash   []byte // compared for an unknown user, so that its answer takes as long
 	cache       *verified
-	log         *slog.Logger
+	// checking admits one bcrypt comparison at a time: a flood of wrong passwords costs at most
+	// one core, and the remediation work keeps the other. Remembered passwords need none.
+	checking chan struct{}
+	log      *slog.Logger
 	logins      *prometheus.CounterVec
 }
 
@@ -92,7 +98,7 @@ type Web struct {
 // NewWeb checks again what it relies on.
 func NewWeb(o WebOptions) (*Web, error) {
 	w := &Web{users: make(map[string]WebUser, len(o.Users)), header: http.CanonicalHeaderKey(strings.TrimSpace(o.ProxyHeader)),
-		defaultRole: o.DefaultRole, approvers: map[string]bool{}, log: o.Logger}
+		defaultRole: o.DefaultRole, approvers: map[string]bool{}, log: o.Logger, checking: make(chan struct{}, 1)}
 	if w.defaultRole == RoleNone {
 		w.defaultRole = RoleRead
 	}
@@ -203,6 +209,12 @@ func (w *Web) basicUser(r *http.Request, user, pass string) (Principal, error) {
 	u, known := w.users[user]
 	if known && u.PasswordHash != "" && w.cache.has(user, pass) {
 		return Principal{Name: user, Role: u.Role, Via: ViaWeb}, nil
+	}
+	select {
+	case w.checking <- struct{}{}:
+		defer func() { <-w.checking }()
+	case <-r.Context().Done():
+		return Principal{}, ErrBusy
 	}
 	if !known || u.PasswordHash == "" || len(pass) > maxPasswordBytes {
 		if w.dummyHash != nil {

@@ -2,6 +2,7 @@ package identity
 
 import (
 	"bytes"
+	"context"
 	"encoding/base64"
 	"errors"
 	"log/slog"
@@ -386,4 +387,29 @@ func BenchmarkWebAuthenticate(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestWebChecksOnePasswordAtATime: bcrypt comparisons run one at a time, so a flood of wrong
+// passwords costs at most one core; a request that ends while it waits is refused with ErrBusy,
+// and a remembered password needs no turn.
+func TestWebChecksOnePasswordAtATime(t *testing.T) {
+	f := newTestWeb(t, nil)
+	ok := webRequest{user: "alice", pass: "alice-password"}
+	if _, err := f.web.Authenticate(ok.request()); err != nil {
+		t.Fatal(err)
+	}
+	f.web.checking <- struct{}{} // a check in progress
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	waiting := webRequest{user: "bob", pass: "bob-password"}.request().WithContext(ctx)
+	if _, err := f.web.Authenticate(waiting); !errors.Is(err, ErrBusy) {
+		t.Errorf("a login waiting for its turn, its request ended: %v, want ErrBusy", err)
+	}
+	if p, err := f.web.Authenticate(ok.request()); err != nil || p.Name != "alice" {
+		t.Errorf("a remembered password waited for a check: %+v, %v", p, err)
+	}
+	<-f.web.checking
+	if p, err := f.web.Authenticate(webRequest{user: "bob", pass: "bob-password"}.request()); err != nil || p.Name != "bob" {
+		t.Errorf("after the check: %+v, %v", p, err)
+	}
 }
