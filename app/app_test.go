@@ -96,6 +96,7 @@ type fixtureOpts struct {
 	natsURL string
 	dbURL   string
 	dryRun  bool
+	noAuth  bool               // --web.no-auth
 	extra   string             // appended to the config
 	rules   func(*sink) string // the rule file (default rulesYAML)
 	sink    *sink              // the sink (default a new one): replicas of one test share it
@@ -153,7 +154,7 @@ func startApp(t *testing.T, o fixtureOpts) *fixture {
 		o.logger = slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})
 	}
 	a, err := app.New(context.Background(), app.Options{ConfigFile: cfg, ListenAddress: "127.0.0.1:0",
-		StoragePath: o.storage, DryRun: o.dryRun, Version: "test", DrainTimeout: 5 * time.Second, MetricsRefreshInterval: 100 * time.Millisecond,
+		StoragePath: o.storage, DryRun: o.dryRun, NoAuth: o.noAuth, Version: "test", DrainTimeout: 5 * time.Second, MetricsRefreshInterval: 100 * time.Millisecond,
 		Logger: slog.New(o.logger)})
 	if err != nil {
 		t.Fatal(err)

@@ -67,6 +67,9 @@ func (a *App) buildHTTP() error {
 		mux.Handle("/slack/commands", a.slack.CommandsHandler())
 		mux.Handle("/slack/interactions", a.slack.InteractionsHandler())
 	}
+	if err := a.mountConsole(mux); err != nil {
+		return err
+	}
 	mux.Handle("/api/", a.auth(accessRead, func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such API endpoint: "+r.Method+" "+r.URL.Path)
 	}))
