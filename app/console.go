@@ -22,15 +22,13 @@ func (a *App) mountConsole(mux *http.ServeMux) error {
 	return nil
 }
 
-// newConsole builds the web console (/ui/) on the store and the engine.
-//
-// TEMPORARY until the identity branch lands: the console authenticates with consoleAuthenticate
-// (under --web.no-auth everyone is "anonymous", an admin and approver; otherwise nobody gets in).
-// The coordinator replaces it with identity.Web's Authenticate (web.users, web.auth) and the
-// approvers with approvals.approvers.web.
+// newConsole builds the web console (/ui/) on the store and the engine. Its users are web.users
+// and the trusted proxy's (identity.Web); approvals.approvers.web may approve and deny. Under
+// --web.no-auth without console users, everyone is "anonymous", an admin and approver, as the API
+// is open to everyone then; without either, nobody gets in.
 func (a *App) newConsole() (http.Handler, error) {
-	var approvers []string
-	if a.o.NoAuth {
+	approvers := a.WebApprovers()
+	if a.webAuth == nil && a.o.NoAuth {
 		approvers = []string{noAuthConsoleUser.Name}
 	}
 	return console.New(console.Options{
@@ -43,15 +41,23 @@ func (a *App) newConsole() (http.Handler, error) {
 	})
 }
 
-// noAuthConsoleUser is who a console request is under --web.no-auth (TEMPORARY: see newConsole).
+// noAuthConsoleUser is who a console request is under --web.no-auth when no console user is
+// configured.
 var noAuthConsoleUser = identity.Principal{Name: "anonymous", Role: identity.RoleAdmin, Via: identity.ViaWeb}
 
-// consoleAuthenticate is the console's authenticator until identity.Web is wired (TEMPORARY).
-func (a *App) consoleAuthenticate(*http.Request) (identity.Principal, error) {
-	if a.o.NoAuth {
+// errNoConsoleUsers refuses every console login when neither web.users nor web.auth is set.
+var errNoConsoleUsers = errors.New("no console users are configured (web.users, web.auth)")
+
+// consoleAuthenticate is the console's authenticator: identity.Web when console users are
+// configured.
+func (a *App) consoleAuthenticate(r *http.Request) (identity.Principal, error) {
+	switch {
+	case a.webAuth != nil:
+		return a.webAuth.Authenticate(r)
+	case a.o.NoAuth:
 		return noAuthConsoleUser, nil
 	}
-	return identity.Principal{}, errors.New("the console has no users configured")
+	return identity.Principal{}, errNoConsoleUsers
 }
 
 // consoleStore is the console's view of the store and the engine: the same reads and decisions as

@@ -15,45 +15,74 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/crypto/bcrypt"
+
 	"github.com/responder-sre/responder/internal/testwait"
 )
 
-// consoleUser is who the console tests act as. TEMPORARY: until the identity branch lands the
-// console knows no users, and under --web.no-auth everyone is "anonymous" (an admin and
-// approver); then these tests log in as a web.users entry (basic auth) named in
-// approvals.approvers.web.
-const consoleUser = "anonymous"
+// consoleUser (an admin named in approvals.approvers.web) and readUser (role read) are the console
+// users of consoleOpts, with their passwords.
+const (
+	consoleUser, consolePassword = "alice", "alice-test-password"
+	readUser, readPassword       = "bob", "bob-test-password"
+)
 
-// browser is a console client: a cookie jar (the CSRF cookie), following the 303s back to pages.
-type browser struct {
-	t    *testing.T
-	base string
-	c    *http.Client
+// consoleOpts is a fixture with the two console users (bcrypt at its lowest cost: tests only).
+func consoleOpts(t *testing.T) fixtureOpts {
+	t.Helper()
+	hash := func(pw string) string {
+		h, err := bcrypt.GenerateFromPassword([]byte(pw), bcrypt.MinCost)
+		must(t, err)
+		return string(h)
+	}
+	return fixtureOpts{extra: fmt.Sprintf(`web:
+  users:
+    %s: {password_hash: %q, role: admin}
+    %s: {password_hash: %q, role: read}
+approvals: {approvers: {web: [%s]}}
+`, consoleUser, hash(consolePassword), readUser, hash(readPassword), consoleUser)}
 }
 
-func newBrowser(t *testing.T, f *fixture) *browser {
+// browser is a console client logged in with basic auth: a cookie jar (the CSRF cookie),
+// following the 303s back to pages.
+type browser struct {
+	t          *testing.T
+	base       string
+	user, pass string
+	c          *http.Client
+}
+
+func newBrowser(t *testing.T, f *fixture, user, pass string) *browser {
 	jar, err := cookiejar.New(nil)
 	must(t, err)
-	return &browser{t: t, base: f.base, c: &http.Client{Jar: jar, Timeout: 10 * time.Second}}
+	return &browser{t: t, base: f.base, user: user, pass: pass, c: &http.Client{Jar: jar, Timeout: 10 * time.Second}}
+}
+
+func (b *browser) do(req *http.Request) (int, string) {
+	b.t.Helper()
+	req.SetBasicAuth(b.user, b.pass)
+	resp, err := b.c.Do(req)
+	must(b.t, err)
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body)
 }
 
 func (b *browser) get(path string) (int, string) {
 	b.t.Helper()
-	resp, err := b.c.Get(b.base + path)
+	req, err := http.NewRequest(http.MethodGet, b.base+path, nil)
 	must(b.t, err)
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(body)
+	return b.do(req)
 }
 
-// post submits a form; the answer is the page the 303 leads back to.
+// post submits a form; the answer is the page the 303 leads back to (the client resends the
+// basic auth on the redirect to the same host).
 func (b *browser) post(path string, form url.Values) (int, string) {
 	b.t.Helper()
-	resp, err := b.c.PostForm(b.base+path, form)
+	req, err := http.NewRequest(http.MethodPost, b.base+path, strings.NewReader(form.Encode()))
 	must(b.t, err)
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(body)
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	return b.do(req)
 }
 
 var csrfField = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
@@ -86,7 +115,7 @@ func hostileAlert(starts time.Time) []byte {
 // it through the engine, and it runs; the audit row names the user and the web; a second click is
 // a replay; a form without the token is refused.
 func TestConsoleApproveEndToEnd(t *testing.T) {
-	f := startApp(t, fixtureOpts{noAuth: true})
+	f := startApp(t, consoleOpts(t))
 	rules := fmt.Sprintf(`
 rules:
   - name: careful
@@ -109,7 +138,7 @@ rules:
 	act := f.actions("")[0]
 	id, incID := int(act["id"].(float64)), int(act["incident_id"].(float64))
 
-	br := newBrowser(t, f)
+	br := newBrowser(t, f, consoleUser, consolePassword)
 	if code, page := br.get("/ui/"); code != 200 || !strings.Contains(page, ">1 awaiting approval</a>") ||
 		!strings.Contains(page, fmt.Sprintf(`href="/ui/incidents/%d"`, incID)) {
 		t.Fatalf("incidents page: %d\n%s", code, page)
@@ -188,8 +217,8 @@ rules:
 // alert after it is skipped (the engine reads the pause row) and never starts; resume from the
 // page.
 func TestConsolePauseStopsDisruptiveActions(t *testing.T) {
-	f := startApp(t, fixtureOpts{noAuth: true})
-	br := newBrowser(t, f)
+	f := startApp(t, consoleOpts(t))
+	br := newBrowser(t, f, consoleUser, consolePassword)
 	code, page := br.get("/ui/status")
 	if code != 200 || !strings.Contains(page, `id="pause"`) || !strings.Contains(page, "Running: actions are not paused.") {
 		t.Fatalf("status page: %d\n%s", code, page)
@@ -229,8 +258,8 @@ SELECT count(*) FROM actions a, pause p WHERE a.class = 'disruptive' AND a.start
 	}
 }
 
-// TestConsoleRefusesWithoutUsers: without --web.no-auth and (until the identity branch lands)
-// without console users, /ui/ asks for credentials and lets nobody in; the API is unchanged.
+// TestConsoleRefusesWithoutUsers: without console users (web.users, web.auth) and without
+// --web.no-auth, /ui/ asks for credentials and lets nobody in; the API is unchanged.
 func TestConsoleRefusesWithoutUsers(t *testing.T) {
 	f := startApp(t, fixtureOpts{})
 	resp, err := http.Get(f.base + "/ui/")
@@ -241,5 +270,55 @@ func TestConsoleRefusesWithoutUsers(t *testing.T) {
 	}
 	if code, _ := f.do("GET", "/api/v1/status", readToken, nil); code != 200 {
 		t.Fatalf("API status: %d", code)
+	}
+}
+
+// TestConsoleRoles: a wrong password is refused (401, counted); the read user sees the incident
+// but no Approve, Deny or Pause, and a decision or a pause it forges answers 403 and changes
+// nothing.
+func TestConsoleRoles(t *testing.T) {
+	f := startApp(t, consoleOpts(t))
+	if code := f.post(payload("firing", time.Now().UTC().Truncate(time.Second), "p1")); code != 200 {
+		t.Fatalf("post: %d", code)
+	}
+	testwait.Until(t, 20*time.Second, "an action", func() bool { return len(f.actions("")) > 0 })
+	act := f.actions("")[0]
+	id, incID := int(act["id"].(float64)), int(act["incident_id"].(float64))
+
+	if code, _ := newBrowser(t, f, consoleUser, "wrong").get("/ui/"); code != 401 {
+		t.Errorf("a wrong password: %d, want 401", code)
+	}
+	if v := metricValue(t, f, "responder_web_logins_total"); v < 1 { // the wrong password: nobody else logged in yet
+		t.Errorf("responder_web_logins_total = %v, want the refused login counted", v)
+	}
+	bob := newBrowser(t, f, readUser, readPassword)
+	code, page := bob.get(fmt.Sprintf("/ui/incidents/%d", incID))
+	if code != 200 {
+		t.Fatalf("the read user's incident page: %d\n%s", code, page)
+	}
+	for _, form := range []string{fmt.Sprintf(`id="approve-%d"`, id), fmt.Sprintf(`id="deny-%d"`, id)} {
+		if strings.Contains(page, form) {
+			t.Errorf("the read user sees %s", form)
+		}
+	}
+	// The read user's pages hold no form to take a token from (the console's unit tests refuse a
+	// read user's POST with a valid token too).
+	if strings.Contains(page, `name="csrf"`) {
+		t.Error("the read user's incident page holds a form")
+	}
+	if code, _ := bob.post(fmt.Sprintf("/ui/actions/%d/approve", id), url.Values{"csrf": {"forged"}}); code != 403 {
+		t.Errorf("the read user's forged approve: %d, want 403", code)
+	}
+	code, page = bob.get("/ui/status")
+	if code != 200 || strings.Contains(page, `id="pause"`) {
+		t.Errorf("the read user's status page: %d, pause form shown: %v", code, strings.Contains(page, `id="pause"`))
+	}
+	if code, _ := bob.post("/ui/pause", url.Values{"csrf": {"forged"}, "duration": {"1h"}, "reason": {"x"}}); code != 403 {
+		t.Errorf("the read user's forged pause: %d, want 403", code)
+	}
+	var paused bool
+	must(t, f.app.Store().Pool().QueryRow(context.Background(), `SELECT coalesce((SELECT paused FROM pause), false)`).Scan(&paused))
+	if paused {
+		t.Error("the read user's forged pause paused")
 	}
 }

@@ -271,6 +271,12 @@ func (c *console) serveStatic(w http.ResponseWriter, r *http.Request) {
 // comes from a principal with a role.
 func (c *console) authenticate(w http.ResponseWriter, r *http.Request) (identity.Principal, bool) {
 	p, err := c.o.Authenticate(r)
+	if errors.Is(err, identity.ErrBusy) {
+		w.Header().Set("Retry-After", "1")
+		w.Header().Set("Cache-Control", "no-store")
+		http.Error(w, "429 too many logins are being checked: try again", http.StatusTooManyRequests)
+		return p, false
+	}
 	if err != nil || !p.Can(identity.RoleRead) {
 		if err != nil {
 			c.o.Logger.Debug("console: not authenticated", "path", r.URL.Path, "err", err)
