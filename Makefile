@@ -33,6 +33,7 @@ db-stop:
 run: build db-start
 	@echo "responder: webhook http://$(LISTEN)/webhook/alertmanager (token: examples/secrets/webhook-token)"
 	@echo "           API     http://$(LISTEN)/api/v1/actions  (token: examples/secrets/api-token)"
+	@echo "           console http://$(LISTEN)/ui/  (alice / alice-dev-password may decide; bob / bob-dev-password may look)"
 	$(BIN) serve --config.file=examples/responder.yml --storage.path=data --web.listen-address=$(LISTEN)
 
 # make sink: a local HTTP sink on 127.0.0.1:9999 for the example rules' http.request actions.

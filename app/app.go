@@ -34,6 +34,7 @@ import (
 	"github.com/responder-sre/responder/handlers"
 	"github.com/responder-sre/responder/handlers/builtin"
 	"github.com/responder-sre/responder/handlers/k8s"
+	"github.com/responder-sre/responder/identity"
 	"github.com/responder-sre/responder/leader"
 	notifyslack "github.com/responder-sre/responder/notify/slack"
 	"github.com/responder-sre/responder/rules"
@@ -90,11 +91,13 @@ type App struct {
 	webhook  *alertmanager.Handler
 	// probeToken is the leader lease token the probes run under in the current term.
 	probeToken atomic.Int64
-	// SHA-256 digests of the API tokens (nil when unset), compared in constant time.
-	adminHash, readHash []byte
-	unauthorized        prometheus.Counter
-	dl                  deadLetterMetrics
-	gauges              *gauges
+	// tokens authenticates the API's bearer tokens (identity.go).
+	tokens *identity.Tokens
+	// webAuth authenticates the console's users; nil without web.users and web.auth.proxy_header.
+	webAuth      *identity.Web
+	unauthorized prometheus.Counter
+	dl           deadLetterMetrics
+	gauges       *gauges
 }
 
 // New loads the configuration and rules, opens the store (applying migrations) and the bus, and
@@ -179,7 +182,8 @@ func (o *Options) setDefaults() {
 }
 
 // checkStart refuses a start that could not serve safely, before anything runs (migrations,
-// consumers): a bad web config, no tokens without NoAuth, NoAuth off loopback, no database.
+// consumers): a bad web config, no webhook token or no admin API token (api.token or a named one)
+// without NoAuth, NoAuth off loopback, no database.
 func checkStart(o Options, cfg *config.Config) error {
 	if o.WebConfigFile != "" {
 		if err := web.Validate(o.WebConfigFile); err != nil {
@@ -187,8 +191,8 @@ func checkStart(o Options, cfg *config.Config) error {
 		}
 	}
 	if !o.NoAuth {
-		if len(cfg.WebhookTokens()) == 0 || cfg.APIToken() == "" {
-			return errors.New("refusing to start without authentication: set webhook.bearer_token(_file) and api.token(_file) in the config, or pass --web.no-auth (never in production)")
+		if len(cfg.WebhookTokens()) == 0 || !cfg.HasAdminToken() {
+			return errors.New("refusing to start without authentication: set webhook.bearer_token(_file) and an admin API token (api.token(_file), or an api.tokens entry with role admin) in the config, or pass --web.no-auth (never in production)")
 		}
 	}
 	if o.NoAuth {
@@ -340,6 +344,9 @@ func (a *App) newHTTP(ctx context.Context) error {
 		a.log.Warn("could not read the database-backed metrics yet", "err", err)
 	}
 	a.registerDeadLetterMetrics(ctx)
+	if err := a.newIdentity(); err != nil {
+		return err
+	}
 	return a.buildHTTP()
 }
 

@@ -96,11 +96,14 @@ type fixtureOpts struct {
 	natsURL string
 	dbURL   string
 	dryRun  bool
+	noAuth  bool               // --web.no-auth
 	extra   string             // appended to the config
 	rules   func(*sink) string // the rule file (default rulesYAML)
 	sink    *sink              // the sink (default a new one): replicas of one test share it
 	storage string             // --storage.path (default a temporary directory)
 	logger  slog.Handler       // the app's log (default: warnings to t.Log)
+	api     string             // more keys of the api: mapping, in flow style (", tokens: [...]")
+	files   map[string]string  // files written beside the config (token files)
 }
 
 func writeConfig(t *testing.T, dir string, s *sink, o fixtureOpts) string {
@@ -109,12 +112,15 @@ func writeConfig(t *testing.T, dir string, s *sink, o fixtureOpts) string {
 nats: {url: %q}
 database: {url: %q}
 webhook: {bearer_token: %q}
-api: {token: %q, read_token: %q}
+api: {token: %q, read_token: %q%s}
 rule_files: [rules/*.yml]
 handlers:
   http: {allowed_hosts: [%q]}
-%s`, o.natsURL, o.dbURL, hookToken, adminToken, readToken, s.HostPort(), o.extra)
+%s`, o.natsURL, o.dbURL, hookToken, adminToken, readToken, o.api, s.HostPort(), o.extra)
 	must(t, os.MkdirAll(filepath.Join(dir, "rules"), 0o755))
+	for name, content := range o.files {
+		must(t, os.WriteFile(filepath.Join(dir, name), []byte(content), 0o600))
+	}
 	must(t, os.WriteFile(filepath.Join(dir, "responder.yml"), []byte(cfg), 0o600))
 	rules := rulesYAML(s)
 	if o.rules != nil {
@@ -148,7 +154,7 @@ func startApp(t *testing.T, o fixtureOpts) *fixture {
 		o.logger = slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})
 	}
 	a, err := app.New(context.Background(), app.Options{ConfigFile: cfg, ListenAddress: "127.0.0.1:0",
-		StoragePath: o.storage, DryRun: o.dryRun, Version: "test", DrainTimeout: 5 * time.Second, MetricsRefreshInterval: 100 * time.Millisecond,
+		StoragePath: o.storage, DryRun: o.dryRun, NoAuth: o.noAuth, Version: "test", DrainTimeout: 5 * time.Second, MetricsRefreshInterval: 100 * time.Millisecond,
 		Logger: slog.New(o.logger)})
 	if err != nil {
 		t.Fatal(err)

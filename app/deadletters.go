@@ -121,14 +121,21 @@ type replayResult struct {
 	DeadLetter  *store.DeadLetter `json:"dead_letter"`
 }
 
-// decodeReplay decodes a replay request's optional body and names who replays: "api" or
-// "api:<by>". It answers 400 itself and returns false on bad input.
+// decodeReplay decodes a replay request's optional body and names who replays: a named token's
+// name, or with the shared admin token "api" or "api:<by>". It answers 400 itself and returns
+// false on bad input.
 func decodeReplay(w http.ResponseWriter, r *http.Request, b *replayBody) (string, bool) {
 	if err := decodeOptional(r, b); err != nil {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return "", false
 	}
+	by, named, err := actorOf(r, b.By)
 	switch {
+	case err != nil:
+		writeError(w, http.StatusBadRequest, err.Error())
+		return "", false
+	case named:
+		return by, true
 	case b.By == "":
 		return "api", true
 	case !approverName.MatchString(b.By):

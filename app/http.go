@@ -2,8 +2,6 @@ package app
 
 import (
 	"context"
-	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -19,18 +17,10 @@ import (
 
 	"github.com/responder-sre/responder/alert"
 	"github.com/responder-sre/responder/handlers"
+	"github.com/responder-sre/responder/identity"
 	"github.com/responder-sre/responder/source/alertmanager"
 	"github.com/responder-sre/responder/store"
 	"github.com/responder-sre/responder/vocab"
-)
-
-// access levels of the API tokens.
-type access int
-
-const (
-	accessNone access = iota
-	accessRead
-	accessAdmin
 )
 
 func (a *App) buildHTTP() error {
@@ -50,14 +40,6 @@ func (a *App) buildHTTP() error {
 		return err
 	}
 	a.webhook = wh
-	if t := a.cfg.APIToken(); t != "" {
-		h := sha256.Sum256([]byte(t))
-		a.adminHash = h[:]
-	}
-	if t := a.cfg.APIReadToken(); t != "" {
-		h := sha256.Sum256([]byte(t))
-		a.readHash = h[:]
-	}
 	mux := http.NewServeMux()
 	mux.Handle("/webhook/alertmanager", wh)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{Registry: a.reg}))
@@ -85,6 +67,9 @@ func (a *App) buildHTTP() error {
 		mux.Handle("/slack/commands", a.slack.CommandsHandler())
 		mux.Handle("/slack/interactions", a.slack.InteractionsHandler())
 	}
+	if err := a.mountConsole(mux); err != nil {
+		return err
+	}
 	mux.Handle("/api/", a.auth(accessRead, func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such API endpoint: "+r.Method+" "+r.URL.Path)
 	}))
@@ -108,46 +93,6 @@ func (a *App) auditReject(ctx context.Context, al alert.Alert, err *alert.Invali
 	if aerr := a.st.Audit(ctx, e); aerr != nil {
 		a.log.Warn("could not audit a rejected alert", "reason", err.Reason, "err", aerr)
 	}
-}
-
-// auth checks the bearer token in constant time. The admin token may do everything, the read token
-// only GET.
-func (a *App) auth(need access, h http.HandlerFunc) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !a.o.NoAuth {
-			got := a.accessOf(r)
-			if got == accessNone {
-				a.unauthorized.Inc()
-				w.Header().Set("WWW-Authenticate", `Bearer realm="responder"`)
-				writeError(w, http.StatusUnauthorized, "missing or invalid bearer token")
-				return
-			}
-			if got < need {
-				a.unauthorized.Inc()
-				writeError(w, http.StatusForbidden, "the read-only token may not do this")
-				return
-			}
-		}
-		h(w, r)
-	})
-}
-
-func (a *App) accessOf(r *http.Request) access {
-	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if !ok || tok == "" {
-		return accessNone
-	}
-	// Compare digests: constant time whatever the lengths.
-	got := sha256.Sum256([]byte(tok))
-	isAdmin := a.adminHash != nil && subtle.ConstantTimeCompare(got[:], a.adminHash) == 1
-	isRead := a.readHash != nil && subtle.ConstantTimeCompare(got[:], a.readHash) == 1
-	switch {
-	case isAdmin:
-		return accessAdmin
-	case isRead:
-		return accessRead
-	}
-	return accessNone
 }
 
 func (a *App) readyz(w http.ResponseWriter, r *http.Request) {
@@ -405,8 +350,10 @@ func redactParams(act *store.Action) {
 	act.Params["headers"] = red
 }
 
-// decision is the body of approve/deny (optional): who decides. The admin token is shared, so a
-// caller names the human; two-person approval counts distinct names.
+// decisionBody is the body of approve/deny and of a breaker reset (optional): who decides. With
+// the shared admin token (api.token) the caller names the human ("api:<by>"; deprecated); a
+// named token decides as itself, and a "by" naming anyone else is refused. Two-person approval
+// counts distinct names.
 type decisionBody struct {
 	By string `json:"by"`
 }
@@ -425,15 +372,21 @@ func (a *App) decide(decision string) http.HandlerFunc {
 			writeError(w, http.StatusBadRequest, err.Error())
 			return
 		}
-		by := "api"
-		if b.By != "" {
-			if !approverName.MatchString(b.By) {
-				writeError(w, http.StatusBadRequest, "by must be 1 to 64 letters, digits or ._@-")
-				return
-			}
-			by = "api:" + b.By
+		by, named, err := actorOf(r, b.By)
+		switch {
+		case err != nil:
+			writeError(w, http.StatusBadRequest, err.Error())
+			return
+		case named:
+		case b.By == "":
+			by = "api"
+		case !approverName.MatchString(b.By):
+			writeError(w, http.StatusBadRequest, "by must be 1 to 64 letters, digits or ._@-")
+			return
+		default:
+			by = "api:" + b.By // the shared admin token: the caller's word (deprecated)
 		}
-		res, err := a.eng.Decide(r.Context(), id, by, decision, "api")
+		res, err := a.eng.Decide(r.Context(), id, by, decision, string(identity.ViaAPI))
 		switch {
 		case errors.Is(err, store.ErrAnonymousApprover):
 			writeError(w, http.StatusBadRequest, err.Error()+` (body {"by": "name"})`)
@@ -497,9 +450,16 @@ func (a *App) resume(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *App) setPause(w http.ResponseWriter, r *http.Request, paused bool, b pauseBody, until *time.Time) {
-	by := "api"
-	if b.By != "" {
+	by, named, err := actorOf(r, b.By)
+	switch {
+	case err != nil:
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	case named:
+	case b.By != "":
 		by = "api:" + b.By
+	default:
+		by = "api"
 	}
 	ps, err := a.st.SetPause(r.Context(), paused, by, b.Reason, a.o.Now(), until)
 	if err != nil {
@@ -559,9 +519,16 @@ func (a *App) resetBreaker(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	by := "api"
-	if b.By != "" && approverName.MatchString(b.By) {
+	by, named, err := actorOf(r, b.By)
+	switch {
+	case err != nil:
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	case named:
+	case b.By != "" && approverName.MatchString(b.By):
 		by = "api:" + b.By
+	default:
+		by = "api"
 	}
 	k := store.BreakerKey{Handler: r.PathValue("handler"), Scope: r.PathValue("scope")}
 	ok, err := a.st.ResetBreaker(r.Context(), k, by, a.o.Now())

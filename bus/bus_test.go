@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"log/slog"
 	"os"
 	"slices"
@@ -174,7 +175,8 @@ const settle = 15 * time.Second
 
 func publish(t *testing.T, b *bus.Bus, alerts []alert.Alert) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	// A bound, not a speed check: a group of several MiB under -race on a loaded machine is slow.
+	ctx, cancel := context.WithTimeout(context.Background(), settle)
 	defer cancel()
 	if err := b.Publish(ctx, alerts); err != nil {
 		t.Fatalf("publish: %v", err)
@@ -675,4 +677,53 @@ func TestProcessCallsBoundedInAlerts(t *testing.T) {
 		return err == nil && n == 0
 	})
 	t.Logf("Process calls: %v", calls)
+}
+
+// TestPermanentFailureIsolatesTheFailingAlerts: a stored message combines the alerts of several
+// requests (group commit). When it fails permanently, its alerts are processed one at a time:
+// those that go through are processed, and the dead letter keeps only the one that fails, so a
+// replay carries it alone.
+func TestPermanentFailureIsolatesTheFailingAlerts(t *testing.T) {
+	srv := bustest.Start(t)
+	b, reg := open(t, bus.Options{URL: srv.URL(), MaxPermanentDeliveries: 1})
+	rec := newRecorder()
+	rec.fail = func(msgs []bus.Message) error {
+		for _, m := range msgs {
+			for _, a := range m.Alerts {
+				if a.Labels["pod"] == "pod-1" {
+					return bus.Permanent(errors.New("cannot plan pod-1"))
+				}
+			}
+		}
+		return nil
+	}
+	g := group("Mixed", 3) // one message: pod-0, pod-1, pod-2
+	publish(t, b, g)
+	consume(t, b, rec)
+	testwait.Until(t, settle, "dead letter", func() bool { _, d := rec.count(); return d == 1 })
+	testwait.Until(t, settle, "acked", func() bool { n, err := b.Pending(context.Background()); return err == nil && n == 0 })
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	processed := map[string]int{}
+	for _, ms := range rec.processed {
+		for _, m := range ms {
+			for _, a := range m.Alerts {
+				processed[a.Labels["pod"]]++
+			}
+		}
+	}
+	if want := map[string]int{"pod-0": 1, "pod-2": 1}; !maps.Equal(processed, want) {
+		t.Errorf("processed %v, want %v: the alerts that go through alone, once", processed, want)
+	}
+	id := alert.BatchID(g)
+	if reason := rec.dead[id]; !strings.Contains(reason, "cannot plan pod-1") {
+		t.Errorf("dead letter %q: reason %q", id, reason)
+	}
+	kept, err := alert.ParseListJSON(rec.deadData[id])
+	if err != nil || len(kept) != 1 || kept[0].Labels["pod"] != "pod-1" {
+		t.Errorf("the dead letter keeps %v (%v), want pod-1 alone", kept, err)
+	}
+	if got := metricValue(t, reg, "responder_bus_terminated_total"); got != 1 {
+		t.Errorf("terminated = %v, want 1", got)
+	}
 }

@@ -71,6 +71,17 @@ const (
 type item struct {
 	raw jetstream.Msg
 	msg Message
+	// data, when set, is what a dead letter keeps instead of the stored message: the alerts of a
+	// combined message that failed alone (isolate).
+	data []byte
+}
+
+// deadData is the message body a dead letter of it keeps.
+func (it item) deadData() []byte {
+	if it.data != nil {
+		return it.data
+	}
+	return it.raw.Data()
 }
 
 // Consume fetches messages and hands them to p until ctx is done or the Bus is closed. Several
@@ -283,9 +294,49 @@ func (b *Bus) handleChunk(ctx context.Context, p Processor, items []item) {
 				// The messages still waiting their turn stay in progress meanwhile.
 				err = b.processRetrying(ctx, p, items[i:i+1], items[i:])
 			}
+			if err != nil && IsPermanent(err) && len(it.msg.Alerts) > 1 {
+				it, err = b.isolate(ctx, p, it, items[i:], err)
+			}
 			b.settleOne(ctx, p, it, err)
 		}
 	}
+}
+
+// isolate processes the alerts of a message that failed permanently one at a time (a message
+// combines the alerts of several requests: group commit), so that the alerts that can be
+// processed are, and only those that cannot stay with the message: it returns the message
+// narrowed to its failing alerts, the data a dead letter would keep, and the last of their errors
+// (nil when every alert went through alone). Processing is idempotent, so the alerts that went
+// through are not harmed when the whole message is delivered again.
+func (b *Bus) isolate(ctx context.Context, p Processor, it item, hold []item, err error) (item, error) {
+	var failed []alert.Alert
+	var last error
+	for j, a := range it.msg.Alerts {
+		one := item{raw: it.raw, msg: it.msg}
+		one.msg.ID, one.msg.Alerts = fmt.Sprintf("%s#%d", it.msg.ID, j), []alert.Alert{a}
+		e := b.processRetrying(ctx, p, []item{one}, hold)
+		switch {
+		case e == nil:
+		case ctx.Err() != nil:
+			return it, ctx.Err()
+		default:
+			failed, last = append(failed, a), e
+		}
+	}
+	if len(failed) == len(it.msg.Alerts) {
+		return it, err
+	}
+	b.log.Warn("bus message failed permanently; its other alerts were processed one by one", "msg_id", it.msg.ID,
+		"alerts", len(it.msg.Alerts), "failed", len(failed))
+	if last == nil {
+		return it, nil
+	}
+	data, encErr := alert.AppendListJSON(nil, failed)
+	if encErr != nil {
+		return it, err // keep the whole message: it is what the stream holds
+	}
+	it.msg.Alerts, it.data = failed, data
+	return it, last
 }
 
 // settleOne acks a message, or after a permanent error naks it with a delay or, once its

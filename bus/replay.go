@@ -28,9 +28,9 @@ type DeadLetterRecorder interface {
 // recordDeadLetter hands a message to p's RecordDeadLetter, or DeadLetter without it.
 func recordDeadLetter(ctx context.Context, p Processor, it item, reason string) error {
 	if r, ok := p.(DeadLetterRecorder); ok {
-		return r.RecordDeadLetter(ctx, DeadLetterInfo{MsgID: it.msg.ID, Data: it.raw.Data(), Reason: reason, Deliveries: it.msg.Delivered})
+		return r.RecordDeadLetter(ctx, DeadLetterInfo{MsgID: it.msg.ID, Data: it.deadData(), Reason: reason, Deliveries: it.msg.Delivered})
 	}
-	return p.DeadLetter(ctx, it.msg.ID, it.raw.Data(), reason)
+	return p.DeadLetter(ctx, it.msg.ID, it.deadData(), reason)
 }
 
 // Republish stores data (a message body as the stream held it) again under msgID, for a dead

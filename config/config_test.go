@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"golang.org/x/crypto/bcrypt"
 	"gopkg.in/yaml.v3"
 )
 
@@ -290,6 +291,9 @@ func TestSecretsNeverPrint(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			cfg := mustLoad(t, name)
 			secrets := append(cfg.WebhookTokens(), cfg.APIToken(), cfg.APIReadToken(), cfg.DatabaseURL())
+			for _, tok := range cfg.APITokens() {
+				secrets = append(secrets, tok.Secret)
+			}
 			for _, s := range secrets {
 				if !strings.Contains(s, "SECRET-") {
 					t.Fatalf("fixture secret %q lacks the SECRET- marker", s)
@@ -386,6 +390,16 @@ func TestExample(t *testing.T) {
 	}
 	if cfg.DatabaseURL() != "postgres://postgres@127.0.0.1:5433/responder?sslmode=disable" {
 		t.Errorf("example database URL = %q", cfg.DatabaseURL())
+	}
+	// The documented console users log in with the passwords README states.
+	for _, u := range []struct{ name, password, role string }{{"alice", "alice-dev-password", "admin"}, {"bob", "bob-dev-password", "read"}} {
+		got := cfg.Web.Users[u.name]
+		if err := bcrypt.CompareHashAndPassword([]byte(got.PasswordHash.Value()), []byte(u.password)); err != nil || got.Role != u.role {
+			t.Errorf("example user %s: role %q, password: %v", u.name, got.Role, err)
+		}
+	}
+	if !cmp.Equal(cfg.Approvals.Approvers.Web, []string{"alice"}) {
+		t.Errorf("example approvals.approvers.web = %q", cfg.Approvals.Approvers.Web)
 	}
 	paths, err := cfg.RuleFilePaths()
 	if err != nil {

@@ -58,6 +58,10 @@ const (
 // (slack.group_cache_ttl; notify/slack applies it to a zero value).
 const DefaultSlackGroupCacheTTL = 5 * time.Minute
 
+// DefaultRole is the role of a console user, a named token and a proxy-authenticated user left
+// without one.
+const DefaultRole = "read"
+
 // defaultHTTPRetries is handlers.http.retries.
 const defaultHTTPRetries = 2
 
@@ -72,6 +76,7 @@ func Default() *Config {
 			Retries: &retries,
 		}},
 		Approvals: ApprovalsConfig{TTL: Duration(15 * time.Minute)},
+		Web:       WebConfig{Auth: WebAuthConfig{DefaultRole: DefaultRole}},
 		Safety: SafetyConfig{
 			MaxAlertAge:          Duration(15 * time.Minute),
 			Retention:            Duration(90 * 24 * time.Hour),
@@ -108,7 +113,8 @@ func DefaultLimits() LimitsConfig {
 }
 
 // fillDefaults fills the defaults Default cannot hold: keys written as null, and the keys of
-// list items and map entries left out (or written as zero). It runs before the checks, which then
+// list items and map entries left out (or written as zero): probes, postgres clusters, console
+// users' and named tokens' roles. It runs before the checks, which then
 // see the values in force.
 func (c *Config) fillDefaults() {
 	if c.Handlers.HTTP.Retries == nil { // "retries: null"
@@ -118,6 +124,7 @@ func (c *Config) fillDefaults() {
 	for i := range c.Probes {
 		c.Probes[i].fillDefaults()
 	}
+	c.fillWebDefaults()
 	for name, cl := range c.Handlers.Postgres.Clusters {
 		cl.fillDefaults()
 		c.Handlers.Postgres.Clusters[name] = cl
@@ -181,5 +188,24 @@ func (cl *PostgresCluster) fillDefaults() {
 				f.Timeout = Duration(DefaultPostgresFenceTimeout)
 			}
 		}
+	}
+}
+
+// fillWebDefaults fills the roles left out (read) of the console users, the named tokens and
+// web.auth.default_role.
+func (c *Config) fillWebDefaults() {
+	for name, u := range c.Web.Users {
+		if u.Role == "" {
+			u.Role = DefaultRole
+			c.Web.Users[name] = u
+		}
+	}
+	for i := range c.API.Tokens {
+		if c.API.Tokens[i].Role == "" {
+			c.API.Tokens[i].Role = DefaultRole
+		}
+	}
+	if c.Web.Auth.DefaultRole == "" {
+		c.Web.Auth.DefaultRole = DefaultRole
 	}
 }

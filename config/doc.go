@@ -4,8 +4,9 @@
 //   - Strict: the file is one YAML document decoded with unknown keys as errors (a typo such as
 //     bearer_tokn is refused, never ignored), in every section: each one is typed and validated
 //     here (probes in probes.go, slack in slack.go, handlers.kubernetes in kubernetes.go,
-//     handlers.postgres in postgres.go, secrets in secrets.go, limits in limits.go, the rest in
-//     types.go and validate.go). Nothing is passed on as raw YAML.
+//     handlers.postgres in postgres.go, secrets in secrets.go, limits in limits.go, web,
+//     api.tokens and approvals.approvers.web in web.go, the rest in types.go and validate.go).
+//     Nothing is passed on as raw YAML.
 //   - Every error names the file and, when the key is written, the line:
 //     `responder.yml:12: unknown key "bearer_tokn" in webhook`. Load and Parse report all
 //     problems at once (errors.Join), one per line.
@@ -17,7 +18,7 @@
 //     bytes or B, KB, MB, GB (×1000) and KiB, MiB, GiB (×1024).
 //   - Secrets never print: Secret renders as "<secret>" through fmt (every verb), YAML, JSON,
 //     text and slog; only Value (and the Config helpers WebhookTokens, APIToken, APIReadToken,
-//     DatabaseURL) return it. Error messages never quote a secret.
+//     APITokens, DatabaseURL) return it. Console users' bcrypt hashes are Secrets too. Error messages never quote a secret.
 //   - Every secret has a *_file variant, read relative to the config file's directory and
 //     trimmed of surrounding whitespace; setting both the value and the file is an error.
 //     webhook.bearer_token_file holds one token per line, at most two (rotation).

@@ -58,7 +58,8 @@ func (c *checker) add(path string, err error, format string, args ...any) {
 func (c *checker) err() error { return errors.Join(c.errs...) }
 
 // lineOf returns the line of the value at the dotted path ("a.b", "a.b[2]"), or of its nearest
-// present ancestor; 0 when nothing of it is written.
+// present ancestor; 0 when nothing of it is written. A map key holding dots (a console user
+// "alice.smith" in "web.users.alice.smith.role") is found by joining the parts that follow.
 func lineOf(root *yaml.Node, path string) int {
 	n := root
 	if n == nil {
@@ -71,19 +72,21 @@ func lineOf(root *yaml.Node, path string) int {
 		n = n.Content[0]
 	}
 	line := 0
-	for _, part := range strings.Split(path, ".") {
-		key, idx := part, -1
-		if i := strings.IndexByte(part, '['); i > 0 && strings.HasSuffix(part, "]") {
-			key = part[:i]
-			if v, err := strconv.Atoi(part[i+1 : len(part)-1]); err == nil {
-				idx = v
+	parts := strings.Split(path, ".")
+	for i := 0; i < len(parts); i++ {
+		var v *yaml.Node
+		var idx int
+		for j := i; v == nil && j < len(parts); j++ {
+			var key string
+			key, idx = splitIndex(strings.Join(parts[i:j+1], "."))
+			if v = mapValue(n, key); v != nil {
+				i = j
 			}
 		}
-		n = mapValue(n, key)
-		if n == nil {
+		if v == nil {
 			return line
 		}
-		line = n.Line
+		n, line = v, v.Line
 		if idx >= 0 {
 			if n.Kind != yaml.SequenceNode || idx >= len(n.Content) {
 				return line
@@ -93,6 +96,18 @@ func lineOf(root *yaml.Node, path string) int {
 		}
 	}
 	return line
+}
+
+// splitIndex splits "key[2]" into "key" and 2; a part without an index gives -1.
+func splitIndex(part string) (string, int) {
+	if i := strings.IndexByte(part, '['); i > 0 && strings.HasSuffix(part, "]") {
+		v, err := strconv.Atoi(part[i+1 : len(part)-1])
+		if err != nil {
+			v = -1
+		}
+		return part[:i], v
+	}
+	return part, -1
 }
 
 func mapValue(n *yaml.Node, key string) *yaml.Node {

@@ -32,6 +32,7 @@ func resolveSecrets(cfg *Config, c *checker, o options) {
 	resolveNamedSecrets(cfg, c, o)
 	resolveProbeSecrets(cfg, c, o)
 	resolveSlackSecrets(cfg, c, o)
+	resolveWebSecrets(cfg, c, o)
 	resolvePostgresSecrets(cfg, c, o)
 
 	w := &cfg.Webhook

@@ -24,6 +24,7 @@ type Config struct {
 	Probes    []ProbeConfig   `yaml:"probes,omitempty"`
 	Handlers  HandlersConfig  `yaml:"handlers"`
 	Slack     SlackConfig     `yaml:"slack,omitempty"`
+	Web       WebConfig       `yaml:"web"`
 	Approvals ApprovalsConfig `yaml:"approvals"`
 	Safety    SafetyConfig    `yaml:"safety"`
 	Bus       BusConfig       `yaml:"bus"`
@@ -62,12 +63,15 @@ type WebhookConfig struct {
 	MaxBodyBytes    Bytes   `yaml:"max_body_bytes"` // default 8MiB
 }
 
-// APIConfig holds the admin token (read and act) and the optional read-only token.
+// APIConfig holds the admin token (read and act), the optional read-only token, and the named
+// tokens (see web.go).
 type APIConfig struct {
 	Token         Secret `yaml:"token"`
 	TokenFile     string `yaml:"token_file"`
 	ReadToken     Secret `yaml:"read_token"`
 	ReadTokenFile string `yaml:"read_token_file"`
+	// Tokens are named tokens: what one does is recorded under its name.
+	Tokens []APITokenConfig `yaml:"tokens,omitempty"`
 }
 
 // HandlersConfig configures the built-in handlers.
@@ -110,6 +114,13 @@ type PageWebhookConfig struct {
 // ApprovalsConfig configures human approvals.
 type ApprovalsConfig struct {
 	TTL Duration `yaml:"ttl"` // default 15m
+	// Approvers are who may decide through the console (Slack's are slack.approvers).
+	Approvers ApproversConfig `yaml:"approvers"`
+}
+
+// ApproversConfig names the console users who may approve and deny from the console.
+type ApproversConfig struct {
+	Web []string `yaml:"web,omitempty"`
 }
 
 // SafetyConfig bounds what responder may do.

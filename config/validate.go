@@ -21,6 +21,8 @@ func (c *Config) validate(ch *checker) {
 	c.validateDatabase(ch)
 	c.validateWebhook(ch)
 	c.validateAPI(ch)
+	c.validateNamedTokens(ch)
+	c.validateWeb(ch)
 	c.validateRuleFiles(ch)
 	c.validateHTTPHandler(ch)
 	positive(ch, "approvals.ttl", c.Approvals.TTL)

@@ -8,9 +8,10 @@
 //     error. Match and Render only run compiled programs; they never compile.
 //   - The environment is alert.name, alert.source, alert.status, alert.labels, alert.annotations,
 //     alert.value (float64, NaN when absent), alert.startsAt, alert.endsAt, alert.activeFor and
-//     alert.fingerprint, plus now() (the clock given to NewEnv), toJSON(x) (compact JSON) and
-//     firing(name[, labels]) (the FiringSet snapshot given to NewEnv; no I/O). Set.UsesFiring says
-//     whether any rule calls firing().
+//     alert.fingerprint, plus now() (the clock given to NewEnv), toJSON(x) (compact JSON),
+//     firing(name[, labels]) (the FiringSet snapshot given to NewEnv; no I/O) and the template
+//     functions of Prometheus's alerting templates: humanize, humanizePercentage,
+//     humanizeDuration and printf (funcs.go). Set.UsesFiring says whether any rule calls firing().
 //   - Missing labels: in `when`, alert.labels.x of a missing label is "" (so a comparison is just
 //     false). In a template it is an error (errors.Is(err, ErrMissing)), which the engine turns into
 //     a bad_param failure; write alert.labels?.x for "" or alert.labels.x ?? "default" for a

@@ -297,6 +297,10 @@ func compileOptions(u *usage, template bool) []expr.Option {
 			new(func(*Env, string, map[string]any) bool),
 		),
 		expr.Function("toJSON", fnToJSON, new(func(any) string)),
+		expr.Function("humanize", fnHumanize, new(func(any) string)),
+		expr.Function("humanizePercentage", fnHumanizePercentage, new(func(any) string)),
+		expr.Function("humanizeDuration", fnHumanizeDuration, new(func(any) string)),
+		expr.Function("printf", fnPrintf, new(func(string, ...any) string)),
 		// secret("NAME") is recognised before compiling (see secretCall); this declaration only
 		// lets a misuse compile far enough to be reported.
 		expr.Function("secret", fnSecret, new(func(string) string)),

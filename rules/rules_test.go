@@ -36,6 +36,10 @@ func TestParseBadFiles(t *testing.T) {
 		{"bad-slack-channel.yml", []string{`bad-slack-channel.yml:4: rule "badchannel": slack_channel "incidents" is neither #name nor a channel ID`}},
 		{"does-nothing.yml", []string{`does-nothing.yml:2: rule "idle" does nothing: it needs actions, escalate or on_resolved`}},
 		{"bad-template.yml", []string{`bad-template.yml:8: rule "badtmpl": actions: http.request: param body: template {{ alert.nme }}: alert has no field nme`}},
+		{"template-funcs.yml", []string{
+			`template-funcs.yml:8: rule "badfuncs": actions: http.request: param body: template {{ humanise(alert.value) }}: unknown name humanise`,
+			`template-funcs.yml:9: rule "badfuncs": actions: http.request: param headers.X-Value: template {{ printf(alert.value) }}: cannot use float64 as argument (type string) to call printf`,
+		}},
 		{"unterminated.yml", []string{`unterminated.yml:8: rule "unterminated": actions: http.request: param body: unterminated "{{" (missing "}}")`}},
 		{"unknown-handler.yml", []string{`unknown-handler.yml:5: rule "nohandler": actions: k8s.restart_pood: unknown handler "k8s.restart_pood"`}},
 		{"bad-params.yml", []string{

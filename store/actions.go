@@ -464,10 +464,7 @@ func (s *Store) StormyRulesTx(ctx context.Context, tx pgx.Tx, rules []string, si
 	if len(rules) == 0 {
 		return nil, nil
 	}
-	rows, err := tx.Query(ctx, `
-SELECT rule, count(DISTINCT target) FROM actions
- WHERE rule = ANY($1) AND phase = `+lit(vocab.PhaseActions)+` AND class = `+lit(vocab.ClassDisruptive)+` AND created_at > $2
- GROUP BY rule HAVING count(DISTINCT target) > $3`, rules, since, limit)
+	rows, err := tx.Query(ctx, stormyRulesQuery, rules, since, limit)
 	if err != nil {
 		return nil, fmt.Errorf("storm guard: %w", err)
 	}
@@ -477,6 +474,12 @@ SELECT rule, count(DISTINCT target) FROM actions
 	_, err = pgx.ForEachRow(rows, []any{&rule, &n}, func() error { out[rule] = n; return nil })
 	return out, err
 }
+
+// stormyRulesQuery reads actions_storm_window alone (TestStormGuardReadsItsIndex).
+var stormyRulesQuery = `
+SELECT rule, count(DISTINCT target) FROM actions
+ WHERE rule = ANY($1) AND phase = ` + lit(vocab.PhaseActions) + ` AND class = ` + lit(vocab.ClassDisruptive) + ` AND created_at > $2
+ GROUP BY rule HAVING count(DISTINCT target) > $3`
 
 // WorkloadMembersTx counts the distinct members of target that rule's disruptive actions were
 // planned for since since (the storm guard's max_workload_fraction).

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/responder-sre/responder/vocab"
@@ -193,6 +194,10 @@ func (s *Store) GetAction(ctx context.Context, id int64) (*Action, error) {
 // AuditFilter filters ListAudit.
 type AuditFilter struct {
 	IncidentID int64
+	// Rule keeps the entries of the rule's incidents.
+	Rule string
+	// Since and Until bound the entries' time: Since <= at < Until (zero: unbounded).
+	Since, Until time.Time
 	Page
 }
 
@@ -205,6 +210,15 @@ func (s *Store) ListAudit(ctx context.Context, f AuditFilter) ([]AuditEntry, str
 	var w where
 	if f.IncidentID != 0 {
 		w.add("incident_id = ?", f.IncidentID)
+	}
+	if f.Rule != "" {
+		w.add("incident_id IN (SELECT id FROM incidents WHERE rule = ?)", f.Rule)
+	}
+	if !f.Since.IsZero() {
+		w.add("at >= ?", f.Since)
+	}
+	if !f.Until.IsZero() {
+		w.add("at < ?", f.Until)
 	}
 	if before > 0 {
 		w.add("id < ?", before)

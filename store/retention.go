@@ -128,30 +128,33 @@ func (s *Store) expireDeadLetters(ctx context.Context, cutoff, now time.Time, be
 		beforeDelete(expired)
 	}
 	ids := make([]int64, len(expired))
-	audit := make([]AuditInsert, len(expired))
 	for i, d := range expired {
 		ids[i] = d.ID
-		audit[i] = AuditInsert{At: now, Kind: AuditDeadLetter, Actor: "retention", Reason: DeadLetterExpired,
-			Detail: map[string]any{"dead_letter_id": d.ID, "msg_id": d.MsgID, "reason": d.Reason, "error": d.Error,
-				"created_at": d.At, "bytes": d.Size}}
 	}
 	var deleted []int64
+	var mine []DeadLetter
 	err = s.InTx(ctx, func(tx pgx.Tx) error {
-		if err := s.AuditTx(ctx, tx, audit); err != nil {
-			return err
-		}
 		rows, err := tx.Query(ctx, `
 DELETE FROM dead_letters WHERE id = ANY($1) OR (at < $2 AND replayed_at IS NOT NULL) RETURNING id`, ids, cutoff)
 		if err != nil {
 			return err
 		}
-		deleted, err = pgx.CollectRows(rows, pgx.RowTo[int64])
-		return err
+		if deleted, err = pgx.CollectRows(rows, pgx.RowTo[int64]); err != nil {
+			return err
+		}
+		// Report and audit only what this pass deleted: a concurrent pass (another replica) may
+		// have been first, and it audits those.
+		mine = slices.DeleteFunc(slices.Clone(expired), func(d DeadLetter) bool { return !slices.Contains(deleted, d.ID) })
+		audit := make([]AuditInsert, len(mine))
+		for i, d := range mine {
+			audit[i] = AuditInsert{At: now, Kind: AuditDeadLetter, Actor: "retention", Reason: DeadLetterExpired,
+				Detail: map[string]any{"dead_letter_id": d.ID, "msg_id": d.MsgID, "reason": d.Reason, "error": d.Error,
+					"created_at": d.At, "bytes": d.Size}}
+		}
+		return s.AuditTx(ctx, tx, audit)
 	})
 	if err != nil {
 		return nil, 0, fmt.Errorf("retention: delete dead letters: %w", err)
 	}
-	// Report only what this pass deleted: a concurrent pass (another replica) may have been first.
-	expired = slices.DeleteFunc(expired, func(d DeadLetter) bool { return !slices.Contains(deleted, d.ID) })
-	return expired, int64(len(deleted)), nil
+	return mine, int64(len(deleted)), nil
 }

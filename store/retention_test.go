@@ -227,3 +227,28 @@ func noErr(t *testing.T, err error) {
 		t.Fatal(err)
 	}
 }
+
+// TestConcurrentRetentionAuditsEachExpiryOnce: two replicas' retention passes list the same
+// unreplayed dead letter; the one that deletes it reports and audits it, the other neither.
+func TestConcurrentRetentionAuditsEachExpiryOnce(t *testing.T) {
+	ctx := context.Background()
+	s := retentionStore(t)
+	keep := 90 * 24 * time.Hour
+	now := time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)
+	_, err := s.RecordDeadLetter(ctx, store.DeadLetterInsert{MsgID: "old", Reason: "permanent: boom", Data: []byte(`[]`), At: now.Add(-keep - time.Hour)})
+	noErr(t, err)
+	var other store.RetentionReport
+	// The first pass has listed the dead letter; the other runs to its end before it deletes.
+	first, err := s.Retain(ctx, now.Add(-keep), now, func([]store.DeadLetter) {
+		var err error
+		other, err = s.Retain(ctx, now.Add(-keep), now, nil)
+		noErr(t, err)
+	})
+	noErr(t, err)
+	if len(other.Expired) != 1 || len(first.Expired) != 0 {
+		t.Errorf("reported expired: by the pass that deleted %d, by the one that came second %d; want 1 and 0", len(other.Expired), len(first.Expired))
+	}
+	if n := countRows(t, s, `SELECT count(*) FROM audit WHERE kind = 'dead_letter' AND reason = 'expired_unreplayed'`); n != 1 {
+		t.Errorf("%d expiries audited, want 1", n)
+	}
+}
