@@ -5,8 +5,10 @@
 #   redis-server  the redis probe's tests
 #   prometheus    the prometheus probe's tests
 #   patroni, etcd-server   the Patroni failover tests (etcd 3.4 as Patroni's DCS)
+#   chromium      the console's browser tests (internal/browsertest drives it headless over the
+#                 DevTools protocol; no chromium-driver needed, no browser downloaded by a library)
 # As root it installs what is missing with apt-get; otherwise it prints the command and exits 1.
-# Honours $PG_BIN like store/pgtest does.
+# Honours $PG_BIN like store/pgtest does, and $CHROMIUM_BIN like internal/browsertest does.
 set -euo pipefail
 
 pg_bin() {
@@ -28,9 +30,10 @@ have_redis-server() { command -v redis-server >/dev/null; }
 have_prometheus() { command -v prometheus >/dev/null; }
 have_patroni() { command -v patroni >/dev/null; }
 have_etcd-server() { [[ -x /usr/bin/etcd ]]; }
+have_chromium() { [[ -x "${CHROMIUM_BIN:-/usr/bin/chromium}" ]]; }
 
 missing=()
-for pkg in postgresql redis-server prometheus patroni etcd-server; do
+for pkg in postgresql redis-server prometheus patroni etcd-server chromium; do
 	if ! "have_$pkg"; then
 		missing+=("$pkg")
 	fi
@@ -60,4 +63,4 @@ if ((${#missing[@]} > 0)); then
 		fi
 	done
 fi
-echo "ensure-deps: PostgreSQL $(pg_bin) ($("$(pg_bin)/postgres" --version)); $(redis-server --version | cut -d' ' -f1-3); $(prometheus --version 2>&1 | head -1); patroni $(patroni --version 2>&1 | awk '{print $2}'); $(/usr/bin/etcd --version 2>&1 | head -1)"
+echo "ensure-deps: PostgreSQL $(pg_bin) ($("$(pg_bin)/postgres" --version)); $(redis-server --version | cut -d' ' -f1-3); $(prometheus --version 2>&1 | head -1); patroni $(patroni --version 2>&1 | awk '{print $2}'); $(/usr/bin/etcd --version 2>&1 | head -1); $("${CHROMIUM_BIN:-/usr/bin/chromium}" --version 2>/dev/null)"

@@ -1,0 +1,2 @@
+console.log("a log line is not an error");
+console.error("boom from a static script", 42);
