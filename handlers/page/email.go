@@ -228,7 +228,7 @@ func (h *Email) Spec() handlers.Spec {
 		},
 		Class:             vocab.ClassNotify,
 		DefaultApproval:   handlers.ApprovalNone,
-		DefaultTimeout:    delivery.Policy{Retries: h.retries, Backoff: h.backoff}.Bound(h.timeout),
+		DefaultTimeout:    incidentReadTimeout + delivery.Policy{Retries: h.retries, Backoff: h.backoff}.Bound(h.timeout),
 		Target:            `"email:<recipients>", qualified by the incident`,
 		TargetPerIncident: true,
 		ResolveParams:     resolvedParams,

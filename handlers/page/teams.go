@@ -1,6 +1,7 @@
 package page
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"errors"
@@ -167,7 +168,7 @@ func (h *Teams) Spec() handlers.Spec {
 		},
 		Class:             vocab.ClassNotify,
 		DefaultApproval:   handlers.ApprovalNone,
-		DefaultTimeout:    delivery.Policy{Retries: h.retries, Backoff: h.backoff}.Bound(h.timeout),
+		DefaultTimeout:    incidentReadTimeout + delivery.Policy{Retries: h.retries, Backoff: h.backoff}.Bound(h.timeout),
 		Target:            `"teams:<host>", qualified by the incident`,
 		TargetPerIncident: true,
 		ResolveParams:     resolvedParams,
@@ -312,7 +313,7 @@ func (a *TeamsAction) attempt(ctx context.Context, body []byte, key string, n in
 	prefix := fmt.Sprintf("%s %s card to %s: attempt %d: ", TeamsName, a.note.status, h.host, n)
 	actx, cancel := context.WithTimeout(ctx, h.timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(actx, http.MethodPost, h.url, strings.NewReader(string(body)))
+	req, err := http.NewRequestWithContext(actx, http.MethodPost, h.url, bytes.NewReader(body))
 	if err != nil {
 		return handlers.Result{}, delivery.Attempt{Err: handlers.Fail(vocab.ReasonBadParam, "%sbuilding the request failed", prefix)}
 	}
