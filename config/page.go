@@ -134,11 +134,17 @@ func validateSMTP(ch *checker, s SMTPConfig) {
 	if s.Hello != "" && checkHostName(s.Hello) != nil {
 		ch.errorf(key+".smtp.hello", "%q is not a host name", s.Hello)
 	}
+	validateSMTPAuth(ch, s)
+}
+
+// validateSMTPAuth checks that username and password go together.
+func validateSMTPAuth(ch *checker, s SMTPConfig) {
+	const key = "handlers.page.email.smtp"
 	switch {
 	case s.Username != "" && s.Password == "" && s.PasswordFile == "": // an unreadable file is reported already
-		ch.errorf(key+".smtp.username", "needs smtp.password or smtp.password_file")
+		ch.errorf(key+".username", "needs smtp.password or smtp.password_file")
 	case s.Username == "" && s.Password != "":
-		pkey := key + ".smtp.password"
+		pkey := key + ".password"
 		if s.PasswordFile != "" {
 			pkey += "_file"
 		}
