@@ -91,7 +91,7 @@ type Web struct {
 	// one core, and the remediation work keeps the other. Remembered passwords need none.
 	checking chan struct{}
 	log      *slog.Logger
-	logins      *prometheus.CounterVec
+	logins   *prometheus.CounterVec
 }
 
 // NewWeb builds the console's authenticator. The config package has validated the web: section;
