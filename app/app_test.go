@@ -26,7 +26,13 @@ import (
 	"github.com/responder-sre/responder/store/pgtest"
 )
 
-func TestMain(m *testing.M) { pgtest.Main(m) }
+// TestMain stops the package's PostgreSQL server (pgtest) and closes the browser of the console's
+// browser tests (browsertest) once every test has run.
+func TestMain(m *testing.M) {
+	code := pgtest.Run(m)
+	closeBrowser()
+	os.Exit(code)
+}
 
 const (
 	hookToken  = "hook-token-for-tests"
