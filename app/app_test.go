@@ -547,6 +547,12 @@ rules:
 	if code != 200 || !strings.Contains(string(b), `"paused": true`) || !strings.Contains(string(b), `"by": "api:alice"`) || !strings.Contains(string(b), `"until": "`) {
 		t.Fatalf("status while paused: %d %s", code, b)
 	}
+	var actor, via string
+	must(t, f.app.Store().Pool().QueryRow(context.Background(),
+		`SELECT actor, detail->>'via' FROM audit WHERE kind = 'control' AND reason = 'pause'`).Scan(&actor, &via))
+	if actor != "api:alice" || via != "api" {
+		t.Errorf("the pause is audited by %q via %q, want api:alice via api", actor, via)
+	}
 	if code, b := f.do("POST", "/api/v1/pause", adminToken, []byte(`{"duration":"soon"}`)); code != 400 {
 		t.Fatalf("bad duration: %d %s", code, b)
 	}
