@@ -26,7 +26,13 @@ import (
 	"github.com/responder-sre/responder/store/pgtest"
 )
 
-func TestMain(m *testing.M) { pgtest.Main(m) }
+// TestMain stops the package's PostgreSQL server (pgtest) and closes the browser of the console's
+// browser tests (browsertest) once every test has run.
+func TestMain(m *testing.M) {
+	code := pgtest.Run(m)
+	closeBrowser()
+	os.Exit(code)
+}
 
 const (
 	hookToken  = "hook-token-for-tests"
@@ -540,6 +546,12 @@ rules:
 	code, b := f.do("GET", "/api/v1/status", readToken, nil)
 	if code != 200 || !strings.Contains(string(b), `"paused": true`) || !strings.Contains(string(b), `"by": "api:alice"`) || !strings.Contains(string(b), `"until": "`) {
 		t.Fatalf("status while paused: %d %s", code, b)
+	}
+	var actor, via string
+	must(t, f.app.Store().Pool().QueryRow(context.Background(),
+		`SELECT actor, detail->>'via' FROM audit WHERE kind = 'control' AND reason = 'pause'`).Scan(&actor, &via))
+	if actor != "api:alice" || via != "api" {
+		t.Errorf("the pause is audited by %q via %q, want api:alice via api", actor, via)
 	}
 	if code, b := f.do("POST", "/api/v1/pause", adminToken, []byte(`{"duration":"soon"}`)); code != 400 {
 		t.Fatalf("bad duration: %d %s", code, b)

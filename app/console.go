@@ -169,7 +169,7 @@ func (s consoleStore) Resume(ctx context.Context, by, reason string) (store.Paus
 }
 
 func (s consoleStore) setPause(ctx context.Context, paused bool, by, reason string, now time.Time, until *time.Time) (store.PauseState, error) {
-	ps, err := s.a.st.SetPause(ctx, paused, by, reason, now, until)
+	ps, err := s.a.st.SetPause(ctx, paused, by, string(identity.ViaWeb), reason, now, until)
 	if err == nil {
 		s.a.eng.Kick() // the pause watch interrupts running disruptive actions at once
 	}
@@ -177,5 +177,5 @@ func (s consoleStore) setPause(ctx context.Context, paused bool, by, reason stri
 }
 
 func (s consoleStore) ResetBreaker(ctx context.Context, handler, scope, by string) (bool, error) {
-	return s.a.st.ResetBreaker(ctx, store.BreakerKey{Handler: handler, Scope: scope}, by, s.a.o.Now())
+	return s.a.st.ResetBreaker(ctx, store.BreakerKey{Handler: handler, Scope: scope}, by, string(identity.ViaWeb), s.a.o.Now())
 }

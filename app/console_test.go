@@ -252,6 +252,12 @@ SELECT count(*) FROM actions a, pause p WHERE a.class = 'disruptive' AND a.start
 	if by != consoleUser || reason != "db maintenance" {
 		t.Fatalf("pause row by %q reason %q", by, reason)
 	}
+	var actor, via string
+	must(t, f.app.Store().Pool().QueryRow(context.Background(),
+		`SELECT actor, detail->>'via' FROM audit WHERE kind = 'control' AND reason = 'pause'`).Scan(&actor, &via))
+	if actor != consoleUser || via != "web" {
+		t.Errorf("the pause is audited by %q via %q, want %s via web", actor, via, consoleUser)
+	}
 	code, page = br.post("/ui/resume", url.Values{"csrf": {br.csrf(page)}, "reason": {"done"}})
 	if code != 200 || !strings.Contains(page, "Resumed") || !strings.Contains(page, "Running: actions are not paused.") {
 		t.Fatalf("resume: %d\n%s", code, page)

@@ -461,7 +461,7 @@ func (a *App) setPause(w http.ResponseWriter, r *http.Request, paused bool, b pa
 	default:
 		by = "api"
 	}
-	ps, err := a.st.SetPause(r.Context(), paused, by, b.Reason, a.o.Now(), until)
+	ps, err := a.st.SetPause(r.Context(), paused, by, string(identity.ViaAPI), b.Reason, a.o.Now(), until)
 	if err != nil {
 		a.apiError(w, err)
 		return
@@ -531,7 +531,7 @@ func (a *App) resetBreaker(w http.ResponseWriter, r *http.Request) {
 		by = "api"
 	}
 	k := store.BreakerKey{Handler: r.PathValue("handler"), Scope: r.PathValue("scope")}
-	ok, err := a.st.ResetBreaker(r.Context(), k, by, a.o.Now())
+	ok, err := a.st.ResetBreaker(r.Context(), k, by, string(identity.ViaAPI), a.o.Now())
 	if err != nil {
 		a.apiError(w, err)
 		return

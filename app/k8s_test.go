@@ -626,10 +626,16 @@ func TestKubernetesStorm(t *testing.T) {
 		t.Errorf("restart-c: %d not_recovered, %d breaker_open; want %d and %d", outcome["restart-c failed not_recovered"],
 			outcome["restart-c skipped breaker_open"], breakerFails, len(late))
 	}
-	// The pause: nothing disruptive started after it; D was stopped part way.
-	var pausedAt time.Time
-	must(t, db.QueryRow(ctx, `SELECT at FROM audit WHERE kind = 'control' AND reason = 'pause'`).Scan(&pausedAt))
-	if n := count(`SELECT count(*) FROM actions WHERE class = 'disruptive' AND started_at >= $1`, pausedAt); n != 0 {
+	// The pause: nothing disruptive started after it committed; D was stopped part way. An
+	// ordering fact, not a clock one: a start's audit row is written in the claim's transaction,
+	// which holds the kill switch's lock (shared) until it commits, and the pause writes its own
+	// under the same lock (exclusive), so a start after the pause has a higher audit id. (The
+	// pause's `at` is read before it waits for that lock: a start may carry a later time and
+	// still have committed first.)
+	var pauseID int64
+	must(t, db.QueryRow(ctx, `SELECT id FROM audit WHERE kind = 'control' AND reason = 'pause'`).Scan(&pauseID))
+	if n := count(`SELECT count(*) FROM audit au JOIN actions a ON a.id = au.action_id
+  WHERE au.kind = 'action' AND au.reason = 'started' AND a.class = 'disruptive' AND au.id > $1`, pauseID); n != 0 {
 		t.Errorf("%d disruptive actions started after the pause", n)
 	}
 	// A restart running when the pause committed is interrupted (issue 13): unknown (it may have

@@ -842,7 +842,7 @@ rules:
         params: {target: "{{ alert.labels.pod }}"}
 `, nil)
 	ctx := context.Background()
-	if _, err := h.st.SetPause(ctx, true, "alice", "maintenance", h.clock.Now(), nil); err != nil {
+	if _, err := h.st.SetPause(ctx, true, "alice", "api", "maintenance", h.clock.Now(), nil); err != nil {
 		t.Fatal(err)
 	}
 	pausedAt := h.clock.Now()
@@ -857,7 +857,7 @@ rules:
 		t.Fatalf("%d disruptive actions started after the pause", n)
 	}
 	h.clock.Add(time.Minute)
-	if _, err := h.st.SetPause(ctx, false, "alice", "", h.clock.Now(), nil); err != nil {
+	if _, err := h.st.SetPause(ctx, false, "alice", "api", "", h.clock.Now(), nil); err != nil {
 		t.Fatal(err)
 	}
 	h.process(mkAlert("KubePodCrashLooping", alert.StatusFiring, t0.Add(time.Minute), map[string]string{"pod": "after"}))
@@ -873,7 +873,7 @@ rules:
 func TestPauseWithEndLapses(t *testing.T) {
 	h := newHarness(t, singleRule, nil)
 	until := h.clock.Now().Add(10 * time.Minute)
-	if _, err := h.st.SetPause(context.Background(), true, "bob", "deploy", h.clock.Now(), &until); err != nil {
+	if _, err := h.st.SetPause(context.Background(), true, "bob", "api", "deploy", h.clock.Now(), &until); err != nil {
 		t.Fatal(err)
 	}
 	h.clock.Add(11 * time.Minute)
@@ -1014,7 +1014,7 @@ func TestPauseIsNotStarvedByOverlappingClaims(t *testing.T) {
 	testwait.Until(t, 10*time.Second, "both claimers running", func() bool { return holding[0].Load() && holding[1].Load() })
 	pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
-	_, err := h.st.SetPause(pctx, true, "alice", "storm", h.clock.Now(), nil)
+	_, err := h.st.SetPause(pctx, true, "alice", "api", "storm", h.clock.Now(), nil)
 	close(stop)
 	wg.Wait()
 	if err != nil {

@@ -440,7 +440,7 @@ rules:
 	}
 	pctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
-	if _, err := h.st.SetPause(pctx, true, "alice", "incident", h.clock.Now(), nil); err != nil {
+	if _, err := h.st.SetPause(pctx, true, "alice", "api", "incident", h.clock.Now(), nil); err != nil {
 		t.Fatalf("pause while a Check hangs: %v", err)
 	}
 	g.open("check")

@@ -215,7 +215,7 @@ func TestPauseInterruptsRunningDisruptiveActions(t *testing.T) {
 	ie.fix.waitStarted(t, 2)
 	ie.tell.waitStarted(t, 1)
 
-	if _, err := h.st.SetPause(context.Background(), true, "api", "stop everything", h.clock.Now(), nil); err != nil {
+	if _, err := h.st.SetPause(context.Background(), true, "api", "api", "stop everything", h.clock.Now(), nil); err != nil {
 		t.Fatal(err)
 	}
 	pausedAt := time.Now()
@@ -260,7 +260,7 @@ func TestPauseByAnotherReplicaInterrupts(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer b.Close()
-	if _, err := b.SetPause(context.Background(), true, "slack:bob", "replica b", h.clock.Now(), nil); err != nil {
+	if _, err := b.SetPause(context.Background(), true, "slack:bob", "api", "replica b", h.clock.Now(), nil); err != nil {
 		t.Fatal(err)
 	}
 	if d := ie.fix.interrupted(t, "web-1", handlers.ErrPaused, time.Now()); d > 2500*time.Millisecond {

@@ -67,7 +67,7 @@ rules:
 					h.fix.mu.Unlock()
 				case r < 84: // pause or resume
 					paused = !paused
-					if _, err := h.st.SetPause(ctx, paused, "prop", "", h.clock.Now(), nil); err != nil {
+					if _, err := h.st.SetPause(ctx, paused, "prop", "api", "", h.clock.Now(), nil); err != nil {
 						t.Fatal(err)
 					}
 					if paused {

@@ -475,7 +475,7 @@ func (s *Store) StormyRulesTx(ctx context.Context, tx pgx.Tx, rules []string, si
 	return out, err
 }
 
-// stormyRulesQuery reads actions_storm_window alone (TestStormGuardReadsItsIndex).
+// stormyRulesQuery reads the window through actions_storm_window (TestStormGuardReadsItsIndex).
 var stormyRulesQuery = `
 SELECT rule, count(DISTINCT target) FROM actions
  WHERE rule = ANY($1) AND phase = ` + lit(vocab.PhaseActions) + ` AND class = ` + lit(vocab.ClassDisruptive) + ` AND created_at > $2

@@ -156,8 +156,8 @@ UPDATE breakers SET
 	return nil
 }
 
-// ResetBreaker closes a breaker by hand and audits it.
-func (s *Store) ResetBreaker(ctx context.Context, k BreakerKey, by string, now time.Time) (bool, error) {
+// ResetBreaker closes a breaker by hand and audits it with who (by) and through what (via).
+func (s *Store) ResetBreaker(ctx context.Context, k BreakerKey, by, via string, now time.Time) (bool, error) {
 	var ok bool
 	err := s.InTx(ctx, func(tx pgx.Tx) error {
 		tag, err := tx.Exec(ctx, `UPDATE breakers SET state = 'closed', failures = 0, opened_at = NULL, trial_action_id = NULL, machine = NULL, updated_at = $3
@@ -170,7 +170,7 @@ func (s *Store) ResetBreaker(ctx context.Context, k BreakerKey, by string, now t
 			return nil
 		}
 		return s.AuditTx(ctx, tx, []AuditInsert{{At: now, Kind: AuditControl, Actor: by, Reason: string(vocab.ReasonBreakerReset),
-			Detail: map[string]any{"handler": k.Handler, "scope": k.Scope}}})
+			Detail: map[string]any{"handler": k.Handler, "scope": k.Scope, "via": via}}})
 	})
 	return ok, err
 }

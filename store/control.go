@@ -54,8 +54,9 @@ func (s *Store) Pause(ctx context.Context) (PauseState, error) {
 	return p, err
 }
 
-// SetPause turns the kill switch on (until may be nil: until resumed) or off, and audits it.
-func (s *Store) SetPause(ctx context.Context, paused bool, by, reason string, at time.Time, until *time.Time) (PauseState, error) {
+// SetPause turns the kill switch on (until may be nil: until resumed) or off, and audits it with
+// who (by) and through what (via: web, api, slack).
+func (s *Store) SetPause(ctx context.Context, paused bool, by, via, reason string, at time.Time, until *time.Time) (PauseState, error) {
 	p := PauseState{Paused: paused, By: by, Reason: reason, At: at, Until: until}
 	err := s.InTx(ctx, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(pauseLock)); err != nil {
@@ -69,7 +70,7 @@ func (s *Store) SetPause(ctx context.Context, paused bool, by, reason string, at
 		if paused {
 			kind = vocab.ReasonPause
 		}
-		detail := map[string]any{"reason": reason}
+		detail := map[string]any{"reason": reason, "via": via}
 		if until != nil {
 			detail["until"] = until
 		}

@@ -12,7 +12,7 @@ import (
 )
 
 // TestStormGuardReadsItsIndex: the storm guard's count, run on every executor pass that claimed a
-// disruptive action, can be answered from actions_storm_window alone, so it never scans every
+// disruptive action, reads the window's rows through actions_storm_window, so it never scans every
 // action kept. (Sequential scans are turned off: on a small table the planner would prefer one.)
 func TestStormGuardReadsItsIndex(t *testing.T) {
 	ctx := context.Background()
@@ -30,8 +30,8 @@ func TestStormGuardReadsItsIndex(t *testing.T) {
 			return err
 		}
 		plan := strings.Join(lines, "\n")
-		if !strings.Contains(plan, "Index Only Scan using actions_storm_window") {
-			t.Errorf("the storm guard's count does not read actions_storm_window alone:\n%s", plan)
+		if !strings.Contains(plan, "Index Scan using actions_storm_window") {
+			t.Errorf("the storm guard's count does not read actions_storm_window:\n%s", plan)
 		}
 		return nil
 	})

@@ -10,6 +10,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/responder-sre/responder/handlers"
+	"github.com/responder-sre/responder/identity"
 	"github.com/responder-sre/responder/store"
 	"github.com/responder-sre/responder/vocab"
 )
@@ -240,7 +241,7 @@ func (s *Slack) setPause(ctx context.Context, user string, c Command) string {
 	if reason == "" {
 		reason = "via Slack"
 	}
-	if _, err := s.st.SetPause(ctx, c.Verb == VerbPause, approver(user), reason, now, until); err != nil {
+	if _, err := s.st.SetPause(ctx, c.Verb == VerbPause, approver(user), string(identity.ViaSlack), reason, now, until); err != nil {
 		s.log.Warn("slack: could not change the kill switch", "user", user, "err", err)
 		return ":warning: The kill switch could not be changed (database unavailable); try again."
 	}

@@ -289,6 +289,10 @@ func TestPauseResumeStatus(t *testing.T) {
 	if !p.Paused || p.By != "slack:"+approverU1 || p.Reason != "deploy freeze" || p.Until == nil || p.Until.Sub(p.At) != 30*time.Minute {
 		t.Errorf("pause row = %+v", p)
 	}
+	var via string
+	if err := e.st.Pool().QueryRow(ctx, `SELECT detail->>'via' FROM audit WHERE kind = 'control' AND reason = 'pause'`).Scan(&via); err != nil || via != "slack" {
+		t.Errorf("the pause is audited via %q (%v), want slack", via, err)
+	}
 	if got := e.command(outsider, "status"); !strings.Contains(got, "*Paused* by slack:"+approverU1) || !strings.Contains(got, "Breakers:* all closed") {
 		t.Errorf("status: %q", got)
 	}

@@ -60,7 +60,7 @@ type Store interface {
 	Breakers(ctx context.Context) ([]store.Breaker, error)
 	// Decisions, pauses, the replay cache and the audit trail of inbound requests.
 	ApproverDecision(ctx context.Context, actionID int64, approver string) (string, *store.Action, error)
-	SetPause(ctx context.Context, paused bool, by, reason string, at time.Time, until *time.Time) (store.PauseState, error)
+	SetPause(ctx context.Context, paused bool, by, via, reason string, at time.Time, until *time.Time) (store.PauseState, error)
 	SeenSlackRequest(ctx context.Context, signature, endpoint string, at, expires time.Time) (bool, error)
 	Audit(ctx context.Context, es ...store.AuditInsert) error
 }
