@@ -257,11 +257,15 @@ func (a *App) newProbes() error {
 	return err
 }
 
-// newClients opens the connections the handlers act through (handlers.Env.Clients): Slack (which
-// also posts the incident messages) and Kubernetes, each when configured.
+// newClients opens the connections the handlers act through (handlers.Env.Clients): the store
+// (page.teams and page.email read the incident's actions), Slack (which also posts the incident
+// messages) and Kubernetes, each when configured.
 func (a *App) newClients() ([]any, error) {
 	cfg, o := a.cfg, a.o
 	var clients []any
+	if a.st != nil {
+		clients = append(clients, a.st)
+	}
 	if cfg.Slack.Configured() {
 		var err error
 		a.slack, err = notifyslack.New(cfg.Slack, notifyslack.Options{Store: a.st, Kick: a.kick, Now: o.Now,

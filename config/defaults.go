@@ -62,6 +62,9 @@ const DefaultSlackGroupCacheTTL = 5 * time.Minute
 // without one.
 const DefaultRole = "read"
 
+// DefaultSMTPPort is handlers.page.email.smtp.port: mail submission (RFC 6409), with STARTTLS.
+const DefaultSMTPPort = 587
+
 // defaultHTTPRetries is handlers.http.retries.
 const defaultHTTPRetries = 2
 
@@ -71,10 +74,13 @@ func Default() *Config {
 	return &Config{
 		Database: DatabaseConfig{MaxConns: 10},
 		Webhook:  WebhookConfig{MaxBodyBytes: 8 << 20},
-		Handlers: HandlersConfig{HTTP: HTTPHandlerConfig{
-			Timeout: Duration(10 * time.Second),
-			Retries: &retries,
-		}},
+		Handlers: HandlersConfig{
+			HTTP: HTTPHandlerConfig{
+				Timeout: Duration(10 * time.Second),
+				Retries: &retries,
+			},
+			Page: PageConfig{Email: PageEmailConfig{SMTP: SMTPConfig{Port: DefaultSMTPPort, StartTLS: true}}},
+		},
 		Approvals: ApprovalsConfig{TTL: Duration(15 * time.Minute)},
 		Web:       WebConfig{Auth: WebAuthConfig{DefaultRole: DefaultRole}},
 		Safety: SafetyConfig{

@@ -34,6 +34,7 @@ func resolveSecrets(cfg *Config, c *checker, o options) {
 	resolveSlackSecrets(cfg, c, o)
 	resolveWebSecrets(cfg, c, o)
 	resolvePostgresSecrets(cfg, c, o)
+	resolvePageSecrets(cfg, c, o)
 
 	w := &cfg.Webhook
 	if w.BearerTokenFile != "" {

@@ -99,6 +99,8 @@ type HTTPHandlerConfig struct {
 // PageConfig configures the page.* handlers.
 type PageConfig struct {
 	Webhook PageWebhookConfig `yaml:"webhook"`
+	Teams   PageTeamsConfig   `yaml:"teams"` // config/page.go
+	Email   PageEmailConfig   `yaml:"email"` // config/page.go
 }
 
 // PageWebhookConfig is page.webhook's endpoint: a PagerDuty Events API v2 URL (or a compatible

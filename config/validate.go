@@ -25,6 +25,7 @@ func (c *Config) validate(ch *checker) {
 	c.validateWeb(ch)
 	c.validateRuleFiles(ch)
 	c.validateHTTPHandler(ch)
+	c.validatePage(ch)
 	positive(ch, "approvals.ttl", c.Approvals.TTL)
 	c.validateSafety(ch)
 	c.validateBudgets(ch)

@@ -412,8 +412,9 @@ func TestCLIContract(t *testing.T) {
 	}{
 		{"rules check on the examples", []string{"rules", "check", "--config.file=../../examples/responder.yml"}, 0, []string{"SUCCESS: 3 rules"}},
 		{"rules check knows every handler", []string{"rules", "check", pager}, 0, []string{"SUCCESS: 1 rules"}},
-		{"rules check on the runbook pack", []string{"rules", "check", "--config.file=../../examples/runbook/responder.yml"}, 0, []string{"SUCCESS: 11 rules in 4 files"}},
-		{"rules test on the runbook pack", []string{"rules", "test", "--config.file=../../examples/runbook/handlers.yml", "../../examples/runbook/runbook_test.yml", "../../examples/runbook/kubernetes_test.yml", "../../examples/runbook/slack_test.yml"}, 0, []string{"Unit Testing: ../../examples/runbook/kubernetes_test.yml\n  SUCCESS", "Unit Testing: ../../examples/runbook/slack_test.yml\n  SUCCESS"}},
+		{"rules check on the runbook pack", []string{"rules", "check", "--config.file=../../examples/runbook/responder.yml"}, 0, []string{"SUCCESS: 13 rules in 5 files"}},
+		{"rules test on the runbook pack", []string{"rules", "test", "--config.file=../../examples/runbook/handlers.yml", "../../examples/runbook/runbook_test.yml", "../../examples/runbook/kubernetes_test.yml", "../../examples/runbook/slack_test.yml", "../../examples/runbook/notify_test.yml"}, 0, []string{"Unit Testing: ../../examples/runbook/kubernetes_test.yml\n  SUCCESS", "Unit Testing: ../../examples/runbook/slack_test.yml\n  SUCCESS",
+			"Unit Testing: ../../examples/runbook/notify_test.yml\n  SUCCESS"}},
 		{"rules test reports a failure", []string{"rules", "test", "--config.file=../../ruletest/testdata/conf.yml", "../../ruletest/testdata/fail_test.yml"}, 1, []string{"FAILED:"}},
 		{"rbac prints a Role per namespace", []string{"rbac", "--config.file=" + kube}, 0, []string{"kind: Role\n", "namespace: shop", "pods/eviction", "kind: RoleBinding"}},
 		{"rbac without namespaces", []string{"rbac", "--config.file=" + noTokens}, 1, []string{"handlers.kubernetes.namespaces is empty"}},

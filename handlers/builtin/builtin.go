@@ -26,7 +26,7 @@ import (
 // constructors are the built-in handler packages, one line each.
 var constructors = []handlers.Constructor{
 	httpreq.Handlers,     // http.request
-	page.Handlers,        // page.webhook
+	page.Handlers,        // page.webhook, page.teams, page.email
 	notifyslack.Handlers, // page.slack
 	k8s.Handlers,         // k8s.restart_pod, k8s.rollout_restart, k8s.scale
 	postgres.Handlers,    // postgres.switchover, postgres.failover, postgres.promote

@@ -19,7 +19,7 @@ func TestRegistryBuildsEveryHandler(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"http.request", "k8s.restart_pod", "k8s.rollout_restart", "k8s.scale", "page.slack", "page.webhook",
+	want := []string{"http.request", "k8s.restart_pod", "k8s.rollout_restart", "k8s.scale", "page.email", "page.slack", "page.teams", "page.webhook",
 		"postgres.failover", "postgres.promote", "postgres.switchover"}
 	if got := reg.Names(); !slices.Equal(got, want) {
 		t.Errorf("Names() = %v, want %v", got, want)

@@ -3,6 +3,7 @@ package page
 import (
 	"cmp"
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -15,6 +16,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/responder-sre/responder/config"
 	"github.com/responder-sre/responder/handlers"
 	"github.com/responder-sre/responder/handlers/delivery"
 	"github.com/responder-sre/responder/internal/clock"
@@ -94,16 +96,48 @@ var (
 	_ handlers.StaticValidator = (*Handler)(nil)
 )
 
-// Handlers is the package's handlers.Constructor: page.webhook configured from
-// handlers.page.webhook. Unconfigured, it is registered anyway (see New) and says so in the log.
+// Handlers is the package's handlers.Constructor: page.webhook, page.teams and page.email,
+// configured from handlers.page. Unconfigured, each is registered anyway (see New, NewTeams,
+// NewEmail) and says so in the log. page.teams and page.email read the incident's actions through
+// an Incidents client (the store) when env has one.
 func Handlers(env handlers.Env) ([]handlers.Handler, error) {
-	w := env.Config.Handlers.Page.Webhook
+	pc := env.Config.Handlers.Page
+	w := pc.Webhook
 	h := New(Options{URL: w.URL.Value(), RoutingKey: w.RoutingKey.Value(), Timeout: w.Timeout.D(),
 		Version: env.Version, Logger: env.Logger})
 	if err := h.ConfigError(); err != nil {
 		h.log.Info("page.webhook is not configured; rules using it will fail with bad_param", "err", err)
 	}
-	return []handlers.Handler{h}, nil
+	incidents, _ := handlers.ClientOf[Incidents](env)
+	teams := NewTeams(TeamsOptions{URL: pc.Teams.URL.Value(), Timeout: pc.Teams.Timeout.D(), Version: env.Version,
+		Logger: env.Logger, Incidents: incidents})
+	if pc.Teams.Configured() && teams.ConfigError() != nil {
+		teams.log.Warn("page.teams is misconfigured; rules using it will fail with bad_param", "err", teams.ConfigError())
+	}
+	email, err := newEmailFromConfig(env, pc.Email, incidents)
+	if err != nil {
+		return nil, err
+	}
+	return []handlers.Handler{h, teams, email}, nil
+}
+
+// newEmailFromConfig builds page.email from handlers.page.email.
+func newEmailFromConfig(env handlers.Env, e config.PageEmailConfig, incidents Incidents) (*Email, error) {
+	s := e.SMTP
+	var roots *x509.CertPool
+	if len(s.CA) > 0 {
+		roots = x509.NewCertPool()
+		if !roots.AppendCertsFromPEM(s.CA) {
+			return nil, fmt.Errorf("handlers.page.email.smtp.ca_file: %s holds no PEM certificate", s.CAFile)
+		}
+	}
+	h := NewEmail(EmailOptions{Host: s.Host, Port: s.Port, StartTLS: s.StartTLS, RootCAs: roots, Hello: s.Hello,
+		Username: s.Username, Password: s.Password.Value(), From: e.From, To: e.To, Timeout: e.Timeout.D(),
+		Version: env.Version, Logger: env.Logger, Incidents: incidents})
+	if e.Configured() && h.ConfigError() != nil {
+		h.log.Warn("page.email is misconfigured; rules using it will fail with bad_param", "err", h.ConfigError())
+	}
+	return h, nil
 }
 
 // New returns a page.webhook handler. An empty or invalid URL or an empty routing key leaves it
@@ -141,7 +175,7 @@ func New(o Options) *Handler {
 	case strings.TrimSpace(o.URL) == "" || o.RoutingKey == "":
 		h.confErr = errors.New("handlers.page.webhook is not configured (needs url and routing_key)")
 	default:
-		h.url, h.host, h.confErr = parseURL(o.URL)
+		h.url, h.host, h.confErr = parseURL("handlers.page.webhook url", o.URL)
 	}
 	return h
 }
@@ -149,18 +183,18 @@ func New(o Options) *Handler {
 // ConfigError says why the handler cannot send pages (nil when it can), for a startup warning.
 func (h *Handler) ConfigError() error { return h.confErr }
 
-// parseURL checks an events endpoint and returns it with its canonical host. Errors never quote
-// the URL, whose query may hold a token.
-func parseURL(raw string) (string, string, error) {
+// parseURL checks an endpoint (what names the config key in errors) and returns it with its
+// canonical host. Errors never quote the URL, whose path or query may hold a token.
+func parseURL(what, raw string) (string, string, error) {
 	u, err := url.Parse(strings.TrimSpace(raw))
 	if err != nil {
-		return "", "", errors.New("handlers.page.webhook url is not a valid URL")
+		return "", "", fmt.Errorf("%s is not a valid URL", what)
 	}
 	if u.Scheme != "http" && u.Scheme != "https" {
-		return "", "", fmt.Errorf("handlers.page.webhook url: scheme %q is not http or https", u.Scheme)
+		return "", "", fmt.Errorf("%s: scheme %q is not http or https", what, u.Scheme)
 	}
 	if u.Hostname() == "" {
-		return "", "", errors.New("handlers.page.webhook url has no host")
+		return "", "", fmt.Errorf("%s has no host", what)
 	}
 	host := strings.ToLower(u.Host)
 	if p := u.Port(); (u.Scheme == "https" && p == "443") || (u.Scheme == "http" && p == "80") {
