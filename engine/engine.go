@@ -122,6 +122,9 @@ type Engine struct {
 	// kickTimers wakes the timers loop: a kick of its own, so that it never takes the one meant
 	// for an executor.
 	kickTimers chan struct{}
+	// verifyWhen: a rule has a verify `when`; verifyDirty: a batch was committed since the verify
+	// pass last judged every verifying action (verify.go).
+	verifyWhen, verifyDirty atomic.Bool
 }
 
 // New returns an engine; call Run to start the executor and timers.
@@ -195,6 +198,7 @@ func (o Options) withDefaults() Options {
 // rows; their timers and escalations are dropped with an audit entry.
 func (e *Engine) SetRules(s *rules.Set) {
 	e.rules.Store(s)
+	e.noteVerify(s)
 	for _, r := range s.Rules {
 		e.m.ruleMatches.WithLabelValues(r.Name)
 		e.m.ruleErrors.WithLabelValues(r.Name)

@@ -462,19 +462,20 @@ func (e *Engine) run(ctx context.Context, c store.Claimed, act handlers.Action) 
 // The escalation it plans looks its handlers' targets up the way Process does (inPlanTx): with no
 // transaction open, the transaction run again once they are known.
 func (e *Engine) record(ctx context.Context, c store.Claimed, out store.Outcome) {
-	lost := false
+	lost, verifying := false, false
 	lk := &lookups{}
 	op := func() (struct{}, error) {
 		now := e.now()
 		out.At = now
 		set := e.rules.Load()
 		err := e.inPlanTx(ctx, lk, func(tx pgx.Tx) error {
-			lost = false
+			lost, verifying = false, false
 			p := planner{ctx: ctx, e: e, set: set, now: now, firing: noneFiring{}, lk: lk}
-			ids, err := e.st.FinishActionsTx(ctx, tx, e.o.Owner, []store.Outcome{out})
+			ids, v, err := e.finishTx(ctx, tx, &p, c, out) // verifying, when the rule verifies (verify.go)
 			if err != nil {
 				return err
 			}
+			verifying = v
 			if len(ids) == 0 {
 				lost = true
 				seen := out
@@ -482,6 +483,9 @@ func (e *Engine) record(ctx context.Context, c store.Claimed, out store.Outcome)
 				seen.Error = strings.TrimSuffix("another replica recorded this action (its lease was no longer ours); here the handler ended "+
 					string(out.State)+": "+out.Error, ": ")
 				return p.flushAudit(ctx, tx, []decision{{c: c, outcome: seen}})
+			}
+			if verifying { // no outcome yet: the verify pass settles it
+				return p.flush(ctx, tx)
 			}
 			if err := e.feedBreaker(ctx, tx, &p, c.Action, out.State, out.Reason); err != nil {
 				return err
@@ -507,6 +511,7 @@ func (e *Engine) record(ctx context.Context, c store.Claimed, out store.Outcome)
 	case lost:
 		e.log.Warn("action is no longer ours (another replica expired its lease and recorded it); audited what this replica saw",
 			"action_id", c.ID, "state", out.State, "reason", out.Reason)
+	case verifying: // counted once verified
 	default:
 		e.m.actions.WithLabelValues(c.Rule, c.Handler, string(out.State)).Inc()
 	}

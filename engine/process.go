@@ -43,6 +43,7 @@ func (e *Engine) Process(ctx context.Context, alerts []alert.Alert) error {
 	if err != nil {
 		return err
 	}
+	e.noteBatch()
 	e.m.incidents.WithLabelValues("opened").Add(float64(opened))
 	e.m.incidents.WithLabelValues("resolved").Add(float64(resolved))
 	if opened > 0 || resolved > 0 {
@@ -64,7 +65,8 @@ func (e *Engine) matched(pl *plan) {
 
 // firingSet is the snapshot behind firing(): the alerts of open incidents, every firing alert
 // recorded while a rule uses firing() (received within firingTTL), and this batch's firing alerts. It is
-// only read from the store when some rule uses firing().
+// only read from the store when some rule uses firing() (or probe(): then it also holds the
+// probes' firing alerts, withProbes).
 func (e *Engine) firingSet(ctx context.Context, set *rules.Set, batch []alert.Alert) (rules.FiringSet, error) {
 	if !set.UsesFiring {
 		return noneFiring{}, nil
@@ -81,6 +83,9 @@ func (e *Engine) firingSet(ctx context.Context, set *rules.Set, batch []alert.Al
 		if a.Status == alert.StatusFiring {
 			fs[a.Name] = append(fs[a.Name], a.Labels)
 		}
+	}
+	if set.UsesProbe {
+		return e.withProbes(ctx, fs, batch)
 	}
 	return fs, nil
 }

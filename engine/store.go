@@ -29,6 +29,7 @@ type Store interface {
 // planned actions and the audit trail.
 type IncidentStore interface {
 	FiringAlerts(ctx context.Context, since time.Time) ([]store.OpenAlert, error)
+	ProbeAlerts(ctx context.Context, since time.Time) ([]store.OpenAlert, error)
 	RecordFiringTx(ctx context.Context, tx pgx.Tx, as []alert.Alert, now time.Time) error
 	RefreshIncidentsTx(ctx context.Context, tx pgx.Tx, rules []string, ks []store.RefreshKey) error
 	UpsertIncidentsTx(ctx context.Context, tx pgx.Tx, ups []store.IncidentUpsert) ([]store.UpsertResult, error)
@@ -57,6 +58,10 @@ type ActionStore interface {
 	RequeueActionTx(ctx context.Context, tx pgx.Tx, owner string, id int64, notBefore time.Time, reason vocab.Reason, errText string) (bool, error)
 	CancelLaterStepsTx(ctx context.Context, tx pgx.Tx, incidentID int64, phase vocab.Phase, step int, at time.Time) error
 	RenewOwnedLeases(ctx context.Context, owner string, ids []int64, until time.Time) ([]int64, error)
+	// Verification (verify.go).
+	VerifyActionTx(ctx context.Context, tx pgx.Tx, owner string, id int64, deadline time.Time, result string) (bool, error)
+	ClaimVerifyingTx(ctx context.Context, tx pgx.Tx, now time.Time, all bool, limit int) ([]store.Claimed, error)
+	FinishVerifyingTx(ctx context.Context, tx pgx.Tx, os []store.Outcome) ([]int64, error)
 }
 
 // GuardStore is the guards' state: the kill switch, cooldowns, the storm guard's counts and

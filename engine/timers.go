@@ -17,7 +17,8 @@ func itoa(n int64) string { return strconv.FormatInt(n, 10) }
 // FireDueTimers claims the `for` timers that are due and fires each exactly once: if the incident
 // is still pending, its rule's `when` is re-checked against the latest alert; when it still holds
 // the incident fires and its actions are planned, otherwise the check is retried after another
-// `for`. It returns how many timers it handled.
+// `for`. Then it settles the verifications that are due (FireVerifications). It returns how many
+// timers and verifications it handled.
 func (e *Engine) FireDueTimers(ctx context.Context) (int, error) {
 	set := e.rules.Load()
 	n := 0
@@ -58,7 +59,9 @@ func (e *Engine) FireDueTimers(ctx context.Context) (int, error) {
 		e.m.incidents.WithLabelValues("fired").Add(float64(fired))
 		e.Kick()
 	}
-	return n, nil
+	// Verify deadlines are timers too (verify.go).
+	v, err := e.FireVerifications(ctx)
+	return n + v, err
 }
 
 // fireTimer handles one due timer in tx: it drops the timer of an incident no longer pending or of

@@ -269,6 +269,7 @@ func IsTemplate(s string) bool { return strings.Contains(s, "{{") }
 type Registry struct {
 	byName  map[string]Handler
 	secrets []string // names of the configured secrets, sorted
+	probes  []string // names of the configured probes, sorted
 }
 
 // SetSecretNames tells the registry which named secrets exist (the config's secrets:), so that
@@ -279,6 +280,15 @@ func (r *Registry) SetSecretNames(names []string) {
 
 // SecretNames returns the names given to SetSecretNames.
 func (r *Registry) SecretNames() []string { return r.secrets }
+
+// SetProbeNames tells the registry which probes the config defines, so that rule loading can
+// refuse probe("NAME") for any other name (rules.ProbeCatalog; with none, names are not checked).
+func (r *Registry) SetProbeNames(names []string) {
+	r.probes = slices.Sorted(slices.Values(names))
+}
+
+// ProbeNames returns the names given to SetProbeNames.
+func (r *Registry) ProbeNames() []string { return r.probes }
 
 // URLParam reports whether param of handler is a URL (Param.URL): rule loading escapes what
 // templates render into it.

@@ -188,6 +188,10 @@ func fnLookupKey(params ...any) (any, error) {
 // usage records what a compiled expression uses.
 type usage struct {
 	firing bool
+	// probe: probe() is called (it reads the firing snapshot, so firing is set too); probes are
+	// the literal names it is called with, in order.
+	probe  bool
+	probes []string
 }
 
 // envInjector passes the environment to now() and firing() as a hidden first argument, so the
@@ -200,7 +204,7 @@ func (p envInjector) Visit(node *ast.Node) {
 		return
 	}
 	id, ok := call.Callee.(*ast.IdentifierNode)
-	if !ok || (id.Value != "now" && id.Value != "firing") {
+	if !ok || (id.Value != "now" && id.Value != "firing" && id.Value != "probe") {
 		return
 	}
 	if len(call.Arguments) > 0 {
@@ -210,6 +214,14 @@ func (p envInjector) Visit(node *ast.Node) {
 	}
 	if id.Value == "firing" {
 		p.u.firing = true
+	}
+	if id.Value == "probe" {
+		p.u.firing, p.u.probe = true, true
+		if len(call.Arguments) > 0 {
+			if s, ok := call.Arguments[0].(*ast.StringNode); ok {
+				p.u.probes = append(p.u.probes, s.Value)
+			}
+		}
 	}
 	ast.Patch(node, &ast.CallNode{
 		Callee:    &ast.IdentifierNode{Value: id.Value},
@@ -296,6 +308,7 @@ func compileOptions(u *usage, template bool) []expr.Option {
 			new(func(*Env, string, map[string]string) bool),
 			new(func(*Env, string, map[string]any) bool),
 		),
+		expr.Function("probe", fnProbe, new(func(*Env, string) ProbeResult)),
 		expr.Function("toJSON", fnToJSON, new(func(any) string)),
 		expr.Function("humanize", fnHumanize, new(func(any) string)),
 		expr.Function("humanizePercentage", fnHumanizePercentage, new(func(any) string)),

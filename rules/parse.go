@@ -23,7 +23,7 @@ const maxNodes = 100_000
 
 var (
 	fileKeys   = []string{"rules"}
-	ruleKeys   = []string{"name", "when", "for", "cooldown", "mode", "slack_channel", "actions", "escalate", "on_resolved"}
+	ruleKeys   = []string{"name", "when", "for", "cooldown", "mode", "slack_channel", "actions", "escalate", "on_resolved", "verify"}
 	actionKeys = []string{"handler", "params", "approval", "approvals_required", "timeout"}
 )
 
@@ -173,7 +173,9 @@ func (p *parser) rule(n *yaml.Node) *Rule {
 	if len(r.Actions) == 0 && len(r.Escalate) == 0 && len(r.OnResolved) == 0 && len(p.errs) == before {
 		p.errorf(n.Line, "%s does nothing: it needs actions, escalate or on_resolved", what)
 	}
-	r.UsesFiring = p.use.firing
+	r.Verify = p.verify(f["verify"], what)
+	p.checkVerify(r, f, what)
+	r.UsesFiring, r.UsesProbe = p.use.firing, p.use.probe
 	if len(p.errs) > before {
 		return nil
 	}
@@ -227,10 +229,13 @@ func (p *parser) when(n *yaml.Node, f map[string]*yaml.Node, what string) (strin
 		p.errorf(line, "%s: when is empty", what)
 		return when, nil
 	}
+	from := len(p.use.probes)
 	prog, err := compileWhen(when, p.use)
 	if err != nil {
 		line, msg := exprError(err, p.deref(f["when"]), true)
 		p.errorf(line, "%s: when: %s", what, msg)
+	} else {
+		p.checkProbes(p.deref(f["when"]).Line, what+": when", from)
 	}
 	return when, prog
 }
@@ -364,6 +369,7 @@ func (p *parser) value(n *yaml.Node, where string) (any, *pnode) {
 	if m, ok := p.memo[n]; ok {
 		if p.charge(n, m.size) {
 			p.use.firing = p.use.firing || m.firing
+			p.use.probe = p.use.probe || m.probe
 			return m.raw, m.node
 		}
 		return nil, &pnode{}
@@ -371,14 +377,15 @@ func (p *parser) value(n *yaml.Node, where string) (any, *pnode) {
 	if !p.charge(n, 1) {
 		return nil, &pnode{}
 	}
-	start, firing := p.budget, p.use.firing
-	p.use.firing = false
+	start, firing, probe := p.budget, p.use.firing, p.use.probe
+	p.use.firing, p.use.probe = false, false
 	raw, node := p.convert(n, where)
 	if p.memo == nil {
 		p.memo = make(map[*yaml.Node]memoValue)
 	}
-	p.memo[n] = memoValue{raw: raw, node: node, size: start - p.budget + 1, firing: p.use.firing}
+	p.memo[n] = memoValue{raw: raw, node: node, size: start - p.budget + 1, firing: p.use.firing, probe: p.use.probe}
 	p.use.firing = firing || p.use.firing
+	p.use.probe = probe || p.use.probe
 	return raw, node
 }
 
@@ -386,7 +393,8 @@ type memoValue struct {
 	raw    any
 	node   *pnode
 	size   int
-	firing bool // the subtree calls firing()
+	firing bool // the subtree calls firing() or probe()
+	probe  bool // the subtree calls probe()
 }
 
 // charge spends n units of the node budget, reporting once when it runs out.
@@ -442,7 +450,11 @@ func (p *parser) convert(n *yaml.Node, where string) (any, *pnode) {
 			if !strings.Contains(n.Value, "{{") {
 				return n.Value, &pnode{lit: n.Value}
 			}
+			from := len(p.use.probes)
 			t, err := compileTemplate(n.Value, p.use)
+			if err == nil {
+				p.checkProbes(n.Line, where, from)
+			}
 			if err != nil {
 				msg := err.Error()
 				if te, ok := errors.AsType[*templateError](err); ok {

@@ -49,9 +49,11 @@ type Set struct {
 	Rules []*Rule
 	// Hash is the hex sha256 of all files' contents, in order.
 	Hash string
-	// UsesFiring is true when any rule calls firing(): the engine only builds a firing snapshot
-	// then.
+	// UsesFiring is true when any rule calls firing() or probe(): the engine only builds a firing
+	// snapshot then.
 	UsesFiring bool
+	// UsesProbe is true when any rule calls probe(): the snapshot then holds the probes' alerts.
+	UsesProbe bool
 
 	byName map[string]*Rule
 
@@ -92,8 +94,13 @@ type Rule struct {
 	Escalate   []*Action
 	OnResolved []*Action
 
-	// UsesFiring is true when the rule's `when` or a template calls firing().
+	// UsesFiring is true when the rule's `when`, its verify or a template calls firing() or
+	// probe(); UsesProbe when one calls probe().
 	UsesFiring bool
+	UsesProbe  bool
+
+	// Verify, when set, is checked after the last step of Actions succeeded (see Verify).
+	Verify *Verify
 
 	when *vm.Program
 }
@@ -186,6 +193,7 @@ func LoadFiles(paths []string, cat Catalog) (*Set, error) {
 			set.byName[r.Name] = r
 			set.Rules = append(set.Rules, r)
 			set.UsesFiring = set.UsesFiring || r.UsesFiring
+			set.UsesProbe = set.UsesProbe || r.UsesProbe
 		}
 	}
 	if len(errs) > 0 {
@@ -242,7 +250,7 @@ func exprError(err error, n *yaml.Node, withColumn bool) (line int, msg string) 
 	if !errors.As(err, &fe) {
 		return line, err.Error()
 	}
-	msg = strings.ReplaceAll(fe.Message, "type rules.AlertEnv", "alert")
+	msg = strings.NewReplacer("type rules.AlertEnv", "alert", "type rules.ProbeResult", "probe()").Replace(fe.Message)
 	if !withColumn {
 		return line, msg
 	}

@@ -57,6 +57,24 @@ func TestParseBadFiles(t *testing.T) {
 			`action-shape.yml:10: rule "shapes": actions: action has no handler`,
 			`action-shape.yml:12: rule "shapes": actions: http.request: timeout: invalid duration "soon"`,
 		}},
+		{"verify-shape.yml", []string{
+			`verify-shape.yml:4: rule "scalar": verify must be a mapping such as {within: 5m}`,
+			`verify-shape.yml:10: rule "nowithin": verify: within is required`,
+			`verify-shape.yml:18: rule "unknownkey": verify: unknown key "timeout" (allowed: within, when)`,
+		}},
+		{"verify-within.yml", []string{
+			`verify-within.yml:4: rule "baddur": verify: within: invalid duration "soon"`,
+			`verify-within.yml:10: rule "zero": verify: within must be more than zero`,
+			`verify-within.yml:16: rule "negative": verify: within: duration "-1m" is negative`,
+		}},
+		{"verify-when.yml", []string{
+			`verify-when.yml:4: rule "typo": verify: when: alert has no field stauts (expression column 7)`,
+			`verify-when.yml:12: rule "notbool": verify: when: expected bool, but got string`,
+			`verify-when.yml:18: rule "empty": verify: when is empty`,
+			`verify-when.yml:24: rule "probefield": verify: when: probe() has no field sucess (expression column 21)`,
+			`verify-when.yml:30: rule "probearg": verify: when: cannot use int as argument (type string) to call probe`,
+		}},
+		{"verify-no-actions.yml", []string{`verify-no-actions.yml:4: rule "nothingtoverify": verify needs actions: it checks that the last of them helped`}},
 		{"many.yml", []string{
 			`many.yml:3: rule "first": when: alert has no field nam (expression column 7)`,
 			`many.yml:9: rule "second": for: invalid duration "forever"`,

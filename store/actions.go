@@ -141,7 +141,8 @@ func (c *Claimed) DecodeAlert() (alert.Alert, error) {
 
 const actionCols = `a.id, a.incident_id, a.phase, a.step, a.rule, a.handler, a.target, a.scope, a.class, a.mode, a.params,
        a.approval, a.timeout_ms, a.state, a.reason, a.attempt, a.approved_by, a.owner, a.lease_until, a.created_at,
-       a.started_at, a.finished_at, a.basis_at, a.not_before, a.error, a.result, a.evidence, a.version, a.rule_hash`
+       a.started_at, a.finished_at, a.basis_at, a.not_before, a.error, a.result, a.evidence, a.version, a.rule_hash,
+       a.verify_deadline`
 
 func scanAction(r pgx.Row, a *Action, extra ...any) error {
 	return r.Scan(append(actionDest(a, &a.Params), extra...)...)
@@ -151,7 +152,8 @@ func scanAction(r pgx.Row, a *Action, extra ...any) error {
 func actionDest(a *Action, params any) []any {
 	return []any{&a.ID, &a.IncidentID, &a.Phase, &a.Step, &a.Rule, &a.Handler, &a.Target, &a.Scope, &a.Class, &a.Mode, params,
 		&a.Approval, &a.TimeoutMS, &a.State, &a.Reason, &a.Attempt, &a.ApprovedBy, &a.Owner, &a.LeaseUntil, &a.CreatedAt,
-		&a.StartedAt, &a.FinishedAt, &a.BasisAt, &a.NotBefore, &a.Error, &a.Result, &a.Evidence, &a.Version, &a.RuleHash}
+		&a.StartedAt, &a.FinishedAt, &a.BasisAt, &a.NotBefore, &a.Error, &a.Result, &a.Evidence, &a.Version, &a.RuleHash,
+		&a.VerifyDeadline}
 }
 
 // ClaimRunnableTx locks up to limit planned or approved actions whose earlier steps (same incident

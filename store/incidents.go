@@ -284,10 +284,13 @@ func (s *Store) FireIncidentTx(ctx context.Context, tx pgx.Tx, id int64, at time
 	return tag.RowsAffected() == 1, nil
 }
 
-// OpenAlert is the name and labels of a firing alert (see FiringAlerts).
+// OpenAlert is the name and labels of a firing alert (see FiringAlerts), with its source and its
+// value (nil when it carried none).
 type OpenAlert struct {
 	Name   string
 	Labels map[string]string
+	Source string
+	Value  *float64
 }
 
 // RefreshKey names the open incidents of one alert episode (the alert's fingerprint and startsAt)

@@ -60,6 +60,10 @@ type Action struct {
 	Evidence string `json:"evidence"`
 	Version  string `json:"version"`
 	RuleHash string `json:"rule_hash"`
+	// VerifyDeadline is set when the action's handler succeeded and its rule's `verify` is
+	// awaited (state verifying): by then the action becomes succeeded or failed (not_recovered).
+	// It stays set on the outcome; nil for actions without verification.
+	VerifyDeadline *time.Time `json:"verify_deadline"`
 }
 
 // AuditEntry records one decision, refusals included.

@@ -21,6 +21,11 @@ const (
 	StateDenied           State = "denied"
 	StateExpired          State = "expired"
 	StateRunning          State = "running"
+	// StateVerifying: the last step of a rule with `verify` succeeded and the engine waits, until
+	// the action's verify deadline, for the rule's verify condition (by default: the incident
+	// resolved). It then becomes succeeded, or failed with reason not_recovered. Not final, not
+	// claimable: no lease, no execution slot, no worker waits for it.
+	StateVerifying State = "verifying"
 	StateSucceeded        State = "succeeded"
 	StateFailed           State = "failed"
 	StateUnknown          State = "unknown"
@@ -30,7 +35,7 @@ const (
 
 // States lists every action state.
 var States = []State{StatePlanned, StateAwaitingApproval, StateApproved, StateDenied, StateExpired,
-	StateRunning, StateSucceeded, StateFailed, StateUnknown, StateSkipped, StateDryRun}
+	StateRunning, StateSucceeded, StateFailed, StateUnknown, StateSkipped, StateDryRun, StateVerifying}
 
 // Waiting lists the states of an action that has not started: it may still run, and it is
 // cancelled when its incident resolves.
@@ -41,7 +46,7 @@ var Claimable = []State{StatePlanned, StateApproved}
 
 // Final reports whether s is an outcome: the action will never change state again.
 func (s State) Final() bool {
-	return !slices.Contains(Waiting, s) && s != StateRunning
+	return !slices.Contains(Waiting, s) && s != StateRunning && s != StateVerifying
 }
 
 // Outcomes lists the final states, in the order of States (responder_actions_total's outcome).
@@ -135,6 +140,10 @@ const (
 	// pending or its rule gone.
 	ReasonNotPending  Reason = "not_pending"
 	ReasonRuleRemoved Reason = "rule_removed"
+	// ReasonVerifyStarted: the action's handler succeeded and its rule's verify condition is
+	// awaited (state verifying); ReasonRecovered: the condition held in time (state succeeded).
+	ReasonVerifyStarted Reason = "verify_started"
+	ReasonRecovered     Reason = "recovered"
 )
 
 // Reasons lists every reason of an action or an audit row written by the engine, the store or
@@ -146,6 +155,7 @@ var Reasons = []Reason{
 	ReasonStorm, ReasonDenied, ReasonApprovalTTL,
 	ReasonStarted, ReasonRetryScheduled, ReasonRecheckFailed, ReasonBreakerReset, ReasonPause, ReasonResume,
 	ReasonStaleLeader, ReasonDenyReason, ReasonAbandoned, ReasonNotPending, ReasonRuleRemoved,
+	ReasonVerifyStarted, ReasonRecovered,
 }
 
 // Phase is the part of a rule an action belongs to.

@@ -40,10 +40,13 @@ func TestFinal(t *testing.T) {
 	if !slices.Equal(Outcomes, want) {
 		t.Errorf("Outcomes = %v, want %v", Outcomes, want)
 	}
-	for _, s := range append(slices.Clone(Waiting), StateRunning) {
+	for _, s := range append(slices.Clone(Waiting), StateRunning, StateVerifying) {
 		if s.Final() {
 			t.Errorf("%s is not final", s)
 		}
+	}
+	if slices.Contains(Claimable, StateVerifying) || slices.Contains(Waiting, StateVerifying) {
+		t.Error("verifying is neither claimable nor waiting: nothing cancels or re-runs it")
 	}
 	for _, s := range Claimable {
 		if !slices.Contains(Waiting, s) {

@@ -33,7 +33,7 @@ var constructors = []handlers.Constructor{
 }
 
 // Registry builds every built-in handler from env and returns them as a registry that also knows
-// the config's secret names. A nil env.Config is config.Default(), a nil env.Logger discards, and
+// the config's secret and probe names. A nil env.Config is config.Default(), a nil env.Logger discards, and
 // a nil env.Secrets is the config's secrets. Without env.Clients the handlers validate and build
 // actions exactly as serve's do, and fail with bad_param when an action runs.
 func Registry(env handlers.Env) (*handlers.Registry, error) {
@@ -60,5 +60,10 @@ func Registry(env handlers.Env) (*handlers.Registry, error) {
 		return nil, err
 	}
 	reg.SetSecretNames(secrets.Names())
+	probes := make([]string, len(env.Config.Probes))
+	for i, p := range env.Config.Probes {
+		probes[i] = p.Name
+	}
+	reg.SetProbeNames(probes)
 	return reg, nil
 }
