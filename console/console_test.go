@@ -630,3 +630,29 @@ func TestHumanDurations(t *testing.T) {
 		}
 	}
 }
+
+// TestVerifyingActionRenders: an action waiting for its rule's verify shows its state and its
+// deadline; once settled, the deadline it had.
+func TestVerifyingActionRenders(t *testing.T) {
+	tests := []struct {
+		state vocab.State
+		want  string
+	}{
+		{vocab.StateVerifying, `<dt>verify</dt><dd>until ` + stamp(t0.Add(2*time.Minute)) + ` (2m00s left)</dd>`},
+		{vocab.StateFailed, `<dt>verify</dt><dd>deadline ` + stamp(t0.Add(2*time.Minute)) + `</dd>`},
+	}
+	for _, tc := range tests {
+		t.Run(string(tc.state), func(t *testing.T) {
+			h := newHarness(t)
+			deadline := t0.Add(2 * time.Minute)
+			a := &h.st.inc.Actions[0]
+			a.State, a.Approval, a.VerifyDeadline = tc.state, "none", &deadline
+			body := h.req("GET", "/ui/incidents/7", "alice", nil, nil).Body.String()
+			for _, want := range []string{`<span class="badge st-` + string(tc.state) + `">` + string(tc.state) + `</span>`, tc.want} {
+				if !strings.Contains(body, want) {
+					t.Errorf("the incident page lacks %s:\n%s", want, body)
+				}
+			}
+		})
+	}
+}

@@ -52,6 +52,7 @@ var stateEmoji = map[vocab.State]string{
 	vocab.StateUnknown:          ":grey_question:",
 	vocab.StateSkipped:          ":fast_forward:",
 	vocab.StateDryRun:           ":test_tube:",
+	vocab.StateVerifying:        ":mag:",
 }
 
 // finished reports whether an action state is final.
@@ -169,6 +170,9 @@ func actionLine(a store.Action) string {
 	}
 	if a.ApprovedBy != "" {
 		line += " · by " + approvers(a.ApprovedBy)
+	}
+	if a.State == vocab.StateVerifying && a.VerifyDeadline != nil { // the rule's verify is awaited
+		line += " · until " + a.VerifyDeadline.UTC().Format("15:04:05") + " UTC"
 	}
 	if a.Error != "" && (a.State == vocab.StateFailed || a.State == vocab.StateUnknown || a.State == vocab.StateExpired) {
 		line += "\n> " + esc(truncate(a.Error, 300))

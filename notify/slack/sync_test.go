@@ -220,3 +220,28 @@ func TestRuleChannel(t *testing.T) {
 		t.Fatalf("posted to %v, want #payments-incidents and %s", got, testChannel)
 	}
 }
+
+// TestActionLines: every action state has its mark, and a verifying action shows its deadline.
+func TestActionLines(t *testing.T) {
+	for _, st := range vocab.States {
+		if stateEmoji[st] == "" {
+			t.Errorf("state %s has no emoji", st)
+		}
+	}
+	deadline := time.Date(2026, 11, 22, 3, 5, 0, 0, time.UTC)
+	tests := []struct {
+		a    store.Action
+		want string
+	}{
+		{store.Action{ID: 7, Phase: vocab.PhaseActions, Handler: "http.request", Target: "POST api/restart", State: vocab.StateVerifying, VerifyDeadline: &deadline},
+			":mag: `7` *http.request* on `POST api/restart`: verifying · until 03:05:00 UTC"},
+		{store.Action{ID: 7, Phase: vocab.PhaseActions, Handler: "http.request", Target: "POST api/restart", State: vocab.StateFailed,
+			Reason: vocab.ReasonNotRecovered, Error: "verify: the incident's resolution did not hold", VerifyDeadline: &deadline},
+			":x: `7` *http.request* on `POST api/restart`: failed · not_recovered\n> verify: the incident's resolution did not hold"},
+	}
+	for _, tc := range tests {
+		if got := actionLine(tc.a); got != tc.want {
+			t.Errorf("actionLine:\n got %q\nwant %q", got, tc.want)
+		}
+	}
+}
