@@ -26,11 +26,11 @@ const (
 	// resolved). It then becomes succeeded, or failed with reason not_recovered. Not final, not
 	// claimable: no lease, no execution slot, no worker waits for it.
 	StateVerifying State = "verifying"
-	StateSucceeded        State = "succeeded"
-	StateFailed           State = "failed"
-	StateUnknown          State = "unknown"
-	StateSkipped          State = "skipped"
-	StateDryRun           State = "dry_run"
+	StateSucceeded State = "succeeded"
+	StateFailed    State = "failed"
+	StateUnknown   State = "unknown"
+	StateSkipped   State = "skipped"
+	StateDryRun    State = "dry_run"
 )
 
 // States lists every action state.
