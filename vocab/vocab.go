@@ -21,16 +21,16 @@ const (
 	StateDenied           State = "denied"
 	StateExpired          State = "expired"
 	StateRunning          State = "running"
+	StateSucceeded        State = "succeeded"
+	StateFailed           State = "failed"
+	StateUnknown          State = "unknown"
+	StateSkipped          State = "skipped"
+	StateDryRun           State = "dry_run"
 	// StateVerifying: the last step of a rule with `verify` succeeded and the engine waits, until
 	// the action's verify deadline, for the rule's verify condition (by default: the incident
 	// resolved). It then becomes succeeded, or failed with reason not_recovered. Not final, not
 	// claimable: no lease, no execution slot, no worker waits for it.
 	StateVerifying State = "verifying"
-	StateSucceeded State = "succeeded"
-	StateFailed    State = "failed"
-	StateUnknown   State = "unknown"
-	StateSkipped   State = "skipped"
-	StateDryRun    State = "dry_run"
 )
 
 // States lists every action state.
