@@ -28,10 +28,14 @@ func normalize(p map[string]any) map[string]any {
 }
 
 // matches reports whether a planned action satisfies an expected one: same rule, handler and
-// phase, the same approval when the expectation names one, equal values for the params it lists,
-// and no failure.
+// phase, the same approval and verify outcome when the expectation names them, equal values for
+// the params it lists, and no failure (but the not_recovered of a verify it expects).
 func matches(exp, got Action) bool {
-	if exp.Rule != got.Rule || exp.Handler != got.Handler || exp.Phase != got.Phase || got.Failed != "" {
+	failed := got.Failed != "" && (exp.Verify != VerifyNotRecovered || got.Verify != VerifyNotRecovered)
+	if exp.Rule != got.Rule || exp.Handler != got.Handler || exp.Phase != got.Phase || failed {
+		return false
+	}
+	if exp.Verify != "" && exp.Verify != got.Verify {
 		return false
 	}
 	if exp.Approval != "" && exp.Approval != got.Approval {
@@ -153,6 +157,12 @@ func project(exp, got Action) Action {
 	}
 	if exp.Approval == "" {
 		out.Approval = ""
+	}
+	if exp.Verify == "" && out.Failed == "" {
+		out.Verify = ""
+	}
+	if exp.Verify == VerifyNotRecovered && out.Verify == VerifyNotRecovered {
+		out.Failed = ""
 	}
 	return out
 }

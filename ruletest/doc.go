@@ -18,6 +18,7 @@
 //	tests:
 //	  - name: backend down for 2m pages now
 //	    eval_after: 1m                # optional: then move the clock on once and fire due timers
+//	    resolve_after: 30s            # optional, not after eval_after: the input alerts resolve then
 //	    input_alerts:                 # one batch at now, like one webhook request
 //	      - labels: {alertname: BackendDown, service: api}   # alertname required
 //	        annotations: {summary: "..."}
@@ -39,6 +40,7 @@
 //	        phase: actions            # default; or escalate, on_resolved, resolve (a page's resolve)
 //	        params: {summary: "api is down"}   # only the listed keys are compared
 //	        approval: none            # none | required; omitted = not compared
+//	        verify: recovered         # verifying | recovered | not_recovered; omitted = not compared
 //
 // Prior state is made by the engine itself, at earlier times on the same database: each `firing`
 // alert is received at its starts_at and the rules' `for` timers fire when due (so, as in serve,
@@ -53,6 +55,12 @@
 // reason, e.g. a template that did not render). Actions a guard refused (cooldown, budget, storm,
 // breaker) or that were cancelled do not act; a failing test lists them under "not acted".
 // Expected and planned actions are matched one to one, in any order.
+//
+// A rule's `verify` runs as in serve (the recording handlers succeed): its last action is
+// `verifying` until the verify deadline; with eval_after at or past it, the action fails
+// not_recovered and the escalation is planned, unless resolve_after resolved the alerts in time
+// (recovered). Timers, verify deadlines included, fire before the batch of the same instant. A
+// not_recovered action matches only an expectation that says verify: not_recovered.
 //
 // Output, like promtool: "Unit Testing: FILE" then "  SUCCESS", or "  FAILED:" with each failed
 // test's file:line, name and a diff (-expected +got). Run returns 1 on any failure or load error.

@@ -29,9 +29,12 @@ type File struct {
 
 // Test is one test case of a file.
 type Test struct {
-	Name          string
-	Line          int
-	EvalAfter     time.Duration
+	Name      string
+	Line      int
+	EvalAfter time.Duration
+	// ResolveAfter, when set, resolves the input alerts that long after now (before eval_after
+	// moves the clock on): a rule's verify sees its incident resolve.
+	ResolveAfter  time.Duration
 	InputAlerts   []InputAlert
 	Firing        []InputAlert
 	ActionsInLast []PriorAction
@@ -71,7 +74,18 @@ type Action struct {
 	Approval string         `yaml:"approval,omitempty"`
 	// Failed is set on a planned action that failed (bad_param: a template that did not render).
 	Failed string `yaml:"failed,omitempty"`
+	// Verify is where the rule's verify left the action: verifying, recovered (succeeded) or
+	// not_recovered (failed); "" for an action that was not verified. An expectation compares it
+	// when it names one, and only an expectation of not_recovered matches that failure.
+	Verify string `yaml:"verify,omitempty"`
 }
+
+// Verify outcomes an expected action may name.
+const (
+	VerifyVerifying    = "verifying"
+	VerifyRecovered    = "recovered"
+	VerifyNotRecovered = "not_recovered"
+)
 
 // The YAML shapes, decoded strictly (unknown keys are errors).
 type fileYAML struct {
@@ -83,6 +97,7 @@ type fileYAML struct {
 type testYAML struct {
 	Name          string       `yaml:"name"`
 	EvalAfter     durationYAML `yaml:"eval_after"`
+	ResolveAfter  durationYAML `yaml:"resolve_after"`
 	InputAlerts   []alertYAML  `yaml:"input_alerts"`
 	InputProbes   []probeYAML  `yaml:"input_probes"`
 	Firing        []alertYAML  `yaml:"firing"`
@@ -127,6 +142,7 @@ type expYAML struct {
 	Phase    string         `yaml:"phase"`
 	Params   map[string]any `yaml:"params"`
 	Approval string         `yaml:"approval"`
+	Verify   string         `yaml:"verify"`
 }
 
 // posErr returns a yaml.TypeError so the decoder collects it with the others and goes on.
@@ -294,7 +310,10 @@ func (p *fileParser) bad(n *yaml.Node, format string, args ...any) {
 
 // test converts tests[i] (at node tn); names maps the names seen so far to their index.
 func (p *fileParser) test(tn *yaml.Node, i int, ty testYAML, names map[string]int) Test {
-	t := Test{Name: ty.Name, Line: line(tn), EvalAfter: ty.EvalAfter.d}
+	t := Test{Name: ty.Name, Line: line(tn), EvalAfter: ty.EvalAfter.d, ResolveAfter: ty.ResolveAfter.d}
+	if t.ResolveAfter > 0 && t.EvalAfter > 0 && t.ResolveAfter > t.EvalAfter {
+		p.bad(value(tn, "resolve_after"), "test %q: resolve_after (%s) is after eval_after (%s)", ty.Name, t.ResolveAfter, t.EvalAfter)
+	}
 	if strings.TrimSpace(ty.Name) == "" {
 		p.bad(tn, "tests[%d]: name is required", i)
 	} else if prev, dup := names[ty.Name]; dup {
@@ -478,7 +497,12 @@ var phases = func() []string {
 }()
 
 func (e expYAML) action() (Action, error) {
-	a := Action{Rule: e.Rule, Handler: e.Handler, Phase: e.Phase, Params: normalize(e.Params), Approval: e.Approval}
+	a := Action{Rule: e.Rule, Handler: e.Handler, Phase: e.Phase, Params: normalize(e.Params), Approval: e.Approval, Verify: e.Verify}
+	switch a.Verify {
+	case "", VerifyVerifying, VerifyRecovered, VerifyNotRecovered:
+	default:
+		return a, fmt.Errorf("verify must be %s, %s or %s, not %q", VerifyVerifying, VerifyRecovered, VerifyNotRecovered, e.Verify)
+	}
 	if a.Params == nil {
 		a.Params = map[string]any{}
 	}

@@ -37,6 +37,10 @@ func TestParseFile(t *testing.T) {
 		{"no tests", "rule_files: [r.yml]\n", []string{"tests: write at least one test"}},
 		{"negative eval_after", head + "  - name: a\n    eval_after: -1m\n    input_alerts: [{labels: {alertname: A}}]\n    exp_actions: []\n",
 			[]string{`f.yml:4: invalid duration "-1m"`}},
+		{"resolve_after past eval_after", head + "  - name: a\n    eval_after: 1m\n    resolve_after: 2m\n    input_alerts: [{labels: {alertname: A}}]\n    exp_actions: []\n",
+			[]string{`f.yml:5: test "a": resolve_after (2m0s) is after eval_after (1m0s)`}},
+		{"bad verify", head + "  - name: a\n    input_alerts: [{labels: {alertname: A}}]\n    exp_actions:\n      - {rule: r, handler: h, verify: done}\n",
+			[]string{`f.yml:6: exp_actions[0]: verify must be verifying, recovered or not_recovered, not "done"`}},
 		{"not yaml", "tests: [\n", []string{"f.yml:"}},
 		{"empty", "", []string{"f.yml: empty test file"}},
 	}

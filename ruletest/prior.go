@@ -136,7 +136,7 @@ func (h *harness) approvePrior(ctx context.Context, rule string, mark int64, now
 	return nil
 }
 
-// checkActed fails unless pa's rule ran an action (succeeded or dry run) after mark.
+// checkActed fails unless pa's rule ran an action (succeeded, verifying or dry run) after mark.
 func (h *harness) checkActed(ctx context.Context, pa PriorAction, mark int64) error {
 	as, err := h.allActionsAfter(ctx, mark)
 	if err != nil {
@@ -146,7 +146,7 @@ func (h *harness) checkActed(ctx context.Context, pa PriorAction, mark int64) er
 	var states []string
 	for _, x := range as {
 		if x.Rule == pa.Rule && x.Phase == vocab.PhaseActions {
-			acted = acted || x.State == vocab.StateSucceeded || x.State == vocab.StateDryRun
+			acted = acted || x.State == vocab.StateSucceeded || x.State == vocab.StateDryRun || x.State == vocab.StateVerifying
 			states = append(states, x.Handler+" "+string(x.State)+" "+string(x.Reason))
 		}
 	}

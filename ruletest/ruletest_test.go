@@ -96,3 +96,27 @@ func TestThrowawayServer(t *testing.T) {
 		t.Fatalf("exit %d\n%s\n%s", code, out.String(), errb.String())
 	}
 }
+
+// TestVerify: a rule's verify is testable: the restart verifying, not recovered at the deadline
+// (and escalating), or recovered when resolve_after resolves the alerts in time.
+func TestVerify(t *testing.T) {
+	code, out, errs := run(t, "testdata/conf.yml", "testdata/verify_test.yml")
+	if code != 0 {
+		t.Fatalf("exit %d\n%s\n%s", code, out, errs)
+	}
+	code, out, _ = run(t, "testdata/conf.yml", "testdata/verify_fail_test.yml")
+	if code != 1 {
+		t.Fatalf("exit %d, want 1\n%s", code, out)
+	}
+	for _, want := range []string{
+		`testdata/verify_fail_test.yml:4: test "a not_recovered restart must be expected as such":`,
+		`Failed:   "not_recovered: verify: the incident's resolution (its alert still firing) did not hold by 2026-11-22T10:05:00Z"`,
+		`Verify:   "not_recovered"`,
+		`testdata/verify_fail_test.yml:11: test "recovered is not verifying":`,
+		`"recovered"`,
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+}

@@ -272,7 +272,14 @@ func (r *runner) runTest(ctx context.Context, f *File, set *rules.Set, t Test, d
 	if err := h.step(ctx, batch); err != nil {
 		return "", err
 	}
-	if t.EvalAfter > 0 {
+	if t.ResolveAfter > 0 {
+		at := f.Now.Add(t.ResolveAfter)
+		h.clk.set(at)
+		if err := h.step(ctx, resolved(batch, at)); err != nil {
+			return "", err
+		}
+	}
+	if t.EvalAfter > 0 && t.EvalAfter != t.ResolveAfter {
 		h.clk.set(f.Now.Add(t.EvalAfter))
 		if err := h.step(ctx, nil); err != nil {
 			return "", err
@@ -411,9 +418,38 @@ func (h *harness) actionsAfter(ctx context.Context, mark int64) ([]Action, []str
 		if a.State == vocab.StateFailed || a.State == vocab.StateUnknown {
 			g.Failed = cmp.Or(string(a.Reason), string(a.State)) + ": " + a.Error
 		}
+		g.Verify = verifyOutcome(a)
 		got = append(got, g)
 	}
 	return got, skipped, nil
+}
+
+// verifyOutcome is where a rule's verify left an action (Action.Verify).
+func verifyOutcome(a store.Action) string {
+	switch {
+	case a.State == vocab.StateVerifying:
+		return VerifyVerifying
+	case a.VerifyDeadline == nil:
+		return ""
+	case a.State == vocab.StateSucceeded:
+		return VerifyRecovered
+	case a.Reason == vocab.ReasonNotRecovered:
+		return VerifyNotRecovered
+	}
+	return ""
+}
+
+// resolved is the firing alerts of batch resolved at at (resolve_after).
+func resolved(batch []alert.Alert, at time.Time) []alert.Alert {
+	var out []alert.Alert
+	for _, a := range batch {
+		if a.Status != alert.StatusFiring {
+			continue
+		}
+		a.Status, a.EndsAt, a.ReceivedAt = alert.StatusResolved, at, at
+		out = append(out, a)
+	}
+	return out
 }
 
 // alert builds the alert an input stands for at now.
