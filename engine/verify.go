@@ -1,9 +1,11 @@
 package engine
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"math"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -199,6 +201,11 @@ func (e *Engine) settleTx(ctx context.Context, tx pgx.Tx, p *planner, finals []d
 	for _, id := range ids {
 		changed[id] = true
 	}
+	// Breaker rows in one order: two passes settling actions of the same breakers do not
+	// deadlock.
+	slices.SortFunc(finals, func(a, b decision) int {
+		return cmp.Or(cmp.Compare(a.c.Handler, b.c.Handler), cmp.Compare(a.c.Scope, b.c.Scope), cmp.Compare(a.c.ID, b.c.ID))
+	})
 	for _, d := range finals {
 		if !changed[d.c.ID] { // locked rows are only changed by their locker: not reached
 			continue
