@@ -122,9 +122,10 @@ type Engine struct {
 	// kickTimers wakes the timers loop: a kick of its own, so that it never takes the one meant
 	// for an executor.
 	kickTimers chan struct{}
-	// verifyWhen: a rule has a verify `when`; verifyDirty: a batch was committed since the verify
-	// pass last judged every verifying action (verify.go).
-	verifyWhen, verifyDirty atomic.Bool
+	// verifyWhen: the rules with a verify `when`; verifyDirty: a batch was committed since the
+	// verify pass last judged their verifying actions (verify.go).
+	verifyWhen  atomic.Pointer[[]string]
+	verifyDirty atomic.Bool
 }
 
 // New returns an engine; call Run to start the executor and timers.

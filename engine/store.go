@@ -60,7 +60,7 @@ type ActionStore interface {
 	RenewOwnedLeases(ctx context.Context, owner string, ids []int64, until time.Time) ([]int64, error)
 	// Verification (verify.go).
 	VerifyActionTx(ctx context.Context, tx pgx.Tx, owner string, id int64, deadline time.Time, result string) (bool, error)
-	ClaimVerifyingTx(ctx context.Context, tx pgx.Tx, now time.Time, all bool, limit int) ([]store.Claimed, error)
+	ClaimVerifyingTx(ctx context.Context, tx pgx.Tx, now time.Time, rules []string, limit int) ([]store.Claimed, error)
 	FinishVerifyingTx(ctx context.Context, tx pgx.Tx, os []store.Outcome) ([]int64, error)
 }
 

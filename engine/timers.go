@@ -20,6 +20,17 @@ func itoa(n int64) string { return strconv.FormatInt(n, 10) }
 // `for`. Then it settles the verifications that are due (FireVerifications). It returns how many
 // timers and verifications it handled.
 func (e *Engine) FireDueTimers(ctx context.Context) (int, error) {
+	n, err := e.fireForTimers(ctx)
+	if err != nil {
+		return n, err
+	}
+	// Verify deadlines are timers too (verify.go).
+	v, err := e.FireVerifications(ctx)
+	return n + v, err
+}
+
+// fireForTimers fires the due `for` timers (FireDueTimers).
+func (e *Engine) fireForTimers(ctx context.Context) (int, error) {
 	set := e.rules.Load()
 	n := 0
 	fired := 0
@@ -59,9 +70,7 @@ func (e *Engine) FireDueTimers(ctx context.Context) (int, error) {
 		e.m.incidents.WithLabelValues("fired").Add(float64(fired))
 		e.Kick()
 	}
-	// Verify deadlines are timers too (verify.go).
-	v, err := e.FireVerifications(ctx)
-	return n + v, err
+	return n, nil
 }
 
 // fireTimer handles one due timer in tx: it drops the timer of an incident no longer pending or of

@@ -76,19 +76,21 @@ func (e *Engine) finishTx(ctx context.Context, tx pgx.Tx, p *planner, c store.Cl
 // noteBatch tells the verify pass that a batch of alerts was committed: a verify `when` may hold
 // now. Only when some rule has one.
 func (e *Engine) noteBatch() {
-	if e.verifyWhen.Load() {
+	if len(*e.verifyWhen.Load()) > 0 {
 		e.verifyDirty.Store(true)
 		nudge(e.kickTimers)
 	}
 }
 
-// noteVerify records whether a rule of s has a verify `when` (SetRules).
+// noteVerify records the rules of s that have a verify `when` (SetRules).
 func (e *Engine) noteVerify(s *rules.Set) {
-	has := false
+	var names []string
 	for _, r := range s.Rules {
-		has = has || r.Verify.HasWhen()
+		if r.Verify.HasWhen() {
+			names = append(names, r.Name)
+		}
 	}
-	e.verifyWhen.Store(has)
+	e.verifyWhen.Store(&names)
 }
 
 // verdictOf is the outcome of a verifying action at now, if it has one: succeeded when the
@@ -143,6 +145,10 @@ func verifyFor(set *rules.Set, c store.Claimed) *rules.Verify {
 // how many it settled. Run calls it with the timers (FireDueTimers).
 func (e *Engine) FireVerifications(ctx context.Context) (int, error) {
 	all := e.verifyDirty.Swap(false)
+	var whenRules []string // judged after a batch: every verifying action of the rules with a verify `when`
+	if all {
+		whenRules = *e.verifyWhen.Load()
+	}
 	set := e.rules.Load()
 	var p planner
 	var finals []decision
@@ -150,7 +156,7 @@ func (e *Engine) FireVerifications(ctx context.Context) (int, error) {
 	err := e.inPlanTx(ctx, lk, func(tx pgx.Tx) error {
 		finals = nil
 		now := e.now()
-		cs, err := e.st.ClaimVerifyingTx(ctx, tx, now, all, verifyBatch)
+		cs, err := e.st.ClaimVerifyingTx(ctx, tx, now, whenRules, verifyBatch)
 		if err != nil || len(cs) == 0 {
 			return err
 		}

@@ -31,17 +31,20 @@ UPDATE actions SET state = `+lit(vocab.StateVerifying)+`, verify_deadline = $3, 
 
 // ClaimVerifyingTx locks up to limit verifying actions that are to be judged at now (FOR UPDATE
 // SKIP LOCKED: another replica judging them skips them): those whose deadline passed, those whose
-// incident resolved and, when all is set, every one (a batch of alerts came in: a rule's verify
+// incident resolved, and every one of the rules named (a batch of alerts came in: their verify
 // `when` may hold now). Deadlines first.
-func (s *Store) ClaimVerifyingTx(ctx context.Context, tx pgx.Tx, now time.Time, all bool, limit int) ([]Claimed, error) {
+func (s *Store) ClaimVerifyingTx(ctx context.Context, tx pgx.Tx, now time.Time, rules []string, limit int) ([]Claimed, error) {
+	if rules == nil {
+		rules = []string{}
+	}
 	rows, err := tx.Query(ctx, `
 SELECT `+actionCols+`, i.state, greatest(a.basis_at, i.last_seen_at), i.alert
   FROM actions a JOIN incidents i ON i.id = a.incident_id
  WHERE a.state = `+lit(vocab.StateVerifying)+`
-   AND ($3 OR a.verify_deadline <= $1 OR i.state = `+lit(vocab.IncidentResolved)+`)
+   AND (a.verify_deadline <= $1 OR i.state = `+lit(vocab.IncidentResolved)+` OR a.rule = ANY($3::text[]))
  ORDER BY a.verify_deadline, a.id
  LIMIT $2
- FOR UPDATE OF a SKIP LOCKED`, now, limit, all)
+ FOR UPDATE OF a SKIP LOCKED`, now, limit, rules)
 	if err != nil {
 		return nil, fmt.Errorf("claim verifying actions: %w", err)
 	}

@@ -48,9 +48,13 @@ func TestVerifyingLifecycle(t *testing.T) {
 		t.Fatalf("action = %+v", a)
 	}
 	claim := func(now time.Time, all bool) int {
+		var rules []string
+		if all {
+			rules = []string{"other", "r"}
+		}
 		var n int
 		tx(func(tx pgx.Tx) error {
-			cs, err := s.ClaimVerifyingTx(ctx, tx, now, all, 10)
+			cs, err := s.ClaimVerifyingTx(ctx, tx, now, rules, 10)
 			n = len(cs)
 			return err
 		})
@@ -60,8 +64,14 @@ func TestVerifyingLifecycle(t *testing.T) {
 		t.Errorf("claimed %d before the deadline", n)
 	}
 	if n := claim(t0, true); n != 1 {
-		t.Errorf("claimed %d of all", n)
+		t.Errorf("claimed %d of its rule's", n)
 	}
+	tx(func(tx pgx.Tx) error {
+		if cs, err := s.ClaimVerifyingTx(ctx, tx, t0, []string{"other"}, 10); len(cs) != 0 || err != nil {
+			t.Errorf("claimed %d of another rule's: %v", len(cs), err)
+		}
+		return nil
+	})
 	if n := claim(deadline, false); n != 1 {
 		t.Errorf("claimed %d at the deadline", n)
 	}
