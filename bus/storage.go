@@ -68,10 +68,10 @@ const (
 	storeErrGrace = 250 * time.Millisecond
 	// restartMinFree is the free space (for the store's user) needed before the server is
 	// restarted: enough for its metadata and a few messages, far less than any real volume.
-	restartMinFree   = 1 << 20
-	restartMinWait   = time.Second
-	restartMaxWait   = time.Minute
-	restartCalm = time.Minute
+	restartMinFree = 1 << 20
+	restartMinWait = time.Second
+	restartMaxWait = time.Minute
+	restartCalm    = time.Minute
 )
 
 // embeddedDownLive is how long the embedded server may be down or wedged before Live fails.
