@@ -21,6 +21,11 @@
 // Approval decisions go through Engine.Decide, which applies the approval policy (Approvals) and
 // has the store record the decision. The engine reads and writes the database through Store: the
 // *store.Store methods it uses.
+//
+// A rule's `verify` (verify.go) keeps the last step of its actions `verifying` after its handler
+// succeeded, without a lease or a slot, until its condition holds (succeeded) or its deadline
+// passes (failed, not_recovered: the breaker counts it and the rule escalates); the verify pass
+// runs with the timers.
 package engine
 
 import (

@@ -511,7 +511,8 @@ func (e *Engine) record(ctx context.Context, c store.Claimed, out store.Outcome)
 	case lost:
 		e.log.Warn("action is no longer ours (another replica expired its lease and recorded it); audited what this replica saw",
 			"action_id", c.ID, "state", out.State, "reason", out.Reason)
-	case verifying: // counted once verified
+	case verifying: // counted once verified; the verify pass looks at once (its incident may have resolved already)
+		nudge(e.kickTimers)
 	default:
 		e.m.actions.WithLabelValues(c.Rule, c.Handler, string(out.State)).Inc()
 	}
