@@ -101,10 +101,10 @@ type HTTPProbe struct {
 	// StatusMap maps status codes to StatusOK or StatusFailing (Vault's /v1/sys/health: 200 and
 	// 429 ok, 503 failing); a status it does not list fails. It replaces expect_status (setting
 	// both is an error), and a failure that got an answer labels the alert http_status=<code>.
-	StatusMap    map[int]string    `yaml:"status_map"`
-	BodyRegexp   string            `yaml:"body_regexp"`   // Go regexp syntax; searched in the first 1MiB
-	Headers      map[string]Secret `yaml:"headers"`       // values never print (they may hold credentials)
-	TLS          ProbeTLSConfig    `yaml:"tls"`
+	StatusMap  map[int]string    `yaml:"status_map"`
+	BodyRegexp string            `yaml:"body_regexp"` // Go regexp syntax; searched in the first 1MiB
+	Headers    map[string]Secret `yaml:"headers"`     // values never print (they may hold credentials)
+	TLS        ProbeTLSConfig    `yaml:"tls"`
 }
 
 // ProbeTLSConfig is how an http probe verifies the server.
