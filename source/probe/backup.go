@@ -78,12 +78,14 @@ func (b *backupCheck) check(ctx context.Context) Measurement {
 	return m
 }
 
-// humanAge writes d for a person: to the second under an hour ("12m5s"), to the minute under two
-// days ("1h12m"), to the hour beyond ("3d4h").
+// humanAge writes d for a person: to the millisecond under a second ("250ms"), to the second
+// under an hour ("12m5s"), to the minute under two days ("1h12m"), to the hour beyond ("3d4h").
 func humanAge(d time.Duration) string {
 	switch {
-	case d < time.Second:
+	case d < time.Millisecond:
 		return "0s"
+	case d < time.Second:
+		d = d.Truncate(time.Millisecond)
 	case d < time.Hour:
 		d = d.Truncate(time.Second)
 	case d < 48*time.Hour:
