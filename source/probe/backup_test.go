@@ -247,6 +247,17 @@ func archivingServer(t *testing.T) (string, string) {
 func TestBackupPostgresArchive(t *testing.T) {
 	t.Parallel()
 	dsn, archive := archivingServer(t)
+	ctx := t.Context()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	// An unprivileged role reads pg_stat_archiver (the default query) too.
+	if _, err := conn.Exec(ctx, "CREATE ROLE monitor LOGIN"); err != nil {
+		t.Fatal(err)
+	}
+	monitorDSN := strings.Replace(dsn, "//postgres@", "//monitor@", 1)
 	rec := &recorder{}
 	r := newRunner(t, parseProbes(t, fmt.Sprintf(`
   - {name: archiver, backup: {max_age: 1h, sql: {dsn: %[1]q}}}
@@ -254,7 +265,8 @@ func TestBackupPostgresArchive(t *testing.T) {
   - {name: tiny, backup: {max_age: 1s, sql: {dsn: %[1]q}}}
   - {name: custom, backup: {max_age: 1h, sql: {dsn: %[1]q, query: "SELECT last_archived_time FROM pg_stat_archiver WHERE archived_count > 0"}}}
   - {name: writes, backup: {max_age: 1h, sql: {dsn: %[1]q, query: "INSERT INTO t VALUES (1) RETURNING now()"}}}
-`, dsn, filepath.Join(archive, "0*"))), Options{Publish: rec.publish})
+  - {name: monitor, backup: {max_age: 1h, sql: {dsn: %[3]q}}}
+`, dsn, filepath.Join(archive, "0*"), monitorDSN)), Options{Publish: rec.publish})
 
 	for _, tc := range []struct{ probe, reason string }{
 		{"archiver", "no backup yet"},
@@ -266,19 +278,13 @@ func TestBackupPostgresArchive(t *testing.T) {
 		}
 	}
 
-	ctx := t.Context()
-	conn, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(context.WithoutCancel(ctx))
 	if _, err := conn.Exec(ctx, "CREATE TABLE t (x int); INSERT INTO t SELECT generate_series(1, 1000)"); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := conn.Exec(ctx, "SELECT pg_switch_wal()"); err != nil {
 		t.Fatal(err)
 	}
-	for _, probe := range []string{"archiver", "archive-dir", "custom"} {
+	for _, probe := range []string{"archiver", "archive-dir", "custom", "monitor"} {
 		testwait.UntilDetail(t, 30*time.Second, probe+" sees the archived segment", func() (bool, string) {
 			res := runOnce(t, r, probe)
 			return res.Success && res.Value >= 0 && res.Value < 60 && !res.Firing, fmt.Sprintf("%+v", res)
