@@ -51,14 +51,14 @@ type decision struct {
 // with no transaction open, so no row lock and not the kill switch's lock is held while a peer is
 // slow.
 type callout struct {
-	c     store.Claimed
-	act   handlers.Action
+	c   store.Claimed
+	act handlers.Action
 	// rendered are the params of a chained step, rendered when it was built (guardInput.rendered).
 	rendered map[string]any
 	mark     time.Time // the action's not_before while it is checked (store.MarkCheckingTx)
-	size  bool      // WorkloadSize is wanted
-	check bool      // Check is wanted
-	done  bool
+	size     bool      // WorkloadSize is wanted
+	check    bool      // Check is wanted
+	done     bool
 	// What the peer said.
 	sizeN    int
 	sizeErr  error
