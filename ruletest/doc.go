@@ -33,6 +33,10 @@
 //	      - labels: {alertname: DatabaseDown}
 //	    actions_in_last:              # prior state: the rule acted on this alert `ago` before now
 //	      - {rule: retrigger-pipelines, ago: 5m, labels: {alertname: Stale, dag: billing}}
+//	    approve: true                 # optional: approve every action that awaits approval, as a
+//	                                  # human would, so the steps after it run
+//	    step_results:                 # optional: what steps with an id report when they run (their
+//	      promote: {new_primary: "db-2:5432", timeline: 2}   # handler's result fields), by step id
 //	    exp_actions:                  # or [] = must not act
 //	      - rule: backend-down
 //	        handler: page.webhook
@@ -53,6 +57,13 @@
 // reason, e.g. a template that did not render). Actions a guard refused (cooldown, budget, storm,
 // breaker) or that were cancelled do not act; a failing test lists them under "not acted".
 // Expected and planned actions are matched one to one, in any order.
+//
+// Chained steps (steps.<id>.result.<field>) run as in serve: a recorded action with an id reports
+// the result fields its handler declares, each the test's step_results value or else a stand-in
+// (a string: "steps.<id>.result.<field>"; an integer: 1; a boolean: false), and the step that reads
+// them renders when it runs; its expected params are the rendered ones. Until it runs (an earlier
+// step awaits approval), its params are as written. step_results for an id no step has, or a field
+// its handler does not declare, fails the test.
 //
 // Output, like promtool: "Unit Testing: FILE" then "  SUCCESS", or "  FAILED:" with each failed
 // test's file:line, name and a diff (-expected +got). Run returns 1 on any failure or load error.
