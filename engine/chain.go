@@ -43,7 +43,7 @@ func standIn(t handlers.ParamType, ref rules.StepRef) any {
 func (m matcher) standIns(steps []*rules.Action, s *rules.Action) map[string]map[string]any {
 	out := make(map[string]map[string]any, len(s.Refs))
 	for _, ref := range s.Refs {
-		var t handlers.ParamType = handlers.String
+		t := handlers.String
 		if ref.Step >= 0 && ref.Step < len(steps) {
 			if f, ok := m.specs[steps[ref.Step].Handler].Result(ref.Field); ok {
 				t = f.Type
