@@ -3,6 +3,7 @@ package engine_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -264,4 +265,30 @@ func (h *harness) errors() []string {
 		out = append(out, s)
 	}
 	return out
+}
+
+// TestChainedStepsInBulk: a batch whose actions the planner writes in bulk (COPY, from 64 rows on)
+// keeps every chained step's chain: each renders from its own incident's promotion.
+func TestChainedStepsInBulk(t *testing.T) {
+	const n = 40 // two steps each: 80 actions in one write
+	p := &promoter{fields: map[string]any{"new_primary": "10.0.0.7:5432", "timeline": 3}}
+	h := newHarnessWith(t, chainRule, nil, p)
+	var batch []alert.Alert
+	for i := range n {
+		batch = append(batch, mkAlert("DatabaseDown", alert.StatusFiring, t0.Add(-time.Minute), map[string]string{"cluster": fmt.Sprintf("c%02d", i)}))
+	}
+	h.process(batch...)
+	if got := h.count(`SELECT count(*) FROM actions WHERE chain IS NOT NULL`); got != n {
+		t.Fatalf("%d chained steps stored with their chain, want %d", got, n)
+	}
+	h.settle()
+	notes := map[string]bool{}
+	for _, c := range h.page.Calls() {
+		notes[c.Note] = true
+	}
+	for i := range n {
+		if want := fmt.Sprintf("primary 10.0.0.7:5432 on timeline 3 for c%02d", i); !notes[want] {
+			t.Errorf("no page %q among %d", want, len(notes))
+		}
+	}
 }
