@@ -7,6 +7,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/responder-sre/responder/handlers"
 	"github.com/responder-sre/responder/rules"
@@ -144,7 +145,7 @@ func (e *Engine) renderChain(c store.Claimed, chain *store.Chain, earlier map[in
 	if err != nil {
 		return nil, err
 	}
-	compiled, err := rules.CompileDeferred(c.Handler, chain.Params, e.o.Handlers)
+	compiled, err := e.deferred.compile(c.Handler, c.RawChain, chain.Params, e.o.Handlers)
 	if err != nil {
 		return nil, fmt.Errorf("params as written: %w", err)
 	}
@@ -195,6 +196,40 @@ func (e *Engine) samePlace(c store.Claimed, act handlers.Action) error {
 			target, act.Scope(), c.Target, c.Scope)
 	}
 	return nil
+}
+
+// deferredCache holds chained steps' deferred params compiled (rules.CompileDeferred) by handler
+// and chain as stored: the steps of one rule share one text, so the compile (about 60 times a
+// render) is made once, not in every claiming transaction. Bounded: it is emptied when full.
+type deferredCache struct {
+	mu sync.Mutex
+	m  map[deferredKey]*rules.Action
+}
+
+type deferredKey struct{ handler, chain string }
+
+// maxDeferred bounds deferredCache.
+const maxDeferred = 256
+
+func (d *deferredCache) compile(handler string, rawChain []byte, params map[string]any, cat rules.Catalog) (*rules.Action, error) {
+	k := deferredKey{handler, string(rawChain)}
+	d.mu.Lock()
+	a, ok := d.m[k]
+	d.mu.Unlock()
+	if ok {
+		return a, nil
+	}
+	a, err := rules.CompileDeferred(handler, params, cat)
+	if err != nil {
+		return nil, err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.m == nil || len(d.m) >= maxDeferred {
+		d.m = make(map[deferredKey]*rules.Action)
+	}
+	d.m[k] = a
+	return a, nil
 }
 
 // chainVerdict is what the build stage decides for a chained step whose referenced step did not

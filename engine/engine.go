@@ -122,6 +122,8 @@ type Engine struct {
 	// kickTimers wakes the timers loop: a kick of its own, so that it never takes the one meant
 	// for an executor.
 	kickTimers chan struct{}
+	// deferred holds the compiled deferred params of chained steps (chain.go).
+	deferred deferredCache
 }
 
 // New returns an engine; call Run to start the executor and timers.
