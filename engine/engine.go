@@ -131,6 +131,8 @@ type Engine struct {
 	// verify pass last judged their verifying actions (verify.go).
 	verifyWhen  atomic.Pointer[[]string]
 	verifyDirty atomic.Bool
+	// deferred holds the compiled deferred params of chained steps (chain.go).
+	deferred deferredCache
 }
 
 // New returns an engine; call Run to start the executor and timers.

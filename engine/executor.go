@@ -51,12 +51,14 @@ type decision struct {
 // with no transaction open, so no row lock and not the kill switch's lock is held while a peer is
 // slow.
 type callout struct {
-	c     store.Claimed
-	act   handlers.Action
-	mark  time.Time // the action's not_before while it is checked (store.MarkCheckingTx)
-	size  bool      // WorkloadSize is wanted
-	check bool      // Check is wanted
-	done  bool
+	c   store.Claimed
+	act handlers.Action
+	// rendered are the params of a chained step, rendered when it was built (guardInput.rendered).
+	rendered map[string]any
+	mark     time.Time // the action's not_before while it is checked (store.MarkCheckingTx)
+	size     bool      // WorkloadSize is wanted
+	check    bool      // Check is wanted
+	done     bool
 	// What the peer said.
 	sizeN    int
 	sizeErr  error
@@ -251,12 +253,20 @@ func (r *passRun) decideAll(ctx context.Context, tx pgx.Tx, set *rules.Set, clai
 	}
 	mark := now.Add(calloutHold).Truncate(time.Microsecond) // the database keeps microseconds
 	var marks []int64
+	var rendered []store.ParamsUpdate
 	var outs []store.Outcome
 	var decided []decision
 	for _, c := range claimed {
 		in := &guardInput{c: c, now: now, o: &e.o, log: e.log, rule: set.Rule(c.Rule), read: g, st: txGuards{e: e, tx: tx},
-			dry: dryMode(&e.o, c), co: byID[c.ID], build: e.buildStored, slots: r.slots}
+			dry: dryMode(&e.o, c), co: byID[c.ID], slots: r.slots}
+		in.build = func(c store.Claimed) (act handlers.Action, err error) {
+			act, in.rendered, err = e.buildClaimed(c)
+			return act, err
+		}
 		v, err := r.decide(ctx, in)
+		if in.rendered != nil && (v.kind == pass || v.state == vocab.StateDryRun) {
+			rendered = append(rendered, store.ParamsUpdate{ID: c.ID, Params: in.rendered})
+		}
 		switch {
 		case err != nil:
 			return err
@@ -272,6 +282,9 @@ func (r *passRun) decideAll(ctx context.Context, tx pgx.Tx, set *rules.Set, clai
 		}
 	}
 	if err := e.st.MarkCheckingTx(ctx, tx, marks, e.o.Owner, mark); err != nil {
+		return err
+	}
+	if err := e.st.SetParamsTx(ctx, tx, rendered); err != nil {
 		return err
 	}
 	if _, err := e.st.FinishActionsTx(ctx, tx, e.o.Owner, outs); err != nil {
@@ -433,6 +446,9 @@ func (e *Engine) run(ctx context.Context, c store.Claimed, act handlers.Action) 
 	cancel()
 	interrupted := stop()
 	out.Result = res.Detail
+	if err == nil {
+		out.Fields = res.Fields
+	}
 	if err != nil && interrupted == nil && ctx.Err() != nil {
 		// Shutdown cut the call short: leave it running; its lease expires and it becomes unknown.
 		e.log.Warn("action interrupted by shutdown", "action_id", c.ID, "handler", c.Handler)

@@ -267,6 +267,9 @@ type guardInput struct {
 	// build builds the action from its stored params.
 	build func(store.Claimed) (handlers.Action, error)
 	slots *slots
+	// rendered are the params a chained step rendered when it was built (chain.go), recorded when
+	// it starts; nil for any other action.
+	rendered map[string]any
 
 	// What the guards found on the way.
 	act     handlers.Action   // built by the build stage
@@ -331,6 +334,7 @@ func runGuards(ctx context.Context, in *guardInput) verdict {
 				in.co = checkedLocally(in.c, in.act)
 			}
 			if co := needCallout(in.c, in.act, in.co, need.size, need.check); co != nil {
+				co.rendered = in.rendered
 				return verdict{kind: wait, callout: co}
 			}
 			in.peered = true
@@ -500,10 +504,13 @@ func claimTrial(ctx context.Context, in *guardInput, st guardStore) (verdict, er
 // that does not build fails with reason bad_param.
 func build(_ context.Context, in *guardInput) verdict {
 	if in.co != nil {
-		in.act = in.co.act
+		in.act, in.rendered = in.co.act, in.co.rendered
 		return passed
 	}
 	act, err := in.build(in.c)
+	if notRun, ok := errors.AsType[*stepNotRun](err); ok {
+		return chainVerdict(in, notRun)
+	}
 	if err != nil {
 		return verdict{kind: refuse, state: vocab.StateFailed, reason: vocab.ReasonBadParam, err: err.Error()}
 	}

@@ -270,7 +270,7 @@ func (m matcher) appendDrafts(ds []draft, rule *rules.Rule, phase vocab.Phase, a
 			d.na.State, d.na.Reason = vocab.StateSkipped, vocab.ReasonCancelled
 			continue
 		}
-		d.act, d.key, d.err = m.build(&d.na, s, env)
+		d.act, d.key, d.err = m.buildStep(&d.na, steps, s, env)
 		if d.err != nil {
 			d.act = nil
 			d.na.State, d.na.Reason, d.na.Error = vocab.StateFailed, vocab.ReasonBadParam, d.err.Error()
@@ -288,6 +288,21 @@ func newAction(rule *rules.Rule, phase vocab.Phase, step int, handler string) st
 	}
 	return store.NewAction{Phase: phase, Step: step, Rule: rule.Name, RuleHash: rule.FileHash,
 		Handler: handler, Mode: mode, State: vocab.StatePlanned, Params: map[string]any{}}
+}
+
+// buildStep is build for a step of steps; a chained step (rules.Action.Deferred) is built with
+// stand-ins for the results it reads and stored with its deferred params as written (chain.go).
+func (m matcher) buildStep(na *store.NewAction, steps []*rules.Action, s *rules.Action, env *rules.Env) (handlers.Action, string, error) {
+	if len(s.Deferred()) == 0 {
+		return m.build(na, s, env)
+	}
+	act, key, err := m.build(na, s, env.WithSteps(m.standIns(steps, s)))
+	if err != nil {
+		return nil, "", fmt.Errorf("%w (%s)", err, chainNote(s))
+	}
+	na.Chain = chainOf(s)
+	na.Params = withDeferred(na.Params, na.Chain)
+	return act, key, nil
 }
 
 // build renders the step's params and builds the action once, to learn its class and approval

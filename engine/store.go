@@ -50,6 +50,8 @@ type IncidentStore interface {
 type ActionStore interface {
 	ClaimRunnableTx(ctx context.Context, tx pgx.Tx, now time.Time, limit int) ([]store.Claimed, error)
 	MarkCheckingTx(ctx context.Context, tx pgx.Tx, ids []int64, owner string, until time.Time) error
+	// SetParamsTx records the params chained steps started with (rendered from earlier results).
+	SetParamsTx(ctx context.Context, tx pgx.Tx, ups []store.ParamsUpdate) error
 	ReclaimCheckedTx(ctx context.Context, tx pgx.Tx, ids []int64, owner string, until time.Time) ([]store.Claimed, error)
 	ExpireLeasesTx(ctx context.Context, tx pgx.Tx, now time.Time, grace time.Duration) ([]store.Claimed, error)
 	ExpireApprovalsTx(ctx context.Context, tx pgx.Tx, now time.Time, ttl time.Duration) ([]store.Claimed, error)

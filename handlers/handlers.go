@@ -81,7 +81,21 @@ type Param struct {
 	// URL params are URLs: values rendered into their path or query are escaped (url.PathEscape,
 	// url.QueryEscape), so a label cannot change the endpoint.
 	URL bool
-	Doc string
+	// Target params name what the action acts on (they make its Target and Scope). They may not
+	// reference an earlier step's result (steps.<id>.result.<field>): a step's target is fixed
+	// when it is planned, before the steps it references ran.
+	Target bool
+	Doc    string
+}
+
+// ResultField declares one field a handler fills in its Result (Result.Fields): a later step of
+// the same rule reads it as {{ steps.<id>.result.<name> }}, and `rules check` refuses a reference
+// to a field its handler does not declare.
+type ResultField struct {
+	Name string
+	// Type is the field's value type once stored (String, Int or Bool; Any for anything JSON).
+	Type ParamType
+	Doc  string
 }
 
 // Spec describes a handler: its name (as written in rule files), params, class, approval default,
@@ -116,6 +130,9 @@ type Spec struct {
 	// rbac` and the Helm chart render their Role from it.
 	RBAC    []PolicyRule
 	Example string
+	// Results declares the fields a successful Do fills in Result.Fields, which later steps of
+	// the rule may reference (chained steps).
+	Results []ResultField
 }
 
 // PolicyRule is one Kubernetes RBAC rule a handler needs, in the shape of rbac/v1 PolicyRule
@@ -124,6 +141,16 @@ type PolicyRule struct {
 	APIGroups []string
 	Resources []string
 	Verbs     []string
+}
+
+// Result returns the declared result field called name.
+func (s Spec) Result(name string) (ResultField, bool) {
+	for _, f := range s.Results {
+		if f.Name == name {
+			return f, true
+		}
+	}
+	return ResultField{}, false
 }
 
 // Param returns the declared param called name.
@@ -217,6 +244,10 @@ type WorkloadMember interface {
 // Result is what a successful Do reports.
 type Result struct {
 	Detail string `json:"detail,omitempty"`
+	// Fields are the values of the result fields the handler declares (Spec.Results), by name:
+	// string, bool, int or any JSON value. The action's row keeps them (result_fields), and a
+	// later step of the rule reads them as {{ steps.<id>.result.<name> }}. Never a secret.
+	Fields map[string]any `json:"fields,omitempty"`
 }
 
 // ErrNotCheckable is returned by Check when a handler cannot re-confirm the condition.
@@ -299,6 +330,32 @@ func (r *Registry) URLParam(handler, param string) bool {
 	}
 	p, ok := h.Spec().Param(param)
 	return ok && p.URL
+}
+
+// ResultFields returns the result fields handler declares (Spec.Results) and whether the handler
+// exists: rule loading checks steps.<id>.result.<field> references against them.
+func (r *Registry) ResultFields(handler string) ([]string, bool) {
+	h, ok := r.byName[handler]
+	if !ok {
+		return nil, false
+	}
+	spec := h.Spec()
+	names := make([]string, len(spec.Results))
+	for i, f := range spec.Results {
+		names[i] = f.Name
+	}
+	return names, true
+}
+
+// TargetParam reports whether param of handler names what the action acts on (Param.Target):
+// rule loading refuses a reference to an earlier step's result in it.
+func (r *Registry) TargetParam(handler, param string) bool {
+	h, ok := r.byName[handler]
+	if !ok {
+		return false
+	}
+	p, ok := h.Spec().Param(param)
+	return ok && p.Target
 }
 
 // NewRegistry returns a registry of hs; duplicate names are an error.

@@ -181,3 +181,37 @@ func BenchmarkMatch1000(b *testing.B) {
 	b.ReportMetric(float64(linear.Nanoseconds())/n, "linear_ns/alert")
 	b.ReportMetric(float64(linear)/float64(indexed), "speedup")
 }
+
+// BenchmarkChainedStep measures what a chained step costs when it runs: its deferred params
+// compiled again from their text as written (CompileDeferred) and rendered from the earlier
+// step's result, against rendering the rule's own compiled action (no compile), in the same run.
+func BenchmarkChainedStep(b *testing.B) {
+	rs := mustParse(b, chainRules)
+	act := rs[0].Actions[1]
+	raw := map[string]any{}
+	for _, k := range act.Deferred() {
+		raw[k] = act.Params[k]
+	}
+	a := alert.Alert{Name: "DatabaseDown", Labels: map[string]string{"alertname": "DatabaseDown", "cluster": "orders"}}
+	env := NewEnv(a, t0, nil).WithSteps(map[string]map[string]any{"promote": {"new_primary": "10.0.0.7:5432", "timeline": 3}})
+	b.Run("compiled_at_load", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := act.Render(env); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("compiled_at_run", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			c, err := CompileDeferred(act.Handler, raw, fakeCatalog{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := c.Render(env); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}

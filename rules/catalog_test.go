@@ -29,6 +29,32 @@ var fakeHandlers = map[string]map[string]fakeParam{
 		"namespace": {kind: "string", required: true},
 		"pod":       {kind: "string", required: true},
 	},
+	"db.promote": {
+		"cluster":   {kind: "string", required: true},
+		"candidate": {kind: "string"},
+	},
+}
+
+// fakeResults are the result fields of fakeHandlers (StepCatalog), fakeTargets their target params.
+var (
+	fakeResults = map[string][]string{
+		"http.request": {"status"},
+		"db.promote":   {"new_primary", "timeline"},
+	}
+	fakeTargets = map[string][]string{
+		"http.request":   {"url", "method"},
+		"k8s.delete_pod": {"namespace", "pod"},
+		"db.promote":     {"cluster"},
+	}
+)
+
+func (fakeCatalog) ResultFields(handler string) ([]string, bool) {
+	_, ok := fakeHandlers[handler]
+	return fakeResults[handler], ok
+}
+
+func (fakeCatalog) TargetParam(handler, param string) bool {
+	return slices.Contains(fakeTargets[handler], param)
 }
 
 func (fakeCatalog) CheckAction(handler, approval string, raw map[string]any) error {

@@ -5,7 +5,16 @@
 //   - Everything is compiled once, at load: each rule's `when` with expr.AsBool, and every
 //     {{ expr }} segment of every param string, all against the typed environment Env
 //     (expr.Env(Env{})), so a typo such as alert.lables or a `when` that is not a bool is a load
-//     error. Match and Render only run compiled programs; they never compile.
+//     error. Match and Render only run compiled programs; they never compile. The one exception
+//     is CompileDeferred (chained steps, below).
+//   - Chained steps (steps.go): a step may have an `id`; a later step of the same list reads its
+//     result as {{ steps.<id>.result.<field> }}. At load, the id must name an earlier step of the
+//     same list, the field must be one its handler declares (StepCatalog), the param must not
+//     name the action's target, and `when` may not use steps. Action.Refs and Action.Deferred say
+//     what a step reads and which of its params wait for it; Render reads the results from
+//     Env.WithSteps, and a missing one is an error (errors.Is ErrMissing, *StepError). The engine
+//     stores a chained step's deferred params as written when it plans the step and compiles
+//     them again with CompileDeferred when it runs it, so a reload in between changes nothing.
 //   - The environment is alert.name, alert.source, alert.status, alert.labels, alert.annotations,
 //     alert.value (float64, NaN when absent), alert.startsAt, alert.endsAt, alert.activeFor and
 //     alert.fingerprint, plus now() (the clock given to NewEnv), toJSON(x) (compact JSON),

@@ -20,6 +20,8 @@ type Env struct {
 
 	now    time.Time
 	firing FiringSet
+	// steps are the results of earlier steps by id, then field (WithSteps); nil: none.
+	steps map[string]map[string]any
 }
 
 // AlertEnv is the `alert` variable of the expression environment (DESIGN.md §4).
@@ -321,6 +323,7 @@ func compileOptions(u *usage, template bool) []expr.Option {
 		expr.Function(fnAnnotation, requireKey("annotation"), new(func(map[string]string, string) string)),
 		expr.Function(fnGet, fnGetKey, new(func(map[string]string, string) string)),
 		expr.Function(fnLookup, fnLookupKey, new(func(map[string]string, string) any)),
+		expr.Function(fnStep, fnStepResult, new(func(*Env, string, string) any)),
 		expr.Patch(envInjector{u: u}),
 		expr.Patch(keyPatcher{template: template}),
 	}

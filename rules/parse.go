@@ -24,7 +24,7 @@ const maxNodes = 100_000
 var (
 	fileKeys   = []string{"rules"}
 	ruleKeys   = []string{"name", "when", "for", "cooldown", "mode", "slack_channel", "actions", "escalate", "on_resolved", "verify"}
-	actionKeys = []string{"handler", "params", "approval", "approvals_required", "timeout"}
+	actionKeys = []string{"handler", "params", "approval", "approvals_required", "timeout", "id"}
 )
 
 type parser struct {
@@ -170,6 +170,7 @@ func (p *parser) rule(n *yaml.Node) *Rule {
 	r.Actions = p.actions(f["actions"], what+": actions")
 	r.Escalate = p.actions(f["escalate"], what+": escalate")
 	r.OnResolved = p.actions(f["on_resolved"], what+": on_resolved")
+	p.checkSteps(r, what)
 	if len(r.Actions) == 0 && len(r.Escalate) == 0 && len(r.OnResolved) == 0 && len(p.errs) == before {
 		p.errorf(n.Line, "%s does nothing: it needs actions, escalate or on_resolved", what)
 	}
@@ -326,6 +327,7 @@ func (p *parser) action(n *yaml.Node, what string) *Action {
 		approval = ""
 	}
 	a.Approval = approval
+	a.ID = p.stepID(f["id"], what)
 	if n := f["approvals_required"]; n != nil {
 		s, _ := p.scalar(n, what+": approvals_required")
 		k, err := strconv.Atoi(strings.TrimSpace(s))
@@ -451,7 +453,7 @@ func (p *parser) convert(n *yaml.Node, where string) (any, *pnode) {
 				return n.Value, &pnode{lit: n.Value}
 			}
 			from := len(p.use.probes)
-			t, err := compileTemplate(n.Value, p.use)
+			t, err := compileTemplate(n.Value, p.use, n.Line)
 			if err == nil {
 				p.checkProbes(n.Line, where, from)
 			}

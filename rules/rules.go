@@ -120,6 +120,9 @@ func (r *Rule) Match(e *Env) (bool, error) {
 
 // Action is one step of a rule.
 type Action struct {
+	// ID names the step ("" when it has none): later steps of its list read its result as
+	// steps.<ID>.result.<field>.
+	ID      string
 	Handler string
 	// Approval is "none", "required" or "" (the handler's default).
 	Approval string
@@ -130,14 +133,18 @@ type Action struct {
 	// Timeout bounds one Do call; zero means the handler's default.
 	Timeout time.Duration
 	Line    int
+	// Refs are the earlier steps' results the params read (chained steps), each once.
+	Refs []StepRef
 
 	keys []string
 	vals []*pnode
+	// deferred are the keys whose values read Refs (Deferred).
+	deferred []string
 }
 
 // Render returns the action's params for e: every {{ expr }} rendered, recursively in lists and
-// maps. A template referencing a label or annotation the alert lacks is an error (errors.Is
-// ErrMissing). A string that is exactly one {{ expr }} keeps the value's type when it is a bool,
+// maps. A template referencing a label or annotation the alert lacks, or a step result e does not
+// hold (Env.WithSteps), is an error (errors.Is ErrMissing). A string that is exactly one {{ expr }} keeps the value's type when it is a bool,
 // number, list or map; other values are stringified. Literal parts of the result are shared
 // between calls: treat the result as read-only.
 func (a *Action) Render(e *Env) (map[string]any, error) {
@@ -266,8 +273,12 @@ func exprError(err error, n *yaml.Node, withColumn bool) (line int, msg string) 
 
 func compileWhen(src string, u *usage) (*vm.Program, error) {
 	var spot secretSpotter
-	p, err := compileExpr(src, u, false, expr.AsBool(), expr.Patch(&spot))
-	if err == nil && spot.found {
+	var steps stepsPatcher
+	p, err := compileExpr(src, u, false, expr.AsBool(), expr.Patch(&spot), expr.Patch(&steps))
+	switch {
+	case steps.uses > 0:
+		return nil, errors.New(`steps.<id>.result.<field> is for action params, not for when`)
+	case err == nil && spot.found:
 		return nil, errors.New(`secret() is for action params, not for when`)
 	}
 	return p, err

@@ -53,7 +53,7 @@ func TestParseBadFiles(t *testing.T) {
 		{"templated-host.yml", []string{`templated-host.yml:5: rule "hosttmpl": actions: http.request: the url host may not be templated`}},
 		{"action-shape.yml", []string{
 			`action-shape.yml:6: rule "shapes": actions: http.request: params must be a mapping`,
-			`action-shape.yml:8: rule "shapes": actions: unknown key "retries" (allowed: handler, params, approval, approvals_required, timeout)`,
+			`action-shape.yml:8: rule "shapes": actions: unknown key "retries" (allowed: handler, params, approval, approvals_required, timeout, id)`,
 			`action-shape.yml:10: rule "shapes": actions: action has no handler`,
 			`action-shape.yml:12: rule "shapes": actions: http.request: timeout: invalid duration "soon"`,
 		}},
@@ -75,6 +75,21 @@ func TestParseBadFiles(t *testing.T) {
 			`verify-when.yml:30: rule "probearg": verify: when: cannot use int as argument (type string) to call probe`,
 		}},
 		{"verify-no-actions.yml", []string{`verify-no-actions.yml:4: rule "nothingtoverify": verify needs actions: it checks that the last of them helped`}},
+		{"step-ids.yml", []string{
+			`step-ids.yml:5: rule "badids": actions: db.promote: id "Promote" must be a name: a lower-case letter, then lower-case letters, digits or _ (at most 63)`,
+			`step-ids.yml:12: rule "badids": escalate: duplicate step id "repoint" (also at line 8)`,
+		}},
+		{"step-refs.yml", []string{
+			`step-refs.yml:6: rule "badrefs": actions: http.request: param body: steps.promote.result.new_primary: step "promote" is a later step: a step may only read the results of earlier steps`,
+			`step-refs.yml:11: rule "badrefs": actions: http.request: param body: steps.promote.result.primary: step "promote" (db.promote) has no result field "primary" (fields: new_primary, timeline)`,
+			`step-refs.yml:14: rule "badrefs": actions: http.request: param body: steps.check.result.status: step "check" is this step itself`,
+			`step-refs.yml:16: rule "badrefs": actions: db.promote: param cluster: steps.promote.result.new_primary: param "cluster" names what the action acts on: it may not reference an earlier step's result`,
+			`step-refs.yml:18: rule "badrefs": actions: http.request: param body: steps.nope.result.status: no step has id "nope" (earlier steps of this list: promote, check)`,
+			`step-refs.yml:21: rule "badrefs": escalate: http.request: param body: steps.promote.result.new_primary: step "promote" is in actions: a step may only read the results of earlier steps of its own list (escalate)`,
+			`step-refs.yml:31: rule "stepsshape": actions: http.request: param headers.X-All: template {{ toJSON(steps.first.result) }}: steps is read as steps.<id>.result.<field>`,
+			`step-refs.yml:31: rule "stepsshape": actions: http.request: param headers.X-Maybe: template {{ steps?.first.result.status }}: steps is read as steps.<id>.result.<field>`,
+			`step-refs.yml:33: rule "stepswhen": when: steps.<id>.result.<field> is for action params, not for when`,
+		}},
 		{"many.yml", []string{
 			`many.yml:3: rule "first": when: alert has no field nam (expression column 7)`,
 			`many.yml:9: rule "second": for: invalid duration "forever"`,

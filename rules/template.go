@@ -58,6 +58,9 @@ type template struct {
 	raw    string
 	segs   []segment
 	single bool // the string is exactly one {{ expr }}
+	// refs are the steps.<id>.result.<field> the template reads (chained steps), line where it is.
+	refs []StepRef
+	line int
 }
 
 // splitTemplate cuts s into literal text and {{ expr }} sources. An expression ends at the first
@@ -123,12 +126,12 @@ func exprEnd(s string) int {
 	return -1
 }
 
-func compileTemplate(raw string, u *usage) (*template, error) {
+func compileTemplate(raw string, u *usage, line int) (*template, error) {
 	segs, err := splitTemplate(raw)
 	if err != nil {
 		return nil, err
 	}
-	t := &template{raw: raw, segs: segs, single: len(segs) == 1 && segs[0].src != ""}
+	t := &template{raw: raw, segs: segs, single: len(segs) == 1 && segs[0].src != "", line: line}
 	for i := range t.segs {
 		sg := &t.segs[i]
 		if sg.src == "" {
@@ -142,7 +145,9 @@ func compileTemplate(raw string, u *usage) (*template, error) {
 			continue
 		}
 		var spot secretSpotter
-		p, err := compileExpr(sg.src, u, true, expr.Patch(&spot))
+		var steps stepsPatcher
+		p, err := compileExpr(sg.src, u, true, expr.Patch(&spot), expr.Patch(&steps))
+		err = steps.stepsError(err)
 		if err == nil && spot.found {
 			err = errSecretAlone
 		}
@@ -150,6 +155,7 @@ func compileTemplate(raw string, u *usage) (*template, error) {
 			return nil, &templateError{src: sg.src, err: err}
 		}
 		sg.prog = p
+		t.refs = append(t.refs, steps.refs...)
 	}
 	return t, nil
 }

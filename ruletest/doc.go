@@ -34,6 +34,10 @@
 //	      - labels: {alertname: DatabaseDown}
 //	    actions_in_last:              # prior state: the rule acted on this alert `ago` before now
 //	      - {rule: retrigger-pipelines, ago: 5m, labels: {alertname: Stale, dag: billing}}
+//	    approve: true                 # optional: approve every action that awaits approval, as a
+//	                                  # human would, so the steps after it run
+//	    step_results:                 # optional: what steps with an id report when they run (their
+//	      promote: {new_primary: "db-2:5432", timeline: 2}   # handler's result fields), by step id
 //	    exp_actions:                  # or [] = must not act
 //	      - rule: backend-down
 //	        handler: page.webhook
@@ -61,6 +65,13 @@
 // not_recovered and the escalation is planned, unless resolve_after resolved the alerts in time
 // (recovered). Timers, verify deadlines included, fire before the batch of the same instant. A
 // not_recovered action matches only an expectation that says verify: not_recovered.
+//
+// Chained steps (steps.<id>.result.<field>) run as in serve: a recorded action with an id reports
+// the result fields its handler declares, each the test's step_results value or else a stand-in
+// (a string: "steps.<id>.result.<field>"; an integer: 1; a boolean: false), and the step that reads
+// them renders when it runs; its expected params are the rendered ones. Until it runs (an earlier
+// step awaits approval), its params are as written. step_results for an id no step has, or a field
+// its handler does not declare, fails the test.
 //
 // Output, like promtool: "Unit Testing: FILE" then "  SUCCESS", or "  FAILED:" with each failed
 // test's file:line, name and a diff (-expected +got). Run returns 1 on any failure or load error.

@@ -39,6 +39,13 @@ type Test struct {
 	Firing        []InputAlert
 	ActionsInLast []PriorAction
 	ExpActions    []Action
+	// Approve approves every action that awaits approval, as a human would, so the steps after
+	// it run (approve: true).
+	Approve bool
+	// StepResults are the result fields the steps with these ids report when they run, by id
+	// (step_results); StepResultsLines says on which line each id is written.
+	StepResults      map[string]map[string]any
+	StepResultsLines map[string]int
 }
 
 // InputAlert is an alert a test feeds to the engine (input_alerts, input_probes, firing).
@@ -95,14 +102,16 @@ type fileYAML struct {
 }
 
 type testYAML struct {
-	Name          string       `yaml:"name"`
-	EvalAfter     durationYAML `yaml:"eval_after"`
-	ResolveAfter  durationYAML `yaml:"resolve_after"`
-	InputAlerts   []alertYAML  `yaml:"input_alerts"`
-	InputProbes   []probeYAML  `yaml:"input_probes"`
-	Firing        []alertYAML  `yaml:"firing"`
-	ActionsInLast []priorYAML  `yaml:"actions_in_last"`
-	ExpActions    []expYAML    `yaml:"exp_actions"`
+	Name          string                    `yaml:"name"`
+	EvalAfter     durationYAML              `yaml:"eval_after"`
+	ResolveAfter  durationYAML              `yaml:"resolve_after"`
+	InputAlerts   []alertYAML               `yaml:"input_alerts"`
+	InputProbes   []probeYAML               `yaml:"input_probes"`
+	Firing        []alertYAML               `yaml:"firing"`
+	ActionsInLast []priorYAML               `yaml:"actions_in_last"`
+	ExpActions    []expYAML                 `yaml:"exp_actions"`
+	Approve       bool                      `yaml:"approve"`
+	StepResults   map[string]map[string]any `yaml:"step_results"`
 }
 
 type alertYAML struct {
@@ -331,6 +340,18 @@ func (p *fileParser) test(tn *yaml.Node, i int, ty testYAML, names map[string]in
 	t.Firing = p.firing(tn, ty.Firing)
 	t.ActionsInLast = p.priors(tn, ty.ActionsInLast)
 	t.ExpActions = p.expected(tn, ty.ExpActions)
+	t.Approve = ty.Approve
+	if len(ty.StepResults) > 0 {
+		t.StepResults, t.StepResultsLines = make(map[string]map[string]any, len(ty.StepResults)), map[string]int{}
+		for id, fields := range ty.StepResults {
+			t.StepResults[id] = normalize(fields)
+		}
+		if n := value(tn, "step_results"); n != nil && n.Kind == yaml.MappingNode {
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				t.StepResultsLines[n.Content[i].Value] = n.Content[i].Line
+			}
+		}
+	}
 	return t
 }
 

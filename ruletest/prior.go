@@ -107,8 +107,14 @@ func (h *harness) priorAction(ctx context.Context, pa PriorAction) error {
 	return h.step(ctx, []alert.Alert{r})
 }
 
-// approvePrior approves the actions of rule after mark that await approval (by as many approvers
-// as they need), settling the harness after each round.
+// approveAll approves every action after mark that awaits approval (a test's approve: true),
+// settling the harness after each round.
+func (h *harness) approveAll(ctx context.Context, mark int64, now time.Time) error {
+	return h.approvePrior(ctx, "", mark, now)
+}
+
+// approvePrior approves the actions of rule ("": of every rule) after mark that await approval
+// (by as many approvers as they need), settling the harness after each round.
 func (h *harness) approvePrior(ctx context.Context, rule string, mark int64, now time.Time) error {
 	for i := 1; i <= 3; i++ {
 		as, err := h.allActionsAfter(ctx, mark)
@@ -117,7 +123,7 @@ func (h *harness) approvePrior(ctx context.Context, rule string, mark int64, now
 		}
 		waiting := false
 		for _, x := range as {
-			if x.Rule == rule && x.State == vocab.StateAwaitingApproval {
+			if (rule == "" || x.Rule == rule) && x.State == vocab.StateAwaitingApproval {
 				waiting = true
 				// No approvals.ttl: a prior approval is not late.
 				approvals := engine.Approvals{Store: h.st, Now: func() time.Time { return now }}

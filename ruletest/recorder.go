@@ -11,17 +11,24 @@ import (
 
 // recording wraps every handler of reg so that its Spec, Build, Target, Scope, class and static
 // checks stay the real ones (param validation and rendering are exactly serve's) while Do only
-// reports success and Check cannot tell: a rule test never calls out.
-func recording(reg *handlers.Registry) (*handlers.Registry, error) {
+// reports success, with the result fields results gives for the action (nil: none), and Check
+// cannot tell: a rule test never calls out.
+func recording(reg *handlers.Registry, results resultsFunc) (*handlers.Registry, error) {
 	var hs []handlers.Handler
 	for _, n := range reg.Names() {
 		h, _ := reg.Get(n)
-		hs = append(hs, recHandler{h})
+		hs = append(hs, recHandler{h, results})
 	}
 	return handlers.NewRegistry(hs...)
 }
 
-type recHandler struct{ h handlers.Handler }
+// resultsFunc returns the result fields a recorded action reports (chained steps read them).
+type resultsFunc func(ctx context.Context, actionID int64) (map[string]any, error)
+
+type recHandler struct {
+	h       handlers.Handler
+	results resultsFunc
+}
 
 var (
 	_ handlers.Handler         = recHandler{}
@@ -46,7 +53,7 @@ func (r recHandler) Build(p handlers.Params) (handlers.Action, error) {
 	if c, ok := a.(handlers.Classifier); ok {
 		class = c.Class()
 	}
-	rec := recAction{inner: a, class: class}
+	rec := recAction{inner: a, class: class, results: r.results}
 	if m, ok := a.(handlers.WorkloadMember); ok {
 		return memberAction{rec, m.Member()}, nil
 	}
@@ -55,8 +62,9 @@ func (r recHandler) Build(p handlers.Params) (handlers.Action, error) {
 
 // recAction is a built action that never acts.
 type recAction struct {
-	inner handlers.Action
-	class vocab.Class
+	inner   handlers.Action
+	class   vocab.Class
+	results resultsFunc
 }
 
 var _ handlers.Classifier = recAction{}
@@ -69,8 +77,16 @@ func (a recAction) Check(context.Context, alert.Alert) error { return handlers.E
 
 func (a recAction) NotCheckable() {}
 
-func (a recAction) Do(context.Context, handlers.Invocation, alert.Alert) (handlers.Result, error) {
-	return handlers.Result{Detail: "rules test: recorded, not run"}, nil
+func (a recAction) Do(ctx context.Context, inv handlers.Invocation, _ alert.Alert) (handlers.Result, error) {
+	res := handlers.Result{Detail: "rules test: recorded, not run"}
+	if a.results == nil {
+		return res, nil
+	}
+	var err error
+	if res.Fields, err = a.results(ctx, inv.ActionID); err != nil {
+		return handlers.Result{}, handlers.Fail(vocab.ReasonInternalError, "rules test: result fields: %w", err)
+	}
+	return res, nil
 }
 
 // memberAction keeps an action's workload member (the storm guard's member column).

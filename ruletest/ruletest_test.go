@@ -62,6 +62,10 @@ func TestLoadErrors(t *testing.T) {
 		{"rule file error names file:line", "testdata/badrule_test.yml", []string{"testdata/bad-rules.yml:3:", "lables"}},
 		{"prior state that cannot happen", "testdata/badprior_test.yml", []string{"testdata/badprior_test.yml:5:", `rule "retrigger" did not act`}},
 		{"missing file", "testdata/nope_test.yml", []string{"no such file"}},
+		{"step results that cannot be", "testdata/badsteps_test.yml", []string{
+			`testdata/badsteps_test.yml:6: test "results of a step that does not exist": step_results: no step of the rule files has id "trigga" (ids: trigger)`,
+			`testdata/badsteps_test.yml:11: test "a field the handler does not declare": step_results: step "trigger" (http.request) has no result field "body" (fields: status)`,
+		}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -75,6 +79,15 @@ func TestLoadErrors(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestChainedSteps: a chained step waits unrendered behind an approval; approved (approve: true),
+// it renders from the recorded step's result fields, stand-ins or the test's step_results.
+func TestChainedSteps(t *testing.T) {
+	code, out, errs := run(t, "testdata/conf.yml", "testdata/chain_test.yml")
+	if code != 0 {
+		t.Fatalf("exit %d\n%s\n%s", code, out, errs)
 	}
 }
 

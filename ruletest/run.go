@@ -73,12 +73,11 @@ func Run(ctx context.Context, files []string, o Options) int {
 		fmt.Fprintln(o.Stderr, err)
 		return 1
 	}
-	rec, err := recording(registry)
-	if err != nil {
+	if _, err := recording(registry, nil); err != nil {
 		fmt.Fprintln(o.Stderr, err)
 		return 1
 	}
-	r := &runner{o: o, cfg: cfg, real: registry, rec: rec}
+	r := &runner{o: o, cfg: cfg, real: registry}
 	defer r.close(ctx)
 	failed := false
 	for _, f := range files {
@@ -116,7 +115,6 @@ type runner struct {
 	o    Options
 	cfg  *config.Config
 	real *handlers.Registry
-	rec  *handlers.Registry
 	dbs  *databases
 }
 
@@ -243,7 +241,14 @@ func (r *runner) runTest(ctx context.Context, f *File, set *rules.Set, t Test, d
 		budgets = append(budgets, engine.Budget{Name: b.Name, Match: b.Match, Per: b.Per, Max: b.Max, Window: b.Window.D()})
 	}
 	h := &harness{st: st, clk: &clock{}, set: set}
-	h.eng, err = engine.New(engine.Options{Store: st, Handlers: r.rec, Rules: set, Owner: "rules-test",
+	if err := checkStepResults(set, r.real, t); err != nil {
+		return "", err
+	}
+	rec, err := recording(r.real, h.stepResults(r.real, t.StepResults))
+	if err != nil {
+		return "", err
+	}
+	h.eng, err = engine.New(engine.Options{Store: st, Handlers: rec, Rules: set, Owner: "rules-test",
 		MaxAlertAge: s.MaxAlertAge.D(), Budgets: budgets,
 		StormMaxTargets: s.StormGuard.MaxTargets, StormWindow: s.StormGuard.Window.D(),
 		BreakerFailures: s.Breaker.Failures, BreakerOpenFor: s.Breaker.OpenFor.D(),
@@ -271,6 +276,11 @@ func (r *runner) runTest(ctx context.Context, f *File, set *rules.Set, t Test, d
 	}
 	if err := h.step(ctx, batch); err != nil {
 		return "", err
+	}
+	if t.Approve {
+		if err := h.approveAll(ctx, mark, f.Now); err != nil {
+			return "", err
+		}
 	}
 	if t.ResolveAfter > 0 {
 		at := f.Now.Add(t.ResolveAfter)

@@ -45,6 +45,24 @@ type NewAction struct {
 	// BasisAt is when the evidence the action rests on was current: the alert's receipt, the
 	// moment a `for` completed, or the failure that escalated. Staleness is measured from it.
 	BasisAt time.Time
+	// Chain is set on a chained step (its params read an earlier step's result): see Chain.
+	Chain *Chain
+}
+
+// Chain is what a chained step needs to render, when it runs, the params that read the results
+// of earlier steps of its list.
+type Chain struct {
+	// Params are the deferred params as written in the rule (templates unrendered).
+	Params map[string]any `json:"params"`
+	// Steps maps each step id the params read to its step index in the same incident and phase.
+	Steps map[string]int `json:"steps"`
+}
+
+// Earlier is an earlier step of a claimed chained step's incident and phase, as ClaimRunnableTx
+// read it (Claimed.Earlier).
+type Earlier struct {
+	State  vocab.State    `json:"state"`
+	Fields map[string]any `json:"fields"`
 }
 
 // InsertActionsTx plans actions; an existing (incident, phase, step) is left alone (a redelivered
@@ -59,7 +77,7 @@ func (s *Store) InsertActionsTx(ctx context.Context, tx pgx.Tx, as []NewAction) 
 		make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n),
 		make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 	ats, bases := make([]time.Time, n), make([]time.Time, n)
-	finished, members := make([]*time.Time, n), make([]*string, n)
+	finished, members, chains := make([]*time.Time, n), make([]*string, n), make([]*string, n)
 	evidence := make([]string, n)
 	for i, a := range as {
 		p := a.Params
@@ -84,19 +102,27 @@ func (s *Store) InsertActionsTx(ctx context.Context, tx pgx.Tx, as []NewAction) 
 			members[i] = &as[i].Member
 		}
 		evidence[i] = a.Evidence
+		if a.Chain != nil {
+			b, err := json.Marshal(a.Chain)
+			if err != nil {
+				return nil, fmt.Errorf("action chain: %w", err)
+			}
+			c := string(b)
+			chains[i] = &c
+		}
 	}
 	rows, err := tx.Query(ctx, `
 INSERT INTO actions (incident_id, phase, step, rule, rule_hash, handler, target, scope, class, mode, params,
-                     approval, timeout_ms, state, reason, error, created_at, finished_at, basis_at, approvals_required, member, evidence, version)
+                     approval, timeout_ms, state, reason, error, created_at, finished_at, basis_at, approvals_required, member, evidence, version, chain)
 SELECT u.inc, u.phase, u.step, u.rule, u.hash, u.handler, u.target, u.scope, u.class, u.mode, u.params::json,
-       u.approval, u.timeout, u.state, u.reason, u.err, u.at, u.fin, u.basis, u.required, u.member, u.evidence, $23
+       u.approval, u.timeout, u.state, u.reason, u.err, u.at, u.fin, u.basis, u.required, u.member, u.evidence, $23, u.chain::jsonb
   FROM unnest($1::bigint[], $2::text[], $3::int[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
               $9::text[], $10::text[], $11::text[], $12::text[], $13::bigint[], $14::text[], $15::text[], $16::text[],
-              $17::timestamptz[], $18::timestamptz[], $19::timestamptz[], $20::int[], $21::text[], $22::text[])
-       AS u(inc, phase, step, rule, hash, handler, target, scope, class, mode, params, approval, timeout, state, reason, err, at, fin, basis, required, member, evidence)
+              $17::timestamptz[], $18::timestamptz[], $19::timestamptz[], $20::int[], $21::text[], $22::text[], $24::text[])
+       AS u(inc, phase, step, rule, hash, handler, target, scope, class, mode, params, approval, timeout, state, reason, err, at, fin, basis, required, member, evidence, chain)
 ON CONFLICT (incident_id, phase, step) DO NOTHING
 RETURNING id`,
-		inc, phases, steps, rules, hashes, handlers, targets, scopes, classes, modes, params, approvals, timeouts, states, reasons, errs, ats, finished, bases, required, members, evidence, s.version)
+		inc, phases, steps, rules, hashes, handlers, targets, scopes, classes, modes, params, approvals, timeouts, states, reasons, errs, ats, finished, bases, required, members, evidence, s.version, chains)
 	if err != nil {
 		return nil, fmt.Errorf("plan actions: %w", err)
 	}
@@ -116,6 +142,29 @@ type Claimed struct {
 	EvidenceAt time.Time
 	// RawParams is the action's params and RawAlert the incident's latest alert, as stored.
 	RawParams, RawAlert []byte
+	// RawChain is the action's Chain as stored (nil unless it is a chained step) and RawEarlier,
+	// for a chained step only, the earlier steps of its incident and phase: a JSON object of
+	// Earlier by step index.
+	RawChain, RawEarlier []byte
+}
+
+// DecodeChain decodes the chain of a chained step (nil, nil for any other action) and the
+// earlier steps of its incident and phase, by step index.
+func (c *Claimed) DecodeChain() (*Chain, map[int]Earlier, error) {
+	if len(c.RawChain) == 0 {
+		return nil, nil, nil
+	}
+	var ch Chain
+	if err := json.Unmarshal(c.RawChain, &ch); err != nil {
+		return nil, nil, fmt.Errorf("action %d chain: %w", c.ID, err)
+	}
+	var earlier map[int]Earlier
+	if len(c.RawEarlier) > 0 {
+		if err := json.Unmarshal(c.RawEarlier, &earlier); err != nil {
+			return nil, nil, fmt.Errorf("action %d earlier steps: %w", c.ID, err)
+		}
+	}
+	return &ch, earlier, nil
 }
 
 // DecodeParams decodes the action's params (a new map at each call).
@@ -142,7 +191,16 @@ func (c *Claimed) DecodeAlert() (alert.Alert, error) {
 const actionCols = `a.id, a.incident_id, a.phase, a.step, a.rule, a.handler, a.target, a.scope, a.class, a.mode, a.params,
        a.approval, a.timeout_ms, a.state, a.reason, a.attempt, a.approved_by, a.owner, a.lease_until, a.created_at,
        a.started_at, a.finished_at, a.basis_at, a.not_before, a.error, a.result, a.evidence, a.version, a.rule_hash,
-       a.verify_deadline`
+       a.verify_deadline, a.result_fields`
+
+// claimedCols follow actionCols in the queries collectClaimed scans: the incident's state, the
+// evidence time, its alert, and for a chained step its chain and the earlier steps of its
+// incident and phase (their states and result fields, by step index; read in the claiming
+// transaction, from the rows: the results a chained step renders from are the store's).
+const claimedCols = `, i.state, greatest(a.basis_at, i.last_seen_at), i.alert, a.chain,
+       CASE WHEN a.chain IS NOT NULL THEN
+            (SELECT jsonb_object_agg(e.step, jsonb_build_object('state', e.state, 'fields', e.result_fields))
+               FROM actions e WHERE e.incident_id = a.incident_id AND e.phase = a.phase AND e.step < a.step) END`
 
 func scanAction(r pgx.Row, a *Action, extra ...any) error {
 	return r.Scan(append(actionDest(a, &a.Params), extra...)...)
@@ -153,7 +211,7 @@ func actionDest(a *Action, params any) []any {
 	return []any{&a.ID, &a.IncidentID, &a.Phase, &a.Step, &a.Rule, &a.Handler, &a.Target, &a.Scope, &a.Class, &a.Mode, params,
 		&a.Approval, &a.TimeoutMS, &a.State, &a.Reason, &a.Attempt, &a.ApprovedBy, &a.Owner, &a.LeaseUntil, &a.CreatedAt,
 		&a.StartedAt, &a.FinishedAt, &a.BasisAt, &a.NotBefore, &a.Error, &a.Result, &a.Evidence, &a.Version, &a.RuleHash,
-		&a.VerifyDeadline}
+		&a.VerifyDeadline, &a.ResultFields}
 }
 
 // ClaimRunnableTx locks up to limit planned or approved actions whose earlier steps (same incident
@@ -164,7 +222,7 @@ func actionDest(a *Action, params any) []any {
 // many incidents to one target (a pager's URL) run side by side.
 func (s *Store) ClaimRunnableTx(ctx context.Context, tx pgx.Tx, now time.Time, limit int) ([]Claimed, error) {
 	rows, err := tx.Query(ctx, `
-SELECT `+actionCols+`, i.state, greatest(a.basis_at, i.last_seen_at), i.alert
+SELECT `+actionCols+claimedCols+`
   FROM actions a JOIN incidents i ON i.id = a.incident_id
  WHERE a.state IN `+sqlClaimable+`
    AND (a.not_before IS NULL OR a.not_before <= $2)
@@ -220,7 +278,7 @@ WITH x AS (
 UPDATE actions a SET not_before = NULL, owner = ''
   FROM x, incidents i
  WHERE a.id = x.id AND i.id = a.incident_id
-RETURNING `+actionCols+`, i.state, greatest(a.basis_at, i.last_seen_at), i.alert`, ids, owner, until)
+RETURNING `+actionCols+claimedCols, ids, owner, until)
 	if err != nil {
 		return nil, fmt.Errorf("reclaim checked actions: %w", err)
 	}
@@ -236,6 +294,8 @@ type Outcome struct {
 	Reason vocab.Reason
 	Error  string
 	Result string
+	// Fields are the handler's result fields (handlers.Result.Fields); nil: none.
+	Fields map[string]any
 	At     time.Time
 }
 
@@ -249,19 +309,28 @@ func (s *Store) FinishActionsTx(ctx context.Context, tx pgx.Tx, owner string, os
 	n := len(os)
 	ids := make([]int64, n)
 	states, reasons, errs, results := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
-	ats := make([]time.Time, n)
+	ats, fields := make([]time.Time, n), make([]*string, n)
 	for i, o := range os {
 		ids[i], states[i], reasons[i], errs[i], results[i], ats[i] = o.ID, string(o.State), string(o.Reason), o.Error, o.Result, o.At
+		if o.Fields != nil {
+			b, err := json.Marshal(o.Fields)
+			if err != nil {
+				return nil, fmt.Errorf("action %d result fields: %w", o.ID, err)
+			}
+			f := string(b)
+			fields[i] = &f
+		}
 	}
 	rows, err := tx.Query(ctx, `
 UPDATE actions a
-   SET state = u.state, reason = u.reason, error = u.err, result = u.result, finished_at = u.at, lease_until = NULL
-  FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[]) AS u(id, state, reason, err, result, at)
+   SET state = u.state, reason = u.reason, error = u.err, result = u.result, finished_at = u.at, lease_until = NULL,
+       result_fields = u.fields::jsonb
+  FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[], $8::text[]) AS u(id, state, reason, err, result, at, fields)
  WHERE a.id = u.id
    -- coalesce(...) keeps the planner on the primary key: during a burst the state statistics are
    -- stale and it would otherwise scan every planned row for each batch.
    AND coalesce(a.state IN `+sqlWaiting+` OR (a.state = `+lit(vocab.StateRunning)+` AND a.owner = $7), false)
-RETURNING a.id`, ids, states, reasons, errs, results, ats, owner)
+RETURNING a.id`, ids, states, reasons, errs, results, ats, owner, fields)
 	if err != nil {
 		return nil, fmt.Errorf("record outcomes: %w", err)
 	}
@@ -383,7 +452,7 @@ UPDATE actions a SET state = `+lit(vocab.StateUnknown)+`, finished_at = $1, leas
                     ELSE 'the handler ran past its timeout; it may or may not have completed' END
   FROM x, incidents i
  WHERE a.id = x.id AND i.id = a.incident_id
-RETURNING `+actionCols+`, i.state, greatest(a.basis_at, i.last_seen_at), i.alert`, now, grace.Milliseconds())
+RETURNING `+actionCols+claimedCols, now, grace.Milliseconds())
 	if err != nil {
 		return nil, fmt.Errorf("expire leases: %w", err)
 	}
@@ -412,7 +481,7 @@ UPDATE actions a SET state = `+lit(vocab.StateExpired)+`, reason = `+lit(vocab.R
        error = 'nobody approved the action within approvals.ttl'
   FROM x, incidents i
  WHERE a.id = x.id AND i.id = a.incident_id
-RETURNING `+actionCols+`, i.state, greatest(a.basis_at, i.last_seen_at), i.alert`, now, now.Add(-ttl))
+RETURNING `+actionCols+claimedCols, now, now.Add(-ttl))
 	if err != nil {
 		return nil, fmt.Errorf("expire approvals: %w", err)
 	}
@@ -424,7 +493,7 @@ RETURNING `+actionCols+`, i.state, greatest(a.basis_at, i.last_seen_at), i.alert
 func collectClaimed(rows pgx.Rows) ([]Claimed, error) {
 	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Claimed, error) {
 		var c Claimed
-		err := r.Scan(append(actionDest(&c.Action, &c.RawParams), &c.IncidentState, &c.EvidenceAt, &c.RawAlert)...)
+		err := r.Scan(append(actionDest(&c.Action, &c.RawParams), &c.IncidentState, &c.EvidenceAt, &c.RawAlert, &c.RawChain, &c.RawEarlier)...)
 		return c, err
 	})
 }
@@ -517,4 +586,36 @@ func (s *Store) ClaimStormEscalationTx(ctx context.Context, tx pgx.Tx, rule stri
 		return false, nil
 	}
 	return true, s.SetCooldownTx(ctx, tx, k, now.Add(window))
+}
+
+// ParamsUpdate is the params a chained step rendered when it started (its deferred params
+// rendered from the earlier steps' results).
+type ParamsUpdate struct {
+	ID     int64
+	Params map[string]any
+}
+
+// SetParamsTx records the params chained steps started with, so the API and the audit show what
+// was sent; the chain keeps the params as written (a retry renders again from them, never from
+// these).
+func (s *Store) SetParamsTx(ctx context.Context, tx pgx.Tx, ups []ParamsUpdate) error {
+	if len(ups) == 0 {
+		return nil
+	}
+	ids, params := make([]int64, len(ups)), make([]string, len(ups))
+	for i, u := range ups {
+		b, err := json.Marshal(u.Params)
+		if err != nil {
+			return fmt.Errorf("action %d params: %w", u.ID, err)
+		}
+		ids[i], params[i] = u.ID, string(b)
+	}
+	_, err := tx.Exec(ctx, `
+UPDATE actions a SET params = u.params::json
+  FROM unnest($1::bigint[], $2::text[]) AS u(id, params)
+ WHERE a.id = u.id`, ids, params)
+	if err != nil {
+		return fmt.Errorf("record rendered params: %w", err)
+	}
+	return nil
 }

@@ -31,7 +31,7 @@ var (
 	incidentCopyCols = []string{"id", "rule", "fingerprint", "starts_at", "state", "alert_name", "labels", "alert", "last_seen_at",
 		"fired_at", "resolved_at", "created_at", "updated_at", "version", "rule_hash"}
 	actionCopyCols = []string{"incident_id", "phase", "step", "rule", "rule_hash", "handler", "target", "scope", "class", "mode", "params",
-		"approval", "timeout_ms", "state", "reason", "error", "created_at", "finished_at", "basis_at", "approvals_required", "member", "evidence", "version"}
+		"approval", "timeout_ms", "state", "reason", "error", "created_at", "finished_at", "basis_at", "approvals_required", "member", "evidence", "version", "chain"}
 	auditCopyCols = []string{"at", "incident_id", "action_id", "kind", "actor", "reason", "detail", "rule_hash", "version"}
 )
 
@@ -237,6 +237,15 @@ func (s *Store) actionRow(c *copyBuf, b []byte, a *NewAction) ([]byte, error) {
 	}
 	c.text(a.Evidence)
 	c.text(s.version)
+	if a.Chain == nil {
+		c.null()
+		return params, nil
+	}
+	chain, err := appendJSON(nil, a.Chain)
+	if err != nil {
+		return nil, fmt.Errorf("action chain: %w", err)
+	}
+	c.jsonb(chain)
 	return params, nil
 }
 

@@ -265,6 +265,11 @@ func fill(v reflect.Value, i int) {
 			fv.Set(reflect.ValueOf(map[string]any{"target": fmt.Sprintf("pod <%d>", i), "n": i, "list": []any{true, nil, 1.5}}))
 		case reflect.Struct:
 			fv.Set(reflect.ValueOf(bulkT0.Add(time.Duration(i+f) * time.Second)))
+		case reflect.Pointer:
+			if fv.Type() != reflect.TypeFor[*store.Chain]() {
+				panic("fill: a field of type " + fv.Type().String())
+			}
+			fv.Set(reflect.ValueOf(&store.Chain{Params: map[string]any{"body": fmt.Sprintf("{{ steps.s%d.result.f }}", i)}, Steps: map[string]int{fmt.Sprintf("s%d", i): i % 3}}))
 		default:
 			panic("fill: a field of kind " + fv.Kind().String())
 		}
@@ -289,7 +294,7 @@ func TestBulkPlanActionsWritesWhatInsertWrites(t *testing.T) {
 				as[i].Phase, as[i].Class, as[i].Mode = vocab.PhaseActions, vocab.ClassDisruptive, vocab.ModeEnforce
 				as[i].State, as[i].Reason = []vocab.State{vocab.StatePlanned, vocab.StateAwaitingApproval, vocab.StateFailed}[i%3], ""
 				if i%4 == 0 {
-					as[i].Member, as[i].BasisAt, as[i].ApprovalsRequired = "", time.Time{}, 0
+					as[i].Member, as[i].BasisAt, as[i].ApprovalsRequired, as[i].Chain = "", time.Time{}, 0, nil
 				}
 			}
 			if bulk {

@@ -55,6 +55,9 @@ type Action struct {
 	FinishedAt *time.Time     `json:"finished_at"`
 	Error      string         `json:"error"`
 	Result     string         `json:"result"`
+	// ResultFields are the result fields its handler filled (handlers.Spec.Results), which later
+	// steps of the rule may read as steps.<id>.result.<field>; null when none.
+	ResultFields map[string]any `json:"result_fields"`
 	// Evidence is what the handler said about the situation when the action was planned, for
 	// the approver (handlers.Describer); "" for most actions.
 	Evidence string `json:"evidence"`

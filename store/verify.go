@@ -38,7 +38,7 @@ func (s *Store) ClaimVerifyingTx(ctx context.Context, tx pgx.Tx, now time.Time, 
 		rules = []string{}
 	}
 	rows, err := tx.Query(ctx, `
-SELECT `+actionCols+`, i.state, greatest(a.basis_at, i.last_seen_at), i.alert
+SELECT `+actionCols+claimedCols+`
   FROM actions a JOIN incidents i ON i.id = a.incident_id
  WHERE a.state = `+lit(vocab.StateVerifying)+`
    AND (a.verify_deadline <= $1 OR i.state = `+lit(vocab.IncidentResolved)+` OR a.rule = ANY($3::text[]))

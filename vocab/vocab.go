@@ -123,6 +123,9 @@ const (
 	// approval TTL ran out).
 	ReasonDenied      Reason = "denied"
 	ReasonApprovalTTL Reason = "approval_ttl"
+	// ReasonStepNotSucceeded skips a chained step: an earlier step whose result its params read
+	// did not succeed (it was a dry run, or did not run), so there is no result to render them from.
+	ReasonStepNotSucceeded Reason = "step_not_succeeded"
 )
 
 // Reasons of audit rows only.
@@ -152,7 +155,7 @@ var Reasons = []Reason{
 	ReasonBadParam, ReasonTimeout, ReasonClientError, ReasonServerError, ReasonNotRecovered, ReasonPDBBlocked,
 	ReasonError, ReasonInternalError, ReasonPaused, ReasonLeaseLost, ReasonLeaseExpired,
 	ReasonCooldown, ReasonStale, ReasonCancelled, ReasonDryRun, ReasonShadow, ReasonBudget, ReasonBreaker,
-	ReasonStorm, ReasonDenied, ReasonApprovalTTL,
+	ReasonStorm, ReasonDenied, ReasonApprovalTTL, ReasonStepNotSucceeded,
 	ReasonStarted, ReasonRetryScheduled, ReasonRecheckFailed, ReasonBreakerReset, ReasonPause, ReasonResume,
 	ReasonStaleLeader, ReasonDenyReason, ReasonAbandoned, ReasonNotPending, ReasonRuleRemoved,
 	ReasonVerifyStarted, ReasonRecovered,

@@ -147,7 +147,7 @@ func (a *Action) attempt(ctx context.Context, r request, rv *handlers.Revealed, 
 	if resp.ReadErr != nil {
 		detail += " (body unread: " + resp.ReadErr.Error() + ")"
 	}
-	return handlers.Result{Detail: detail}, delivery.Attempt{}
+	return handlers.Result{Detail: detail, Fields: map[string]any{"status": resp.StatusCode}}, delivery.Attempt{}
 }
 
 // transportError classifies an error without a response; msg is err's text fit to keep.

@@ -150,10 +150,10 @@ func (h *Handler) Spec() handlers.Spec {
 		Doc: "Sends one HTTP request to an allow-listed host (handlers.http.allowed_hosts), with an " +
 			"Idempotency-Key header; 2xx succeeds, 4xx fails (client_error), 5xx and timeouts are retried.",
 		Params: []handlers.Param{
-			{Name: "url", Type: handlers.String, Required: true, URL: true, Secret: true,
+			{Name: "url", Type: handlers.String, Required: true, URL: true, Secret: true, Target: true,
 				Doc: "http(s) URL; scheme and host must be literal and allowed, path and query may be templated " +
 					"(rendered values are escaped) and may hold secret(\"NAME\")"},
-			{Name: "method", Type: handlers.String,
+			{Name: "method", Type: handlers.String, Target: true,
 				Doc: "GET, POST, PUT, PATCH, DELETE or HEAD (default POST)"},
 			{Name: "headers", Type: handlers.StringMap, Secret: true,
 				Doc: "request headers; Idempotency-Key and Host are set by responder; values may hold secret(\"NAME\")"},
@@ -170,6 +170,9 @@ func (h *Handler) Spec() handlers.Spec {
 			handlers.RedactedPath + " on a secret-bearing host or when it holds a secret)",
 		Scope:   "host[:port]",
 		Example: example,
+		Results: []handlers.ResultField{
+			{Name: "status", Type: handlers.Int, Doc: "the HTTP status code of the answer that succeeded (2xx)"},
+		},
 	}
 }
 

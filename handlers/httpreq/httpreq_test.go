@@ -159,6 +159,10 @@ func TestDoStatusSequences(t *testing.T) {
 				if res.Detail != tt.wantDetail {
 					t.Errorf("Detail = %q, want %q", res.Detail, tt.wantDetail)
 				}
+				// The status of the answer that succeeded, for later steps (steps.<id>.result.status).
+				if want := tt.script[len(tt.script)-1].code; res.Fields["status"] != want {
+					t.Errorf("Fields = %v, want status %d", res.Fields, want)
+				}
 			} else if got := handlers.ReasonOf(err); got != tt.wantReason {
 				t.Fatalf("reason = %q (err %v), want %q", got, err, tt.wantReason)
 			}

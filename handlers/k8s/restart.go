@@ -53,8 +53,8 @@ func (h *RestartPod) Spec() handlers.Spec {
 			"retry_for, then fails with pdb_blocked; then waits up to verify_timeout for the workload's ready " +
 			"pods to be back to its desired replicas (else not_recovered).",
 		Params: []handlers.Param{
-			{Name: "namespace", Type: handlers.String, Required: true, Doc: "the pod's namespace; must be in handlers.kubernetes.namespaces"},
-			{Name: "pod", Type: handlers.String, Required: true, Doc: "the pod's name"},
+			{Name: "namespace", Type: handlers.String, Required: true, Target: true, Doc: "the pod's namespace; must be in handlers.kubernetes.namespaces"},
+			{Name: "pod", Type: handlers.String, Required: true, Target: true, Doc: "the pod's name"},
 			{Name: "allow_standalone", Type: handlers.Bool, Doc: "evict a pod no controller owns (nothing recreates it); default false"},
 			{Name: "min_healthy", Type: handlers.Any, Doc: "ready replicas the owning workload must keep: an integer or a percentage of its desired replicas such as \"50%\" (rounded up); default 1"},
 			{Name: "retry_for", Type: handlers.Duration, Doc: "how long to retry an eviction a PodDisruptionBudget refuses (429); default 10m"},
@@ -71,6 +71,10 @@ func (h *RestartPod) Spec() handlers.Spec {
 			{APIGroups: []string{"apps"}, Resources: []string{"replicasets", "deployments", "statefulsets", "daemonsets"}, Verbs: []string{"get"}},
 		},
 		Example: restartExample,
+		Results: []handlers.ResultField{
+			{Name: "pod", Type: handlers.String, Doc: "the pod restarted (evicted, or found gone or replaced already)"},
+			{Name: "workload", Type: handlers.String, Doc: "its owning workload, namespace/Kind/name, that recovered; \"\" when it has none or it is unknown"},
+		},
 	}
 }
 
@@ -319,7 +323,12 @@ func (a *RestartAction) evict(ctx context.Context, uid types.UID, dry bool) (evi
 // it stops at once, in the retry loop or the verify loop; an error before any eviction reached the
 // API server says so (handlers.NoEffect).
 func (a *RestartAction) Do(ctx context.Context, inv handlers.Invocation, al alert.Alert) (handlers.Result, error) {
-	return handlers.TrackEffect(func(sent *bool) (handlers.Result, error) { return a.do(ctx, inv, al, sent) })
+	res, err := handlers.TrackEffect(func(sent *bool) (handlers.Result, error) { return a.do(ctx, inv, al, sent) })
+	if err == nil {
+		w, _ := res.Fields["workload"].(string) // set by verify
+		res.Fields = map[string]any{"pod": a.pod, "workload": w}
+	}
+	return res, err
 }
 
 func (a *RestartAction) do(ctx context.Context, inv handlers.Invocation, al alert.Alert, sent *bool) (handlers.Result, error) {
@@ -477,7 +486,8 @@ func (a *RestartAction) verify(ctx context.Context, w workload, evictedUID types
 			if n, err = h.readyPods(ctx, w, st.selector, evictedUID); err == nil {
 				last = fmt.Sprintf("%d of %d desired replicas ready", n, st.desired)
 				if n >= st.desired {
-					return handlers.Result{Detail: fmt.Sprintf("%s; %s recovered: %s after %s", did, w, last, h.now().Sub(start).Round(time.Second))}, nil
+					return handlers.Result{Detail: fmt.Sprintf("%s; %s recovered: %s after %s", did, w, last, h.now().Sub(start).Round(time.Second)),
+						Fields: map[string]any{"workload": w.String()}}, nil
 				}
 			}
 		}

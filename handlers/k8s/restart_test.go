@@ -68,6 +68,7 @@ func TestRestartPodDo(t *testing.T) {
 		evicts   int          // eviction calls; -1: more than one
 		podLeft  bool         // web-abc-1 (or the named pod) still exists afterwards
 		event    string       // reason of the Event expected on the workload ("" = none)
+		workload string       // the result field workload on success ("" by default: shop/Deployment/web)
 	}{
 		{name: "evicted and recovered", objs: webCluster(3), onSleep: replaceWhenGone(true),
 			evicts: 1, event: ReasonRestart, contains: []string{"evicted pod web-abc-1", "shop/Deployment/web recovered", "3 of 3"}},
@@ -98,7 +99,7 @@ func TestRestartPodDo(t *testing.T) {
 		{name: "standalone refused", objs: []runtime.Object{standalone}, params: handlers.Params{"pod": "debug"},
 			reason: vocab.ReasonClientError, podLeft: true, contains: []string{"refused", "no controller", "allow_standalone"}},
 		{name: "standalone allowed", objs: []runtime.Object{standalone}, params: handlers.Params{"pod": "debug", "allow_standalone": true},
-			evicts: 1, event: ReasonRestart, contains: []string{"standalone", "nothing recreates it"}},
+			evicts: 1, event: ReasonRestart, contains: []string{"standalone", "nothing recreates it"}, workload: "none"},
 		{name: "job pod refused", objs: []runtime.Object{job}, params: handlers.Params{"pod": "migrate-x"},
 			reason: vocab.ReasonClientError, podLeft: true, contains: []string{"batch/v1 Job", "does not handle"}},
 		{name: "min_healthy refuses a ready pod", objs: webCluster(3, true, false, true), params: handlers.Params{"min_healthy": 2},
@@ -113,7 +114,7 @@ func TestRestartPodDo(t *testing.T) {
 			evicts: 1, event: ReasonRestart, contains: []string{"1 of 1"}},
 		{name: "not recovered within verify_timeout", objs: webCluster(3), params: handlers.Params{"verify_timeout": "30s"}, onSleep: replaceWhenGone(false),
 			reason: vocab.ReasonNotRecovered, evicts: 1, event: ReasonRestart, contains: []string{"did not recover within verify_timeout 30s", "2 of 3"}},
-		{name: "pod already gone: no eviction", objs: webCluster(3), params: handlers.Params{"pod": "web-abc-7"}, contains: []string{"already gone"}},
+		{name: "pod already gone: no eviction", objs: webCluster(3), params: handlers.Params{"pod": "web-abc-7"}, contains: []string{"already gone"}, workload: "none"},
 		{name: "pod terminating: no eviction, verified", objs: terminating, onSleep: func(e *env) {
 			_ = e.cs.Tracker().Delete(corev1.SchemeGroupVersion.WithResource("pods"), "shop", "web-abc-1")
 			replaceWhenGone(true)(e)
@@ -140,6 +141,10 @@ func TestRestartPodDo(t *testing.T) {
 					if !strings.Contains(res.Detail, f) {
 						t.Errorf("detail %q does not contain %q", res.Detail, f)
 					}
+				}
+				w := map[string]string{"": "shop/Deployment/web", "none": ""}[tc.workload]
+				if f := res.Fields; f["pod"] != p["pod"] || f["workload"] != w {
+					t.Errorf("result fields %v, want pod %v, workload %q", f, p["pod"], w)
 				}
 			} else {
 				wantReason(t, err, tc.reason, tc.contains...)

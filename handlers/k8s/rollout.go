@@ -53,10 +53,10 @@ func (h *RolloutRestart) Spec() handlers.Spec {
 			"to finish like `kubectl rollout status` (else not_recovered). Rollouts do not honour " +
 			"PodDisruptionBudgets (only maxUnavailable), so approval is required by default.",
 		Params: []handlers.Param{
-			{Name: "namespace", Type: handlers.String, Required: true, Doc: "the workload's namespace; must be in handlers.kubernetes.namespaces"},
-			{Name: "kind", Type: handlers.String, Doc: "Deployment, StatefulSet or DaemonSet (with name)"},
-			{Name: "name", Type: handlers.String, Doc: "the workload's name (with kind)"},
-			{Name: "pod", Type: handlers.String, Doc: "instead of kind and name: a pod whose owning workload is restarted"},
+			{Name: "namespace", Type: handlers.String, Required: true, Target: true, Doc: "the workload's namespace; must be in handlers.kubernetes.namespaces"},
+			{Name: "kind", Type: handlers.String, Target: true, Doc: "Deployment, StatefulSet or DaemonSet (with name)"},
+			{Name: "name", Type: handlers.String, Target: true, Doc: "the workload's name (with kind)"},
+			{Name: "pod", Type: handlers.String, Target: true, Doc: "instead of kind and name: a pod whose owning workload is restarted"},
 			{Name: "verify_timeout", Type: handlers.Duration, Doc: "how long to wait for the rollout to finish; default 5m"},
 		},
 		Class:           vocab.ClassDisruptive,
@@ -70,6 +70,9 @@ func (h *RolloutRestart) Spec() handlers.Spec {
 			{APIGroups: []string{"apps"}, Resources: []string{"replicasets"}, Verbs: []string{"get"}},
 		},
 		Example: rolloutExample,
+		Results: []handlers.ResultField{
+			{Name: "workload", Type: handlers.String, Doc: "the workload restarted, namespace/Kind/name (its pod's owner when given pod)"},
+		},
 	}
 }
 
@@ -327,7 +330,8 @@ func (a *RolloutAction) verify(ctx context.Context, w workload, gen int64, did s
 			case st.failed:
 				return handlers.Result{}, handlers.Fail(vocab.ReasonNotRecovered, "%s; rollout of %s failed: %s", did, w, last)
 			case st.generation >= gen && st.done:
-				return handlers.Result{Detail: fmt.Sprintf("%s; rollout of %s done: %s after %s", did, w, last, h.now().Sub(start).Round(time.Second))}, nil
+				return handlers.Result{Detail: fmt.Sprintf("%s; rollout of %s done: %s after %s", did, w, last, h.now().Sub(start).Round(time.Second)),
+					Fields: map[string]any{"workload": w.String()}}, nil
 			}
 		} else {
 			if handlers.ReasonOf(err) == vocab.ReasonClientError || ctx.Err() != nil {

@@ -100,6 +100,9 @@ func TestRolloutRestartDo(t *testing.T) {
 						t.Errorf("detail %q does not contain %q", res.Detail, f)
 					}
 				}
+				if f := res.Fields; f["workload"] != "shop/Deployment/web" {
+					t.Errorf("result fields %v, want workload shop/Deployment/web", f)
+				}
 			} else {
 				wantReason(t, err, tc.reason, tc.contains...)
 			}

@@ -43,9 +43,9 @@ func (h *Scale) Spec() handlers.Spec {
 			"the current count plus delta; refuses a result outside [min, max], and zero unless allow_zero. " +
 			"It changes capacity (and cost), so approval is required by default.",
 		Params: []handlers.Param{
-			{Name: "namespace", Type: handlers.String, Required: true, Doc: "the workload's namespace; must be in handlers.kubernetes.namespaces"},
-			{Name: "kind", Type: handlers.String, Required: true, Doc: "Deployment or StatefulSet"},
-			{Name: "name", Type: handlers.String, Required: true, Doc: "the workload's name"},
+			{Name: "namespace", Type: handlers.String, Required: true, Target: true, Doc: "the workload's namespace; must be in handlers.kubernetes.namespaces"},
+			{Name: "kind", Type: handlers.String, Required: true, Target: true, Doc: "Deployment or StatefulSet"},
+			{Name: "name", Type: handlers.String, Required: true, Target: true, Doc: "the workload's name"},
 			{Name: "replicas", Type: handlers.Int, Doc: "the replicas to set (or delta)"},
 			{Name: "delta", Type: handlers.Int, Doc: "replicas to add (negative: remove) to the current count (or replicas)"},
 			{Name: "min", Type: handlers.Int, Required: true, Doc: "the lowest replicas responder may set"},
@@ -62,6 +62,10 @@ func (h *Scale) Spec() handlers.Spec {
 			{APIGroups: []string{""}, Resources: []string{"events"}, Verbs: []string{"list"}},
 		},
 		Example: scaleExample,
+		Results: []handlers.ResultField{
+			{Name: "replicas", Type: handlers.Int, Doc: "the replicas the workload has now"},
+			{Name: "previous_replicas", Type: handlers.Int, Doc: "the replicas it had before (equal to replicas when it had them already)"},
+		},
 	}
 }
 
@@ -289,7 +293,8 @@ func (a *ScaleAction) do(ctx context.Context, inv handlers.Invocation, al alert.
 			return handlers.Result{}, err
 		}
 		if n == current {
-			return handlers.Result{Detail: fmt.Sprintf("%s already has %d replicas (%s)", a.w, n, how)}, nil
+			return handlers.Result{Detail: fmt.Sprintf("%s already has %d replicas (%s)", a.w, n, how),
+				Fields: map[string]any{"replicas": n, "previous_replicas": current}}, nil
 		}
 		s.Spec.Replicas = int32(n)
 		_, err = a.updateScale(ctx, s, false)
@@ -307,6 +312,7 @@ func (a *ScaleAction) do(ctx context.Context, inv handlers.Invocation, al alert.
 		a.h.record(ectx, inv, ref, event{typ: eventTypeNormal, reason: ReasonScale, action: "Scale",
 			message:     fmt.Sprintf("responder scaled %s %s from %d to %d replicas (%s; %s)", a.w.Kind, a.w.Name, current, n, how, why(inv, al)),
 			annotations: map[string]string{annotationScaleTarget: strconv.Itoa(n)}})
-		return handlers.Result{Detail: fmt.Sprintf("scaled %s from %d to %d replicas (%s)", a.w, current, n, how)}, nil
+		return handlers.Result{Detail: fmt.Sprintf("scaled %s from %d to %d replicas (%s)", a.w, current, n, how),
+			Fields: map[string]any{"replicas": n, "previous_replicas": current}}, nil
 	}
 }

@@ -62,6 +62,9 @@ func TestScaleDo(t *testing.T) {
 				if !strings.Contains(res.Detail, tc.contains) {
 					t.Errorf("detail %q does not contain %q", res.Detail, tc.contains)
 				}
+				if f := res.Fields; f["replicas"] != int(tc.want) || f["previous_replicas"] != 3 {
+					t.Errorf("result fields %v, want replicas %d, previous_replicas 3", f, tc.want)
+				}
 			} else {
 				wantReason(t, err, tc.reason, tc.contains)
 			}

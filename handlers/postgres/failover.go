@@ -45,6 +45,7 @@ func (h *Failover) Spec() handlers.Spec {
 		Target:           "postgres/<cluster>",
 		Scope:            "postgres/<cluster>",
 		Example:          failoverExample,
+		Results:          patroniResults,
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -297,7 +298,8 @@ func (p *patroni) waitLeader(ctx context.Context, j *journal, want string, oldTL
 		if err == nil {
 			prims, _ := p.primaries(ctx, c)
 			tl := 0
-			if m := c.member(want); m != nil {
+			m := c.member(want)
+			if m != nil {
 				tl = m.Timeline
 				if m.status != nil && m.status.Timeline > tl {
 					tl = m.status.Timeline
@@ -307,6 +309,11 @@ func (p *patroni) waitLeader(ctx context.Context, j *journal, want string, oldTL
 			if len(prims) == 1 && prims[0] == want && (oldTL == 0 || tl > oldTL) {
 				j.add("verify", "exactly one member answers 200 on /primary: %s; timeline %d → %d (after %s)",
 					want, oldTL, tl, b.now().Sub(start).Round(time.Millisecond))
+				j.set("new_primary_name", want)
+				j.set("timeline", tl)
+				if m != nil && m.Host != "" {
+					j.set("new_primary", net.JoinHostPort(m.Host, strconv.Itoa(m.Port)))
+				}
 				return nil
 			}
 		} else {

@@ -495,6 +495,11 @@ func TestPatroni(t *testing.T) {
 		if got := c.onlyPrimary(t); got != "m2" {
 			t.Fatalf("primary is %s, want m2", got)
 		}
+		if f := res.Fields; f["new_primary_name"] != "m2" || f["new_primary"] == nil || f["new_primary"] == "" {
+			t.Errorf("result fields %v, want m2 and its address", f)
+		} else if tl, _ := f["timeline"].(int); tl < 2 {
+			t.Errorf("result fields %v: timeline %d, want a new one", f, tl)
+		}
 		sqlExec(t, c.dsn("m2"), `CREATE TABLE after_switchover (id int)`)
 
 		// Again for the same alert, once Patroni has written the leader change to /history (it

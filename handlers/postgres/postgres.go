@@ -167,6 +167,16 @@ type journal struct {
 	start time.Time
 	lines []string
 	attrs []any
+	// fields are the result fields (handlers.Spec.Results) the steps found.
+	fields map[string]any
+}
+
+// set records a result field.
+func (j *journal) set(name string, v any) {
+	if j.fields == nil {
+		j.fields = map[string]any{}
+	}
+	j.fields[name] = v
 }
 
 func (b *base) journal(handler, cluster string) *journal {
@@ -182,7 +192,7 @@ func (j *journal) add(step, format string, args ...any) {
 }
 
 func (j *journal) result() handlers.Result {
-	return handlers.Result{Detail: strings.Join(j.lines, "\n")}
+	return handlers.Result{Detail: strings.Join(j.lines, "\n"), Fields: j.fields}
 }
 
 // recovered records the measured time to recover against the rto.

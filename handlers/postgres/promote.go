@@ -41,7 +41,7 @@ func (h *Promote) Spec() handlers.Spec {
 			"responder's side (detect), waits for the standby to replay what it received, fences the old primary " +
 			"when reachable, runs pg_promote and verifies a write. Refuses Patroni clusters and a second primary.",
 		Params: []handlers.Param{
-			{Name: "cluster", Type: handlers.String, Required: true, Doc: "a streaming cluster in handlers.postgres.clusters"},
+			{Name: "cluster", Type: handlers.String, Required: true, Target: true, Doc: "a streaming cluster in handlers.postgres.clusters"},
 			{Name: "candidate", Type: handlers.String, Doc: "the standby to promote (default: the first configured)"},
 			{Name: "require_primary_down", Type: handlers.Bool, Doc: "default true: refuse unless detect sees the primary down; false promotes a reachable primary's standby after fencing it (planned)"},
 			{Name: "catchup_timeout", Type: handlers.Duration, Doc: "how long to wait for the standby to replay what it received (default 1m)"},
@@ -53,7 +53,18 @@ func (h *Promote) Spec() handlers.Spec {
 		Target:          "postgres/<cluster>",
 		Scope:           "postgres/<cluster>",
 		Example:         promoteExample,
+		Results:         promoteResults,
 	}
+}
+
+// promoteResults are the result fields of postgres.promote, filled once the new primary is
+// verified (also when it was promoted already and only verified).
+var promoteResults = []handlers.ResultField{
+	{Name: "new_primary", Type: handlers.String, Doc: "the promoted server's address, host:port (from its configured DSN): what clients connect to now"},
+	{Name: "new_primary_name", Type: handlers.String, Doc: "the promoted standby's name in handlers.postgres.clusters"},
+	{Name: "old_primary", Type: handlers.String, Doc: "the former primary's address, host:port"},
+	{Name: "timeline", Type: handlers.Int, Doc: "the timeline the new primary writes on"},
+	{Name: "lsn", Type: handlers.String, Doc: "the new primary's WAL position when it was verified, such as 0/3000148"},
 }
 
 // ValidateStatic checks the literal params of a rule.
@@ -478,6 +489,15 @@ func (a *PromoteAction) verify(ctx context.Context, j *journal) error {
 		return handlers.Fail(vocab.ReasonNotRecovered, "verify: %s is out of recovery but refuses writes: %v", a.candidate, err)
 	}
 	j.add("verify", "%s: pg_is_in_recovery() = false, test write committed, WAL at %s", a.candidate, s.current)
+	j.set("new_primary", a.candidate.addr)
+	j.set("new_primary_name", a.candidate.name)
+	j.set("old_primary", a.primary.addr)
+	j.set("lsn", s.current.String())
+	if tl, err := timeline(ctx, c); err != nil {
+		j.add("verify", "timeline unknown: %v", err) // the promotion stands; the field is left out
+	} else {
+		j.set("timeline", tl)
+	}
 	return nil
 }
 

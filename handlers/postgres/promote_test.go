@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"errors"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -137,6 +138,33 @@ func wantDetail(t *testing.T, res handlers.Result, parts ...string) {
 	}
 }
 
+// wantFields checks the result fields of a promotion of p's standby (Spec.Results): the new
+// primary's address, name and timeline (a promotion moves to timeline 2), the old primary's address.
+func wantFields(t *testing.T, res handlers.Result, p *pair) {
+	t.Helper()
+	addr := func(s *pgtest.Server) string {
+		u, err := url.Parse(s.URL("postgres"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return u.Host
+	}
+	f := res.Fields
+	if f["new_primary"] != addr(p.standby) || f["new_primary_name"] != "standby-1" || f["old_primary"] != addr(p.primary) || f["timeline"] != 2 {
+		t.Errorf("result fields %v, want new_primary %s (standby-1), old_primary %s, timeline 2", f, addr(p.standby), addr(p.primary))
+	}
+	if lsn, _ := f["lsn"].(string); lsn == "" {
+		t.Errorf("result fields %v: no lsn", f)
+	} else if _, err := ParseLSN(lsn); err != nil {
+		t.Errorf("lsn %q: %v", lsn, err)
+	}
+	for _, rf := range promoteResults {
+		if _, ok := f[rf.Name]; !ok {
+			t.Errorf("declared result field %s not filled: %v", rf.Name, f)
+		}
+	}
+}
+
 // TestPromoteStoppedPrimary: the primary stops; detect confirms it, the standby is promoted and
 // takes writes; a second Do only verifies; the old primary restarted is a second primary: refused.
 func TestPromoteStoppedPrimary(t *testing.T) {
@@ -170,6 +198,7 @@ func TestPromoteStoppedPrimary(t *testing.T) {
 	if inRecovery(t, p.standby.URL("postgres")) {
 		t.Fatal("standby still in recovery")
 	}
+	wantFields(t, res, p)
 	sqlExec(t, p.standby.URL("postgres"), `INSERT INTO before_failover VALUES (2)`)
 
 	res, err = act.Do(t.Context(), handlers.Invocation{}, al)
@@ -177,6 +206,7 @@ func TestPromoteStoppedPrimary(t *testing.T) {
 		t.Fatalf("second Do: %v\n%s", err, res.Detail)
 	}
 	wantDetail(t, res, "already promoted: verified only")
+	wantFields(t, res, p) // a Do that only verifies reports the same new primary
 	if strings.Contains(res.Detail, "pg_promote") {
 		t.Errorf("second Do promoted again:\n%s", res.Detail)
 	}

@@ -231,6 +231,23 @@ func promote(ctx context.Context, c *pgx.Conn, wait time.Duration) error {
 	return nil
 }
 
+// timeline reads the timeline a primary writes WAL on (the first 8 hex digits of its current WAL
+// file's name): after a promotion, the new one.
+func timeline(ctx context.Context, c *pgx.Conn) (int, error) {
+	var name string
+	if err := c.QueryRow(ctx, `SELECT pg_walfile_name(pg_current_wal_lsn())`).Scan(&name); err != nil {
+		return 0, fmt.Errorf("read timeline: %w", err)
+	}
+	if len(name) < 8 {
+		return 0, fmt.Errorf("read timeline: WAL file name %q", name)
+	}
+	tl, err := strconv.ParseUint(name[:8], 16, 32)
+	if err != nil {
+		return 0, fmt.Errorf("read timeline: WAL file name %q: %w", name, err)
+	}
+	return int(tl), nil
+}
+
 // testWrite proves the server accepts writes with its default settings (a temporary table:
 // nothing is left behind).
 func testWrite(ctx context.Context, c *pgx.Conn) error {

@@ -44,12 +44,21 @@ func (h *Switchover) Spec() handlers.Spec {
 		Target:          "postgres/<cluster>",
 		Scope:           "postgres/<cluster>",
 		Example:         switchoverExample,
+		Results:         patroniResults,
 	}
+}
+
+// patroniResults are the result fields of postgres.switchover and postgres.failover, filled once
+// the new leader is verified.
+var patroniResults = []handlers.ResultField{
+	{Name: "new_primary", Type: handlers.String, Doc: "the new leader's address, host:port, as Patroni's /cluster reports it"},
+	{Name: "new_primary_name", Type: handlers.String, Doc: "the new leader's Patroni member name"},
+	{Name: "timeline", Type: handlers.Int, Doc: "the timeline the new leader writes on"},
 }
 
 func patroniParams(candidateDoc string) []handlers.Param {
 	return []handlers.Param{
-		{Name: "cluster", Type: handlers.String, Required: true, Doc: "a Patroni cluster in handlers.postgres.clusters"},
+		{Name: "cluster", Type: handlers.String, Required: true, Target: true, Doc: "a Patroni cluster in handlers.postgres.clusters"},
 		{Name: "candidate", Type: handlers.String, Doc: candidateDoc},
 		{Name: "verify_timeout", Type: handlers.Duration, Doc: "how long to wait for the candidate to be the only primary (default 2m)"},
 	}
