@@ -137,7 +137,13 @@ func NewWeb(o WebOptions) (*Web, error) {
 	}
 	if o.Registerer != nil {
 		if err := o.Registerer.Register(w.logins); err != nil {
-			return nil, fmt.Errorf("web: %w", err)
+			// A Web built again on the same registry (a configuration reload) counts on.
+			are, ok := errors.AsType[prometheus.AlreadyRegisteredError](err)
+			existing, same := are.ExistingCollector.(*prometheus.CounterVec)
+			if !ok || !same {
+				return nil, fmt.Errorf("web: %w", err)
+			}
+			w.logins = existing
 		}
 	}
 	return w, nil
