@@ -4,6 +4,9 @@ import (
 	"fmt"
 	"net/http"
 
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+
 	"github.com/responder-sre/responder/config"
 	"github.com/responder-sre/responder/identity"
 )
@@ -30,11 +33,12 @@ func (a *App) newIdentity() error {
 	if err != nil {
 		return err
 	}
-	web, err := a.newWebAuth(a.conf())
+	web, logins, err := a.newWebAuth(a.conf())
 	if err != nil {
 		return err
 	}
-	a.setLive(func(l *live) { l.tokens, l.webAuth = toks, web })
+	a.setLive(func(l *live) { l.tokens, l.webAuth, l.webLogins = toks, web, logins })
+	a.reg.MustRegister(webLoginsCollector{a})
 	return nil
 }
 
@@ -47,11 +51,11 @@ func newTokens(cfg *config.Config) (*identity.Tokens, error) {
 	return toks, nil
 }
 
-// newWebAuth builds the console's authenticator of cfg; nil without web.users and
-// web.auth.proxy_header.
-func (a *App) newWebAuth(cfg *config.Config) (*identity.Web, error) {
+// newWebAuth builds the console's authenticator of cfg, and its responder_web_logins_total;
+// nil without web.users and web.auth.proxy_header.
+func (a *App) newWebAuth(cfg *config.Config) (*identity.Web, prometheus.Collector, error) {
 	if !cfg.Web.Configured() {
-		return nil, nil
+		return nil, nil, nil
 	}
 	users := make(map[string]identity.WebUser, len(cfg.Web.Users))
 	for name, u := range cfg.Web.Users {
@@ -59,15 +63,67 @@ func (a *App) newWebAuth(cfg *config.Config) (*identity.Web, error) {
 		users[name] = identity.WebUser{PasswordHash: u.PasswordHash.Value(), Role: role}
 	}
 	defaultRole, _ := identity.ParseRole(cfg.Web.Auth.DefaultRole)
-	return identity.NewWeb(identity.WebOptions{
+	logins := &captured{}
+	web, err := identity.NewWeb(identity.WebOptions{
 		Users:          users,
 		ProxyHeader:    cfg.Web.Auth.ProxyHeader,
 		TrustedProxies: cfg.Web.Auth.TrustedPrefixes(),
 		DefaultRole:    defaultRole,
 		Approvers:      cfg.Approvals.Approvers.Web,
 		Logger:         a.log.With("component", "web"),
-		Registerer:     a.reg,
+		Registerer:     logins,
 	})
+	return web, logins.c, err
+}
+
+// captured is the Registerer a console authenticator is built with: it keeps the collector
+// (responder_web_logins_total) for webLoginsCollector to serve, so that the authenticator a
+// reload builds counts on in the same series.
+type captured struct{ c prometheus.Collector }
+
+func (r *captured) Register(c prometheus.Collector) error { r.c = c; return nil }
+
+func (r *captured) MustRegister(cs ...prometheus.Collector) {
+	for _, c := range cs {
+		r.c = c
+	}
+}
+
+func (r *captured) Unregister(prometheus.Collector) bool { return false }
+
+// webLoginsCollector serves responder_web_logins_total from the console authenticator in force
+// (an unchecked collector: what it serves changes with a reload).
+type webLoginsCollector struct{ a *App }
+
+func (webLoginsCollector) Describe(chan<- *prometheus.Desc) {}
+
+func (c webLoginsCollector) Collect(ch chan<- prometheus.Metric) {
+	if l := c.a.cur().webLogins; l != nil {
+		l.Collect(ch)
+	}
+}
+
+// carryLogins adds the counts of the console authenticator going out of force to the one coming
+// in, so that responder_web_logins_total does not drop at a reload.
+func carryLogins(from, to prometheus.Collector) {
+	fv, ok1 := from.(*prometheus.CounterVec)
+	tv, ok2 := to.(*prometheus.CounterVec)
+	if !ok1 || !ok2 || fv == tv {
+		return
+	}
+	ch := make(chan prometheus.Metric, 16)
+	go func() { fv.Collect(ch); close(ch) }()
+	for m := range ch {
+		var pb dto.Metric
+		if m.Write(&pb) != nil || pb.Counter == nil {
+			continue
+		}
+		for _, l := range pb.GetLabel() {
+			if l.GetName() == "outcome" {
+				tv.WithLabelValues(l.GetValue()).Add(pb.GetCounter().GetValue())
+			}
+		}
+	}
 }
 
 // WebAuth is the console's authenticator (nil when the config has no web.users and no

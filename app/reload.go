@@ -29,6 +29,8 @@ type live struct {
 	tokens *identity.Tokens
 	// webAuth authenticates the console's users; nil without web.users and web.auth.proxy_header.
 	webAuth *identity.Web
+	// webLogins is webAuth's responder_web_logins_total (webLoginsCollector serves it).
+	webLogins prometheus.Collector
 	// console serves /ui/ (console.go).
 	console http.Handler
 }
@@ -165,10 +167,10 @@ func (a *App) prepareReload(old *live) (*next, error) {
 	if n.live.tokens, err = newTokens(cfg); err != nil {
 		return nil, err
 	}
-	n.live.webAuth = old.webAuth
+	n.live.webAuth, n.live.webLogins = old.webAuth, old.webLogins
 	if !reflect.DeepEqual(old.cfg.Web, cfg.Web) || !reflect.DeepEqual(old.cfg.Approvals.Approvers, cfg.Approvals.Approvers) {
 		// Built again only when it changed: it remembers verified passwords.
-		if n.live.webAuth, err = a.newWebAuth(cfg); err != nil {
+		if n.live.webAuth, n.live.webLogins, err = a.newWebAuth(cfg); err != nil {
 			return nil, err
 		}
 	}
@@ -193,6 +195,7 @@ func (a *App) swap(old *live, n *next) error {
 	if a.slack != nil {
 		a.slack.SetConfig(cfg.Slack, cfg.Safety.Paused)
 	}
+	carryLogins(old.webLogins, n.live.webLogins)
 	a.live.Store(n.live)
 	a.probes.update(n.probes)
 	a.gauges.setBudgets(old.budgets, n.live.budgets)

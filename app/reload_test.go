@@ -321,9 +321,13 @@ func reloadWebApprover(t *testing.T, o fixtureOpts) {
 	if code, page := br.post(approve, url.Values{"csrf": {tok}, "back": {"/ui/"}}); code != 403 {
 		t.Fatalf("approve by a console user who is not an approver: %d\n%s", code, page)
 	}
+	logins := metricValue(t, f, "responder_web_logins_total")
 	o.extra = base.extra
 	if changed := f.mustReload(o); !slices.Equal(changed, []string{"approvals.approvers.web"}) {
 		t.Errorf("changed = %v", changed)
+	}
+	if v := metricValue(t, f, "responder_web_logins_total"); v != logins || v < 1 {
+		t.Errorf("responder_web_logins_total = %v after the reload, want the %v before it", v, logins)
 	}
 	if code, page := br.post(approve, url.Values{"csrf": {tok}, "back": {"/ui/"}}); code != 200 || !strings.Contains(page, "approved") {
 		t.Fatalf("approve after the reload: %d\n%s", code, page)

@@ -50,7 +50,12 @@ func newLive(o Options) *live {
 // cur returns the engine's reloadable state in force. A unit of work that reads the rules and
 // then the handlers (matching, an executor pass) may see new handlers with the rules it read
 // before a reload, never new rules with old handlers: Reconfigure swaps the handlers first.
-func (e *Engine) cur() *live { return e.live.Load() }
+func (e *Engine) cur() *live {
+	if l := e.live.Load(); l != nil {
+		return l
+	}
+	return &live{Options: e.o} // an Engine not built by New (unit tests of one guard)
+}
 
 // Reconfigure swaps in a reload's handlers, rules and guard settings while the engine runs.
 // Nothing of it is checked against the database: the caller built and validated everything

@@ -137,13 +137,7 @@ func NewWeb(o WebOptions) (*Web, error) {
 	}
 	if o.Registerer != nil {
 		if err := o.Registerer.Register(w.logins); err != nil {
-			// A Web built again on the same registry (a configuration reload) counts on.
-			are, ok := errors.AsType[prometheus.AlreadyRegisteredError](err)
-			existing, same := are.ExistingCollector.(*prometheus.CounterVec)
-			if !ok || !same {
-				return nil, fmt.Errorf("web: %w", err)
-			}
-			w.logins = existing
+			return nil, fmt.Errorf("web: %w", err)
 		}
 	}
 	return w, nil
