@@ -24,15 +24,15 @@ type probeRunner struct {
 // A probe's episode (firing or not, since when, its pending alerts) is its saved state, by name:
 // a probe a reload changes stops, and its successor continues the episode from the state saved.
 type probeSet struct {
-	log *slog.Logger
+	log     *slog.Logger
+	changed chan struct{} // update wakes run to start the probes it added
 
 	mu      sync.Mutex
 	runners map[string]*probeRunner
-	ctx     context.Context // the leader's run, nil while not leading
 }
 
 func newProbeSet(log *slog.Logger) *probeSet {
-	return &probeSet{log: log, runners: map[string]*probeRunner{}}
+	return &probeSet{log: log, runners: map[string]*probeRunner{}, changed: make(chan struct{}, 1)}
 }
 
 // buildProbes builds a runner for each of cfgs (nothing runs yet).
@@ -85,11 +85,10 @@ func (s *probeSet) unchanged(cfgs []config.ProbeConfig) map[string]*probeRunner 
 }
 
 // update puts next in force: the runners it does not keep stop (update waits for their last
-// run to save its state), the new ones start when this replica leads. A probe removed, or whose
-// kind changed, has its metric series deleted.
+// run to save its state, so that a successor reads it), and run starts the new ones when this
+// replica leads. A probe removed, or whose kind changed, has its metric series deleted.
 func (s *probeSet) update(next map[string]*probeRunner) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	for name, pr := range s.runners {
 		if next[name] == pr {
 			continue
@@ -100,36 +99,46 @@ func (s *probeSet) update(next map[string]*probeRunner) {
 		}
 		s.log.Info("probe stopped by a reload", "probe", name)
 	}
-	for name, pr := range next {
-		if s.runners[name] != pr && s.ctx != nil {
-			s.start(pr)
-			s.log.Info("probe started by a reload", "probe", name)
+	s.runners = next
+	s.mu.Unlock()
+	select {
+	case s.changed <- struct{}{}:
+	default:
+	}
+}
+
+// run runs every probe until ctx ends (the leader's term), starting those a reload adds, then
+// stops them all.
+func (s *probeSet) run(ctx context.Context) error {
+	for {
+		s.startAll(ctx)
+		select {
+		case <-ctx.Done():
+			s.mu.Lock()
+			for _, pr := range s.runners {
+				pr.stop()
+			}
+			s.mu.Unlock()
+			return nil
+		case <-s.changed:
 		}
 	}
-	s.runners = next
 }
 
-// run runs every probe until ctx ends (the leader's term), then waits for them to stop.
-func (s *probeSet) run(ctx context.Context) error {
+// startAll starts the probes that do not run.
+func (s *probeSet) startAll(ctx context.Context) {
 	s.mu.Lock()
-	s.ctx = ctx
+	defer s.mu.Unlock()
 	for _, pr := range s.runners {
-		s.start(pr)
+		if pr.cancel == nil {
+			s.start(ctx, pr)
+		}
 	}
-	s.mu.Unlock()
-	<-ctx.Done()
-	s.mu.Lock()
-	s.ctx = nil
-	for _, pr := range s.runners {
-		pr.stop()
-	}
-	s.mu.Unlock()
-	return nil
 }
 
-// start runs pr under s.ctx; s.mu is held.
-func (s *probeSet) start(pr *probeRunner) {
-	ctx, cancel := context.WithCancel(s.ctx)
+// start runs pr under ctx; s.mu is held.
+func (s *probeSet) start(ctx context.Context, pr *probeRunner) {
+	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	pr.cancel, pr.done = cancel, done
 	go func() {

@@ -217,8 +217,8 @@ func reloadSecret(t *testing.T, o fixtureOpts) {
 
 // reloadBudget: a budget of one action is spent; raised to three by a reload, the next two run.
 func reloadBudget(t *testing.T, o fixtureOpts) {
-	budget := func(max int) string {
-		return fmt.Sprintf("safety: {budgets: [{name: restarts, match: http.request, per: global, max: %d, window: 1h}]}\n", max)
+	budget := func(limit int) string {
+		return fmt.Sprintf("safety: {budgets: [{name: restarts, match: http.request, per: global, max: %d, window: 1h}]}\n", limit)
 	}
 	o.extra = budget(1)
 	f := startApp(t, o)

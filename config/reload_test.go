@@ -130,12 +130,12 @@ func TestChanges(t *testing.T) {
 
 type edit func(string) string
 
-func replace(old, new string) edit {
+func replace(old, with string) edit {
 	return func(s string) string {
 		if !strings.Contains(s, old) {
 			panic("no " + old)
 		}
-		return strings.Replace(s, old, new, 1)
+		return strings.Replace(s, old, with, 1)
 	}
 }
 

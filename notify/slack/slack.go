@@ -124,7 +124,6 @@ type Slack struct {
 	// auditLimiter bounds the audit rows unauthenticated requests can cause.
 	auditLimiter *rate.Limiter
 	wake         chan struct{}
-	users        map[string]bool
 	m            *metrics
 
 	mu       sync.Mutex
