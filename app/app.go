@@ -342,7 +342,7 @@ func (a *App) newEngine(hs *handlers.Registry, ruleSet *rules.Set) error {
 		return err
 	}
 	budgets := engineBudgets(cfg)
-	a.setLive(func(l *live) { l.budgets = budgets })
+	a.setLive(func(l *live) { l.budgets, l.handlers = budgets, hs })
 	s := a.engineSettings(cfg, hs, ruleSet)
 	a.eng, err = engine.New(engine.Options{
 		StormMaxTargets: s.StormMaxTargets, StormWindow: s.StormWindow, StormMaxWorkloadFraction: s.StormMaxWorkloadFraction,

@@ -131,8 +131,12 @@ func (a *App) postReload(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
+	changed := res.changed
+	if changed == nil {
+		changed = []string{} // never null
+	}
 	writeJSON(w, http.StatusOK, apiReloaded{Status: "reloaded", Rules: len(res.rules.Rules), RuleHash: res.rules.Hash,
-		Changed: res.changed})
+		Changed: changed})
 }
 
 func page(r *http.Request) (store.Page, error) {

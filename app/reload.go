@@ -15,6 +15,7 @@ import (
 
 	"github.com/responder-sre/responder/config"
 	"github.com/responder-sre/responder/engine"
+	"github.com/responder-sre/responder/handlers"
 	"github.com/responder-sre/responder/identity"
 	"github.com/responder-sre/responder/rules"
 	"github.com/responder-sre/responder/store"
@@ -23,8 +24,10 @@ import (
 // live is the configuration in force and what the App built from it for its own use. A reload
 // builds a new one beside it and swaps it whole; readers take one snapshot (cur) and use it.
 type live struct {
-	cfg     *config.Config
-	budgets []engine.Budget
+	cfg *config.Config
+	// handlers are the handlers the engine runs (a reload keeps those it does not change).
+	handlers *handlers.Registry
+	budgets  []engine.Budget
 	// tokens authenticates the API's bearer tokens (identity.go).
 	tokens *identity.Tokens
 	// webAuth authenticates the console's users; nil without web.users and web.auth.proxy_header.
@@ -155,11 +158,11 @@ func (a *App) prepareReload(old *live) (*next, error) {
 	if !authConfigured(a.o, cfg) {
 		return nil, errors.New("refusing to reload without authentication: " + authHelp + " (the configuration in force stays)")
 	}
-	hs, ruleSet, err := a.buildHandlers(cfg)
+	hs, ruleSet, err := a.reloadHandlers(cfg, old.handlers, changed)
 	if err != nil {
 		return nil, err
 	}
-	n := &next{live: &live{cfg: cfg, budgets: engineBudgets(cfg)}, changed: changed, rules: ruleSet,
+	n := &next{live: &live{cfg: cfg, handlers: hs, budgets: engineBudgets(cfg)}, changed: changed, rules: ruleSet,
 		engine: a.engineSettings(cfg, hs, ruleSet)}
 	if n.probes, err = a.buildChangedProbes(cfg.Probes); err != nil {
 		return nil, err
