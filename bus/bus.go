@@ -77,6 +77,7 @@ const (
 	DefaultNakDelay       = time.Second
 	embeddedMaxPayload    = 8 << 20
 	embeddedReadyTimeout  = 10 * time.Second
+	serverShutdownBound   = 30 * time.Second
 	defaultPublishTimeout = 10 * time.Second
 	pendingScrapeTimeout  = 2 * time.Second
 	reconnectWait         = 250 * time.Millisecond
@@ -255,13 +256,13 @@ func Open(ctx context.Context, o Options) (*Bus, error) {
 		}),
 	)
 	if err != nil {
-		b.shutdownServer()
+		_ = b.shutdownServer()
 		return nil, fmt.Errorf("bus: connect %s: %w: %w", RedactURL(url), ErrUnavailable, err)
 	}
 	b.nc = nc
 	if err := b.setup(ctx); err != nil {
 		nc.Close()
-		b.shutdownServer()
+		_ = b.shutdownServer()
 		return nil, err
 	}
 	bg, bgCancel := context.WithCancel(context.WithoutCancel(ctx))
@@ -270,7 +271,7 @@ func Open(ctx context.Context, o Options) (*Bus, error) {
 	if err != nil {
 		b.bgCancel()
 		nc.Close()
-		b.shutdownServer()
+		_ = b.shutdownServer()
 		return nil, err
 	}
 	b.m = m
@@ -313,7 +314,7 @@ func (b *Bus) purgeAcked(ctx context.Context) error {
 		return err
 	}
 	floor := info.AckFloor.Stream
-	if floor == 0 || floor < b.purgedTo.Load() {
+	if floor == 0 || floor < b.purgedTo.Load() || !b.purgeSafe() {
 		return nil
 	}
 	if err := b.stream.Purge(ctx, jetstream.WithPurgeSequence(floor+1)); err != nil {
@@ -544,13 +545,28 @@ func (b *Bus) Close(ctx context.Context) error {
 		<-b.st.done
 		b.m.unregister()
 		b.nc.Close()
-		b.shutdownServer()
+		err = errors.Join(err, b.shutdownServer())
 	})
 	return err
 }
 
-func (b *Bus) shutdownServer() {
-	if b.emb != nil {
-		b.emb.shutdown()
+// shutdownServer shuts the embedded server down, waiting at most serverShutdownBound: a wedged
+// server (errWedged) never finishes, and the process is exiting anyway.
+func (b *Bus) shutdownServer() error {
+	if b.emb == nil {
+		return nil
+	}
+	if !b.emb.wedged().IsZero() {
+		return fmt.Errorf("bus: close: embedded server not shut down: %w", errWedged)
+	}
+	done := make(chan struct{})
+	go func() { b.emb.shutdown(); close(done) }()
+	t := time.NewTimer(serverShutdownBound)
+	defer t.Stop()
+	select {
+	case <-done:
+		return nil
+	case <-t.C:
+		return fmt.Errorf("bus: close: the embedded server did not shut down within %s", serverShutdownBound)
 	}
 }

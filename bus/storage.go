@@ -68,12 +68,14 @@ const (
 	storeErrGrace = 250 * time.Millisecond
 	// restartMinFree is the free space (for the store's user) needed before the server is
 	// restarted: enough for its metadata and a few messages, far less than any real volume.
-	restartMinFree   = 1 << 20
-	restartMinWait   = time.Second
-	restartMaxWait   = time.Minute
-	restartCalm      = time.Minute
-	embeddedDownLive = time.Minute
+	restartMinFree = 1 << 20
+	restartMinWait = time.Second
+	restartMaxWait = time.Minute
+	restartCalm    = time.Minute
 )
+
+// embeddedDownLive is how long the embedded server may be down or wedged before Live fails.
+const embeddedDownLive = time.Minute
 
 // storage is the state of the embedded server's store, as the storage loop last saw it.
 type storage struct {
@@ -127,6 +129,9 @@ func (b *Bus) checkStorage(now time.Time) {
 	if b.st.err.Swap(&err) == nil {
 		b.log.Error("bus storage cannot be written; publishes are refused until it recovers", "dir", b.o.StoreDir, "err", err)
 	}
+	if errors.Is(err, errWedged) {
+		return // a wedged server cannot be shut down; Live asks for a new process
+	}
 	free, _, serr := diskSpace(b.o.StoreDir)
 	if serr != nil || free < restartMinFree || now.Sub(b.st.lastRestart) < b.st.wait {
 		return
@@ -148,13 +153,21 @@ func (b *Bus) checkStorage(now time.Time) {
 }
 
 // Live fails only when the embedded server has not been running for embeddedDownLive (its
-// restarts keep failing): the process cannot recover by itself then, a new one can.
+// restarts keep failing), or has been wedged that long: the process cannot recover by itself
+// then, a new one can.
 func (b *Bus) Live() error {
-	since := b.st.downSince.Load()
-	if b.emb == nil || since == 0 {
+	if b.emb == nil {
 		return nil
 	}
-	if down := time.Since(time.Unix(0, since)); down > embeddedDownLive {
+	bound := time.Duration(b.emb.downLive.Load())
+	if w := b.emb.wedged(); !w.IsZero() && time.Since(w) > bound {
+		return fmt.Errorf("bus: %w, for %s (storage %s)", errWedged, time.Since(w).Round(time.Second), b.o.StoreDir)
+	}
+	since := b.st.downSince.Load()
+	if since == 0 {
+		return nil
+	}
+	if down := time.Since(time.Unix(0, since)); down > bound {
 		return fmt.Errorf("bus: the embedded JetStream server could not be restarted for %s (storage %s)", down.Round(time.Second), b.o.StoreDir)
 	}
 	return nil
@@ -218,6 +231,21 @@ func (b *Bus) watchStore(ctx context.Context, cancel context.CancelCauseFunc, an
 			return
 		}
 	}
+}
+
+// purgeSafe reports whether a purge may write to the embedded store now: not while the store
+// fails, nor with less than restartMinFree bytes free. A purge writes tombstones, and nats-server
+// (v2.15.2, v2.15.3) deadlocks the stream when that write fails (see errWedged): this narrows the
+// window to a disk filling within a millisecond of the check, and Live covers the rest.
+func (b *Bus) purgeSafe() bool {
+	if b.emb == nil {
+		return true
+	}
+	if b.storageErr() != nil {
+		return false
+	}
+	free, _, err := diskSpace(b.o.StoreDir)
+	return err == nil && free >= restartMinFree
 }
 
 // diskSpace is the file system's free space (for an unprivileged user, as nats-server counts it)

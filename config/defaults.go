@@ -2,6 +2,7 @@ package config
 
 import (
 	"net/http"
+	"strings"
 	"time"
 )
 
@@ -44,6 +45,10 @@ const (
 	DefaultProbeInterval = 30 * time.Second
 	DefaultProbeTimeout  = 5 * time.Second
 )
+
+// DefaultBackupQuery is a backup probe's sql query when it gives none: when PostgreSQL last
+// archived a WAL segment (archive_mode=on), NULL before the first.
+const DefaultBackupQuery = "SELECT last_archived_time FROM pg_stat_archiver"
 
 // Defaults of handlers.postgres.clusters.NAME.
 const (
@@ -138,8 +143,8 @@ func (c *Config) fillDefaults() {
 }
 
 // fillDefaults fills a probe's interval (30s), timeout (5s, at most the interval),
-// failures_to_fire and successes_to_resolve (1), and an http probe's method (GET) and
-// expect_status ([200]).
+// failures_to_fire and successes_to_resolve (1), an http probe's method (GET) and expect_status
+// ([200], unless it has a status_map), and a backup probe's sql query (DefaultBackupQuery).
 func (p *ProbeConfig) fillDefaults() {
 	if p.Interval == 0 {
 		p.Interval = Duration(DefaultProbeInterval)
@@ -157,9 +162,12 @@ func (p *ProbeConfig) fillDefaults() {
 		if p.HTTP.Method == "" {
 			p.HTTP.Method = http.MethodGet
 		}
-		if len(p.HTTP.ExpectStatus) == 0 {
+		if len(p.HTTP.ExpectStatus) == 0 && len(p.HTTP.StatusMap) == 0 {
 			p.HTTP.ExpectStatus = []int{http.StatusOK}
 		}
+	}
+	if p.Kind() == ProbeBackup && p.Backup.SQL != nil && strings.TrimSpace(p.Backup.SQL.Query) == "" {
+		p.Backup.SQL.Query = DefaultBackupQuery
 	}
 }
 

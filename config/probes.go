@@ -3,6 +3,7 @@ package config
 import (
 	"crypto/x509"
 	"fmt"
+	"maps"
 	"net"
 	"net/url"
 	"regexp"
@@ -24,7 +25,18 @@ const (
 	ProbeDisk       = "disk"
 	ProbeTLS        = "tls"
 	ProbePrometheus = "prometheus"
+	ProbeBackup     = "backup"
 )
+
+// States an http probe's status_map maps a status code to.
+const (
+	StatusOK      = "ok"      // the run succeeds (body_regexp still applies)
+	StatusFailing = "failing" // the run fails
+)
+
+// LabelHTTPStatus is the label an http probe with a status_map adds to the alert: the status code
+// of the episode's first failure that got an answer.
+const LabelHTTPStatus = "http_status"
 
 // ProbeConfig is one health-check probe (the probes issue): a name, a schedule, labels and exactly
 // one kind. The probe package owns its semantics; this file owns its YAML shape and validation.
@@ -51,6 +63,7 @@ type ProbeConfig struct {
 	Disk       *DiskProbe       `yaml:"disk,omitempty"`
 	TLS        *TLSProbe        `yaml:"tls,omitempty"`
 	Prometheus *PrometheusProbe `yaml:"prometheus,omitempty"`
+	Backup     *BackupProbe     `yaml:"backup,omitempty"`
 }
 
 // Kind returns the probe's kind (ProbeHTTP, ...), or "" when none or several are set.
@@ -70,7 +83,7 @@ func (p ProbeConfig) kinds() []string {
 	}{
 		{p.HTTP != nil, ProbeHTTP}, {p.TCP != nil, ProbeTCP}, {p.Postgres != nil, ProbePostgres},
 		{p.Redis != nil, ProbeRedis}, {p.Disk != nil, ProbeDisk}, {p.TLS != nil, ProbeTLS},
-		{p.Prometheus != nil, ProbePrometheus},
+		{p.Prometheus != nil, ProbePrometheus}, {p.Backup != nil, ProbeBackup},
 	} {
 		if c.set {
 			k = append(k, c.kind)
@@ -79,15 +92,19 @@ func (p ProbeConfig) kinds() []string {
 	return k
 }
 
-// HTTPProbe requests URL; it succeeds when the status is one of ExpectStatus and the body
-// matches BodyRegexp. Its value is the latency in seconds.
+// HTTPProbe requests URL; it succeeds when the status is one of ExpectStatus (or one StatusMap
+// maps to StatusOK) and the body matches BodyRegexp. Its value is the latency in seconds.
 type HTTPProbe struct {
-	URL          string            `yaml:"url"`
-	Method       string            `yaml:"method"`        // default GET
-	ExpectStatus []int             `yaml:"expect_status"` // default [200]
-	BodyRegexp   string            `yaml:"body_regexp"`   // Go regexp syntax; searched in the first 1MiB
-	Headers      map[string]Secret `yaml:"headers"`       // values never print (they may hold credentials)
-	TLS          ProbeTLSConfig    `yaml:"tls"`
+	URL          string `yaml:"url"`
+	Method       string `yaml:"method"`        // default GET
+	ExpectStatus []int  `yaml:"expect_status"` // default [200] (unless status_map is set)
+	// StatusMap maps status codes to StatusOK or StatusFailing (Vault's /v1/sys/health: 200 and
+	// 429 ok, 503 failing); a status it does not list fails. It replaces expect_status (setting
+	// both is an error), and a failure that got an answer labels the alert http_status=<code>.
+	StatusMap  map[int]string    `yaml:"status_map"`
+	BodyRegexp string            `yaml:"body_regexp"` // Go regexp syntax; searched in the first 1MiB
+	Headers    map[string]Secret `yaml:"headers"`     // values never print (they may hold credentials)
+	TLS        ProbeTLSConfig    `yaml:"tls"`
 }
 
 // ProbeTLSConfig is how an http probe verifies the server.
@@ -112,10 +129,14 @@ type PostgresProbe struct {
 }
 
 // RedisProbe sends AUTH (when a password is set) and PING to Address; its value is the latency.
+// With LLEN it also sends SELECT DB (when DB is not 0) and LLEN: the value is then the length of
+// that list (a queue's depth, such as Celery's "celery"); a missing key is 0.
 type RedisProbe struct {
 	Address      string `yaml:"address"`
 	Password     Secret `yaml:"password"`
 	PasswordFile string `yaml:"password_file"`
+	LLEN         string `yaml:"llen"` // a list's key; empty: PING only
+	DB           int    `yaml:"db"`   // the database LLEN reads (default 0)
 }
 
 // DiskProbe measures the free ratio (0..1, space available to unprivileged users) of the file
@@ -195,7 +216,7 @@ func (c *Config) validateProbe(ch *checker, i int, p *ProbeConfig, seen map[stri
 	}
 	switch kinds := p.kinds(); len(kinds) {
 	case 0:
-		ch.errorf(key, "probe %q needs one kind: http, tcp, postgres, redis, disk, tls or prometheus", p.Name)
+		ch.errorf(key, "probe %q needs one kind: http, tcp, postgres, redis, disk, tls, prometheus or backup", p.Name)
 	case 1:
 		c.validateProbeKind(ch, key+"."+kinds[0], p)
 	default:
@@ -220,6 +241,9 @@ func (c *Config) validateProbeLabel(ch *checker, key string, p *ProbeConfig, k, 
 	if k == "role" && p.Postgres != nil {
 		ch.errorf(key+".labels.role", "label \"role\" is set by a postgres probe")
 	}
+	if k == LabelHTTPStatus && p.HTTP != nil && len(p.HTTP.StatusMap) > 0 {
+		ch.errorf(key+".labels."+k, "label %q is set by an http probe with a status_map", k)
+	}
 }
 
 // validateProbeKind checks the settings of the probe's one kind; key names them
@@ -239,6 +263,9 @@ func (c *Config) validateProbeKind(ch *checker, key string, p *ProbeConfig) {
 		}
 	case p.Redis != nil:
 		checkAddress(ch, key+".address", p.Redis.Address)
+		if p.Redis.DB < 0 {
+			ch.errorf(key+".db", "must not be negative, got %d", p.Redis.DB)
+		}
 	case p.Disk != nil:
 		if p.Disk.Path == "" {
 			ch.errorf(key+".path", "a disk probe needs a path")
@@ -255,6 +282,8 @@ func (c *Config) validateProbeKind(ch *checker, key string, p *ProbeConfig) {
 		if strings.TrimSpace(p.Prometheus.Query) == "" {
 			ch.errorf(key+".query", "a prometheus probe needs a query")
 		}
+	case p.Backup != nil:
+		c.validateBackupProbe(ch, key, p.Backup)
 	}
 }
 
@@ -268,21 +297,56 @@ func validateHTTPProbe(ch *checker, key string, h *HTTPProbe) {
 			ch.errorf(fmt.Sprintf("%s.expect_status[%d]", key, j), "%d is not an HTTP status", s)
 		}
 	}
+	validateStatusMap(ch, key, h)
 	if h.BodyRegexp != "" {
 		if _, err := regexp.Compile(h.BodyRegexp); err != nil {
 			ch.wrapf(key+".body_regexp", err, "%v", err)
 		}
 	}
-	for name, v := range h.Headers {
-		if !validMethod(name) { // a header name is an HTTP token, like a method
-			ch.errorf(key+".headers", "%q is not a header name", name)
-		}
-		if strings.ContainsAny(v.Value(), "\r\n\x00") {
-			ch.errorf(key+".headers."+name, "header value contains a line break or NUL")
-		}
-	}
+	checkHeaders(ch, key+".headers", h.Headers)
 	if h.TLS.CAFile != "" {
 		checkCA(ch, key+".tls.ca_file", h.TLS.CA)
+	}
+}
+
+// validateStatusMap checks an http probe's status_map: HTTP statuses mapped to ok or failing, at
+// least one ok, and no expect_status beside it.
+func validateStatusMap(ch *checker, key string, h *HTTPProbe) {
+	if len(h.StatusMap) == 0 {
+		return
+	}
+	if len(h.ExpectStatus) > 0 {
+		ch.errorf(key+".expect_status", "set expect_status or status_map, not both")
+	}
+	anyOK := false
+	for _, code := range slices.Sorted(maps.Keys(h.StatusMap)) {
+		k := fmt.Sprintf("%s.status_map.%d", key, code)
+		if code < 100 || code > 599 {
+			ch.errorf(k, "%d is not an HTTP status", code)
+		}
+		switch st := h.StatusMap[code]; st {
+		case StatusOK:
+			anyOK = true
+		case StatusFailing:
+		default:
+			ch.errorf(k, "%q is not a state: want %s or %s", st, StatusOK, StatusFailing)
+		}
+	}
+	if !anyOK {
+		ch.errorf(key+".status_map", "no status maps to %s: the probe could never succeed", StatusOK)
+	}
+}
+
+// checkHeaders checks request headers (an http probe's, a backup url's): names are HTTP tokens,
+// values hold no line break or NUL.
+func checkHeaders(ch *checker, key string, headers map[string]Secret) {
+	for name, v := range headers {
+		if !validMethod(name) { // a header name is an HTTP token, like a method
+			ch.errorf(key, "%q is not a header name", name)
+		}
+		if strings.ContainsAny(v.Value(), "\r\n\x00") {
+			ch.errorf(key+"."+name, "header value contains a line break or NUL")
+		}
 	}
 }
 
@@ -361,6 +425,9 @@ func resolveProbeSecrets(cfg *Config, c *checker, o options) {
 			if b, ok := readFile(cfg, c, o, key+".tls.ca_file", p.TLS.CAFile); ok {
 				p.TLS.CA = b
 			}
+		}
+		if p.Backup != nil {
+			resolveBackupSecrets(cfg, c, o, key+".backup", p.Backup)
 		}
 	}
 }

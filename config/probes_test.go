@@ -140,6 +140,11 @@ func FuzzProbes(f *testing.F) {
 		"- {name: h, http: {url: 'http://a/', body_regexp: 'x+', headers: {X-A: b}}}",
 		"- {name: t, tls: {address: 'a:443'}, failures_to_fire: 2}",
 		"- {name: q, prometheus: {url: 'http://p', query: up}}",
+		"- {name: b, backup: {max_age: 1h, glob: '/b/*.dump'}}",
+		"- {name: u, backup: {max_age: 1d, url: 'https://b/x', headers: {X-A: b}}}",
+		"- {name: s, backup: {max_age: 1h, sql: {dsn: 'postgres://u@h/db'}}}",
+		"- {name: v, http: {url: 'http://v/', status_map: {200: ok, 503: failing}}}",
+		"- {name: l, redis: {address: 'r:1', llen: celery, db: 2}}",
 	} {
 		f.Add(s)
 	}
@@ -154,6 +159,9 @@ func FuzzProbes(f *testing.F) {
 		for _, p := range cfg.Probes {
 			if p.Kind() == "" || p.Interval <= 0 || p.Timeout <= 0 || p.Timeout > p.Interval || p.FailuresToFire < 1 {
 				t.Fatalf("accepted an invalid probe %+v", p)
+			}
+			if p.Backup != nil && (p.Backup.Source() == "" || p.Backup.MaxAge <= 0) {
+				t.Fatalf("accepted an invalid backup probe %+v", p.Backup)
 			}
 			if p.FiringWhen != "" {
 				if err := CompileFiringWhen(p.FiringWhen); err != nil {

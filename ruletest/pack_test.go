@@ -9,9 +9,11 @@ import (
 // TestRunbookPack runs the shipped rule pack's tests, so CI keeps them green.
 func TestRunbookPack(t *testing.T) {
 	files, err := filepath.Glob("../examples/runbook/*_test.yml")
-	if err != nil || len(files) == 0 {
-		t.Fatalf("no rule pack tests found: %v", err)
+	variants, verr := filepath.Glob("../examples/runbook/variants/*_test.yml")
+	if err != nil || verr != nil || len(files) == 0 || len(variants) == 0 {
+		t.Fatalf("no rule pack tests found: %v %v", err, verr)
 	}
+	files = append(files, variants...)
 	start := time.Now()
 	code, out, errs := run(t, "../examples/runbook/handlers.yml", files...)
 	if code != 0 {

@@ -150,7 +150,7 @@ func values(name string) string { return filepath.Join("deploy/helm/testdata", n
 
 // valueSets are the values files every chart test renders; monitoring on and off are flags.
 var valueSets = []string{"values-db-url.yaml", "values-existing-secret.yaml", "values-ha.yaml", "values-kubernetes.yaml",
-	"values-cluster-role.yaml", "values-full.yaml", "values-secrets.yaml"}
+	"values-cluster-role.yaml", "values-full.yaml", "values-secrets.yaml", "values-identity.yaml"}
 
 func TestLintStrict(t *testing.T) {
 	t.Parallel()

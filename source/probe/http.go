@@ -13,6 +13,7 @@ import (
 	"os"
 	"regexp"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/responder-sre/responder/config"
@@ -37,24 +38,51 @@ func newHTTPCheck(c *config.HTTPProbe) (*httpCheck, error) {
 	if err != nil {
 		return nil, fmt.Errorf("http: %w", err)
 	}
-	h := &httpCheck{
-		cfg: c,
-		client: &http.Client{Transport: &http.Transport{
-			Proxy:               http.ProxyFromEnvironment,
-			DialContext:         (&net.Dialer{}).DialContext,
-			TLSClientConfig:     tlsCfg,
-			DisableKeepAlives:   true, // every run measures a fresh connection, as a client would see it
-			TLSHandshakeTimeout: 0,    // bounded by the run's context
-		}},
-		// The instance label: no userinfo, no query (either may hold a credential).
-		inst: (&url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path}).String(),
-	}
+	h := &httpCheck{cfg: c, client: newHTTPClient(tlsCfg), inst: urlInstance(u)}
 	if c.BodyRegexp != "" {
 		if h.body, err = regexp.Compile(c.BodyRegexp); err != nil {
 			return nil, fmt.Errorf("http: body_regexp: %w", err)
 		}
 	}
 	return h, nil
+}
+
+// newHTTPClient is the client of the probes that speak HTTP: a fresh connection every run (as
+// a client would see it), TLS as configured, bounded by the run's context.
+func newHTTPClient(tlsCfg *tls.Config) *http.Client {
+	return &http.Client{Transport: &http.Transport{
+		Proxy:               http.ProxyFromEnvironment,
+		DialContext:         (&net.Dialer{}).DialContext,
+		TLSClientConfig:     tlsCfg,
+		DisableKeepAlives:   true, // every run measures a fresh connection, as a client would see it
+		TLSHandshakeTimeout: 0,    // bounded by the run's context
+	}}
+}
+
+// urlInstance is the instance label of a URL: no userinfo, no query (either may hold a
+// credential).
+func urlInstance(u *url.URL) string {
+	return (&url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path}).String()
+}
+
+// requestError is a failed request's error without the URL that url.Error repeats (its query
+// may carry a token): "GET http://host/path: cause".
+func requestError(method, inst string, err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		err = ue.Err
+	}
+	return fmt.Errorf("%s %s: %w", method, inst, err)
+}
+
+// setHeaders sets the configured headers on req; a Host header sets the request's host.
+func setHeaders(req *http.Request, headers map[string]config.Secret) {
+	for k, v := range headers {
+		req.Header.Set(k, v.Value())
+	}
+	if req.Header.Get("Host") != "" {
+		req.Host = req.Header.Get("Host")
+	}
 }
 
 // tlsConfig builds a client TLS config trusting ca (or the file, or the system roots).
@@ -86,34 +114,48 @@ func (h *httpCheck) check(ctx context.Context) Measurement {
 		m.Err = errors.New("http: invalid request")
 		return m
 	}
-	for k, v := range h.cfg.Headers {
-		req.Header.Set(k, v.Value())
-	}
-	if req.Header.Get("Host") != "" {
-		req.Host = req.Header.Get("Host")
-	}
+	setHeaders(req, h.cfg.Headers)
 	start := time.Now()
 	resp, err := h.client.Do(req)
 	if err != nil {
-		// url.Error repeats the URL, which may carry a token in its query: keep the cause only.
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err
-		}
-		m.Err = fmt.Errorf("%s %s: %w", h.cfg.Method, h.inst, err)
+		m.Err = requestError(h.cfg.Method, h.inst, err)
 		return m
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
 	m.Duration = time.Since(start)
 	m.Value = m.Duration.Seconds()
-	switch {
-	case err != nil:
+	if err != nil {
 		m.Err = fmt.Errorf("%s %s: reading the body: %w", h.cfg.Method, h.inst, err)
-	case !slices.Contains(h.cfg.ExpectStatus, resp.StatusCode):
-		m.Err = fmt.Errorf("%s %s: status %d, want %v", h.cfg.Method, h.inst, resp.StatusCode, h.cfg.ExpectStatus)
-	case h.body != nil && !h.body.Match(body):
+		return m
+	}
+	if why := h.badStatus(resp.StatusCode); why != "" {
+		m.Err = fmt.Errorf("%s %s: %s", h.cfg.Method, h.inst, why)
+	} else if h.body != nil && !h.body.Match(body) {
 		m.Err = fmt.Errorf("%s %s: body does not match %q", h.cfg.Method, h.inst, h.cfg.BodyRegexp)
 	}
+	if m.Err != nil && len(h.cfg.StatusMap) > 0 {
+		// Only failures carry it: a success's labels are remembered for later failures (see
+		// State.Observed), and a connection failure has no status.
+		m.Labels = map[string]string{config.LabelHTTPStatus: strconv.Itoa(resp.StatusCode)}
+	}
 	return m
+}
+
+// badStatus says why status fails the run ("" when it does not): by status_map when the probe
+// has one, else by expect_status.
+func (h *httpCheck) badStatus(status int) string {
+	if len(h.cfg.StatusMap) == 0 {
+		if slices.Contains(h.cfg.ExpectStatus, status) {
+			return ""
+		}
+		return fmt.Sprintf("status %d, want %v", status, h.cfg.ExpectStatus)
+	}
+	switch st, ok := h.cfg.StatusMap[status]; {
+	case !ok:
+		return fmt.Sprintf("status %d is not in status_map", status)
+	case st != config.StatusOK:
+		return fmt.Sprintf("status %d is %s in status_map", status, st)
+	}
+	return ""
 }

@@ -51,16 +51,26 @@ type postgresCheck struct {
 }
 
 func newPostgresCheck(c *config.PostgresProbe) (*postgresCheck, error) {
-	cfg, err := pgx.ParseConfig(c.DSN.Value())
+	cfg, inst, err := parseDSN(c.DSN)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: %w", err)
+	}
+	return &postgresCheck{cfg: cfg, inst: inst}, nil
+}
+
+// parseDSN parses a probe's connection string and returns it with the instance label
+// (host:port/database, no credentials).
+func parseDSN(dsn config.Secret) (*pgx.ConnConfig, string, error) {
+	cfg, err := pgx.ParseConfig(dsn.Value())
 	if err != nil {
 		// pgx may echo the connection string, password included.
-		return nil, errors.New("postgres: invalid connection string")
+		return nil, "", errors.New("invalid connection string")
 	}
 	inst := net.JoinHostPort(cfg.Host, strconv.Itoa(int(cfg.Port)))
 	if cfg.Database != "" {
 		inst += "/" + cfg.Database
 	}
-	return &postgresCheck{cfg: cfg, inst: inst}, nil
+	return cfg, inst, nil
 }
 
 func (c *postgresCheck) instance() string { return c.inst }

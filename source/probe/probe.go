@@ -227,13 +227,15 @@ func newChecker(c config.ProbeConfig) (checker, error) {
 	case c.Postgres != nil:
 		return newPostgresCheck(c.Postgres)
 	case c.Redis != nil:
-		return redisCheck{addr: c.Redis.Address, password: c.Redis.Password}, nil
+		return newRedisCheck(c.Redis), nil
 	case c.Disk != nil:
 		return diskCheck{path: c.Disk.Path}, nil
 	case c.TLS != nil:
 		return newTLSCheck(c.TLS)
 	case c.Prometheus != nil:
 		return newPrometheusCheck(c.Prometheus)
+	case c.Backup != nil:
+		return newBackupCheck(c.Backup)
 	}
 	return nil, errors.New("want exactly one kind")
 }

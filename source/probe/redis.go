@@ -14,10 +14,18 @@ import (
 )
 
 // redisCheck sends AUTH (when a password is set) and PING over RESP and expects +OK and +PONG.
-// The value is the latency of the whole exchange, connect included.
+// The value is the latency of the whole exchange, connect included. With llen it sends SELECT
+// (when db is not 0) and LLEN instead of PING: the value is the list's length (0 for a missing
+// key), such as the depth of a Celery queue.
 type redisCheck struct {
 	addr     string
 	password config.Secret
+	llen     string
+	db       int
+}
+
+func newRedisCheck(c *config.RedisProbe) redisCheck {
+	return redisCheck{addr: c.Address, password: c.Password, llen: c.LLEN, db: c.DB}
 }
 
 func (c redisCheck) instance() string { return c.addr }
@@ -46,6 +54,13 @@ func (c redisCheck) check(ctx context.Context) Measurement {
 			return fail(fmt.Errorf("AUTH: %w", err)) // the reply never contains the password
 		}
 	}
+	if c.llen != "" {
+		n, err := c.listLength(conn, r)
+		if err != nil {
+			return fail(err)
+		}
+		return Measurement{Value: float64(n), Duration: time.Since(start)}
+	}
 	if _, err := conn.Write(respCommand("PING")); err != nil {
 		return fail(fmt.Errorf("PING: %w", err))
 	}
@@ -54,6 +69,45 @@ func (c redisCheck) check(ctx context.Context) Measurement {
 	}
 	d := time.Since(start)
 	return Measurement{Value: d.Seconds(), Duration: d}
+}
+
+// listLength selects c.db (unless 0) and returns LLEN c.llen.
+func (c redisCheck) listLength(conn net.Conn, r *bufio.Reader) (int64, error) {
+	if c.db != 0 {
+		if _, err := conn.Write(respCommand("SELECT", strconv.Itoa(c.db))); err != nil {
+			return 0, fmt.Errorf("SELECT: %w", err)
+		}
+		if err := expectReply(r, "OK"); err != nil {
+			return 0, fmt.Errorf("SELECT %d: %w", c.db, err)
+		}
+	}
+	if _, err := conn.Write(respCommand("LLEN", c.llen)); err != nil {
+		return 0, fmt.Errorf("LLEN: %w", err)
+	}
+	line, err := readLine(r)
+	if err != nil {
+		return 0, fmt.Errorf("LLEN: %w", err)
+	}
+	n, err := parseInteger(line)
+	if err != nil {
+		return 0, fmt.Errorf("LLEN %s: %w", sanitize(c.llen), err)
+	}
+	return n, nil
+}
+
+// parseInteger reads a RESP integer reply (":42"); an error reply ("-WRONGTYPE ...") becomes the
+// error.
+func parseInteger(line string) (int64, error) {
+	if rest, ok := strings.CutPrefix(line, ":"); ok {
+		n, err := strconv.ParseInt(rest, 10, 64)
+		if err == nil && n >= 0 {
+			return n, nil
+		}
+	}
+	if strings.HasPrefix(line, "-") {
+		return 0, fmt.Errorf("server error: %s", sanitize(line[1:]))
+	}
+	return 0, fmt.Errorf("unexpected reply %q, want a length", sanitize(line))
 }
 
 // respCommand encodes a command as a RESP array of bulk strings.
