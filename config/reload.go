@@ -121,12 +121,13 @@ func diffValue(path string, a, b reflect.Value, out *[]string) {
 	}
 }
 
-// diffMap compares two maps with string keys entry by entry.
+// diffMap compares two maps entry by entry; an entry is named by its key (a string, or a number
+// as status_map has).
 func diffMap(path string, a, b reflect.Value, out *[]string) {
 	keys := map[string]reflect.Value{}
 	for _, m := range []reflect.Value{a, b} {
 		for _, k := range m.MapKeys() {
-			keys[k.String()] = k
+			keys[fmt.Sprint(k.Interface())] = k
 		}
 	}
 	for _, name := range slices.Sorted(maps.Keys(keys)) {
