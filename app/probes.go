@@ -52,7 +52,8 @@ func (a *App) buildProbes(cfgs []config.ProbeConfig) (map[string]*probeRunner, e
 }
 
 // buildChangedProbes is the probe set of a reload: the runners in force for the probes whose
-// configuration is the same, new ones for the others.
+// configuration is the same, new ones for the others. When one cannot be built, the series the
+// others built started are deleted again (those of a probe in force stay).
 func (a *App) buildChangedProbes(cfgs []config.ProbeConfig) (map[string]*probeRunner, error) {
 	keep := a.probes.unchanged(cfgs)
 	var build []config.ProbeConfig
@@ -61,9 +62,18 @@ func (a *App) buildChangedProbes(cfgs []config.ProbeConfig) (map[string]*probeRu
 			build = append(build, c)
 		}
 	}
-	built, err := a.buildProbes(build)
-	if err != nil {
-		return nil, err
+	built := map[string]*probeRunner{}
+	for _, c := range build {
+		one, err := a.buildProbes([]config.ProbeConfig{c})
+		if err != nil {
+			for name, pr := range built {
+				if !a.probes.has(name, pr.cfg.Kind()) {
+					pr.r.Forget()
+				}
+			}
+			return nil, err
+		}
+		built[c.Name] = one[c.Name]
 	}
 	for name, pr := range keep {
 		built[name] = pr
@@ -82,6 +92,14 @@ func (s *probeSet) unchanged(cfgs []config.ProbeConfig) map[string]*probeRunner 
 		}
 	}
 	return out
+}
+
+// has reports whether a probe of this name and kind is in force.
+func (s *probeSet) has(name, kind string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	pr := s.runners[name]
+	return pr != nil && pr.cfg.Kind() == kind
 }
 
 // update puts next in force: the runners it does not keep stop (update waits for their last

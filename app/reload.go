@@ -101,8 +101,8 @@ func (r *reloader) last() apiReload {
 // tokens. It is all or nothing: everything new is built and checked first, then swapped in; on
 // any error the configuration in force stays whole, responder_config_last_reload_successful
 // drops to 0 and /api/v1/status shows the error. A change to a key that needs a restart
-// (config.Reloadable: the database, the bus, listeners and limits) refuses the reload, naming
-// the key. Reloads run one at a time. SIGHUP and POST /-/reload both call it.
+// (config.Reloadable: the database, the bus, the intake limits, Slack's connection, the
+// execution slots and leases) refuses the reload, naming the key. Reloads run one at a time. SIGHUP and POST /-/reload both call it.
 func (a *App) Reload(ctx context.Context) error {
 	_, err := a.reloadConfig(ctx)
 	return err
@@ -164,9 +164,6 @@ func (a *App) prepareReload(old *live) (*next, error) {
 	}
 	n := &next{live: &live{cfg: cfg, handlers: hs, budgets: engineBudgets(cfg)}, changed: changed, rules: ruleSet,
 		engine: a.engineSettings(cfg, hs, ruleSet)}
-	if n.probes, err = a.buildChangedProbes(cfg.Probes); err != nil {
-		return nil, err
-	}
 	if n.live.tokens, err = newTokens(cfg); err != nil {
 		return nil, err
 	}
@@ -178,6 +175,11 @@ func (a *App) prepareReload(old *live) (*next, error) {
 		}
 	}
 	if n.live.console, err = a.newConsole(n.live); err != nil {
+		return nil, err
+	}
+	// Last: a probe built starts its metric series (buildChangedProbes takes them back when it
+	// fails).
+	if n.probes, err = a.buildChangedProbes(cfg.Probes); err != nil {
 		return nil, err
 	}
 	return n, nil
