@@ -62,9 +62,11 @@ type apiReady struct {
 
 // apiReloaded is POST /-/reload's answer.
 type apiReloaded struct {
-	RuleHash string `json:"rule_hash"`
-	Rules    int    `json:"rules"`
-	Status   string `json:"status"` // "reloaded"
+	// Changed are the keys the reload changed (config.Config.Changes), never their values.
+	Changed  []string `json:"changed"`
+	RuleHash string   `json:"rule_hash"`
+	Rules    int      `json:"rules"`
+	Status   string   `json:"status"` // "reloaded"
 }
 
 // apiDecision is the answer of POST /api/v1/actions/{id}/approve|deny; Replay is true when this

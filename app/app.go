@@ -34,7 +34,6 @@ import (
 	"github.com/responder-sre/responder/handlers"
 	"github.com/responder-sre/responder/handlers/builtin"
 	"github.com/responder-sre/responder/handlers/k8s"
-	"github.com/responder-sre/responder/identity"
 	"github.com/responder-sre/responder/leader"
 	notifyslack "github.com/responder-sre/responder/notify/slack"
 	"github.com/responder-sre/responder/rules"
@@ -70,31 +69,29 @@ type Options struct {
 
 // App is a running responder.
 type App struct {
-	o        Options
-	log      *slog.Logger
-	cfg      *config.Config
-	reg      *prometheus.Registry
-	st       *store.Store
-	bus      *bus.Bus
-	eng      *engine.Engine
-	handlers *handlers.Registry
-	srv      *http.Server
-	ln       net.Listener
-	reload   *reloader
-	mux      *http.ServeMux
-	elector  *leader.Elector
-	panics   *engine.Panics // responder_panics_total, shared by every unit that recovers
-	budgets  []engine.Budget
-	owner    string
-	slack    *notifyslack.Slack // nil without a slack section
-	probes   *probe.Runner      // nil without probes
-	webhook  *alertmanager.Handler
+	o       Options
+	log     *slog.Logger
+	reg     *prometheus.Registry
+	st      *store.Store
+	bus     *bus.Bus
+	eng     *engine.Engine
+	srv     *http.Server
+	ln      net.Listener
+	reload  *reloader
+	mux     *http.ServeMux
+	elector *leader.Elector
+	panics  *engine.Panics // responder_panics_total, shared by every unit that recovers
+	owner   string
+	slack   *notifyslack.Slack // nil without a slack section
+	probes  *probeSet          // one runner per probe (reload.go)
+	webhook *alertmanager.Handler
 	// probeToken is the leader lease token the probes run under in the current term.
 	probeToken atomic.Int64
-	// tokens authenticates the API's bearer tokens (identity.go).
-	tokens *identity.Tokens
-	// webAuth authenticates the console's users; nil without web.users and web.auth.proxy_header.
-	webAuth      *identity.Web
+	// live is the configuration in force and what was built from it for the App's own use (the
+	// API's tokens, the console and its users, the budgets): a reload swaps it whole (reload.go).
+	live atomic.Pointer[live]
+	// csrfKey signs the console's forms; drawn once, so that a reload keeps them valid.
+	csrfKey      []byte
 	unauthorized prometheus.Counter
 	dl           deadLetterMetrics
 	gauges       *gauges
@@ -117,7 +114,8 @@ func New(ctx context.Context, o Options) (*App, error) {
 	if err := checkStart(o, cfg); err != nil {
 		return nil, err
 	}
-	a := &App{o: o, log: o.Logger, cfg: cfg, reg: prometheus.NewRegistry()}
+	a := &App{o: o, log: o.Logger, reg: prometheus.NewRegistry()}
+	a.live.Store(&live{cfg: cfg})
 	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		versioncollector.NewCollector("responder"))
 	if a.panics, err = engine.NewPanics(a.reg, o.Logger); err != nil {
@@ -139,14 +137,14 @@ func New(ctx context.Context, o Options) (*App, error) {
 	if err := a.openBus(ctx); err != nil {
 		return nil, err
 	}
-	if err := a.newProbes(); err != nil {
+	if err := a.newProbes(cfg); err != nil {
 		return nil, err
 	}
-	ruleSet, err := a.newHandlers()
+	hs, ruleSet, err := a.newHandlers()
 	if err != nil {
 		return nil, err
 	}
-	if err := a.newEngine(ruleSet); err != nil {
+	if err := a.newEngine(hs, ruleSet); err != nil {
 		return nil, err
 	}
 	if err := a.newHTTP(ctx); err != nil {
@@ -190,10 +188,8 @@ func checkStart(o Options, cfg *config.Config) error {
 			return fmt.Errorf("--web.config.file %s: %w", o.WebConfigFile, err)
 		}
 	}
-	if !o.NoAuth {
-		if len(cfg.WebhookTokens()) == 0 || !cfg.HasAdminToken() {
-			return errors.New("refusing to start without authentication: set webhook.bearer_token(_file) and an admin API token (api.token(_file), or an api.tokens entry with role admin) in the config, or pass --web.no-auth (never in production)")
-		}
+	if !authConfigured(o, cfg) {
+		return errors.New("refusing to start without authentication: " + authHelp)
 	}
 	if o.NoAuth {
 		if err := checkNoAuthAddress(o.ListenAddress, o.NoAuthUnsafeAnyAddress); err != nil {
@@ -220,13 +216,14 @@ func checkRules(cfg *config.Config, o Options) error {
 // openStore connects to PostgreSQL and applies the migrations.
 func (a *App) openStore(ctx context.Context) error {
 	var err error
-	a.st, err = store.Open(ctx, a.cfg.DatabaseURL(), store.Options{MaxConns: a.cfg.Database.MaxConns, Version: a.o.Version})
+	cfg := a.conf()
+	a.st, err = store.Open(ctx, cfg.DatabaseURL(), store.Options{MaxConns: cfg.Database.MaxConns, Version: a.o.Version})
 	return err
 }
 
 // openBus connects to the bus (or starts the embedded server) with the bus: section.
 func (a *App) openBus(ctx context.Context) error {
-	cfg := a.cfg
+	cfg := a.conf()
 	var err error
 	a.bus, err = bus.Open(ctx, bus.Options{
 		URL:             cfg.NATS.URL,
@@ -245,35 +242,49 @@ func (a *App) openBus(ctx context.Context) error {
 	return err
 }
 
-// newProbes builds the probe runner when the config has probes.
-func (a *App) newProbes() error {
-	if len(a.cfg.Probes) == 0 {
+// newProbes builds a runner for each probe of cfg; the leader runs them (runLeaderWork).
+func (a *App) newProbes(cfg *config.Config) error {
+	a.probes = newProbeSet(a.log)
+	built, err := a.buildProbes(cfg.Probes)
+	if err != nil {
+		return err
+	}
+	a.probes.update(built)
+	return nil
+}
+
+// probeOptions are what every probe runner shares: results published through the bus and
+// states saved under the leader's fencing token.
+func (a *App) probeOptions() probe.Options {
+	return probe.Options{Publish: a.publishProbes, State: fencedProbeState{a},
+		Now: a.o.Now, Logger: a.o.Logger.With("component", "probe"), Registerer: a.reg,
+		OnPanic: func() { a.panics.Count(engine.PanicProbe) }}
+}
+
+// newSlack opens the Slack integration when the config has a slack section; it also posts the
+// incident messages.
+func (a *App) newSlack() error {
+	cfg, o := a.conf(), a.o
+	if !cfg.Slack.Configured() {
 		return nil
 	}
 	var err error
-	a.probes, err = probe.New(a.cfg.Probes, probe.Options{Publish: a.publishProbes, State: fencedProbeState{a},
-		Now: a.o.Now, Logger: a.o.Logger.With("component", "probe"), Registerer: a.reg,
-		OnPanic: func() { a.panics.Count(engine.PanicProbe) }})
+	a.slack, err = notifyslack.New(cfg.Slack, notifyslack.Options{Store: a.st, Kick: a.kick, Now: o.Now,
+		Approver: engineApprover{a}, Logger: o.Logger.With("component", "slack"), Registerer: a.reg,
+		Budgets: a.slackBudgets, ConfigPaused: cfg.Safety.Paused, RuleChannel: a.ruleSlackChannel})
 	return err
 }
 
-// newClients opens the connections the handlers act through (handlers.Env.Clients): the store
-// (page.teams and page.email read the incident's actions), Slack (which also posts the incident
-// messages) and Kubernetes, each when configured.
-func (a *App) newClients() ([]any, error) {
-	cfg, o := a.cfg, a.o
+// newClients returns the connections the handlers of cfg act through (handlers.Env.Clients):
+// the store (page.teams and page.email read the incident's actions), Slack and Kubernetes, each
+// when configured. The Kubernetes client is built from cfg each time (a reload reads the
+// kubeconfig again).
+func (a *App) newClients(cfg *config.Config) ([]any, error) {
 	var clients []any
 	if a.st != nil {
 		clients = append(clients, a.st)
 	}
-	if cfg.Slack.Configured() {
-		var err error
-		a.slack, err = notifyslack.New(cfg.Slack, notifyslack.Options{Store: a.st, Kick: a.kick, Now: o.Now,
-			Approver: engineApprover{a}, Logger: o.Logger.With("component", "slack"), Registerer: a.reg,
-			Budgets: a.slackBudgets, ConfigPaused: cfg.Safety.Paused, RuleChannel: a.ruleSlackChannel})
-		if err != nil {
-			return clients, err
-		}
+	if a.slack != nil {
 		clients = append(clients, a.slack)
 	}
 	if cfg.Handlers.Kubernetes.Enabled() {
@@ -286,30 +297,42 @@ func (a *App) newClients() ([]any, error) {
 	return clients, nil
 }
 
-// newHandlers builds the handler registry that runs, with its clients, and loads the rules
-// against it; the reloader starts from this rule set.
-func (a *App) newHandlers() (*rules.Set, error) {
-	clients, err := a.newClients()
+// buildHandlers builds the handler registry of cfg, with its clients, and loads cfg's rules
+// against it.
+func (a *App) buildHandlers(cfg *config.Config) (*handlers.Registry, *rules.Set, error) {
+	clients, err := a.newClients(cfg)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	hs, err := builtin.Registry(handlers.Env{Config: a.cfg, Version: a.o.Version, Logger: a.o.Logger, Clients: clients})
+	hs, err := builtin.Registry(handlers.Env{Config: cfg, Version: a.o.Version, Logger: a.o.Logger, Clients: clients})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	a.handlers = hs
-	ruleSet, err := loadRules(a.cfg, hs)
+	ruleSet, err := loadRules(cfg, hs)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
+	}
+	return hs, ruleSet, nil
+}
+
+// newHandlers opens Slack, builds the handler registry that runs and loads the rules against
+// it; the reloader starts from this rule set.
+func (a *App) newHandlers() (*handlers.Registry, *rules.Set, error) {
+	if err := a.newSlack(); err != nil {
+		return nil, nil, err
+	}
+	hs, ruleSet, err := a.buildHandlers(a.conf())
+	if err != nil {
+		return nil, nil, err
 	}
 	a.reload = newReloader(a.reg, a.o.Now)
-	a.reload.succeeded(ruleSet)
-	return ruleSet, nil
+	a.reload.succeeded()
+	return hs, ruleSet, nil
 }
 
 // newEngine builds the leader elector and the engine with the safety: and approvals: sections.
-func (a *App) newEngine(ruleSet *rules.Set) error {
-	cfg, o := a.cfg, a.o
+func (a *App) newEngine(hs *handlers.Registry, ruleSet *rules.Set) error {
+	cfg, o := a.conf(), a.o
 	a.owner = owner()
 	// Singleton work (the probes, the Slack incident messages) runs only on the leader; every replica
 	// campaigns.
@@ -318,22 +341,38 @@ func (a *App) newEngine(ruleSet *rules.Set) error {
 		Logger: o.Logger.With("component", "leader"), Registerer: a.reg}); err != nil {
 		return err
 	}
-	var budgets []engine.Budget
-	for _, b := range cfg.Safety.Budgets {
-		budgets = append(budgets, engine.Budget{Name: b.Name, Match: b.Match, Per: b.Per, Max: b.Max, Window: b.Window.D()})
-	}
-	a.budgets = budgets
+	budgets := engineBudgets(cfg)
+	a.setLive(func(l *live) { l.budgets, l.handlers = budgets, hs })
+	s := a.engineSettings(cfg, hs, ruleSet)
 	a.eng, err = engine.New(engine.Options{
-		StormMaxTargets: cfg.Safety.StormGuard.MaxTargets, StormWindow: cfg.Safety.StormGuard.Window.D(),
-		StormMaxWorkloadFraction: cfg.Safety.StormGuard.MaxWorkloadFraction,
-		Budgets:                  budgets, BreakerFailures: cfg.Safety.Breaker.Failures, BreakerOpenFor: cfg.Safety.Breaker.OpenFor.D(),
-		Store: a.st, Handlers: a.handlers, Rules: ruleSet, Owner: a.owner,
-		DryRun: a.dryRun(), Paused: cfg.Safety.Paused, ApprovalTTL: cfg.Approvals.TTL.D(), MaxAlertAge: cfg.Safety.MaxAlertAge.D(), MaxConcurrent: cfg.Safety.MaxConcurrentActions,
-		ActionTimeout: cfg.Safety.ActionTimeout.D(), Lease: cfg.Safety.LeaseDuration.D(),
+		StormMaxTargets: s.StormMaxTargets, StormWindow: s.StormWindow, StormMaxWorkloadFraction: s.StormMaxWorkloadFraction,
+		Budgets: s.Budgets, BreakerFailures: s.BreakerFailures, BreakerOpenFor: s.BreakerOpenFor,
+		Store: a.st, Handlers: hs, Rules: ruleSet, Owner: a.owner,
+		DryRun: s.DryRun, Paused: s.Paused, ApprovalTTL: s.ApprovalTTL, MaxAlertAge: s.MaxAlertAge, MaxConcurrent: cfg.Safety.MaxConcurrentActions,
+		ActionTimeout: s.ActionTimeout, Lease: cfg.Safety.LeaseDuration.D(),
 		MaxParamsBytes: maxParamsBytes(cfg.Limits.MaxParamsBytes),
 		Now:            o.Now, Logger: o.Logger.With("component", "engine"), Registerer: a.reg, Panics: a.panics,
 	})
 	return err
+}
+
+// engineBudgets are cfg's safety.budgets as the engine counts them.
+func engineBudgets(cfg *config.Config) []engine.Budget {
+	var budgets []engine.Budget
+	for _, b := range cfg.Safety.Budgets {
+		budgets = append(budgets, engine.Budget{Name: b.Name, Match: b.Match, Per: b.Per, Max: b.Max, Window: b.Window.D()})
+	}
+	return budgets
+}
+
+// engineSettings are what the engine takes from cfg and a reload changes (engine.Settings).
+func (a *App) engineSettings(cfg *config.Config, hs *handlers.Registry, ruleSet *rules.Set) engine.Settings {
+	sf := cfg.Safety
+	return engine.Settings{Handlers: hs, Rules: ruleSet, DryRun: a.o.DryRun || sf.DryRun, Paused: sf.Paused,
+		MaxAlertAge: sf.MaxAlertAge.D(), ActionTimeout: sf.ActionTimeout.D(), ApprovalTTL: cfg.Approvals.TTL.D(),
+		Budgets: engineBudgets(cfg), StormMaxTargets: sf.StormGuard.MaxTargets, StormWindow: sf.StormGuard.Window.D(),
+		StormMaxWorkloadFraction: sf.StormGuard.MaxWorkloadFraction, BreakerFailures: sf.Breaker.Failures,
+		BreakerOpenFor: sf.Breaker.OpenFor.D()}
 }
 
 // newHTTP registers the API's metrics and the database-backed gauges (read once now, then in
@@ -351,11 +390,15 @@ func (a *App) newHTTP(ctx context.Context) error {
 	if err := a.newIdentity(); err != nil {
 		return err
 	}
+	a.csrfKey = make([]byte, 32)
+	if _, err := rand.Read(a.csrfKey); err != nil {
+		return fmt.Errorf("console: CSRF key: %w", err)
+	}
 	return a.buildHTTP()
 }
 
 // dryRun reports whether this replica only dry-runs: --dry-run or safety.dry_run.
-func (a *App) dryRun() bool { return a.o.DryRun || a.cfg.Safety.DryRun }
+func (a *App) dryRun() bool { return a.o.DryRun || a.conf().Safety.DryRun }
 
 func loadConfig(o Options) (*config.Config, error) {
 	if o.ConfigFile == "" {
@@ -413,7 +456,7 @@ func (a *App) kick() {
 // slackBudgets is what `/responder status` shows of the budgets.
 func (a *App) slackBudgets(ctx context.Context) ([]notifyslack.BudgetStatus, error) {
 	var out []notifyslack.BudgetStatus
-	for _, b := range a.budgets {
+	for _, b := range a.cur().budgets {
 		used, err := a.st.BudgetMostUsed(ctx, b.Name, b.Window, a.o.Now())
 		if err != nil {
 			return nil, err
@@ -507,7 +550,7 @@ func (a *App) serveHTTP(wg *sync.WaitGroup, errc chan<- error) {
 // consume runs bus.consumers consumers until ctx ends; each takes its own batches, so their
 // transactions overlap. A consumer that stops on its own is fatal (errc).
 func (a *App) consume(ctx context.Context, wg *sync.WaitGroup, errc chan<- error) {
-	for range max(1, a.cfg.Bus.Consumers) {
+	for range max(1, a.conf().Bus.Consumers) {
 		wg.Go(func() {
 			if err := a.bus.Consume(ctx, processor{a}); err != nil && ctx.Err() == nil {
 				errc <- fmt.Errorf("bus consumer: %w", err)
@@ -534,14 +577,12 @@ func (a *App) runBackground(ctx context.Context, wg *sync.WaitGroup) {
 // (one message per incident). Slack's Socket Mode runs on every replica: Slack hands each event
 // to one connection.
 func (a *App) runLeaderWork(ctx context.Context, wg *sync.WaitGroup) {
-	if a.probes != nil {
-		wg.Go(func() {
-			a.elector.RunWhileLeading(ctx, time.Second, func(ctx context.Context, token int64) error {
-				a.probeToken.Store(token)
-				return a.probes.Run(ctx)
-			}, func(err error) { a.log.Warn("probes stopped; restarting", "err", err) })
-		})
-	}
+	wg.Go(func() {
+		a.elector.RunWhileLeading(ctx, time.Second, func(ctx context.Context, token int64) error {
+			a.probeToken.Store(token)
+			return a.probes.run(ctx)
+		}, func(err error) { a.log.Warn("probes stopped; restarting", "err", err) })
+	})
 	if a.slack == nil {
 		return
 	}
@@ -553,7 +594,7 @@ func (a *App) runLeaderWork(ctx context.Context, wg *sync.WaitGroup) {
 		a.elector.RunWhileLeading(ctx, time.Second, syncRun,
 			func(err error) { a.log.Warn("slack sync stopped; restarting", "err", err) })
 	})
-	if a.cfg.Slack.SocketMode {
+	if a.conf().Slack.SocketMode {
 		wg.Go(func() { a.runSocketMode(ctx) })
 	}
 }
@@ -592,11 +633,9 @@ func (a *App) closeAll(ctx context.Context) {
 	}
 }
 
-// retention runs a retention pass at start and then hourly.
+// retention runs a retention pass at start and then hourly (none while safety.retention is 0:
+// a reload may change it).
 func (a *App) retention(ctx context.Context) {
-	if a.cfg.Safety.Retention.D() <= 0 {
-		return
-	}
 	t := time.NewTicker(time.Hour)
 	defer t.Stop()
 	for {

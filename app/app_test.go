@@ -2,6 +2,7 @@ package app_test
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -48,8 +49,8 @@ type sink struct {
 }
 
 type sinkCall struct {
-	Path, Key string
-	Body      map[string]any
+	Path, Key, Auth string
+	Body            map[string]any
 }
 
 func newSink(t *testing.T) *sink {
@@ -58,7 +59,7 @@ func newSink(t *testing.T) *sink {
 		var body map[string]any
 		_ = json.NewDecoder(r.Body).Decode(&body)
 		s.mu.Lock()
-		s.calls = append(s.calls, sinkCall{Path: r.URL.Path, Key: r.Header.Get("Idempotency-Key"), Body: body})
+		s.calls = append(s.calls, sinkCall{Path: r.URL.Path, Key: r.Header.Get("Idempotency-Key"), Auth: r.Header.Get("Authorization"), Body: body})
 		s.mu.Unlock()
 		w.WriteHeader(http.StatusOK)
 	}))
@@ -110,6 +111,9 @@ type fixtureOpts struct {
 	logger  slog.Handler       // the app's log (default: warnings to t.Log)
 	api     string             // more keys of the api: mapping, in flow style (", tokens: [...]")
 	files   map[string]string  // files written beside the config (token files)
+	hook    string             // webhook.bearer_token (default hookToken)
+	hosts   []string           // more handlers.http.allowed_hosts than the sink's
+	http    string             // more keys of the handlers.http mapping, in flow style (", timeout: 1s")
 }
 
 func writeConfig(t *testing.T, dir string, s *sink, o fixtureOpts) string {
@@ -121,8 +125,8 @@ webhook: {bearer_token: %q}
 api: {token: %q, read_token: %q%s}
 rule_files: [rules/*.yml]
 handlers:
-  http: {allowed_hosts: [%q]}
-%s`, o.natsURL, o.dbURL, hookToken, adminToken, readToken, o.api, s.HostPort(), o.extra)
+  http: {allowed_hosts: [%q%s]%s}
+%s`, o.natsURL, o.dbURL, cmp.Or(o.hook, hookToken), adminToken, readToken, o.api, s.HostPort(), moreHosts(o.hosts), o.http, o.extra)
 	must(t, os.MkdirAll(filepath.Join(dir, "rules"), 0o755))
 	for name, content := range o.files {
 		must(t, os.WriteFile(filepath.Join(dir, name), []byte(content), 0o600))
@@ -134,6 +138,15 @@ handlers:
 	}
 	must(t, os.WriteFile(filepath.Join(dir, "rules", "pods.yml"), []byte(rules), 0o644))
 	return filepath.Join(dir, "responder.yml")
+}
+
+// moreHosts writes hosts as the rest of a YAML flow list.
+func moreHosts(hosts []string) string {
+	var b strings.Builder
+	for _, h := range hosts {
+		fmt.Fprintf(&b, ", %q", h)
+	}
+	return b.String()
 }
 
 func must(t *testing.T, err error) {

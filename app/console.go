@@ -12,13 +12,17 @@ import (
 	"github.com/responder-sre/responder/vocab"
 )
 
-// mountConsole serves the web console under /ui/ on mux.
+// mountConsole serves the web console under /ui/ on mux: the one built from the configuration
+// in force (a reload builds it again).
 func (a *App) mountConsole(mux *http.ServeMux) error {
-	ui, err := a.newConsole()
+	ui, err := a.newConsole(a.cur())
 	if err != nil {
 		return err
 	}
-	mux.Handle(console.Prefix, ui)
+	a.setLive(func(l *live) { l.console = ui })
+	mux.Handle(console.Prefix, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		a.cur().console.ServeHTTP(w, r)
+	}))
 	return nil
 }
 
@@ -26,16 +30,17 @@ func (a *App) mountConsole(mux *http.ServeMux) error {
 // and the trusted proxy's (identity.Web); approvals.approvers.web may approve and deny. Under
 // --web.no-auth without console users, everyone is "anonymous", an admin and approver, as the API
 // is open to everyone then; without either, nobody gets in.
-func (a *App) newConsole() (http.Handler, error) {
-	approvers := a.WebApprovers()
-	if a.webAuth == nil && a.o.NoAuth {
+func (a *App) newConsole(l *live) (http.Handler, error) {
+	approvers := append([]string(nil), l.cfg.Approvals.Approvers.Web...)
+	if l.webAuth == nil && a.o.NoAuth {
 		approvers = []string{noAuthConsoleUser.Name}
 	}
 	return console.New(console.Options{
 		Authenticate: a.consoleAuthenticate,
 		Approvers:    approvers,
 		Store:        consoleStore{a},
-		ApprovalTTL:  a.cfg.Approvals.TTL.D(),
+		ApprovalTTL:  l.cfg.Approvals.TTL.D(),
+		CSRFKey:      a.csrfKey,
 		Now:          a.o.Now,
 		Logger:       a.log.With("component", "console"),
 	})
@@ -51,9 +56,9 @@ var errNoConsoleUsers = errors.New("no console users are configured (web.users, 
 // consoleAuthenticate is the console's authenticator: identity.Web when console users are
 // configured.
 func (a *App) consoleAuthenticate(r *http.Request) (identity.Principal, error) {
-	switch {
-	case a.webAuth != nil:
-		return a.webAuth.Authenticate(r)
+	switch web := a.cur().webAuth; {
+	case web != nil:
+		return web.Authenticate(r)
 	case a.o.NoAuth:
 		return noAuthConsoleUser, nil
 	}
@@ -105,7 +110,7 @@ func (s consoleStore) Status(ctx context.Context) console.Status {
 	a := s.a
 	set := a.eng.Rules()
 	lead := a.leaderStatus()
-	st := console.Status{ConfigPaused: a.cfg.Safety.Paused, DryRun: a.dryRun(), Version: a.o.Version, Rules: len(set.Rules), RuleHash: set.Hash,
+	st := console.Status{ConfigPaused: a.conf().Safety.Paused, DryRun: a.dryRun(), Version: a.o.Version, Rules: len(set.Rules), RuleHash: set.Hash,
 		Leader: console.Leader{Replica: lead.Replica, Leading: lead.Leading, Token: lead.Token}}
 	unavailable := func(part string, err error) string {
 		a.log.Warn("console status: read failed", "part", part, "err", err)

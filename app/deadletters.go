@@ -293,7 +293,7 @@ func joinIDs(ids []int64) string {
 // for safety.retention are abandoned, and old rows deleted; unreplayed dead letters are logged
 // (warn, with their ids) before they are deleted, and counted.
 func (a *App) Retain(ctx context.Context) error {
-	keep := a.cfg.Safety.Retention.D()
+	keep := a.conf().Safety.Retention.D()
 	if keep <= 0 {
 		return nil
 	}

@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"math"
+	"slices"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/responder-sre/responder/engine"
 	"github.com/responder-sre/responder/store"
 )
 
@@ -53,7 +55,7 @@ func newGauges(a *App) *gauges {
 	g.dead.Set(math.NaN()) // unknown until the first refresh, not "none"
 	g.remaining = prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "responder", Name: "budget_remaining",
 		Help: "Actions a budget still allows in its window, for its most used scope (read in the background)."}, []string{"budget"})
-	for _, b := range a.budgets {
+	for _, b := range a.cur().budgets {
 		g.remaining.WithLabelValues(b.Name).Set(math.NaN()) // unknown until the first refresh
 	}
 	g.breakers = prometheus.NewDesc("responder_breaker_state", "Circuit breaker state: 0 closed, 1 half-open, 2 open (read in the background).",
@@ -93,7 +95,7 @@ func (g *gauges) refresh(ctx context.Context) error {
 	} else {
 		g.dead.Set(float64(n))
 	}
-	for _, b := range g.a.budgets {
+	for _, b := range g.a.cur().budgets {
 		used, err := g.a.st.BudgetMostUsed(ctx, b.Name, b.Window, g.a.o.Now())
 		if err != nil {
 			errs = append(errs, err)
@@ -114,6 +116,25 @@ func (g *gauges) refresh(ctx context.Context) error {
 	}
 	g.refreshed.Set(float64(g.a.o.Now().UnixNano()) / 1e9)
 	return nil
+}
+
+// setBudgets follows a reload's budgets: the series of a budget gone are deleted, a new
+// budget's is unknown (NaN) until the next refresh.
+func (g *gauges) setBudgets(old, next []engine.Budget) {
+	kept := map[string]bool{}
+	for _, b := range next {
+		kept[b.Name] = true
+	}
+	for _, b := range old {
+		if !kept[b.Name] {
+			g.remaining.DeleteLabelValues(b.Name)
+		}
+	}
+	for _, b := range next {
+		if !slices.ContainsFunc(old, func(o engine.Budget) bool { return o.Name == b.Name }) {
+			g.remaining.WithLabelValues(b.Name).Set(math.NaN())
+		}
+	}
 }
 
 // run refreshes the gauges every interval until ctx ends.

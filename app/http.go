@@ -24,12 +24,13 @@ import (
 )
 
 func (a *App) buildHTTP() error {
+	cfg := a.conf()
 	wh, err := alertmanager.NewHandler(alertmanager.Options{
-		Tokens:       a.cfg.WebhookTokens(),
+		Tokens:       cfg.WebhookTokens(),
 		NoAuth:       a.o.NoAuth,
-		MaxBodyBytes: int64(a.cfg.Webhook.MaxBodyBytes),
-		MaxAlerts:    a.cfg.Limits.MaxAlertsPerRequest,
-		Limits:       alertLimits(a.cfg.Limits),
+		MaxBodyBytes: int64(cfg.Webhook.MaxBodyBytes),
+		MaxAlerts:    cfg.Limits.MaxAlertsPerRequest,
+		Limits:       alertLimits(cfg.Limits),
 		Emit:         a.bus.Publish,
 		OnReject:     a.auditReject,
 		Now:          a.o.Now,
@@ -125,12 +126,17 @@ func (a *App) readyz(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *App) postReload(w http.ResponseWriter, r *http.Request) {
-	if err := a.Reload(r.Context()); err != nil {
+	res, err := a.reloadConfig(r.Context())
+	if err != nil {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	set := a.eng.Rules()
-	writeJSON(w, http.StatusOK, apiReloaded{Status: "reloaded", Rules: len(set.Rules), RuleHash: set.Hash})
+	changed := res.changed
+	if changed == nil {
+		changed = []string{} // never null
+	}
+	writeJSON(w, http.StatusOK, apiReloaded{Status: "reloaded", Rules: len(res.rules.Rules), RuleHash: res.rules.Hash,
+		Changed: changed})
 }
 
 func page(r *http.Request) (store.Page, error) {
@@ -290,7 +296,7 @@ func (a *App) status(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, apiStatus{
-		Paused:           a.cfg.Safety.Paused || ps.Active(a.o.Now()),
+		Paused:           a.conf().Safety.Paused || ps.Active(a.o.Now()),
 		Pause:            ps,
 		ApprovalsPending: approvals,
 		DryRun:           a.dryRun(),
@@ -469,8 +475,8 @@ func (a *App) setPause(w http.ResponseWriter, r *http.Request, paused bool, b pa
 	a.log.Warn("kill switch changed", "paused", paused, "by", by, "reason", b.Reason, "until", until)
 	a.eng.Kick()
 	// "paused" is what is in force: safety.paused in the config pauses this replica whatever the row says.
-	writeJSON(w, http.StatusOK, apiPause{Paused: a.cfg.Safety.Paused || ps.Active(a.o.Now()), Pause: ps,
-		ConfigPaused: a.cfg.Safety.Paused})
+	cfgPaused := a.conf().Safety.Paused
+	writeJSON(w, http.StatusOK, apiPause{Paused: cfgPaused || ps.Active(a.o.Now()), Pause: ps, ConfigPaused: cfgPaused})
 }
 
 // decodeOptional decodes a small JSON body if there is one.
@@ -502,7 +508,7 @@ func (a *App) leaderStatus() apiLeader {
 // that could not be read); never nil.
 func (a *App) budgetStatus(ctx context.Context) []apiBudget {
 	out := []apiBudget{}
-	for _, b := range a.budgets {
+	for _, b := range a.cur().budgets {
 		used, err := a.st.BudgetMostUsed(ctx, b.Name, b.Window, a.o.Now())
 		st := apiBudget{Name: b.Name, Match: b.Match, Per: b.Per, Max: b.Max, Window: b.Window.String(), MostUsed: used}
 		if err != nil {

@@ -4,6 +4,10 @@ import (
 	"fmt"
 	"net/http"
 
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/responder-sre/responder/config"
 	"github.com/responder-sre/responder/identity"
 )
 
@@ -25,39 +29,112 @@ var noAuthPrincipal = identity.Principal{Name: identity.LegacyAdminName, Role: i
 // header are configured). The console's counter (responder_web_logins_total) goes to the app's
 // registry.
 func (a *App) newIdentity() error {
-	toks, err := identity.NewTokens(a.cfg.APITokens())
+	toks, err := newTokens(a.conf())
 	if err != nil {
-		return fmt.Errorf("api: %w", err)
+		return err
 	}
-	a.tokens = toks
-	if !a.cfg.Web.Configured() {
-		return nil
+	web, logins, err := a.newWebAuth(a.conf())
+	if err != nil {
+		return err
 	}
-	users := make(map[string]identity.WebUser, len(a.cfg.Web.Users))
-	for name, u := range a.cfg.Web.Users {
+	a.setLive(func(l *live) { l.tokens, l.webAuth, l.webLogins = toks, web, logins })
+	a.reg.MustRegister(webLoginsCollector{a})
+	return nil
+}
+
+// newTokens builds the API's token authenticator of cfg.
+func newTokens(cfg *config.Config) (*identity.Tokens, error) {
+	toks, err := identity.NewTokens(cfg.APITokens())
+	if err != nil {
+		return nil, fmt.Errorf("api: %w", err)
+	}
+	return toks, nil
+}
+
+// newWebAuth builds the console's authenticator of cfg, and its responder_web_logins_total;
+// nil without web.users and web.auth.proxy_header.
+func (a *App) newWebAuth(cfg *config.Config) (*identity.Web, prometheus.Collector, error) {
+	if !cfg.Web.Configured() {
+		return nil, nil, nil
+	}
+	users := make(map[string]identity.WebUser, len(cfg.Web.Users))
+	for name, u := range cfg.Web.Users {
 		role, _ := identity.ParseRole(u.Role)
 		users[name] = identity.WebUser{PasswordHash: u.PasswordHash.Value(), Role: role}
 	}
-	defaultRole, _ := identity.ParseRole(a.cfg.Web.Auth.DefaultRole)
-	a.webAuth, err = identity.NewWeb(identity.WebOptions{
+	defaultRole, _ := identity.ParseRole(cfg.Web.Auth.DefaultRole)
+	logins := &captured{}
+	web, err := identity.NewWeb(identity.WebOptions{
 		Users:          users,
-		ProxyHeader:    a.cfg.Web.Auth.ProxyHeader,
-		TrustedProxies: a.cfg.Web.Auth.TrustedPrefixes(),
+		ProxyHeader:    cfg.Web.Auth.ProxyHeader,
+		TrustedProxies: cfg.Web.Auth.TrustedPrefixes(),
 		DefaultRole:    defaultRole,
-		Approvers:      a.cfg.Approvals.Approvers.Web,
+		Approvers:      cfg.Approvals.Approvers.Web,
 		Logger:         a.log.With("component", "web"),
-		Registerer:     a.reg,
+		Registerer:     logins,
 	})
-	return err
+	return web, logins.c, err
+}
+
+// captured is the Registerer a console authenticator is built with: it keeps the collector
+// (responder_web_logins_total) for webLoginsCollector to serve, so that the authenticator a
+// reload builds counts on in the same series.
+type captured struct{ c prometheus.Collector }
+
+func (r *captured) Register(c prometheus.Collector) error { r.c = c; return nil }
+
+func (r *captured) MustRegister(cs ...prometheus.Collector) {
+	for _, c := range cs {
+		r.c = c
+	}
+}
+
+func (r *captured) Unregister(prometheus.Collector) bool { return false }
+
+// webLoginsCollector serves responder_web_logins_total from the console authenticator in force
+// (an unchecked collector: what it serves changes with a reload).
+type webLoginsCollector struct{ a *App }
+
+func (webLoginsCollector) Describe(chan<- *prometheus.Desc) {}
+
+func (c webLoginsCollector) Collect(ch chan<- prometheus.Metric) {
+	if l := c.a.cur().webLogins; l != nil {
+		l.Collect(ch)
+	}
+}
+
+// carryLogins adds the counts of the console authenticator going out of force to the one coming
+// in, so that responder_web_logins_total does not drop at a reload.
+func carryLogins(from, to prometheus.Collector) {
+	fv, ok1 := from.(*prometheus.CounterVec)
+	tv, ok2 := to.(*prometheus.CounterVec)
+	if !ok1 || !ok2 || fv == tv {
+		return
+	}
+	ch := make(chan prometheus.Metric, 16)
+	go func() { fv.Collect(ch); close(ch) }()
+	for m := range ch {
+		var pb dto.Metric
+		if m.Write(&pb) != nil || pb.Counter == nil {
+			continue
+		}
+		for _, l := range pb.GetLabel() {
+			if l.GetName() == "outcome" {
+				tv.WithLabelValues(l.GetValue()).Add(pb.GetCounter().GetValue())
+			}
+		}
+	}
 }
 
 // WebAuth is the console's authenticator (nil when the config has no web.users and no
 // web.auth.proxy_header): the console calls its Authenticate on every /ui/ request and its
 // MayDecide before offering Approve and Deny.
-func (a *App) WebAuth() *identity.Web { return a.webAuth }
+func (a *App) WebAuth() *identity.Web { return a.cur().webAuth }
 
 // WebApprovers is approvals.approvers.web: the console users who may approve and deny.
-func (a *App) WebApprovers() []string { return append([]string(nil), a.cfg.Approvals.Approvers.Web...) }
+func (a *App) WebApprovers() []string {
+	return append([]string(nil), a.conf().Approvals.Approvers.Web...)
+}
 
 // auth authenticates the bearer token (identity.Tokens: constant-time digest comparisons), puts
 // its principal in the request's context (identity.FromContext) and refuses a role below need:
@@ -65,7 +142,7 @@ func (a *App) WebApprovers() []string { return append([]string(nil), a.cfg.Appro
 // valid token is the shared admin token's.
 func (a *App) auth(need access, h http.HandlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		p, ok := a.tokens.Authenticate(r)
+		p, ok := a.cur().tokens.Authenticate(r)
 		if !ok && a.o.NoAuth {
 			p, ok = noAuthPrincipal, true
 		}

@@ -25,7 +25,7 @@ func alertLimits(l config.LimitsConfig) alert.Limits {
 // (counted, logged, audited) and the others are published. Only a transient bus error is returned,
 // so that the probes keep their alerts pending and retry them.
 func (a *App) publishWithinLimits(ctx context.Context, as []alert.Alert) error {
-	l := alertLimits(a.cfg.Limits)
+	l := alertLimits(a.conf().Limits)
 	ok := make([]alert.Alert, 0, len(as))
 	for _, al := range as {
 		if err := l.Check(al); err != nil {

@@ -59,5 +59,5 @@ func anonymous(approver string) bool { return approver == "" || approver == "api
 // (Approvals, with Options.ApprovalTTL and the engine's clock). The API and Slack decide through
 // it; they wake the executor (Kick) afterwards.
 func (e *Engine) Decide(ctx context.Context, actionID int64, approver, decision, via string) (store.DecisionResult, error) {
-	return Approvals{Store: e.st, TTL: e.o.ApprovalTTL, Now: e.now}.Decide(ctx, actionID, approver, decision, via)
+	return Approvals{Store: e.st, TTL: e.cur().ApprovalTTL, Now: e.now}.Decide(ctx, actionID, approver, decision, via)
 }

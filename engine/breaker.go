@@ -54,7 +54,7 @@ func (e *Engine) machine(ctx context.Context, tx pgx.Tx, k store.BreakerKey, now
 // nil breaker it is returning) when the store fails after its lock is taken, which ended the
 // process during a database outage (issue 13; TestGobreakerPanicsOnAFailingStore).
 func (e *Engine) newMachine(data *store.BreakerMachine, k store.BreakerKey) (*breakerMachine, error) {
-	threshold := uint32(max(e.o.BreakerFailures, 1))
+	threshold := uint32(max(e.cur().BreakerFailures, 1))
 	m, err := gobreaker.NewDistributedCircuitBreaker[struct{}](data, gobreaker.Settings{
 		Name:        k.Handler + " " + k.Scope,
 		MaxRequests: 1,

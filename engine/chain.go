@@ -106,7 +106,7 @@ func (e *Engine) buildClaimed(c store.Claimed) (handlers.Action, map[string]any,
 		act, err2 := e.buildStored(c)
 		return act, nil, errors.Join(err, err2)
 	}
-	h, ok := e.o.Handlers.Get(c.Handler)
+	h, ok := e.cur().Handlers.Get(c.Handler)
 	if !ok {
 		return nil, nil, errors.New("handler " + c.Handler + " is not registered")
 	}
@@ -145,7 +145,7 @@ func (e *Engine) renderChain(c store.Claimed, chain *store.Chain, earlier map[in
 	if err != nil {
 		return nil, err
 	}
-	compiled, err := e.deferred.compile(c.Handler, c.RawChain, chain.Params, e.o.Handlers)
+	compiled, err := e.deferred.compile(c.Handler, c.RawChain, chain.Params, e.cur().Handlers)
 	if err != nil {
 		return nil, fmt.Errorf("params as written: %w", err)
 	}
@@ -157,7 +157,7 @@ func (e *Engine) renderChain(c store.Claimed, chain *store.Chain, earlier map[in
 		params = map[string]any{}
 	}
 	maps.Copy(params, vals)
-	spec := e.specs[c.Handler]
+	spec := e.cur().specs[c.Handler]
 	for _, k := range slices.Sorted(maps.Keys(vals)) {
 		if p, ok := spec.Param(k); ok {
 			if err := handlers.CheckType(p, vals[k]); err != nil {
@@ -169,8 +169,8 @@ func (e *Engine) renderChain(c store.Claimed, chain *store.Chain, earlier map[in
 	if err != nil {
 		return nil, fmt.Errorf("params: %w", err)
 	}
-	if len(raw) > e.o.MaxParamsBytes {
-		return nil, fmt.Errorf("rendered params are %d bytes, over the limit of %d bytes", len(raw), e.o.MaxParamsBytes)
+	if len(raw) > e.cur().MaxParamsBytes {
+		return nil, fmt.Errorf("rendered params are %d bytes, over the limit of %d bytes", len(raw), e.cur().MaxParamsBytes)
 	}
 	return params, nil
 }
@@ -180,7 +180,7 @@ func (e *Engine) renderChain(c store.Claimed, chain *store.Chain, earlier map[in
 // planned target. rules check keeps references out of target params, so this is a safety net. A
 // target that needs a lookup (handlers.Resolver) was resolved when planned and is not compared.
 func (e *Engine) samePlace(c store.Claimed, act handlers.Action) error {
-	spec := e.specs[c.Handler]
+	spec := e.cur().specs[c.Handler]
 	if class := classOf(spec, act); class != c.Class {
 		return fmt.Errorf("rendered from the earlier steps' results, its class would be %s, not %s as planned", class, c.Class)
 	}

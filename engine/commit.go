@@ -205,7 +205,7 @@ func (p *planner) placeStep(na *store.NewAction, d *draft) error {
 	if err := p.locate(na, d.act, d.key); err != nil {
 		return err
 	}
-	if p.e.specs[na.Handler].TargetPerIncident {
+	if p.e.cur().specs[na.Handler].TargetPerIncident {
 		na.Target += " incident/" + itoa(na.IncidentID)
 	}
 	return nil
@@ -233,7 +233,8 @@ func (p *planner) flush(ctx context.Context, tx pgx.Tx) error {
 // notification that declared one (handlers.Spec.ResolveParams) and was sent.
 func (p *planner) planResolves(ctx context.Context, tx pgx.Tx, rs []store.Resolved) error {
 	var names []string
-	for n, spec := range p.e.specs {
+	specs := p.e.cur().specs
+	for n, spec := range specs {
 		if spec.ResolveParams != nil {
 			names = append(names, n)
 		}
@@ -251,7 +252,7 @@ func (p *planner) planResolves(ctx context.Context, tx pgx.Tx, rs []store.Resolv
 	}
 	step := map[int64]int{}
 	for _, a := range sent {
-		params, ok := p.e.specs[a.Handler].ResolveParams(handlers.Params(a.Params))
+		params, ok := specs[a.Handler].ResolveParams(handlers.Params(a.Params))
 		if !ok {
 			continue
 		}

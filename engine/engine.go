@@ -114,11 +114,16 @@ type Engine struct {
 	log     *slog.Logger
 	m       *metrics
 	slots   chan struct{}
-	kick    chan struct{}            // wakes an executor loop
-	running sync.Map                 // action id → struct{}: leases this replica renews
-	specs   map[string]handlers.Spec // each handler's Spec, read once
+	kick    chan struct{} // wakes an executor loop
+	running sync.Map      // action id → struct{}: leases this replica renews
 	panics  *Panics
 	wg      sync.WaitGroup
+
+	// live is what Reconfigure swaps: the options a reload changes (handlers, guards' settings)
+	// and each handler's Spec, read once per handler registry (reconfigure.go). e.o keeps the
+	// options fixed at New.
+	live   atomic.Pointer[live]
+	liveMu sync.Mutex // serializes Reconfigure
 
 	// inflight: action id → *inFlight, the handlers running here, interrupted by a pause or a
 	// lost lease (interrupt.go).
@@ -149,11 +154,7 @@ func New(o Options) (*Engine, error) {
 		kickTimers: make(chan struct{}, 1),
 		pauseNudge: make(chan struct{}, 1),
 	}
-	e.specs = make(map[string]handlers.Spec)
-	for _, n := range o.Handlers.Names() {
-		h, _ := o.Handlers.Get(n)
-		e.specs[n] = h.Spec()
-	}
+	e.live.Store(newLive(o))
 	m, err := newMetrics(o.Registerer, o.Handlers.Names())
 	if err != nil {
 		return nil, err

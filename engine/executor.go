@@ -182,7 +182,7 @@ func (e *Engine) claim(ctx context.Context, tx pgx.Tx, r *passRun, checked []*ca
 	if err != nil {
 		return nil, g, err
 	}
-	g.paused = e.o.Paused || pause.Active(now)
+	g.paused = e.cur().Paused || pause.Active(now)
 	e.m.paused.Set(boolFloat(g.paused))
 	var claimed []store.Claimed
 	if checked == nil {
@@ -197,7 +197,7 @@ func (e *Engine) claim(ctx context.Context, tx pgx.Tx, r *passRun, checked []*ca
 	if err != nil || len(claimed) == 0 {
 		return nil, g, err
 	}
-	err = readGuards(ctx, st, &e.o, claimed, now, g)
+	err = readGuards(ctx, st, &e.cur().Options, claimed, now, g)
 	return claimed, g, err
 }
 
@@ -210,7 +210,7 @@ const claimMargin = 64
 // slot costs the pass its row lock, its read and its guards for nothing: a thousand pages queued
 // for one pager would otherwise be claimed and put back by every pass to start a few.
 func (e *Engine) claimLimit() int {
-	if e.o.DryRun {
+	if e.cur().DryRun {
 		return e.o.ClaimBatch
 	}
 	return min(e.o.ClaimBatch, cap(e.slots)-len(e.slots)+claimMargin)
@@ -222,8 +222,8 @@ func (e *Engine) expire(ctx context.Context, tx pgx.Tx, r *passRun, now time.Tim
 	if err != nil {
 		return err
 	}
-	if e.o.ApprovalTTL > 0 {
-		stale, err := e.st.ExpireApprovalsTx(ctx, tx, now, e.o.ApprovalTTL)
+	if ttl := e.cur().ApprovalTTL; ttl > 0 {
+		stale, err := e.st.ExpireApprovalsTx(ctx, tx, now, ttl)
 		if err != nil {
 			return err
 		}
@@ -256,9 +256,10 @@ func (r *passRun) decideAll(ctx context.Context, tx pgx.Tx, set *rules.Set, clai
 	var rendered []store.ParamsUpdate
 	var outs []store.Outcome
 	var decided []decision
+	o := &e.cur().Options // the settings of this pass, whatever a reload swaps meanwhile
 	for _, c := range claimed {
-		in := &guardInput{c: c, now: now, o: &e.o, log: e.log, rule: set.Rule(c.Rule), read: g, st: txGuards{e: e, tx: tx},
-			dry: dryMode(&e.o, c), co: byID[c.ID], slots: r.slots}
+		in := &guardInput{c: c, now: now, o: o, log: e.log, rule: set.Rule(c.Rule), read: g, st: txGuards{e: e, tx: tx},
+			dry: dryMode(o, c), co: byID[c.ID], slots: r.slots}
 		in.build = func(c store.Claimed) (act handlers.Action, err error) {
 			act, in.rendered, err = e.buildClaimed(c)
 			return act, err
@@ -322,7 +323,7 @@ func (r *passRun) decide(ctx context.Context, in *guardInput) (verdict, error) {
 		return v, nil
 	}
 	in.slots.started(slotKeys(c)...)
-	in.read.started(&e.o, c)
+	in.read.started(in.o, c)
 	e.running.Store(c.ID, struct{}{})
 	r.p.audit(store.AuditInsert{IncidentID: c.IncidentID, ActionID: c.ID, Kind: store.AuditAction, Actor: e.o.Owner,
 		Reason: string(vocab.ReasonStarted), RuleHash: c.RuleHash, Detail: map[string]any{"handler": c.Handler, "target": c.Target}})
@@ -369,7 +370,7 @@ func (e *Engine) callOut(ctx context.Context, cos []*callout) {
 
 // buildStored builds an action from its stored (rendered) params.
 func (e *Engine) buildStored(c store.Claimed) (handlers.Action, error) {
-	h, ok := e.o.Handlers.Get(c.Handler)
+	h, ok := e.cur().Handlers.Get(c.Handler)
 	if !ok {
 		return nil, errors.New("handler " + c.Handler + " is not registered")
 	}
@@ -395,7 +396,7 @@ func (e *Engine) afterStep(ctx context.Context, tx pgx.Tx, p *planner, c store.C
 		if err := e.st.SuppressIncidentTx(ctx, tx, c.IncidentID, p.now); err != nil {
 			return err
 		}
-		first, err := e.st.ClaimStormEscalationTx(ctx, tx, c.Rule, p.now, e.o.StormWindow)
+		first, err := e.st.ClaimStormEscalationTx(ctx, tx, c.Rule, p.now, e.cur().StormWindow)
 		if err != nil || !first {
 			return err
 		}

@@ -102,7 +102,8 @@ type matcher struct {
 }
 
 func (e *Engine) matcher() matcher {
-	return matcher{handlers: e.o.Handlers, specs: e.specs, actionTimeout: e.o.ActionTimeout, maxParamsBytes: e.o.MaxParamsBytes}
+	l := e.cur()
+	return matcher{handlers: l.Handlers, specs: l.specs, actionTimeout: l.ActionTimeout, maxParamsBytes: l.MaxParamsBytes}
 }
 
 // match evaluates every rule against the batch at now, with firing the snapshot behind firing().

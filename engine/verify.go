@@ -40,7 +40,7 @@ const verifyBatch = 1000
 // verifyOf returns the verify of the rule whose last action step c is, when out (the handler's
 // outcome) starts a verification; nil otherwise.
 func (e *Engine) verifyOf(set *rules.Set, c store.Claimed, out store.Outcome) *rules.Verify {
-	if out.State != vocab.StateSucceeded || c.Phase != vocab.PhaseActions || c.Mode == vocab.ModeShadow || e.o.DryRun {
+	if out.State != vocab.StateSucceeded || c.Phase != vocab.PhaseActions || c.Mode == vocab.ModeShadow || e.cur().DryRun {
 		return nil
 	}
 	rule := set.Rule(c.Rule)

@@ -134,16 +134,7 @@ func runServe(logger *slog.Logger, o app.Options) int {
 	fmt.Fprintf(os.Stderr, "responder listening on %s (webhook POST /webhook/alertmanager, API /api/v1, metrics /metrics)\n", a.Addr())
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
-	go func() {
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-hup:
-				_ = a.Reload(ctx)
-			}
-		}
-	}()
+	go a.ReloadOnSignal(ctx, hup)
 	go func() {
 		<-ctx.Done()
 		stop() // a second SIGINT/SIGTERM during the drain kills the process

@@ -248,7 +248,7 @@ func (s *Slack) setPause(ctx context.Context, user string, c Command) string {
 	s.log.Warn("kill switch changed", "paused", c.Verb == VerbPause, "by", approver(user), "reason", reason, "until", until)
 	s.kick()
 	switch {
-	case c.Verb == VerbResume && s.cfgPause:
+	case c.Verb == VerbResume && s.conf().cfgPause:
 		return ":arrow_forward: Resumed, but safety.paused is set in the configuration: this replica stays paused."
 	case c.Verb == VerbResume:
 		return ":arrow_forward: Resumed: disruptive actions run again (actions skipped while paused are not replayed)."
@@ -305,7 +305,7 @@ func (s *Slack) status(ctx context.Context) string {
 	}
 	now := s.now()
 	switch {
-	case s.cfgPause:
+	case s.conf().cfgPause:
 		b.WriteString(":double_vertical_bar: *Paused* by safety.paused in the configuration\n")
 	case ps.Active(now) && ps.Until != nil:
 		fmt.Fprintf(&b, ":double_vertical_bar: *Paused* by %s until %s (%s)\n", esc(ps.By), slackDate(*ps.Until), esc(ps.Reason))

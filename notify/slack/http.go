@@ -93,7 +93,7 @@ func (s *Slack) serveInbound(endpoint string, w http.ResponseWriter, r *http.Req
 		http.Error(w, "could not read the request body", http.StatusBadRequest)
 		return http.StatusBadRequest
 	}
-	if err := Verify(r.Header, body, s.cfg.SigningSecret.Value(), s.now()); err != nil {
+	if err := Verify(r.Header, body, s.conf().cfg.SigningSecret.Value(), s.now()); err != nil {
 		var ve *VerifyError
 		reason := ReasonBadSignature
 		if errors.As(err, &ve) {

@@ -198,7 +198,9 @@ func TestNonApproverIsRefused(t *testing.T) {
 func TestGroupCacheExpires(t *testing.T) {
 	e := newEnv(t)
 	_, ids := e.incident("api-5", 1, vocab.StateAwaitingApproval, vocab.StateAwaitingApproval)
-	e.s.cfg.GroupCacheTTL = config.Duration(time.Minute)
+	cfg := e.s.conf().cfg
+	cfg.GroupCacheTTL = config.Duration(time.Minute)
+	e.s.SetConfig(cfg, false)
 	e.command(approverU3, "approve "+strconv.FormatInt(ids[0], 10))
 	e.clock.Advance(time.Minute + time.Second)
 	// Slack no longer answers for the group: the stale list still serves.

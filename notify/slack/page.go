@@ -39,13 +39,15 @@ var (
 // (NewPage).
 func Handlers(env handlers.Env) ([]handlers.Handler, error) {
 	if s, ok := handlers.ClientOf[*Slack](env); ok && s != nil {
-		return []handlers.Handler{s.PageHandler()}, nil
+		// The config's section, not the one s was built with: a reload builds the handlers
+		// again before it swaps them in (slack.channel, slack.page_group).
+		return []handlers.Handler{&Page{cfg: env.Config.Slack, s: s}}, nil
 	}
 	return []handlers.Handler{NewPage(env.Config.Slack)}, nil
 }
 
 // PageHandler returns the page.slack handler posting through s.
-func (s *Slack) PageHandler() *Page { return &Page{cfg: s.cfg, s: s} }
+func (s *Slack) PageHandler() *Page { return &Page{cfg: s.conf().cfg, s: s} }
 
 // NewPage returns page.slack for `rules check` and `rules test`, or for a responder without Slack:
 // it validates and builds actions from cfg's defaults, and an action fails with bad_param when it

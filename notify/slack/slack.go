@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -103,7 +104,10 @@ type Approver interface {
 
 // Slack is the Slack integration. Its methods are safe for concurrent use.
 type Slack struct {
+	// cfg is the section as at New: the tokens, api_url and socket_mode are read from it (a
+	// restart changes them); what a reload changes is read from live (SetConfig).
 	cfg      config.SlackConfig
+	live     atomic.Pointer[liveConfig]
 	st       Store
 	api      *slack.Client
 	apiBase  *url.URL // Slack's API or cfg.APIURL: response_url may point below it
@@ -114,14 +118,12 @@ type Slack struct {
 	poll     time.Duration
 	lookback time.Duration
 	budgets  func(context.Context) ([]BudgetStatus, error)
-	cfgPause bool
 	ruleChan func(rule string) string
 	client   *http.Client
 	limiter  *rate.Limiter
 	// auditLimiter bounds the audit rows unauthenticated requests can cause.
 	auditLimiter *rate.Limiter
 	wake         chan struct{}
-	users        map[string]bool
 	m            *metrics
 
 	mu       sync.Mutex
@@ -165,13 +167,11 @@ func New(cfg config.SlackConfig, o Options) (*Slack, error) {
 		poll:         cmp.Or(o.PollInterval, DefaultPollInterval),
 		lookback:     cmp.Or(o.Lookback, DefaultLookback),
 		budgets:      o.Budgets,
-		cfgPause:     o.ConfigPaused,
 		ruleChan:     o.RuleChannel,
 		client:       o.HTTPClient,
 		limiter:      rate.NewLimiter(cmp.Or(o.Rate, DefaultRate), cmp.Or(o.Burst, DefaultBurst)),
 		auditLimiter: rate.NewLimiter(1, 20),
 		wake:         make(chan struct{}, 1),
-		users:        map[string]bool{},
 		groups:       map[string]groupEntry{},
 		m:            newMetrics(o.Registerer),
 	}
@@ -187,9 +187,7 @@ func New(cfg config.SlackConfig, o Options) (*Slack, error) {
 	if s.client == nil {
 		s.client = &http.Client{Timeout: 10 * time.Second}
 	}
-	for _, u := range cfg.Approvers.Users {
-		s.users[u] = true
-	}
+	s.SetConfig(cfg, o.ConfigPaused)
 	base := cmp.Or(cfg.APIURL, slack.APIURL)
 	if !strings.HasSuffix(base, "/") {
 		base += "/"
@@ -219,7 +217,7 @@ func (s *Slack) Kick() {
 func (s *Slack) Wait() { s.inflight.Wait() }
 
 func (s *Slack) groupTTL() time.Duration {
-	return cmp.Or(s.cfg.GroupCacheTTL.D(), config.DefaultSlackGroupCacheTTL)
+	return cmp.Or(s.conf().cfg.GroupCacheTTL.D(), config.DefaultSlackGroupCacheTTL)
 }
 
 // isApprover reports whether user may decide, pause and resume: a configured user, or a member of
@@ -229,11 +227,12 @@ func (s *Slack) isApprover(ctx context.Context, user string) (bool, error) {
 	if user == "" {
 		return false, nil
 	}
-	if s.users[user] {
+	lc := s.conf()
+	if lc.users[user] {
 		return true, nil
 	}
 	var firstErr error
-	for _, g := range s.cfg.Approvers.Groups {
+	for _, g := range lc.cfg.Approvers.Groups {
 		members, err := s.groupMembers(ctx, g)
 		if err != nil {
 			firstErr = cmp.Or(firstErr, err)
@@ -393,10 +392,11 @@ func (s *Slack) responseURLAllowed(raw string) bool {
 // approverList names the approvers for a refusal.
 func (s *Slack) approverList() string {
 	var parts []string
-	for _, u := range s.cfg.Approvers.Users {
+	approvers := s.conf().cfg.Approvers
+	for _, u := range approvers.Users {
 		parts = append(parts, "<@"+u+">")
 	}
-	for _, g := range s.cfg.Approvers.Groups {
+	for _, g := range approvers.Groups {
 		parts = append(parts, "<!subteam^"+g+">")
 	}
 	slices.Sort(parts)

@@ -88,7 +88,7 @@ func (s *Slack) channelOf(rule string) string {
 			return ch
 		}
 	}
-	return s.cfg.Channel
+	return s.conf().cfg.Channel
 }
 
 // syncIncident posts or updates one incident's message; it reports whether it sent anything.

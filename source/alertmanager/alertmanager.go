@@ -33,6 +33,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/alertmanager/notify/webhook"
@@ -81,7 +82,7 @@ var codes = []int{http.StatusOK, http.StatusBadRequest, http.StatusUnauthorized,
 type Handler struct {
 	o        Options
 	log      *slog.Logger
-	tokens   [][sha256.Size]byte
+	tokens   atomic.Pointer[[][sha256.Size]byte] // SetTokens
 	requests map[int]prometheus.Counter
 	duration map[int]prometheus.Observer
 	reqVec   *prometheus.CounterVec
@@ -115,16 +116,31 @@ func NewHandler(o Options) (*Handler, error) {
 	}
 	h := &Handler{o: o, log: o.Logger.With("source", alert.SourceAlertmanager)}
 	h.bufs.New = func() any { return new(bytes.Buffer) }
-	for _, t := range o.Tokens {
-		if t == "" {
-			return nil, errors.New("alertmanager webhook: empty bearer token")
-		}
-		h.tokens = append(h.tokens, sha256.Sum256([]byte(t)))
+	if err := h.SetTokens(o.Tokens); err != nil {
+		return nil, err
 	}
 	if err := h.registerMetrics(o.Registerer); err != nil {
 		return nil, err
 	}
 	return h, nil
+}
+
+// SetTokens replaces the accepted bearer tokens (a configuration reload rotating
+// webhook.bearer_token); requests authenticated from then on compare against these. Without
+// NoAuth at least one is required.
+func (h *Handler) SetTokens(tokens []string) error {
+	if !h.o.NoAuth && len(tokens) == 0 {
+		return errors.New("alertmanager webhook: a bearer token is required (or disable auth explicitly)")
+	}
+	sums := make([][sha256.Size]byte, 0, len(tokens))
+	for _, t := range tokens {
+		if t == "" {
+			return errors.New("alertmanager webhook: empty bearer token")
+		}
+		sums = append(sums, sha256.Sum256([]byte(t)))
+	}
+	h.tokens.Store(&sums)
+	return nil
 }
 
 func (h *Handler) registerMetrics(reg prometheus.Registerer) error {
@@ -329,8 +345,8 @@ func (h *Handler) authorized(header string) bool {
 	}
 	got := sha256.Sum256([]byte(strings.TrimSpace(header[len(scheme):])))
 	ok := 0
-	for i := range h.tokens {
-		ok |= subtle.ConstantTimeCompare(got[:], h.tokens[i][:])
+	for _, t := range *h.tokens.Load() {
+		ok |= subtle.ConstantTimeCompare(got[:], t[:])
 	}
 	return ok == 1
 }
