@@ -277,23 +277,8 @@ func (r *runner) runTest(ctx context.Context, f *File, set *rules.Set, t Test, d
 	if err := h.step(ctx, batch); err != nil {
 		return "", err
 	}
-	if t.Approve {
-		if err := h.approveAll(ctx, mark, f.Now); err != nil {
-			return "", err
-		}
-	}
-	if t.ResolveAfter > 0 {
-		at := f.Now.Add(t.ResolveAfter)
-		h.clk.set(at)
-		if err := h.step(ctx, resolved(batch, at)); err != nil {
-			return "", err
-		}
-	}
-	if t.EvalAfter > 0 && t.EvalAfter != t.ResolveAfter {
-		h.clk.set(f.Now.Add(t.EvalAfter))
-		if err := h.step(ctx, nil); err != nil {
-			return "", err
-		}
+	if err := h.after(ctx, f, t, mark, batch); err != nil {
+		return "", err
 	}
 	got, skipped, err := h.actionsAfter(ctx, mark)
 	if err != nil {
@@ -308,6 +293,28 @@ func (r *runner) runTest(ctx context.Context, f *File, set *rules.Set, t Test, d
 		msg += "\nnot acted (refused by a guard or cancelled):\n" + indent(strings.Join(skipped, "\n"), "  ")
 	}
 	return msg, nil
+}
+
+// after runs what a test asks for after its batch: approve what awaits approval, resolve the
+// alerts at resolve_after, evaluate again at eval_after.
+func (h *harness) after(ctx context.Context, f *File, t Test, mark int64, batch []alert.Alert) error {
+	if t.Approve {
+		if err := h.approveAll(ctx, mark, f.Now); err != nil {
+			return err
+		}
+	}
+	if t.ResolveAfter > 0 {
+		at := f.Now.Add(t.ResolveAfter)
+		h.clk.set(at)
+		if err := h.step(ctx, resolved(batch, at)); err != nil {
+			return err
+		}
+	}
+	if t.EvalAfter > 0 && t.EvalAfter != t.ResolveAfter {
+		h.clk.set(f.Now.Add(t.EvalAfter))
+		return h.step(ctx, nil)
+	}
+	return nil
 }
 
 // step processes a batch at the clock's time (if any), fires the due `for` timers and runs the
