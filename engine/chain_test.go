@@ -12,6 +12,7 @@ import (
 	"github.com/responder-sre/responder/alert"
 	"github.com/responder-sre/responder/engine"
 	"github.com/responder-sre/responder/handlers"
+	"github.com/responder-sre/responder/internal/testwait"
 	"github.com/responder-sre/responder/store"
 	"github.com/responder-sre/responder/vocab"
 )
@@ -222,14 +223,10 @@ func TestChainedStepRendersFromTheStore(t *testing.T) {
 
 func waitState(t *testing.T, h *harness, step int, want vocab.State) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		if h.count(`SELECT count(*) FROM actions WHERE phase = 'actions' AND step = $1 AND state = $2`, step, want) == 1 {
-			return
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	t.Fatalf("step %d never %s: %v", step, want, h.actions())
+	testwait.UntilDetail(t, 10*time.Second, fmt.Sprintf("step %d %s", step, want), func() (bool, string) {
+		n := h.count(`SELECT count(*) FROM actions WHERE phase = 'actions' AND step = $1 AND state = $2`, step, want)
+		return n == 1, fmt.Sprint(h.actions())
+	})
 }
 
 func newEngineOn(t *testing.T, st *store.Store, reg *handlers.Registry, ruleYAML string, c *clock) *engine.Engine {
