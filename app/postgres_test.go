@@ -18,11 +18,10 @@ import (
 // after `for` the promotion waits for approval (nothing is promoted before it) → approved through
 // the API → the standby is promoted, verified, and takes writes; the next step (re-trigger the
 // pipelines) runs once.
-func TestDatabaseFailoverEndToEnd(t *testing.T) {
-	primary := pgtest.StartServer(t)
-	standby := pgtest.StartStandby(t, primary)
-	f := startApp(t, fixtureOpts{
-		extra: fmt.Sprintf(`  postgres:
+// ordersPairConfig is the config (below handlers:) of cluster orders on a streaming pair, with a
+// fast orders-db probe on its primary.
+func ordersPairConfig(primary, standby *pgtest.Server) string {
+	return fmt.Sprintf(`  postgres:
     clusters:
       orders:
         primary: {dsn: %q}
@@ -34,7 +33,14 @@ probes:
     timeout: 100ms
     labels: {cluster: orders}
     postgres: {dsn: %q}
-`, primary.URL("postgres")+"&connect_timeout=1", standby.URL("postgres")+"&connect_timeout=1", primary.URL("postgres")+"&connect_timeout=1"),
+`, primary.URL("postgres")+"&connect_timeout=1", standby.URL("postgres")+"&connect_timeout=1", primary.URL("postgres")+"&connect_timeout=1")
+}
+
+func TestDatabaseFailoverEndToEnd(t *testing.T) {
+	primary := pgtest.StartServer(t)
+	standby := pgtest.StartStandby(t, primary)
+	f := startApp(t, fixtureOpts{
+		extra: ordersPairConfig(primary, standby),
 		rules: func(s *sink) string {
 			return fmt.Sprintf(`
 rules:

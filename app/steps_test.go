@@ -59,19 +59,7 @@ func TestChainedStepsRepointClients(t *testing.T) {
 	s := &sink{Server: httptest.NewServer(cfgSrv)}
 	t.Cleanup(s.Close)
 	f := startApp(t, fixtureOpts{sink: s,
-		extra: fmt.Sprintf(`  postgres:
-    clusters:
-      orders:
-        primary: {dsn: %q}
-        standbys: [{name: orders-2, dsn: %q}]
-        detect: {failures: 2, min_period: 200ms}
-probes:
-  - name: orders-db
-    interval: 100ms
-    timeout: 100ms
-    labels: {cluster: orders}
-    postgres: {dsn: %q}
-`, primary.URL("postgres")+"&connect_timeout=1", standby.URL("postgres")+"&connect_timeout=1", primary.URL("postgres")+"&connect_timeout=1"),
+		extra: ordersPairConfig(primary, standby),
 		rules: func(s *sink) string {
 			return fmt.Sprintf(`
 rules:
