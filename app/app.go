@@ -300,11 +300,7 @@ func (a *App) newClients(cfg *config.Config) ([]any, error) {
 // buildHandlers builds the handler registry of cfg, with its clients, and loads cfg's rules
 // against it.
 func (a *App) buildHandlers(cfg *config.Config) (*handlers.Registry, *rules.Set, error) {
-	clients, err := a.newClients(cfg)
-	if err != nil {
-		return nil, nil, err
-	}
-	hs, err := builtin.Registry(handlers.Env{Config: cfg, Version: a.o.Version, Logger: a.o.Logger, Clients: clients})
+	hs, err := a.newRegistry(cfg)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -313,6 +309,15 @@ func (a *App) buildHandlers(cfg *config.Config) (*handlers.Registry, *rules.Set,
 		return nil, nil, err
 	}
 	return hs, ruleSet, nil
+}
+
+// newRegistry builds the handler registry of cfg with its clients.
+func (a *App) newRegistry(cfg *config.Config) (*handlers.Registry, error) {
+	clients, err := a.newClients(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return builtin.Registry(handlers.Env{Config: cfg, Version: a.o.Version, Logger: a.o.Logger, Clients: clients})
 }
 
 // newHandlers opens Slack, builds the handler registry that runs and loads the rules against

@@ -5,7 +5,6 @@ import (
 
 	"github.com/responder-sre/responder/config"
 	"github.com/responder-sre/responder/handlers"
-	"github.com/responder-sre/responder/handlers/builtin"
 	"github.com/responder-sre/responder/rules"
 )
 
@@ -53,11 +52,7 @@ func handlerChanged(name string, changed []string) bool {
 // reloadHandlers builds the handler registry of a reload: the handlers in force whose keys did
 // not change, new ones for the others; and loads cfg's rules against it.
 func (a *App) reloadHandlers(cfg *config.Config, old *handlers.Registry, changed []string) (*handlers.Registry, *rules.Set, error) {
-	clients, err := a.newClients(cfg)
-	if err != nil {
-		return nil, nil, err
-	}
-	built, err := builtin.Registry(handlers.Env{Config: cfg, Version: a.o.Version, Logger: a.o.Logger, Clients: clients})
+	built, err := a.newRegistry(cfg)
 	if err != nil {
 		return nil, nil, err
 	}

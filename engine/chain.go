@@ -28,17 +28,6 @@ import (
 // dry_run when it is itself only evaluated. The rendered params replace the stored ones when the
 // step starts, so the API shows what was sent.
 
-// standIn is the value a result field of type t stands for while a chained step is planned.
-func standIn(t handlers.ParamType, ref rules.StepRef) any {
-	switch t {
-	case handlers.Int:
-		return 1
-	case handlers.Bool:
-		return false
-	}
-	return ref.String()
-}
-
 // standIns returns the stand-in results of the steps s reads (steps: s's list), typed as their
 // handlers declare the fields.
 func (m matcher) standIns(steps []*rules.Action, s *rules.Action) map[string]map[string]any {
@@ -53,7 +42,7 @@ func (m matcher) standIns(steps []*rules.Action, s *rules.Action) map[string]map
 		if out[ref.ID] == nil {
 			out[ref.ID] = map[string]any{}
 		}
-		out[ref.ID][ref.Field] = standIn(t, ref)
+		out[ref.ID][ref.Field] = t.StandIn(ref.String())
 	}
 	return out
 }

@@ -49,6 +49,19 @@ const (
 	Any
 )
 
+// StandIn is the value a result field of type t stands for while a chained step that reads it is
+// planned (before the field's step ran): 1 for an integer, false for a boolean, else ref, the
+// reference as written.
+func (t ParamType) StandIn(ref string) any {
+	switch t {
+	case Int:
+		return 1
+	case Bool:
+		return false
+	}
+	return ref
+}
+
 func (t ParamType) String() string {
 	switch t {
 	case String:

@@ -59,22 +59,17 @@ var runbookSystems = []struct {
 type firingSet []alert.Alert
 
 func (f firingSet) Firing(name string, labels map[string]string) bool {
-	for _, a := range f {
+	return slices.ContainsFunc(f, func(a alert.Alert) bool {
 		if a.Name != name {
-			continue
+			return false
 		}
-		if ok := func() bool {
-			for k, v := range labels {
-				if a.Labels[k] != v {
-					return false
-				}
+		for k, v := range labels {
+			if a.Labels[k] != v {
+				return false
 			}
-			return true
-		}(); ok {
-			return true
 		}
-	}
-	return false
+		return true
+	})
 }
 
 // TestRunbookPackCoversEverySystem loads the pack as `responder serve` would

@@ -56,21 +56,11 @@ func (h *harness) stepResults(reg *handlers.Registry, given map[string]map[strin
 		}
 		out := map[string]any{}
 		for _, f := range hd.Spec().Results {
-			out[f.Name] = standIn(f.Type, rules.StepRef{ID: s.ID, Field: f.Name})
+			out[f.Name] = f.Type.StandIn(rules.StepRef{ID: s.ID, Field: f.Name}.String())
 		}
 		maps.Copy(out, given[s.ID])
 		return out, nil
 	}
-}
-
-func standIn(t handlers.ParamType, ref rules.StepRef) any {
-	switch t {
-	case handlers.Int:
-		return 1
-	case handlers.Bool:
-		return false
-	}
-	return ref.String()
 }
 
 // checkStepResults refuses step_results for an id no step of the rule files has, or a field its
