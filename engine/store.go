@@ -61,7 +61,7 @@ type ActionStore interface {
 	CancelLaterStepsTx(ctx context.Context, tx pgx.Tx, incidentID int64, phase vocab.Phase, step int, at time.Time) error
 	RenewOwnedLeases(ctx context.Context, owner string, ids []int64, until time.Time) ([]int64, error)
 	// Verification (verify.go).
-	VerifyActionTx(ctx context.Context, tx pgx.Tx, owner string, id int64, deadline time.Time, result string) (bool, error)
+	VerifyActionTx(ctx context.Context, tx pgx.Tx, owner string, id int64, deadline time.Time, result string, fields map[string]any) (bool, error)
 	ClaimVerifyingTx(ctx context.Context, tx pgx.Tx, now time.Time, rules []string, limit int) ([]store.Claimed, error)
 	FinishVerifyingTx(ctx context.Context, tx pgx.Tx, os []store.Outcome) ([]int64, error)
 }

@@ -60,7 +60,7 @@ func (e *Engine) finishTx(ctx context.Context, tx pgx.Tx, p *planner, c store.Cl
 		return ids, false, err
 	}
 	deadline := out.At.Add(v.Within).Truncate(time.Microsecond)
-	ok, err := e.st.VerifyActionTx(ctx, tx, e.o.Owner, c.ID, deadline, out.Result)
+	ok, err := e.st.VerifyActionTx(ctx, tx, e.o.Owner, c.ID, deadline, out.Result, out.Fields)
 	if err != nil || !ok {
 		return nil, false, err
 	}

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"time"
 
@@ -17,12 +18,22 @@ import (
 // two replicas only the one that locked it first changes it.
 
 // VerifyActionTx moves a running action owner holds to verifying until deadline, with its
-// handler's result, and frees its lease. It reports false when the action is no longer owner's
-// (another replica expired its lease and recorded it).
-func (s *Store) VerifyActionTx(ctx context.Context, tx pgx.Tx, owner string, id int64, deadline time.Time, result string) (bool, error) {
+// handler's result and result fields (nil: none), and frees its lease. It reports false when the
+// action is no longer owner's (another replica expired its lease and recorded it).
+func (s *Store) VerifyActionTx(ctx context.Context, tx pgx.Tx, owner string, id int64, deadline time.Time, result string, fields map[string]any) (bool, error) {
+	var rf *string // NULL: no result fields
+	if fields != nil {
+		b, err := json.Marshal(fields)
+		if err != nil {
+			return false, fmt.Errorf("action %d result fields: %w", id, err)
+		}
+		f := string(b)
+		rf = &f
+	}
 	tag, err := tx.Exec(ctx, `
-UPDATE actions SET state = `+lit(vocab.StateVerifying)+`, verify_deadline = $3, result = $4, reason = '', error = '', lease_until = NULL
- WHERE id = $1 AND state = `+lit(vocab.StateRunning)+` AND owner = $2`, id, owner, deadline, result)
+UPDATE actions SET state = `+lit(vocab.StateVerifying)+`, verify_deadline = $3, result = $4, result_fields = $5::jsonb,
+       reason = '', error = '', lease_until = NULL
+ WHERE id = $1 AND state = `+lit(vocab.StateRunning)+` AND owner = $2`, id, owner, deadline, result, rf)
 	if err != nil {
 		return false, fmt.Errorf("verify action %d: %w", id, err)
 	}

@@ -30,10 +30,10 @@ func TestVerifyingLifecycle(t *testing.T) {
 	}
 	tx(func(tx pgx.Tx) error { return s.StartActionTx(ctx, tx, id, "a", t0, t0.Add(time.Minute)) })
 	tx(func(tx pgx.Tx) error {
-		if ok, err := s.VerifyActionTx(ctx, tx, "b", id, deadline, "done"); ok || err != nil {
+		if ok, err := s.VerifyActionTx(ctx, tx, "b", id, deadline, "done", nil); ok || err != nil {
 			t.Errorf("another owner moved it to verifying: %v %v", ok, err)
 		}
-		ok, err := s.VerifyActionTx(ctx, tx, "a", id, deadline, "done")
+		ok, err := s.VerifyActionTx(ctx, tx, "a", id, deadline, "done", map[string]any{"workload": "shop/api"})
 		if !ok {
 			t.Errorf("the owner could not: %v", err)
 		}
@@ -46,6 +46,9 @@ func TestVerifyingLifecycle(t *testing.T) {
 	if a.State != vocab.StateVerifying || a.VerifyDeadline == nil || !a.VerifyDeadline.Equal(deadline) || a.LeaseUntil != nil ||
 		a.FinishedAt != nil || a.Result != "done" {
 		t.Fatalf("action = %+v", a)
+	}
+	if a.ResultFields["workload"] != "shop/api" {
+		t.Errorf("result fields of the verifying action = %v, want its handler's", a.ResultFields)
 	}
 	claim := func(now time.Time, all bool) int {
 		var rules []string
