@@ -29,6 +29,7 @@ type Config struct {
 	Safety    SafetyConfig    `yaml:"safety"`
 	Bus       BusConfig       `yaml:"bus"`
 	Limits    LimitsConfig    `yaml:"limits"`
+	Drills    DrillsConfig    `yaml:"drills,omitempty"`
 
 	// Secrets are the named secrets rule templates reference with secret("NAME") and
 	// handlers.postgres fence headers with {{ secret("NAME") }}: each a file, read when a handler
