@@ -584,7 +584,7 @@ func TestMonitoringNeedsTheOperatorAPI(t *testing.T) {
 				}
 			}
 			for _, a := range []string{"ResponderDown", "ResponderWebhookErrors", "ResponderActionsFailing", "ResponderApprovalsWaiting",
-				"ResponderBreakerOpen", "ResponderDeadLetters"} {
+				"ResponderBreakerOpen", "ResponderDeadLetters", "ResponderDrillFailed", "ResponderDrillOverdue"} {
 				if !slices.Contains(alerts, a) {
 					t.Errorf("PrometheusRule lacks %s: %v", a, alerts)
 				}
