@@ -635,3 +635,15 @@ func alive(pid int) bool {
 	err := syscall.Kill(pid, 0)
 	return err == nil || errors.Is(err, syscall.EPERM)
 }
+
+// StopImmediateCommand is the command line that stops the server like StopImmediate, as an outside
+// tool would: `pg_ctl stop -m immediate` on its data directory, through `runuser -u postgres` when
+// the server runs as the postgres user (tests as root). Drills inject it as a real fault; the
+// server's owner (Stop, Close) then finds it exited.
+func (s *Server) StopImmediateCommand() []string {
+	argv := []string{filepath.Join(s.bins.dir, "pg_ctl"), "stop", "-D", s.DataDir(), "-m", "immediate", "-w"}
+	if s.bins.cred != nil {
+		argv = append([]string{"runuser", "-u", "postgres", "--"}, argv...)
+	}
+	return argv
+}

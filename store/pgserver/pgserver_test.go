@@ -3,6 +3,7 @@ package pgserver
 import (
 	"context"
 	"errors"
+	"os/exec"
 	"strings"
 	"testing"
 
@@ -133,4 +134,35 @@ func TestStopImmediateRecovers(t *testing.T) {
 	if !strings.Contains(s.LogTail(), "not properly shut down") && !strings.Contains(s.LogTail(), "automatic recovery") {
 		t.Errorf("the server did not recover from a crash:\n%s", s.LogTail())
 	}
+}
+
+// TestStopImmediateCommandFromOutside: pg_ctl run from outside (as a drill injects a fault) stops
+// the server; its owner then finds it exited, and starts it again.
+func TestStopImmediateCommandFromOutside(t *testing.T) {
+	ctx := t.Context()
+	s, err := Start(ctx, Options{MaxConnections: 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := s.Close(context.WithoutCancel(ctx)); err != nil {
+			t.Error(err)
+		}
+	})
+	argv := s.StopImmediateCommand()
+	if out, err := exec.CommandContext(ctx, argv[0], argv[1:]...).CombinedOutput(); err != nil {
+		t.Fatalf("%v: %v\n%s", argv, err, out)
+	}
+	if c, err := pgx.Connect(ctx, s.URL("postgres")); err == nil {
+		c.Close(ctx)
+		t.Fatal("connected after pg_ctl stop -m immediate")
+	}
+	if err := s.Start(ctx); err != nil {
+		t.Fatalf("start after an outside stop: %v", err)
+	}
+	c, err := pgx.Connect(ctx, s.URL("postgres"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close(ctx)
 }

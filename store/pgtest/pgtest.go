@@ -162,3 +162,7 @@ func (s *Server) Start(t testing.TB) {
 		t.Fatalf("pgtest: %v", err)
 	}
 }
+
+// StopImmediateCommand is the command line that stops the server like StopImmediate, from
+// outside (pg_ctl on its data directory): see pgserver.Server.StopImmediateCommand.
+func (s *Server) StopImmediateCommand() []string { return s.srv.StopImmediateCommand() }
