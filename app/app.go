@@ -277,8 +277,18 @@ func (a *App) newSlack() error {
 	var err error
 	a.slack, err = notifyslack.New(cfg.Slack, notifyslack.Options{Store: a.st, Kick: a.kick, Now: o.Now,
 		Approver: engineApprover{a}, Logger: o.Logger.With("component", "slack"), Registerer: a.reg,
-		Budgets: a.slackBudgets, ConfigPaused: cfg.Safety.Paused, RuleChannel: a.ruleSlackChannel})
+		Budgets: a.slackBudgets, ConfigPaused: cfg.Safety.Paused, RuleChannel: a.ruleSlackChannel,
+		DrillChannel: slackDrillChannel(cfg)})
 	return err
+}
+
+// slackDrillChannel is where Slack posts the incident messages of drills: drills.page when it
+// names a Slack channel, else "" (where the messages of their rules go).
+func slackDrillChannel(cfg *config.Config) string {
+	if config.IsSlackChannel(cfg.Drills.Page) {
+		return cfg.Drills.Page
+	}
+	return ""
 }
 
 // newClients returns the connections the handlers of cfg act through (handlers.Env.Clients):

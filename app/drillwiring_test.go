@@ -5,6 +5,8 @@ import (
 	"log/slog"
 	"testing"
 	"time"
+
+	"github.com/responder-sre/responder/config"
 )
 
 // listerFunc is a drillProbeLister answering from a func.
@@ -35,5 +37,16 @@ func TestDrillsOfProbes(t *testing.T) {
 	}
 	if !gotNow.Equal(at) || gotAge != drillProbeMaxAge {
 		t.Errorf("read the drills at %s over %s, want %s over %s", gotNow, gotAge, at, drillProbeMaxAge)
+	}
+}
+
+// TestSlackDrillChannel: Slack posts drill incidents to drills.page when it is a Slack channel.
+func TestSlackDrillChannel(t *testing.T) {
+	for page, want := range map[string]string{"": "", "#drills": "#drills", "C0DRILLS01": "C0DRILLS01", "drills": ""} {
+		cfg := config.Default()
+		cfg.Drills.Page = page
+		if got := slackDrillChannel(cfg); got != want {
+			t.Errorf("drills.page %q: Slack drill channel %q, want %q", page, got, want)
+		}
 	}
 }
