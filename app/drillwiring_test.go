@@ -40,8 +40,8 @@ func TestDrillsOfProbes(t *testing.T) {
 	}
 }
 
-// TestSlackDrillChannel: Slack posts drill incidents to drills.page when it is a Slack channel.
-func TestSlackDrillChannel(t *testing.T) {
+// TestSlackDrillChannelOf: Slack posts drill incidents to drills.page when it is a Slack channel.
+func TestSlackDrillChannelOf(t *testing.T) {
 	for page, want := range map[string]string{"": "", "#drills": "#drills", "C0DRILLS01": "C0DRILLS01", "drills": ""} {
 		cfg := config.Default()
 		cfg.Drills.Page = page
