@@ -84,7 +84,12 @@ type App struct {
 	owner   string
 	slack   *notifyslack.Slack // nil without a slack section
 	probes  *probeSet          // one runner per probe (reload.go)
-	webhook *alertmanager.Handler
+	// drillProbes reads which probes running drills list (probe name -> run id); nil: no drills.
+	// See drillsOfProbes in probes.go.
+	drillProbes func(ctx context.Context) (map[string]string, error)
+	// probeDrills is what every probe runner, across reloads, asks whether a drill lists it.
+	probeDrills *probe.Drills
+	webhook     *alertmanager.Handler
 	// probeToken is the leader lease token the probes run under in the current term.
 	probeToken atomic.Int64
 	// live is the configuration in force and what was built from it for the App's own use (the
@@ -245,6 +250,7 @@ func (a *App) openBus(ctx context.Context) error {
 // newProbes builds a runner for each probe of cfg; the leader runs them (runLeaderWork).
 func (a *App) newProbes(cfg *config.Config) error {
 	a.probes = newProbeSet(a.log)
+	a.probeDrills = a.drillsOfProbes()
 	built, err := a.buildProbes(cfg.Probes)
 	if err != nil {
 		return err
@@ -258,7 +264,7 @@ func (a *App) newProbes(cfg *config.Config) error {
 func (a *App) probeOptions() probe.Options {
 	return probe.Options{Publish: a.publishProbes, State: fencedProbeState{a},
 		Now: a.o.Now, Logger: a.o.Logger.With("component", "probe"), Registerer: a.reg,
-		OnPanic: func() { a.panics.Count(engine.PanicProbe) }}
+		OnPanic: func() { a.panics.Count(engine.PanicProbe) }, Drills: a.probeDrills}
 }
 
 // newSlack opens the Slack integration when the config has a slack section; it also posts the
@@ -271,8 +277,18 @@ func (a *App) newSlack() error {
 	var err error
 	a.slack, err = notifyslack.New(cfg.Slack, notifyslack.Options{Store: a.st, Kick: a.kick, Now: o.Now,
 		Approver: engineApprover{a}, Logger: o.Logger.With("component", "slack"), Registerer: a.reg,
-		Budgets: a.slackBudgets, ConfigPaused: cfg.Safety.Paused, RuleChannel: a.ruleSlackChannel})
+		Budgets: a.slackBudgets, ConfigPaused: cfg.Safety.Paused, RuleChannel: a.ruleSlackChannel,
+		DrillChannel: slackDrillChannel(cfg)})
 	return err
+}
+
+// slackDrillChannel is where Slack posts the incident messages of drills: drills.page when it
+// names a Slack channel, else "" (where the messages of their rules go).
+func slackDrillChannel(cfg *config.Config) string {
+	if config.IsSlackChannel(cfg.Drills.Page) {
+		return cfg.Drills.Page
+	}
+	return ""
 }
 
 // newClients returns the connections the handlers of cfg act through (handlers.Env.Clients):

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"reflect"
 	"sync"
+	"time"
 
 	"github.com/responder-sre/responder/config"
 	"github.com/responder-sre/responder/source/probe"
@@ -33,6 +34,47 @@ type probeSet struct {
 
 func newProbeSet(log *slog.Logger) *probeSet {
 	return &probeSet{log: log, runners: map[string]*probeRunner{}, changed: make(chan struct{}, 1)}
+}
+
+// drillProbeMaxAge is how long a drill run that never finished (its driver died) still marks the
+// episodes of the probes it lists.
+const drillProbeMaxAge = time.Hour
+
+// drillProbeLister reads which probes running drills list: store.ActiveDrillProbes.
+type drillProbeLister interface {
+	ActiveDrillProbes(ctx context.Context, now time.Time, maxAge time.Duration) (map[string]string, error)
+}
+
+// drillProbesOf is a.drillProbes reading l: the unfinished drill runs started within
+// drillProbeMaxAge.
+func (a *App) drillProbesOf(l drillProbeLister) func(ctx context.Context) (map[string]string, error) {
+	return func(ctx context.Context) (map[string]string, error) {
+		return l.ActiveDrillProbes(ctx, a.o.Now(), drillProbeMaxAge)
+	}
+}
+
+// drillsOfProbes is the one probe.Drills every probe runner shares (across reloads): an episode
+// a probe starts while a running drill lists it is the drill's (its alerts carry the
+// responder_drill label). It reads a.drillProbes at most once per round, and only when an
+// episode starts; nil a.drillProbes: no drills.
+//
+// TODO(lead): once helper A's store.ActiveDrillProbes is merged, switch it on in New after
+// openStore (before the probes run) with
+//
+//	a.drillProbes = a.drillProbesOf(a.st)
+//
+// Until then no probe episode is a drill's.
+func (a *App) drillsOfProbes() *probe.Drills {
+	return &probe.Drills{
+		Read: func(ctx context.Context) (map[string]string, error) {
+			if a.drillProbes == nil {
+				return nil, nil
+			}
+			return a.drillProbes(ctx)
+		},
+		Now:    a.o.Now,
+		Logger: a.o.Logger.With("component", "probe"),
+	}
 }
 
 // buildProbes builds a runner for each of cfgs (nothing runs yet).

@@ -199,6 +199,7 @@ func (a *App) swap(old *live, n *next) error {
 	}
 	if a.slack != nil {
 		a.slack.SetConfig(cfg.Slack, cfg.Safety.Paused)
+		a.slack.SetDrillChannel(slackDrillChannel(cfg))
 	}
 	carryLogins(old.webLogins, n.live.webLogins)
 	a.live.Store(n.live)

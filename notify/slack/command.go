@@ -9,6 +9,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/responder-sre/responder/alert"
 	"github.com/responder-sre/responder/handlers"
 	"github.com/responder-sre/responder/identity"
 	"github.com/responder-sre/responder/store"
@@ -276,7 +277,8 @@ func (s *Slack) list(ctx context.Context) string {
 	} else {
 		fmt.Fprintf(&b, "*Open incidents* (newest first%s):\n", more(len(incs)))
 		for _, i := range incs {
-			fmt.Fprintf(&b, "• #%d %s: %s, %s since %s\n", i.ID, esc(i.Rule), esc(i.AlertName), labelOr(i.Labels, "severity", "no severity"), slackDate(i.StartsAt))
+			fmt.Fprintf(&b, "• %s#%d %s: %s, %s since %s\n", esc(drillPrefix(i.Labels[alert.DrillLabel])), i.ID, esc(i.Rule), esc(i.AlertName),
+				labelOr(i.Labels, "severity", "no severity"), slackDate(i.StartsAt))
 		}
 	}
 	if len(acts) == 0 {

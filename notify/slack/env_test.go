@@ -169,7 +169,8 @@ func (c *clock) Advance(d time.Duration) {
 	c.offset += d
 }
 
-func newEnv(t *testing.T) *env {
+// newEnv starts the fake Slack and the store and builds the integration; opts amend its Options.
+func newEnv(t *testing.T, opts ...func(*Options)) *env {
 	t.Helper()
 	ctx := context.Background()
 	st, err := store.Open(ctx, pgtest.NewDatabase(t), store.Options{Version: "test"})
@@ -197,8 +198,12 @@ func newEnv(t *testing.T) *env {
 		Approvers: config.SlackApprovers{Users: []string{approverU1}, Groups: []string{groupID}},
 		PageGroup: "S0ONCALL01",
 	}
-	e.s, err = New(cfg, Options{Store: st, Kick: func() { e.kicks.Add(1) }, Now: e.clock.Now,
-		Approver: engine.Approvals{Store: st, TTL: e.ttl, Now: e.clock.Now}, Rate: rate.Inf})
+	o := Options{Store: st, Kick: func() { e.kicks.Add(1) }, Now: e.clock.Now,
+		Approver: engine.Approvals{Store: st, TTL: e.ttl, Now: e.clock.Now}, Rate: rate.Inf}
+	for _, f := range opts {
+		f(&o)
+	}
+	e.s, err = New(cfg, o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -217,7 +222,13 @@ func (e *env) incident(name string, required int, states ...vocab.State) (int64,
 
 func (e *env) incidentAt(ctx context.Context, name string, required int, startsAt, actionsAt time.Time, states ...vocab.State) (int64, []int64) {
 	e.t.Helper()
-	al := testAlert(name, startsAt)
+	return e.incidentOf(ctx, testAlert(name, startsAt), required, actionsAt, states...)
+}
+
+// incidentOf is incidentAt for an alert of the test's own (its pod label names the incident).
+func (e *env) incidentOf(ctx context.Context, al alert.Alert, required int, actionsAt time.Time, states ...vocab.State) (int64, []int64) {
+	e.t.Helper()
+	name, startsAt := al.Labels["pod"], al.StartsAt
 	var incID int64
 	var ids []int64
 	err := e.st.InTx(ctx, func(tx pgx.Tx) error {

@@ -155,6 +155,9 @@ func (a *pageAction) message(inc int64, al alert.Alert) (string, []slack.Block) 
 		mention = "<!subteam^" + a.group + "> "
 	}
 	head := fmt.Sprintf("%s:rotating_light: %s", mention, esc(a.text))
+	if run := al.Drill(); run != "" {
+		head = fmt.Sprintf("%s:construction: *DRILL* `%s`: %s", mention, esc(run), esc(a.text))
+	}
 	var sum []string
 	if inc != 0 {
 		sum = append(sum, fmt.Sprintf("incident #%d", inc))

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/common/model"
 	"github.com/slack-go/slack"
 
+	"github.com/responder-sre/responder/alert"
 	"github.com/responder-sre/responder/store"
 	"github.com/responder-sre/responder/vocab"
 )
@@ -106,9 +107,16 @@ func renderIncident(inc store.SlackIncident, acts []store.Action) rendered {
 	case vocab.IncidentSuppressed:
 		icon = ":mute:"
 	}
-	title := truncate(i.Rule+": "+name, maxHeader)
+	drill := drillOf(inc)
+	title := i.Rule + ": " + name
+	if drill != "" {
+		title = "DRILL · " + title
+	}
 	var blocks []slack.Block
-	blocks = append(blocks, slack.NewHeaderBlock(slack.NewTextBlockObject(slack.PlainTextType, title, true, false)))
+	blocks = append(blocks, slack.NewHeaderBlock(slack.NewTextBlockObject(slack.PlainTextType, truncate(title, maxHeader), true, false)))
+	if drill != "" {
+		blocks = append(blocks, slack.NewContextBlock("drill", md(drillNotice(drill, al.DrillPageReal()))))
+	}
 
 	fields := []*slack.TextBlockObject{
 		md(fmt.Sprintf("*State*\n%s %s", icon, i.State)),
@@ -154,8 +162,30 @@ func renderIncident(inc store.SlackIncident, acts []store.Action) rendered {
 	if i.State == vocab.IncidentResolved && i.ResolvedAt != nil {
 		blocks = append(blocks, slack.NewDividerBlock(), slack.NewSectionBlock(md(resolutionText(i)), nil, nil))
 	}
-	text := fmt.Sprintf("[%s] %s: %s (incident #%d)", strings.ToUpper(string(i.State)), i.Rule, name, i.ID)
+	text := fmt.Sprintf("%s[%s] %s: %s (incident #%d)", drillPrefix(drill), strings.ToUpper(string(i.State)), i.Rule, name, i.ID)
 	return rendered{Text: text, Blocks: blocks}
+}
+
+// drillOf returns the run id of the drill that caused incident c, "" when no drill did.
+func drillOf(c store.SlackIncident) string {
+	return cmp.Or(c.Labels[alert.DrillLabel], c.Alert.Drill())
+}
+
+// drillPrefix starts the text of a drill's messages ("" when run is "": not a drill).
+func drillPrefix(run string) string {
+	if run == "" {
+		return ""
+	}
+	return "[DRILL " + run + "] "
+}
+
+// drillNotice is the context block of a drill's incident message.
+func drillNotice(run string, pageReal bool) string {
+	n := fmt.Sprintf(":construction: *DRILL* `%s`: a disaster-recovery drill caused this incident; it is not an outage.", esc(run))
+	if pageReal {
+		n += " Its pages go to the real on-call (the drill says `page: real`)."
+	}
+	return n
 }
 
 // actionLine is one action: state, id, handler, target, and why.

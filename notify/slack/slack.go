@@ -90,6 +90,10 @@ type Options struct {
 	ConfigPaused bool
 	// RuleChannel returns a rule's own channel for its incident messages ("" = slack.channel).
 	RuleChannel func(rule string) string
+	// DrillChannel is where the incident messages of drills go (drills.page: `#drills` or a
+	// channel ID), whatever their rule's channel; "" = where those of their rule go. A reload
+	// changes it (SetDrillChannel).
+	DrillChannel string
 	// Rate and Burst limit Slack API calls (defaults DefaultRate, DefaultBurst).
 	Rate  rate.Limit
 	Burst int
@@ -108,6 +112,7 @@ type Slack struct {
 	// restart changes them); what a reload changes is read from live (SetConfig).
 	cfg      config.SlackConfig
 	live     atomic.Pointer[liveConfig]
+	setMu    sync.Mutex // serialises SetConfig and SetDrillChannel
 	st       Store
 	api      *slack.Client
 	apiBase  *url.URL // Slack's API or cfg.APIURL: response_url may point below it
@@ -188,6 +193,7 @@ func New(cfg config.SlackConfig, o Options) (*Slack, error) {
 		s.client = &http.Client{Timeout: 10 * time.Second}
 	}
 	s.SetConfig(cfg, o.ConfigPaused)
+	s.SetDrillChannel(o.DrillChannel)
 	base := cmp.Or(cfg.APIURL, slack.APIURL)
 	if !strings.HasSuffix(base, "/") {
 		base += "/"

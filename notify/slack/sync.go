@@ -81,14 +81,20 @@ func (s *Slack) SyncOnce(ctx context.Context) (int, error) {
 	return n, firstErr
 }
 
-// channelOf is where the incident messages of rule go: the rule's slack_channel, else slack.channel.
-func (s *Slack) channelOf(rule string) string {
+// channelOf is where the first message of incident c goes: the drills channel (drills.page) for
+// a drill's incident when one is set, else the rule's slack_channel, else slack.channel. Its
+// updates and thread follow the message (store.SlackMessage.Channel).
+func (s *Slack) channelOf(c store.SlackIncident) string {
+	lc := s.conf()
+	if lc.drillChan != "" && drillOf(c) != "" {
+		return lc.drillChan
+	}
 	if s.ruleChan != nil {
-		if ch := s.ruleChan(rule); ch != "" {
+		if ch := s.ruleChan(c.Rule); ch != "" {
 			return ch
 		}
 	}
-	return s.conf().cfg.Channel
+	return lc.cfg.Channel
 }
 
 // syncIncident posts or updates one incident's message; it reports whether it sent anything.
@@ -110,7 +116,7 @@ func (s *Slack) syncIncident(ctx context.Context, c store.SlackIncident) (bool, 
 		var channel, ts string
 		err := s.call(ctx, "chat.postMessage", func(ctx context.Context) error {
 			var err error
-			channel, ts, err = s.api.PostMessageContext(ctx, s.channelOf(c.Rule),
+			channel, ts, err = s.api.PostMessageContext(ctx, s.channelOf(c),
 				slack.MsgOptionText(r.Text, false), slack.MsgOptionBlocks(r.Blocks...), slack.MsgOptionDisableLinkUnfurl())
 			return err
 		})
@@ -140,7 +146,7 @@ func (s *Slack) syncIncident(ctx context.Context, c store.SlackIncident) (bool, 
 	if resolved && !m.ResolvedNotice {
 		err := s.call(ctx, "chat.postMessage", func(ctx context.Context) error {
 			_, _, err := s.api.PostMessageContext(ctx, m.Channel, slack.MsgOptionTS(m.TS),
-				slack.MsgOptionText(resolutionText(c.Incident)+fmt.Sprintf(" (incident #%d)", c.ID), false))
+				slack.MsgOptionText(drillPrefix(drillOf(c))+resolutionText(c.Incident)+fmt.Sprintf(" (incident #%d)", c.ID), false))
 			return err
 		})
 		if err != nil {

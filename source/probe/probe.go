@@ -59,6 +59,11 @@ type Options struct {
 	// OnPanic, when set, is called after a panic in one run of a probe was recovered (and logged
 	// with its stack); the App counts it in responder_panics_total{kind="probe"}.
 	OnPanic func()
+	// Drills, when set, marks the failing episodes that start while a running drill lists their
+	// probe: every alert of such an episode (its firing, heartbeats and resolve) carries the
+	// label alert.DrillLabel with the drill's run id. Nil: no episode is a drill's. Share one
+	// Drills between the Runners of a process.
+	Drills *Drills
 }
 
 // Measurement is what one check yields.
@@ -84,7 +89,7 @@ type Result struct {
 	Reason   string
 	Duration time.Duration
 	// Labels are the labels of an alert this run would start: the probe's, probe_kind, instance
-	// and what the check learnt.
+	// and what the check learnt (and alert.DrillLabel when this run starts a drill's episode).
 	Labels map[string]string
 	// Firing is the probe's alert state after the run.
 	Firing bool
@@ -100,7 +105,8 @@ type State struct {
 	Firing bool `json:"firing"`
 	// EpisodeStart is the first failure of the current failing streak (the alert's startsAt).
 	EpisodeStart time.Time `json:"episode_start,omitzero"`
-	// Labels are the labels of the current episode's alert, fixed at its first failure.
+	// Labels are the labels of the current episode's alert, fixed at its first failure
+	// (alert.DrillLabel among them when a drill owns the episode).
 	Labels map[string]string `json:"labels,omitempty"`
 	// Failures counts consecutive failures while not firing.
 	Failures int `json:"failures,omitempty"`
@@ -401,11 +407,19 @@ func (r *Runner) apply(ctx context.Context, p *probe, m Measurement) (Result, er
 	}
 	r.m.observe(p.cfg.Name, p.kind, res.Success, m.Duration)
 	res.Labels = p.alertLabels(p.state.Observed, m.Labels)
+	if !res.Success && !p.state.Firing && p.state.Failures == 0 {
+		// This failure starts an episode: a drill listing the probe now owns all of it. The label
+		// is fixed with the episode's labels (and saved with them), so its firing and its resolve
+		// have one fingerprint, whichever leader sends them.
+		if run := r.o.Drills.RunID(ctx, p.cfg.Name); run != "" {
+			res.Labels[alert.DrillLabel] = run
+		}
+	}
 
 	res.Alerts = p.step(now, res, m, r.o.Heartbeat)
 	res.Firing = p.state.Firing
 	for _, a := range res.Alerts {
-		r.log.Info("probe alert", "probe", p.cfg.Name, "status", a.Status, "starts_at", a.StartsAt, "reason", res.Reason)
+		r.log.Info("probe alert", "probe", p.cfg.Name, "status", a.Status, "starts_at", a.StartsAt, "reason", res.Reason, "drill", a.Drill())
 	}
 	if len(p.state.Pending) > maxPending {
 		drop := len(p.state.Pending) - maxPending
