@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"regexp"
+	"strings"
 	"testing"
 	"time"
 
@@ -77,10 +78,10 @@ func (f *fixture) drillJSON(method, path, token, body string, wantCode int, into
 // TestDrillThroughTheAPI: a drill run is started by a named token; its alert's incident and
 // action are listed by ?drill=; the run approves its own action as drill:<name> (via drill), and
 // may not approve an action that is not the run's (409); it finishes with its report, which the
-// run keeps; the metrics say how it went; a finished run approves nothing more.
+// run keeps; the metrics and the console say how it went; a finished run approves nothing more.
 func TestDrillThroughTheAPI(t *testing.T) {
-	o := namedTokens
-	o.rules = drillRules
+	o := consoleOpts(t)
+	o.api, o.files, o.rules = namedTokens.api, namedTokens.files, drillRules
 	f := startApp(t, o)
 
 	// Bad starts.
@@ -210,6 +211,16 @@ func TestDrillThroughTheAPI(t *testing.T) {
 	}
 	if v := metricValue(t, f, "responder_drill_last_run_timestamp_seconds"); v != float64(fin.FinishedAt.UnixNano())/1e9 {
 		t.Errorf("responder_drill_last_run_timestamp_seconds = %v, want %v", v, fin.FinishedAt)
+	}
+
+	// The console: the run on the drills page, its incident marked.
+	b := newBrowser(t, f, readUser, readPassword)
+	if code, page := b.get("/ui/drills"); code != 200 || !strings.Contains(page, `<span class="badge st-passed">passed</span> <strong>api-down</strong>`) ||
+		!strings.Contains(page, run.RunID) || !strings.Contains(page, "recovered in") {
+		t.Errorf("drills page: %d\n%s", code, page)
+	}
+	if code, page := b.get("/ui/?drill=" + run.RunID); code != 200 || strings.Count(page, `<span class="badge drill"`) != 1 {
+		t.Errorf("incidents of the drill: %d\n%s", code, page)
 	}
 
 	// A second run fails without recovering: success 0, recover unknown.
