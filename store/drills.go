@@ -246,14 +246,15 @@ func (s *Store) ListDrillRuns(ctx context.Context, f DrillFilter) ([]DrillRun, s
 }
 
 // ActiveDrillProbes returns, for each probe a running drill lists, the run id of the newest
-// unfinished run started within maxAge of now (an older unfinished run was abandoned: its runner
-// died without finishing it).
+// unfinished run started within maxAge before now (an older unfinished run was abandoned: its
+// runner died without finishing it). A run that started "after" now (another replica's clock is
+// ahead) counts.
 func (s *Store) ActiveDrillProbes(ctx context.Context, now time.Time, maxAge time.Duration) (map[string]string, error) {
 	rows, err := s.pool.Query(ctx, `
 SELECT p.probe, r.run_id
   FROM drill_runs r, unnest(r.probes) AS p(probe)
- WHERE r.finished_at IS NULL AND r.started_at > $1 AND r.started_at <= $2
- ORDER BY r.id`, now.Add(-maxAge), now)
+ WHERE r.finished_at IS NULL AND r.started_at > $1
+ ORDER BY r.id`, now.Add(-maxAge))
 	if err != nil {
 		return nil, fmt.Errorf("active drill probes: %w", err)
 	}
