@@ -173,7 +173,7 @@ func (a *App) approveDrillAction(w http.ResponseWriter, r *http.Request) {
 	if !res.Replay {
 		// The approval row names drill:<name>; this one names who drove the drill.
 		a.auditDrill(r.Context(), store.AuditInsert{At: a.o.Now(), IncidentID: act.IncidentID, ActionID: act.ID, Kind: store.AuditDrill,
-			Actor: callerName(r), Reason: "approved", Detail: map[string]any{"run_id": run.RunID, "approver": approver}})
+			Actor: callerName(r), Reason: store.DrillApproved, Detail: map[string]any{"run_id": run.RunID, "approver": approver}})
 	}
 	a.eng.Kick()
 	writeJSON(w, http.StatusOK, apiDecision{Replay: res.Replay, Action: redacted(res.Action)})

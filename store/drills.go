@@ -27,11 +27,13 @@ const (
 // DrillTriggers lists every trigger (the drill_runs_trigger_check constraint allows exactly these).
 var DrillTriggers = []string{DrillTriggerCLI, DrillTriggerSchedule}
 
-// Audit reasons of a drill run (kind AuditDrill): started, then passed or failed.
+// Audit reasons of a drill run (kind AuditDrill): started, then passed or failed; approved names
+// who drove a drill's approval of one of its actions (the approval row names drill:<name>).
 const (
-	DrillStarted = "started"
-	DrillPassed  = "passed"
-	DrillFailed  = "failed"
+	DrillStarted  = "started"
+	DrillApproved = "approved"
+	DrillPassed   = "passed"
+	DrillFailed   = "failed"
 )
 
 // DrillRun is one run of a drill scenario. Its RunID is the value of the responder_drill label on
