@@ -99,6 +99,7 @@ type App struct {
 	csrfKey      []byte
 	unauthorized prometheus.Counter
 	dl           deadLetterMetrics
+	drills       drillMetrics
 	gauges       *gauges
 }
 
@@ -402,6 +403,8 @@ func (a *App) newHTTP(ctx context.Context) error {
 	a.unauthorized = prometheus.NewCounter(prometheus.CounterOpts{Namespace: "responder", Name: "api_unauthorized_total",
 		Help: "API and reload requests refused for a missing, wrong or read-only token."})
 	a.reg.MustRegister(a.unauthorized)
+	// The drill metrics are read from the store with the gauges (and set when a run finishes).
+	a.drills = newDrillMetrics(a.reg)
 	a.gauges = newGauges(a)
 	a.reg.MustRegister(a.gauges.collectors()...)
 	if err := a.gauges.refresh(ctx); err != nil {

@@ -184,3 +184,7 @@ func (s consoleStore) setPause(ctx context.Context, paused bool, by, reason stri
 func (s consoleStore) ResetBreaker(ctx context.Context, handler, scope, by string) (bool, error) {
 	return s.a.st.ResetBreaker(ctx, store.BreakerKey{Handler: handler, Scope: scope}, by, string(identity.ViaWeb), s.a.o.Now())
 }
+
+func (s consoleStore) Drills(ctx context.Context, f store.DrillFilter) ([]store.DrillRun, string, error) {
+	return s.a.st.ListDrillRuns(ctx, f)
+}

@@ -110,6 +110,9 @@ func (g *gauges) refresh(ctx context.Context) error {
 		g.breakerValues = bs
 		g.mu.Unlock()
 	}
+	if err := g.a.drills.refresh(ctx, g.a.st); err != nil {
+		errs = append(errs, err)
+	}
 	if err := errors.Join(errs...); err != nil {
 		g.failures.Inc()
 		return err

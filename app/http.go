@@ -63,6 +63,11 @@ func (a *App) buildHTTP() error {
 	mux.Handle("GET /api/v1/dead-letters/{id}", a.auth(accessRead, a.getDeadLetter))
 	mux.Handle("POST /api/v1/dead-letters/replay", a.auth(accessAdmin, a.postReplayDeadLetters))
 	mux.Handle("POST /api/v1/dead-letters/{id}/replay", a.auth(accessAdmin, a.postReplayDeadLetter))
+	mux.Handle("GET /api/v1/drills", a.auth(accessRead, a.listDrills))
+	mux.Handle("GET /api/v1/drills/{id}", a.auth(accessRead, a.getDrill))
+	mux.Handle("POST /api/v1/drills", a.auth(accessAdmin, a.postDrill))
+	mux.Handle("POST /api/v1/drills/{id}/approve/{action_id}", a.auth(accessAdmin, a.approveDrillAction))
+	mux.Handle("POST /api/v1/drills/{id}/finish", a.auth(accessAdmin, a.finishDrill))
 	if a.slack != nil {
 		// Authenticated by Slack's request signature (slack.signing_secret_file), not by our tokens.
 		mux.Handle("/slack/commands", a.slack.CommandsHandler())
@@ -163,7 +168,9 @@ func (a *App) listIncidents(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	items, next, err := a.st.ListIncidents(r.Context(), store.IncidentFilter{State: vocab.IncidentState(r.URL.Query().Get("state")), Rule: r.URL.Query().Get("rule"), Page: p})
+	q := r.URL.Query()
+	items, next, err := a.st.ListIncidents(r.Context(), store.IncidentFilter{State: vocab.IncidentState(q.Get("state")), Rule: q.Get("rule"),
+		Drill: q.Get("drill"), Page: p})
 	a.writeList(w, items, next, err)
 }
 
@@ -174,7 +181,7 @@ func (a *App) listActions(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	q := r.URL.Query()
-	f := store.ActionFilter{State: vocab.State(q.Get("state")), Rule: q.Get("rule"), Page: p}
+	f := store.ActionFilter{State: vocab.State(q.Get("state")), Rule: q.Get("rule"), Drill: q.Get("drill"), Page: p}
 	if s := q.Get("incident"); s != "" {
 		if f.IncidentID, err = strconv.ParseInt(s, 10, 64); err != nil {
 			writeError(w, http.StatusBadRequest, "incident must be an integer id")

@@ -33,7 +33,7 @@ const (
 // TestMetricsContract extracts every metric name from the Grafana dashboard's and the
 // PrometheusRule's PromQL (with the promql/parser package, through tools/promql) and checks each
 // against /metrics after a scripted run: an alert → an action, an approval, a breaker opened by
-// failing actions, a probe and a budget configured.
+// failing actions, a probe and a budget configured, a drill run.
 func TestMetricsContract(t *testing.T) {
 	// Build the PromQL tool while the app runs.
 	type built struct {
@@ -125,6 +125,10 @@ rules:
 	}
 	// A probe that has run.
 	testwait.Until(t, 20*time.Second, "the probe to run", func() bool { return metricValue(t, f, "responder_probe_success") == 1 })
+	// A drill run that finished (responder_drill_*).
+	var run drillRun
+	f.drillJSON(http.MethodPost, "/api/v1/drills", adminToken, `{"name": "contract", "rto_seconds": 60}`, http.StatusCreated, &run)
+	f.drillJSON(http.MethodPost, fmt.Sprintf("/api/v1/drills/%d/finish", run.ID), adminToken, `{"passed": true, "recover_seconds": 1}`, http.StatusOK, nil)
 
 	code, body := f.do(http.MethodGet, "/metrics", "", nil)
 	if code != 200 {

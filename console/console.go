@@ -2,9 +2,9 @@
 // embedded with the package) for the humans on call. They show the incidents, one incident with
 // everything needed to decide (labels, annotations, the timeline of its audit rows, each action with
 // its params, evidence and guards' verdicts), the actions awaiting approval with the time left, the
-// status (the kill switch, circuit breakers, budgets, the leader, the bus backlog, dead letters) and
-// a search of the audit trail; and they let an admin approve and deny (when named an approver),
-// pause and resume, and reset a breaker.
+// status (the kill switch, circuit breakers, budgets, the leader, the bus backlog, dead letters),
+// a search of the audit trail and the drill runs (what a drill caused is marked DRILL); and they
+// let an admin approve and deny (when named an approver), pause and resume, and reset a breaker.
 //
 // The console works without JavaScript: the browser authenticates with HTTP basic auth (or an
 // authenticating proxy; Options.Authenticate decides), forms POST and are answered with a 303 back
@@ -62,6 +62,9 @@ type Store interface {
 	// Status is the state of the safety switches; a part that could not be read says so in its
 	// Err field (never a zero that an operator would act on).
 	Status(ctx context.Context) Status
+	// Drills is a page of drill runs (without their reports), newest first, and the cursor of
+	// the next page.
+	Drills(ctx context.Context, f store.DrillFilter) ([]store.DrillRun, string, error)
 	// RuleNames are the names of the rules running now (the filters' suggestions).
 	RuleNames() []string
 	// Decide records approver's decision (store.DecisionApprove or store.DecisionDeny) on an
@@ -213,7 +216,7 @@ func newConsole(o Options) (*console, error) {
 }
 
 // pageNames are the templates under templates/, each rendered inside layout.html.
-var pageNames = []string{"incidents", "incident", "actions", "status", "audit", "error"}
+var pageNames = []string{"incidents", "incident", "actions", "status", "audit", "drills", "error"}
 
 func parsePages() (map[string]*template.Template, error) {
 	pages := map[string]*template.Template{}
@@ -234,6 +237,7 @@ func (c *console) routes() http.Handler {
 	mux.HandleFunc("GET "+Prefix+"actions", c.page(c.actions))
 	mux.HandleFunc("GET "+Prefix+"status", c.page(c.status))
 	mux.HandleFunc("GET "+Prefix+"audit", c.page(c.audit))
+	mux.HandleFunc("GET "+Prefix+"drills", c.page(c.drills))
 	mux.HandleFunc("POST "+Prefix+"actions/{id}/approve", c.form(c.decide(store.DecisionApprove)))
 	mux.HandleFunc("POST "+Prefix+"actions/{id}/deny", c.form(c.decide(store.DecisionDeny)))
 	mux.HandleFunc("POST "+Prefix+"pause", c.form(c.pause))
@@ -300,7 +304,7 @@ func (c *console) canDecide(p identity.Principal) bool { return c.canAct(p) && c
 // message from the last POST, the page's own data.
 type view struct {
 	Title     string
-	Nav       string // the current section: incidents, actions, status, audit
+	Nav       string // the current section: incidents, actions, status, audit, drills
 	User      identity.Principal
 	CanAct    bool
 	CanDecide bool

@@ -38,6 +38,20 @@ type fakeStore struct {
 	resets    []string
 	decideErr error
 	replay    bool
+	drills    []store.DrillRun
+}
+
+func (f *fakeStore) Drills(_ context.Context, fl store.DrillFilter) ([]store.DrillRun, string, error) {
+	if fl.Cursor == "bad" {
+		return nil, "", errors.New("invalid cursor \"bad\"")
+	}
+	var out []store.DrillRun
+	for _, d := range f.drills {
+		if fl.Name == "" || d.Name == fl.Name {
+			out = append(out, d)
+		}
+	}
+	return out, "", nil
 }
 
 func (f *fakeStore) Incidents(_ context.Context, fl store.IncidentFilter) ([]store.Incident, string, error) {
@@ -229,6 +243,8 @@ func TestSecurityHeaders(t *testing.T) {
 		{"/ui/actions", "bob", 200, true},
 		{"/ui/status", "carol", 200, true},
 		{"/ui/audit?incident=7", "bob", 200, true},
+		{"/ui/drills", "bob", 200, true},
+		{"/ui/drills?cursor=bad", "bob", 400, true},
 		{"/ui/audit?since=yesterday", "bob", 400, true},
 		{"/ui/?cursor=bad", "bob", 400, true},
 		{"/ui/?state=burning", "bob", 400, true},
@@ -654,5 +670,72 @@ func TestVerifyingActionRenders(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestDrillsPage: the drill runs, newest first, each with its outcome and its recovery against
+// its RTO (late in red), its failure, and a link to its incidents; a label the run holds is text.
+func TestDrillsPage(t *testing.T) {
+	h := newHarness(t)
+	yes, no := true, false
+	rec, late := 42.0, 400.0
+	fin := t0.Add(-time.Minute)
+	h.st.drills = []store.DrillRun{
+		{ID: 3, RunID: "api-down-20261205T025900Z-beef", Name: "api-down", Trigger: "cli", Actor: "ops", Probes: []string{}, RTOSeconds: 300,
+			StartedAt: t0.Add(-time.Minute)},
+		{ID: 2, RunID: "api-down-20261205T020000Z-0a0a", Name: "api-down", Trigger: "schedule", Actor: "schedule", Probes: []string{"pg"},
+			RTOSeconds: 300, StartedAt: t0.Add(-time.Hour), FinishedAt: &fin, Passed: &no, RecoverSeconds: &late, Failure: "recover " + hostile + " exceeds the RTO"},
+		{ID: 1, RunID: "db-failover-20261205T010000Z-1234", Name: "db-failover", Trigger: "cli", Actor: "ops", Probes: []string{},
+			RTOSeconds: 60, StartedAt: t0.Add(-2 * time.Hour), FinishedAt: &fin, Passed: &yes, RecoverSeconds: &rec},
+	}
+	body := h.req("GET", "/ui/drills", "bob", nil, nil).Body.String()
+	for _, want := range []string{
+		`<a href="/ui/drills" aria-current="page">Drills</a>`,
+		`<li id="drill-3"><span class="badge st-running">running</span> <strong>api-down</strong> <a href="/ui/?drill=api-down-20261205T025900Z-beef" class="target">api-down-20261205T025900Z-beef</a>`,
+		`<li id="drill-2"><span class="badge st-failed">failed</span>`,
+		`recovered in <span class="st-failed">6m40s of 5m00s</span>`,
+		`<span class="failure">recover &lt;script&gt;alert(1)&lt;/script&gt; exceeds the RTO</span>`,
+		`<li id="drill-1"><span class="badge st-passed">passed</span>`,
+		`recovered in <span class="st-passed">42s of 1m00s</span>`,
+		`RTO 5m00s`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("the drills page lacks %s:\n%s", want, body)
+		}
+	}
+	if strings.Index(body, `id="drill-3"`) > strings.Index(body, `id="drill-1"`) {
+		t.Error("runs are not newest first")
+	}
+	if body := h.req("GET", "/ui/drills?name=none", "bob", nil, nil).Body.String(); !strings.Contains(body, "No drill runs of none.") {
+		t.Errorf("an empty filter result is not said:\n%s", body)
+	}
+}
+
+// TestDrillIncidentsAreMarked: a drill's incident says DRILL in the list and on its page (with
+// its run), and so do its actions; an incident not a drill's does not.
+func TestDrillIncidentsAreMarked(t *testing.T) {
+	h := newHarness(t)
+	for _, path := range []string{"/ui/", "/ui/incidents/7", "/ui/actions"} {
+		if body := h.req("GET", path, "bob", nil, nil).Body.String(); strings.Contains(body, "DRILL") {
+			t.Errorf("%s marks an incident that is not a drill's", path)
+		}
+	}
+	run := "api-down-20261205T025900Z-beef"
+	h.st.inc.Drill = run
+	h.st.inc.Actions[0].Drill = run
+	list := h.req("GET", "/ui/?drill="+run, "bob", nil, nil).Body.String()
+	if !strings.Contains(list, `<li id="incident-7"><span class="badge st-firing">firing</span> <span class="badge drill" title="drill run `+run+`">DRILL</span>`) ||
+		!strings.Contains(list, `<input name="drill" value="`+run+`"`) {
+		t.Errorf("the incident list does not mark the drill:\n%s", list)
+	}
+	page := h.req("GET", "/ui/incidents/7", "bob", nil, nil).Body.String()
+	for _, want := range []string{`<span class="badge drill" id="drill">DRILL</span> Incident 7`, `run <a href="/ui/?drill=` + run + `" class="target">`,
+		`<span class="badge st-awaiting-approval">awaiting_approval</span> <span class="badge drill" title="drill run ` + run + `">DRILL</span>`} {
+		if !strings.Contains(page, want) {
+			t.Errorf("the incident page lacks %s:\n%s", want, page)
+		}
+	}
+	if body := h.req("GET", "/ui/actions", "bob", nil, nil).Body.String(); !strings.Contains(body, `DRILL</span>`) {
+		t.Errorf("the approvals page does not mark the drill's action:\n%s", body)
 	}
 }

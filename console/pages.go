@@ -37,6 +37,7 @@ func (c *console) setRefresh(r *http.Request, v *view) {
 // incidentsData is the incidents page.
 type incidentsData struct {
 	Rule, State string
+	Drill       string // a drill run's id: its incidents only
 	States      []vocab.IncidentState
 	Rules       []string
 	Items       []store.Incident
@@ -49,12 +50,12 @@ func (c *console) incidents(w http.ResponseWriter, r *http.Request, v *view) (st
 	v.Title, v.Nav = "Incidents", "incidents"
 	c.setRefresh(r, v)
 	q := r.URL.Query()
-	d := &incidentsData{Rule: q.Get("rule"), State: q.Get("state"), States: vocab.IncidentStates, Rules: c.o.Store.RuleNames()}
+	d := &incidentsData{Rule: q.Get("rule"), State: q.Get("state"), Drill: q.Get("drill"), States: vocab.IncidentStates, Rules: c.o.Store.RuleNames()}
 	if d.State != "" && !slices.Contains(vocab.IncidentStates, vocab.IncidentState(d.State)) {
 		return c.fail(v, http.StatusBadRequest, "Unknown incident state "+strconv.Quote(d.State)+".")
 	}
 	items, next, err := c.o.Store.Incidents(r.Context(), store.IncidentFilter{Rule: d.Rule, State: vocab.IncidentState(d.State),
-		Page: store.Page{Limit: pageLimit, Cursor: q.Get("cursor")}})
+		Drill: d.Drill, Page: store.Page{Limit: pageLimit, Cursor: q.Get("cursor")}})
 	if err != nil {
 		return c.listFail(v, "incidents", err)
 	}
@@ -209,4 +210,57 @@ func safeLink(s string) string {
 		return ""
 	}
 	return u.String()
+}
+
+// drillsData is the page of the drill runs.
+type drillsData struct {
+	Name  string
+	Items []drillView
+	Next  string
+}
+
+// drillView is one drill run as the page shows it.
+type drillView struct {
+	store.DrillRun
+	// Outcome is running, passed or failed.
+	Outcome string
+	// Recover is the recovery time against the RTO ("12s of 5m0s"); "" when it did not recover.
+	Recover string
+	// Late: it recovered, after its RTO.
+	Late bool
+	RTO  string
+}
+
+func newDrillView(d store.DrillRun) drillView {
+	rto := time.Duration(d.RTOSeconds * float64(time.Second))
+	v := drillView{DrillRun: d, Outcome: "running", RTO: human(rto)}
+	if d.Passed != nil {
+		v.Outcome = "failed"
+		if *d.Passed {
+			v.Outcome = "passed"
+		}
+	}
+	if d.RecoverSeconds != nil {
+		rec := time.Duration(*d.RecoverSeconds * float64(time.Second))
+		v.Recover = human(rec) + " of " + human(rto)
+		v.Late = rec > rto
+	}
+	return v
+}
+
+func (c *console) drills(w http.ResponseWriter, r *http.Request, v *view) (string, int) {
+	v.Title, v.Nav = "Drills", "drills"
+	c.setRefresh(r, v)
+	q := r.URL.Query()
+	d := &drillsData{Name: q.Get("name")}
+	items, next, err := c.o.Store.Drills(r.Context(), store.DrillFilter{Name: d.Name, Limit: pageLimit, Cursor: q.Get("cursor")})
+	if err != nil {
+		return c.listFail(v, "drill runs", err)
+	}
+	for _, it := range items {
+		d.Items = append(d.Items, newDrillView(it))
+	}
+	d.Next = nextURL(r, next)
+	v.Data = d
+	return "drills", http.StatusOK
 }

@@ -46,6 +46,9 @@ const (
 	ViaWeb   Via = "web"
 	ViaAPI   Via = "api"
 	ViaSlack Via = "slack"
+	// ViaDrill: a drill run approving its own actions (approve: auto) as drill:<name>, through
+	// POST /api/v1/drills/{id}/approve/{action}.
+	ViaDrill Via = "drill"
 )
 
 // Principal is an authenticated caller.

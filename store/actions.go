@@ -191,7 +191,7 @@ func (c *Claimed) DecodeAlert() (alert.Alert, error) {
 const actionCols = `a.id, a.incident_id, a.phase, a.step, a.rule, a.handler, a.target, a.scope, a.class, a.mode, a.params,
        a.approval, a.timeout_ms, a.state, a.reason, a.attempt, a.approved_by, a.owner, a.lease_until, a.created_at,
        a.started_at, a.finished_at, a.basis_at, a.not_before, a.error, a.result, a.evidence, a.version, a.rule_hash,
-       a.verify_deadline, a.result_fields`
+       a.verify_deadline, a.result_fields, ` + actionDrill
 
 // claimedCols follow actionCols in the queries collectClaimed scans: the incident's state, the
 // evidence time, its alert, and for a chained step its chain and the earlier steps of its
@@ -211,7 +211,7 @@ func actionDest(a *Action, params any) []any {
 	return []any{&a.ID, &a.IncidentID, &a.Phase, &a.Step, &a.Rule, &a.Handler, &a.Target, &a.Scope, &a.Class, &a.Mode, params,
 		&a.Approval, &a.TimeoutMS, &a.State, &a.Reason, &a.Attempt, &a.ApprovedBy, &a.Owner, &a.LeaseUntil, &a.CreatedAt,
 		&a.StartedAt, &a.FinishedAt, &a.BasisAt, &a.NotBefore, &a.Error, &a.Result, &a.Evidence, &a.Version, &a.RuleHash,
-		&a.VerifyDeadline, &a.ResultFields}
+		&a.VerifyDeadline, &a.ResultFields, &a.Drill}
 }
 
 // ClaimRunnableTx locks up to limit planned or approved actions whose earlier steps (same incident

@@ -22,6 +22,8 @@ const (
 	AuditReload        = "reload"
 	AuditApproval      = "approval"
 	AuditControl       = "control"
+	// AuditDrill records a drill run's start and end (reasons DrillStarted, DrillPassed, DrillFailed).
+	AuditDrill = "drill"
 )
 
 // AuditInsert is one decision to record.

@@ -22,6 +22,12 @@ type Incident struct {
 	UpdatedAt   time.Time           `json:"updated_at"`
 	Version     string              `json:"version"`
 	RuleHash    string              `json:"rule_hash"`
+	// Drill is the run id of the drill whose alert this incident is (its responder_drill label);
+	// "" when it is not a drill's.
+	Drill string `json:"drill"`
+	// ReceivedAt is when responder received the latest alert stored on the incident; nil if
+	// unknown.
+	ReceivedAt *time.Time `json:"received_at"`
 	// Actions and Audit are filled by GetIncident only.
 	Actions []Action     `json:"actions,omitempty"`
 	Audit   []AuditEntry `json:"audit,omitempty"`
@@ -67,6 +73,8 @@ type Action struct {
 	// awaited (state verifying): by then the action becomes succeeded or failed (not_recovered).
 	// It stays set on the outcome; nil for actions without verification.
 	VerifyDeadline *time.Time `json:"verify_deadline"`
+	// Drill is the run id of the drill its incident belongs to ("" when it is not a drill's).
+	Drill string `json:"drill"`
 }
 
 // AuditEntry records one decision, refusals included.

@@ -73,14 +73,21 @@ func nextCursor(n, limit int, lastID int64) string {
 type IncidentFilter struct {
 	State vocab.IncidentState
 	Rule  string
+	// Drill keeps the incidents of one drill run (its run id).
+	Drill string
 	Page
 }
 
 const incidentCols = `id, rule, fingerprint, state, alert_name, labels, starts_at, fired_at, resolved_at, last_seen_at, created_at, updated_at, version, rule_hash`
 
-func scanIncident(r pgx.Row, i *Incident) error {
-	return r.Scan(&i.ID, &i.Rule, &i.Fingerprint, &i.State, &i.AlertName, &i.Labels, &i.StartsAt, &i.FiredAt, &i.ResolvedAt,
-		&i.LastSeenAt, &i.CreatedAt, &i.UpdatedAt, &i.Version, &i.RuleHash)
+// scanIncident scans the columns of incidentSelect, then extra.
+func scanIncident(r pgx.Row, i *Incident, extra ...any) error {
+	err := r.Scan(append([]any{&i.ID, &i.Rule, &i.Fingerprint, &i.State, &i.AlertName, &i.Labels, &i.StartsAt, &i.FiredAt, &i.ResolvedAt,
+		&i.LastSeenAt, &i.CreatedAt, &i.UpdatedAt, &i.Version, &i.RuleHash, &i.Drill, &i.ReceivedAt}, extra...)...)
+	if i.ReceivedAt != nil && i.ReceivedAt.IsZero() {
+		i.ReceivedAt = nil
+	}
+	return err
 }
 
 // ListIncidents returns a page of incidents, newest first, and the cursor of the next page.
@@ -96,11 +103,14 @@ func (s *Store) ListIncidents(ctx context.Context, f IncidentFilter) ([]Incident
 	if f.Rule != "" {
 		w.add("rule = ?", f.Rule)
 	}
+	if f.Drill != "" {
+		w.addDrill("incidents", f.Drill)
+	}
 	if before > 0 {
 		w.add("id < ?", before)
 	}
 	w.args = append(w.args, limit)
-	rows, err := s.pool.Query(ctx, `SELECT `+incidentCols+` FROM incidents`+w.String()+` ORDER BY id DESC LIMIT $`+strconv.Itoa(len(w.args)), w.args...)
+	rows, err := s.pool.Query(ctx, `SELECT `+incidentSelect("")+` FROM incidents`+w.String()+` ORDER BY id DESC LIMIT $`+strconv.Itoa(len(w.args)), w.args...)
 	if err != nil {
 		return nil, "", err
 	}
@@ -118,7 +128,7 @@ func (s *Store) ListIncidents(ctx context.Context, f IncidentFilter) ([]Incident
 // GetIncident returns one incident with its actions and audit trail.
 func (s *Store) GetIncident(ctx context.Context, id int64) (*Incident, error) {
 	var i Incident
-	if err := scanIncident(s.pool.QueryRow(ctx, `SELECT `+incidentCols+` FROM incidents WHERE id = $1`, id), &i); err != nil {
+	if err := scanIncident(s.pool.QueryRow(ctx, `SELECT `+incidentSelect("")+` FROM incidents WHERE id = $1`, id), &i); err != nil {
 		if errors.Is(err, pgx.ErrNoRows) {
 			return nil, ErrNotFound
 		}
@@ -141,6 +151,8 @@ type ActionFilter struct {
 	State      vocab.State
 	Rule       string
 	IncidentID int64
+	// Drill keeps the actions of one drill run's incidents (its run id).
+	Drill string
 	Page
 }
 
@@ -159,6 +171,9 @@ func (s *Store) ListActions(ctx context.Context, f ActionFilter) ([]Action, stri
 	}
 	if f.IncidentID != 0 {
 		w.add("a.incident_id = ?", f.IncidentID)
+	}
+	if f.Drill != "" {
+		w.addDrillActions(f.Drill)
 	}
 	if before > 0 {
 		w.add("a.id < ?", before)

@@ -57,14 +57,14 @@ SELECT coalesce((SELECT min(id) - 1 FROM incidents WHERE id > $1 AND created_at 
 // resolved after firing; and those whose message is not final.
 func (s *Store) SlackCandidates(ctx context.Context, floor int64, since time.Time, limit int) ([]SlackIncident, error) {
 	rows, err := s.pool.Query(ctx, `
-(SELECT `+prefixed("i.", incidentCols)+`, i.alert, NULL::text, NULL::text, NULL::text, NULL::int, NULL::boolean, NULL::timestamptz
+(SELECT `+incidentSelect("i.")+`, i.alert, NULL::text, NULL::text, NULL::text, NULL::int, NULL::boolean, NULL::timestamptz
    FROM incidents i
   WHERE i.id > $1 AND i.created_at > $2
     AND (i.state IN `+list(vocab.IncidentFiring, vocab.IncidentSuppressed)+` OR (i.state = `+lit(vocab.IncidentResolved)+` AND i.fired_at IS NOT NULL))
     AND NOT EXISTS (SELECT 1 FROM slack_messages m WHERE m.incident_id = i.id)
   ORDER BY i.id LIMIT $3)
 UNION ALL
-(SELECT `+prefixed("i.", incidentCols)+`, i.alert, m.channel, m.ts, m.hash, m.renders, m.resolved_notice, m.updated_at
+(SELECT `+incidentSelect("i.")+`, i.alert, m.channel, m.ts, m.hash, m.renders, m.resolved_notice, m.updated_at
    FROM slack_messages m JOIN incidents i ON i.id = m.incident_id
   WHERE NOT m.final
   ORDER BY m.incident_id LIMIT $3)
@@ -80,8 +80,7 @@ ORDER BY 1 LIMIT $3`, floor, since, limit)
 		var notice *bool
 		var updated *time.Time
 		i := &c.Incident
-		if err := r.Scan(&i.ID, &i.Rule, &i.Fingerprint, &i.State, &i.AlertName, &i.Labels, &i.StartsAt, &i.FiredAt, &i.ResolvedAt,
-			&i.LastSeenAt, &i.CreatedAt, &i.UpdatedAt, &i.Version, &i.RuleHash, &ab, &channel, &ts, &hash, &renders, &notice, &updated); err != nil {
+		if err := scanIncident(r, i, &ab, &channel, &ts, &hash, &renders, &notice, &updated); err != nil {
 			return c, err
 		}
 		if channel != nil {

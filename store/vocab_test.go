@@ -29,6 +29,7 @@ func TestChecksMatchVocab(t *testing.T) {
 		{"actions_class_check", append(strs(vocab.Classes), "")}, // "": never built (bad_param)
 		{"actions_mode_check", strs(vocab.Modes)},
 		{"incidents_state_check", strs(vocab.IncidentStates)},
+		{"drill_runs_trigger_check", store.DrillTriggers},
 	} {
 		var def string
 		if err := s.Pool().QueryRow(ctx, `SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conname = $1`, tc.constraint).Scan(&def); err != nil {
