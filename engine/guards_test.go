@@ -198,7 +198,7 @@ func TestPipelineOrder(t *testing.T) {
 	for _, g := range pipeline {
 		got = append(got, g.name)
 	}
-	want := []string{"cancelled", "kill switch", "cooldown", "storm guard", "circuit breaker", "build",
+	want := []string{"cancelled", "kill switch", "cooldown", "storm guard", "circuit breaker", "build", "drill page",
 		"storm guard: workload share", "staleness", "budget", "approval", "dry run or shadow", "slot"}
 	if !slices.Equal(got, want) {
 		t.Fatalf("pipeline = %q\nwant       %q", got, want)
