@@ -368,7 +368,7 @@ func (a *App) newEngine(hs *handlers.Registry, ruleSet *rules.Set) error {
 	s := a.engineSettings(cfg, hs, ruleSet)
 	a.eng, err = engine.New(engine.Options{
 		StormMaxTargets: s.StormMaxTargets, StormWindow: s.StormWindow, StormMaxWorkloadFraction: s.StormMaxWorkloadFraction,
-		Budgets: s.Budgets, BreakerFailures: s.BreakerFailures, BreakerOpenFor: s.BreakerOpenFor,
+		Budgets: s.Budgets, DrillBudget: s.DrillBudget, DrillPage: s.DrillPage, BreakerFailures: s.BreakerFailures, BreakerOpenFor: s.BreakerOpenFor,
 		Store: a.st, Handlers: hs, Rules: ruleSet, Owner: a.owner,
 		DryRun: s.DryRun, Paused: s.Paused, ApprovalTTL: s.ApprovalTTL, MaxAlertAge: s.MaxAlertAge, MaxConcurrent: cfg.Safety.MaxConcurrentActions,
 		ActionTimeout: s.ActionTimeout, Lease: cfg.Safety.LeaseDuration.D(),
@@ -387,6 +387,16 @@ func engineBudgets(cfg *config.Config) []engine.Budget {
 	return budgets
 }
 
+// drillBudget is cfg's drills.budget as the engine counts it (drills, "*", global); unset, 10 per
+// 1h (engine.Options.DrillBudget).
+func drillBudget(cfg *config.Config) engine.Budget {
+	b := cfg.Drills.Budget
+	if b.Max == 0 && b.Window == 0 {
+		return engine.Budget{Name: "drills", Match: "*", Per: "global", Max: 10, Window: time.Hour}
+	}
+	return engine.Budget{Name: "drills", Match: "*", Per: "global", Max: b.Max, Window: b.Window.D()}
+}
+
 // engineSettings are what the engine takes from cfg and a reload changes (engine.Settings).
 func (a *App) engineSettings(cfg *config.Config, hs *handlers.Registry, ruleSet *rules.Set) engine.Settings {
 	sf := cfg.Safety
@@ -394,7 +404,7 @@ func (a *App) engineSettings(cfg *config.Config, hs *handlers.Registry, ruleSet 
 		MaxAlertAge: sf.MaxAlertAge.D(), ActionTimeout: sf.ActionTimeout.D(), ApprovalTTL: cfg.Approvals.TTL.D(),
 		Budgets: engineBudgets(cfg), StormMaxTargets: sf.StormGuard.MaxTargets, StormWindow: sf.StormGuard.Window.D(),
 		StormMaxWorkloadFraction: sf.StormGuard.MaxWorkloadFraction, BreakerFailures: sf.Breaker.Failures,
-		BreakerOpenFor: sf.Breaker.OpenFor.D()}
+		BreakerOpenFor: sf.Breaker.OpenFor.D(), DrillBudget: drillBudget(cfg), DrillPage: cfg.Drills.Page}
 }
 
 // newHTTP registers the API's metrics and the database-backed gauges (read once now, then in

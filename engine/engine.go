@@ -13,9 +13,10 @@
 // The guards (DESIGN.md §2) are one ordered pipeline, written in one place: the variable pipeline
 // in guards.go. In order: the action's incident or rule gone (cancelled), the kill switch, the
 // cooldown per (rule, target), the storm guard (targets per rule), the circuit breaker per
-// (handler, scope), building the action (bad_param), the storm guard's workload share, the
-// staleness of the evidence (safety.max_alert_age, re-confirmed by the handler's Check), the
-// budgets, approval, the dry-run or shadow cut-off, and the execution slot. The first guard that
+// (handler, scope), building the action (bad_param), a drill's page (drill.go: redirected to
+// drills.page or not sent), the storm guard's workload share, the staleness of the evidence
+// (safety.max_alert_age, re-confirmed by the handler's Check), the budgets (a drill's: the drills
+// budget only), approval, the dry-run or shadow cut-off, and the execution slot. The first guard that
 // does not let an action pass decides; the cooldown, the breaker's trial, the budgets and the slot
 // are claimed in that order when the action starts, and a refusal takes back the claims before it.
 // Approval decisions go through Engine.Decide, which applies the approval policy (Approvals) and
@@ -69,7 +70,16 @@ type Options struct {
 	// sender's, and an action over it fails at planning with reason bad_param.
 	MaxParamsBytes int
 	// Budgets are shared by all rules: each caps the disruptive actions of the handlers it matches.
+	// A drill's actions never spend them: they spend DrillBudget.
 	Budgets []Budget
+	// DrillBudget caps the disruptive actions of drills (their incident's alert carries
+	// alert.DrillLabel), over all drills: drills.budget. Its name is always "drills", its match
+	// "*" and its scope global; a zero Max or Window takes the default, 10 per 1h.
+	DrillBudget Budget
+	// DrillPage (drills.page) is the Slack channel a drill's page.slack actions post to instead of
+	// their own; "": they are not sent. A drill's other notify actions are never sent (dry_run,
+	// reason drill), unless the drill says page: real (alert.DrillPageLabel).
+	DrillPage string
 	// StormMaxTargets > 0 turns the storm guard on: a rule whose disruptive actions planned within
 	// StormWindow (default 5m) touch more than StormMaxTargets distinct targets acts on none of them.
 	StormMaxTargets int
@@ -191,6 +201,7 @@ func (o Options) withDefaults() Options {
 	o.ClaimBatch = cmp.Or(max(o.ClaimBatch, 0), 512)
 	o.MaxParamsBytes = cmp.Or(max(o.MaxParamsBytes, 0), 64<<10)
 	o.Owner = cmp.Or(o.Owner, "responder")
+	o.DrillBudget = drillBudgetDefaults(o.DrillBudget)
 	if o.Now == nil {
 		o.Now = time.Now
 	}

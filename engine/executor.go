@@ -259,7 +259,7 @@ func (r *passRun) decideAll(ctx context.Context, tx pgx.Tx, set *rules.Set, clai
 	o := &e.cur().Options // the settings of this pass, whatever a reload swaps meanwhile
 	for _, c := range claimed {
 		in := &guardInput{c: c, now: now, o: o, log: e.log, rule: set.Rule(c.Rule), read: g, st: txGuards{e: e, tx: tx},
-			dry: dryMode(o, c), co: byID[c.ID], slots: r.slots}
+			drill: g.drills[c.ID], dry: dryMode(o, c), co: byID[c.ID], slots: r.slots}
 		in.build = func(c store.Claimed) (act handlers.Action, err error) {
 			act, in.rendered, err = e.buildClaimed(c)
 			return act, err
@@ -325,8 +325,12 @@ func (r *passRun) decide(ctx context.Context, in *guardInput) (verdict, error) {
 	in.slots.started(slotKeys(c)...)
 	in.read.started(in.o, c)
 	e.running.Store(c.ID, struct{}{})
+	detail := map[string]any{"handler": c.Handler, "target": c.Target}
+	if in.drillTo != "" { // a drill's page, sent to drills.page instead (drillPage)
+		detail["drill_page"] = in.drillTo
+	}
 	r.p.audit(store.AuditInsert{IncidentID: c.IncidentID, ActionID: c.ID, Kind: store.AuditAction, Actor: e.o.Owner,
-		Reason: string(vocab.ReasonStarted), RuleHash: c.RuleHash, Detail: map[string]any{"handler": c.Handler, "target": c.Target}})
+		Reason: string(vocab.ReasonStarted), RuleHash: c.RuleHash, Detail: detail})
 	r.toRun = append(r.toRun, toStart{c, in.act})
 	return v, nil
 }

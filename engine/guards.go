@@ -48,6 +48,7 @@ var pipeline = []guard{
 	{name: noteStorm, check: storm},
 	{name: noteBreaker, check: breaker, claim: claimTrial},
 	{name: "build", check: build},
+	{name: "drill page", check: drillPage},
 	{name: "storm guard: workload share", check: workloadShare, calls: workloadCalls},
 	{name: "staleness", check: staleness, calls: staleCalls},
 	{name: noteBudget, check: budget, claim: spendBudget},
@@ -138,6 +139,8 @@ type guardReads struct {
 	breakers map[store.BreakerKey]store.Breaker
 	stormy   map[string]int
 	budgets  budgetReads
+	// drills are the claimed actions of drills, by action id (claimedDrill): read once per pass.
+	drills map[int64]drillOf
 }
 
 // budgetReads are the budgets' counters the actions of one pass that are only evaluated read (a
@@ -182,7 +185,7 @@ func (g *guardReads) started(o *Options, c store.Claimed) {
 		return
 	}
 	r := &g.budgets
-	for _, b := range o.Budgets {
+	for _, b := range o.budgetsOf(g.drills[c.ID]) {
 		k := store.BudgetKey{Budget: b.Name, Key: b.key(c.Scope)}
 		if _, ok := r.used[k]; ok && b.matches(c.Handler) {
 			if r.spent == nil {
@@ -195,14 +198,14 @@ func (g *guardReads) started(o *Options, c store.Claimed) {
 
 // budgetWant lists the budget counters the claimed actions only evaluated (dry run, shadow) may
 // read: those of the budgets that match their handlers, for their scopes.
-func budgetWant(o *Options, claimed []store.Claimed) []store.BudgetRead {
+func budgetWant(o *Options, claimed []store.Claimed, drills map[int64]drillOf) []store.BudgetRead {
 	var want []store.BudgetRead
 	seen := map[store.BudgetKey]bool{}
 	for _, c := range claimed {
 		if c.Class != vocab.ClassDisruptive || dryMode(o, c) == "" {
 			continue
 		}
-		for _, b := range o.Budgets {
+		for _, b := range o.budgetsOf(drills[c.ID]) {
 			k := store.BudgetKey{Budget: b.Name, Key: b.key(c.Scope)}
 			if b.matches(c.Handler) && !seen[k] {
 				seen[k] = true
@@ -214,9 +217,19 @@ func budgetWant(o *Options, claimed []store.Claimed) []store.BudgetRead {
 }
 
 // readGuards reads the cooldowns, breakers and storm state of the claimed actions, one query each,
-// and lists the budget counters the actions only evaluated may read (read when one does).
+// notes which are drills' (from their alerts, as stored), and lists the budget counters the
+// actions only evaluated may read (read when one does).
 func readGuards(ctx context.Context, st guardStore, o *Options, claimed []store.Claimed, now time.Time, g *guardReads) error {
-	g.budgets = budgetReads{want: budgetWant(o, claimed)}
+	g.drills = nil
+	for _, c := range claimed {
+		if d := claimedDrill(c); d.run != "" {
+			if g.drills == nil {
+				g.drills = map[int64]drillOf{}
+			}
+			g.drills[c.ID] = d
+		}
+	}
+	g.budgets = budgetReads{want: budgetWant(o, claimed, g.drills)}
 	var keys []store.CooldownKey
 	var bkeys []store.BreakerKey
 	var rs []string
@@ -259,6 +272,8 @@ type guardInput struct {
 	rule *rules.Rule // nil: the rule is gone
 	read *guardReads
 	st   guardStore
+	// drill is the action's drill (guardReads.drills): its budget and its pages differ (drill.go).
+	drill drillOf
 	// dry is dry_run or shadow when the action is only evaluated, never run (Options.DryRun, the
 	// rule's mode); "" when it is enforced. Computed once, when the action enters the pipeline.
 	dry vocab.Reason
@@ -276,6 +291,7 @@ type guardInput struct {
 	members int               // members of the target workload its rule acted on (-1: not counted)
 	peered  bool              // the calls later guards need are in co
 	trial   bool              // it runs as its breaker's half-open trial
+	drillTo string            // the channel a drill's page.slack was redirected to (drillPage)
 	notes   map[string]string // what the guards would have refused, by guard name (noteStorm...)
 }
 
@@ -585,7 +601,7 @@ func budget(ctx context.Context, in *guardInput) verdict {
 	if in.dry == "" || c.Class != vocab.ClassDisruptive {
 		return passed
 	}
-	for _, b := range in.o.Budgets {
+	for _, b := range in.o.budgetsOf(in.drill) {
 		if !b.matches(c.Handler) {
 			continue
 		}
@@ -602,13 +618,14 @@ func budget(ctx context.Context, in *guardInput) verdict {
 	return passed
 }
 
-// spendBudget spends one unit of every budget that matches a disruptive action.
+// spendBudget spends one unit of every budget that matches a disruptive action (a drill's: the
+// drills budget only, budgetsOf).
 func spendBudget(ctx context.Context, in *guardInput, st guardStore) (verdict, error) {
 	c := in.c
 	if c.Class != vocab.ClassDisruptive {
 		return passed, nil
 	}
-	for _, b := range in.o.Budgets {
+	for _, b := range in.o.budgetsOf(in.drill) {
 		if !b.matches(c.Handler) {
 			continue
 		}
@@ -651,8 +668,12 @@ func dryRunCut(_ context.Context, in *guardInput) verdict {
 			eval += "; " + n
 		}
 	}
+	target := in.c.Target
+	if in.drillTo != "" {
+		target += " (drill: to " + in.drillTo + ", drills.page)"
+	}
 	return verdict{kind: refuse, state: vocab.StateDryRun, reason: in.dry, evaluation: eval,
-		result: "would run " + in.c.Handler + " on " + in.c.Target + " (" + eval + ")"}
+		result: "would run " + in.c.Handler + " on " + target + " (" + eval + ")"}
 }
 
 // slot (guard 8): an action runs only in an execution slot of this replica

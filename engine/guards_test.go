@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -11,7 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/responder-sre/responder/alert"
 	"github.com/responder-sre/responder/handlers"
+	"github.com/responder-sre/responder/notify/slack"
 	"github.com/responder-sre/responder/rules"
 	"github.com/responder-sre/responder/store"
 	"github.com/responder-sre/responder/vocab"
@@ -179,7 +182,8 @@ func newInput(f *fakeGuards) *guardInput {
 		IncidentState: vocab.IncidentFiring, EvidenceAt: tNow}
 	o := &Options{Owner: "replica-a", Lease: 30 * time.Second, MaxAlertAge: 15 * time.Minute, StormWindow: 5 * time.Minute,
 		StormMaxTargets: 10, StormMaxWorkloadFraction: 0.5, BreakerOpenFor: 5 * time.Minute,
-		Budgets: []Budget{{Name: "b", Match: "test.*", Per: "global", Max: 3, Window: time.Hour}}}
+		Budgets:     []Budget{{Name: "b", Match: "test.*", Per: "global", Max: 3, Window: time.Hour}},
+		DrillBudget: drillBudgetDefaults(Budget{})}
 	return &guardInput{c: c, now: tNow, o: o, log: slog.New(slog.DiscardHandler), rule: &rules.Rule{Name: "r", Cooldown: 15 * time.Minute},
 		read: &guardReads{}, st: f, build: func(store.Claimed) (handlers.Action, error) { return fakeAction{}, nil },
 		slots: newSlots(make(chan struct{}, 2))}
@@ -198,7 +202,7 @@ func TestPipelineOrder(t *testing.T) {
 	for _, g := range pipeline {
 		got = append(got, g.name)
 	}
-	want := []string{"cancelled", "kill switch", "cooldown", "storm guard", "circuit breaker", "build",
+	want := []string{"cancelled", "kill switch", "cooldown", "storm guard", "circuit breaker", "build", "drill page",
 		"storm guard: workload share", "staleness", "budget", "approval", "dry run or shadow", "slot"}
 	if !slices.Equal(got, want) {
 		t.Fatalf("pipeline = %q\nwant       %q", got, want)
@@ -314,6 +318,30 @@ func TestGuards(t *testing.T) {
 			f.budgetsErr = errors.New("database hiccup")
 		}, kind: refuse, state: vocab.StateDryRun, reason: vocab.ReasonDryRun,
 			text: "budget b could not be read (database hiccup): the live guard would retry the pass"},
+		{name: "drill: a notify action is not sent", setup: func(in *guardInput, _ *fakeGuards) {
+			in.c.Class, in.c.Handler, in.c.Target, in.drill = vocab.ClassNotify, "page.webhook", "pager", drillOf{run: "d-1"}
+		}, kind: refuse, state: vocab.StateDryRun, reason: vocab.ReasonDrill, text: "drill: page.webhook to pager not sent (drills.page)"},
+		{name: "drill: page.slack without drills.page is not sent", setup: func(in *guardInput, _ *fakeGuards) {
+			in.c.Class, in.c.Handler, in.c.Target, in.drill = vocab.ClassNotify, slackPage, "slack:#oncall incident/1", drillOf{run: "d-1"}
+		}, kind: refuse, state: vocab.StateDryRun, reason: vocab.ReasonDrill, text: "drill: page.slack to slack:#oncall incident/1 not sent"},
+		{name: "drill: in a dry run, a notify action says drill", setup: func(in *guardInput, _ *fakeGuards) {
+			in.c.Class, in.c.Handler, in.drill, in.o.DryRun = vocab.ClassNotify, "page.webhook", drillOf{run: "d-1"}, true
+		}, kind: refuse, state: vocab.StateDryRun, reason: vocab.ReasonDrill, text: "not sent"},
+		{name: "drill paging for real: sent", setup: func(in *guardInput, _ *fakeGuards) {
+			in.c.Class, in.c.Handler, in.drill = vocab.ClassNotify, "page.webhook", drillOf{run: "d-1", pageReal: true}
+		}, kind: pass},
+		{name: "drill: a disruptive action runs", setup: func(in *guardInput, _ *fakeGuards) { in.drill = drillOf{run: "d-1"} }, kind: pass},
+		{name: "drill: paused skips its disruptive action", setup: func(in *guardInput, _ *fakeGuards) {
+			in.drill, in.read.paused = drillOf{run: "d-1"}, true
+		}, kind: refuse, state: vocab.StateSkipped, reason: vocab.ReasonPaused},
+		{name: "drill: a production budget spent does not hold it back", setup: func(in *guardInput, f *fakeGuards) {
+			in.drill, in.o.DryRun, in.co = drillOf{run: "d-1"}, true, checkOK
+			f.spent["b/"] = 3
+		}, kind: refuse, state: vocab.StateDryRun, reason: vocab.ReasonDryRun, text: "check: ok"},
+		{name: "drill: the drills budget spent is noted in a dry run", setup: func(in *guardInput, f *fakeGuards) {
+			in.drill, in.o.DryRun, in.co = drillOf{run: "d-1"}, true, checkOK
+			f.spent["drills/"] = 10
+		}, kind: refuse, state: vocab.StateDryRun, reason: vocab.ReasonDryRun, text: "check: ok; budget drills exhausted"},
 		{name: "no free slot waits", setup: func(in *guardInput, _ *fakeGuards) { in.slots = newSlots(make(chan struct{})) }, kind: wait},
 		{name: "a target busy with another incident's disruptive action waits", setup: func(in *guardInput, _ *fakeGuards) {
 			other := in.c
@@ -342,7 +370,10 @@ func TestGuards(t *testing.T) {
 				t.Fatalf("verdict %+v, want kind %d %s/%s", v, tc.kind, tc.state, tc.reason)
 			}
 			text := v.err
-			if v.state == vocab.StateDryRun {
+			switch {
+			case v.reason == vocab.ReasonDrill:
+				text = v.result
+			case v.state == vocab.StateDryRun:
 				text = v.evaluation
 				if !strings.HasPrefix(v.result, "would run test.fix on ") {
 					t.Errorf("dry run result %q", v.result)
@@ -472,6 +503,18 @@ func TestClaims(t *testing.T) {
 			in: trialInput, kind: refuse, reason: vocab.ReasonBudget, calls: []string{"claimCooldown", "claimBreakerTrial", "spendBudget"}},
 		{name: "target busy: it waits, nothing kept", setup: func(f *fakeGuards) { f.busy[7] = true },
 			in: trialInput, kind: wait, calls: []string{"claimCooldown", "claimBreakerTrial", "spendBudget", "startAction"}},
+		{name: "drill: the drills budget is spent, not the production one", setup: func(f *fakeGuards) { f.spent["b/"] = 3 },
+			in: func(f *fakeGuards) *guardInput {
+				in := newInput(f)
+				in.drill = drillOf{run: "d-1"}
+				return in
+			}, kind: pass, calls: []string{"claimCooldown", "spendBudget", "startAction"}},
+		{name: "drill: the drills budget spent", setup: func(f *fakeGuards) { f.spent["drills/"] = 10 },
+			in: func(f *fakeGuards) *guardInput {
+				in := newInput(f)
+				in.drill = drillOf{run: "d-1"}
+				return in
+			}, kind: refuse, reason: vocab.ReasonBudget, calls: []string{"claimCooldown", "spendBudget"}},
 		{name: "notify: no budget", in: func(f *fakeGuards) *guardInput {
 			in := newInput(f)
 			in.c.Class = vocab.ClassNotify
@@ -500,6 +543,9 @@ func TestClaims(t *testing.T) {
 			}
 			if tc.kind == pass && (len(f.started) != 1 || len(f.cool) != 1) {
 				t.Errorf("started %v cooldowns %v", f.started, f.cool)
+			}
+			if in.drill.run != "" && tc.kind == pass && (f.spent["drills/"] != 1 || f.spent["b/"] != before.spent["b/"]) {
+				t.Errorf("a drill spent %v, want one unit of drills and nothing of b", f.spent)
 			}
 		})
 	}
@@ -760,5 +806,184 @@ func TestClaimLimit(t *testing.T) {
 		if got := e.claimLimit(); got != tc.want {
 			t.Errorf("%s: claim limit %d, want %d", tc.name, got, tc.want)
 		}
+	}
+}
+
+// slackStub stands for page.slack: its channel param is its target.
+type slackStub struct{}
+
+func (slackStub) Spec() handlers.Spec {
+	return handlers.Spec{Name: slackPage, Class: vocab.ClassNotify, DefaultApproval: handlers.ApprovalNone,
+		Params: []handlers.Param{{Name: "text", Type: handlers.String, Required: true}, {Name: "channel", Type: handlers.String}}}
+}
+
+func (slackStub) Build(p handlers.Params) (handlers.Action, error) {
+	ch, _ := p["channel"].(string)
+	if ch == "" {
+		ch = "#default"
+	}
+	if ch == "#bad" {
+		return nil, errors.New("channel #bad is not a channel")
+	}
+	return slackStubAction{stubAction{"slack:" + ch}}, nil
+}
+
+// slackStubAction, like page.slack's, checks nothing: a dry run needs no callout.
+type slackStubAction struct{ stubAction }
+
+func (slackStubAction) NotCheckable() {}
+
+// A drill's page.slack goes to drills.page: the action is built again with that channel, and the
+// params it runs with (recorded on the action as it starts) say so; a chained step's rendered
+// params are kept, with the channel replaced.
+func TestDrillPageRedirect(t *testing.T) {
+	reg, err := handlers.NewRegistry(slackStub{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name     string
+		params   string         // stored
+		rendered map[string]any // a chained step's
+		want     map[string]any
+	}{
+		{"channel replaced", `{"text": "db down", "channel": "#oncall"}`, nil, map[string]any{"text": "db down", "channel": "#drills"}},
+		{"channel added", `{"text": "db down"}`, nil, map[string]any{"text": "db down", "channel": "#drills"}},
+		{"a chained step's rendered params", `{"text": "{{ steps.a.result.x }}"}`, map[string]any{"text": "rendered"},
+			map[string]any{"text": "rendered", "channel": "#drills"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			in := newInput(newFake())
+			in.o.Handlers, in.o.DrillPage = reg, "#drills"
+			in.c.Class, in.c.Handler, in.c.Target, in.c.RawParams = vocab.ClassNotify, slackPage, "slack:#oncall incident/1", []byte(tc.params)
+			in.drill = drillOf{run: "d-1"}
+			in.build = func(store.Claimed) (handlers.Action, error) {
+				in.rendered = tc.rendered
+				return stubAction{"slack:#oncall"}, nil
+			}
+			if v := run(in); v.kind != pass {
+				t.Fatalf("verdict %+v, want pass", v)
+			}
+			if got := in.act.Target(); got != "slack:#drills" {
+				t.Errorf("built for %q, want slack:#drills", got)
+			}
+			if !maps.Equal(in.rendered, tc.want) || in.drillTo != "#drills" {
+				t.Errorf("params recorded %v (to %q), want %v", in.rendered, in.drillTo, tc.want)
+			}
+		})
+	}
+	t.Run("drills.page does not build", func(t *testing.T) {
+		in := newInput(newFake())
+		in.o.Handlers, in.o.DrillPage = reg, "#bad"
+		in.c.Class, in.c.Handler, in.c.RawParams = vocab.ClassNotify, slackPage, []byte(`{"text": "x"}`)
+		in.drill = drillOf{run: "d-1"}
+		if v := run(in); v.kind != refuse || v.state != vocab.StateFailed || v.reason != vocab.ReasonBadParam || !strings.Contains(v.err, "drills.page #bad") {
+			t.Fatalf("verdict %+v, want failed/bad_param naming drills.page", v)
+		}
+	})
+	t.Run("in a dry run, the result says where it would go", func(t *testing.T) {
+		in := newInput(newFake())
+		in.o.Handlers, in.o.DrillPage, in.o.DryRun = reg, "#drills", true
+		in.c.Class, in.c.Handler, in.c.RawParams = vocab.ClassNotify, slackPage, []byte(`{"text": "x"}`)
+		in.drill = drillOf{run: "d-1"}
+		v := run(in)
+		if v.state != vocab.StateDryRun || v.reason != vocab.ReasonDryRun || !strings.Contains(v.result, "(drill: to #drills, drills.page)") {
+			t.Fatalf("verdict %+v, want a dry run saying it would go to #drills", v)
+		}
+	})
+}
+
+// The drill page guard comes after the cooldown and before staleness: a drill's page in its
+// rule's cooldown is skipped as any other, and one that is not sent needs no Check of its
+// evidence (no callout).
+func TestDrillPageOrder(t *testing.T) {
+	notify := func(in *guardInput) {
+		in.c.Class, in.c.Handler, in.drill = vocab.ClassNotify, "page.webhook", drillOf{run: "d-1"}
+		in.build = func(store.Claimed) (handlers.Action, error) { return fakeAction{}, nil } // checkable
+	}
+	in := newInput(newFake())
+	notify(in)
+	in.read.cool = map[store.CooldownKey]time.Time{{Rule: "r", Target: "t1"}: tNow.Add(time.Minute)}
+	if v := run(in); v.reason != vocab.ReasonCooldown {
+		t.Fatalf("in cooldown: %+v, want skipped/cooldown", v)
+	}
+	in = newInput(newFake())
+	notify(in)
+	in.c.IncidentState = vocab.IncidentResolved
+	if v := run(in); v.reason != vocab.ReasonCancelled {
+		t.Fatalf("resolved: %+v, want skipped/cancelled", v)
+	}
+	in = newInput(newFake())
+	notify(in)
+	in.c.EvidenceAt = tNow.Add(-time.Hour)
+	if v := run(in); v.kind != refuse || v.reason != vocab.ReasonDrill || v.callout != nil {
+		t.Fatalf("stale: %+v, want dry_run/drill without a callout", v)
+	}
+}
+
+// readGuards finds the drills among the claimed actions from their stored alerts, and the counters
+// a drill only evaluated may read are the drills budget's, never the production ones.
+func TestReadGuardsDrills(t *testing.T) {
+	raw := func(labels map[string]string) []byte {
+		a := alert.Alert{Name: "X", Source: alert.SourceAlertmanager, Status: alert.StatusFiring, Labels: labels, StartsAt: tNow}
+		b, err := json.Marshal(a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	mk := func(id int64, labels map[string]string) store.Claimed {
+		return store.Claimed{Action: store.Action{ID: id, Phase: vocab.PhaseActions, Rule: "r", Handler: "test.fix", Scope: "s",
+			Class: vocab.ClassDisruptive, Mode: vocab.ModeShadow, Target: fmt.Sprint(id)}, RawAlert: raw(labels)}
+	}
+	claimed := []store.Claimed{
+		mk(1, map[string]string{"alertname": "X"}),
+		mk(2, map[string]string{"alertname": "X", alert.DrillLabel: "d-1"}),
+		mk(3, map[string]string{"alertname": "X", alert.DrillLabel: "d-2", alert.DrillPageLabel: "real"}),
+		mk(4, map[string]string{"alertname": "X", "note": alert.DrillLabel}),                           // the name as a value: no drill
+		{Action: store.Action{ID: 5}, RawAlert: []byte(`{"labels": {"` + alert.DrillLabel + `": 1}}`)}, // does not decode
+	}
+	o := &Options{Budgets: []Budget{{Name: "b", Match: "test.*", Per: "global", Max: 3, Window: time.Hour}},
+		DrillBudget: drillBudgetDefaults(Budget{})}
+	var g guardReads
+	if err := readGuards(context.Background(), newFake(), o, claimed, tNow, &g); err != nil {
+		t.Fatal(err)
+	}
+	want := map[int64]drillOf{2: {run: "d-1"}, 3: {run: "d-2", pageReal: true}}
+	if !maps.Equal(g.drills, want) {
+		t.Fatalf("drills %v, want %v", g.drills, want)
+	}
+	wantReads := []store.BudgetRead{{BudgetKey: store.BudgetKey{Budget: "b"}, Window: time.Hour},
+		{BudgetKey: store.BudgetKey{Budget: "drills"}, Window: time.Hour}}
+	if !slices.Equal(g.budgets.want, wantReads) {
+		t.Fatalf("counters to read %v, want %v", g.budgets.want, wantReads)
+	}
+	g.budgets.used = map[store.BudgetKey]int{{Budget: "b"}: 0, {Budget: "drills"}: 0}
+	g.started(o, claimed[1])
+	if g.budgets.spent[store.BudgetKey{Budget: "drills"}] != 1 || g.budgets.spent[store.BudgetKey{Budget: "b"}] != 0 {
+		t.Fatalf("a drill started: spent %v, want one unit of drills only", g.budgets.spent)
+	}
+}
+
+// The drills budget is always drills, "*", global; a bound left zero takes 10 per 1h.
+func TestDrillBudgetDefaults(t *testing.T) {
+	for _, tc := range []struct{ in, want Budget }{
+		{Budget{}, Budget{Name: "drills", Match: "*", Per: "global", Max: 10, Window: time.Hour}},
+		{Budget{Name: "x", Match: "k8s.*", Per: "namespace", Max: 2, Window: time.Minute},
+			Budget{Name: "drills", Match: "*", Per: "global", Max: 2, Window: time.Minute}},
+	} {
+		if got := drillBudgetDefaults(tc.in); got != tc.want {
+			t.Errorf("drillBudgetDefaults(%+v) = %+v, want %+v", tc.in, got, tc.want)
+		}
+	}
+	if got := (Options{}).withDefaults().DrillBudget; got.Max != 10 || got.Name != "drills" {
+		t.Errorf("withDefaults: %+v", got)
+	}
+}
+
+// The engine redirects drill pages through page.slack by name without importing its package.
+func TestSlackPageName(t *testing.T) {
+	if slackPage != slack.PageName {
+		t.Fatalf("slackPage %q, notify/slack's page handler is %q", slackPage, slack.PageName)
 	}
 }

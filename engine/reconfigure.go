@@ -23,6 +23,9 @@ type Settings struct {
 	ActionTimeout  time.Duration
 	ApprovalTTL    time.Duration
 	Budgets        []Budget
+	// DrillBudget and DrillPage are drills.budget and drills.page (Options).
+	DrillBudget Budget
+	DrillPage   string
 
 	StormMaxTargets          int
 	StormWindow              time.Duration
@@ -78,6 +81,7 @@ func (e *Engine) Reconfigure(s Settings) error {
 	o.DryRun, o.Paused = s.DryRun, s.Paused
 	o.MaxAlertAge, o.ActionTimeout, o.ApprovalTTL = s.MaxAlertAge, s.ActionTimeout, s.ApprovalTTL
 	o.Budgets = slices.Clone(s.Budgets)
+	o.DrillBudget, o.DrillPage = s.DrillBudget, s.DrillPage
 	o.StormMaxTargets, o.StormWindow, o.StormMaxWorkloadFraction = s.StormMaxTargets, s.StormWindow, s.StormMaxWorkloadFraction
 	o.BreakerFailures, o.BreakerOpenFor = s.BreakerFailures, s.BreakerOpenFor
 	e.live.Store(newLive(o.withDefaults()))

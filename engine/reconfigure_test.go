@@ -50,8 +50,11 @@ func TestReconfigure(t *testing.T) {
 	}
 	newReg, newSet := timedRegistry(t, time.Minute, "test.fix", "test.page"), &rules.Set{Hash: "new"}
 	budgets := []Budget{{Name: "b", Match: "test.*", Per: "global", Max: 5, Window: time.Hour}}
+	if got := e.cur().DrillBudget; got.Max != 10 || got.Window != time.Hour || e.cur().DrillPage != "" {
+		t.Errorf("drills at New: budget %+v page %q, want the default 10 per 1h and no page", got, e.cur().DrillPage)
+	}
 	if err := e.Reconfigure(Settings{Handlers: newReg, Rules: newSet, Budgets: budgets, ApprovalTTL: time.Hour,
-		StormMaxTargets: 4, Paused: true}); err != nil {
+		StormMaxTargets: 4, Paused: true, DrillBudget: Budget{Max: 3, Window: time.Minute}, DrillPage: "#drills"}); err != nil {
 		t.Fatal(err)
 	}
 	l := e.cur()
@@ -63,6 +66,9 @@ func TestReconfigure(t *testing.T) {
 	}
 	if diff := cmp.Diff(budgets, l.Budgets); diff != "" {
 		t.Errorf("budgets (-want +got):\n%s", diff)
+	}
+	if want := (Budget{Name: "drills", Match: "*", Per: "global", Max: 3, Window: time.Minute}); l.DrillBudget != want || l.DrillPage != "#drills" {
+		t.Errorf("drills: budget %+v page %q, want %+v and #drills", l.DrillBudget, l.DrillPage, want)
 	}
 	if l.ApprovalTTL != time.Hour || l.StormMaxTargets != 4 || !l.Paused || l.StormWindow != 5*time.Minute || l.BreakerFailures != 3 {
 		t.Errorf("settings %+v", l.Options)

@@ -16,8 +16,8 @@
 //     stores a chained step's deferred params as written when it plans the step and compiles
 //     them again with CompileDeferred when it runs it, so a reload in between changes nothing.
 //   - The environment is alert.name, alert.source, alert.status, alert.labels, alert.annotations,
-//     alert.value (float64, NaN when absent), alert.startsAt, alert.endsAt, alert.activeFor and
-//     alert.fingerprint, plus now() (the clock given to NewEnv), toJSON(x) (compact JSON),
+//     alert.value (float64, NaN when absent), alert.startsAt, alert.endsAt, alert.activeFor,
+//     alert.fingerprint and alert.drill (a non-empty responder_drill label), plus now() (the clock given to NewEnv), toJSON(x) (compact JSON),
 //     firing(name[, labels]) (the FiringSet snapshot given to NewEnv; no I/O) and the template
 //     functions of Prometheus's alerting templates: humanize, humanizePercentage,
 //     humanizeDuration and printf (funcs.go). Set.UsesFiring says whether any rule calls firing().

@@ -36,6 +36,9 @@ type AlertEnv struct {
 	EndsAt      time.Time         `expr:"endsAt"`
 	ActiveFor   time.Duration     `expr:"activeFor"`
 	Fingerprint string            `expr:"fingerprint"`
+	// Drill is true when the alert belongs to a drill (a non-empty responder_drill label), so a
+	// rule can match drills or exclude them (`&& !alert.drill`).
+	Drill bool `expr:"drill"`
 }
 
 // FiringSet answers firing(name[, labels]) from a snapshot taken once per batch: no I/O.
@@ -60,6 +63,7 @@ func NewEnv(a alert.Alert, now time.Time, firing FiringSet) *Env {
 			EndsAt:      a.EndsAt,
 			ActiveFor:   a.ActiveFor(now),
 			Fingerprint: a.Fingerprint,
+			Drill:       a.Drill() != "",
 		},
 		now:    now,
 		firing: firing,

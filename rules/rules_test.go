@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -305,6 +306,13 @@ func withValue(a alert.Alert, v float64) alert.Alert {
 	return a
 }
 
+// withLabel returns a copy of a with the label k set to v (the fingerprint is not recomputed).
+func withLabel(a alert.Alert, k, v string) alert.Alert {
+	a.Labels = maps.Clone(a.Labels)
+	a.Labels[k] = v
+	return a
+}
+
 func TestMatch(t *testing.T) {
 	watchdog := firingSet{{"alertname": "Watchdog"}, {"alertname": "TargetDown", "job": "node", "instance": "db1:9100"}}
 	tests := []struct {
@@ -334,6 +342,10 @@ func TestMatch(t *testing.T) {
 		{"now minus startsAt", `now() - alert.startsAt > duration("4m")`, crashloop(alert.StatusFiring), t0, nil, true},
 		{"endsAt", `alert.endsAt == now()`, crashloop(alert.StatusResolved), t0, nil, true},
 		{"fingerprint", `len(alert.fingerprint) == 16`, crashloop(alert.StatusFiring), t0, nil, true},
+		{"not a drill", `alert.drill`, crashloop(alert.StatusFiring), t0, nil, false},
+		{"drill", `alert.drill && alert.labels.responder_drill == "api-down-1"`, withLabel(crashloop(alert.StatusFiring), alert.DrillLabel, "api-down-1"), t0, nil, true},
+		{"drill excluded", `alert.name == "KubePodCrashLooping" && !alert.drill`, withLabel(crashloop(alert.StatusFiring), alert.DrillLabel, "api-down-1"), t0, nil, false},
+		{"empty drill label is no drill", `alert.drill`, withLabel(crashloop(alert.StatusFiring), alert.DrillLabel, ""), t0, nil, false},
 		{"firing nil set", `firing("Watchdog")`, crashloop(alert.StatusFiring), t0, nil, false},
 		{"firing by name", `firing("Watchdog")`, crashloop(alert.StatusFiring), t0, watchdog, true},
 		{"not firing", `firing("NodeDown")`, crashloop(alert.StatusFiring), t0, watchdog, false},

@@ -126,6 +126,9 @@ const (
 	// ReasonStepNotSucceeded skips a chained step: an earlier step whose result its params read
 	// did not succeed (it was a dry run, or did not run), so there is no result to render them from.
 	ReasonStepNotSucceeded Reason = "step_not_succeeded"
+	// ReasonDrill records, as dry_run, a notify action of a drill's incident that was not sent: a
+	// drill pages drills.page (page.slack only), never the real on-call, unless it says page: real.
+	ReasonDrill Reason = "drill"
 )
 
 // Reasons of audit rows only.
@@ -155,7 +158,7 @@ var Reasons = []Reason{
 	ReasonBadParam, ReasonTimeout, ReasonClientError, ReasonServerError, ReasonNotRecovered, ReasonPDBBlocked,
 	ReasonError, ReasonInternalError, ReasonPaused, ReasonLeaseLost, ReasonLeaseExpired,
 	ReasonCooldown, ReasonStale, ReasonCancelled, ReasonDryRun, ReasonShadow, ReasonBudget, ReasonBreaker,
-	ReasonStorm, ReasonDenied, ReasonApprovalTTL, ReasonStepNotSucceeded,
+	ReasonStorm, ReasonDenied, ReasonApprovalTTL, ReasonStepNotSucceeded, ReasonDrill,
 	ReasonStarted, ReasonRetryScheduled, ReasonRecheckFailed, ReasonBreakerReset, ReasonPause, ReasonResume,
 	ReasonStaleLeader, ReasonDenyReason, ReasonAbandoned, ReasonNotPending, ReasonRuleRemoved,
 	ReasonVerifyStarted, ReasonRecovered,
