@@ -140,6 +140,7 @@ func New(ctx context.Context, o Options) (*App, error) {
 	if err := a.openStore(ctx); err != nil {
 		return nil, err
 	}
+	a.drillProbes = a.drillProbesOf(a.st)
 	if err := a.openBus(ctx); err != nil {
 		return nil, err
 	}

@@ -56,14 +56,7 @@ func (a *App) drillProbesOf(l drillProbeLister) func(ctx context.Context) (map[s
 // drillsOfProbes is the one probe.Drills every probe runner shares (across reloads): an episode
 // a probe starts while a running drill lists it is the drill's (its alerts carry the
 // responder_drill label). It reads a.drillProbes at most once per round, and only when an
-// episode starts; nil a.drillProbes: no drills.
-//
-// TODO(lead): once helper A's store.ActiveDrillProbes is merged, switch it on in New after
-// openStore (before the probes run) with
-//
-//	a.drillProbes = a.drillProbesOf(a.st)
-//
-// Until then no probe episode is a drill's.
+// episode starts; nil a.drillProbes: no drills (New sets it to read the store).
 func (a *App) drillsOfProbes() *probe.Drills {
 	return &probe.Drills{
 		Read: func(ctx context.Context) (map[string]string, error) {

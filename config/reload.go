@@ -38,6 +38,7 @@ var reloadable = []string{
 	"safety.budgets",
 	"safety.breaker",
 	"safety.storm_guard",
+	"drills",
 }
 
 // ReloadableKeys returns the keys a reload applies while responder runs, each with every key
