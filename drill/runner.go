@@ -208,14 +208,14 @@ func (x *run) step(ctx context.Context) bool {
 		x.failf("%s", failed)
 		return true
 	}
-	if allMet(steps) {
+	if x.d.Resolve && !x.resolved && handlersDone(steps) {
+		x.resolve(ctx)
+	}
+	if allMet(steps) && (x.resolved || !x.d.Resolve) {
 		return true
 	}
 	if x.d.Approve != config.DrillApproveWait {
 		x.approve(ctx, incs)
-	}
-	if x.d.Resolve && !x.resolved && handlersDone(steps) {
-		x.resolve(ctx)
 	}
 	return false
 }
@@ -261,6 +261,9 @@ func (x *run) timedOut(ctx context.Context) {
 		what = "cancelled"
 	}
 	msg := fmt.Sprintf("%s after %s: %s", what, x.timeout(), pending(match(x.d.Expect, x.snap)))
+	if x.d.Resolve && !x.resolved {
+		msg += "; the resolve of the drill's alerts was not sent"
+	}
 	if x.lastErr != nil {
 		msg += fmt.Sprintf(" (last error reading incidents: %v)", x.lastErr)
 	}

@@ -313,6 +313,22 @@ func TestRunResolve(t *testing.T) {
 		t.Errorf("recover = %v (want 4.5, from the recovered audit), act %v, step %+v", rep.RecoverSeconds, rep.ActSeconds, rep.Steps[0])
 	}
 
+	// A step without verify is met when it succeeds; the resolve is still sent.
+	f = &fakeTarget{script: []frame{{incs: []Incident{incident(action(vocab.StateSucceeded, at(1), at(2)))}}}}
+	rep = runner(f).Run(context.Background(), scenario(func(d *config.Drill) { d.Resolve = true }))
+	if !rep.Passed || len(f.sent) != 2 || f.sent[1][0].Status != alert.StatusResolved {
+		t.Errorf("resolve after a plain step: %+v, sent %d", rep, len(f.sent))
+	}
+	// A resolve that cannot be sent is retried until the timeout, and said.
+	f = &fakeTarget{script: []frame{{incs: []Incident{incident(action(vocab.StateSucceeded, at(1), at(2)))}}}}
+	failing := &failingResolve{fakeTarget: f}
+	r := runner(f)
+	r.Target = failing
+	rep = r.Run(context.Background(), scenario(func(d *config.Drill) { d.Resolve, d.Timeout = true, config.Duration(30*time.Millisecond) }))
+	if rep.Passed || !strings.Contains(rep.Failure, "every expectation met; the resolve of the drill's alerts was not sent") || failing.resolves < 2 {
+		t.Errorf("failing resolve: %q after %d tries", rep.Failure, failing.resolves)
+	}
+
 	// Without the audit entry the incident's resolve is the recovery.
 	inc.Audit = nil
 	f = &fakeTarget{script: []frame{{incs: []Incident{incident(verifying)}, until: resolvedSent}, {incs: []Incident{inc}}}}
@@ -415,4 +431,20 @@ func TestMatchInOrder(t *testing.T) {
 	if handlersDone(steps) || allMet(steps) {
 		t.Error("a failed step counts as done")
 	}
+}
+
+// failingResolve refuses every resolved alert.
+type failingResolve struct {
+	*fakeTarget
+	resolves int
+}
+
+func (f *failingResolve) Send(ctx context.Context, as []alert.Alert) error {
+	if len(as) > 0 && as[0].Status == alert.StatusResolved {
+		f.mu.Lock()
+		f.resolves++
+		f.mu.Unlock()
+		return errors.New("HTTP 503: bus down")
+	}
+	return f.fakeTarget.Send(ctx, as)
 }
