@@ -61,9 +61,32 @@ func Parse(data []byte, filename string, opts ...Option) (*Config, error) {
 	}
 
 	cfg := Default()
+	root, err := decodeStrict(data, name, cfg)
+	if err != nil {
+		return nil, err
+	}
+
+	dir, err := filepath.Abs(filepath.Dir(filename))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	cfg.File, cfg.Dir = filename, dir
+
+	c := &checker{file: name, root: root}
+	resolveSecrets(cfg, c, o)
+	cfg.validate(c)
+	if err := c.err(); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+// decodeStrict decodes the one YAML document in data into v, unknown keys being errors, and
+// returns its node tree (for the lines of later errors). Errors name file and line.
+func decodeStrict(data []byte, name string, v any) (*yaml.Node, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
-	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
+	if err := dec.Decode(v); err != nil && !errors.Is(err, io.EOF) {
 		return nil, decodeError(name, data, err)
 	}
 	for {
@@ -83,20 +106,7 @@ func Parse(data []byte, filename string, opts ...Option) (*Config, error) {
 	if err := yaml.Unmarshal(data, &root); err != nil { // cannot fail after the decode above
 		return nil, decodeError(name, data, err)
 	}
-
-	dir, err := filepath.Abs(filepath.Dir(filename))
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", name, err)
-	}
-	cfg.File, cfg.Dir = filename, dir
-
-	c := &checker{file: name, root: &root}
-	resolveSecrets(cfg, c, o)
-	cfg.validate(c)
-	if err := c.err(); err != nil {
-		return nil, err
-	}
-	return cfg, nil
+	return &root, nil
 }
 
 // Validate checks a config built in code (Parse already validated what it returns). Its errors

@@ -108,6 +108,7 @@ func Default() *Config {
 			AckWait:         Duration(DefaultBusAckWait),
 		},
 		Limits: DefaultLimits(),
+		Drills: DrillsConfig{Budget: DrillBudget{Max: DefaultDrillBudgetMax, Window: Duration(DefaultDrillBudgetWindow)}},
 	}
 }
 
@@ -125,7 +126,7 @@ func DefaultLimits() LimitsConfig {
 
 // fillDefaults fills the defaults Default cannot hold: keys written as null, and the keys of
 // list items and map entries left out (or written as zero): probes, postgres clusters, console
-// users' and named tokens' roles. It runs before the checks, which then
+// users' and named tokens' roles, drill expectations' states. It runs before the checks, which then
 // see the values in force.
 func (c *Config) fillDefaults() {
 	if c.Handlers.HTTP.Retries == nil { // "retries: null"
@@ -136,6 +137,7 @@ func (c *Config) fillDefaults() {
 		c.Probes[i].fillDefaults()
 	}
 	c.fillWebDefaults()
+	fillDrillDefaults(c.Drills.Scenarios)
 	for name, cl := range c.Handlers.Postgres.Clusters {
 		cl.fillDefaults()
 		c.Handlers.Postgres.Clusters[name] = cl

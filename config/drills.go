@@ -95,6 +95,6 @@ func (d *DrillsConfig) UnmarshalYAML(unmarshal func(any) error) error {
 	if err == nil || !strings.Contains(err.Error(), "!!seq") {
 		return err
 	}
-	*d = DrillsConfig{}
+	*d = DrillsConfig{Budget: d.Budget} // the list form keeps the default budget
 	return unmarshal(&d.Scenarios)
 }

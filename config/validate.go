@@ -30,6 +30,7 @@ func (c *Config) validate(ch *checker) {
 	c.validateSafety(ch)
 	c.validateBudgets(ch)
 	c.validateBus(ch)
+	c.validateDrills(ch)
 }
 
 // validateDatabase checks database.

@@ -72,6 +72,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	rbacName := rbacCmd.Flag("name", "Name of the Role (or ClusterRole) and RoleBindings.").Default("responder").String()
 
 	deadLetters := addDeadLettersCmd(a)
+	drills := addDrillCmd(a)
 
 	a.Command("version", "Print the version.")
 
@@ -81,6 +82,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	if code, ok := deadLetters.run(context.Background(), cmd, stdout, stderr); ok {
+		return code
+	}
+	if code, ok := drills.exec(context.Background(), cmd, stdout, stderr); ok {
 		return code
 	}
 	switch cmd {
