@@ -393,9 +393,9 @@ func engineBudgets(cfg *config.Config) []engine.Budget {
 func drillBudget(cfg *config.Config) engine.Budget {
 	b := cfg.Drills.Budget
 	if b.Max == 0 && b.Window == 0 {
-		return engine.Budget{Name: "drills", Match: "*", Per: "global", Max: 10, Window: time.Hour}
+		return engine.Budget{Name: config.DrillBudgetName, Match: "*", Per: "global", Max: 10, Window: time.Hour}
 	}
-	return engine.Budget{Name: "drills", Match: "*", Per: "global", Max: b.Max, Window: b.Window.D()}
+	return engine.Budget{Name: config.DrillBudgetName, Match: "*", Per: "global", Max: b.Max, Window: b.Window.D()}
 }
 
 // engineSettings are what the engine takes from cfg and a reload changes (engine.Settings).
@@ -608,8 +608,8 @@ func (a *App) runBackground(ctx context.Context, wg *sync.WaitGroup) {
 }
 
 // runLeaderWork runs the singleton work while this replica leads, until ctx ends: the probes
-// (what they publish and save is fenced by the lease token) and the Slack incident messages
-// (one message per incident). Slack's Socket Mode runs on every replica: Slack hands each event
+// (what they publish and save is fenced by the lease token), the scheduled drills (one run per
+// slot, keyed in the store) and the Slack incident messages (one message per incident). Slack's Socket Mode runs on every replica: Slack hands each event
 // to one connection.
 func (a *App) runLeaderWork(ctx context.Context, wg *sync.WaitGroup) {
 	wg.Go(func() {
@@ -617,6 +617,11 @@ func (a *App) runLeaderWork(ctx context.Context, wg *sync.WaitGroup) {
 			a.probeToken.Store(token)
 			return a.probes.run(ctx)
 		}, func(err error) { a.log.Warn("probes stopped; restarting", "err", err) })
+	})
+	wg.Go(func() {
+		a.elector.RunWhileLeading(ctx, time.Second, func(ctx context.Context, _ int64) error {
+			return a.runDrillSchedule(ctx)
+		}, func(err error) { a.log.Warn("drill schedule stopped; restarting", "err", err) })
 	})
 	if a.slack == nil {
 		return

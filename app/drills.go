@@ -14,7 +14,9 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/robfig/cron/v3"
 
+	"github.com/responder-sre/responder/config"
 	"github.com/responder-sre/responder/identity"
 	"github.com/responder-sre/responder/store"
 )
@@ -146,23 +148,12 @@ func (a *App) approveDrillAction(w http.ResponseWriter, r *http.Request) {
 		a.apiError(w, err)
 		return
 	}
-	act, err := a.st.GetAction(r.Context(), actionID)
-	if err != nil {
-		a.apiError(w, err)
-		return
-	}
+	res, err := a.approveForDrill(r.Context(), run, actionID, callerName(r))
+	var nd *notDrillError
 	switch {
-	case !run.Running():
-		writeJSON(w, http.StatusConflict, apiDecisionConflict{Error: "drill run " + run.RunID + " has finished", Action: redacted(act)})
+	case errors.As(err, &nd):
+		writeJSON(w, http.StatusConflict, apiDecisionConflict{Error: nd.msg, Action: redacted(nd.action)})
 		return
-	case act.Drill != run.RunID:
-		writeJSON(w, http.StatusConflict, apiDecisionConflict{Action: redacted(act),
-			Error: fmt.Sprintf("action %d is not one of drill run %s's (its incident's drill: %q)", act.ID, run.RunID, act.Drill)})
-		return
-	}
-	approver := "drill:" + run.Name
-	res, err := a.eng.Decide(r.Context(), actionID, approver, store.DecisionApprove, string(identity.ViaDrill))
-	switch {
 	case errors.Is(err, store.ErrNotAwaiting), errors.Is(err, store.ErrAnonymousApprover):
 		writeJSON(w, http.StatusConflict, apiDecisionConflict{Error: err.Error(), Action: redacted(res.Action)})
 		return
@@ -170,13 +161,46 @@ func (a *App) approveDrillAction(w http.ResponseWriter, r *http.Request) {
 		a.apiError(w, err)
 		return
 	}
-	if !res.Replay {
-		// The approval row names drill:<name>; this one names who drove the drill.
-		a.auditDrill(r.Context(), store.AuditInsert{At: a.o.Now(), IncidentID: act.IncidentID, ActionID: act.ID, Kind: store.AuditDrill,
-			Actor: callerName(r), Reason: store.DrillApproved, Detail: map[string]any{"run_id": run.RunID, "approver": approver}})
-	}
 	a.eng.Kick()
 	writeJSON(w, http.StatusOK, apiDecision{Replay: res.Replay, Action: redacted(res.Action)})
+}
+
+// notDrillError: a drill may not approve the action (its run has finished, or the action is
+// not one of the run's).
+type notDrillError struct {
+	msg    string
+	action *store.Action
+}
+
+func (e *notDrillError) Error() string { return e.msg }
+
+// approveForDrill approves actionID as drill:<name> (via drill) for run, driven by actor (the
+// API caller, or "schedule"): only an action of the run's incidents while the run is running
+// (*notDrillError otherwise).
+func (a *App) approveForDrill(ctx context.Context, run *store.DrillRun, actionID int64, actor string) (store.DecisionResult, error) {
+	act, err := a.st.GetAction(ctx, actionID)
+	if err != nil {
+		return store.DecisionResult{}, err
+	}
+	switch {
+	case !run.Running():
+		return store.DecisionResult{}, &notDrillError{msg: "drill run " + run.RunID + " has finished", action: act}
+	case act.Drill != run.RunID:
+		return store.DecisionResult{}, &notDrillError{action: act,
+			msg: fmt.Sprintf("action %d is not one of drill run %s's (its incident's drill: %q)", act.ID, run.RunID, act.Drill)}
+	}
+	approver := "drill:" + run.Name
+	res, err := a.eng.Decide(ctx, actionID, approver, store.DecisionApprove, string(identity.ViaDrill))
+	if err != nil {
+		return res, err
+	}
+	if !res.Replay {
+		// The approval row names drill:<name>; this one names who drove the drill.
+		a.auditDrill(ctx, store.AuditInsert{At: a.o.Now(), IncidentID: act.IncidentID, ActionID: act.ID, Kind: store.AuditDrill,
+			Actor: actor, Reason: store.DrillApproved, Detail: map[string]any{"run_id": run.RunID, "approver": approver}})
+	}
+	a.eng.Kick()
+	return res, nil
 }
 
 // auditDrill writes an audit row about a drill, best effort (the decision is recorded already).
@@ -212,7 +236,18 @@ func (a *App) finishDrill(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "the body must be the drill's report (a JSON object): "+err.Error())
 		return
 	}
-	f := store.DrillFinish{Passed: rep.Passed, Failure: rep.Failure, Report: body, At: a.o.Now(), Actor: callerName(r)}
+	run, err := a.recordDrillFinish(r.Context(), id, rep, body, callerName(r))
+	if err != nil {
+		a.apiError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, run)
+}
+
+// recordDrillFinish records run id's end from its report (rep, read from body, which is stored
+// as it is), by actor, and sets the drill metrics.
+func (a *App) recordDrillFinish(ctx context.Context, id int64, rep drillReport, body []byte, actor string) (store.DrillRun, error) {
+	f := store.DrillFinish{Passed: rep.Passed, Failure: rep.Failure, Report: body, At: a.o.Now(), Actor: actor}
 	if !rep.InjectedAt.IsZero() {
 		f.InjectedAt = &rep.InjectedAt
 	}
@@ -220,27 +255,31 @@ func (a *App) finishDrill(w http.ResponseWriter, r *http.Request) {
 	if rs := rep.RecoverSeconds; rs != nil && (*rs > 0 || rep.Passed) {
 		f.RecoverSeconds = rs
 	}
-	run, err := a.st.FinishDrillRun(r.Context(), id, f)
+	run, err := a.st.FinishDrillRun(ctx, id, f)
 	if err != nil {
-		a.apiError(w, err)
-		return
+		return run, err
 	}
 	a.drills.set(run)
 	a.log.Info("drill finished", "drill", run.Name, "run_id", run.RunID, "passed", run.Passed, "failure", run.Failure)
-	writeJSON(w, http.StatusOK, run)
+	return run, nil
 }
 
 // drillMetrics are responder_drill_*{drill}: how the latest finished run of each drill went.
 // They are set when a run finishes here and read from the store with the other database-backed
 // gauges (gauges.go), so every replica serves the latest run whichever replica recorded it.
 type drillMetrics struct {
-	lastRun *prometheus.GaugeVec
-	success *prometheus.GaugeVec
-	recover *prometheus.GaugeVec
+	// interval is each scheduled drill's schedule interval, from the config (schedules): the
+	// PrometheusRule's ResponderDrillOverdue compares the latest run's age with twice it.
+	interval *prometheus.GaugeVec
+	lastRun  *prometheus.GaugeVec
+	success  *prometheus.GaugeVec
+	recover  *prometheus.GaugeVec
 }
 
 func newDrillMetrics(reg prometheus.Registerer) drillMetrics {
 	m := drillMetrics{
+		interval: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "responder", Name: "drill_schedule_interval_seconds",
+			Help: "Seconds between two slots of a scheduled drill (drills: schedule)."}, []string{"drill"}),
 		lastRun: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "responder", Name: "drill_last_run_timestamp_seconds",
 			Help: "Unix time the latest run of a drill finished."}, []string{"drill"}),
 		success: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "responder", Name: "drill_success",
@@ -248,8 +287,24 @@ func newDrillMetrics(reg prometheus.Registerer) drillMetrics {
 		recover: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "responder", Name: "drill_recover_seconds",
 			Help: "Seconds from the fault's injection to recovery in the latest run of a drill (NaN: it did not recover)."}, []string{"drill"}),
 	}
-	reg.MustRegister(m.lastRun, m.success, m.recover)
+	reg.MustRegister(m.interval, m.lastRun, m.success, m.recover)
 	return m
+}
+
+// schedules sets the interval of every scheduled drill of ds (and drops the others').
+func (m drillMetrics) schedules(ds []config.Drill, now time.Time) {
+	m.interval.Reset()
+	for _, d := range ds {
+		if d.Schedule == "" {
+			continue
+		}
+		sched, err := cron.ParseStandard(d.Schedule)
+		if err != nil {
+			continue // validated at load
+		}
+		first := sched.Next(now)
+		m.interval.WithLabelValues(d.Name).Set(sched.Next(first).Sub(first).Seconds())
+	}
 }
 
 // set records a finished run (a running one is ignored).

@@ -113,6 +113,7 @@ func (g *gauges) refresh(ctx context.Context) error {
 	if err := g.a.drills.refresh(ctx, g.a.st); err != nil {
 		errs = append(errs, err)
 	}
+	g.a.drills.schedules(g.a.conf().Drills.Scenarios, g.a.o.Now())
 	if err := errors.Join(errs...); err != nil {
 		g.failures.Inc()
 		return err

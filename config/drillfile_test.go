@@ -116,6 +116,7 @@ func TestConfigDrills(t *testing.T) {
 			`conf.drills-bad.yml:15: drills[1].expect[0].state: "runnin" is not an action state`,
 		}},
 		{"conf.drills-bad-budget.yml", []string{`conf.drills-bad-budget.yml:2: drills.budget.max: must not be negative, got -1`}},
+		{"conf.drills-bad-budget-name.yml", []string{`conf.drills-bad-budget-name.yml:2: safety.budgets[0].name: budget name "drills" is the drills' own budget (drills.budget)`}},
 		{"conf.drills-bad-window.yml", []string{`conf.drills-bad-window.yml:2: drills.budget.window: must be positive, got 0s`}},
 	} {
 		t.Run(tc.file, func(t *testing.T) {

@@ -21,6 +21,10 @@ type DrillsConfig struct {
 	Scenarios []Drill `yaml:"scenarios,omitempty"`
 }
 
+// DrillBudgetName is the name the drills' budget counts under (engine budget counters, the
+// status); no safety.budgets entry may take it.
+const DrillBudgetName = "drills"
+
 // DrillBudget is the drills' own budget: at most Max disruptive drill actions per Window, over
 // all drills.
 type DrillBudget struct {

@@ -157,7 +157,6 @@ func TestEveryKeyIsClassified(t *testing.T) {
 		"bus.ack_wait", "bus.consumers", "bus.duplicate_window", "bus.max_age", "bus.max_bytes", "bus.max_msgs",
 		"bus.replicas", "bus.stream",
 		"database.max_conns", "database.url", "database.url_file",
-		"drills.budget.max", "drills.budget.window", "drills.page", "drills.scenarios",
 		"limits.max_alerts_per_request", "limits.max_annotations_bytes", "limits.max_label_name_bytes",
 		"limits.max_label_value_bytes", "limits.max_labels_per_alert", "limits.max_params_bytes",
 		"nats.url",

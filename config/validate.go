@@ -127,6 +127,8 @@ func (c *Config) validateBudgets(ch *checker) {
 			ch.errorf(key+".name", "a budget needs a name")
 		case seen[b.Name]:
 			ch.errorf(key+".name", "budget %q is defined twice", b.Name)
+		case b.Name == DrillBudgetName:
+			ch.errorf(key+".name", "budget name %q is the drills' own budget (drills.budget)", b.Name)
 		}
 		seen[b.Name] = true
 		if _, err := filepath.Match(b.Match, ""); err != nil || b.Match == "" {
