@@ -281,7 +281,13 @@ func TestDrillServiceRestart(t *testing.T) {
 	}
 	testwait.Until(t, 30*time.Second, "the drill's resolve to resolve the incident", func() bool {
 		_, b := f.do("GET", "/api/v1/incidents?drill="+rep.RunID, readToken, nil)
-		return strings.Contains(string(b), `"state":"resolved"`)
+		var l struct {
+			Items []struct {
+				State vocab.IncidentState `json:"state"`
+			} `json:"items"`
+		}
+		must(t, json.Unmarshal(b, &l))
+		return len(l.Items) == 1 && l.Items[0].State == vocab.IncidentResolved
 	})
 	checkRecorded(t, f, rep)
 }

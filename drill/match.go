@@ -161,8 +161,10 @@ func (x *run) timing(steps []Step) {
 	}
 	first := x.incident(steps[0].IncidentID)
 	if first != nil {
+		// Received: the first receipt. received_at is the latest alert's (a probe repeats its
+		// firing), so it is the first only when not after the incident was opened.
 		detected, received := first.StartsAt, first.CreatedAt
-		if first.ReceivedAt != nil {
+		if first.ReceivedAt != nil && first.ReceivedAt.Before(received) {
 			received = *first.ReceivedAt
 		}
 		if len(x.d.Inject.Exec) == 0 {

@@ -343,14 +343,24 @@ func TestRunExec(t *testing.T) {
 		d.Inject = config.DrillInject{Exec: []string{"pg_ctl", "stop"}, Probes: []string{"pg-primary"}}
 	}
 	probeInc := incident(action(vocab.StateSucceeded, at(3), at(4)))
-	probeInc.StartsAt, probeInc.ReceivedAt = *at(2), at(2.1)
+	probeInc.StartsAt, probeInc.ReceivedAt, probeInc.CreatedAt = *at(2), at(2.1), *at(2.2)
+	probeInc.Actions[0].CreatedAt = *at(2.3)
 	var ran []string
 	f := &fakeTarget{script: []frame{{incs: []Incident{probeInc}}}}
 	r := runner(f)
 	r.Exec = func(_ context.Context, argv []string) error { ran = argv; return nil }
 	rep := r.Run(context.Background(), scenario(exe))
-	if !rep.Passed || rep.DetectSeconds != 2 || rep.DecideSeconds != 0 || rep.RecoverSeconds != 4 {
+	if !rep.Passed || rep.DetectSeconds != 2 || rep.DecideSeconds != 0.2 || rep.RecoverSeconds != 4 {
 		t.Errorf("exec drill: %+v", rep)
+	}
+	// received_at is the latest receipt: a probe's repeat after the incident opened is not when
+	// it was received; the incident's opening is.
+	repeat := probeInc
+	repeat.ReceivedAt = at(3.5)
+	rr := runner(&fakeTarget{script: []frame{{incs: []Incident{repeat}}}})
+	rr.Exec = func(context.Context, []string) error { return nil }
+	if rep := rr.Run(context.Background(), scenario(exe)); rep.DecideSeconds != 0.1 {
+		t.Errorf("decide with a repeated probe alert = %v, want 0.1 (from the incident's opening)", rep.DecideSeconds)
 	}
 	if !cmp.Equal(ran, []string{"pg_ctl", "stop"}) || len(f.sent) != 0 || !cmp.Equal(f.starts[0].Probes, []string{"pg-primary"}) {
 		t.Errorf("ran %v, sent %d, start %+v", ran, len(f.sent), f.starts)
