@@ -260,7 +260,7 @@ func (a *App) recordDrillFinish(ctx context.Context, id int64, rep drillReport, 
 		return run, err
 	}
 	a.drills.set(run)
-	a.log.Info("drill finished", "drill", run.Name, "run_id", run.RunID, "passed", run.Passed, "failure", run.Failure)
+	a.log.Info("drill finished", "drill", run.Name, "run_id", run.RunID, "passed", run.Passed != nil && *run.Passed, "failure", run.Failure)
 	return run, nil
 }
 

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/responder-sre/responder/store/pgtest"
 )
 
 const drillFile = `drills:
@@ -172,5 +174,86 @@ func TestDrillRunBadInput(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestDrillRunAgainstServe: the built binary drives the built binary. `responder drill run`
+// injects a synthetic crash-loop alert into `responder serve` (PostgreSQL, embedded JetStream),
+// the rule's hook runs once, the drill passes (exit 0) and is in the history with the report;
+// the same drill while responder is paused fails (exit 1) and says paused.
+func TestDrillRunAgainstServe(t *testing.T) {
+	s := newSink(t, 0)
+	dir := setup(t, s, pgtest.NewDatabase(t), "")
+	p := serve(t, dir, t.TempDir(), freePort(t))
+	drills := filepath.Join(dir, "drills.yml")
+	if err := os.WriteFile(drills, []byte(`drills:
+  - name: pod-restart
+    rto: 1m
+    inject:
+      alerts:
+        - labels: {alertname: KubePodCrashLooping, namespace: shop, pod: drill-pod}
+    expect:
+      - {rule: restart-crashlooping-pod, handler: http.request, state: succeeded}
+    resolve: true
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	drill := func() (string, int) {
+		return run(t, "drill", "run", "--url", p.base, "--api-token-file", filepath.Join(dir, "api-token"),
+			"--webhook-token-file", filepath.Join(dir, "webhook-token"), "--poll=100ms", "--output=json", drills)
+	}
+	out, code := drill()
+	if code != 0 {
+		t.Fatalf("drill run exit %d:\n%s", code, out)
+	}
+	var reps []struct {
+		RunID          string  `json:"run_id"`
+		Passed         bool    `json:"passed"`
+		RecoverSeconds float64 `json:"recover_seconds"`
+		Failure        string  `json:"failure"`
+	}
+	if err := json.Unmarshal([]byte(out[strings.Index(out, "["):]), &reps); err != nil || len(reps) != 1 || !reps[0].Passed || reps[0].RecoverSeconds <= 0 {
+		t.Fatalf("report %v (%v):\n%s", reps, err, out)
+	}
+	if calls, _ := s.snapshot(); calls["drill-pod"] != 1 {
+		t.Fatalf("hook calls %v, want one for drill-pod", calls)
+	}
+	var hist struct {
+		Items []struct {
+			RunID   string `json:"run_id"`
+			Trigger string `json:"trigger"`
+			Passed  *bool  `json:"passed"`
+		} `json:"items"`
+	}
+	p.get(t, "/api/v1/drills", &hist)
+	if len(hist.Items) != 1 || hist.Items[0].RunID != reps[0].RunID || hist.Items[0].Trigger != "cli" || hist.Items[0].Passed == nil || !*hist.Items[0].Passed {
+		t.Fatalf("drill history %+v, want run %s by the CLI, passed", hist.Items, reps[0].RunID)
+	}
+	var acts struct {
+		Items []struct {
+			Drill string `json:"drill"`
+		} `json:"items"`
+	}
+	p.get(t, "/api/v1/actions?drill="+reps[0].RunID, &acts)
+	if len(acts.Items) != 1 || acts.Items[0].Drill != reps[0].RunID {
+		t.Fatalf("actions of the run %+v", acts.Items)
+	}
+
+	req, _ := http.NewRequest(http.MethodPost, p.base+"/api/v1/pause", strings.NewReader(`{"reason":"drill test"}`))
+	req.Header.Set("Authorization", "Bearer "+adminToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("pause: %d", resp.StatusCode)
+	}
+	out, code = drill()
+	if code != 1 || !strings.Contains(out, `"passed": false`) || !strings.Contains(out, "paused") {
+		t.Fatalf("a drill while paused: exit %d, want 1 and a failure saying paused:\n%s", code, out)
+	}
+	if calls, _ := s.snapshot(); calls["drill-pod"] != 1 {
+		t.Fatalf("hook calls after the paused drill %v, want still one", calls)
 	}
 }
