@@ -61,7 +61,7 @@ func (a *App) drillSlot(plan map[string]*drillSchedule, d config.Drill) (due, ne
 	if err != nil { // validated at load: only a bug gets here
 		return time.Time{}, time.Time{}, fmt.Errorf("drill %s: schedule %q: %w", d.Name, d.Schedule, err)
 	}
-	now := a.o.Now()
+	now := a.o.Now().UTC() // schedules are in UTC
 	p := plan[d.Name]
 	if p == nil || p.spec != d.Schedule {
 		p = &drillSchedule{spec: d.Schedule, next: sched.Next(now)}
