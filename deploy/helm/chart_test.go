@@ -951,3 +951,15 @@ func TestExistingConfigMap(t *testing.T) {
 		t.Errorf("secret = %q, want the chart's", got)
 	}
 }
+
+// TestDrillsConfig: config.drills reaches responder.yml as written, and responder loads it: the
+// scheduled drill and drills.page.
+func TestDrillsConfig(t *testing.T) {
+	t.Parallel()
+	m := mustRender(t, "-f", values("values-full.yaml"))
+	c := loadRendered(t, m, nil, nil)
+	if c.Drills.Page != "#drills" || len(c.Drills.Scenarios) != 1 || c.Drills.Scenarios[0].Name != "pod-restart" ||
+		c.Drills.Scenarios[0].Schedule != "0 3 * * 1" {
+		t.Fatalf("drills = %+v", c.Drills)
+	}
+}
