@@ -4,8 +4,8 @@ package alert
 // Rules see it as alert.drill; the store, the API, Slack and the console mark what it caused.
 const DrillLabel = "responder_drill"
 
-// DrillPageLabel, set to "real" on a drill's alerts, sends the drill's pages where its rules say
-// (the scenario's `page: real`) instead of to drills.page.
+// DrillPageLabel is set to "real" on a drill's alerts to send the drill's pages where its rules
+// say (the scenario's `page: real`) instead of to drills.page.
 const DrillPageLabel = "responder_drill_page"
 
 // Drill returns the drill run id the alert belongs to, or "" when it is not a drill's.
