@@ -65,6 +65,15 @@ safety:
   breaker: {failures: 2, open_for: 1h}
   budgets:
     - {name: everything, match: "*", per: global, max: 100, window: 1h}
+drills:                       # scheduled once a year: responder_drill_schedule_interval_seconds
+  - name: yearly
+    schedule: "0 3 1 1 *"
+    rto: 1m
+    inject:
+      alerts:
+        - labels: {alertname: Yearly}
+    expect:
+      - {rule: act, handler: http.request}
 `, probeTarget.URL+"/health"),
 		rules: func(s *sink) string {
 			return fmt.Sprintf(`
