@@ -15,7 +15,6 @@ import (
 // responder_drill) goes to that channel and says DRILL with the run id; a real incident's goes
 // to slack.channel as before.
 func TestSlackDrillChannel(t *testing.T) {
-	const run = "api-down-20261122T030000Z-00ab"
 	rec := &slackRecorder{}
 	srv := slacktest.NewTestServer(func(c slacktest.Customize) {
 		c.Handle("/chat.postMessage", rec.chat("chat.postMessage"))
@@ -33,6 +32,9 @@ func TestSlackDrillChannel(t *testing.T) {
 			t.Logf("slack calls: %+v", rec.Calls())
 		}
 	})
+	var started drillRun
+	f.drillJSON("POST", "/api/v1/drills", adminToken, `{"name": "api-down", "rto_seconds": 60}`, 201, &started)
+	run := started.RunID
 	starts := time.Now().Add(-time.Minute).UTC().Truncate(time.Second)
 	drill := strings.Replace(string(payload("firing", starts, "api-7")), `"pod":"api-7",`, `"pod":"api-7","responder_drill":"`+run+`",`, 1)
 	if !strings.Contains(drill, run) {

@@ -3,6 +3,7 @@ package engine
 import (
 	"bytes"
 	"context"
+	"log/slog"
 	"maps"
 	"time"
 
@@ -57,6 +58,44 @@ func claimedDrill(c store.Claimed) drillOf {
 		return drillOf{}
 	}
 	return drillOf{run: a.Drill(), pageReal: a.DrillPageReal()}
+}
+
+// claimedDrills are the drills of the claimed actions, by action id (nil when none is a drill's).
+// A label naming a run the store did not start is not a drill: a responder_drill label copied
+// onto a real alert (by a relabelling, or by whoever holds the webhook token) must not send its
+// pages to drills.page or spend the drills budget. When the runs cannot be read, no action is a
+// drill's: a drill's page reaching the on-call is the safe mistake.
+func claimedDrills(ctx context.Context, st guardStore, claimed []store.Claimed, log *slog.Logger) map[int64]drillOf {
+	var drills map[int64]drillOf
+	var runs []string
+	for _, c := range claimed {
+		if d := claimedDrill(c); d.run != "" {
+			if drills == nil {
+				drills = map[int64]drillOf{}
+			}
+			drills[c.ID] = d
+			runs = append(runs, d.run)
+		}
+	}
+	if drills == nil {
+		return nil
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	known, err := st.knownDrillRuns(ctx, runs)
+	if err != nil {
+		log.Warn("could not read the drill runs; drill actions are taken for production ones", "err", err)
+	}
+	for id, d := range drills {
+		if !known[d.run] {
+			if err == nil {
+				log.Warn("alert names an unknown drill run: not taken for a drill", "action_id", id, "drill", d.run)
+			}
+			delete(drills, id)
+		}
+	}
+	return drills
 }
 
 // budgetsOf are the budgets an action of drill d counts against: the drills budget alone for a

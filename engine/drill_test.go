@@ -86,7 +86,21 @@ func newDrillHarness(t *testing.T, mod func(*engine.Options)) (*harness, *record
 	t.Helper()
 	webhook := &recorder{name: "page.webhook", class: vocab.ClassNotify, fail: map[string]error{}}
 	sl := &slackRec{}
-	return newHarnessWith(t, drillRules, mod, webhook, sl), webhook, sl
+	h := newHarnessWith(t, drillRules, mod, webhook, sl)
+	for _, id := range []string{"drill-20261122T030000Z-0a1b", "api-20261122T030000Z-0a1b"} {
+		knownRun(t, h, id)
+	}
+	return h, webhook, sl
+}
+
+// knownRun records drill run id in the store: a responder_drill label counts only for a run the
+// store started.
+func knownRun(t *testing.T, h *harness, id string) {
+	t.Helper()
+	if _, err := h.st.Pool().Exec(context.Background(), `INSERT INTO drill_runs (run_id, name, trigger, actor, rto_seconds, started_at, version)
+VALUES ($1, 'drill', 'cli', 'test', 60, now(), 'test')`, id); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func drillAlert(name, pod, run string, extra ...string) alert.Alert {
@@ -173,6 +187,10 @@ func TestDrillPages(t *testing.T) {
 		{"page: real", "#drills", drillAlert("ApiDown", "p", run, alert.DrillPageLabel, "real"),
 			[]string{"actions/0 page.webhook succeeded ", "actions/1 page.slack succeeded ", "actions/2 test.page succeeded "}, "#oncall", 1},
 		{"not a drill", "#drills", drillAlert("ApiDown", "p", "", alert.DrillPageLabel, "real"),
+			[]string{"actions/0 page.webhook succeeded ", "actions/1 page.slack succeeded ", "actions/2 test.page succeeded "}, "#oncall", 1},
+		// A label naming a run the store never started (copied onto a real alert) is no drill:
+		// its pages reach the on-call.
+		{"unknown run", "#drills", drillAlert("ApiDown", "p", "forged-20261122T030000Z-ffff"),
 			[]string{"actions/0 page.webhook succeeded ", "actions/1 page.slack succeeded ", "actions/2 test.page succeeded "}, "#oncall", 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -236,6 +236,11 @@ func TestListDrillRunsAndLatest(t *testing.T) {
 func TestIncidentDrillFields(t *testing.T) {
 	ctx := context.Background()
 	st := openStore(t)
+	// Runs the store started; "x-9" (p4's label) is none: its incident is no drill's.
+	if _, err := st.Pool().Exec(ctx, `INSERT INTO drill_runs (run_id, name, trigger, actor, rto_seconds, started_at, version)
+VALUES ('d-1', 'a', 'cli', 'test', 60, now(), 'test'), ('d-2', 'b', 'cli', 'test', 60, now(), 'test')`); err != nil {
+		t.Fatal(err)
+	}
 	recv := drillT0.Add(3 * time.Second)
 	mk := func(pod, run string) alert.Alert {
 		a := alert.Alert{Source: alert.SourceAlertmanager, Status: alert.StatusFiring, StartsAt: drillT0, ReceivedAt: recv,
@@ -252,6 +257,7 @@ func TestIncidentDrillFields(t *testing.T) {
 		{Rule: "r", RuleHash: "h", Alert: mk("p1", "d-1"), State: vocab.IncidentFiring, At: drillT0},
 		{Rule: "r", RuleHash: "h", Alert: mk("p2", "d-2"), State: vocab.IncidentFiring, At: drillT0},
 		{Rule: "r", RuleHash: "h", Alert: mk("p3", ""), State: vocab.IncidentFiring, At: drillT0},
+		{Rule: "r", RuleHash: "h", Alert: mk("p4", "x-9"), State: vocab.IncidentFiring, At: drillT0},
 	}
 	ids := map[string]int64{}
 	err := st.InTx(ctx, func(tx pgx.Tx) error {
@@ -285,9 +291,21 @@ func TestIncidentDrillFields(t *testing.T) {
 	if m["drill"] != "d-1" || m["received_at"] == nil {
 		t.Errorf("incident JSON: %s", b)
 	}
-	plain, err := st.GetIncident(ctx, ids["p3"])
-	if err != nil || plain.Drill != "" || plain.Actions[0].Drill != "" {
-		t.Errorf("not a drill: %+v, %v", plain, err)
+	for _, pod := range []string{"p3", "p4"} {
+		plain, err := st.GetIncident(ctx, ids[pod])
+		if err != nil || plain.Drill != "" || plain.Actions[0].Drill != "" {
+			t.Errorf("%s: not a drill's: %+v, %v", pod, plain, err)
+		}
+	}
+	err = st.InTx(ctx, func(tx pgx.Tx) error {
+		known, err := st.KnownDrillRunsTx(ctx, tx, []string{"d-1", "x-9", "d-2"})
+		if err == nil && (len(known) != 2 || !known["d-1"] || !known["d-2"]) {
+			t.Errorf("known runs = %v, want d-1 and d-2", known)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 	incs, _, err := st.ListIncidents(ctx, store.IncidentFilter{Drill: "d-2"})
 	if err != nil || len(incs) != 1 || incs[0].ID != ids["p2"] || incs[0].Drill != "d-2" {
@@ -298,7 +316,7 @@ func TestIncidentDrillFields(t *testing.T) {
 		t.Errorf("actions of d-1 = %+v, %v", acts, err)
 	}
 	all, _, err := st.ListIncidents(ctx, store.IncidentFilter{})
-	if err != nil || len(all) != 3 {
+	if err != nil || len(all) != 4 {
 		t.Errorf("all incidents = %d, %v", len(all), err)
 	}
 	// The filter's condition is one the partial expression index serves (with sequential scans

@@ -9,7 +9,6 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/responder-sre/responder/alert"
 	"github.com/responder-sre/responder/handlers"
 	"github.com/responder-sre/responder/identity"
 	"github.com/responder-sre/responder/store"
@@ -277,7 +276,7 @@ func (s *Slack) list(ctx context.Context) string {
 	} else {
 		fmt.Fprintf(&b, "*Open incidents* (newest first%s):\n", more(len(incs)))
 		for _, i := range incs {
-			fmt.Fprintf(&b, "• %s#%d %s: %s, %s since %s\n", esc(drillPrefix(i.Labels[alert.DrillLabel])), i.ID, esc(i.Rule), esc(i.AlertName),
+			fmt.Fprintf(&b, "• %s#%d %s: %s, %s since %s\n", esc(drillPrefix(i.Drill)), i.ID, esc(i.Rule), esc(i.AlertName),
 				labelOr(i.Labels, "severity", "no severity"), slackDate(i.StartsAt))
 		}
 	}

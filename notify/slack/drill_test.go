@@ -28,6 +28,16 @@ func drillAlert(name, run string, startsAt time.Time) alert.Alert {
 	return a
 }
 
+// knownRun records drill run id in the store: a drill incident is one whose label names a run
+// the store started.
+func knownRun(t *testing.T, st *store.Store, id string) {
+	t.Helper()
+	if _, err := st.Pool().Exec(context.Background(), `INSERT INTO drill_runs (run_id, name, trigger, actor, rto_seconds, started_at, version)
+VALUES ($1, 'drill', 'cli', 'test', 60, now(), 'test')`, id); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // firstPosts returns the chat.postMessage calls of calls that start a message (not thread replies),
 // by the pod their text names.
 func firstPosts(calls []call) map[string]call {
@@ -59,15 +69,21 @@ func TestDrillIncidentMessages(t *testing.T) {
 	}
 	ctx := context.Background()
 	now := e.clock.Now()
+	knownRun(t, e.st, drillRun)
 	drillInc, drillActs := e.incidentOf(ctx, drillAlert("api-30", drillRun, now), 1, now, vocab.StateAwaitingApproval)
 	e.incident("api-31", 1, vocab.StateAwaitingApproval)
-	if n := e.sync(); n != 2 {
-		t.Fatalf("sent %d messages, want 2", n)
+	// A label naming a run the store never started (copied onto a real alert): no drill.
+	e.incidentOf(ctx, drillAlert("api-32", "forged-20261122T030000Z-ffff", now), 1, now, vocab.StateAwaitingApproval)
+	if n := e.sync(); n != 3 {
+		t.Fatalf("sent %d messages, want 3", n)
 	}
 	posts := firstPosts(e.rec.Calls())
 	drill, normal := posts["api-30"], posts["api-31"]
 	if drill.Channel != drillChannel || normal.Channel != testChannel {
 		t.Fatalf("drill message to %q, normal message to %q; want %s and %s", drill.Channel, normal.Channel, drillChannel, testChannel)
+	}
+	if forged := posts["api-32"]; forged.Channel != testChannel || strings.Contains(forged.Text, "DRILL") {
+		t.Fatalf("a message of an unknown run's label went to %q (%q); want %s, no DRILL", forged.Channel, forged.Text, testChannel)
 	}
 	if !strings.HasPrefix(drill.Text, "[DRILL "+drillRun+"] [FIRING] restart-api-30") {
 		t.Errorf("drill fallback text = %q", drill.Text)
@@ -155,7 +171,8 @@ func TestDrillPage(t *testing.T) {
 	}
 	realPage := drillAlert("api-35", drillRun, e.clock.Now())
 	realPage.Labels[alert.DrillPageLabel] = "real"
-	r := renderIncident(store.SlackIncident{Incident: store.Incident{ID: 2, Rule: "r", State: vocab.IncidentFiring, Labels: realPage.Labels}, Alert: realPage}, nil)
+	r := renderIncident(store.SlackIncident{Incident: store.Incident{ID: 2, Rule: "r", State: vocab.IncidentFiring, Labels: realPage.Labels,
+		Drill: drillRun}, Alert: realPage}, nil)
 	if b := blocksText(t, r); !strings.Contains(b, "*DRILL* `"+drillRun+"`") || !strings.Contains(b, "real on-call") {
 		t.Errorf("page: real drill message:\n%s", b)
 	}

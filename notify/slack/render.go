@@ -16,7 +16,6 @@ import (
 	"github.com/prometheus/common/model"
 	"github.com/slack-go/slack"
 
-	"github.com/responder-sre/responder/alert"
 	"github.com/responder-sre/responder/store"
 	"github.com/responder-sre/responder/vocab"
 )
@@ -166,9 +165,11 @@ func renderIncident(inc store.SlackIncident, acts []store.Action) rendered {
 	return rendered{Text: text, Blocks: blocks}
 }
 
-// drillOf returns the run id of the drill that caused incident c, "" when no drill did.
+// drillOf returns the run id of the drill that caused incident c, "" when no drill did: the
+// store's drill (a run it started), never the label alone, so a responder_drill label copied onto
+// a real alert does not send its message to the drills channel.
 func drillOf(c store.SlackIncident) string {
-	return cmp.Or(c.Labels[alert.DrillLabel], c.Alert.Drill())
+	return c.Drill
 }
 
 // drillPrefix starts the text of a drill's messages ("" when run is "": not a drill).
