@@ -15,7 +15,6 @@ import (
 
 	"github.com/responder-sre/responder/config"
 	"github.com/responder-sre/responder/drill"
-	"github.com/responder-sre/responder/handlers/k8s/k8stest"
 	"github.com/responder-sre/responder/internal/testwait"
 	"github.com/responder-sre/responder/store/pgtest"
 	"github.com/responder-sre/responder/vocab"
@@ -254,20 +253,11 @@ probes:
 // k8s.restart_pod, the replacement pod is Ready, and recover fits the RTO; the drill then sends
 // the resolve.
 func TestDrillServiceRestart(t *testing.T) {
-	c := k8stest.Start(t)
-	cs := c.Clientset(t)
-	ns := c.Namespace(t)
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
-	must(t, kdeploy(ctx, cs, ns, "web", 3, 2, ""))
-	waitKubeReady(t, cs, ns, time.Minute)
-	before, _, err := readyByApp(ctx, cs, ns)
-	must(t, err)
-	victim := before["web"][0]
-	f := startApp(t, fixtureOpts{
-		extra: kubeConfig(c.Kubeconfig, ns),
-		rules: func(s *sink) string { return "rules:" + kubeRule(s, "restart-crashlooping-pod", ns, "60s") },
-	})
+	k := startKubeWeb(t, ctx)
+	cs, ns, f := k.cs, k.ns, k.f
+	victim := k.before["web"][0]
 	d := exampleDrill(t, "service-restart.yml")
 	d.Inject.Alerts[0].Labels["namespace"], d.Inject.Alerts[0].Labels["pod"] = ns, victim
 	rep := runDrill(t, f, d)

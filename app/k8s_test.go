@@ -173,21 +173,39 @@ func restartEvents(t *testing.T, cs kubernetes.Interface, ns string) map[string]
 // TestKubernetesRestartPodEndToEnd: an Alertmanager KubePodCrashLooping payload (sent three times,
 // as Alertmanager re-sends) → the rule → k8s.restart_pod → the pod is evicted and replaced →
 // the action succeeded after verify; exactly one eviction.
-func TestKubernetesRestartPodEndToEnd(t *testing.T) {
+// kubeWeb is a test control plane with Deployment web (3 Ready pods, a PDB of 2) in namespace
+// ns, and a responder whose restart-crashlooping-pod rule restarts its pods: the Ready pods by
+// app and their uids, before anything happened.
+type kubeWeb struct {
+	cs     kubernetes.Interface
+	ns     string
+	before map[string][]string
+	uids   map[types.UID]bool
+	f      *fixture
+}
+
+func startKubeWeb(t *testing.T, ctx context.Context) kubeWeb {
+	t.Helper()
 	c := k8stest.Start(t)
-	cs := c.Clientset(t)
-	ns := c.Namespace(t)
+	k := kubeWeb{cs: c.Clientset(t), ns: c.Namespace(t)}
+	must(t, kdeploy(ctx, k.cs, k.ns, "web", 3, 2, ""))
+	waitKubeReady(t, k.cs, k.ns, time.Minute)
+	var err error
+	k.before, k.uids, err = readyByApp(ctx, k.cs, k.ns)
+	must(t, err)
+	k.f = startApp(t, fixtureOpts{
+		extra: kubeConfig(c.Kubeconfig, k.ns),
+		rules: func(s *sink) string { return "rules:" + kubeRule(s, "restart-crashlooping-pod", k.ns, "60s") },
+	})
+	return k
+}
+
+func TestKubernetesRestartPodEndToEnd(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
-	must(t, kdeploy(ctx, cs, ns, "web", 3, 2, ""))
-	waitKubeReady(t, cs, ns, time.Minute)
-	before, uids, err := readyByApp(ctx, cs, ns)
-	must(t, err)
-	victim := before["web"][0]
-	f := startApp(t, fixtureOpts{
-		extra: kubeConfig(c.Kubeconfig, ns),
-		rules: func(s *sink) string { return "rules:" + kubeRule(s, "restart-crashlooping-pod", ns, "60s") },
-	})
+	k := startKubeWeb(t, ctx)
+	cs, ns, uids, f := k.cs, k.ns, k.uids, k.f
+	victim := k.before["web"][0]
 	begin := time.Now()
 	body := kubePayload(ns, time.Now().UTC().Truncate(time.Second), victim)
 	for range 3 {
