@@ -421,13 +421,13 @@ func TestStoreDownMessagesWait(t *testing.T) {
 	if code := f.post(body); code != 200 {
 		t.Fatalf("store down: webhook answered %d, want 200 (the bus holds the alerts)", code)
 	}
-	testwait.Until(t, 15*time.Second, "/readyz to fail", func() bool { c, _ := f.do("GET", "/readyz", "", nil); return c == 503 })
+	f.waitStoreDegraded(15 * time.Second)
 	pg.Start(t)
 	testwait.Until(t, 30*time.Second, "2 succeeded actions after the store is back", func() bool {
 		c, b := f.do("GET", "/api/v1/actions?state=succeeded", adminToken, nil)
 		return c == 200 && strings.Count(string(b), `"state": "succeeded"`) == 2
 	})
-	testwait.Until(t, 15*time.Second, "/readyz ok", func() bool { c, _ := f.do("GET", "/readyz", "", nil); return c == 200 })
+	f.waitStoreOK(15 * time.Second)
 	if n := len(f.sink.Calls()); n != 2 {
 		t.Fatalf("sink calls = %d, want 2", n)
 	}

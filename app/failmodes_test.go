@@ -74,7 +74,7 @@ func TestReadOnlyDatabaseRetriesNotDeadLetters(t *testing.T) {
 	}
 	// Three failed attempts: as many as a permanent error gets before it is dead-lettered.
 	testwait.Until(t, 20*time.Second, "3 failed attempts", func() bool { return metricValue(t, f, "responder_bus_process_errors_total") >= 3 })
-	testwait.Until(t, 10*time.Second, "/readyz to fail", func() bool { c, _ := f.do("GET", "/readyz", "", nil); return c == 503 })
+	f.waitStoreDegraded(10 * time.Second)
 	setReadOnly(t, db, false)
 	testwait.Until(t, 30*time.Second, "1 succeeded action after the database is writable", func() bool {
 		return countRows(t, db, `SELECT count(*) FROM actions WHERE state = 'succeeded'`) == 1 || countRows(t, db, `SELECT count(*) FROM dead_letters`) > 0
@@ -85,7 +85,7 @@ func TestReadOnlyDatabaseRetriesNotDeadLetters(t *testing.T) {
 	if n := len(f.sink.Calls()); n != 1 {
 		t.Fatalf("sink calls = %d, want 1", n)
 	}
-	testwait.Until(t, 15*time.Second, "/readyz ok", func() bool { c, _ := f.do("GET", "/readyz", "", nil); return c == 200 })
+	f.waitStoreOK(15 * time.Second)
 }
 
 // stormSender posts webhook requests of two new pods each until stopped, and remembers what was
@@ -171,7 +171,7 @@ func TestDatabaseCrashMidStorm(t *testing.T) {
 		testwait.Until(t, 60*time.Second, fmt.Sprintf("the storm under way (crash %d)", i+1), func() bool { return len(f.sink.Calls()) >= calls+30 })
 		pg.StopImmediate(t)
 		down := time.Now()
-		testwait.Until(t, 15*time.Second, "/readyz to fail", func() bool { c, _ := f.do("GET", "/readyz", "", nil); return c == 503 })
+		f.waitStoreDegraded(15 * time.Second)
 		// The storm goes on during the outage (the issue's lasted 8 s).
 		<-time.After(time.Until(down.Add(outage))) // the outage's length (part of the scenario), not a wait for work
 		pg.Start(t)

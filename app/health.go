@@ -28,3 +28,7 @@ func readyzDetail(err error) string {
 	}
 	return "failing"
 }
+
+// storeDegraded is /readyz's database check while the store does not answer or processing retries
+// a store error: the pod stays ready (intake needs only the bus) and the alerts wait in the stream.
+const storeDegraded = "degraded: the store is unavailable; alerts wait on the bus"

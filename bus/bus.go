@@ -24,7 +24,7 @@
 //     halves what the embedded server takes with fsync on every write.)
 //   - Consume delivers messages in batches to a Processor through one durable pull consumer shared
 //     by every replica; a message is acked only after Process returned nil for it. Transient errors
-//     are retried without limit (and make Ready fail); permanent errors terminate a message after
+//     are retried without limit (and make Processing fail); permanent errors terminate a message after
 //     MaxPermanentDeliveries and hand it to DeadLetter. Undecodable messages are dead-lettered at
 //     once.
 //   - With no URL, Open runs an embedded JetStream server in-process (loopback, fsync always).
@@ -195,8 +195,8 @@ type Bus struct {
 	commit   *committer // group commit of Publish (group.go)
 
 	// failing counts the Consume calls retrying a transient error right now; lastErr is the
-	// latest such error. Ready fails while failing > 0 (per consumer, so one consumer's success
-	// does not hide another's outage).
+	// latest such error. Processing fails while failing > 0 (per consumer, so one consumer's
+	// success does not hide another's outage).
 	failing  atomic.Int32
 	lastErr  atomic.Pointer[error]
 	lastPend atomic.Uint64
@@ -489,9 +489,10 @@ func classify(err error) error {
 	return fmt.Errorf("bus: publish: %w: %w", ErrUnavailable, err)
 }
 
-// Ready reports whether the bus is usable: the embedded server's store can write (else a
-// StorageError), connected, the stream exists on the server, and no batch is stuck on a transient
-// processing error.
+// Ready reports whether the bus is usable for intake: the embedded server's store can write (else
+// a StorageError), connected, and the stream exists on the server. A batch stuck on a transient
+// processing error (the database is down or failing over) does not make it fail: the webhook only
+// needs the bus, and the alerts wait in the stream; see Processing.
 func (b *Bus) Ready(ctx context.Context) error {
 	if err := b.storageErr(); err != nil {
 		return fmt.Errorf("bus: %w", err)
@@ -502,6 +503,12 @@ func (b *Bus) Ready(ctx context.Context) error {
 	if _, err := b.js.Stream(ctx, b.o.Stream); err != nil {
 		return fmt.Errorf("bus: stream %s: %w: %w", b.o.Stream, ErrUnavailable, err)
 	}
+	return nil
+}
+
+// Processing reports whether a batch is stuck on a transient processing error right now (retried
+// with a backoff, its messages kept in progress), wrapping the latest such error; nil otherwise.
+func (b *Bus) Processing() error {
 	if b.failing.Load() > 0 {
 		if p := b.lastErr.Load(); p != nil {
 			return fmt.Errorf("bus: processing is failing: %w", *p)

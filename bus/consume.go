@@ -361,7 +361,7 @@ func (b *Bus) settleOne(ctx context.Context, p Processor, it item, err error) {
 
 // processRetrying calls Process on items until it succeeds, fails permanently, or ctx is done.
 // While a transient error persists it keeps hold (items and any others this consumer still owns)
-// in progress and makes Ready fail.
+// in progress and makes Processing fail.
 func (b *Bus) processRetrying(ctx context.Context, p Processor, items, hold []item) error {
 	msgs := make([]Message, len(items))
 	for i := range items {

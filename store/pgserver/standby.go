@@ -2,6 +2,7 @@ package pgserver
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -9,6 +10,8 @@ import (
 	"strconv"
 	"syscall"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // basebackupTimeout bounds pg_basebackup (a fresh cluster is a few MiB of files).
@@ -46,4 +49,23 @@ func NewStandby(ctx context.Context, primary *Server) (*Server, error) {
 		return nil, fmt.Errorf("pg_basebackup: %w\n%s", err, out)
 	}
 	return s, nil
+}
+
+// Promote ends the recovery of a standby (SELECT pg_promote(), which waits up to 60 s for the
+// promotion to finish) so that it takes writes: a failover, once its primary is gone. It fails if
+// the server is not a standby or did not finish promoting in time.
+func (s *Server) Promote(ctx context.Context) error {
+	conn, err := pgx.Connect(ctx, s.URL("postgres"))
+	if err != nil {
+		return fmt.Errorf("promote: connect: %w", err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	var done bool
+	if err := conn.QueryRow(ctx, `SELECT pg_promote(true, 60)`).Scan(&done); err != nil {
+		return fmt.Errorf("promote: %w", err)
+	}
+	if !done {
+		return errors.New("promote: the standby did not finish promoting within 60s")
+	}
+	return nil
 }

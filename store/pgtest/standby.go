@@ -19,3 +19,12 @@ func StartStandby(t testing.TB, primary *Server) *Server {
 	}
 	return startDedicated(t, s, "standby")
 }
+
+// Promote promotes a standby (from StartStandby) to a primary that takes writes, waiting until
+// the promotion finished: stop its primary first for a failover.
+func (s *Server) Promote(t testing.TB) {
+	t.Helper()
+	if err := s.srv.Promote(t.Context()); err != nil {
+		t.Fatalf("pgtest: %v", err)
+	}
+}
