@@ -118,6 +118,10 @@ type fixtureOpts struct {
 
 func writeConfig(t *testing.T, dir string, s *sink, o fixtureOpts) string {
 	t.Helper()
+	if o.natsURL != "" && !strings.Contains(o.extra, "bus:") {
+		// bustest runs one server: the stream cannot have the external default of 3 replicas.
+		o.extra += "bus: {replicas: 1}\n"
+	}
 	cfg := fmt.Sprintf(`
 nats: {url: %q}
 database: {url: %q}

@@ -38,6 +38,7 @@ import (
 	"log/slog"
 	neturl "net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -58,6 +59,10 @@ var (
 	// ErrStreamFull: the stream reached its byte or message limit (DiscardNew).
 	ErrStreamFull = errors.New("bus stream full")
 )
+
+// ErrStreamConfig is wrapped by Open's error when the stream on the server has a replica count or
+// a storage type other than what responder asked for, and JetStream could not change it in place.
+var ErrStreamConfig = errors.New("bus stream config mismatch")
 
 // Defaults of Options. Those the config file also sets (the bus: section) are its defaults, so
 // a library user gets what `responder serve` gets.
@@ -332,7 +337,7 @@ func (b *Bus) setup(ctx context.Context) error {
 	b.js = js
 	o := b.o
 	maxAge := o.MaxAge
-	b.stream, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	want := jetstream.StreamConfig{
 		Name:        o.Stream,
 		Description: "responder alert groups",
 		Subjects:    []string{o.Subject},
@@ -344,9 +349,30 @@ func (b *Bus) setup(ctx context.Context) error {
 		MaxAge:      maxAge,
 		Duplicates:  o.DuplicateWindow,
 		Replicas:    o.Replicas,
-	})
+	}
+	// JetStream updates most of a stream's config in place (limits, the duplicate window, the
+	// replica count on a cluster), never its storage type: refuse that before asking, naming both.
+	switch s, err := js.Stream(ctx, o.Stream); {
+	case err == nil:
+		if got := s.CachedInfo().Config; got.Storage != want.Storage {
+			return streamMismatch(o.Stream, "storage", strings.ToLower(got.Storage.String()), strings.ToLower(want.Storage.String()),
+				"JetStream cannot change a stream's storage type in place; recreate the stream (after its messages were processed) or point responder at another bus.stream")
+		}
+	case !errors.Is(err, jetstream.ErrStreamNotFound):
+		return fmt.Errorf("bus: stream %s: %w: %w", o.Stream, ErrUnavailable, err)
+	}
+	b.stream, err = js.CreateOrUpdateStream(ctx, want)
 	if err != nil {
-		return fmt.Errorf("bus: create or update stream %s: %w", o.Stream, err)
+		return fmt.Errorf("bus: create or update stream %s (%d replicas, %s storage): %w", o.Stream, want.Replicas, strings.ToLower(want.Storage.String()), err)
+	}
+	// What the server now holds must be what was asked for: a server may accept an update and
+	// keep another value.
+	got := b.stream.CachedInfo().Config
+	if got.Replicas != want.Replicas {
+		return streamMismatch(o.Stream, "replicas", strconv.Itoa(got.Replicas), strconv.Itoa(want.Replicas), "the server did not apply bus.replicas")
+	}
+	if got.Storage != want.Storage {
+		return streamMismatch(o.Stream, "storage", strings.ToLower(got.Storage.String()), strings.ToLower(want.Storage.String()), "the server did not apply file storage")
 	}
 	b.consumer, err = js.CreateOrUpdateConsumer(ctx, o.Stream, jetstream.ConsumerConfig{
 		Durable:       o.Durable,
@@ -362,6 +388,12 @@ func (b *Bus) setup(ctx context.Context) error {
 		return fmt.Errorf("bus: create or update consumer %s: %w", o.Durable, err)
 	}
 	return nil
+}
+
+// streamMismatch is Open's refusal to run on a stream whose key (replicas, storage) has the value
+// got on the server where responder asked for want.
+func streamMismatch(stream, key, got, want, why string) error {
+	return fmt.Errorf("bus: stream %s has %s %s on the server, responder asks for %s: %s: %w", stream, key, got, want, why, ErrStreamConfig)
 }
 
 // RedactURL returns a NATS URL list ("nats://user:pass@h1:4222,nats://h2:4222") fit for logs and

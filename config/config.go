@@ -61,6 +61,7 @@ func Parse(data []byte, filename string, opts ...Option) (*Config, error) {
 	}
 
 	cfg := Default()
+	cfg.Bus.Replicas = 0 // left out: fillDefaults picks 1 (embedded) or 3 (nats.url)
 	root, err := decodeStrict(data, name, cfg)
 	if err != nil {
 		return nil, err

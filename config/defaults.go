@@ -31,8 +31,11 @@ const (
 	// MinDuplicateWindow is the shortest bus.duplicate_window: Alertmanager re-sends a group within
 	// minutes, and every re-send inside the window is dropped by JetStream before it costs anything.
 	MinDuplicateWindow = 10 * time.Minute
-	// DefaultBusReplicas is the stream's replica count.
+	// DefaultBusReplicas is the stream's replica count on the embedded server (one server).
 	DefaultBusReplicas = 1
+	// DefaultExternalBusReplicas is the stream's replica count on an external JetStream cluster
+	// (nats.url): a message survives the loss of one server of three.
+	DefaultExternalBusReplicas = 3
 	// DefaultBusConsumers is how many batches one responder processes at once.
 	DefaultBusConsumers = 2
 	// DefaultBusAckWait is how long a fetched message stays with one replica before JetStream
@@ -103,7 +106,7 @@ func Default() *Config {
 			MaxMsgs:         DefaultBusMaxMsgs,
 			MaxAge:          0, // an age limit would drop alerts nobody processed
 			DuplicateWindow: Duration(DefaultBusDuplicateWindow),
-			Replicas:        DefaultBusReplicas,
+			Replicas:        DefaultBusReplicas, // a file leaving it out gets 3 with nats.url (Parse)
 			Consumers:       DefaultBusConsumers,
 			AckWait:         Duration(DefaultBusAckWait),
 		},
@@ -129,6 +132,12 @@ func DefaultLimits() LimitsConfig {
 // users' and named tokens' roles, drill expectations' states. It runs before the checks, which then
 // see the values in force.
 func (c *Config) fillDefaults() {
+	if c.Bus.Replicas == 0 { // unset: one on the embedded server, three on an external cluster
+		c.Bus.Replicas = DefaultBusReplicas
+		if c.NATS.URL != "" {
+			c.Bus.Replicas = DefaultExternalBusReplicas
+		}
+	}
 	if c.Handlers.HTTP.Retries == nil { // "retries: null"
 		retries := defaultHTTPRetries
 		c.Handlers.HTTP.Retries = &retries

@@ -177,7 +177,7 @@ type BusConfig struct {
 	MaxMsgs         int64    `yaml:"max_msgs"`         // default 1,000,000
 	MaxAge          Duration `yaml:"max_age"`          // default 0: no age limit
 	DuplicateWindow Duration `yaml:"duplicate_window"` // default 20m, at least 10m
-	Replicas        int      `yaml:"replicas"`         // default 1
+	Replicas        int      `yaml:"replicas"`         // default 3 with nats.url, else 1 (0 means the default)
 	// Consumers is how many batches this replica processes at once (default 2).
 	Consumers int `yaml:"consumers"`
 	// AckWait is how long a fetched message stays with one replica before JetStream hands it to

@@ -175,6 +175,8 @@ func (c *Config) validateBus(ch *checker) {
 	}
 	if b.Replicas < 1 || b.Replicas > 5 {
 		ch.errorf("bus.replicas", "must be between 1 and 5, got %d", b.Replicas)
+	} else if b.Replicas > 1 && c.NATS.URL == "" {
+		ch.errorf("bus.replicas", "%d replicas need an external JetStream cluster (nats.url); the embedded server keeps 1", b.Replicas)
 	}
 }
 

@@ -295,7 +295,7 @@ func TestTwoReplicasKillOneMidActionOtherMarksUnknownOnce(t *testing.T) {
 	const restartPath, escalatePath = "/hooks/restart/p1", "/hooks/escalate/p1"
 	s := newBlockingSink(t, restartPath)
 	dir := setup(t, &sink{Server: s.Server}, pgtest.NewDatabase(t),
-		"nats:\n  url: "+nats.URL()+"\nsafety:\n  lease_duration: 2s\n")
+		"nats:\n  url: "+nats.URL()+"\nbus:\n  replicas: 1\nsafety:\n  lease_duration: 2s\n")
 	host := s.Listener.Addr().String()
 	if err := os.WriteFile(filepath.Join(dir, "rules.yml"), []byte(fmt.Sprintf(`rules:
   - name: restart

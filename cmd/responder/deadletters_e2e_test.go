@@ -29,7 +29,7 @@ type cliDeadLetter struct {
 // --all; bad input exits 2, a refusal 1.
 func TestDeadLettersCLI(t *testing.T) {
 	srv := bustest.Start(t)
-	dir := setup(t, newSink(t, 0), pgtest.NewDatabase(t), "nats:\n  url: "+srv.URL()+"\n")
+	dir := setup(t, newSink(t, 0), pgtest.NewDatabase(t), "nats:\n  url: "+srv.URL()+"\nbus:\n  replicas: 1\n")
 	p := serve(t, dir, t.TempDir(), freePort(t))
 	nc, err := nats.Connect(srv.URL())
 	if err != nil {

@@ -208,7 +208,7 @@ func TestHAThreeReplicasExactlyOnce(t *testing.T) {
 	nats := bustest.Start(t)
 	s := newHASink(t)
 	dir := haSetup(t, s, pgtest.NewDatabase(t), fmt.Sprintf(
-		"nats:\n  url: %s\nsafety:\n  lease_duration: 2s\n  max_concurrent_actions: %d\n", nats.URL(), maxConcurrent))
+		"nats:\n  url: %s\nbus:\n  replicas: 1\nsafety:\n  lease_duration: 2s\n  max_concurrent_actions: %d\n", nats.URL(), maxConcurrent))
 	rs := startReplicas(t, dir, 3)
 	query := rs[0] // never killed
 	tReady := time.Now()
@@ -437,7 +437,7 @@ func podsOf(as []amAlert) []string {
 func TestPoisonMessageIsDeadLetteredAndTheQueueFlows(t *testing.T) {
 	srv := bustest.Start(t)
 	s := newHASink(t)
-	dir := haSetup(t, s, pgtest.NewDatabase(t), "nats:\n  url: "+srv.URL()+"\n")
+	dir := haSetup(t, s, pgtest.NewDatabase(t), "nats:\n  url: "+srv.URL()+"\nbus:\n  replicas: 1\n")
 	p := startReplicas(t, dir, 1)[0]
 
 	nc, err := nats.Connect(srv.URL())
