@@ -119,7 +119,22 @@ the mounted Secret, never values.
 {{- define "responder.config" -}}
 {{- $cfg := deepCopy (default dict .Values.config) }}
 {{- $dir := "/etc/responder/secrets" }}
-{{- $_ := set $cfg "nats" (dict "url" .Values.nats.url) }}
+{{- $nats := dict "url" .Values.nats.url }}
+{{- with .Values.nats.user }}
+{{- $_ := set $nats "user" . }}
+{{- end }}
+{{- with (default dict .Values.nats.tls).serverName }}
+{{- $_ := set $nats "tls" (dict "server_name" .) }}
+{{- end }}
+{{- $_ := set $cfg "nats" $nats }}
+{{- if gt (int .Values.replicaCount) 1 }}
+{{- /* HA: the stream survives the loss of one JetStream server of three (unless config.bus.replicas says otherwise). */}}
+{{- $bus := default dict (get $cfg "bus") }}
+{{- if not (hasKey $bus "replicas") }}
+{{- $_ := set $bus "replicas" 3 }}
+{{- end }}
+{{- $_ := set $cfg "bus" $bus }}
+{{- end }}
 {{- $_ := set $cfg "database" (dict "url_file" (printf "%s/database-url" $dir)) }}
 {{- $webhook := default dict (get $cfg "webhook") }}
 {{- $_ := set $webhook "bearer_token_file" (printf "%s/webhook-token" $dir) }}
@@ -231,6 +246,15 @@ DSNs of postgres.clusters. A list of {key, path, value, configKey}: key in the S
 {{- if hasKey $u "passwordHash" }}
 {{- $key := printf "web-user-%s-password-hash" (include "responder.keyName" $name) }}
 {{- $out = append $out (dict "key" $key "path" $key "value" (toString (default "" $u.passwordHash)) "what" (printf "web.users.%s.passwordHash" $name) "config" (list "web" "users" $name "password_hash_file")) }}
+{{- end }}
+{{- end }}
+{{- /* The bus credentials (nats.*): each in the Secret, referenced by the nats.*_file key of issue 18. */}}
+{{- $tls := default dict .Values.nats.tls }}
+{{- range list (list "password" "nats-password" "natsPassword" (list "nats" "password_file") .Values.nats.password) (list "token" "nats-token" "natsToken" (list "nats" "token_file") .Values.nats.token) (list "creds" "nats-creds" "natsCreds" (list "nats" "creds_file") .Values.nats.creds) (list "nkeySeed" "nats-nkey-seed" "natsNkeySeed" (list "nats" "nkey_seed_file") .Values.nats.nkeySeed) (list "tls.ca" "nats-tls-ca" "natsTLSCA" (list "nats" "tls" "ca_file") $tls.ca) (list "tls.cert" "nats-tls-cert" "natsTLSCert" (list "nats" "tls" "cert_file") $tls.cert) (list "tls.key" "nats-tls-key" "natsTLSKey" (list "nats" "tls" "key_file") $tls.key) }}
+{{- $value := toString (default "" (index . 4)) }}
+{{- $userKey := get $.Values.secretKeys (index . 2) }}
+{{- if or $value (and $.Values.existingSecret $userKey) }}
+{{- $out = append $out (dict "key" (default (index . 1) $userKey) "path" (index . 1) "value" $value "what" (printf "nats.%s" (index . 0)) "config" (index . 3)) }}
 {{- end }}
 {{- end }}
 {{- range $cl, $c := .Values.postgres.clusters }}
