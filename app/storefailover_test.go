@@ -169,5 +169,9 @@ func TestStoreFailoverUnderLoad(t *testing.T) {
 		}
 	}
 	f.waitStoreOK(15 * time.Second)
+	// A replica starting now, with the same URL and the old primary gone, finds the promoted standby
+	// and its migrations (replicated, applied under the advisory lock on the new primary) are a no-op.
+	g := startApp(t, fixtureOpts{dbURL: dsn})
+	g.waitStoreOK(15 * time.Second)
 	t.Logf("%d alerts posted: %d before the primary stopped, %d before the promotion", total, atStop, atPromote)
 }
