@@ -91,6 +91,20 @@ type Options struct {
 	StoreDir string
 	Port     int
 
+	// Credentials of an external server (URL), at most one kind: User and Password, Token,
+	// CredsFile (a user JWT and its seed) or NkeySeedFile. The embedded server ignores them: it
+	// requires a random token generated at each start, which only this Bus knows.
+	User, Password string
+	Token          string
+	CredsFile      string
+	NkeySeedFile   string
+	// TLS to an external server; nil = plain (or whatever the URL's scheme says).
+	TLS *TLSOptions
+	// SigningKey keys the HMAC every message carries (security.go), the same for every replica:
+	// required with a URL (at least MinSigningKeyBytes); the embedded server's Bus generates one
+	// when it is empty.
+	SigningKey []byte
+
 	Stream, Subject string
 	// Stream limits. MaxBytes/MaxMsgs default to 1 GiB / 1e6 messages; MaxAge 0 = no age limit
 	// (an age limit would silently drop unprocessed alerts). DuplicateWindow is raised to at least
@@ -178,6 +192,19 @@ func (o *Options) setDefaults() error {
 	if o.URL == "" && o.StoreDir == "" {
 		return errors.New("bus: an embedded server needs a store directory")
 	}
+	if err := o.checkSecurity(); err != nil {
+		return err
+	}
+	if len(o.SigningKey) == 0 {
+		// Embedded: the key is private to the store, generated once and kept beside it, so the
+		// messages a previous process left unprocessed still verify after a restart.
+		key, err := embeddedSigningKey(o.StoreDir)
+		if err != nil {
+			return err
+		}
+		o.SigningKey = key
+	}
+	o.SigningKey = slices.Clone(o.SigningKey)
 	return nil
 }
 
@@ -224,16 +251,16 @@ func Open(ctx context.Context, o Options) (*Bus, error) {
 	}
 	b := &Bus{o: o, log: o.Logger, closing: make(chan struct{})}
 	b.commit = newCommitter(context.WithoutCancel(ctx), b)
-	url := o.URL
+	url, token := o.URL, ""
 	if url == "" {
 		emb, err := startEmbedded(o)
 		if err != nil {
 			return nil, err
 		}
 		b.emb = emb
-		url = emb.clientURL()
+		url, token = emb.clientURL(), emb.token
 	}
-	nc, err := nats.Connect(url,
+	nc, err := nats.Connect(url, append(o.connectOptions(token),
 		nats.Name("responder"),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(reconnectWait),
@@ -254,10 +281,10 @@ func Open(ctx context.Context, o Options) (*Bus, error) {
 			}
 			b.fetchMu.Unlock()
 		}),
-	)
+	)...)
 	if err != nil {
 		_ = b.shutdownServer()
-		return nil, fmt.Errorf("bus: connect %s: %w: %w", RedactURL(url), ErrUnavailable, err)
+		return nil, o.connectError(url, err)
 	}
 	b.nc = nc
 	if err := b.setup(ctx); err != nil {
@@ -381,7 +408,17 @@ func RedactURL(urls string) string {
 	return strings.Join(parts, ",")
 }
 
-// ClientURL is the URL other clients use to reach the server (the embedded one when embedded).
+// EmbeddedToken is the token the embedded server requires of its clients, generated at each
+// start; "" with an external server. It is a secret: never log it.
+func (b *Bus) EmbeddedToken() string {
+	if b.emb != nil {
+		return b.emb.token
+	}
+	return ""
+}
+
+// ClientURL is the URL other clients use to reach the server (the embedded one when embedded,
+// which also requires EmbeddedToken).
 func (b *Bus) ClientURL() string {
 	if b.emb != nil {
 		return b.emb.clientURL()
