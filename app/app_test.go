@@ -116,8 +116,26 @@ type fixtureOpts struct {
 	http    string             // more keys of the handlers.http mapping, in flow style (", timeout: 1s")
 }
 
+// busSigningKey is the bus.signing_key_file of every fixture on an external bus (replicas of one
+// test share it, as they must).
+const busSigningKey = "0123456789abcdef0123456789abcdef-fixture-signing-key"
+
+// withSigningKey adds bus.signing_key_file to a config's extra keys (into its bus: mapping when
+// it has one) and writes the key file.
+func withSigningKey(t *testing.T, dir, extra string) string {
+	t.Helper()
+	must(t, os.WriteFile(filepath.Join(dir, "bus-signing-key"), []byte(busSigningKey+"\n"), 0o600))
+	if strings.Contains(extra, "bus: {") {
+		return strings.Replace(extra, "bus: {", "bus: {signing_key_file: bus-signing-key, ", 1)
+	}
+	return extra + "bus: {signing_key_file: bus-signing-key}\n"
+}
+
 func writeConfig(t *testing.T, dir string, s *sink, o fixtureOpts) string {
 	t.Helper()
+	if o.natsURL != "" {
+		o.extra = withSigningKey(t, dir, o.extra)
+	}
 	cfg := fmt.Sprintf(`
 nats: {url: %q}
 database: {url: %q}
