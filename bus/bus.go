@@ -192,20 +192,7 @@ func (o *Options) setDefaults() error {
 	if o.URL == "" && o.StoreDir == "" {
 		return errors.New("bus: an embedded server needs a store directory")
 	}
-	if err := o.checkSecurity(); err != nil {
-		return err
-	}
-	if len(o.SigningKey) == 0 {
-		// Embedded: the key is private to the store, generated once and kept beside it, so the
-		// messages a previous process left unprocessed still verify after a restart.
-		key, err := embeddedSigningKey(o.StoreDir)
-		if err != nil {
-			return err
-		}
-		o.SigningKey = key
-	}
-	o.SigningKey = slices.Clone(o.SigningKey)
-	return nil
+	return o.setSigningKey()
 }
 
 // Bus is a connection to the alert stream. Publish, Ready and Pending are safe for concurrent use.

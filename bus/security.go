@@ -122,6 +122,24 @@ func randomSecret(n int) (string, error) {
 	return hex.EncodeToString(b), nil
 }
 
+// setSigningKey checks the security options and sets the signing key: the embedded server's,
+// when none is given, is private to its store, generated once and kept beside it, so the messages
+// a previous process left unprocessed still verify after a restart.
+func (o *Options) setSigningKey() error {
+	if err := o.checkSecurity(); err != nil {
+		return err
+	}
+	if len(o.SigningKey) == 0 {
+		key, err := embeddedSigningKey(o.StoreDir)
+		if err != nil {
+			return err
+		}
+		o.SigningKey = key
+	}
+	o.SigningKey = slices.Clone(o.SigningKey)
+	return nil
+}
+
 // embeddedSigningKeyFile is where the embedded server's store keeps its signing key.
 const embeddedSigningKeyFile = "responder-signing-key"
 

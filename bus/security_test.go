@@ -19,6 +19,7 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nkeys"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/responder-sre/responder/alert"
@@ -93,6 +94,45 @@ func TestToken(t *testing.T) {
 	}
 }
 
+func TestNkeySeedFile(t *testing.T) {
+	kp, err := nkeys.CreateUser()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := kp.PublicKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	seed, err := kp.Seed()
+	if err != nil {
+		t.Fatal(err)
+	}
+	seedFile := filepath.Join(t.TempDir(), "seed")
+	if err := os.WriteFile(seedFile, seed, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	srv := bustest.Start(t, func(o *server.Options) { o.Nkeys = []*server.NkeyUser{{Nkey: pub}} })
+	b, err := tryOpen(t, bus.Options{URL: srv.URL(), NkeySeedFile: seedFile})
+	if err != nil {
+		t.Fatalf("open with the seed: %v", err)
+	}
+	roundTrip(t, b)
+	other, err := nkeys.CreateUser()
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherSeed, _ := other.Seed()
+	if err := os.WriteFile(seedFile, otherSeed, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tryOpen(t, bus.Options{URL: srv.URL(), NkeySeedFile: seedFile}); err == nil || !strings.Contains(err.Error(), "refused the NKey seed file") {
+		t.Fatalf("open with another seed: %v", err)
+	}
+	if _, err := tryOpen(t, bus.Options{URL: srv.URL(), NkeySeedFile: filepath.Join(t.TempDir(), "missing")}); err == nil {
+		t.Fatal("open with a missing seed file succeeded")
+	}
+}
+
 func TestOptionsRefused(t *testing.T) {
 	for name, o := range map[string]bus.Options{
 		"two kinds":            {URL: "nats://127.0.0.1:1", SigningKey: testKey, Token: "t", User: "u", Password: "p"},
@@ -143,7 +183,7 @@ type certs struct {
 	ca                       *x509.Certificate
 	caKey                    *ecdsa.PrivateKey
 	caFile                   string
-	serverCert, clientCert   tls.Certificate
+	serverCert               tls.Certificate
 	clientCertFile, clientKy string
 }
 

@@ -47,9 +47,19 @@ func resolveNATSSecrets(cfg *Config, c *checker, o options) {
 	}
 	readOne(cfg, c, o, "nats.password", &n.Password, n.PasswordFile)
 	readOne(cfg, c, o, "nats.token", &n.Token, n.TokenFile)
+	resolveNATSKeyFiles(cfg, c, o)
+	resolveNATSTLS(cfg, c, o)
+	resolveSigningKey(cfg, c, o, external)
+}
+
+// resolveNATSKeyFiles checks nats.creds_file and nats.nkey_seed_file: readable, and holding
+// what they should.
+func resolveNATSKeyFiles(cfg *Config, c *checker, o options) {
+	n := &cfg.NATS
 	if n.CredsFile != "" {
 		if b, ok := readFile(cfg, c, o, "nats.creds_file", n.CredsFile); ok {
-			if _, err := nkeys.ParseDecoratedJWT(b); err != nil {
+			// ParseDecoratedJWT returns an undecorated file whole: a JWT has three parts.
+			if jwt, err := nkeys.ParseDecoratedJWT(b); err != nil || strings.Count(jwt, ".") != 2 {
 				c.errorf("nats.creds_file", "%s holds no user JWT (want a .creds file as nsc writes it)", absPath(cfg.Dir, n.CredsFile))
 			} else if _, err := nkeys.ParseDecoratedNKey(b); err != nil {
 				c.errorf("nats.creds_file", "%s holds no NKey seed (want a .creds file as nsc writes it)", absPath(cfg.Dir, n.CredsFile))
@@ -65,8 +75,6 @@ func resolveNATSSecrets(cfg *Config, c *checker, o options) {
 			}
 		}
 	}
-	resolveNATSTLS(cfg, c, o)
-	resolveSigningKey(cfg, c, o, external)
 }
 
 // resolveNATSTLS checks nats.tls: the CA file holds certificates, the client certificate and
