@@ -3,17 +3,21 @@ package app_test
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 
 	"github.com/responder-sre/responder/alert"
+	"github.com/responder-sre/responder/app"
 	"github.com/responder-sre/responder/bus"
 	"github.com/responder-sre/responder/bus/bustest"
 	"github.com/responder-sre/responder/internal/testwait"
@@ -104,6 +108,42 @@ rules:
 	})
 	if tok := fenceToken(t, db); tok <= 0 || tok >= 1<<62 {
 		t.Fatalf("fence token %d, want the leader's", tok)
+	}
+}
+
+// With nats.user and nats.password_file responder runs on a server that requires them; a wrong
+// password stops the start with an error that says the server refused the credentials, and
+// neither the error nor the log holds the password.
+func TestBusUserAndPasswordFromConfig(t *testing.T) {
+	ns := bustest.Start(t, func(o *server.Options) { o.Username, o.Password = "responder", "XXXXRIGHTPASS" })
+	db := pgtest.NewDatabase(t)
+	opts := fixtureOpts{natsURL: ns.URL(), dbURL: db}
+	cfgWith := func(password string) fixtureOpts {
+		o := opts
+		o.files = map[string]string{"nats-password": password + "\n"}
+		o.extra = ""
+		o.natsAuth = "responder"
+		return o
+	}
+	f := startApp(t, cfgWith("XXXXRIGHTPASS"))
+	if code := f.post(payload("firing", time.Now().Add(-time.Minute).UTC().Truncate(time.Second), "auth-1")); code != 200 {
+		t.Fatalf("post: %d", code)
+	}
+	testwait.Until(t, 30*time.Second, "the action", func() bool { return len(f.actions("")) == 1 })
+
+	var logs lockedBuffer
+	o := cfgWith("XXXXWRONGPASS")
+	dir := t.TempDir()
+	cfg := writeConfig(t, dir, newSink(t), o)
+	_, err := app.New(context.Background(), app.Options{ConfigFile: cfg, ListenAddress: "127.0.0.1:0",
+		StoragePath: filepath.Join(dir, "data"), Version: "test", Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err == nil || !strings.Contains(err.Error(), `refused user "responder" and its password (authorization violation`) {
+		t.Fatalf("start with a wrong password: %v", err)
+	}
+	for _, s := range []string{err.Error(), logs.String()} {
+		if strings.Contains(s, "XXXX") {
+			t.Errorf("%q holds the password", s)
+		}
 	}
 }
 

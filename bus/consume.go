@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
+	"strings"
 	"time"
 
 	"github.com/cenkalti/backoff/v5"
@@ -247,7 +248,7 @@ func (c *chunker) next(ctx context.Context) []item {
 		if errors.Is(err, errBadSignature) {
 			// Not decoded: nothing it says (its source, a probe fence) is read.
 			c.b.log.Error("bus message with a bad signature; dead-lettering it unread", "msg_id", it.msg.ID, "err", err)
-			c.b.deadLetter(ctx, c.p, it, badSignaturePrefix+err.Error())
+			c.b.deadLetter(ctx, c.p, it, badSignaturePrefix+strings.TrimPrefix(err.Error(), errBadSignature.Error()+": "))
 			continue
 		}
 		if err != nil {
