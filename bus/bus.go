@@ -27,7 +27,11 @@
 //     are retried without limit (and make Ready fail); permanent errors terminate a message after
 //     MaxPermanentDeliveries and hand it to DeadLetter. Undecodable messages are dead-lettered at
 //     once.
-//   - With no URL, Open runs an embedded JetStream server in-process (loopback, fsync always).
+//   - With no URL, Open runs an embedded JetStream server in-process (loopback, fsync always,
+//     a random token generated at each start that only this Bus knows).
+//   - Every message carries an HMAC (SignatureHeader, security.go) keyed by SigningKey, the same
+//     for every replica. Consume verifies it before decoding: an unsigned or badly signed message
+//     is dead-lettered at once, unread, with the reason bad_signature.
 package bus
 
 import (

@@ -376,3 +376,30 @@ func TestRepublishIsSigned(t *testing.T) {
 }
 
 func alertJSON(alerts []alert.Alert) ([]byte, error) { return alert.AppendListJSON(nil, alerts) }
+
+// The embedded server's signing key is kept with its store: what a closed (or crashed) process
+// left in the stream still verifies after a restart, and is processed, not dead-lettered.
+func TestEmbeddedKeyOutlivesTheProcess(t *testing.T) {
+	dir := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	first, err := bus.Open(ctx, bus.Options{StoreDir: dir, Registerer: prometheus.NewRegistry()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	publish(t, first, group("Left", 2))
+	if err := first.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	info, err := os.Stat(filepath.Join(dir, "responder-signing-key"))
+	if err != nil || info.Mode().Perm() != 0o600 {
+		t.Fatalf("the key file: %v %v", info, err)
+	}
+	second, _ := open(t, bus.Options{StoreDir: dir})
+	rec := newRecorder()
+	consume(t, second, rec)
+	testwait.Until(t, settle, "the message left by the first process", func() bool { n, _ := rec.count(); return n == 1 })
+	if _, d := rec.count(); d != 0 {
+		t.Errorf("dead letters: %v", rec.dead)
+	}
+}
