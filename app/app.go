@@ -232,8 +232,25 @@ func (a *App) openStore(ctx context.Context) error {
 func (a *App) openBus(ctx context.Context) error {
 	cfg := a.conf()
 	var err error
+	n := cfg.NATS
+	var tlsOpts *bus.TLSOptions
+	if n.TLS.Enabled() {
+		tlsOpts = &bus.TLSOptions{CAFile: cfg.FilePath(n.TLS.CAFile), CertFile: cfg.FilePath(n.TLS.CertFile),
+			KeyFile: cfg.FilePath(n.TLS.KeyFile), ServerName: n.TLS.ServerName}
+	}
+	var key []byte
+	if k := cfg.Bus.SigningKey.Value(); k != "" {
+		key = []byte(k)
+	}
 	a.bus, err = bus.Open(ctx, bus.Options{
-		URL:             cfg.NATS.URL,
+		URL:             n.URL,
+		User:            n.User,
+		Password:        n.Password.Value(),
+		Token:           n.Token.Value(),
+		CredsFile:       cfg.FilePath(n.CredsFile),
+		NkeySeedFile:    cfg.FilePath(n.NkeySeedFile),
+		TLS:             tlsOpts,
+		SigningKey:      key,
 		StoreDir:        filepath.Join(a.o.StoragePath, "jetstream"),
 		Stream:          cfg.Bus.Stream,
 		MaxBytes:        int64(cfg.Bus.MaxBytes),

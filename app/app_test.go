@@ -114,6 +114,23 @@ type fixtureOpts struct {
 	hook    string             // webhook.bearer_token (default hookToken)
 	hosts   []string           // more handlers.http.allowed_hosts than the sink's
 	http    string             // more keys of the handlers.http mapping, in flow style (", timeout: 1s")
+	// natsAuth, when set, is nats.user; its password is the file nats-password (put it in files).
+	natsAuth string
+}
+
+// busSigningKey is the bus.signing_key_file of every fixture on an external bus (replicas of one
+// test share it, as they must).
+const busSigningKey = "0123456789abcdef0123456789abcdef-fixture-signing-key"
+
+// withSigningKey adds bus.signing_key_file to a config's extra keys (into its bus: mapping when
+// it has one) and writes the key file.
+func withSigningKey(t *testing.T, dir, extra string) string {
+	t.Helper()
+	must(t, os.WriteFile(filepath.Join(dir, "bus-signing-key"), []byte(busSigningKey+"\n"), 0o600))
+	if strings.Contains(extra, "bus: {") {
+		return strings.Replace(extra, "bus: {", "bus: {signing_key_file: bus-signing-key, ", 1)
+	}
+	return extra + "bus: {signing_key_file: bus-signing-key}\n"
 }
 
 func writeConfig(t *testing.T, dir string, s *sink, o fixtureOpts) string {
@@ -122,15 +139,22 @@ func writeConfig(t *testing.T, dir string, s *sink, o fixtureOpts) string {
 		// bustest runs one server: the stream cannot have the external default of 3 replicas.
 		o.extra += "bus: {replicas: 1}\n"
 	}
+	if o.natsURL != "" {
+		o.extra = withSigningKey(t, dir, o.extra)
+	}
+	natsKeys := ""
+	if o.natsAuth != "" {
+		natsKeys = fmt.Sprintf(", user: %q, password_file: nats-password", o.natsAuth)
+	}
 	cfg := fmt.Sprintf(`
-nats: {url: %q}
+nats: {url: %q%s}
 database: {url: %q}
 webhook: {bearer_token: %q}
 api: {token: %q, read_token: %q%s}
 rule_files: [rules/*.yml]
 handlers:
   http: {allowed_hosts: [%q%s]%s}
-%s`, o.natsURL, o.dbURL, cmp.Or(o.hook, hookToken), adminToken, readToken, o.api, s.HostPort(), moreHosts(o.hosts), o.http, o.extra)
+%s`, o.natsURL, natsKeys, o.dbURL, cmp.Or(o.hook, hookToken), adminToken, readToken, o.api, s.HostPort(), moreHosts(o.hosts), o.http, o.extra)
 	must(t, os.MkdirAll(filepath.Join(dir, "rules"), 0o755))
 	for name, content := range o.files {
 		must(t, os.WriteFile(filepath.Join(dir, name), []byte(content), 0o600))

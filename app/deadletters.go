@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -54,7 +55,12 @@ func (a *App) registerDeadLetterMetrics(ctx context.Context) {
 func (p processor) RecordDeadLetter(ctx context.Context, d bus.DeadLetterInfo) error {
 	id, err := p.a.st.RecordDeadLetter(ctx, store.DeadLetterInsert{MsgID: d.MsgID, Reason: d.Reason, Data: d.Data,
 		Deliveries: d.Deliveries, At: p.a.o.Now()})
-	if err == nil {
+	switch {
+	case err != nil:
+	case strings.HasPrefix(d.Reason, "bad_signature: "):
+		p.a.log.Warn("message with a bad signature dead-lettered unread: someone publishes to the bus without the signing key, or a replica runs with another key; a replay would sign it and trust it",
+			"dead_letter_id", id, "msg_id", d.MsgID, "reason", d.Reason)
+	default:
 		p.a.log.Warn("message dead-lettered; replay it with `responder dead-letters replay` once the cause is fixed",
 			"dead_letter_id", id, "msg_id", d.MsgID, "deliveries", d.Deliveries, "reason", d.Reason)
 	}

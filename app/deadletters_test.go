@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/responder-sre/responder/bus"
 	"github.com/responder-sre/responder/bus/bustest"
 	"github.com/responder-sre/responder/internal/testwait"
 	"github.com/responder-sre/responder/store"
@@ -63,7 +64,8 @@ func execSQL(t *testing.T, dbURL, q string) {
 	}
 }
 
-// publishRaw stores a message on the alert stream as any publisher could, bypassing the webhook.
+// publishRaw stores a message on the alert stream as a publisher holding the signing key could,
+// bypassing the webhook.
 func publishRaw(t *testing.T, natsURL, msgID string, data []byte) {
 	t.Helper()
 	nc, err := nats.Connect(natsURL)
@@ -73,7 +75,9 @@ func publishRaw(t *testing.T, natsURL, msgID string, data []byte) {
 	must(t, err)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if _, err := js.PublishMsg(ctx, &nats.Msg{Subject: "responder.alerts", Data: data}, jetstream.WithMsgID(msgID)); err != nil {
+	msg := &nats.Msg{Subject: "responder.alerts", Data: data, Header: nats.Header{"Nats-Msg-Id": {msgID}}}
+	bus.Sign([]byte(busSigningKey), msg) // signed with the replicas' key: it gets as far as decoding
+	if _, err := js.PublishMsg(ctx, msg); err != nil {
 		t.Fatalf("publish: %v", err)
 	}
 }

@@ -79,7 +79,7 @@ func dagPayload(dag string) []byte {
 
 // A rule's secret("token") reaches the downstream and nothing else: not the stored params, the
 // API, the audit trail, the logs or the error of the failed call. A label rendered into the URL
-// path arrives escaped. A nats.url with credentials is not logged either.
+// path arrives escaped. A nats.url with credentials is not logged either, nor the bus signing key.
 func TestSecretsNeverLeaveTheirFiles(t *testing.T) {
 	secretDir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(secretDir, "token"), []byte(appSecret+"\n"), 0o600); err != nil {
@@ -131,7 +131,7 @@ rules:
 	}
 	seen["stored rows"] = dumpRows(t, dbURL, "actions", "audit", "incidents")
 	for where, text := range seen {
-		for _, leak := range []string{appSecret, "XXXXNATSPASS"} {
+		for _, leak := range []string{appSecret, "XXXXNATSPASS", busSigningKey} {
 			if strings.Contains(text, leak) {
 				t.Errorf("%s holds %q:\n%s", where, leak, text)
 			}

@@ -63,7 +63,7 @@ func benchBus(b *testing.B, size int) float64 {
 // returns the rate in messages per second.
 func benchRaw(b *testing.B, size int) float64 {
 	bb := openB(b)
-	nc, err := nats.Connect(bb.ClientURL())
+	nc, err := nats.Connect(bb.ClientURL(), nats.Token(bb.EmbeddedToken()))
 	if err != nil {
 		b.Fatal(err)
 	}

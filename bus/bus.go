@@ -27,7 +27,11 @@
 //     are retried without limit (and make Processing fail); permanent errors terminate a message after
 //     MaxPermanentDeliveries and hand it to DeadLetter. Undecodable messages are dead-lettered at
 //     once.
-//   - With no URL, Open runs an embedded JetStream server in-process (loopback, fsync always).
+//   - With no URL, Open runs an embedded JetStream server in-process (loopback, fsync always,
+//     a random token generated at each start that only this Bus knows).
+//   - Every message carries an HMAC (SignatureHeader, security.go) keyed by SigningKey, the same
+//     for every replica. Consume verifies it before decoding: an unsigned or badly signed message
+//     is dead-lettered at once, unread, with the reason bad_signature.
 package bus
 
 import (
@@ -95,6 +99,20 @@ type Options struct {
 	URL      string
 	StoreDir string
 	Port     int
+
+	// Credentials of an external server (URL), at most one kind: User and Password, Token,
+	// CredsFile (a user JWT and its seed) or NkeySeedFile. The embedded server ignores them: it
+	// requires a random token generated at each start, which only this Bus knows.
+	User, Password string
+	Token          string
+	CredsFile      string
+	NkeySeedFile   string
+	// TLS to an external server; nil = plain (or whatever the URL's scheme says).
+	TLS *TLSOptions
+	// SigningKey keys the HMAC every message carries (security.go), the same for every replica:
+	// required with a URL (at least MinSigningKeyBytes); the embedded server's Bus generates one
+	// when it is empty.
+	SigningKey []byte
 
 	Stream, Subject string
 	// Stream limits. MaxBytes/MaxMsgs default to 1 GiB / 1e6 messages; MaxAge 0 = no age limit
@@ -183,7 +201,7 @@ func (o *Options) setDefaults() error {
 	if o.URL == "" && o.StoreDir == "" {
 		return errors.New("bus: an embedded server needs a store directory")
 	}
-	return nil
+	return o.setSigningKey()
 }
 
 // Bus is a connection to the alert stream. Publish, Ready and Pending are safe for concurrent use.
@@ -229,16 +247,16 @@ func Open(ctx context.Context, o Options) (*Bus, error) {
 	}
 	b := &Bus{o: o, log: o.Logger, closing: make(chan struct{})}
 	b.commit = newCommitter(context.WithoutCancel(ctx), b)
-	url := o.URL
+	url, token := o.URL, ""
 	if url == "" {
 		emb, err := startEmbedded(o)
 		if err != nil {
 			return nil, err
 		}
 		b.emb = emb
-		url = emb.clientURL()
+		url, token = emb.clientURL(), emb.token
 	}
-	nc, err := nats.Connect(url,
+	nc, err := nats.Connect(url, append(o.connectOptions(token),
 		nats.Name("responder"),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(reconnectWait),
@@ -259,10 +277,10 @@ func Open(ctx context.Context, o Options) (*Bus, error) {
 			}
 			b.fetchMu.Unlock()
 		}),
-	)
+	)...)
 	if err != nil {
 		_ = b.shutdownServer()
-		return nil, fmt.Errorf("bus: connect %s: %w: %w", RedactURL(url), ErrUnavailable, err)
+		return nil, o.connectError(url, err)
 	}
 	b.nc = nc
 	if err := b.setup(ctx); err != nil {
@@ -413,7 +431,17 @@ func RedactURL(urls string) string {
 	return strings.Join(parts, ",")
 }
 
-// ClientURL is the URL other clients use to reach the server (the embedded one when embedded).
+// EmbeddedToken is the token the embedded server requires of its clients, generated at each
+// start; "" with an external server. It is a secret: never log it.
+func (b *Bus) EmbeddedToken() string {
+	if b.emb != nil {
+		return b.emb.token
+	}
+	return ""
+}
+
+// ClientURL is the URL other clients use to reach the server (the embedded one when embedded,
+// which also requires EmbeddedToken).
 func (b *Bus) ClientURL() string {
 	if b.emb != nil {
 		return b.emb.clientURL()

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
+	"strings"
 	"time"
 
 	"github.com/cenkalti/backoff/v5"
@@ -240,9 +241,15 @@ func (c *chunker) next(ctx context.Context) []item {
 		m := c.raw[0]
 		c.raw[0] = nil // the chunk holds it now; once acked, it can be freed before the fetch ends
 		c.raw = c.raw[1:]
-		it, err := decode(m)
+		it, err := decode(c.b.o.SigningKey, m)
 		if it.msg.Delivered > 1 {
 			c.b.m.redeliveries.Inc()
+		}
+		if errors.Is(err, errBadSignature) {
+			// Not decoded: nothing it says (its source, a probe fence) is read.
+			c.b.log.Error("bus message with a bad signature; dead-lettering it unread", "msg_id", it.msg.ID, "err", err)
+			c.b.deadLetter(ctx, c.p, it, badSignaturePrefix+strings.TrimPrefix(err.Error(), errBadSignature.Error()+": "))
+			continue
 		}
 		if err != nil {
 			c.b.log.Error("bus message undecodable", "msg_id", it.msg.ID, "err", err)
@@ -496,7 +503,9 @@ func (b *Bus) nakAll(items []item) {
 	}
 }
 
-func decode(m jetstream.Msg) (item, error) {
+// decode verifies m's signature against key, then decodes its alerts; an unsigned or badly
+// signed message (errBadSignature) is not decoded at all.
+func decode(key []byte, m jetstream.Msg) (item, error) {
 	it := item{raw: m, msg: Message{ID: m.Headers().Get("Nats-Msg-Id")}}
 	if md, err := m.Metadata(); err == nil {
 		it.msg.Delivered = md.NumDelivered
@@ -504,6 +513,9 @@ func decode(m jetstream.Msg) (item, error) {
 	}
 	if it.msg.ID == "" {
 		it.msg.ID = fmt.Sprintf("seq-%d", seq(m))
+	}
+	if err := verify(key, m.Subject(), m.Headers(), m.Data()); err != nil {
+		return it, err
 	}
 	var err error
 	if it.msg.Alerts, err = alert.ParseListJSON(m.Data()); err != nil {

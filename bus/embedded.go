@@ -38,6 +38,9 @@ type embedded struct {
 	mu   sync.Mutex
 	srv  *server.Server // nil between a failed restart and the next
 	port int            // fixed after the first start, so the client reconnects to the new server
+	// token is what the server requires of its clients: random, generated at each start of the
+	// process (kept across restarts in place, so the client reconnects).
+	token string
 
 	// healthz is srv.Healthz (a test hook). At most one call runs at a time: a wedged server
 	// would otherwise collect one stuck goroutine per check.
@@ -52,7 +55,11 @@ type embedded struct {
 // startEmbedded runs an in-process JetStream server on loopback with file storage under
 // o.StoreDir and an fsync after every write.
 func startEmbedded(o Options) (*embedded, error) {
-	e := &embedded{o: o, port: o.Port, healthz: (*server.Server).Healthz}
+	token, err := randomSecret(32)
+	if err != nil {
+		return nil, err
+	}
+	e := &embedded{o: o, port: o.Port, token: token, healthz: (*server.Server).Healthz}
 	e.timeout.Store(int64(healthzTimeout))
 	e.downLive.Store(int64(embeddedDownLive))
 	if e.port == 0 {
@@ -77,6 +84,8 @@ func (e *embedded) newServer() (*server.Server, error) {
 		StoreDir:   e.o.StoreDir,
 		SyncAlways: true,
 		MaxPayload: embeddedMaxPayload,
+		// Loopback only, and even there only this process's client: it knows the token.
+		Authorization: e.token,
 		// The HTTP monitor, cluster and leaf ports stay closed.
 	})
 	if err != nil {

@@ -36,9 +36,6 @@ import (
 	"fmt"
 	"slices"
 	"sync"
-
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 )
 
 const (
@@ -163,7 +160,7 @@ func (c *committer) publish(batch []*pubReq) error {
 	defer cancel()
 	id, data := combine(batch)
 	c.b.m.batchRequests.Observe(float64(len(batch)))
-	err := c.b.publishMsg(ctx, &nats.Msg{Subject: c.b.o.Subject, Data: data}, jetstream.WithMsgID(id))
+	err := c.b.publishMsg(ctx, c.b.signed(id, data))
 	if err != nil && conn.Err() != nil && c.stop.Err() == nil {
 		return fmt.Errorf("bus: publish: %w: disconnected while waiting for the ack", ErrUnavailable)
 	}

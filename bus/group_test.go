@@ -146,7 +146,7 @@ func TestGroupCommitCombinesConcurrentPublishes(t *testing.T) {
 // their batch id.
 func TestGroupCommitOneMessage(t *testing.T) {
 	srv := bustest.Start(t)
-	b, reg := open(t, bus.Options{URL: srv.URL()})
+	b, reg := open(t, bus.Options{URL: srv.URL(), SigningKey: testKey})
 	groups := [][]alert.Alert{group("One", 1), group("Two", 2), group("Three", 3), group("Four", 1)}
 	for round, order := range [][]int{{0, 1, 2, 3}, {3, 1, 0, 2}} {
 		queued, release := bus.HoldPublishes(b)
@@ -229,7 +229,7 @@ func TestGroupCommitErrorReachesEveryCall(t *testing.T) {
 // (calls that do not fit go in the next one), so every call is stored.
 func TestGroupCommitBoundedByPayload(t *testing.T) {
 	srv := bustest.Start(t, bustest.MaxPayload(64<<10))
-	b, reg := open(t, bus.Options{URL: srv.URL()})
+	b, reg := open(t, bus.Options{URL: srv.URL(), SigningKey: testKey})
 	const n = 12
 	groups := make([][]alert.Alert, n)
 	for i := range groups {
@@ -295,7 +295,7 @@ func blackHole(t *testing.T, srv *bustest.Server) func() int {
 func TestGroupCommitContext(t *testing.T) {
 	t.Run("queued call withdrawn", func(t *testing.T) {
 		srv := bustest.Start(t)
-		b, _ := open(t, bus.Options{URL: srv.URL()})
+		b, _ := open(t, bus.Options{URL: srv.URL(), SigningKey: testKey})
 		queued, release := bus.HoldPublishes(b)
 		ctx, cancel := context.WithCancel(context.Background())
 		withdrawn, kept := make(chan error, 1), make(chan error, 1)
@@ -323,7 +323,7 @@ func TestGroupCommitContext(t *testing.T) {
 	})
 	t.Run("in flight", func(t *testing.T) {
 		srv := bustest.Start(t)
-		b, _ := open(t, bus.Options{URL: srv.URL()})
+		b, _ := open(t, bus.Options{URL: srv.URL(), SigningKey: testKey})
 		received := blackHole(t, srv)
 		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 		defer cancel()
@@ -353,7 +353,7 @@ func TestGroupCommitContext(t *testing.T) {
 // acknowledged are failed (ErrUnavailable) when Close's context ends, and no goroutine is left.
 func TestCloseFailsPendingPublishes(t *testing.T) {
 	srv := bustest.Start(t)
-	b, err := bus.Open(context.Background(), bus.Options{URL: srv.URL()})
+	b, err := bus.Open(context.Background(), bus.Options{URL: srv.URL(), SigningKey: testKey})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -384,7 +384,7 @@ func TestCloseFailsPendingPublishes(t *testing.T) {
 // every call answered nil is stored.
 func TestCloseFlushesPendingPublishes(t *testing.T) {
 	srv := bustest.Start(t)
-	b, err := bus.Open(context.Background(), bus.Options{URL: srv.URL()})
+	b, err := bus.Open(context.Background(), bus.Options{URL: srv.URL(), SigningKey: testKey})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -412,7 +412,7 @@ func TestCloseFlushesPendingPublishes(t *testing.T) {
 		}
 	}
 	noFlushers(t)
-	b2, _ := open(t, bus.Options{URL: srv.URL()})
+	b2, _ := open(t, bus.Options{URL: srv.URL(), SigningKey: testKey})
 	rec := newRecorder()
 	consume(t, b2, rec)
 	drained(t, b2, rec, n)

@@ -57,7 +57,7 @@ func TestNATSCredentialsNeverLogged(t *testing.T) {
 	ln.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	_, err = bus.Open(ctx, bus.Options{URL: "nats://user:XXXXPASS@" + closed, Logger: log, Registerer: prometheus.NewRegistry()})
+	_, err = bus.Open(ctx, bus.Options{URL: "nats://user:XXXXPASS@" + closed, SigningKey: testKey, Logger: log, Registerer: prometheus.NewRegistry()})
 	if err == nil {
 		t.Fatal("Open of a closed port succeeded")
 	}

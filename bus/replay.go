@@ -5,9 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 )
 
 // DeadLetterInfo is what the bus knows of a message it is dead-lettering.
@@ -50,7 +47,8 @@ func (b *Bus) Republish(ctx context.Context, msgID string, data []byte) (duplica
 		defer cancel()
 	}
 	// Not counted in bus_publish_total (intake's publishes): the caller counts its replays.
-	ack, err := b.js.PublishMsg(ctx, &nats.Msg{Subject: b.o.Subject, Data: data}, jetstream.WithMsgID(msgID))
+	// Signed with this replica's key: a replay is an operator's decision (the API's admin token).
+	ack, err := b.js.PublishMsg(ctx, b.signed(msgID, data))
 	if err != nil {
 		return false, classify(err)
 	}

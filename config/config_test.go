@@ -115,6 +115,13 @@ func TestLoadFull(t *testing.T) {
 		got, want any
 	}{
 		{"nats.url", cfg.NATS.URL, "nats://127.0.0.1:4222"},
+		{"nats.user", cfg.NATS.User, "responder"},
+		{"nats.password_file", cfg.NATS.Password.Value(), "SECRET-nats-password"},
+		{"nats.tls.ca_file", cfg.FilePath(cfg.NATS.TLS.CAFile), filepath.Join(cfg.Dir, "secrets/nats-ca.pem")},
+		{"nats.tls.cert_file", cfg.NATS.TLS.CertFile, "secrets/nats-client.pem"},
+		{"nats.tls.key_file", cfg.NATS.TLS.KeyFile, "secrets/nats-client.key"},
+		{"nats.tls.server_name", cfg.NATS.TLS.ServerName, "nats.internal"},
+		{"bus.signing_key_file", cfg.Bus.SigningKey.Value(), "0123456789abcdef0123456789abcdef-SECRET-signing"},
 		{"database.max_conns", cfg.Database.MaxConns, int32(20)},
 		{"webhook.max_body_bytes", cfg.Webhook.MaxBodyBytes, Bytes(512_000)},
 		{"handlers.http.timeout", cfg.Handlers.HTTP.Timeout.D(), 1500 * time.Millisecond},
@@ -185,6 +192,17 @@ func TestLoadErrors(t *testing.T) {
 		{"bad-two-docs", []string{`conf.bad-two-docs.yml:3: want one YAML document, found more`}},
 		{"bad-replicas", []string{`conf.bad-replicas.yml:2: bus.replicas: must be between 1 and 5, got 7`}},
 		{"bad-stream", []string{`conf.bad-stream.yml:2: bus.stream: stream name "responder.alerts" may not contain`}},
+		{"nats-bad-two-auth", []string{`conf.nats-bad-two-auth.yml:4: nats.nkey_seed_file: set at most one of`, `nats.token_file is set too`}},
+		{"nats-bad-password-no-user", []string{`conf.nats-bad-password-no-user.yml:3: nats.password_file: nats.password_file needs nats.user`}},
+		{"nats-bad-missing-file", []string{`conf.nats-bad-missing-file.yml:4: nats.password_file: open `, `secrets/does-not-exist: no such file`}},
+		{"nats-bad-cert-no-key", []string{`conf.nats-bad-cert-no-key.yml:4: nats.tls.cert_file: nats.tls.cert_file needs nats.tls.key_file`}},
+		{"nats-bad-key", []string{`conf.nats-bad-key.yml:4: nats.tls.cert_file: `, `secrets/nats-token: tls: `}},
+		{"nats-bad-ca", []string{`conf.nats-bad-ca.yml:4: nats.tls.ca_file: `, `secrets/nats-token holds no PEM certificate`}},
+		{"nats-bad-seed", []string{`conf.nats-bad-seed.yml:3: nats.nkey_seed_file: `, `secrets/nats-token holds no NKey seed`}},
+		{"nats-bad-creds", []string{`conf.nats-bad-creds.yml:3: nats.creds_file: `, `secrets/nats-token holds no user JWT`}},
+		{"nats-bad-no-signing-key", []string{`conf.nats-bad-no-signing-key.yml:2: nats.url: an external bus needs bus.signing_key_file`}},
+		{"nats-bad-short-signing-key", []string{`conf.nats-bad-short-signing-key.yml:4: bus.signing_key_file: `, `holds 5 bytes; want at least 32`}},
+		{"nats-bad-embedded-auth", []string{`conf.nats-bad-embedded-auth.yml:2: nats.token_file: credentials are for an external server`}},
 		{"bad-many", []string{ // every problem is reported, not only the first
 			`conf.bad-many.yml:2: database.max_conns: must be at least 1, got 0`,
 			`conf.bad-many.yml:4: safety.max_concurrent_actions: must be at least 1, got -1`,
@@ -213,6 +231,21 @@ func TestLoadMissingFile(t *testing.T) {
 	_, err := Load(filepath.Join(t.TempDir(), "nope.yml"), noEnv)
 	if !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("Load(missing) = %v, want fs.ErrNotExist", err)
+	}
+}
+
+// The credentials other than a password, and TLS with a CA only.
+func TestLoadNATSCredentials(t *testing.T) {
+	cfg := mustLoad(t, "conf.nats-token.yml")
+	if cfg.NATS.Token.Value() != "SECRET-nats-token" || cfg.NATS.TLS.ServerName != "nats.internal" || !cfg.NATS.TLS.Enabled() {
+		t.Errorf("token config: %+v", cfg.NATS)
+	}
+	cfg = mustLoad(t, "conf.nats-nkey.yml")
+	if got, want := cfg.FilePath(cfg.NATS.NkeySeedFile), filepath.Join(cfg.Dir, "secrets", "nats-nkey-seed"); got != want {
+		t.Errorf("nkey seed path = %q, want %q", got, want)
+	}
+	if cfg.NATS.TLS.Enabled() {
+		t.Errorf("TLS enabled without a nats.tls key")
 	}
 }
 
@@ -291,6 +324,9 @@ func TestSecretsNeverPrint(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			cfg := mustLoad(t, name)
 			secrets := append(cfg.WebhookTokens(), cfg.APIToken(), cfg.APIReadToken(), cfg.DatabaseURL())
+			if name == "conf.full.yml" {
+				secrets = append(secrets, cfg.NATS.Password.Value(), cfg.Bus.SigningKey.Value())
+			}
 			for _, tok := range cfg.APITokens() {
 				secrets = append(secrets, tok.Secret)
 			}

@@ -155,11 +155,13 @@ func TestEveryKeyIsClassified(t *testing.T) {
 	}
 	want := []string{
 		"bus.ack_wait", "bus.consumers", "bus.duplicate_window", "bus.max_age", "bus.max_bytes", "bus.max_msgs",
-		"bus.replicas", "bus.stream",
+		"bus.replicas", "bus.signing_key", "bus.signing_key_file", "bus.stream",
 		"database.max_conns", "database.url", "database.url_file",
 		"limits.max_alerts_per_request", "limits.max_annotations_bytes", "limits.max_label_name_bytes",
 		"limits.max_label_value_bytes", "limits.max_labels_per_alert", "limits.max_params_bytes",
-		"nats.url",
+		"nats.creds_file", "nats.nkey_seed_file", "nats.password", "nats.password_file",
+		"nats.tls.ca_file", "nats.tls.cert_file", "nats.tls.key_file", "nats.tls.server_name",
+		"nats.token", "nats.token_file", "nats.url", "nats.user",
 		"safety.lease_duration", "safety.max_concurrent_actions",
 		"slack.api_url", "slack.app_token", "slack.app_token_file", "slack.bot_token", "slack.bot_token_file", "slack.socket_mode",
 		"webhook.max_body_bytes",

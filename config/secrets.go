@@ -35,6 +35,7 @@ func resolveSecrets(cfg *Config, c *checker, o options) {
 	resolveWebSecrets(cfg, c, o)
 	resolvePostgresSecrets(cfg, c, o)
 	resolvePageSecrets(cfg, c, o)
+	resolveNATSSecrets(cfg, c, o)
 
 	w := &cfg.Webhook
 	if w.BearerTokenFile != "" {

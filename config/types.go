@@ -46,6 +46,33 @@ type Config struct {
 // --storage.path/jetstream.
 type NATSConfig struct {
 	URL string `yaml:"url"`
+	// Credentials for an external server (nats.url), at most one kind: user with password_file,
+	// token_file, creds_file (a JWT and its NKey seed, as nsc writes them) or nkey_seed_file.
+	// Paths are relative to the config file. The embedded server has its own token, generated at
+	// each start. Password and Token are read from their files; never logged.
+	User         string `yaml:"user"`
+	PasswordFile string `yaml:"password_file"`
+	Password     Secret `yaml:"-"`
+	TokenFile    string `yaml:"token_file"`
+	Token        Secret `yaml:"-"`
+	CredsFile    string `yaml:"creds_file"`
+	NkeySeedFile string `yaml:"nkey_seed_file"`
+	// TLS to an external server: the CA that signed its certificate, a client certificate when
+	// the server asks for one, and the name its certificate must hold.
+	TLS NATSTLSConfig `yaml:"tls"`
+}
+
+// NATSTLSConfig is nats.tls. Paths are relative to the config file.
+type NATSTLSConfig struct {
+	CAFile     string `yaml:"ca_file"`
+	CertFile   string `yaml:"cert_file"`
+	KeyFile    string `yaml:"key_file"`
+	ServerName string `yaml:"server_name"`
+}
+
+// Enabled reports whether any nats.tls key is set.
+func (t NATSTLSConfig) Enabled() bool {
+	return t.CAFile != "" || t.CertFile != "" || t.KeyFile != "" || t.ServerName != ""
 }
 
 // DatabaseConfig is the PostgreSQL connection. RESPONDER_DATABASE_URL overrides URL.
@@ -183,6 +210,11 @@ type BusConfig struct {
 	// AckWait is how long a fetched message stays with one replica before JetStream hands it to
 	// another (default 10s): after a crash, its alerts wait at most this long.
 	AckWait Duration `yaml:"ack_wait"`
+	// SigningKeyFile holds the key of the HMAC every bus message carries (the same file for
+	// every replica). Required with nats.url; the embedded server's key is generated at each start.
+	SigningKeyFile string `yaml:"signing_key_file"`
+	// SigningKey is read from SigningKeyFile; never logged.
+	SigningKey Secret `yaml:"-"`
 }
 
 // Duration is a time.Duration written in YAML as a Prometheus duration ("90s", "15m", "90d",

@@ -42,7 +42,7 @@ func TestDeadLettersCLI(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if _, err := js.PublishMsg(ctx, &nats.Msg{Subject: "responder.alerts", Data: []byte("{not json")}, jetstream.WithMsgID("garbage-1")); err != nil {
+	if _, err := js.PublishMsg(ctx, signedMsg("garbage-1", []byte("{not json"))); err != nil {
 		t.Fatal(err)
 	}
 	token := "--api-token-file=" + filepath.Join(dir, "api-token")

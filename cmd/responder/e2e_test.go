@@ -24,6 +24,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
+	"github.com/responder-sre/responder/bus"
 	"github.com/responder-sre/responder/internal/testwait"
 	"github.com/responder-sre/responder/source/alertmanager/amtest"
 	"github.com/responder-sre/responder/store/pgtest"
@@ -97,6 +100,18 @@ func (s *sink) snapshot() (map[string]int, map[string]int) {
 func (s *sink) hostPort() string { u, _ := url.Parse(s.URL); return u.Host }
 
 // setup writes a config and rule file the way a user would, with token files.
+// busSigningKey is bus.signing_key_file of the setups on an external bus; a test's raw publishes
+// sign with it (signedMsg).
+const busSigningKey = "0123456789abcdef0123456789abcdef-e2e-signing-key"
+
+// signedMsg is a message on the alert subject signed as responder signs it, so that it gets as
+// far as decoding.
+func signedMsg(id string, data []byte) *nats.Msg {
+	m := &nats.Msg{Subject: "responder.alerts", Data: data, Header: nats.Header{"Nats-Msg-Id": {id}}}
+	bus.Sign([]byte(busSigningKey), m)
+	return m
+}
+
 func setup(t *testing.T, s *sink, dbURL, extra string) string {
 	t.Helper()
 	dir := t.TempDir()
@@ -107,6 +122,11 @@ func setup(t *testing.T, s *sink, dbURL, extra string) string {
 	}
 	write("webhook-token", hookToken+"\n")
 	write("api-token", adminToken+"\n")
+	if strings.Contains(extra, "nats:\n  url: ") {
+		// An external bus needs the signing key its replicas share.
+		write("bus-signing-key", busSigningKey+"\n")
+		extra += "bus:\n  signing_key_file: bus-signing-key\n"
+	}
 	write("responder.yml", fmt.Sprintf(`database:
   url: %s
 webhook:

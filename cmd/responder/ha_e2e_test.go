@@ -451,7 +451,7 @@ func TestPoisonMessageIsDeadLetteredAndTheQueueFlows(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	ack, err := js.Publish(ctx, "responder.alerts", []byte("{not json"))
+	ack, err := js.PublishMsg(ctx, signedMsg("poison", []byte("{not json")))
 	if err != nil {
 		t.Fatalf("publish the poison message: %v", err)
 	}

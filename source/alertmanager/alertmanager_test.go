@@ -52,7 +52,7 @@ func newEnvWith(t *testing.T, maxMsgs int64, opts func(*Options), srvOpts ...bus
 	e := &env{srv: bustest.Start(t, srvOpts...), reg: prometheus.NewRegistry()}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	b, err := bus.Open(ctx, bus.Options{URL: e.srv.URL(), MaxMsgs: maxMsgs, Registerer: prometheus.NewRegistry()})
+	b, err := bus.Open(ctx, bus.Options{URL: e.srv.URL(), SigningKey: []byte("0123456789abcdef0123456789abcdef-test-key"), MaxMsgs: maxMsgs, Registerer: prometheus.NewRegistry()})
 	if err != nil {
 		t.Fatal(err)
 	}
