@@ -535,3 +535,19 @@ func testCAPEM(t *testing.T) string {
 	}
 	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
 }
+
+// TestHAConfigLoads: the HA values render a config responder loads as the pod would see it: the
+// bus credentials and TLS from the Secret, 3 stream replicas, and one bus signing key (generated,
+// 64 characters) that every replica mounts from the same Secret.
+func TestHAConfigLoads(t *testing.T) {
+	t.Parallel()
+	ca := filepath.Join(t.TempDir(), "ca.yaml")
+	if err := os.WriteFile(ca, []byte("nats:\n  tls:\n    ca: |\n      "+strings.ReplaceAll(strings.TrimSpace(testCAPEM(t)), "\n", "\n      ")+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	m := mustRender(t, "-f", values("values-ha.yaml"), "-f", ca)
+	c := loadRendered(t, m, nil, nil)
+	if c.NATS.User != "responder" || c.Bus.Replicas != 3 || len(c.Bus.SigningKey) != 64 || !strings.HasSuffix(c.Bus.SigningKeyFile, "bus-signing-key") {
+		t.Fatalf("nats %+v, bus replicas %d, signing key %d bytes from %q", c.NATS, c.Bus.Replicas, len(c.Bus.SigningKey), c.Bus.SigningKeyFile)
+	}
+}

@@ -95,6 +95,9 @@ path the file name under /etc/responder/secrets.
 {{- range include "responder.apiTokens" . | fromYamlArray }}
 {{- $files = append $files (dict "key" .key "path" .path) }}
 {{- end }}
+{{- if .Values.nats.url }}
+{{- $files = append $files (dict "key" (default "bus-signing-key" $k.busSigningKey) "path" "bus-signing-key") }}
+{{- end }}
 {{- if .Values.slack.enabled }}
 {{- $files = append $files (dict "key" $k.slackBotToken "path" "slack-bot-token") }}
 {{- $files = append $files (dict "key" $k.slackSigningSecret "path" "slack-signing-secret") }}
@@ -127,6 +130,12 @@ the mounted Secret, never values.
 {{- $_ := set $nats "tls" (dict "server_name" .) }}
 {{- end }}
 {{- $_ := set $cfg "nats" $nats }}
+{{- if .Values.nats.url }}
+{{- /* Every replica signs and verifies bus messages with the one key of the Secret. */}}
+{{- $bus := default dict (get $cfg "bus") }}
+{{- $_ := set $bus "signing_key_file" (printf "%s/bus-signing-key" $dir) }}
+{{- $_ := set $cfg "bus" $bus }}
+{{- end }}
 {{- if gt (int .Values.replicaCount) 1 }}
 {{- /* HA: the stream survives the loss of one JetStream server of three (unless config.bus.replicas says otherwise). */}}
 {{- $bus := default dict (get $cfg "bus") }}
