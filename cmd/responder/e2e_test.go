@@ -125,7 +125,11 @@ func setup(t *testing.T, s *sink, dbURL, extra string) string {
 	if strings.Contains(extra, "nats:\n  url: ") {
 		// An external bus needs the signing key its replicas share.
 		write("bus-signing-key", busSigningKey+"\n")
-		extra += "bus:\n  signing_key_file: bus-signing-key\n"
+		if strings.Contains(extra, "\nbus:\n") {
+			extra = strings.Replace(extra, "\nbus:\n", "\nbus:\n  signing_key_file: bus-signing-key\n", 1)
+		} else {
+			extra += "bus:\n  signing_key_file: bus-signing-key\n"
+		}
 	}
 	write("responder.yml", fmt.Sprintf(`database:
   url: %s
