@@ -1,0 +1,383 @@
+package clustertest_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/responder-sre/responder/alert"
+	"github.com/responder-sre/responder/bus"
+	"github.com/responder-sre/responder/bus/clustertest"
+	"github.com/responder-sre/responder/internal/testwait"
+)
+
+// mkAlert returns a valid firing alert whose identity depends on i.
+func mkAlert(i int) alert.Alert {
+	start := time.Date(2026, 12, 4, 10, 0, 0, 0, time.UTC)
+	labels := map[string]string{"alertname": "ClusterTest", "pod": fmt.Sprintf("pod-%d", i), "namespace": "shop"}
+	return alert.Alert{
+		Name: "ClusterTest", Source: alert.SourceAlertmanager, Status: alert.StatusFiring,
+		Labels: labels, StartsAt: start, Fingerprint: alert.Fingerprint(labels), ReceivedAt: start,
+	}
+}
+
+// recorder is a Processor that records every alert it processed, by message id (a redelivered
+// message is recorded once).
+type recorder struct {
+	mu   sync.Mutex
+	byID map[string][]string // message id → alert ids
+	dead []string
+}
+
+func newRecorder() *recorder { return &recorder{byID: map[string][]string{}} }
+
+func (r *recorder) Process(_ context.Context, msgs []bus.Message) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, m := range msgs {
+		ids := make([]string, len(m.Alerts))
+		for i, a := range m.Alerts {
+			ids[i] = a.ID()
+		}
+		r.byID[m.ID] = ids
+	}
+	return nil
+}
+
+func (r *recorder) DeadLetter(_ context.Context, msgID string, _ []byte, reason string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.dead = append(r.dead, msgID+": "+reason)
+	return nil
+}
+
+// alerts returns how many distinct messages each alert id was processed in.
+func (r *recorder) alerts() map[string]int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := map[string]int{}
+	for _, ids := range r.byID {
+		for _, id := range ids {
+			n[id]++
+		}
+	}
+	return n
+}
+
+// openBus opens a bus on c with stream replicas 3 and consumes into a recorder until the test ends.
+func openBus(t *testing.T, c *clustertest.Cluster) (*bus.Bus, *recorder) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	b, err := bus.Open(ctx, bus.Options{
+		URL:      c.URL(),
+		Replicas: 3,
+		MaxBytes: 256 << 20,
+		AckWait:  5 * time.Second,
+		// Keep every message, so the test can count what the stream stored.
+		PurgeInterval: time.Hour,
+	})
+	if err != nil {
+		t.Fatalf("bus.Open on the cluster: %v", err)
+	}
+	rec := newRecorder()
+	cctx, stop := context.WithCancel(context.WithoutCancel(t.Context()))
+	done := make(chan struct{})
+	go func() { defer close(done); _ = b.Consume(cctx, rec) }()
+	t.Cleanup(func() {
+		stop()
+		<-done
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := b.Close(ctx); err != nil {
+			t.Errorf("bus.Close: %v", err)
+		}
+	})
+	return b, rec
+}
+
+// stored reads every message of the stream and returns how many stored messages hold each alert
+// id, and how many messages the stream holds.
+func stored(t *testing.T, c *clustertest.Cluster) (map[string]int, int) {
+	t.Helper()
+	js, err := jetstream.New(c.Connect(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	s, err := js.Stream(ctx, bus.DefaultStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := map[string]int{}
+	total := 0
+	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
+		m, err := s.GetMsg(ctx, seq)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			continue
+		}
+		if err != nil {
+			t.Fatalf("get message %d: %v", seq, err)
+		}
+		as, err := alert.ParseListJSON(m.Data)
+		if err != nil {
+			t.Fatalf("message %d: %v", seq, err)
+		}
+		total++
+		for _, a := range as {
+			n[a.ID()]++
+		}
+	}
+	return n, total
+}
+
+func TestClusterFormsAndReplicatesTheStream(t *testing.T) {
+	c := clustertest.Start(t, 3)
+	t.Logf("meta leader %s", c.MetaLeader(t).Name)
+	b, rec := openBus(t, c)
+
+	js, err := jetstream.New(c.Connect(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := js.Stream(t.Context(), bus.DefaultStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Config.Replicas != 3 || info.Config.Storage != jetstream.FileStorage {
+		t.Fatalf("stream replicas %d storage %s, want 3 file", info.Config.Replicas, info.Config.Storage)
+	}
+	if info.Cluster == nil || info.Cluster.Leader == "" || len(info.Cluster.Replicas) != 2 {
+		t.Fatalf("stream cluster info %+v: want a leader and 2 replicas", info.Cluster)
+	}
+
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	a := mkAlert(1)
+	if err := b.Publish(ctx, []alert.Alert{a}); err != nil {
+		t.Fatalf("publish: %v", err)
+	}
+	testwait.Until(t, 10*time.Second, "the alert consumed", func() bool { return rec.alerts()[a.ID()] == 1 })
+	// Every replica holds the message: a follower reports no lag.
+	testwait.UntilDetail(t, 10*time.Second, "both followers current", func() (bool, string) {
+		info, err := s.Info(t.Context())
+		if err != nil {
+			return false, err.Error()
+		}
+		for _, r := range info.Cluster.Replicas {
+			if !r.Current || r.Lag != 0 {
+				return false, fmt.Sprintf("%+v", *r)
+			}
+		}
+		return true, ""
+	})
+}
+
+// TestKillStreamLeaderMidPublish: SIGKILL of the stream leader while one publisher publishes
+// alert after alert. A new leader is elected; publishes during the gap fail (never acked and
+// then lost); every acked alert is stored and consumed exactly once; the failed ones, re-sent,
+// are deduplicated against any copy the old leader stored before dying.
+func TestKillStreamLeaderMidPublish(t *testing.T) {
+	const total, killAt = 600, 150
+	c := clustertest.Start(t, 3)
+	b, rec := openBus(t, c)
+	leader := c.StreamLeader(t, bus.DefaultStream)
+
+	var acked atomic.Int32
+	killed := make(chan struct{})
+	kill := func() { // not on the test goroutine, so the publisher keeps publishing: no t.Fatal
+		defer close(killed)
+		if !leader.Kill() {
+			t.Errorf("%s was not running", leader.Name)
+		}
+	}
+
+	var failed []int
+	var firstErr error
+	start := time.Now()
+	for i := range total {
+		ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
+		err := b.Publish(ctx, []alert.Alert{mkAlert(i)})
+		cancel()
+		if err != nil {
+			if !errors.Is(err, bus.ErrUnavailable) && !errors.Is(err, bus.ErrStreamFull) {
+				t.Fatalf("publish %d: %v: neither unavailable nor full", i, err)
+			}
+			if firstErr == nil {
+				firstErr = err
+			}
+			failed = append(failed, i)
+			continue
+		}
+		if acked.Add(1) == killAt {
+			go kill()
+		}
+	}
+	<-killed
+	t.Logf("%d publishes in %s: %d acked, %d failed (first: %v)", total, time.Since(start).Round(time.Millisecond), acked.Load(), len(failed), firstErr)
+	if len(failed) == 0 {
+		t.Fatal("no publish failed: the leader was not killed mid-publish")
+	}
+	newLeader := c.StreamLeader(t, bus.DefaultStream)
+	testwait.UntilDetail(t, 30*time.Second, "a new stream leader", func() (bool, string) {
+		newLeader = c.StreamLeader(t, bus.DefaultStream)
+		return newLeader != leader, "leader " + newLeader.Name
+	})
+	t.Logf("stream leader %s killed; new leader %s", leader.Name, newLeader.Name)
+
+	// The sender of a failed publish re-sends it (as Alertmanager retries a 503).
+	for _, i := range failed {
+		testwait.UntilDetail(t, 30*time.Second, fmt.Sprintf("re-send of alert %d acked", i), func() (bool, string) {
+			ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
+			defer cancel()
+			if err := b.Publish(ctx, []alert.Alert{mkAlert(i)}); err != nil {
+				return false, err.Error()
+			}
+			return true, ""
+		})
+	}
+
+	want := make([]string, total)
+	for i := range want {
+		want[i] = mkAlert(i).ID()
+	}
+	testwait.UntilDetail(t, 30*time.Second, "every alert consumed", func() (bool, string) {
+		got := rec.alerts()
+		missing := 0
+		for _, id := range want {
+			if got[id] == 0 {
+				missing++
+			}
+		}
+		return missing == 0, fmt.Sprintf("%d of %d missing", missing, total)
+	})
+	got := rec.alerts()
+	for _, id := range want {
+		if got[id] != 1 {
+			t.Errorf("alert %s consumed in %d messages, want 1", id, got[id])
+		}
+	}
+	if len(got) != total {
+		t.Errorf("consumed %d distinct alerts, want %d", len(got), total)
+	}
+	n, msgs := stored(t, c)
+	for _, id := range want {
+		if n[id] != 1 {
+			t.Errorf("alert %s stored %d times, want once", id, n[id])
+		}
+	}
+	if msgs != total {
+		t.Errorf("stream holds %d messages, want %d", msgs, total)
+	}
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	if len(rec.dead) > 0 {
+		t.Errorf("dead-lettered: %v", rec.dead)
+	}
+}
+
+// TestCredentialsRequired: without a user and password (or with a wrong password), every node
+// refuses the connection, and so does bus.Open.
+func TestCredentialsRequired(t *testing.T) {
+	c := clustertest.Start(t, 3)
+	for _, nd := range c.Nodes {
+		for name, url := range map[string]string{
+			"no credentials": fmt.Sprintf("nats://127.0.0.1:%d", nd.ClientPort),
+			"wrong password": fmt.Sprintf("nats://%s:wrong@127.0.0.1:%d", clustertest.User, nd.ClientPort),
+		} {
+			nc, err := nats.Connect(url, nats.MaxReconnects(0))
+			if err == nil {
+				nc.Close()
+				t.Fatalf("%s, %s: connected", nd.Name, name)
+			}
+			if !errors.Is(err, nats.ErrAuthorization) {
+				t.Errorf("%s, %s: %v, want an authorization violation", nd.Name, name, err)
+			}
+		}
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	if b, err := bus.Open(ctx, bus.Options{URL: c.URLWithoutCredentials(), Replicas: 3}); err == nil {
+		_ = b.Close(ctx)
+		t.Fatal("bus.Open without credentials succeeded")
+	} else if !errors.Is(err, bus.ErrUnavailable) {
+		t.Errorf("bus.Open without credentials: %v, want ErrUnavailable", err)
+	}
+	// The same nodes with credentials: the refusal above was about them.
+	nc := c.Connect(t)
+	if !nc.IsConnected() {
+		t.Fatal("not connected with credentials")
+	}
+}
+
+// TestPausedFollower: a follower stopped with SIGSTOP does not stop the stream (2 of 3 is a
+// quorum); after SIGCONT it catches up.
+func TestPausedFollower(t *testing.T) {
+	c := clustertest.Start(t, 3)
+	b, rec := openBus(t, c)
+	leader := c.StreamLeader(t, bus.DefaultStream)
+	var follower *clustertest.Node
+	for _, nd := range c.Nodes {
+		if nd != leader {
+			follower = nd
+			break
+		}
+	}
+	c.Pause(follower)
+	const n = 50
+	for i := range n {
+		testwait.UntilDetail(t, 30*time.Second, fmt.Sprintf("publish %d acked with %s paused", i, follower.Name), func() (bool, string) {
+			ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
+			defer cancel()
+			if err := b.Publish(ctx, []alert.Alert{mkAlert(i)}); err != nil {
+				return false, err.Error()
+			}
+			return true, ""
+		})
+	}
+	testwait.Until(t, 30*time.Second, "every alert consumed", func() bool { return len(rec.alerts()) == n })
+	c.Resume(follower)
+
+	js, err := jetstream.New(c.Connect(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	testwait.UntilDetail(t, 30*time.Second, follower.Name+" caught up", func() (bool, string) {
+		ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
+		defer cancel()
+		s, err := js.Stream(ctx, bus.DefaultStream)
+		if err != nil {
+			return false, err.Error()
+		}
+		info, err := s.Info(ctx)
+		if err != nil {
+			return false, err.Error()
+		}
+		for _, r := range info.Cluster.Replicas {
+			if r.Name == follower.Name {
+				return r.Current && r.Lag == 0, fmt.Sprintf("%+v", *r)
+			}
+		}
+		var names []string
+		for _, r := range info.Cluster.Replicas {
+			names = append(names, r.Name)
+		}
+		return false, fmt.Sprintf("%s not among the replicas %v", follower.Name, names)
+	})
+}
