@@ -148,18 +148,7 @@ func TestClusterFormsAndReplicatesTheStream(t *testing.T) {
 	t.Logf("meta leader %s", c.MetaLeader(t).Name)
 	b, rec := openBus(t, c)
 
-	js, err := jetstream.New(c.Connect(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := js.Stream(t.Context(), bus.DefaultStream)
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := s.Info(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
+	info := c.StreamInfo(t, bus.DefaultStream)
 	if info.Config.Replicas != 3 || info.Config.Storage != jetstream.FileStorage {
 		t.Fatalf("stream replicas %d storage %s, want 3 file", info.Config.Replicas, info.Config.Storage)
 	}
@@ -176,10 +165,7 @@ func TestClusterFormsAndReplicatesTheStream(t *testing.T) {
 	testwait.Until(t, 10*time.Second, "the alert consumed", func() bool { return rec.alerts()[a.ID()] == 1 })
 	// Every replica holds the message: a follower reports no lag.
 	testwait.UntilDetail(t, 10*time.Second, "both followers current", func() (bool, string) {
-		info, err := s.Info(t.Context())
-		if err != nil {
-			return false, err.Error()
-		}
+		info := c.StreamInfo(t, bus.DefaultStream)
 		for _, r := range info.Cluster.Replicas {
 			if !r.Current || r.Lag != 0 {
 				return false, fmt.Sprintf("%+v", *r)
@@ -234,11 +220,7 @@ func TestKillStreamLeaderMidPublish(t *testing.T) {
 	if len(failed) == 0 {
 		t.Fatal("no publish failed: the leader was not killed mid-publish")
 	}
-	newLeader := c.StreamLeader(t, bus.DefaultStream)
-	testwait.UntilDetail(t, 30*time.Second, "a new stream leader", func() (bool, string) {
-		newLeader = c.StreamLeader(t, bus.DefaultStream)
-		return newLeader != leader, "leader " + newLeader.Name
-	})
+	newLeader := c.StreamLeader(t, bus.DefaultStream, leader)
 	t.Logf("stream leader %s killed; new leader %s", leader.Name, newLeader.Name)
 
 	// The sender of a failed publish re-sends it (as Alertmanager retries a 503).
@@ -327,74 +309,102 @@ func TestCredentialsRequired(t *testing.T) {
 }
 
 // TestPausedFollower: a follower stopped with SIGSTOP does not stop the stream (2 of 3 is a
-// quorum); after SIGCONT it catches up.
+// quorum): publishes through another node keep being acked. After SIGCONT it catches up.
 func TestPausedFollower(t *testing.T) {
 	c := clustertest.Start(t, 3)
 	b, rec := openBus(t, c)
 	leader := c.StreamLeader(t, bus.DefaultStream)
+	conn := c.ConnectedNode(t, "responder")
 	var follower *clustertest.Node
 	for _, nd := range c.Nodes {
-		if nd != leader {
+		if nd != leader && nd != conn {
 			follower = nd
 			break
 		}
 	}
+	t.Logf("stream leader %s, bus connected to %s, pausing %s", leader.Name, conn.Name, follower.Name)
 	c.Pause(follower)
 	const n = 50
 	for i := range n {
-		testwait.UntilDetail(t, 30*time.Second, fmt.Sprintf("publish %d acked with %s paused", i, follower.Name), func() (bool, string) {
-			ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
-			defer cancel()
-			if err := b.Publish(ctx, []alert.Alert{mkAlert(i)}); err != nil {
-				return false, err.Error()
-			}
-			return true, ""
-		})
+		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+		err := b.Publish(ctx, []alert.Alert{mkAlert(i)})
+		cancel()
+		if err != nil {
+			t.Fatalf("publish %d with follower %s paused: %v", i, follower.Name, err)
+		}
 	}
 	testwait.Until(t, 30*time.Second, "every alert consumed", func() bool { return len(rec.alerts()) == n })
-	c.Resume(follower)
-
-	js, err := jetstream.New(c.Connect(t))
-	if err != nil {
-		t.Fatal(err)
+	if r, detail := replica(t, c, follower.Name); r == nil || r.Lag == 0 {
+		t.Fatalf("paused follower %s: %s: want it behind", follower.Name, detail)
 	}
+	c.Resume(follower)
 	testwait.UntilDetail(t, 30*time.Second, follower.Name+" caught up", func() (bool, string) {
-		ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
-		defer cancel()
-		s, err := js.Stream(ctx, bus.DefaultStream)
-		if err != nil {
-			return false, err.Error()
-		}
-		info, err := s.Info(ctx)
-		if err != nil {
-			return false, err.Error()
-		}
-		for _, r := range info.Cluster.Replicas {
-			if r.Name == follower.Name {
-				return r.Current && r.Lag == 0, fmt.Sprintf("%+v", *r)
-			}
-		}
-		var names []string
-		for _, r := range info.Cluster.Replicas {
-			names = append(names, r.Name)
-		}
-		return false, fmt.Sprintf("%s not among the replicas %v", follower.Name, names)
+		r, detail := replica(t, c, follower.Name)
+		return r != nil && r.Current && r.Lag == 0, detail
 	})
 }
 
-// replica returns the stream's replica info for node name (nil if it is the leader or unknown).
-func replica(t *testing.T, js jetstream.JetStream, name string) (*jetstream.PeerInfo, string) {
+// TestPausedConnectedNode: the node the bus is connected to is stopped with SIGSTOP for a while
+// (its TCP connections stay open). No publish is acked and then lost: every acked alert is
+// consumed once the node is back, and publishing works again.
+func TestPausedConnectedNode(t *testing.T) {
+	const n, pauseAt, pause = 200, 50, 5 * time.Second
+	c := clustertest.Start(t, 3)
+	b, rec := openBus(t, c)
+	conn := c.ConnectedNode(t, "responder")
+	var acked []string
+	failed := 0
+	var resumeAt time.Time
+	for i := range n {
+		if i == pauseAt {
+			c.Pause(conn)
+			resumeAt = time.Now().Add(pause)
+		}
+		if !resumeAt.IsZero() && time.Now().After(resumeAt) {
+			c.Resume(conn)
+			resumeAt = time.Time{}
+		}
+		ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+		err := b.Publish(ctx, []alert.Alert{mkAlert(i)})
+		cancel()
+		if err != nil {
+			if !errors.Is(err, bus.ErrUnavailable) {
+				t.Fatalf("publish %d: %v: not ErrUnavailable", i, err)
+			}
+			failed++
+			continue
+		}
+		acked = append(acked, mkAlert(i).ID())
+	}
+	if !resumeAt.IsZero() {
+		c.Resume(conn)
+	}
+	t.Logf("bus connected to %s, paused for %s: %d acked, %d failed", conn.Name, pause, len(acked), failed)
+	testwait.UntilDetail(t, 30*time.Second, "every acked alert consumed", func() (bool, string) {
+		got := rec.alerts()
+		missing := 0
+		for _, id := range acked {
+			if got[id] != 1 {
+				missing++
+			}
+		}
+		return missing == 0, fmt.Sprintf("%d of %d acked alerts not consumed once", missing, len(acked))
+	})
+	testwait.UntilDetail(t, 30*time.Second, "a publish acked after the pause", func() (bool, string) {
+		ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
+		defer cancel()
+		if err := b.Publish(ctx, []alert.Alert{mkAlert(n)}); err != nil {
+			return false, err.Error()
+		}
+		return true, ""
+	})
+}
+
+// replica returns the stream's replica info for node name (nil if it is the leader or unknown),
+// and a description for a wait's detail.
+func replica(t *testing.T, c *clustertest.Cluster, name string) (*jetstream.PeerInfo, string) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
-	defer cancel()
-	s, err := js.Stream(ctx, bus.DefaultStream)
-	if err != nil {
-		return nil, err.Error()
-	}
-	info, err := s.Info(ctx)
-	if err != nil {
-		return nil, err.Error()
-	}
+	info := c.StreamInfo(t, bus.DefaultStream)
 	for _, r := range info.Cluster.Replicas {
 		if r.Name == name {
 			return r, fmt.Sprintf("%+v", *r)
@@ -409,10 +419,6 @@ func replica(t *testing.T, js jetstream.JetStream, name string) (*jetstream.Peer
 func TestRestartedNodes(t *testing.T) {
 	c := clustertest.Start(t, 3)
 	b, rec := openBus(t, c)
-	js, err := jetstream.New(c.Connect(t))
-	if err != nil {
-		t.Fatal(err)
-	}
 	publish := func(i int) {
 		t.Helper()
 		testwait.UntilDetail(t, 30*time.Second, fmt.Sprintf("publish %d acked", i), func() (bool, string) {
@@ -440,7 +446,7 @@ func TestRestartedNodes(t *testing.T) {
 	}
 	c.Restart(follower)
 	testwait.UntilDetail(t, 30*time.Second, follower.Name+" caught up after its restart", func() (bool, string) {
-		r, detail := replica(t, js, follower.Name)
+		r, detail := replica(t, c, follower.Name)
 		return r != nil && r.Current && r.Lag == 0, detail
 	})
 

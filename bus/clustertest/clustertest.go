@@ -14,7 +14,8 @@
 // `jetstream { sync_interval: always }` (fsync on every write, as the embedded server does). It
 // returns once every node is healthy and the cluster has a meta leader. Kill (SIGKILL), Pause and
 // Resume (SIGSTOP, SIGCONT) and Restart inject faults into one node; StreamLeader says which node
-// leads a stream. Every node is killed when the test ends, and the nodes' logs are printed if it
+// leads a stream, MetaLeader which leads the cluster, ConnectedNode which holds a client's
+// connection. Every node is killed when the test ends, and the nodes' logs are printed if it
 // failed.
 package clustertest
 
@@ -277,10 +278,11 @@ func (c *Cluster) Restart(nd *Node) {
 	c.t.Logf("clustertest: restarted %s", nd.Name)
 }
 
-// Connect connects to every node's client port as User.
+// Connect connects as User to the nodes running now (not killed, not paused), so a request never
+// waits on a stopped node. The connection is closed when the test ends.
 func (c *Cluster) Connect(t testing.TB) *nats.Conn {
 	t.Helper()
-	nc, err := nats.Connect(c.URL(), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
+	nc, err := c.connect()
 	if err != nil {
 		t.Fatalf("clustertest: connect: %v", err)
 	}
@@ -288,23 +290,61 @@ func (c *Cluster) Connect(t testing.TB) *nats.Conn {
 	return nc
 }
 
-// StreamLeader returns the node that leads stream now, waiting (up to 30 s) until it has one.
-func (c *Cluster) StreamLeader(t testing.TB, stream string) *Node {
-	t.Helper()
-	nc := c.Connect(t)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatalf("clustertest: %v", err)
+func (c *Cluster) connect() (*nats.Conn, error) {
+	var us []string
+	for _, nd := range c.Nodes {
+		if nd.running() {
+			us = append(us, fmt.Sprintf("nats://%s:%s@127.0.0.1:%d", User, c.Password, nd.ClientPort))
+		}
 	}
-	var leader string
-	testwait.UntilDetail(t, readyTimeout, "a leader of stream "+stream, func() (bool, string) {
-		ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
-		defer cancel()
-		s, err := js.Stream(ctx, stream)
+	if len(us) == 0 {
+		return nil, errors.New("no node is running")
+	}
+	return nats.Connect(strings.Join(us, ","), nats.Name("clustertest"), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
+}
+
+// StreamInfo returns stream's info as its leader reports it, retrying (up to 30 s) until one
+// answers. It asks through the nodes running now.
+func (c *Cluster) StreamInfo(t testing.TB, stream string) *jetstream.StreamInfo {
+	t.Helper()
+	var info *jetstream.StreamInfo
+	testwait.UntilDetail(t, readyTimeout, "the info of stream "+stream, func() (bool, string) {
+		var err error
+		info, err = c.streamInfo(t.Context(), stream)
 		if err != nil {
 			return false, err.Error()
 		}
-		info, err := s.Info(ctx)
+		return true, ""
+	})
+	return info
+}
+
+func (c *Cluster) streamInfo(ctx context.Context, stream string) (*jetstream.StreamInfo, error) {
+	nc, err := c.connect()
+	if err != nil {
+		return nil, err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	s, err := js.Stream(ctx, stream)
+	if err != nil {
+		return nil, err
+	}
+	return s.Info(ctx)
+}
+
+// StreamLeader returns the node that leads stream, waiting (up to 30 s) until it has a leader that
+// is not one of except (after a kill of the leader: the new one).
+func (c *Cluster) StreamLeader(t testing.TB, stream string, except ...*Node) *Node {
+	t.Helper()
+	var leader string
+	testwait.UntilDetail(t, readyTimeout, "a new leader of stream "+stream, func() (bool, string) {
+		info, err := c.streamInfo(t.Context(), stream)
 		if err != nil {
 			return false, err.Error()
 		}
@@ -312,9 +352,47 @@ func (c *Cluster) StreamLeader(t testing.TB, stream string) *Node {
 			return false, "no leader"
 		}
 		leader = info.Cluster.Leader
+		for _, nd := range except {
+			if nd.Name == leader {
+				return false, "leader " + leader
+			}
+		}
 		return true, ""
 	})
 	return c.Node(leader)
+}
+
+// ConnectedNode returns the node a client connection named name (nats.Name) is connected to,
+// waiting (up to 30 s) until exactly one running node has one; the bus names its connection
+// "responder".
+func (c *Cluster) ConnectedNode(t testing.TB, name string) *Node {
+	t.Helper()
+	var found *Node
+	testwait.UntilDetail(t, readyTimeout, "one node with a connection named "+name, func() (bool, string) {
+		found = nil
+		var on []string
+		for _, nd := range c.Nodes {
+			if !nd.running() {
+				continue
+			}
+			var connz struct {
+				Conns []struct {
+					Name string `json:"name"`
+				} `json:"connections"`
+			}
+			if err := nd.getJSON(t.Context(), "/connz?limit=1024", &connz); err != nil {
+				return false, err.Error()
+			}
+			for _, cn := range connz.Conns {
+				if cn.Name == name {
+					found = nd
+					on = append(on, nd.Name)
+				}
+			}
+		}
+		return len(on) == 1, fmt.Sprintf("on %v", on)
+	})
+	return found
 }
 
 // MetaLeader returns the node that leads the JetStream meta group, waiting (up to 30 s) until the
