@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"runtime/pprof"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -83,6 +86,7 @@ func openBus(t *testing.T, c *clustertest.Cluster) (*bus.Bus, *recorder) {
 		AckWait:  5 * time.Second,
 		// Keep every message, so the test can count what the stream stored.
 		PurgeInterval: time.Hour,
+		Logger:        slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn})),
 	})
 	if err != nil {
 		t.Fatalf("bus.Open on the cluster: %v", err)
@@ -92,6 +96,15 @@ func openBus(t *testing.T, c *clustertest.Cluster) (*bus.Bus, *recorder) {
 	done := make(chan struct{})
 	go func() { defer close(done); _ = b.Consume(cctx, rec) }()
 	t.Cleanup(func() {
+		if t.Failed() { // where the bus's goroutines are, for a stuck consumer
+			var sb strings.Builder
+			_ = pprof.Lookup("goroutine").WriteTo(&sb, 1)
+			for g := range strings.SplitSeq(sb.String(), "\n\n") {
+				if strings.Contains(g, "responder/bus.") {
+					t.Logf("bus goroutine:\n%s", g)
+				}
+			}
+		}
 		stop()
 		<-done
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -141,6 +154,30 @@ func stored(t *testing.T, c *clustertest.Cluster) (map[string]int, int) {
 		}
 	}
 	return n, total
+}
+
+// consumerState describes the bus's durable consumer, for a failing wait's detail.
+func consumerState(t *testing.T, c *clustertest.Cluster) string {
+	js, err := jetstream.New(c.Connect(t))
+	if err != nil {
+		return err.Error()
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
+	defer cancel()
+	cons, err := js.Consumer(ctx, bus.DefaultStream, bus.DefaultDurable)
+	if err != nil {
+		return "consumer: " + err.Error()
+	}
+	i, err := cons.Info(ctx)
+	if err != nil {
+		return "consumer info: " + err.Error()
+	}
+	leader := ""
+	if i.Cluster != nil {
+		leader = i.Cluster.Leader
+	}
+	return fmt.Sprintf("consumer leader %q delivered %d ack floor %d pending %d ack pending %d redelivered %d waiting %d",
+		leader, i.Delivered.Stream, i.AckFloor.Stream, i.NumPending, i.NumAckPending, i.NumRedelivered, i.NumWaiting)
 }
 
 func TestClusterFormsAndReplicatesTheStream(t *testing.T) {
@@ -247,7 +284,7 @@ func TestKillStreamLeaderMidPublish(t *testing.T) {
 				missing++
 			}
 		}
-		return missing == 0, fmt.Sprintf("%d of %d missing", missing, total)
+		return missing == 0, fmt.Sprintf("%d of %d missing; %s", missing, total, consumerState(t, c))
 	})
 	got := rec.alerts()
 	for _, id := range want {

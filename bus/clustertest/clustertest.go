@@ -165,15 +165,25 @@ func start(t testing.TB, bin string, n int) (*Cluster, error) {
 			c.printLogs()
 		}
 	})
-	for _, nd := range c.Nodes {
+	ctx, cancel := context.WithTimeout(t.Context(), readyTimeout)
+	defer cancel()
+	for i, nd := range c.Nodes {
 		if err := nd.start(bin); err != nil {
 			return nil, err
 		}
+		if i == 0 { // the seed listens before the others dial it
+			if err := nd.waitListening(ctx); err != nil {
+				nd.Kill()
+				return nil, err
+			}
+		}
 	}
-	ctx, cancel := context.WithTimeout(t.Context(), readyTimeout)
-	defer cancel()
 	for _, nd := range c.Nodes {
-		if err := nd.waitHealthy(ctx); err != nil {
+		err := nd.waitHealthy(ctx)
+		if err == nil {
+			err = c.waitMesh(ctx, nd)
+		}
+		if err != nil {
 			for _, nd := range c.Nodes {
 				nd.Kill()
 			}
@@ -189,10 +199,11 @@ func start(t testing.TB, bin string, n int) (*Cluster, error) {
 // config renders nd's configuration file.
 func (c *Cluster) config(nd *Node, routePass string) string {
 	q := func(s string) string { b, _ := json.Marshal(s); return string(b) } // JSON strings are valid here
-	var routes []string
-	for _, o := range c.Nodes {
-		routes = append(routes, q(fmt.Sprintf("nats-route://route:%s@127.0.0.1:%d", routePass, o.ClusterPort)))
-	}
+	// Every node routes to the first (the seed; the seed's route to itself is ignored, but a
+	// JetStream cluster needs one configured) and learns the rest from it: no node dials one that
+	// is not listening yet, whose retry a second later would churn the routes (and drop what
+	// crossed them) after the cluster looked ready. A restarted seed is dialled again by the others.
+	routes := []string{q(fmt.Sprintf("nats-route://route:%s@127.0.0.1:%d", routePass, c.Nodes[0].ClusterPort))}
 	var b strings.Builder
 	fmt.Fprintf(&b, "server_name: %s\nlisten: \"127.0.0.1:%d\"\nhttp: \"127.0.0.1:%d\"\n", nd.Name, nd.ClientPort, nd.HTTPPort)
 	fmt.Fprintf(&b, "authorization {\n  users: [ {user: %s, password: %s} ]\n}\n", q(User), q(c.Password))
@@ -523,6 +534,66 @@ func (nd *Node) waitHealthy(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("%s not healthy: %s", nd.Name, last)
+		case <-time.After(50 * time.Millisecond): // polling an external process
+		}
+	}
+}
+
+// waitListening polls until nd accepts connections on its route port.
+func (nd *Node) waitListening(ctx context.Context) error {
+	nd.mu.Lock()
+	p := nd.proc
+	nd.mu.Unlock()
+	for {
+		select {
+		case <-p.Exited():
+			return fmt.Errorf("%s exited during startup: %w", nd.Name, p.Err())
+		default:
+		}
+		conn, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", nd.ClusterPort), time.Second)
+		if err == nil {
+			conn.Close()
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s not listening for routes: %w", nd.Name, err)
+		case <-time.After(20 * time.Millisecond): // polling an external process
+		}
+	}
+}
+
+// waitMesh polls nd's /routez until it has a route to every other node.
+func (c *Cluster) waitMesh(ctx context.Context, nd *Node) error {
+	var last string
+	for {
+		var routez struct {
+			Routes []struct {
+				RemoteName string `json:"remote_name"`
+			} `json:"routes"`
+		}
+		err := nd.getJSON(ctx, "/routez", &routez)
+		if err == nil {
+			to := map[string]bool{}
+			for _, r := range routez.Routes {
+				to[r.RemoteName] = true
+			}
+			var missing []string
+			for _, o := range c.Nodes {
+				if o != nd && !to[o.Name] {
+					missing = append(missing, o.Name)
+				}
+			}
+			if len(missing) == 0 {
+				return nil
+			}
+			last = fmt.Sprintf("no route to %v", missing)
+		} else {
+			last = err.Error()
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s: %s", nd.Name, last)
 		case <-time.After(50 * time.Millisecond): // polling an external process
 		}
 	}
