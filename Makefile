@@ -42,9 +42,10 @@ sink:
 
 # The test tools built from the Go module proxy in tools modules of their own and cached by version
 # outside the repository: Alertmanager (tools/alertmanager), the Kubernetes control plane
-# (tools/kube: etcd, kube-apiserver, controller-manager, scheduler, kwok), helm (tools/helm) and the
-# PromQL name extractor (tools/promql). They are built first, each in its own step: cold, they take
-# minutes (the control plane about 12 on 2 cores), and that must not eat the test timeout.
+# (tools/kube: etcd, kube-apiserver, controller-manager, scheduler, kwok), helm (tools/helm),
+# nats-server for the JetStream cluster tests (tools/natsserver) and the PromQL name extractor
+# (tools/promql). They are built first, each in its own step: cold, they take minutes (the control
+# plane about 12 on 2 cores, nats-server about 3), and that must not eat the test timeout.
 # `make lint` (go vet included) runs first, so a lint failure is quick.
 test:
 	$(MAKE) --no-print-directory lint
@@ -52,6 +53,7 @@ test:
 	$(GO) test -count=1 -timeout 30m -run '^TestBinary$$' ./source/alertmanager/amtest
 	$(GO) test -count=1 -timeout 45m -run '^TestBinaries$$' -v ./handlers/k8s/k8stest
 	$(GO) test -count=1 -timeout 30m -run '^TestBinary$$' ./deploy/helmtest
+	$(GO) test -count=1 -timeout 30m -run '^TestBinary$$' ./bus/clustertest
 	cd tools/promql && GOWORK=off $(GO) test -count=1 ./...
 	$(GO) test -race -count=1 -timeout 20m ./...
 	$(MAKE) --no-print-directory fuzz
