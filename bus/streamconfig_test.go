@@ -48,7 +48,7 @@ func openErr(o bus.Options) error {
 func TestOpenRefusesStreamStorageMismatch(t *testing.T) {
 	srv := bustest.Start(t)
 	createStream(t, srv.URL(), jetstream.StreamConfig{Storage: jetstream.MemoryStorage})
-	err := openErr(bus.Options{URL: srv.URL(), Replicas: 1})
+	err := openErr(bus.Options{URL: srv.URL(), Replicas: 1, SigningKey: streamTestKey})
 	if !errors.Is(err, bus.ErrStreamConfig) {
 		t.Fatalf("Open on a memory stream: %v; want ErrStreamConfig", err)
 	}
@@ -64,7 +64,7 @@ func TestOpenRefusesStreamStorageMismatch(t *testing.T) {
 func TestOpenUpdatesStreamInPlace(t *testing.T) {
 	srv := bustest.Start(t)
 	js := createStream(t, srv.URL(), jetstream.StreamConfig{Storage: jetstream.FileStorage, MaxBytes: 1 << 20, Replicas: 1})
-	b, _ := open(t, bus.Options{URL: srv.URL(), Replicas: 1, MaxBytes: 8 << 20})
+	b, _ := open(t, bus.Options{URL: srv.URL(), Replicas: 1, MaxBytes: 8 << 20, SigningKey: streamTestKey})
 	if err := b.Ready(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -80,9 +80,12 @@ func TestOpenUpdatesStreamInPlace(t *testing.T) {
 // A single server cannot hold 3 replicas (the external default): Open fails saying what it asked.
 func TestOpenReplicasOnSingleServer(t *testing.T) {
 	srv := bustest.Start(t)
-	err := openErr(bus.Options{URL: srv.URL(), Replicas: 3})
+	err := openErr(bus.Options{URL: srv.URL(), Replicas: 3, SigningKey: streamTestKey})
 	if err == nil || !strings.Contains(err.Error(), "3 replicas") {
 		t.Fatalf("Open with 3 replicas on one server: %v; want a refusal naming 3 replicas", err)
 	}
 	t.Log(err)
 }
+
+// streamTestKey is the signing key an external bus needs.
+var streamTestKey = []byte("0123456789abcdef0123456789abcdef-stream-test")

@@ -8,15 +8,16 @@ import (
 // bus.replicas defaults to 3 on an external cluster and to 1 on the embedded server, which cannot
 // hold more.
 func TestBusReplicasDefault(t *testing.T) {
+	const signingKey = "testdata/secrets/bus-signing-key" // an external bus needs one
 	for _, tc := range []struct {
 		name, yaml string
 		want       int
 		err        string
 	}{
 		{"embedded", "", 1, ""},
-		{"external", "nats: {url: 'nats://n1:4222,nats://n2:4222'}\n", 3, ""},
-		{"external, explicit 1", "nats: {url: 'nats://n1:4222'}\nbus: {replicas: 1}\n", 1, ""},
-		{"external, explicit 5", "nats: {url: 'nats://n1:4222'}\nbus: {replicas: 5}\n", 5, ""},
+		{"external", "nats: {url: 'nats://n1:4222,nats://n2:4222'}\nbus: {signing_key_file: " + signingKey + "}\n", 3, ""},
+		{"external, explicit 1", "nats: {url: 'nats://n1:4222'}\nbus: {replicas: 1, signing_key_file: " + signingKey + "}\n", 1, ""},
+		{"external, explicit 5", "nats: {url: 'nats://n1:4222'}\nbus: {replicas: 5, signing_key_file: " + signingKey + "}\n", 5, ""},
 		{"embedded, 3", "\nbus:\n  replicas: 3\n", 0, "r.yml:3: bus.replicas: 3 replicas need an external JetStream cluster (nats.url); the embedded server keeps 1"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
