@@ -64,9 +64,6 @@ func TestStop(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if pgid, err := syscall.Getpgid(p.Pid()); err != nil || pgid != p.Pid() {
-				t.Fatalf("pgid %d, %v; want its own group %d", pgid, err, p.Pid())
-			}
 			line, err := bufio.NewReader(stdout).ReadString('\n')
 			if err != nil {
 				t.Fatalf("read ready line: %v", err)
@@ -74,6 +71,11 @@ func TestStop(t *testing.T) {
 			member, err := strconv.Atoi(strings.TrimSpace(line))
 			if err != nil {
 				t.Fatalf("ready line %q", line)
+			}
+			// The group is the child's own: asked of the member, which lives on (the shell of
+			// "leaves a stray child" may already be gone and reaped).
+			if pgid, err := syscall.Getpgid(member); err != nil || pgid != p.Pid() {
+				t.Fatalf("pgid of %d: %d, %v; want the child's own group %d", member, pgid, err, p.Pid())
 			}
 			if tc.exits {
 				<-p.Exited() // the shell is gone; sleep stays in the group
