@@ -3,7 +3,6 @@ package engine
 import (
 	"bytes"
 	"context"
-	"log/slog"
 	"maps"
 	"time"
 
@@ -43,56 +42,36 @@ type drillOf struct {
 	pageReal bool   // the drill pages the real on-call (page: real)
 }
 
-var drillLabel = []byte(`"` + alert.DrillLabel + `"`)
+var drillPageLabel = []byte(`"` + alert.DrillPageLabel + `"`)
 
-// claimedDrill reads the drill of a claimed action from its incident's stored alert, once per
-// action and pass (readGuards). An alert that does not name the label is not decoded at all: the
-// production path pays a byte search. An alert that does not decode is taken for no drill: the
-// handler call fails it anyway (doAction), and no guard lets it through for being a drill.
+// claimedDrill is the drill of a claimed action. Its run is the claim's Drill: the run id its
+// incident's label names, only when the store started that run (store.actionDrill), so a
+// responder_drill label copied onto a real alert (by a relabelling, or by whoever holds the
+// webhook token) does not send its pages to drills.page or spend the drills budget. Only a
+// drill's alert that names the page label is decoded, for page: real; one that does not decode
+// pages as a drill's does.
 func claimedDrill(c store.Claimed) drillOf {
-	if !bytes.Contains(c.RawAlert, drillLabel) {
+	if c.Drill == "" {
 		return drillOf{}
 	}
-	a, err := c.DecodeAlert()
-	if err != nil {
-		return drillOf{}
+	d := drillOf{run: c.Drill}
+	if bytes.Contains(c.RawAlert, drillPageLabel) {
+		if a, err := c.DecodeAlert(); err == nil {
+			d.pageReal = a.DrillPageReal()
+		}
 	}
-	return drillOf{run: a.Drill(), pageReal: a.DrillPageReal()}
+	return d
 }
 
 // claimedDrills are the drills of the claimed actions, by action id (nil when none is a drill's).
-// A label naming a run the store did not start is not a drill: a responder_drill label copied
-// onto a real alert (by a relabelling, or by whoever holds the webhook token) must not send its
-// pages to drills.page or spend the drills budget. When the runs cannot be read, no action is a
-// drill's: a drill's page reaching the on-call is the safe mistake.
-func claimedDrills(ctx context.Context, st guardStore, claimed []store.Claimed, log *slog.Logger) map[int64]drillOf {
+func claimedDrills(claimed []store.Claimed) map[int64]drillOf {
 	var drills map[int64]drillOf
-	var runs []string
 	for _, c := range claimed {
 		if d := claimedDrill(c); d.run != "" {
 			if drills == nil {
 				drills = map[int64]drillOf{}
 			}
 			drills[c.ID] = d
-			runs = append(runs, d.run)
-		}
-	}
-	if drills == nil {
-		return nil
-	}
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	known, err := st.knownDrillRuns(ctx, runs)
-	if err != nil {
-		log.Warn("could not read the drill runs; drill actions are taken for production ones", "err", err)
-	}
-	for id, d := range drills {
-		if !known[d.run] {
-			if err == nil {
-				log.Warn("alert names an unknown drill run: not taken for a drill", "action_id", id, "drill", d.run)
-			}
-			delete(drills, id)
 		}
 	}
 	return drills

@@ -113,9 +113,6 @@ type peerCalls struct{ size, check bool }
 type guardStore interface {
 	// Read once per pass for every claimed action (readGuards).
 	pause(ctx context.Context) (store.PauseState, error)
-	// knownDrillRuns: which of the drill run ids the claimed actions' alerts name the store
-	// started (read only when one names a run).
-	knownDrillRuns(ctx context.Context, runIDs []string) (map[string]bool, error)
 	cooldowns(ctx context.Context, keys []store.CooldownKey, now time.Time) (map[store.CooldownKey]time.Time, error)
 	breakers(ctx context.Context, keys []store.BreakerKey) (map[store.BreakerKey]store.Breaker, error)
 	stormyRules(ctx context.Context, rules []string, since time.Time, maxTargets int) (map[string]int, error)
@@ -223,7 +220,7 @@ func budgetWant(o *Options, claimed []store.Claimed, drills map[int64]drillOf) [
 // notes which are drills' (from their alerts, as stored), and lists the budget counters the
 // actions only evaluated may read (read when one does).
 func readGuards(ctx context.Context, st guardStore, o *Options, claimed []store.Claimed, now time.Time, g *guardReads) error {
-	g.drills = claimedDrills(ctx, st, claimed, o.Logger)
+	g.drills = claimedDrills(claimed)
 	g.budgets = budgetReads{want: budgetWant(o, claimed, g.drills)}
 	var keys []store.CooldownKey
 	var bkeys []store.BreakerKey

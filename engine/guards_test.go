@@ -39,28 +39,12 @@ type fakeState struct {
 	trials     map[store.BreakerKey]int64
 	busy       map[int64]bool // actions whose target runs another action
 	started    []int64
-	knownRuns  map[string]bool // drill runs the store started
-	runsErr    error
 }
 
 func newFake() *fakeGuards {
 	return &fakeGuards{fakeState: fakeState{cool: map[store.CooldownKey]time.Time{}, breakers: map[store.BreakerKey]store.Breaker{},
 		stormy: map[string]int{}, members: map[string]int{}, spent: map[string]int{}, trials: map[store.BreakerKey]int64{},
-		busy: map[int64]bool{}, knownRuns: map[string]bool{"d-1": true, "d-2": true}}}
-}
-
-func (f *fakeGuards) knownDrillRuns(_ context.Context, ids []string) (map[string]bool, error) {
-	f.called("knownDrillRuns")
-	if f.runsErr != nil {
-		return nil, f.runsErr
-	}
-	out := map[string]bool{}
-	for _, id := range ids {
-		if f.knownRuns[id] {
-			out[id] = true
-		}
-	}
-	return out, nil
+		busy: map[int64]bool{}}}
 }
 
 func (s fakeState) clone() fakeState {
@@ -948,9 +932,10 @@ func TestReadGuardsDrills(t *testing.T) {
 		}
 		return b
 	}
+	// Drill is what the claim's SQL reads: the label's run, the store having started it.
 	mk := func(id int64, labels map[string]string) store.Claimed {
 		return store.Claimed{Action: store.Action{ID: id, Phase: vocab.PhaseActions, Rule: "r", Handler: "test.fix", Scope: "s",
-			Class: vocab.ClassDisruptive, Mode: vocab.ModeShadow, Target: fmt.Sprint(id)}, RawAlert: raw(labels)}
+			Class: vocab.ClassDisruptive, Mode: vocab.ModeShadow, Target: fmt.Sprint(id), Drill: labels[alert.DrillLabel]}, RawAlert: raw(labels)}
 	}
 	claimed := []store.Claimed{
 		mk(1, map[string]string{"alertname": "X"}),
@@ -968,25 +953,6 @@ func TestReadGuardsDrills(t *testing.T) {
 	want := map[int64]drillOf{2: {run: "d-1"}, 3: {run: "d-2", pageReal: true}}
 	if !maps.Equal(g.drills, want) {
 		t.Fatalf("drills %v, want %v", g.drills, want)
-	}
-	// A run the store did not start is no drill; nor is any when the runs cannot be read (a
-	// drill's page reaching the on-call is the safe mistake).
-	unknown := newFake()
-	delete(unknown.knownRuns, "d-2")
-	var gu guardReads
-	if err := readGuards(context.Background(), unknown, o, claimed, tNow, &gu); err != nil {
-		t.Fatal(err)
-	}
-	if want := map[int64]drillOf{2: {run: "d-1"}}; !maps.Equal(gu.drills, want) {
-		t.Fatalf("with d-2 unknown: drills %v, want %v", gu.drills, want)
-	}
-	failing := newFake()
-	failing.runsErr = errors.New("store down")
-	if err := readGuards(context.Background(), failing, o, claimed, tNow, &gu); err != nil {
-		t.Fatal(err)
-	}
-	if len(gu.drills) != 0 {
-		t.Fatalf("runs unreadable: drills %v, want none", gu.drills)
 	}
 	wantReads := []store.BudgetRead{{BudgetKey: store.BudgetKey{Budget: "b"}, Window: time.Hour},
 		{BudgetKey: store.BudgetKey{Budget: "drills"}, Window: time.Hour}}

@@ -71,7 +71,6 @@ type ActionStore interface {
 type GuardStore interface {
 	Pause(ctx context.Context) (store.PauseState, error)
 	PauseTx(ctx context.Context, tx pgx.Tx) (store.PauseState, error)
-	KnownDrillRunsTx(ctx context.Context, tx pgx.Tx, runIDs []string) (map[string]bool, error)
 	CooldownsTx(ctx context.Context, tx pgx.Tx, keys []store.CooldownKey, now time.Time) (map[store.CooldownKey]time.Time, error)
 	ClaimCooldownTx(ctx context.Context, tx pgx.Tx, k store.CooldownKey, now, until time.Time) (bool, time.Time, error)
 	StormyRulesTx(ctx context.Context, tx pgx.Tx, rules []string, since time.Time, limit int) (map[string]int, error)
@@ -107,10 +106,6 @@ type txGuards struct {
 
 func (s txGuards) pause(ctx context.Context) (store.PauseState, error) {
 	return s.e.st.PauseTx(ctx, s.tx)
-}
-
-func (s txGuards) knownDrillRuns(ctx context.Context, runIDs []string) (map[string]bool, error) {
-	return s.e.st.KnownDrillRunsTx(ctx, s.tx, runIDs)
 }
 
 func (s txGuards) cooldowns(ctx context.Context, keys []store.CooldownKey, now time.Time) (map[store.CooldownKey]time.Time, error) {

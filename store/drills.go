@@ -272,22 +272,6 @@ SELECT p.probe, r.run_id
 	return out, nil
 }
 
-// KnownDrillRunsTx returns which of runIDs are drill runs the store started: a responder_drill
-// label counts only for those (a label copied onto a real alert must not keep its page from the
-// on-call).
-func (s *Store) KnownDrillRunsTx(ctx context.Context, tx pgx.Tx, runIDs []string) (map[string]bool, error) {
-	rows, err := tx.Query(ctx, `SELECT run_id FROM drill_runs WHERE run_id = ANY($1)`, runIDs)
-	if err != nil {
-		return nil, fmt.Errorf("known drill runs: %w", err)
-	}
-	known := map[string]bool{}
-	var id string
-	if _, err := pgx.ForEachRow(rows, []any{&id}, func() error { known[id] = true; return nil }); err != nil {
-		return nil, fmt.Errorf("known drill runs: %w", err)
-	}
-	return known, nil
-}
-
 // LatestDrillRuns returns the newest finished run of each drill name (without its report): the
 // drill metrics are read from it.
 func (s *Store) LatestDrillRuns(ctx context.Context) (map[string]DrillRun, error) {
@@ -335,7 +319,7 @@ func incidentSelect(p string) string {
 
 // knownDrill is the run id the labels of the incident aliased p ("" or "d.") name when the store
 // started that run, else ”: a responder_drill label copied onto a real alert does not make it a
-// drill's (the engine's guards check the same, engine/drill.go).
+// drill's. The engine's guards read it with every claim (actionCols), so they trust the same runs.
 func knownDrill(p string) string {
 	return `CASE WHEN ` + p + `labels ? '` + alert.DrillLabel + `' THEN coalesce((SELECT r.run_id FROM drill_runs r WHERE r.run_id = ` +
 		p + `labels->>'` + alert.DrillLabel + `'), '') ELSE '' END`

@@ -297,16 +297,6 @@ VALUES ('d-1', 'a', 'cli', 'test', 60, now(), 'test'), ('d-2', 'b', 'cli', 'test
 			t.Errorf("%s: not a drill's: %+v, %v", pod, plain, err)
 		}
 	}
-	err = st.InTx(ctx, func(tx pgx.Tx) error {
-		known, err := st.KnownDrillRunsTx(ctx, tx, []string{"d-1", "x-9", "d-2"})
-		if err == nil && (len(known) != 2 || !known["d-1"] || !known["d-2"]) {
-			t.Errorf("known runs = %v, want d-1 and d-2", known)
-		}
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
 	incs, _, err := st.ListIncidents(ctx, store.IncidentFilter{Drill: "d-2"})
 	if err != nil || len(incs) != 1 || incs[0].ID != ids["p2"] || incs[0].Drill != "d-2" {
 		t.Errorf("incidents of d-2 = %+v, %v", incs, err)
