@@ -343,13 +343,14 @@ func TestClusterKillReplicaWhilePublishing(t *testing.T) {
 // stream leader included), and the responder replica too; the same group re-sent afterwards is
 // still processed once.
 //
-// Which layer deduplicates: the re-send before the restarts is dropped by JetStream (its
-// Nats-Msg-Id is still in the duplicate window: the stream's last sequence does not move). After
-// the restarts the server rebuilds its duplicate window from the messages still in the stream,
-// and responder purges processed messages every second: the re-send is stored again (the last
-// sequence moves) and it is the store's keys (the incident's fingerprint and startsAt, the
-// action's plan) that make it a no-op. The test logs both sequences and fails if neither layer
-// held.
+// Which layer deduplicates is read from the stream: a re-send that leaves the stream's last
+// sequence where it was was dropped by JetStream (its Nats-Msg-Id still in the duplicate window);
+// one that moves it was stored again, and the store's keys (the incident's fingerprint and
+// startsAt, the action's plan) made it a no-op. The README says the server rebuilds its window
+// from the messages still in the stream after a restart, and responder purges processed messages
+// every second, so the store is expected to be the layer after the restarts; the test logs which
+// one it was (and the stream's first sequence, which shows the group's message was purged before
+// the restarts). Either layer passes; the pod counts must hold.
 func TestClusterSameGroupAfterNatsRestartProcessedOnce(t *testing.T) {
 	const groupKey = "same-group"
 	t0 := time.Now()
@@ -395,6 +396,10 @@ func TestClusterSameGroupAfterNatsRestartProcessedOnce(t *testing.T) {
 		})
 	}
 	lastSeq := func() uint64 { return c.StreamInfo(t, bus.DefaultStream).State.LastSeq }
+	state := func() string {
+		st := c.StreamInfo(t, bus.DefaultStream).State
+		return fmt.Sprintf("first seq %d last seq %d msgs %d", st.FirstSeq, st.LastSeq, st.Msgs)
+	}
 
 	send(p, group, "the group")
 	cfWaitFinal(t, c, p, want, 30*time.Second)
@@ -405,6 +410,13 @@ func TestClusterSameGroupAfterNatsRestartProcessedOnce(t *testing.T) {
 	seq1 := lastSeq()
 	processed(p, "before the restarts")
 	seqBarrier1 := lastSeq()
+	// The purger (every second) removes what the consumer acked: wait for the group's message to
+	// be gone before the restarts, so they cannot rebuild its id from the stream.
+	testwait.UntilDetail(t, 30*time.Second, "the processed messages purged", func() (bool, string) {
+		st := c.StreamInfo(t, bus.DefaultStream).State
+		return st.Msgs == 0 && st.FirstSeq > seqBarrier1, state()
+	})
+	beforeRestarts := state()
 
 	// Every node, one after the other, the stream leader last; after each, the stream has a
 	// leader and its followers are current again.
@@ -443,7 +455,7 @@ func TestClusterSameGroupAfterNatsRestartProcessedOnce(t *testing.T) {
 	_ = p.cmd.Wait()
 	p = serve(t, dir, storage, addr)
 
-	seq2 := lastSeq()
+	seq2, afterRestarts := lastSeq(), state()
 	send(p, group, "the re-send after the restarts")
 	seq3 := lastSeq()
 	processed(p, "after the restarts")
@@ -456,6 +468,7 @@ func TestClusterSameGroupAfterNatsRestartProcessedOnce(t *testing.T) {
 		}
 		return fmt.Sprintf("the store's keys (stored again: %d new message)", after-before)
 	}
+	t.Logf("stream before the restarts: %s; after: %s", beforeRestarts, afterRestarts)
 	t.Logf("restarted %v, then the responder replica", restarted)
 	t.Logf("stream last seq: %d after the group, %d after its re-send before the restarts → deduplicated by %s; "+
 		"%d after the barrier, %d after the restarts, %d after the re-send after the restarts → deduplicated by %s; "+
