@@ -285,18 +285,24 @@ func TestClusterKillReplicaWhilePublishing(t *testing.T) {
 		t.Fatalf("no request to A was cut by the kill (%d were counted in flight): the kill did not land while A was publishing", inFlightAtKill)
 	}
 
-	// What A stored before dying is processed by B (A's fetched messages come back after ack_wait).
-	// Note which of the cut requests' pods already have an action before anything is re-sent:
-	// their group reached the stream although its request got no answer.
-	storedBeforeResend := 0
+	// What A stored before dying is processed by B (A's fetched but unacked messages come back
+	// after ack_wait): wait until the consumer has acked everything, then count the cut requests
+	// whose alerts reached the stream although their request got no answer.
+	testwait.UntilDetail(t, 30*time.Second, "the consumer to ack everything A and B stored", func() (bool, string) {
+		i, err := cfConsumer(t, c)
+		return err == nil && i.NumPending == 0 && i.NumAckPending == 0, cfConsumerString(i, err)
+	})
+	have := map[string]bool{}
 	for _, x := range haActions(t, b) {
-		pod := actionPod(x)
-		for _, g := range cut {
-			if slices.Contains(podsOf(groups[g]), pod) {
-				storedBeforeResend++
-			}
+		have[actionPod(x)] = true
+	}
+	storedBeforeResend := 0
+	for _, g := range cut {
+		if slices.ContainsFunc(podsOf(groups[g]), func(pod string) bool { return have[pod] }) {
+			storedBeforeResend++
 		}
 	}
+	seqBeforeResend := c.StreamInfo(t, bus.DefaultStream).State.LastSeq
 
 	// Re-send to B every request that got no answer (same groupKey and alerts, as Alertmanager
 	// would), and every fourth group that did get a 200.
@@ -323,13 +329,15 @@ func TestClusterKillReplicaWhilePublishing(t *testing.T) {
 		}
 	}
 
+	seqAfterResend := c.StreamInfo(t, bus.DefaultStream).State.LastSeq
 	cfWaitFinal(t, c, b, want, 60*time.Second)
 	tFinal := time.Now()
 	states := cfCheckOnce(t, b, s, want, fmt.Sprint(a.cmd.Process.Pid))
 	info := c.StreamInfo(t, bus.DefaultStream)
 	t.Logf("groups: %d to A, %d to B, %d alerts each; no answer: %d cut in flight by the kill, %d refused after it; "+
-		"re-sent to B: %d unanswered + %d already answered 200; pods of cut requests processed before their re-send: %d",
-		groupsA, groupsB, perGroup, len(cut), len(refused), len(cut)+len(refused), dup, storedBeforeResend)
+		"cut requests whose alerts A had stored before dying: %d; re-sent to B: %d unanswered + %d already answered 200, "+
+		"stored as %d new messages (the rest dropped by JetStream's duplicate window)",
+		groupsA, groupsB, perGroup, len(cut), len(refused), storedBeforeResend, len(cut)+len(refused), dup, seqAfterResend-seqBeforeResend)
 	t.Logf("pods %d, actions %v, sink calls %d; B: webhook 200s %v, publishes ok %v, redeliveries %v; stream stored %d messages (last seq), holds %d; "+
 		"ready in %s, storm to final %s, total %s",
 		len(want), states, s.total.Load(), b.metric(t, `responder_webhook_requests_total{code="200"}`),
