@@ -440,8 +440,13 @@ func TestClusterSameGroupAfterNatsRestartProcessedOnce(t *testing.T) {
 	for _, nd := range order {
 		before := c.StreamLeader(t, bus.DefaultStream)
 		c.Kill(nd)
+		after := before
+		if nd == before {
+			// The leader: wait for another node to take over before it comes back, so the
+			// stream really fails over (a quick restart can otherwise win the leadership back).
+			after = c.StreamLeader(t, bus.DefaultStream, nd)
+		}
 		c.Restart(nd)
-		after := c.StreamLeader(t, bus.DefaultStream)
 		testwait.UntilDetail(t, 30*time.Second, "the stream's followers current after the restart of "+nd.Name, func() (bool, string) {
 			info := c.StreamInfo(t, bus.DefaultStream)
 			if info.Cluster == nil || info.Cluster.Leader == "" || len(info.Cluster.Replicas) != 2 {
@@ -454,7 +459,8 @@ func TestClusterSameGroupAfterNatsRestartProcessedOnce(t *testing.T) {
 			}
 			return true, ""
 		})
-		restarted = append(restarted, fmt.Sprintf("%s (leader before %s, after %s)", nd.Name, before.Name, after.Name))
+		restarted = append(restarted, fmt.Sprintf("%s (stream leader before %s, while it was down %s, after %s)",
+			nd.Name, before.Name, after.Name, c.StreamLeader(t, bus.DefaultStream).Name))
 	}
 	// And the responder replica: SIGTERM, then the same config, storage and address.
 	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
