@@ -17,8 +17,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -401,5 +403,229 @@ func TestEmbeddedKeyOutlivesTheProcess(t *testing.T) {
 	testwait.Until(t, settle, "the message left by the first process", func() bool { n, _ := rec.count(); return n == 1 })
 	if _, d := rec.count(); d != 0 {
 		t.Errorf("dead letters: %v", rec.dead)
+	}
+}
+
+// jwtOperator is an operator's key with its self-signed claims.
+type jwtOperator struct {
+	kp     nkeys.KeyPair
+	claims *jwt.OperatorClaims
+}
+
+func newJWTOperator(t *testing.T) *jwtOperator {
+	t.Helper()
+	kp, err := nkeys.CreateOperator()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := kp.PublicKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	encoded, err := jwt.NewOperatorClaims(pub).Encode(kp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	claims, err := jwt.DecodeOperatorClaims(encoded)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &jwtOperator{kp: kp, claims: claims}
+}
+
+// account creates an account signed by the operator, with JetStream (no limits) when js; it
+// returns the account's key and JWT.
+func (op *jwtOperator) account(t *testing.T, js bool) (nkeys.KeyPair, string) {
+	t.Helper()
+	kp, err := nkeys.CreateAccount()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := kp.PublicKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	claims := jwt.NewAccountClaims(pub)
+	if js {
+		claims.Limits.JetStreamLimits = jwt.JetStreamLimits{MemoryStorage: -1, DiskStorage: -1, Streams: -1, Consumer: -1}
+	}
+	encoded, err := claims.Encode(op.kp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return kp, encoded
+}
+
+// userCreds writes the creds file (as nsc writes it) of a new user of the account whose key is
+// issuer; edit, when not nil, changes the user's claims before they are signed. It returns the
+// file's path, the user's JWT and its seed.
+func userCreds(t *testing.T, issuer nkeys.KeyPair, edit func(*jwt.UserClaims)) (path, userJWT, seed string) {
+	t.Helper()
+	kp, err := nkeys.CreateUser()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := kp.PublicKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := kp.Seed()
+	if err != nil {
+		t.Fatal(err)
+	}
+	claims := jwt.NewUserClaims(pub)
+	claims.Name = "responder"
+	if edit != nil {
+		edit(claims)
+	}
+	userJWT, err = claims.Encode(issuer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	creds, err := jwt.FormatUserConfig(userJWT, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path = filepath.Join(t.TempDir(), "responder.creds")
+	if err := os.WriteFile(path, creds, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path, userJWT, string(s)
+}
+
+// A server in operator (JWT) mode: the bus connects with a user's creds file and runs JetStream
+// in that user's account; a creds file the operator did not sign, or whose seed is not the JWT's,
+// is refused with an error naming the creds file and holding neither the seed nor the JWT.
+func TestCredsFileOperatorMode(t *testing.T) {
+	op := newJWTOperator(t)
+	sysKP, sysJWT := op.account(t, false)
+	sysPub, _ := sysKP.PublicKey()
+	accKP, accJWT := op.account(t, true)
+	accPub, _ := accKP.PublicKey()
+	resolver := &server.MemAccResolver{}
+	for pub, encoded := range map[string]string{sysPub: sysJWT, accPub: accJWT} {
+		if err := resolver.Store(pub, encoded); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// An account of another operator, known to the resolver: only the operator's trust refuses it.
+	foreignKP, foreignJWT := newJWTOperator(t).account(t, true)
+	foreignPub, _ := foreignKP.PublicKey()
+	if err := resolver.Store(foreignPub, foreignJWT); err != nil {
+		t.Fatal(err)
+	}
+	// An account of this operator the server was never told about.
+	unknownKP, _ := op.account(t, true)
+
+	srv := bustest.Start(t, func(o *server.Options) {
+		o.TrustedOperators = []*jwt.OperatorClaims{op.claims}
+		o.AccountResolver = resolver
+		o.SystemAccount = sysPub
+	})
+
+	credsFile, _, _ := userCreds(t, accKP, nil)
+	b, err := tryOpen(t, bus.Options{URL: srv.URL(), Replicas: 1, CredsFile: credsFile})
+	if err != nil {
+		t.Fatalf("open with the account's user creds file: %v", err)
+	}
+	roundTrip(t, b)
+
+	// The stream is in the user's account: a connection with the same creds sees it.
+	nc, err := nats.Connect(srv.URL(), nats.UserCredentials(credsFile))
+	if err != nil {
+		t.Fatalf("raw connect with the creds file: %v", err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	info, err := js.AccountInfo(ctx)
+	if err != nil {
+		t.Fatalf("account info: %v", err)
+	}
+	if info.Streams != 1 || info.Consumers < 1 {
+		t.Fatalf("the user's account holds %d streams and %d consumers; want the bus's stream and its consumer", info.Streams, info.Consumers)
+	}
+	t.Logf("account %s: %d stream, %d consumers, %d bytes stored", accPub, info.Streams, info.Consumers, info.Store)
+
+	// The server is in operator mode: no credentials, no connection.
+	if _, err := tryOpen(t, bus.Options{URL: srv.URL(), Replicas: 1}); err == nil || !strings.Contains(err.Error(), "authorization violation") {
+		t.Fatalf("open without credentials: got %v; want an authorization violation", err)
+	}
+
+	_, otherJWT, otherSeed := userCreds(t, accKP, nil)
+	refused := map[string]func(t *testing.T) (path, userJWT, seed string){
+		"another operator's account": func(t *testing.T) (string, string, string) { return userCreds(t, foreignKP, nil) },
+		"an unknown account":         func(t *testing.T) (string, string, string) { return userCreds(t, unknownKP, nil) },
+		"expired": func(t *testing.T) (string, string, string) {
+			return userCreds(t, accKP, func(c *jwt.UserClaims) { c.Expires = time.Now().Add(-time.Hour).Unix() })
+		},
+		// The account's user JWT with the seed of another user of the account.
+		"seed not the JWT's": func(t *testing.T) (string, string, string) {
+			// FormatUserConfig refuses a seed that is not the JWT's: swap it in the file.
+			path, userJWT, seed := userCreds(t, accKP, nil)
+			creds, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			swapped := strings.Replace(string(creds), seed, otherSeed, 1)
+			if swapped == string(creds) {
+				t.Fatalf("the creds file does not hold its seed:\n%s", creds)
+			}
+			if err := os.WriteFile(path, []byte(swapped), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			return path, userJWT, otherSeed
+		},
+	}
+	for name, creds := range refused {
+		t.Run(name, func(t *testing.T) {
+			path, userJWT, seed := creds(t)
+			_, err := tryOpen(t, bus.Options{URL: srv.URL(), Replicas: 1, CredsFile: path})
+			if err == nil {
+				t.Fatal("Open accepted the creds file")
+			}
+			t.Logf("refused: %v", err)
+			if !strings.Contains(err.Error(), "refused the credentials file "+path) || !errors.Is(err, bus.ErrUnavailable) {
+				t.Errorf("error %q; want the server's refusal of the credentials file %s", err, path)
+			}
+			for what, secret := range map[string]string{"seed": seed, "JWT": userJWT, "other JWT": otherJWT} {
+				if strings.Contains(err.Error(), secret) {
+					t.Errorf("the error holds the %s: %v", what, err)
+				}
+			}
+		})
+	}
+
+	dir := t.TempDir()
+	garbage := filepath.Join(dir, "garbage.creds")
+	if err := os.WriteFile(garbage, []byte("not a creds file\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	seedOnly := filepath.Join(dir, "seed-only.creds")
+	if err := os.WriteFile(seedOnly, []byte(otherSeed+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for name, path := range map[string]string{
+		"missing":   filepath.Join(dir, "missing.creds"),
+		"malformed": garbage,
+		"seed only": seedOnly,
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := tryOpen(t, bus.Options{URL: srv.URL(), Replicas: 1, CredsFile: path})
+			if err == nil {
+				t.Fatal("Open accepted the creds file")
+			}
+			t.Logf("refused: %v", err)
+			if !strings.Contains(err.Error(), path) {
+				t.Errorf("error %q; want one naming the creds file %s", err, path)
+			}
+			if strings.Contains(err.Error(), otherSeed) {
+				t.Errorf("the error holds the seed: %v", err)
+			}
+		})
 	}
 }
