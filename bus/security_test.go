@@ -13,7 +13,9 @@ import (
 	"math/big"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -605,14 +607,9 @@ func TestCredsFileOperatorMode(t *testing.T) {
 	if err := os.WriteFile(garbage, []byte("not a creds file\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	seedOnly := filepath.Join(dir, "seed-only.creds")
-	if err := os.WriteFile(seedOnly, []byte(otherSeed+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
 	for name, path := range map[string]string{
 		"missing":   filepath.Join(dir, "missing.creds"),
 		"malformed": garbage,
-		"seed only": seedOnly,
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, err := tryOpen(t, bus.Options{URL: srv.URL(), Replicas: 1, CredsFile: path})
@@ -627,5 +624,88 @@ func TestCredsFileOperatorMode(t *testing.T) {
 				t.Errorf("the error holds the seed: %v", err)
 			}
 		})
+	}
+}
+
+// jwtRecorder accepts every client and records the user JWT of each CONNECT.
+type jwtRecorder struct {
+	mu   sync.Mutex
+	jwts []string
+}
+
+func (r *jwtRecorder) Check(c server.ClientAuthentication) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.jwts = append(r.jwts, c.GetOpts().JWT)
+	return true
+}
+
+func (r *jwtRecorder) seen() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.jwts)
+}
+
+// A creds file holding no JWT framed as nsc frames it is refused before anything is sent: nats.go
+// alone would send the file whole, the seed with it, as the user JWT.
+func TestCredsFileWithoutJWTSendsNoSeed(t *testing.T) {
+	// Operator mode, or the server discards the JWT before authentication sees it; the recorder
+	// stands in for the operator's checks.
+	op := newJWTOperator(t)
+	sysKP, sysJWT := op.account(t, false)
+	sysPub, _ := sysKP.PublicKey()
+	resolver := &server.MemAccResolver{}
+	if err := resolver.Store(sysPub, sysJWT); err != nil {
+		t.Fatal(err)
+	}
+	rec := &jwtRecorder{}
+	srv := bustest.Start(t, func(o *server.Options) {
+		o.TrustedOperators = []*jwt.OperatorClaims{op.claims}
+		o.AccountResolver = resolver
+		o.SystemAccount = sysPub
+		o.CustomClientAuthentication = rec
+	})
+	accKP, _ := op.account(t, true)
+
+	// The recorder sees what a client sends: the JWT of a good creds file.
+	good, goodJWT, seed := userCreds(t, accKP, nil)
+	nc, err := nats.Connect(srv.URL(), nats.UserCredentials(good))
+	if err != nil {
+		t.Fatalf("raw connect with a creds file: %v", err)
+	}
+	nc.Close()
+	if seen := rec.seen(); len(seen) != 1 || seen[0] != goodJWT {
+		t.Fatalf("the server saw the JWTs %q; want the creds file's alone", seen)
+	}
+
+	dir := t.TempDir()
+	for name, content := range map[string]string{
+		"seed only":             seed + "\n",
+		"undecorated JWT, seed": goodJWT + "\n" + seed + "\n",
+	} {
+		t.Run(name, func(t *testing.T) {
+			path := filepath.Join(dir, strings.ReplaceAll(name, " ", "-")+".creds")
+			if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			_, err := tryOpen(t, bus.Options{URL: srv.URL(), Replicas: 1, CredsFile: path})
+			if err == nil || !strings.Contains(err.Error(), "credentials file "+path+" holds no user JWT") {
+				t.Fatalf("open: got %v; want the credentials file %s refused for holding no user JWT", err, path)
+			}
+			t.Logf("refused: %v", err)
+			if strings.Contains(err.Error(), seed) {
+				t.Errorf("the error holds the seed: %v", err)
+			}
+		})
+	}
+	seen := rec.seen()
+	for i, j := range seen {
+		if strings.Contains(j, seed) {
+			t.Errorf("CONNECT %d carried the seed in its JWT", i+1)
+		}
+	}
+	t.Logf("CONNECTs the server saw: %d (1 with the good creds file; want none from the files without a JWT)", len(seen))
+	if len(seen) != 1 {
+		t.Errorf("the server saw %d CONNECTs; want 1 (the good creds file's)", len(seen))
 	}
 }
