@@ -496,8 +496,10 @@ func userCreds(t *testing.T, issuer nkeys.KeyPair, edit func(*jwt.UserClaims)) (
 }
 
 // A server in operator (JWT) mode: the bus connects with a user's creds file and runs JetStream
-// in that user's account; a creds file the operator did not sign, or whose seed is not the JWT's,
-// is refused with an error naming the creds file and holding neither the seed nor the JWT.
+// in that user's account. The creds file of a user of another operator's account or of an account
+// the server does not know, an expired one, or one whose seed is not the JWT's, is refused with an
+// error naming the creds file and holding neither the seed nor the JWT; a missing or malformed
+// file fails naming it.
 func TestCredsFileOperatorMode(t *testing.T) {
 	op := newJWTOperator(t)
 	sysKP, sysJWT := op.account(t, false)
