@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 
@@ -231,7 +232,7 @@ func (o *Options) connectOptions(token string) []nats.Option {
 	case o.Token != "":
 		opts = append(opts, nats.Token(o.Token))
 	case o.CredsFile != "":
-		opts = append(opts, nats.UserCredentials(o.CredsFile))
+		opts = append(opts, credsFromFile(o.CredsFile))
 	case o.NkeySeedFile != "":
 		// Read at each (re)connect, as the credentials file is: a rotated seed takes effect.
 		opts = append(opts, nkeyFromSeedFile(o.NkeySeedFile))
@@ -256,6 +257,33 @@ func nkeyFromSeedFile(path string) nats.Option {
 	}
 	return opt
 }
+
+// credsFromFile is nats.UserCredentials (the file read at each (re)connect) but for the user JWT
+// it sends: nats.go sends a file without a JWT framed as nsc frames it whole, seed included, as
+// the JWT. Only what has a JWT's form is sent, and the errors name the file.
+func credsFromFile(path string) nats.Option {
+	creds := nats.UserCredentials(path)
+	return func(o *nats.Options) error {
+		if err := creds(o); err != nil {
+			return fmt.Errorf("credentials file %s: %w", path, err)
+		}
+		userJWT := o.UserJWT
+		o.UserJWT = func() (string, error) {
+			s, err := userJWT()
+			switch {
+			case err != nil:
+				return "", fmt.Errorf("credentials file %s: %w", path, err)
+			case !jwtForm.MatchString(s):
+				return "", fmt.Errorf("credentials file %s holds no user JWT (want a .creds file as nsc writes it)", path)
+			}
+			return s, nil
+		}
+		return nil
+	}
+}
+
+// jwtForm is the form of a JWT: three base64url parts. A seed has no dot.
+var jwtForm = regexp.MustCompile(`^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$`)
 
 // connectError explains a failed connect: a refusal of the credentials says so, naming which
 // credentials (never their values).

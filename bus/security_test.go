@@ -13,12 +13,16 @@ import (
 	"math/big"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -401,5 +405,309 @@ func TestEmbeddedKeyOutlivesTheProcess(t *testing.T) {
 	testwait.Until(t, settle, "the message left by the first process", func() bool { n, _ := rec.count(); return n == 1 })
 	if _, d := rec.count(); d != 0 {
 		t.Errorf("dead letters: %v", rec.dead)
+	}
+}
+
+// jwtOperator is an operator's key with its self-signed claims.
+type jwtOperator struct {
+	kp     nkeys.KeyPair
+	claims *jwt.OperatorClaims
+}
+
+func newJWTOperator(t *testing.T) *jwtOperator {
+	t.Helper()
+	kp, err := nkeys.CreateOperator()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := kp.PublicKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	encoded, err := jwt.NewOperatorClaims(pub).Encode(kp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	claims, err := jwt.DecodeOperatorClaims(encoded)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &jwtOperator{kp: kp, claims: claims}
+}
+
+// account creates an account signed by the operator, with JetStream (no limits) when js; it
+// returns the account's key and JWT.
+func (op *jwtOperator) account(t *testing.T, js bool) (nkeys.KeyPair, string) {
+	t.Helper()
+	kp, err := nkeys.CreateAccount()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := kp.PublicKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	claims := jwt.NewAccountClaims(pub)
+	if js {
+		claims.Limits.JetStreamLimits = jwt.JetStreamLimits{MemoryStorage: -1, DiskStorage: -1, Streams: -1, Consumer: -1}
+	}
+	encoded, err := claims.Encode(op.kp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return kp, encoded
+}
+
+// userCreds writes the creds file (as nsc writes it) of a new user of the account whose key is
+// issuer; edit, when not nil, changes the user's claims before they are signed. It returns the
+// file's path, the user's JWT and its seed.
+func userCreds(t *testing.T, issuer nkeys.KeyPair, edit func(*jwt.UserClaims)) (path, userJWT, seed string) {
+	t.Helper()
+	kp, err := nkeys.CreateUser()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := kp.PublicKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := kp.Seed()
+	if err != nil {
+		t.Fatal(err)
+	}
+	claims := jwt.NewUserClaims(pub)
+	claims.Name = "responder"
+	if edit != nil {
+		edit(claims)
+	}
+	userJWT, err = claims.Encode(issuer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	creds, err := jwt.FormatUserConfig(userJWT, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path = filepath.Join(t.TempDir(), "responder.creds")
+	if err := os.WriteFile(path, creds, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path, userJWT, string(s)
+}
+
+// A server in operator (JWT) mode: the bus connects with a user's creds file and runs JetStream
+// in that user's account. The creds file of a user of another operator's account or of an account
+// the server does not know, an expired one, or one whose seed is not the JWT's, is refused with an
+// error naming the creds file and holding neither the seed nor the JWT; a missing or malformed
+// file fails naming it.
+func TestCredsFileOperatorMode(t *testing.T) {
+	op := newJWTOperator(t)
+	sysKP, sysJWT := op.account(t, false)
+	sysPub, _ := sysKP.PublicKey()
+	accKP, accJWT := op.account(t, true)
+	accPub, _ := accKP.PublicKey()
+	resolver := &server.MemAccResolver{}
+	for pub, encoded := range map[string]string{sysPub: sysJWT, accPub: accJWT} {
+		if err := resolver.Store(pub, encoded); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// An account of another operator, known to the resolver: only the operator's trust refuses it.
+	foreignKP, foreignJWT := newJWTOperator(t).account(t, true)
+	foreignPub, _ := foreignKP.PublicKey()
+	if err := resolver.Store(foreignPub, foreignJWT); err != nil {
+		t.Fatal(err)
+	}
+	// An account of this operator the server was never told about.
+	unknownKP, _ := op.account(t, true)
+
+	srv := bustest.Start(t, func(o *server.Options) {
+		o.TrustedOperators = []*jwt.OperatorClaims{op.claims}
+		o.AccountResolver = resolver
+		o.SystemAccount = sysPub
+	})
+
+	credsFile, _, _ := userCreds(t, accKP, nil)
+	b, err := tryOpen(t, bus.Options{URL: srv.URL(), Replicas: 1, CredsFile: credsFile})
+	if err != nil {
+		t.Fatalf("open with the account's user creds file: %v", err)
+	}
+	roundTrip(t, b)
+
+	// The stream is in the user's account: a connection with the same creds sees it.
+	nc, err := nats.Connect(srv.URL(), nats.UserCredentials(credsFile))
+	if err != nil {
+		t.Fatalf("raw connect with the creds file: %v", err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	info, err := js.AccountInfo(ctx)
+	if err != nil {
+		t.Fatalf("account info: %v", err)
+	}
+	if info.Streams != 1 || info.Consumers < 1 {
+		t.Fatalf("the user's account holds %d streams and %d consumers; want the bus's stream and its consumer", info.Streams, info.Consumers)
+	}
+	t.Logf("account %s: %d stream, %d consumers, %d bytes stored", accPub, info.Streams, info.Consumers, info.Store)
+
+	// The server is in operator mode: no credentials, no connection.
+	if _, err := tryOpen(t, bus.Options{URL: srv.URL(), Replicas: 1}); err == nil || !strings.Contains(err.Error(), "authorization violation") {
+		t.Fatalf("open without credentials: got %v; want an authorization violation", err)
+	}
+
+	_, otherJWT, otherSeed := userCreds(t, accKP, nil)
+	refused := map[string]func(t *testing.T) (path, userJWT, seed string){
+		"another operator's account": func(t *testing.T) (string, string, string) { return userCreds(t, foreignKP, nil) },
+		"an unknown account":         func(t *testing.T) (string, string, string) { return userCreds(t, unknownKP, nil) },
+		"expired": func(t *testing.T) (string, string, string) {
+			return userCreds(t, accKP, func(c *jwt.UserClaims) { c.Expires = time.Now().Add(-time.Hour).Unix() })
+		},
+		// The account's user JWT with the seed of another user of the account.
+		"seed not the JWT's": func(t *testing.T) (string, string, string) {
+			// FormatUserConfig refuses a seed that is not the JWT's: swap it in the file.
+			path, userJWT, seed := userCreds(t, accKP, nil)
+			creds, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			swapped := strings.Replace(string(creds), seed, otherSeed, 1)
+			if swapped == string(creds) {
+				t.Fatalf("the creds file does not hold its seed:\n%s", creds)
+			}
+			if err := os.WriteFile(path, []byte(swapped), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			return path, userJWT, otherSeed
+		},
+	}
+	for name, creds := range refused {
+		t.Run(name, func(t *testing.T) {
+			path, userJWT, seed := creds(t)
+			_, err := tryOpen(t, bus.Options{URL: srv.URL(), Replicas: 1, CredsFile: path})
+			if err == nil {
+				t.Fatal("Open accepted the creds file")
+			}
+			t.Logf("refused: %v", err)
+			if !strings.Contains(err.Error(), "refused the credentials file "+path) || !errors.Is(err, bus.ErrUnavailable) {
+				t.Errorf("error %q; want the server's refusal of the credentials file %s", err, path)
+			}
+			for what, secret := range map[string]string{"seed": seed, "JWT": userJWT, "other JWT": otherJWT} {
+				if strings.Contains(err.Error(), secret) {
+					t.Errorf("the error holds the %s: %v", what, err)
+				}
+			}
+		})
+	}
+
+	dir := t.TempDir()
+	garbage := filepath.Join(dir, "garbage.creds")
+	if err := os.WriteFile(garbage, []byte("not a creds file\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for name, path := range map[string]string{
+		"missing":   filepath.Join(dir, "missing.creds"),
+		"malformed": garbage,
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := tryOpen(t, bus.Options{URL: srv.URL(), Replicas: 1, CredsFile: path})
+			if err == nil {
+				t.Fatal("Open accepted the creds file")
+			}
+			t.Logf("refused: %v", err)
+			if !strings.Contains(err.Error(), path) {
+				t.Errorf("error %q; want one naming the creds file %s", err, path)
+			}
+			if strings.Contains(err.Error(), otherSeed) {
+				t.Errorf("the error holds the seed: %v", err)
+			}
+		})
+	}
+}
+
+// jwtRecorder accepts every client and records the user JWT of each CONNECT.
+type jwtRecorder struct {
+	mu   sync.Mutex
+	jwts []string
+}
+
+func (r *jwtRecorder) Check(c server.ClientAuthentication) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.jwts = append(r.jwts, c.GetOpts().JWT)
+	return true
+}
+
+func (r *jwtRecorder) seen() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.jwts)
+}
+
+// A creds file holding no JWT framed as nsc frames it is refused before anything is sent: nats.go
+// alone would send the file whole, the seed with it, as the user JWT.
+func TestCredsFileWithoutJWTSendsNoSeed(t *testing.T) {
+	// Operator mode, or the server discards the JWT before authentication sees it; the recorder
+	// stands in for the operator's checks.
+	op := newJWTOperator(t)
+	sysKP, sysJWT := op.account(t, false)
+	sysPub, _ := sysKP.PublicKey()
+	resolver := &server.MemAccResolver{}
+	if err := resolver.Store(sysPub, sysJWT); err != nil {
+		t.Fatal(err)
+	}
+	rec := &jwtRecorder{}
+	srv := bustest.Start(t, func(o *server.Options) {
+		o.TrustedOperators = []*jwt.OperatorClaims{op.claims}
+		o.AccountResolver = resolver
+		o.SystemAccount = sysPub
+		o.CustomClientAuthentication = rec
+	})
+	accKP, _ := op.account(t, true)
+
+	// The recorder sees what a client sends: the JWT of a good creds file.
+	good, goodJWT, seed := userCreds(t, accKP, nil)
+	nc, err := nats.Connect(srv.URL(), nats.UserCredentials(good))
+	if err != nil {
+		t.Fatalf("raw connect with a creds file: %v", err)
+	}
+	nc.Close()
+	if seen := rec.seen(); len(seen) != 1 || seen[0] != goodJWT {
+		t.Fatalf("the server saw the JWTs %q; want the creds file's alone", seen)
+	}
+
+	dir := t.TempDir()
+	for name, content := range map[string]string{
+		"seed only":             seed + "\n",
+		"undecorated JWT, seed": goodJWT + "\n" + seed + "\n",
+	} {
+		t.Run(name, func(t *testing.T) {
+			path := filepath.Join(dir, strings.ReplaceAll(name, " ", "-")+".creds")
+			if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			_, err := tryOpen(t, bus.Options{URL: srv.URL(), Replicas: 1, CredsFile: path})
+			if err == nil || !strings.Contains(err.Error(), "credentials file "+path+" holds no user JWT") {
+				t.Fatalf("open: got %v; want the credentials file %s refused for holding no user JWT", err, path)
+			}
+			t.Logf("refused: %v", err)
+			if strings.Contains(err.Error(), seed) {
+				t.Errorf("the error holds the seed: %v", err)
+			}
+		})
+	}
+	seen := rec.seen()
+	for i, j := range seen {
+		if strings.Contains(j, seed) {
+			t.Errorf("CONNECT %d carried the seed in its JWT", i+1)
+		}
+	}
+	t.Logf("CONNECTs the server saw: %d (1 with the good creds file; want none from the files without a JWT)", len(seen))
+	if len(seen) != 1 {
+		t.Errorf("the server saw %d CONNECTs; want 1 (the good creds file's)", len(seen))
 	}
 }
