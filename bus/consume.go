@@ -202,7 +202,7 @@ type chunker struct {
 	b     *Bus
 	p     Processor
 	raw   []*delivery // not decoded yet
-	ahead *item           // decoded, for the next chunk: it did not fit in the last one
+	ahead *item       // decoded, for the next chunk: it did not fit in the last one
 }
 
 // next decodes messages while they hold at most MaxBatchAlerts alerts together (the first one

@@ -178,12 +178,12 @@ type delivery struct {
 	nc *nats.Conn
 }
 
-func (d *delivery) Data() []byte          { return d.m.Data }
-func (d *delivery) Headers() nats.Header  { return d.m.Header }
-func (d *delivery) Subject() string       { return d.m.Subject }
-func (d *delivery) Ack() error            { return d.reply("+ACK") }
-func (d *delivery) Nak() error            { return d.reply("-NAK") }
-func (d *delivery) InProgress() error     { return d.reply("+WPI") }
+func (d *delivery) Data() []byte         { return d.m.Data }
+func (d *delivery) Headers() nats.Header { return d.m.Header }
+func (d *delivery) Subject() string      { return d.m.Subject }
+func (d *delivery) Ack() error           { return d.reply("+ACK") }
+func (d *delivery) Nak() error           { return d.reply("-NAK") }
+func (d *delivery) InProgress() error    { return d.reply("+WPI") }
 func (d *delivery) TermWithReason(reason string) error {
 	return d.reply("+TERM " + reason)
 }

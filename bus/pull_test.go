@@ -45,7 +45,7 @@ var errAny = errors.New("any error")
 func TestIsDelivery(t *testing.T) {
 	for reply, want := range map[string]bool{
 		"$JS.ACK.RESPONDER_ALERTS.responder.1.5.5.1764842400000000000.0": true,
-		"": false, // a status
+		"":             false, // a status
 		"_INBOX.abc.1": false,
 	} {
 		if got := isDelivery(&nats.Msg{Reply: reply}); got != want {
