@@ -200,6 +200,7 @@ func TestLoadErrors(t *testing.T) {
 		{"nats-bad-ca", []string{`conf.nats-bad-ca.yml:4: nats.tls.ca_file: `, `secrets/nats-token holds no PEM certificate`}},
 		{"nats-bad-seed", []string{`conf.nats-bad-seed.yml:3: nats.nkey_seed_file: `, `secrets/nats-token holds no NKey seed`}},
 		{"nats-bad-creds", []string{`conf.nats-bad-creds.yml:3: nats.creds_file: `, `secrets/nats-token holds no user JWT`}},
+		{"nats-bad-creds-unframed", []string{`conf.nats-bad-creds-unframed.yml:3: nats.creds_file: `, `secrets/nats-creds-unframed holds no user JWT`}},
 		{"nats-bad-no-signing-key", []string{`conf.nats-bad-no-signing-key.yml:2: nats.url: an external bus needs bus.signing_key_file`}},
 		{"nats-bad-short-signing-key", []string{`conf.nats-bad-short-signing-key.yml:4: bus.signing_key_file: `, `holds 5 bytes; want at least 32`}},
 		{"nats-bad-embedded-auth", []string{`conf.nats-bad-embedded-auth.yml:2: nats.token_file: credentials are for an external server`}},

@@ -3,6 +3,7 @@ package config
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"regexp"
 	"strings"
 
 	"github.com/nats-io/nkeys"
@@ -58,8 +59,9 @@ func resolveNATSKeyFiles(cfg *Config, c *checker, o options) {
 	n := &cfg.NATS
 	if n.CredsFile != "" {
 		if b, ok := readFile(cfg, c, o, "nats.creds_file", n.CredsFile); ok {
-			// ParseDecoratedJWT returns an undecorated file whole: a JWT has three parts.
-			if jwt, err := nkeys.ParseDecoratedJWT(b); err != nil || strings.Count(jwt, ".") != 2 {
+			// ParseDecoratedJWT returns a file without the JWT frame whole, seed included, and the
+			// NATS client would send it as the JWT: a JWT is three base64url parts and nothing else.
+			if jwt, err := nkeys.ParseDecoratedJWT(b); err != nil || !jwtForm.MatchString(jwt) {
 				c.errorf("nats.creds_file", "%s holds no user JWT (want a .creds file as nsc writes it)", absPath(cfg.Dir, n.CredsFile))
 			} else if _, err := nkeys.ParseDecoratedNKey(b); err != nil {
 				c.errorf("nats.creds_file", "%s holds no NKey seed (want a .creds file as nsc writes it)", absPath(cfg.Dir, n.CredsFile))
@@ -128,3 +130,6 @@ func (c *Config) FilePath(p string) string {
 	}
 	return absPath(c.Dir, p)
 }
+
+// jwtForm is the form of a JWT: three base64url parts (bus checks the same before it connects).
+var jwtForm = regexp.MustCompile(`^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$`)
