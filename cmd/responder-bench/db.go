@@ -115,9 +115,9 @@ func finalStates() []string {
 		string(vocab.StateSkipped), string(vocab.StateDenied), string(vocab.StateExpired)}
 }
 
-// waitSettled polls the store until want of the bench rule's actions are settled, the responder
-// exits, ctx ends or limit passes. It returns the counts and when it saw them settled.
-func waitSettled(ctx context.Context, db *pgx.Conn, r *responder, want int, limit time.Duration) (actionCounts, time.Time, error) {
+// waitSettled polls the store until want of the bench rule's actions are settled, one of the
+// responders rs exits, ctx ends or limit passes. It returns the counts and when it saw them settled.
+func waitSettled(ctx context.Context, db *pgx.Conn, want int, limit time.Duration, rs ...*responder) (actionCounts, time.Time, error) {
 	deadline := time.Now().Add(limit)
 	for {
 		t0 := time.Now()
@@ -131,8 +131,10 @@ func waitSettled(ctx context.Context, db *pgx.Conn, r *responder, want int, limi
 		case now.After(deadline):
 			return c, now, fmt.Errorf("only %d of %d actions settled after %s", c.settled, want, limit)
 		}
-		if err := r.alive(); err != nil {
-			return c, now, err
+		for _, r := range rs {
+			if err := r.alive(); err != nil {
+				return c, now, err
+			}
 		}
 		select {
 		case <-ctx.Done():
