@@ -38,9 +38,13 @@ type phaseResult struct {
 	// counted), without the server's background processes.
 	StoreCPUSeconds float64 `json:"store_cpu_s,omitempty"`
 	// NATSCPUSeconds (scaling) is the CPU time of the cluster's nats-servers during the phase.
-	NATSCPUSeconds float64     `json:"nats_cpu_s,omitempty"`
-	Store          *storeCheck `json:"store,omitempty"`
-	Sink           *sinkCount  `json:"sink,omitempty"`
+	NATSCPUSeconds float64 `json:"nats_cpu_s,omitempty"`
+	// Messages and Deliveries (scaling) are the messages the stream received and the deliveries
+	// the durable consumer made of them (redeliveries included).
+	Messages   uint64      `json:"messages,omitempty"`
+	Deliveries uint64      `json:"deliveries,omitempty"`
+	Store      *storeCheck `json:"store,omitempty"`
+	Sink       *sinkCount  `json:"sink,omitempty"`
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }

@@ -11,7 +11,10 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/responder-sre/responder/bus"
 	"github.com/responder-sre/responder/bus/clustertest"
 	"github.com/responder-sre/responder/vocab"
 )
@@ -111,6 +114,13 @@ func (b *bench) scalingRun(ctx context.Context, bin string, k int, bodies [][]by
 	}
 	elapsed := settledAt(begin, seen, cnt).Sub(begin)
 	cpu, natsCPU, pg := respondersCPU(rs)-cpu0, clusterCPU(c)-nats0, backendCPUSince(pg0, backendCPU(ctx, db))
+	if ci, err := consumerInfo(ctx, c.URL()); err != nil {
+		fmt.Printf("%s: the consumer's info: %v\n", phase, err)
+	} else {
+		res.Messages, res.Deliveries = ci.Delivered.Stream, ci.Delivered.Consumer
+		fmt.Printf("%s: the consumer made %d deliveries of the stream's %d messages (%d again: a delivery lost or unacked is redelivered, at the latest after ack_wait %s)\n",
+			phase, ci.Delivered.Consumer, ci.Delivered.Stream, ci.Delivered.Consumer-ci.Delivered.Stream, ci.Config.AckWait)
+	}
 	check, err := checkStore(ctx, db, want, vocab.StateDryRun)
 	if err != nil {
 		return res, fmt.Errorf("store check: %w", err)
@@ -209,4 +219,24 @@ func clusterCPU(c *clustertest.Cluster) time.Duration {
 		}
 	}
 	return d
+}
+
+// consumerInfo is the info of the replicas' durable consumer, as its leader reports it.
+func consumerInfo(ctx context.Context, url string) (*jetstream.ConsumerInfo, error) {
+	nc, err := nats.Connect(url, nats.Name("responder-bench"))
+	if err != nil {
+		return nil, err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	cons, err := js.Consumer(ctx, bus.DefaultStream, bus.DefaultDurable)
+	if err != nil {
+		return nil, err
+	}
+	return cons.Info(ctx)
 }

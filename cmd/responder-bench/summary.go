@@ -311,6 +311,9 @@ func (b *bench) scalingMeasures() []measure {
 				m.Note = "STORE CHECK FAILED: " + m.Note
 			}
 		}
+		if p.Messages > 0 {
+			m.Note += fmt.Sprintf("; %d deliveries of %d messages", p.Deliveries, p.Messages)
+		}
 		ms = append(ms, m)
 	}
 	return ms
