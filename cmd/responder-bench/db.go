@@ -110,6 +110,18 @@ func countActions(ctx context.Context, db *pgx.Conn) (actionCounts, error) {
 	return c, err
 }
 
+// settledQuantile is when the fraction q of the bench rule's settled actions had been recorded:
+// the q-quantile of their finished_at (the engine's clock, on this machine).
+func settledQuantile(ctx context.Context, db *pgx.Conn, q float64) (time.Time, error) {
+	var t *time.Time
+	err := db.QueryRow(ctx, `SELECT percentile_disc($2::float8) WITHIN GROUP (ORDER BY finished_at) FROM actions
+ WHERE rule = $1 AND state = ANY($3) AND finished_at IS NOT NULL`, benchRule, q, finalStates()).Scan(&t)
+	if err != nil || t == nil {
+		return time.Time{}, err
+	}
+	return *t, nil
+}
+
 func finalStates() []string {
 	return []string{string(vocab.StateDryRun), string(vocab.StateSucceeded), string(vocab.StateFailed), string(vocab.StateUnknown),
 		string(vocab.StateSkipped), string(vocab.StateDenied), string(vocab.StateExpired)}

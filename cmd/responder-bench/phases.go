@@ -39,6 +39,9 @@ type phaseResult struct {
 	StoreCPUSeconds float64 `json:"store_cpu_s,omitempty"`
 	// NATSCPUSeconds (scaling) is the CPU time of the cluster's nats-servers during the phase.
 	NATSCPUSeconds float64 `json:"nats_cpu_s,omitempty"`
+	// Rate99 (scaling) is alerts/s until 99% of the actions were recorded: the end-to-end rate
+	// without the tail (a delivery the consumer lost waits for its redelivery).
+	Rate99 float64 `json:"rate_99,omitempty"`
 	// Messages and Deliveries (scaling) are the messages the stream received and the deliveries
 	// the durable consumer made of them (redeliveries included).
 	Messages   uint64      `json:"messages,omitempty"`

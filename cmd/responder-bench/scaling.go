@@ -56,6 +56,14 @@ func (b *bench) scalingPhase(ctx context.Context) ([]phaseResult, error) {
 	return out, nil
 }
 
+// replicasText is "1 replica", "2 replicas", ...
+func replicasText(k int) string {
+	if k == 1 {
+		return "1 replica"
+	}
+	return fmt.Sprintf("%d replicas", k)
+}
+
 func logf(format string, args ...any) { fmt.Printf(format+"\n", args...) }
 
 // scalingRun is one run of the scaling phase: k replicas.
@@ -113,6 +121,10 @@ func (b *bench) scalingRun(ctx context.Context, bin string, k int, bodies [][]by
 		return res, err
 	}
 	elapsed := settledAt(begin, seen, cnt).Sub(begin)
+	if t99, err := settledQuantile(ctx, db, 0.99); err == nil && t99.After(begin) {
+		res.Rate99 = 0.99 * float64(want) / t99.Sub(begin).Seconds()
+		fmt.Printf("%s: 99%% of the actions recorded after %s (%.0f alerts/s)\n", phase, t99.Sub(begin).Round(time.Millisecond), res.Rate99)
+	}
 	cpu, natsCPU, pg := respondersCPU(rs)-cpu0, clusterCPU(c)-nats0, backendCPUSince(pg0, backendCPU(ctx, db))
 	if ci, err := consumerInfo(ctx, c.URL()); err != nil {
 		fmt.Printf("%s: the consumer's info: %v\n", phase, err)
@@ -134,12 +146,12 @@ func (b *bench) scalingRun(ctx context.Context, bin string, k int, bodies [][]by
 	res.WebhookRate, res.Rate = float64(want)/accepted.Seconds(), float64(want)/elapsed.Seconds()
 	res.P50ms, res.P99ms = ms(pct(lat, 50)), ms(pct(lat, 99))
 	res.CPUSeconds, res.NATSCPUSeconds, res.StoreCPUSeconds = cpu.Seconds(), natsCPU.Seconds(), pg.Seconds()
-	fmt.Printf("%s: %d alerts accepted by %d replicas in %s (%.0f alerts/s at the webhooks); all %d actions recorded after %s\n",
-		phase, want, k, accepted.Round(time.Millisecond), res.WebhookRate, want, elapsed.Round(time.Millisecond))
+	fmt.Printf("%s: %d alerts accepted by %s in %s (%.0f alerts/s at the webhooks); all %d actions recorded after %s\n",
+		phase, want, replicasText(k), accepted.Round(time.Millisecond), res.WebhookRate, want, elapsed.Round(time.Millisecond))
 	fmt.Printf("%s: end to end %.0f alerts/s; webhook p50 %s p99 %s\n", phase, res.Rate, pct(lat, 50), pct(lat, 99))
 	e := elapsed.Seconds()
-	fmt.Printf("%s: CPU in the phase: the %d replicas %.1f s (%.2f cores), the %d nats-servers %.1f s (%.2f cores), their PostgreSQL sessions %.1f s (%.2f cores)\n",
-		phase, k, cpu.Seconds(), cpu.Seconds()/e, scalingNodes, natsCPU.Seconds(), natsCPU.Seconds()/e, pg.Seconds(), pg.Seconds()/e)
+	fmt.Printf("%s: CPU in the phase: %s %.1f s (%.2f cores), the %d nats-servers %.1f s (%.2f cores), their PostgreSQL sessions %.1f s (%.2f cores)\n",
+		phase, replicasText(k), cpu.Seconds(), cpu.Seconds()/e, scalingNodes, natsCPU.Seconds(), natsCPU.Seconds()/e, pg.Seconds(), pg.Seconds()/e)
 	return res, nil
 }
 

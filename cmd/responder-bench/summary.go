@@ -289,11 +289,7 @@ func (b *bench) scalingMeasures() []measure {
 	}
 	var ms []measure
 	for _, k := range scalingReplicas {
-		replicas := "replicas"
-		if k == 1 {
-			replicas = "replica"
-		}
-		m := measure{ID: scalingID(k), Name: fmt.Sprintf("end to end, %d %s on a %d-node JetStream cluster, dry run", k, replicas, scalingNodes),
+		m := measure{ID: scalingID(k), Name: fmt.Sprintf("end to end, %s on a %d-node JetStream cluster, dry run", replicasText(k), scalingNodes),
 			Unit: "alerts/s", BaselineUnit: fmt.Sprintf("alerts/s (%d replica)", scalingReplicas[0]), Target: "none (a figure)", Figure: true}
 		p, ok := b.phase(scalingPhaseName(k))
 		if !ok {
@@ -310,6 +306,9 @@ func (b *bench) scalingMeasures() []measure {
 			if !m.Met {
 				m.Note = "STORE CHECK FAILED: " + m.Note
 			}
+		}
+		if p.Rate99 > 0 {
+			m.Note += fmt.Sprintf("; %s alerts/s to 99%%", num(p.Rate99))
 		}
 		if p.Messages > 0 {
 			m.Note += fmt.Sprintf("; %d deliveries of %d messages", p.Deliveries, p.Messages)

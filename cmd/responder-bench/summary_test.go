@@ -31,7 +31,7 @@ func testBench(t *testing.T) *bench {
 			{Phase: phaseStorm, PeakRSS: 150e6, Store: ok},
 			{Phase: phaseNotify, Alerts: 1000, Rate: 250, Store: ok, Sink: &sinkCount{Hits: 1000, Distinct: 1000}},
 			{Phase: scalingPhaseName(1), Replicas: 1, Rate: 4000, Store: ok},
-			{Phase: scalingPhaseName(2), Replicas: 2, Rate: 4400, Store: ok, Messages: 90, Deliveries: 120},
+			{Phase: scalingPhaseName(2), Replicas: 2, Rate: 4400, Store: ok, Messages: 90, Deliveries: 120, Rate99: 5000},
 			{Phase: scalingPhaseName(3), Replicas: 3, Rate: 3000, Store: ok},
 		}}
 }
@@ -195,7 +195,7 @@ func TestScalingSummary(t *testing.T) {
 	}
 	for k, want := range map[int][]string{
 		1: {"4,000 alerts/s", "1.00×", "none (a figure)", "lost 0, twice 0"},
-		2: {"4,400 alerts/s", "4,000 alerts/s (1 replica)", "1.10×", "lost 0, twice 0 (from the store); 120 deliveries of 90 messages"},
+		2: {"4,400 alerts/s", "4,000 alerts/s (1 replica)", "1.10×", "lost 0, twice 0 (from the store); 5,000 alerts/s to 99%; 120 deliveries of 90 messages"},
 		3: {"3,000 alerts/s", "0.75×", "STORE CHECK FAILED: lost 1, twice 2"},
 	} {
 		line, ok := lines[k]
