@@ -73,12 +73,15 @@ lint:
 # make bench: Go micro-benchmarks, then the end-to-end load harness (see README "Performance").
 # The micro-benchmarks' output goes to bin/go-bench.txt, which the harness reads (BenchmarkProcess,
 # BenchmarkMatch1000) for its summary; the summary is written to bin/bench.json and compared with the
-# previous run's (bin/bench-prev.json). BENCH_FLAGS passes flags to the harness, e.g.
+# previous run's (bin/bench-prev.json). The scaling phase runs a 3-node JetStream cluster of the
+# pinned nats-server (bus/clustertest), built and cached first, as `make test` does (cold, about 3
+# minutes). BENCH_FLAGS passes flags to the harness, e.g.
 # BENCH_FLAGS='--phases storm --cpuprofile bin/storm.prof'.
 bench: SHELL := bash
 bench: .SHELLFLAGS := -o pipefail -ec
 bench: db-start
 	@mkdir -p bin
+	$(GO) test -count=1 -timeout 30m -run '^TestBinary$$' ./bus/clustertest
 	$(GO) test -run='^$$' -bench=. -benchmem -count=1 ./rules/ ./source/alertmanager/ ./bus/ ./engine/ | tee bin/go-bench.txt
 	@if [ -f bin/bench.json ]; then mv bin/bench.json bin/bench-prev.json; fi
 	$(GO) run ./cmd/responder-bench --go-bench bin/go-bench.txt --json bin/bench.json \

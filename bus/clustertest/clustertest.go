@@ -17,6 +17,9 @@
 // leads a stream, MetaLeader which leads the cluster, ConnectedNode which holds a client's
 // connection. Every node is killed when the test ends, and the nodes' logs are printed if it
 // failed.
+//
+// Outside a test (the load harness, cmd/responder-bench), BuildBinary and New start the same
+// cluster, and Close kills it.
 package clustertest
 
 import (
@@ -62,16 +65,26 @@ const (
 // tools/natsserver/go.mod, building it if it is not cached yet.
 func Binary(t testing.TB) string {
 	t.Helper()
-	root, err := toolbuild.RepoRoot()
+	bin, err := BuildBinary(t.Context(), t.Logf)
 	if err != nil {
 		t.Fatalf("clustertest: %v", err)
+	}
+	return bin
+}
+
+// BuildBinary is Binary outside a test: it returns the path of the pinned nats-server, building
+// it (and logging the build to logf) if it is not cached yet.
+func BuildBinary(ctx context.Context, logf func(format string, args ...any)) (string, error) {
+	root, err := toolbuild.RepoRoot()
+	if err != nil {
+		return "", err
 	}
 	tools := filepath.Join(root, toolsDir)
 	version, err := toolbuild.ModuleVersion(filepath.Join(tools, "go.mod"), Module)
 	if err != nil {
-		t.Fatalf("clustertest: %v", err)
+		return "", err
 	}
-	paths, err := toolbuild.Cached(t.Context(), toolbuild.Spec{
+	paths, err := toolbuild.Cached(ctx, toolbuild.Spec{
 		Name:    binName,
 		Version: version,
 		Files:   []string{binName},
@@ -84,12 +97,12 @@ func Binary(t testing.TB) string {
 			return nil
 		},
 		Timeout: buildTimeout,
-		Logf:    t.Logf,
+		Logf:    logf,
 	})
 	if err != nil {
-		t.Fatalf("clustertest: build nats-server %s: %v", version, err)
+		return "", fmt.Errorf("build nats-server %s: %w", version, err)
 	}
-	return paths[binName]
+	return paths[binName], nil
 }
 
 // Node is one nats-server of a Cluster. Its ports and store directory stay the same across
@@ -107,74 +120,121 @@ type Node struct {
 
 // Cluster is a running JetStream cluster.
 type Cluster struct {
-	t   testing.TB
-	bin string
+	// t is the test of a cluster from Start (nil from New): the methods that fail the test (Node,
+	// Kill, Pause, Resume, Restart) need it.
+	t    testing.TB
+	bin  string
+	logf func(format string, args ...any)
 	// Password is the client password of User (random per cluster).
 	Password string
 	Nodes    []*Node
 }
 
+// startAttempts is how many times a cluster start is tried: a free port may be taken before a
+// node binds it.
+const startAttempts = 3
+
 // Start starts an n-node JetStream cluster and waits until every node is healthy and the cluster
-// has a meta leader. The nodes are killed when the test ends.
+// has a meta leader. The nodes are killed when the test ends, and their logs printed if it failed.
 func Start(t testing.TB, n int) *Cluster {
 	t.Helper()
 	if n < 1 {
 		t.Fatalf("clustertest: %d nodes", n)
 	}
 	bin := Binary(t)
-	var lastErr error
-	for attempt := 0; attempt < 3; attempt++ { // a free port may be taken before a node binds it
-		c, err := start(t, bin, n)
-		if err == nil {
-			return c
-		}
-		lastErr = err
-	}
-	t.Fatalf("clustertest: the cluster did not start: %v", lastErr)
-	return nil
-}
-
-func start(t testing.TB, bin string, n int) (*Cluster, error) {
-	c := &Cluster{t: t, bin: bin, Password: randomHex(), Nodes: make([]*Node, n)}
-	routePass := randomHex()
-	base := t.TempDir()
-	ports, err := freePorts(3 * n) // all at once, so no two are the same
+	c, err := startCluster(t.Context(), bin, n, func() (string, error) { return t.TempDir(), nil }, t.Logf)
 	if err != nil {
-		return nil, err
+		t.Fatalf("clustertest: the cluster did not start: %v", err)
 	}
-	for i := range c.Nodes {
-		dir := filepath.Join(base, "n"+strconv.Itoa(i+1))
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return nil, err
-		}
-		c.Nodes[i] = &Node{
-			Name: "n" + strconv.Itoa(i+1), ClientPort: ports[3*i], ClusterPort: ports[3*i+1], HTTPPort: ports[3*i+2],
-			dir: dir, conf: filepath.Join(dir, "nats.conf"), log: filepath.Join(dir, "nats.log"),
-		}
-	}
-	for _, nd := range c.Nodes {
-		if err := os.WriteFile(nd.conf, []byte(c.config(nd, routePass)), 0o600); err != nil {
-			return nil, err
-		}
-	}
+	c.t = t
 	t.Cleanup(func() {
-		for _, nd := range c.Nodes {
-			nd.Kill()
-		}
+		c.Close()
 		if t.Failed() {
 			c.printLogs()
 		}
 	})
-	ctx, cancel := context.WithTimeout(t.Context(), readyTimeout)
+	return c
+}
+
+// New starts an n-node JetStream cluster of the nats-server bin (BuildBinary) outside a test, its
+// nodes' stores and logs in a new directory under dir, and waits until every node is healthy and
+// the cluster has a meta leader. logf receives the logs of a failed attempt. The caller must Close
+// it. Of the methods that fail a test (Node, Kill, Pause, Resume, Restart), none may be called on
+// it; URL, URLWithoutCredentials, Password, Nodes, Node.Pid and Close may.
+func New(ctx context.Context, bin string, n int, dir string, logf func(format string, args ...any)) (*Cluster, error) {
+	if n < 1 {
+		return nil, fmt.Errorf("clustertest: %d nodes", n)
+	}
+	c, err := startCluster(ctx, bin, n, func() (string, error) { return os.MkdirTemp(dir, "cluster-") }, logf)
+	if err != nil {
+		return nil, fmt.Errorf("clustertest: the cluster did not start: %w", err)
+	}
+	return c, nil
+}
+
+// Close kills every node (SIGKILL) and waits until each has exited. It may be called more than
+// once.
+func (c *Cluster) Close() {
+	for _, nd := range c.Nodes {
+		nd.Kill()
+	}
+}
+
+// startCluster tries up to startAttempts times to start a cluster, each in a fresh directory from
+// newDir.
+func startCluster(ctx context.Context, bin string, n int, newDir func() (string, error), logf func(string, ...any)) (*Cluster, error) {
+	var lastErr error
+	for range startAttempts {
+		base, err := newDir()
+		if err != nil {
+			return nil, err
+		}
+		c, err := start(ctx, bin, n, base, logf)
+		if err == nil {
+			return c, nil
+		}
+		c.Close()
+		logf("clustertest: a cluster start failed: %v", err)
+		c.printLogs()
+		lastErr = err
+	}
+	return nil, lastErr
+}
+
+// start starts one cluster under base. On an error the returned cluster holds the nodes to Close.
+func start(ctx context.Context, bin string, n int, base string, logf func(string, ...any)) (*Cluster, error) {
+	c := &Cluster{bin: bin, logf: logf, Password: randomHex()}
+	routePass := randomHex()
+	ports, err := freePorts(3 * n) // all at once, so no two are the same
+	if err != nil {
+		return c, err
+	}
+	nodes := make([]*Node, n)
+	for i := range nodes {
+		dir := filepath.Join(base, "n"+strconv.Itoa(i+1))
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return c, err
+		}
+		nodes[i] = &Node{
+			Name: "n" + strconv.Itoa(i+1), ClientPort: ports[3*i], ClusterPort: ports[3*i+1], HTTPPort: ports[3*i+2],
+			dir: dir, conf: filepath.Join(dir, "nats.conf"), log: filepath.Join(dir, "nats.log"),
+		}
+	}
+	c.Nodes = nodes
+	for _, nd := range c.Nodes {
+		if err := os.WriteFile(nd.conf, []byte(c.config(nd, routePass)), 0o600); err != nil {
+			return c, err
+		}
+	}
+	ctx, cancel := context.WithTimeout(ctx, readyTimeout)
 	defer cancel()
 	for i, nd := range c.Nodes {
 		if err := nd.start(bin); err != nil {
-			return nil, err
+			return c, err
 		}
 		if i == 0 { // the seed listens before the others dial it
 			if err := nd.waitListening(ctx); err != nil {
-				nd.Kill()
-				return nil, err
+				return c, err
 			}
 		}
 	}
@@ -184,14 +244,11 @@ func start(t testing.TB, bin string, n int) (*Cluster, error) {
 			err = c.waitMesh(ctx, nd)
 		}
 		if err != nil {
-			for _, nd := range c.Nodes {
-				nd.Kill()
-			}
-			return nil, err
+			return c, err
 		}
 	}
 	if _, err := c.waitMetaLeader(ctx); err != nil {
-		return nil, err
+		return c, err
 	}
 	return c, nil
 }
@@ -492,6 +549,16 @@ func (nd *Node) Kill() bool {
 	return true
 }
 
+// Pid is the process id of nd's server, 0 when it is not running.
+func (nd *Node) Pid() int {
+	nd.mu.Lock()
+	defer nd.mu.Unlock()
+	if nd.proc == nil {
+		return 0
+	}
+	return nd.proc.Pid()
+}
+
 // running reports whether nd's process is up and not paused.
 func (nd *Node) running() bool {
 	nd.mu.Lock()
@@ -624,10 +691,10 @@ func (c *Cluster) printLogs() {
 	for _, nd := range c.Nodes {
 		b, err := os.ReadFile(nd.log)
 		if err != nil && !errors.Is(err, os.ErrNotExist) {
-			c.t.Logf("--- %s log: %v", nd.Name, err)
+			c.logf("--- %s log: %v", nd.Name, err)
 			continue
 		}
-		c.t.Logf("--- %s log (client port %d) ---\n%s", nd.Name, nd.ClientPort, tail(b, 200))
+		c.logf("--- %s log (client port %d) ---\n%s", nd.Name, nd.ClientPort, tail(b, 200))
 	}
 }
 

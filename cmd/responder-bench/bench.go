@@ -123,6 +123,11 @@ func (b *bench) runPhase(ctx context.Context, phase string) error {
 		r, err = b.pacedPhase(ctx)
 	case phaseNotify:
 		r, err = b.notifyPhase(ctx)
+	case phaseScaling:
+		var rs []phaseResult
+		rs, err = b.scalingPhase(ctx)
+		b.phases = append(b.phases, rs...)
+		return err
 	}
 	if err != nil {
 		return err

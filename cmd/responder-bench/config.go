@@ -27,14 +27,40 @@ type responderConfig struct {
 	notify    bool
 	// allowedHosts are handlers.http.allowed_hosts besides blackhole.
 	allowedHosts []string
+	// external, if set, is the external JetStream cluster the responder uses instead of its
+	// embedded server (the scaling phase).
+	external *externalBus
+}
+
+// externalBus is an external JetStream cluster and what a replica needs to use it.
+type externalBus struct {
+	url      string // nats.url, without credentials
+	user     string // nats.user
+	password string // written to nats-password (nats.password_file)
+	// signingKey is written to bus-signing-key (bus.signing_key_file), the same for every replica.
+	signingKey string
+	replicas   int // bus.replicas
 }
 
 // write writes responder.yml and rules.yml into dir and returns the config file's path.
 func (c responderConfig) write(dir string) (string, error) {
 	hosts := append([]string{blackhole}, c.allowedHosts...)
 	cfg := fmt.Sprintf("database: {url: %q, max_conns: 16}\nwebhook: {bearer_token: %q}\napi: {token: admin}\n"+
-		"rule_files: [rules.yml]\nhandlers: {http: {allowed_hosts: [%s]}}\nbus: {consumers: %d}\n",
-		c.dbURL, token, quoteList(hosts), c.consumers)
+		"rule_files: [rules.yml]\nhandlers: {http: {allowed_hosts: [%s]}}\n",
+		c.dbURL, token, quoteList(hosts))
+	if x := c.external; x != nil {
+		pw, key := filepath.Join(dir, "nats-password"), filepath.Join(dir, "bus-signing-key")
+		if err := os.WriteFile(pw, []byte(x.password+"\n"), 0o600); err != nil {
+			return "", err
+		}
+		if err := os.WriteFile(key, []byte(x.signingKey+"\n"), 0o600); err != nil {
+			return "", err
+		}
+		cfg += fmt.Sprintf("nats: {url: %q, user: %q, password_file: %q}\nbus: {consumers: %d, replicas: %d, signing_key_file: %q}\n",
+			x.url, x.user, pw, c.consumers, x.replicas, key)
+	} else {
+		cfg += fmt.Sprintf("bus: {consumers: %d}\n", c.consumers)
+	}
 	if err := os.WriteFile(filepath.Join(dir, "rules.yml"), []byte(rulesYAML(c.rules, c.benchRule())), 0o644); err != nil {
 		return "", err
 	}

@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+
 	"github.com/responder-sre/responder/alert"
 	"github.com/responder-sre/responder/config"
 	"github.com/responder-sre/responder/handlers"
@@ -78,4 +80,37 @@ func benchAlert() alert.Alert {
 	return alert.Alert{Name: "KubePodCrashLooping", Status: alert.StatusFiring, StartsAt: time.Now().Add(-time.Minute),
 		Labels: map[string]string{"alertname": "KubePodCrashLooping", "namespace": "shop", "pod": podName(1, 2), "container": "app",
 			"severity": "critical", "job": "kube-state-metrics", "prometheus": "monitoring/k8s"}}
+}
+
+// TestScalingConfigLoad: a scaling replica's config loads as the responder loads it, on the
+// external cluster with user and password, stream replicas 3 and the shared signing key.
+func TestScalingConfigLoad(t *testing.T) {
+	o, err := parseFlags(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &bench{o: o}
+	key := randomKey()
+	cfg := b.scalingConfig("postgres://u@127.0.0.1:5433/db", "nats://127.0.0.1:4001,nats://127.0.0.1:4002", "s3cret", key)
+	path, err := cfg.write(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type got struct {
+		URL, User, Password, SigningKey string
+		Replicas, Consumers             int
+		DB                              string
+	}
+	want := got{"nats://127.0.0.1:4001,nats://127.0.0.1:4002", "responder", "s3cret", key, 3, o.consumers, "postgres://u@127.0.0.1:5433/db"}
+	if diff := cmp.Diff(want, got{c.NATS.URL, c.NATS.User, c.NATS.Password.Value(), c.Bus.SigningKey.Value(), c.Bus.Replicas, c.Bus.Consumers,
+		c.Database.URL.Value()}); diff != "" {
+		t.Errorf("loaded config (-want +got):\n%s", diff)
+	}
+	if len(key) < config.MinSigningKeyBytes {
+		t.Errorf("signing key of %d bytes, want at least %d", len(key), config.MinSigningKeyBytes)
+	}
 }

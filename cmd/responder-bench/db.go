@@ -110,14 +110,26 @@ func countActions(ctx context.Context, db *pgx.Conn) (actionCounts, error) {
 	return c, err
 }
 
+// settledQuantile is when the fraction q of the bench rule's settled actions had been recorded:
+// the q-quantile of their finished_at (the engine's clock, on this machine).
+func settledQuantile(ctx context.Context, db *pgx.Conn, q float64) (time.Time, error) {
+	var t *time.Time
+	err := db.QueryRow(ctx, `SELECT percentile_disc($2::float8) WITHIN GROUP (ORDER BY finished_at) FROM actions
+ WHERE rule = $1 AND state = ANY($3) AND finished_at IS NOT NULL`, benchRule, q, finalStates()).Scan(&t)
+	if err != nil || t == nil {
+		return time.Time{}, err
+	}
+	return *t, nil
+}
+
 func finalStates() []string {
 	return []string{string(vocab.StateDryRun), string(vocab.StateSucceeded), string(vocab.StateFailed), string(vocab.StateUnknown),
 		string(vocab.StateSkipped), string(vocab.StateDenied), string(vocab.StateExpired)}
 }
 
-// waitSettled polls the store until want of the bench rule's actions are settled, the responder
-// exits, ctx ends or limit passes. It returns the counts and when it saw them settled.
-func waitSettled(ctx context.Context, db *pgx.Conn, r *responder, want int, limit time.Duration) (actionCounts, time.Time, error) {
+// waitSettled polls the store until want of the bench rule's actions are settled, one of the
+// responders rs exits, ctx ends or limit passes. It returns the counts and when it saw them settled.
+func waitSettled(ctx context.Context, db *pgx.Conn, want int, limit time.Duration, rs ...*responder) (actionCounts, time.Time, error) {
 	deadline := time.Now().Add(limit)
 	for {
 		t0 := time.Now()
@@ -131,8 +143,10 @@ func waitSettled(ctx context.Context, db *pgx.Conn, r *responder, want int, limi
 		case now.After(deadline):
 			return c, now, fmt.Errorf("only %d of %d actions settled after %s", c.settled, want, limit)
 		}
-		if err := r.alive(); err != nil {
-			return c, now, err
+		for _, r := range rs {
+			if err := r.alive(); err != nil {
+				return c, now, err
+			}
 		}
 		select {
 		case <-ctx.Done():

@@ -15,7 +15,13 @@
 //   - storm: --storm-alerts alerts as fast as possible: the responder's peak RSS, and from the store
 //     that no alert was lost and no action ran twice;
 //   - notify: --notify-actions http.request actions (class notify, all to one URL) executed for
-//     real against a local HTTP sink in the harness: actions/s, and every sink hit counted.
+//     real against a local HTTP sink in the harness: actions/s, and every sink hit counted;
+//   - scaling: --scaling-alerts alerts, dry run, with 1, 2 and 3 responder replicas (child
+//     processes like the others) on a real 3-node JetStream cluster (bus/clustertest: nats-server
+//     child processes, user and password, stream replicas 3, sync_interval always), the load split
+//     evenly over the replicas' webhooks; a fresh cluster and database for each count: end-to-end
+//     alerts/s and its ratio to 1 replica (a figure, no target), and from the store that no alert
+//     was lost and no action ran twice.
 //
 // The baselines are measured in the same run: the raw JetStream async-publish rate of the same
 // bodies (one per shape: --per-request alerts per publish, and one alert per publish) with the same
@@ -49,6 +55,7 @@ type options struct {
 	pacedFor      time.Duration
 	stormAlerts   int
 	notifyActions int
+	scalingAlerts int
 	rules         int
 	consumers     int
 	adminURL      string
@@ -66,9 +73,10 @@ const (
 	phasePaced      = "paced"
 	phaseStorm      = "storm"
 	phaseNotify     = "notify"
+	phaseScaling    = "scaling"
 )
 
-var allPhases = []string{phaseThroughput, phaseSingle, phasePaced, phaseStorm, phaseNotify}
+var allPhases = []string{phaseThroughput, phaseSingle, phasePaced, phaseStorm, phaseNotify, phaseScaling}
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -105,6 +113,7 @@ func parseFlags(args []string) (options, error) {
 	fs.DurationVar(&o.pacedFor, "paced-duration", 10*time.Second, "length of the paced phase (after a 1s warm-up at the same rate)")
 	fs.IntVar(&o.stormAlerts, "storm-alerts", 100_000, "alerts to send in the storm phase")
 	fs.IntVar(&o.notifyActions, "notify-actions", 1000, "http.request actions the notify phase executes")
+	fs.IntVar(&o.scalingAlerts, "scaling-alerts", 20_000, "alerts the scaling phase sends with each replica count (1, 2 and 3)")
 	fs.IntVar(&o.rules, "rules", 10, "rules loaded; one matches the bench alerts, the others are a generated pack (90% pin alert.name or labels.service)")
 	fs.IntVar(&o.consumers, "consumers", 2, "bus.consumers of the responder under test")
 	fs.StringVar(&o.adminURL, "database-admin-url", "postgres://postgres@127.0.0.1:5433/postgres?sslmode=disable", "PostgreSQL to create the bench databases on (make db-start)")
@@ -144,7 +153,8 @@ func (o options) validate() error {
 		name string
 		v    int
 	}{{"alerts", o.alerts}, {"per-request", o.perRequest}, {"single-alerts", o.singleAlerts}, {"concurrency", o.concurrency},
-		{"paced-rate", o.pacedRate}, {"storm-alerts", o.stormAlerts}, {"notify-actions", o.notifyActions}, {"rules", o.rules}, {"consumers", o.consumers}} {
+		{"paced-rate", o.pacedRate}, {"storm-alerts", o.stormAlerts}, {"notify-actions", o.notifyActions},
+		{"scaling-alerts", o.scalingAlerts}, {"rules", o.rules}, {"consumers", o.consumers}} {
 		if c.v < 1 {
 			errs = append(errs, fmt.Errorf("--%s must be at least 1", c.name))
 		}

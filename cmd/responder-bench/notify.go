@@ -110,7 +110,7 @@ func (b *bench) notifyPhase(ctx context.Context) (phaseResult, error) {
 		return res, err
 	}
 	accepted := time.Since(begin)
-	c, seen, err := waitSettled(ctx, e.db, e.r, want, 10*time.Minute)
+	c, seen, err := waitSettled(ctx, e.db, want, 10*time.Minute, e.r)
 	if err != nil {
 		return res, err
 	}

@@ -11,11 +11,13 @@ import (
 
 // phaseResult is what one phase measured (also written to --json).
 type phaseResult struct {
-	Phase       string `json:"phase"`
-	Alerts      int    `json:"alerts"`
-	PerRequest  int    `json:"per_request"`
-	Concurrency int    `json:"concurrency"`
-	Rules       int    `json:"rules"`
+	Phase string `json:"phase"`
+	// Replicas is the number of responder replicas (the scaling phase; 0 elsewhere: one).
+	Replicas    int `json:"replicas,omitempty"`
+	Alerts      int `json:"alerts"`
+	PerRequest  int `json:"per_request"`
+	Concurrency int `json:"concurrency"`
+	Rules       int `json:"rules"`
 	// AcceptedSeconds is first request → last 200; ElapsedSeconds first request → last action
 	// settled (recorded dry_run, or succeeded in the notify phase).
 	AcceptedSeconds float64 `json:"accepted_s"`
@@ -27,15 +29,25 @@ type phaseResult struct {
 	P99ms       float64 `json:"webhook_p99_ms"`
 	// LagSeconds (paced) is last request answered → last action settled.
 	LagSeconds float64 `json:"lag_s,omitempty"`
-	// PeakRSS is the responder's VmHWM in bytes; CPUSeconds its CPU time during the phase.
+	// PeakRSS is the responder's VmHWM in bytes (the highest of the replicas'); CPUSeconds its CPU
+	// time during the phase (the sum of the replicas').
 	PeakRSS    int64   `json:"peak_rss_bytes"`
 	CPUSeconds float64 `json:"cpu_s"`
 	// StoreCPUSeconds (load phases) is the CPU time of the responder's PostgreSQL sessions during
 	// the phase, when the server runs on this machine; a lower bound (sessions that ended are not
 	// counted), without the server's background processes.
-	StoreCPUSeconds float64     `json:"store_cpu_s,omitempty"`
-	Store           *storeCheck `json:"store,omitempty"`
-	Sink            *sinkCount  `json:"sink,omitempty"`
+	StoreCPUSeconds float64 `json:"store_cpu_s,omitempty"`
+	// NATSCPUSeconds (scaling) is the CPU time of the cluster's nats-servers during the phase.
+	NATSCPUSeconds float64 `json:"nats_cpu_s,omitempty"`
+	// Rate99 (scaling) is alerts/s until 99% of the actions were recorded: the end-to-end rate
+	// without the tail (a delivery the consumer lost waits for its redelivery).
+	Rate99 float64 `json:"rate_99,omitempty"`
+	// Messages and Deliveries (scaling) are the messages the stream received and the deliveries
+	// the durable consumer made of them (redeliveries included).
+	Messages   uint64      `json:"messages,omitempty"`
+	Deliveries uint64      `json:"deliveries,omitempty"`
+	Store      *storeCheck `json:"store,omitempty"`
+	Sink       *sinkCount  `json:"sink,omitempty"`
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
@@ -61,7 +73,7 @@ func (b *bench) loadPhase(ctx context.Context, phase string, bodies [][]byte, pe
 		return res, err
 	}
 	accepted := time.Since(begin)
-	c, seen, err := waitSettled(ctx, e.db, e.r, want, 10*time.Minute)
+	c, seen, err := waitSettled(ctx, e.db, want, 10*time.Minute, e.r)
 	if err != nil {
 		return res, err
 	}
@@ -146,7 +158,7 @@ func (b *bench) pacedPhase(ctx context.Context) (phaseResult, error) {
 		return res, err
 	}
 	posted := time.Now()
-	c, seen, err := waitSettled(ctx, e.db, e.r, want, 10*time.Minute)
+	c, seen, err := waitSettled(ctx, e.db, want, 10*time.Minute, e.r)
 	if err != nil {
 		return res, err
 	}

@@ -31,8 +31,12 @@ type measure struct {
 	// LowerIsBetter is true for latencies, memory and costs.
 	LowerIsBetter bool   `json:"lower_is_better,omitempty"`
 	Target        string `json:"target"`
-	Met           bool   `json:"met"`
-	Note          string `json:"note,omitempty"`
+	// Figure is true for a measure with no target (the scaling rows): the summary shows no verdict
+	// for it, Met says only that the store check passed (none lost, none twice), and --compare
+	// compares its value.
+	Figure bool   `json:"figure,omitempty"`
+	Met    bool   `json:"met"`
+	Note   string `json:"note,omitempty"`
 }
 
 // report is the --json file.
@@ -70,7 +74,11 @@ const (
 	idStorm   = "storm"
 	idProcess = "process_vs_copyfrom"
 	idNotify  = "notify_actions"
+	// idScaling is the scaling rows' ID prefix: scaling_1_replicas, scaling_2_replicas, ...
+	idScaling = "scaling_"
 )
+
+func scalingID(k int) string { return fmt.Sprintf("%s%d_replicas", idScaling, k) }
 
 // finish prints the summary, writes --json and prints --compare.
 func (b *bench) finish(started time.Time) error {
@@ -161,6 +169,7 @@ func (b *bench) measures(gb *goBench) []measure {
 		b.e2e(&e2e1, p, 0)
 	}
 	ms := []measure{e2e10, e2e1, b.pacedMeasure(), matchMeasure(gb), b.stormMeasure(), processMeasure(gb), b.notifyMeasure()}
+	ms = append(ms, b.scalingMeasures()...)
 	for i := range ms {
 		if !ms[i].Measured && ms[i].Note == "" {
 			ms[i].Note = "not measured"
@@ -271,9 +280,47 @@ func (b *bench) notifyMeasure() measure {
 	return m
 }
 
+// scalingMeasures are the scaling rows, one per replica count: end-to-end alerts/s and the ratio
+// to the first count (one replica). A figure: no target.
+func (b *bench) scalingMeasures() []measure {
+	var ref float64
+	if p, ok := b.phase(scalingPhaseName(scalingReplicas[0])); ok {
+		ref = p.Rate
+	}
+	var ms []measure
+	for _, k := range scalingReplicas {
+		m := measure{ID: scalingID(k), Name: fmt.Sprintf("end to end, %s on a %d-node JetStream cluster, dry run", replicasText(k), scalingNodes),
+			Unit: "alerts/s", BaselineUnit: fmt.Sprintf("alerts/s (%d replica)", scalingReplicas[0]), Target: "none (a figure)", Figure: true}
+		p, ok := b.phase(scalingPhaseName(k))
+		if !ok {
+			ms = append(ms, m)
+			continue
+		}
+		m.Measured, m.Value = true, p.Rate
+		if ref > 0 {
+			m.Baseline, m.Ratio = ref, p.Rate/ref
+		}
+		m.Met = p.Store != nil && p.Store.Lost == 0 && p.Store.Twice == 0
+		if p.Store != nil {
+			m.Note = fmt.Sprintf("lost %d, twice %d (from the store)", p.Store.Lost, p.Store.Twice)
+			if !m.Met {
+				m.Note = "STORE CHECK FAILED: " + m.Note
+			}
+		}
+		if p.Rate99 > 0 {
+			m.Note += fmt.Sprintf("; %s alerts/s to 99%%", num(p.Rate99))
+		}
+		if p.Messages > 0 {
+			m.Note += fmt.Sprintf("; %d deliveries of %d messages", p.Deliveries, p.Messages)
+		}
+		ms = append(ms, m)
+	}
+	return ms
+}
+
 // printSummary prints the summary table.
 func printSummary(w io.Writer, rep report) {
-	fmt.Fprintln(w, "== summary (issue 15 targets; ratios to baselines measured in this run)")
+	fmt.Fprintln(w, "== summary (issue 15 targets; ratios to baselines measured in this run; the scaling rows are a figure, issue 18, ratio to 1 replica)")
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "measure\tvalue\tbaseline\tratio\ttarget\tmet\tnote")
 	for _, m := range rep.Measures {
@@ -281,7 +328,7 @@ func printSummary(w io.Writer, rep report) {
 			fmt.Fprintf(tw, "%s\t-\t-\t-\t%s\t-\t%s\n", m.Name, m.Target, m.Note)
 			continue
 		}
-		fmt.Fprintf(tw, "%s\t%s %s\t%s\t%s\t%s\t%s\t%s\n", m.Name, num(m.Value), m.Unit, baselineText(m), ratioText(m.Ratio), m.Target, yesNo(m.Met), m.Note)
+		fmt.Fprintf(tw, "%s\t%s %s\t%s\t%s\t%s\t%s\t%s\n", m.Name, num(m.Value), m.Unit, baselineText(m), ratioText(m.Ratio), m.Target, metText(m), m.Note)
 	}
 	tw.Flush()
 	fmt.Fprintf(w, "run: %s, commit %s, %s, GOMAXPROCS %d, %d CPUs, %.0fs\n", rep.Meta.Time.Format(time.RFC3339), orNone(rep.Meta.Commit),
@@ -300,6 +347,14 @@ func ratioText(r float64) string {
 		return "-"
 	}
 	return fmt.Sprintf("%.2f×", r)
+}
+
+// metText is the met column: yes or NO, and for a figure (no target) "-".
+func metText(m measure) string {
+	if m.Figure {
+		return "-"
+	}
+	return yesNo(m.Met)
 }
 
 func yesNo(b bool) string {
@@ -365,7 +420,7 @@ func valueText(m measure, ok bool) string {
 func change(o, m measure) string {
 	a, b := o.Value, m.Value
 	what := "value"
-	if o.Ratio > 0 && m.Ratio > 0 {
+	if o.Ratio > 0 && m.Ratio > 0 && !m.Figure { // a figure's ratio is to another row of the same run
 		a, b, what = o.Ratio, m.Ratio, "ratio"
 	}
 	if a == 0 {

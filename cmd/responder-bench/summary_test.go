@@ -3,6 +3,9 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -27,6 +30,9 @@ func testBench(t *testing.T) *bench {
 			{Phase: phasePaced, P99ms: 9.5, P50ms: 2},
 			{Phase: phaseStorm, PeakRSS: 150e6, Store: ok},
 			{Phase: phaseNotify, Alerts: 1000, Rate: 250, Store: ok, Sink: &sinkCount{Hits: 1000, Distinct: 1000}},
+			{Phase: scalingPhaseName(1), Replicas: 1, Rate: 4000, Store: ok},
+			{Phase: scalingPhaseName(2), Replicas: 2, Rate: 4400, Store: ok, Messages: 90, Deliveries: 120, Rate99: 5000},
+			{Phase: scalingPhaseName(3), Replicas: 3, Rate: 3000, Store: ok},
 		}}
 }
 
@@ -55,6 +61,9 @@ func TestMeasures(t *testing.T) {
 		{idStorm, true, 150, 0, 0, true},
 		{idProcess, true, 13201, 91415, 14, false},
 		{idNotify, true, 250, 0, 0, true},
+		{"scaling_1_replicas", true, 4000, 4000, 100, true},
+		{"scaling_2_replicas", true, 4400, 4000, 110, true},
+		{"scaling_3_replicas", true, 3000, 4000, 75, true},
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("measures (-want +got):\n%s", diff)
@@ -107,10 +116,11 @@ func TestCompare(t *testing.T) {
 	if err := json.Unmarshal(data, &back); err != nil {
 		t.Fatal(err)
 	}
-	b.phases[0].Rate = 16000 // ratio 0.2 → 0.4
-	b.phases[2].P99ms = 19   // latency doubled
-	b.phases[4].Rate = 251   // the same
-	b.phases = b.phases[:4]  // notify not run
+	b.phases[0].Rate = 16000                 // ratio 0.2 → 0.4
+	b.phases[2].P99ms = 19                   // latency doubled
+	b.phases[4].Rate = 251                   // the same
+	b.phases[5].Rate = 8000                  // scaling, 1 replica: twice as fast, its ratio still 1
+	b.phases = slices.Delete(b.phases, 4, 5) // notify not run
 	now := report{Measures: b.measures(g)}
 	var out bytes.Buffer
 	printCompare(&out, back, now)
@@ -118,6 +128,7 @@ func TestCompare(t *testing.T) {
 		"2.00× (ratio, better)",
 		"2.00× (value, worse)",
 		"1.00× (ratio, same)",
+		"2.00× (value, better)",
 		"not comparable",
 		"commit abc",
 	} {
@@ -161,6 +172,86 @@ func TestParseFlags(t *testing.T) {
 		}
 		if diff := cmp.Diff(c.phases, o.phases); diff != "" {
 			t.Errorf("parseFlags(%q) phases (-want +got):\n%s", c.args, diff)
+		}
+	}
+}
+
+// TestScalingSummary: the scaling rows are a figure. The summary gives them no verdict, even when
+// slower with more replicas; a lost alert or an action twice is written in the note; not run,
+// they are "not measured".
+func TestScalingSummary(t *testing.T) {
+	b := testBench(t)
+	b.phases[7].Store = &storeCheck{Alerts: 100, Lost: 1, Twice: 2}
+	ms := b.measures(nil)
+	var out bytes.Buffer
+	printSummary(&out, report{Measures: ms})
+	lines := map[int]string{}
+	for line := range strings.Lines(out.String()) {
+		for _, k := range scalingReplicas {
+			if strings.Contains(line, fmt.Sprintf("end to end, %d replica", k)) {
+				lines[k] = line
+			}
+		}
+	}
+	for k, want := range map[int][]string{
+		1: {"4,000 alerts/s", "1.00×", "none (a figure)", "lost 0, twice 0"},
+		2: {"4,400 alerts/s", "4,000 alerts/s (1 replica)", "1.10×", "lost 0, twice 0 (from the store); 5,000 alerts/s to 99%; 120 deliveries of 90 messages"},
+		3: {"3,000 alerts/s", "0.75×", "STORE CHECK FAILED: lost 1, twice 2"},
+	} {
+		line, ok := lines[k]
+		if !ok {
+			t.Fatalf("no summary row for %d replicas:\n%s", k, out.String())
+		}
+		for _, w := range want {
+			if !strings.Contains(line, w) {
+				t.Errorf("row of %d replicas lacks %q: %q", k, w, line)
+			}
+		}
+		if strings.Contains(line, " NO ") || strings.Contains(line, " yes ") {
+			t.Errorf("row of %d replicas has a verdict, want none (a figure): %q", k, line)
+		}
+	}
+	if m := find(ms, scalingID(3)); m.Met || !m.Figure {
+		t.Errorf("3 replicas with a lost alert: met %v, figure %v; want met false (the store check), figure true", m.Met, m.Figure)
+	}
+	b.phases = b.phases[:5]
+	for _, k := range scalingReplicas {
+		if m := find(b.measures(nil), scalingID(k)); m.Measured || m.Note != "not measured" {
+			t.Errorf("%d replicas not run: measured %v, note %q; want not measured", k, m.Measured, m.Note)
+		}
+	}
+}
+
+// TestSplitEvenly: every body goes to exactly one replica, in shares and client counts that differ
+// by at most one.
+func TestSplitEvenly(t *testing.T) {
+	for _, c := range []struct{ bodies, concurrency, k int }{{2000, 64, 1}, {2000, 64, 2}, {2000, 64, 3}, {7, 2, 3}, {3, 1, 3}} {
+		bodies := make([][]byte, c.bodies)
+		for i := range bodies {
+			bodies[i] = []byte(strconv.Itoa(i))
+		}
+		shares, clients := splitEvenly(bodies, c.concurrency, c.k)
+		if len(shares) != c.k || len(clients) != c.k {
+			t.Fatalf("%+v: %d shares, %d client counts; want %d", c, len(shares), len(clients), c.k)
+		}
+		var got [][]byte
+		sizes, total := []int{}, 0
+		for i, sh := range shares {
+			got = append(got, sh...)
+			sizes = append(sizes, len(sh))
+			if clients[i] < 1 {
+				t.Errorf("%+v: share %d has %d clients, want at least 1", c, i, clients[i])
+			}
+			total += clients[i]
+		}
+		if diff := cmp.Diff(bodies, got); diff != "" {
+			t.Errorf("%+v: the shares put together differ from the bodies (-want +got):\n%s", c, diff)
+		}
+		if slices.Max(sizes)-slices.Min(sizes) > 1 || slices.Max(clients)-slices.Min(clients) > 1 {
+			t.Errorf("%+v: share sizes %v, clients %v; want each within one of the others", c, sizes, clients)
+		}
+		if want := max(c.concurrency, c.k); total != want {
+			t.Errorf("%+v: %d clients in all, want %d", c, total, want)
 		}
 	}
 }
