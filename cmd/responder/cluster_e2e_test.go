@@ -121,9 +121,9 @@ func TestClusterTwoReplicasSurviveLeaderKillAndPausedFollower(t *testing.T) {
 		perGroup, groups = 10, 500 // 5,000 alerts, the figure
 		alerts           = perGroup * groups
 		posters          = 16
-		// The posts are paced over ~45 s so that the load spans the leader's kill, its election
+		// The posts are paced over ~40 s so that the load spans the leader's kill, its election
 		// and the 20 s pause; unpaced, 500 posts are answered in a few seconds.
-		pace      = 90 * time.Millisecond
+		pace      = 80 * time.Millisecond
 		pauseFor  = 20 * time.Second
 		retryWait = 200 * time.Millisecond // Alertmanager's backoff between retries of a group
 		giveUp    = 60 * time.Second       // a group not answered 200 within this is reported
@@ -294,6 +294,10 @@ safety:
 		return answered.Load()+int64(len(unsent)) == groups
 	})
 	tLoadEnd := time.Unix(0, tLastAnswer.Load())
+	{
+		paths, _ := s.snapshot()
+		t.Logf("every group answered: %d of %d pods called at the sink; %s", len(paths), alerts, durableState(t, c))
+	}
 
 	// Every answer is 200 or 503 with a reason and Retry-After; count them by window.
 	mu.Lock()
@@ -302,9 +306,10 @@ safety:
 	mu.Unlock()
 	codes := map[string]int{}
 	reasons := map[string]int{}
-	// By window (answered after the kill and before the restart, during the pause or up to the
-	// publish timeout after it, elsewhere) and replica: "200", "503", "slow" (5 s or more).
+	// By window of the answer (the phases of the test) and replica: "200", "503", "slow" (5 s or
+	// more: a publish waiting on a node that cannot answer).
 	windows := map[string]map[string]int{}
+	firstOKInPause := map[int]time.Time{} // replica → first 200 of a post sent while paused
 	var resends int
 	var slowest time.Duration
 	var firstOKAfterKill, last503AfterKill time.Time
@@ -316,12 +321,21 @@ safety:
 		codes[key]++
 		took := a.end.Sub(a.start)
 		slowest = max(slowest, took)
-		w := "elsewhere"
+		w := "before the kill"
 		switch {
-		case !a.end.Before(tKill) && a.end.Before(tRestarted):
+		case !a.end.Before(tResume):
+			w = "after the resume"
+		case !a.end.Before(tPause):
+			w = "paused"
+		case !a.end.Before(tRestarted):
+			w = "restart to pause"
+		case !a.end.Before(tKill):
 			w = "kill"
-		case !a.end.Before(tPause) && a.end.Before(tResume.Add(15*time.Second)):
-			w = "pause"
+		}
+		if a.code == http.StatusOK && !a.start.Before(tPause) && a.start.Before(tResume) {
+			if f, ok := firstOKInPause[a.replica]; !ok || a.end.Before(f) {
+				firstOKInPause[a.replica] = a.end
+			}
 		}
 		if windows[w] == nil {
 			windows[w] = map[string]int{}
@@ -363,15 +377,34 @@ safety:
 		t.Errorf("no 503 between the kill of the stream leader %s and its restart (%s): the kill did not land mid-load (answers then %v)",
 			leader.Name, tRestarted.Sub(tKill).Round(time.Millisecond), windows["kill"])
 	}
-	// A paused follower leaves a quorum: intake goes on through a replica not connected to it.
-	if windows["pause"]["replica 0 200"]+windows["pause"]["replica 1 200"] == 0 {
-		t.Errorf("no 200 while follower %s was paused: answers then %v", paused.Name, windows["pause"])
+	// A paused follower leaves a quorum: intake goes on through a replica whose bus connection is
+	// on another node. A replica connected to the paused node waits until its connection fails
+	// over (the client's ping interval) or the node resumes: logged, not asserted.
+	elsewhere := 0
+	for name, n := range conns {
+		if name != paused.Name {
+			elsewhere += n
+		}
+	}
+	if elsewhere > 0 && windows["paused"]["replica 0 200"]+windows["paused"]["replica 1 200"] == 0 {
+		t.Errorf("no 200 while follower %s was paused, with %d bus connections on other nodes (%v): answers then %v",
+			paused.Name, elsewhere, conns, windows["paused"])
+	}
+	firstOK := map[string]string{}
+	for r := range rs {
+		if f, ok := firstOKInPause[r]; ok {
+			firstOK[fmt.Sprintf("replica %d", r)] = f.Sub(tPause).Round(time.Millisecond).String()
+		} else {
+			firstOK[fmt.Sprintf("replica %d", r)] = "none"
+		}
 	}
 	t.Logf("%d posts of %d groups (%d alerts), %d re-sends; answers %v (slowest %s); load %s",
 		len(all), groups, alerts, resends, codes, slowest.Round(time.Millisecond), tLoadEnd.Sub(tLoad).Round(time.Millisecond))
 	t.Logf("kill of %s: %d 503s, the last %s after the kill; first 200 of a post sent after the kill %s after it; answers by replica %v",
 		leader.Name, kill503, last503AfterKill.Sub(tKill).Round(time.Millisecond), firstOKAfterKill.Sub(tKill).Round(time.Millisecond), windows["kill"])
-	t.Logf("pause of %s: answers by replica %v; elsewhere %v", paused.Name, windows["pause"], windows["elsewhere"])
+	t.Logf("pause of %s (bus connections %v): answers by replica while paused %v, after the resume %v; first 200 of a post sent while paused, after the pause began: %v",
+		paused.Name, conns, windows["paused"], windows["after the resume"], firstOK)
+	t.Logf("answers before the kill %v, between the restart and the pause %v", windows["before the kill"], windows["restart to pause"])
 	t.Logf("503 reasons: %v", reasons)
 	if len(accepted) != alerts {
 		t.Fatalf("%d of %d pods answered 200", len(accepted), alerts)
