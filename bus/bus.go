@@ -90,6 +90,13 @@ const (
 	defaultPublishTimeout = 10 * time.Second
 	pendingScrapeTimeout  = 2 * time.Second
 	reconnectWait         = 250 * time.Millisecond
+	// pingInterval and maxPingsOut bound how long the bus stays on a server that stopped
+	// answering without closing the connection (a frozen VM, a SIGSTOPped process, a network
+	// partition that drops packets): about pingInterval × (maxPingsOut+1), 6 s, instead of
+	// nats.go's default of 4 minutes. Publishes fail with ErrUnavailable meanwhile (503, so
+	// the sender retries), and then the bus reconnects to another server of the cluster.
+	pingInterval = 2 * time.Second
+	maxPingsOut  = 2
 )
 
 // Options configures a Bus. Zero values take the defaults above.
@@ -261,6 +268,8 @@ func Open(ctx context.Context, o Options) (*Bus, error) {
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(reconnectWait),
 		nats.ReconnectJitter(100*time.Millisecond, time.Second),
+		nats.PingInterval(pingInterval),
+		nats.MaxPingsOutstanding(maxPingsOut),
 		// Fail fast while disconnected instead of buffering publishes that the caller has already
 		// answered with an error.
 		nats.ReconnectBufSize(-1),

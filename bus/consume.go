@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/cenkalti/backoff/v5"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/responder-sre/responder/alert"
 	"github.com/responder-sre/responder/internal/clock"
@@ -70,7 +69,7 @@ const (
 )
 
 type item struct {
-	raw jetstream.Msg
+	raw *delivery
 	msg Message
 	// data, when set, is what a dead letter keeps instead of the stored message: the alerts of a
 	// combined message that failed alone (isolate).
@@ -107,21 +106,35 @@ func (b *Bus) Consume(ctx context.Context, p Processor) error {
 		}
 	}()
 
+	pl, err := newPuller(b.nc, b.o.Stream, b.o.Durable, b.o.FetchBatch)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		// Messages that came for this consumer and were not handled go back now, to another
+		// replica, rather than after AckWait.
+		for _, m := range pl.close() {
+			_ = m.Nak()
+		}
+	}()
 	bo := newBackoff(fetchErrorCap)
 	for ctx.Err() == nil {
-		raw, err := b.fetch(ctx)
-		if err != nil {
-			if ctx.Err() != nil {
-				break
+		raw, err := b.fetch(ctx, pl)
+		if ctx.Err() != nil {
+			for _, m := range raw {
+				_ = m.Nak()
 			}
+			break
+		}
+		if len(raw) > 0 {
+			b.handle(ctx, p, raw)
+		}
+		if err != nil {
 			b.log.Warn("bus fetch failed", "err", err)
 			_ = clock.Sleep(ctx, bo.NextBackOff()) // a cancelled ctx ends the loop
 			continue
 		}
 		bo.Reset()
-		if len(raw) > 0 {
-			b.handle(ctx, p, raw)
-		}
 	}
 	return nil
 }
@@ -130,9 +143,9 @@ func (b *Bus) Consume(ctx context.Context, p Processor) error {
 // it (the next fetch takes whatever arrived meanwhile). Low latency when idle, full batches under
 // load. A fetch is bounded in messages (FetchBatch) and in bytes (fetchBudget), so a backlog of
 // large messages cannot exhaust memory.
-func (b *Bus) fetch(ctx context.Context) ([]jetstream.Msg, error) {
+func (b *Bus) fetch(ctx context.Context, pl *puller) ([]*delivery, error) {
 	budget := b.fetchBudget()
-	msgs, err := b.fetchAvailable(b.o.FetchBatch, budget)
+	msgs, err := pl.pull(ctx, b.o.FetchBatch, budget, availableWait)
 	if err != nil || len(msgs) > 0 {
 		return msgs, err
 	}
@@ -142,17 +155,9 @@ func (b *Bus) fetch(ctx context.Context) ([]jetstream.Msg, error) {
 	b.fetchMu.Lock()
 	b.fetchCancel = cancel
 	b.fetchMu.Unlock()
-	batch, err := b.consumer.Fetch(1, jetstream.FetchContext(fctx), jetstream.FetchMaxBytes(budget))
-	if err != nil {
-		return nil, err
-	}
-	msgs, err = drain(batch)
-	if err != nil && fctx.Err() == nil && len(msgs) == 0 {
-		return nil, err
-	}
-	// Not followed by a fetch of what else arrived: that one waits availableWait for the
-	// server's answer, and this message would wait with it.
-	return msgs, nil
+	// One message: not followed by a pull of what else arrived, which would wait availableWait
+	// for the server's answer, and this message with it.
+	return pl.pull(fctx, 1, budget, fetchWait)
 }
 
 // fetchBudget is the byte bound of one fetch: FetchMaxBytes, but never less than the largest
@@ -163,40 +168,12 @@ func (b *Bus) fetchBudget() int {
 	return max(b.o.FetchMaxBytes, int(b.nc.MaxPayload())+fetchOverheadBytes)
 }
 
-// fetchAvailable takes up to n messages and maxBytes bytes of what the stream holds now. (A
-// FetchNoWait cannot be bounded in bytes; a pull that expires at once can.)
-func (b *Bus) fetchAvailable(n, maxBytes int) ([]jetstream.Msg, error) {
-	if maxBytes <= 0 {
-		return nil, nil
-	}
-	batch, err := b.consumer.Fetch(n, jetstream.FetchMaxBytes(maxBytes), jetstream.FetchMaxWait(availableWait))
-	if err != nil {
-		return nil, err
-	}
-	msgs, err := drain(batch)
-	if err != nil && len(msgs) > 0 {
-		// The messages came before the error (a server going away): handle them rather than
-		// leave them unacked until AckWait.
-		b.log.Debug("bus fetch ended early", "messages", len(msgs), "err", err)
-		return msgs, nil
-	}
-	return msgs, err
-}
-
-func drain(batch jetstream.MessageBatch) ([]jetstream.Msg, error) {
-	var msgs []jetstream.Msg
-	for m := range batch.Messages() {
-		msgs = append(msgs, m)
-	}
-	return msgs, batch.Error()
-}
-
 // handle decodes a fetched batch, dead-letters what cannot be decoded and processes the rest in
 // chunks of at most MaxBatchAlerts alerts (a message larger than that alone): one fetch of
 // group-committed messages can hold tens of thousands of alerts, and decoding and planning them
 // at once would hold them all in memory. Each chunk is decoded when its turn comes and acked
 // once processed; the messages still waiting are kept in progress meanwhile.
-func (b *Bus) handle(ctx context.Context, p Processor, raw []jetstream.Msg) {
+func (b *Bus) handle(ctx context.Context, p Processor, raw []*delivery) {
 	c := chunker{b: b, p: p, raw: raw}
 	touched := time.Now()
 	for ctx.Err() == nil {
@@ -224,7 +201,7 @@ func (b *Bus) handle(ctx context.Context, p Processor, raw []jetstream.Msg) {
 type chunker struct {
 	b     *Bus
 	p     Processor
-	raw   []jetstream.Msg // not decoded yet
+	raw   []*delivery // not decoded yet
 	ahead *item           // decoded, for the next chunk: it did not fit in the last one
 }
 
@@ -270,7 +247,7 @@ func (c *chunker) next(ctx context.Context) []item {
 func (c *chunker) touch() {
 	rest := c.raw
 	if c.ahead != nil {
-		rest = append([]jetstream.Msg{c.ahead.raw}, rest...)
+		rest = append([]*delivery{c.ahead.raw}, rest...)
 	}
 	for _, m := range rest {
 		if err := m.InProgress(); err != nil {
@@ -505,7 +482,7 @@ func (b *Bus) nakAll(items []item) {
 
 // decode verifies m's signature against key, then decodes its alerts; an unsigned or badly
 // signed message (errBadSignature) is not decoded at all.
-func decode(key []byte, m jetstream.Msg) (item, error) {
+func decode(key []byte, m *delivery) (item, error) {
 	it := item{raw: m, msg: Message{ID: m.Headers().Get("Nats-Msg-Id")}}
 	if md, err := m.Metadata(); err == nil {
 		it.msg.Delivered = md.NumDelivered
@@ -527,7 +504,7 @@ func decode(key []byte, m jetstream.Msg) (item, error) {
 	return it, nil
 }
 
-func seq(m jetstream.Msg) uint64 {
+func seq(m *delivery) uint64 {
 	md, err := m.Metadata()
 	if err != nil {
 		return 0
