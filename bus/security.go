@@ -234,7 +234,9 @@ func (o *Options) connectOptions(token string) []nats.Option {
 	case o.CredsFile != "":
 		opts = append(opts, credsFromFile(o.CredsFile))
 	case o.NkeySeedFile != "":
-		// Read at each (re)connect, as the credentials file is: a rotated seed takes effect.
+		// The public key is read once, at Open; the seed is read again to sign at each
+		// (re)connect. A rotated seed (a new key pair) therefore needs a restart: until then the
+		// process would sign with the new seed under the old public key, and reconnects fail.
 		opts = append(opts, nkeyFromSeedFile(o.NkeySeedFile))
 	}
 	if o.TLS.enabled() {
