@@ -223,9 +223,13 @@ func reloadBudget(t *testing.T, o fixtureOpts) {
 	o.extra = budget(1)
 	f := startApp(t, o)
 	f.fire("a", "b")
-	testwait.Until(t, 30*time.Second, "one action run, one refused by the budget", func() bool {
+	testwait.UntilDetail(t, 30*time.Second, "one action run, one refused by the budget", func() (bool, string) {
 		acts := f.actions("")
-		return countState(acts, "succeeded") == 1 && countState(acts, "skipped") == 1
+		var seen []string
+		for _, a := range acts {
+			seen = append(seen, fmt.Sprintf("%v %v %v", a["id"], a["state"], a["reason"]))
+		}
+		return countState(acts, "succeeded") == 1 && countState(acts, "skipped") == 1, fmt.Sprintf("actions %v", seen)
 	})
 	o.extra = budget(3)
 	if changed := f.mustReload(o); !slices.Equal(changed, []string{"safety.budgets[0].max"}) {
