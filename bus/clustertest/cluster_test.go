@@ -195,30 +195,6 @@ func stored(t *testing.T, c *clustertest.Cluster) (map[string]int, int) {
 	return n, total
 }
 
-// consumerState describes the bus's durable consumer, for a failing wait's detail.
-func consumerState(t *testing.T, c *clustertest.Cluster) string {
-	js, err := jetstream.New(c.Connect(t))
-	if err != nil {
-		return err.Error()
-	}
-	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
-	defer cancel()
-	cons, err := js.Consumer(ctx, bus.DefaultStream, bus.DefaultDurable)
-	if err != nil {
-		return "consumer: " + err.Error()
-	}
-	i, err := cons.Info(ctx)
-	if err != nil {
-		return "consumer info: " + err.Error()
-	}
-	leader := ""
-	if i.Cluster != nil {
-		leader = i.Cluster.Leader
-	}
-	return fmt.Sprintf("consumer leader %q delivered %d ack floor %d pending %d ack pending %d redelivered %d waiting %d",
-		leader, i.Delivered.Stream, i.AckFloor.Stream, i.NumPending, i.NumAckPending, i.NumRedelivered, i.NumWaiting)
-}
-
 func TestClusterFormsAndReplicatesTheStream(t *testing.T) {
 	c := clustertest.Start(t, 3)
 	t.Logf("meta leader %s", c.MetaLeader(t).Name)
@@ -276,7 +252,7 @@ func TestIdleConsumerTakesEachMessageOnItsFirstDelivery(t *testing.T) {
 	}
 	testwait.UntilDetail(t, 30*time.Second, "every alert consumed", func() (bool, string) {
 		got := len(rec.alerts())
-		return got == n, fmt.Sprintf("%d of %d consumed; %s", got, n, consumerState(t, c))
+		return got == n, fmt.Sprintf("%d of %d consumed; %s", got, n, clustertest.DescribeConsumer(c.ConsumerInfo(t, bus.DefaultStream, bus.DefaultDurable)))
 	})
 	if r := rec.redelivered(); len(r) > 0 {
 		t.Errorf("%d of %d messages processed only on a redelivery (message id: delivery): %v; want each on its first", len(r), n, r)
@@ -315,7 +291,7 @@ func TestBacklogIsConsumedInFullFetches(t *testing.T) {
 	rec := consume()
 	testwait.UntilDetail(t, 60*time.Second, "the backlog consumed", func() (bool, string) {
 		got := len(rec.alerts())
-		return got == total, fmt.Sprintf("%d of %d alerts consumed; %s", got, total, consumerState(t, c))
+		return got == total, fmt.Sprintf("%d of %d alerts consumed; %s", got, total, clustertest.DescribeConsumer(c.ConsumerInfo(t, bus.DefaultStream, bus.DefaultDurable)))
 	})
 	if r := rec.redelivered(); len(r) > 0 {
 		t.Errorf("%d messages processed only on a redelivery; want each on its first", len(r))
@@ -399,7 +375,7 @@ func TestKillStreamLeaderMidPublish(t *testing.T) {
 				missing++
 			}
 		}
-		return missing == 0, fmt.Sprintf("%d of %d missing; %s", missing, total, consumerState(t, c))
+		return missing == 0, fmt.Sprintf("%d of %d missing; %s", missing, total, clustertest.DescribeConsumer(c.ConsumerInfo(t, bus.DefaultStream, bus.DefaultDurable)))
 	})
 	got := rec.alerts()
 	for _, id := range want {

@@ -406,6 +406,37 @@ func (c *Cluster) streamInfo(ctx context.Context, stream string) (*jetstream.Str
 	return s.Info(ctx)
 }
 
+// ConsumerInfo returns the info of stream's durable consumer, asked through the nodes running
+// now (within 2 s).
+func (c *Cluster) ConsumerInfo(t testing.TB, stream, durable string) (*jetstream.ConsumerInfo, error) {
+	t.Helper()
+	js, err := jetstream.New(c.Connect(t))
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
+	defer cancel()
+	cons, err := js.Consumer(ctx, stream, durable)
+	if err != nil {
+		return nil, fmt.Errorf("consumer: %w", err)
+	}
+	return cons.Info(ctx)
+}
+
+// DescribeConsumer describes a consumer's info (or the error of ConsumerInfo) in one line, for a
+// failing wait's detail: a stalled consumer shows as ack pending that never moves.
+func DescribeConsumer(i *jetstream.ConsumerInfo, err error) string {
+	if err != nil {
+		return "consumer info: " + err.Error()
+	}
+	leader := ""
+	if i.Cluster != nil {
+		leader = i.Cluster.Leader
+	}
+	return fmt.Sprintf("consumer leader %q delivered %d ack floor %d pending %d ack pending %d redelivered %d waiting %d",
+		leader, i.Delivered.Stream, i.AckFloor.Stream, i.NumPending, i.NumAckPending, i.NumRedelivered, i.NumWaiting)
+}
+
 // StreamLeader returns the node that leads stream, waiting (up to 30 s) until it has a leader that
 // is not one of except (after a kill of the leader: the new one).
 func (c *Cluster) StreamLeader(t testing.TB, stream string, except ...*Node) *Node {

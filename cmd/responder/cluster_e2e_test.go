@@ -22,8 +22,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/responder-sre/responder/bus"
 	"github.com/responder-sre/responder/bus/clustertest"
 	"github.com/responder-sre/responder/internal/testwait"
@@ -89,31 +87,6 @@ func responderConns(t *testing.T, c *clustertest.Cluster) map[string]int {
 		}
 	}
 	return on
-}
-
-// durableState describes the replicas' shared durable consumer, for a failing wait's detail (a
-// consumer stalled after the leader's kill shows as ack pending that never moves).
-func durableState(t *testing.T, c *clustertest.Cluster) string {
-	js, err := jetstream.New(c.Connect(t))
-	if err != nil {
-		return err.Error()
-	}
-	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
-	defer cancel()
-	cons, err := js.Consumer(ctx, bus.DefaultStream, bus.DefaultDurable)
-	if err != nil {
-		return "consumer: " + err.Error()
-	}
-	i, err := cons.Info(ctx)
-	if err != nil {
-		return "consumer info: " + err.Error()
-	}
-	leader := ""
-	if i.Cluster != nil {
-		leader = i.Cluster.Leader
-	}
-	return fmt.Sprintf("consumer leader %q delivered %d ack floor %d pending %d ack pending %d redelivered %d waiting %d",
-		leader, i.Delivered.Stream, i.AckFloor.Stream, i.NumPending, i.NumAckPending, i.NumRedelivered, i.NumWaiting)
 }
 
 func TestClusterTwoReplicasSurviveLeaderKillAndPausedFollower(t *testing.T) {
@@ -306,7 +279,7 @@ safety:
 		}
 	}
 	called, _ := s.snapshot()
-	t.Logf("every group answered: %d of %d pods called at the sink; %s", len(called), alerts, durableState(t, c))
+	t.Logf("every group answered: %d of %d pods called at the sink; %s", len(called), alerts, clustertest.DescribeConsumer(c.ConsumerInfo(t, bus.DefaultStream, bus.DefaultDurable)))
 
 	// Every answer is 200 or 503 with a reason and Retry-After; count them by window.
 	codes := map[string]int{}
@@ -417,7 +390,7 @@ safety:
 		if len(paths) >= len(accepted) {
 			return true, ""
 		}
-		return false, fmt.Sprintf("%d of %d pods called; %s", len(paths), len(accepted), durableState(t, c))
+		return false, fmt.Sprintf("%d of %d pods called; %s", len(paths), len(accepted), clustertest.DescribeConsumer(c.ConsumerInfo(t, bus.DefaultStream, bus.DefaultDurable)))
 	})
 	var acts []ctlAction
 	testwait.UntilDetail(t, 60*time.Second, "every action succeeded", func() (bool, string) {

@@ -20,8 +20,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/responder-sre/responder/bus"
 	"github.com/responder-sre/responder/bus/clustertest"
 	"github.com/responder-sre/responder/internal/testwait"
@@ -40,35 +38,6 @@ func cfSetup(t *testing.T, c *clustertest.Cluster, s *haSink, dbURL, more string
 		t.Fatal(err)
 	}
 	return dir
-}
-
-// cfConsumer returns the info of the replicas' shared durable consumer, asked through the nodes
-// running now.
-func cfConsumer(t *testing.T, c *clustertest.Cluster) (*jetstream.ConsumerInfo, error) {
-	t.Helper()
-	js, err := jetstream.New(c.Connect(t))
-	if err != nil {
-		return nil, err
-	}
-	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
-	defer cancel()
-	cons, err := js.Consumer(ctx, bus.DefaultStream, bus.DefaultDurable)
-	if err != nil {
-		return nil, err
-	}
-	return cons.Info(ctx)
-}
-
-func cfConsumerString(i *jetstream.ConsumerInfo, err error) string {
-	if err != nil {
-		return "consumer info: " + err.Error()
-	}
-	leader := ""
-	if i.Cluster != nil {
-		leader = i.Cluster.Leader
-	}
-	return fmt.Sprintf("consumer leader %q delivered %d ack floor %d pending %d ack pending %d redelivered %d waiting %d",
-		leader, i.Delivered.Stream, i.AckFloor.Stream, i.NumPending, i.NumAckPending, i.NumRedelivered, i.NumWaiting)
 }
 
 // cfGroup is a group of perGroup crash-looping pods named prefix-<g>-<i>.
@@ -172,7 +141,7 @@ func cfWaitFinal(t *testing.T, c *clustertest.Cluster, p *proc, want map[string]
 			missing = append(missing[:10], "...")
 		}
 		return len(missing) == 0 && waiting == 0, fmt.Sprintf("%d actions unfinished, pods without an action %v; %s",
-			waiting, missing, cfConsumerString(cfConsumer(t, c)))
+			waiting, missing, clustertest.DescribeConsumer(c.ConsumerInfo(t, bus.DefaultStream, bus.DefaultDurable)))
 	})
 }
 
@@ -289,8 +258,8 @@ func TestClusterKillReplicaWhilePublishing(t *testing.T) {
 	// after ack_wait): wait until the consumer has acked everything, then count the cut requests
 	// whose alerts reached the stream although their request got no answer.
 	testwait.UntilDetail(t, 30*time.Second, "the consumer to ack everything A and B stored", func() (bool, string) {
-		i, err := cfConsumer(t, c)
-		return err == nil && i.NumPending == 0 && i.NumAckPending == 0, cfConsumerString(i, err)
+		i, err := c.ConsumerInfo(t, bus.DefaultStream, bus.DefaultDurable)
+		return err == nil && i.NumPending == 0 && i.NumAckPending == 0, clustertest.DescribeConsumer(i, err)
 	})
 	have := map[string]bool{}
 	for _, x := range haActions(t, b) {
@@ -405,8 +374,8 @@ func TestClusterSameGroupAfterNatsRestartProcessedOnce(t *testing.T) {
 					ok = true
 				}
 			}
-			i, err := cfConsumer(t, c)
-			return ok && err == nil && i.NumPending == 0 && i.NumAckPending == 0, fmt.Sprintf("barrier succeeded %v; %s", ok, cfConsumerString(i, err))
+			i, err := c.ConsumerInfo(t, bus.DefaultStream, bus.DefaultDurable)
+			return ok && err == nil && i.NumPending == 0 && i.NumAckPending == 0, fmt.Sprintf("barrier succeeded %v; %s", ok, clustertest.DescribeConsumer(i, err))
 		})
 	}
 	lastSeq := func() uint64 { return c.StreamInfo(t, bus.DefaultStream).State.LastSeq }
