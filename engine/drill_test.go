@@ -16,7 +16,8 @@ import (
 	"github.com/responder-sre/responder/vocab"
 )
 
-// slackRec stands for page.slack: it records the params of every action it runs (text, channel).
+// slackRec stands for page.slack: it records the params of every action it runs (text, channel),
+// and as "drill" the Invocation's Drill it ran with.
 type slackRec struct {
 	mu    sync.Mutex
 	calls []handlers.Params
@@ -53,10 +54,12 @@ func (a *slackRecAction) Target() string {
 func (a *slackRecAction) Scope() string                            { return "slack" }
 func (a *slackRecAction) Check(context.Context, alert.Alert) error { return handlers.ErrNotCheckable }
 func (a *slackRecAction) NotCheckable()                            {}
-func (a *slackRecAction) Do(context.Context, handlers.Invocation, alert.Alert) (handlers.Result, error) {
+func (a *slackRecAction) Do(_ context.Context, inv handlers.Invocation, _ alert.Alert) (handlers.Result, error) {
 	a.s.mu.Lock()
 	defer a.s.mu.Unlock()
-	a.s.calls = append(a.s.calls, a.p)
+	p := maps.Clone(a.p)
+	p["drill"] = inv.Drill
+	a.s.calls = append(a.s.calls, p)
 	return handlers.Result{Detail: "posted to " + a.Target()}, nil
 }
 
@@ -179,19 +182,21 @@ func TestDrillPages(t *testing.T) {
 		want      []string
 		channel   string // where page.slack posted; "": it did not
 		webhooks  int
+		drill     string // the Invocation's Drill page.slack ran with (what makes its text say DRILL)
 	}{
 		{"redirected", "#drills", drillAlert("ApiDown", "p", run),
-			[]string{"actions/0 page.webhook dry_run drill", "actions/1 page.slack succeeded ", "actions/2 test.page dry_run drill"}, "#drills", 0},
+			[]string{"actions/0 page.webhook dry_run drill", "actions/1 page.slack succeeded ", "actions/2 test.page dry_run drill"}, "#drills", 0, run},
 		{"no drills.page: nothing sent", "", drillAlert("ApiDown", "p", run),
-			[]string{"actions/0 page.webhook dry_run drill", "actions/1 page.slack dry_run drill", "actions/2 test.page dry_run drill"}, "", 0},
+			[]string{"actions/0 page.webhook dry_run drill", "actions/1 page.slack dry_run drill", "actions/2 test.page dry_run drill"}, "", 0, ""},
 		{"page: real", "#drills", drillAlert("ApiDown", "p", run, alert.DrillPageLabel, "real"),
-			[]string{"actions/0 page.webhook succeeded ", "actions/1 page.slack succeeded ", "actions/2 test.page succeeded "}, "#oncall", 1},
+			[]string{"actions/0 page.webhook succeeded ", "actions/1 page.slack succeeded ", "actions/2 test.page succeeded "}, "#oncall", 1, run},
 		{"not a drill", "#drills", drillAlert("ApiDown", "p", "", alert.DrillPageLabel, "real"),
-			[]string{"actions/0 page.webhook succeeded ", "actions/1 page.slack succeeded ", "actions/2 test.page succeeded "}, "#oncall", 1},
+			[]string{"actions/0 page.webhook succeeded ", "actions/1 page.slack succeeded ", "actions/2 test.page succeeded "}, "#oncall", 1, ""},
 		// A label naming a run the store never started (copied onto a real alert) is no drill:
-		// its pages reach the on-call.
+		// its pages reach the on-call, and page.slack is not told it is a drill's (its text must
+		// not say DRILL).
 		{"unknown run", "#drills", drillAlert("ApiDown", "p", "forged-20261122T030000Z-ffff"),
-			[]string{"actions/0 page.webhook succeeded ", "actions/1 page.slack succeeded ", "actions/2 test.page succeeded "}, "#oncall", 1},
+			[]string{"actions/0 page.webhook succeeded ", "actions/1 page.slack succeeded ", "actions/2 test.page succeeded "}, "#oncall", 1, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h, webhook, sl := newDrillHarness(t, func(o *engine.Options) { o.DrillPage = tc.drillPage })
@@ -207,6 +212,8 @@ func TestDrillPages(t *testing.T) {
 				t.Fatalf("page.slack posted %v, want nothing", calls)
 			case tc.channel != "" && (len(calls) != 1 || calls[0]["channel"] != tc.channel || calls[0]["text"] != "api down"):
 				t.Fatalf("page.slack posted %v, want one page to %s", calls, tc.channel)
+			case tc.channel != "" && calls[0]["drill"] != tc.drill:
+				t.Errorf("page.slack ran with Invocation.Drill %q, want %q", calls[0]["drill"], tc.drill)
 			}
 			if got := h.params(vocab.PhaseActions, 1)["channel"]; tc.channel != "" && got != tc.channel {
 				t.Errorf("the action's params say channel %v, want %s (where it went)", got, tc.channel)

@@ -445,7 +445,7 @@ func (e *Engine) run(ctx context.Context, c store.Claimed, act handlers.Action) 
 	out := store.Outcome{ID: c.ID, State: vocab.StateSucceeded}
 	start := time.Now()
 	ictx, stop := e.interruptible(ctx, c)
-	inv := handlers.Invocation{ActionID: c.ID, IncidentID: c.IncidentID, IdempotencyKey: idempotencyKey(c.ID)}
+	inv := handlers.Invocation{ActionID: c.ID, IncidentID: c.IncidentID, IdempotencyKey: idempotencyKey(c.ID), Drill: c.Drill}
 	actx, cancel := context.WithTimeout(ictx, time.Duration(c.TimeoutMS)*time.Millisecond)
 	res, err := doAction(actx, act, inv, c)
 	cancel()

@@ -221,6 +221,10 @@ type Invocation struct {
 	// IdempotencyKey is the key a handler sends downstream (an Idempotency-Key header, a label on
 	// a Kubernetes Event, the fence marker); "" when there is none.
 	IdempotencyKey string
+	// Drill is the run id of the drill responder started that caused the action's incident; ""
+	// for any other action. It is the store's word, never the alert's responder_drill label
+	// alone: a label copied onto a real alert must not make a real page look like a drill.
+	Drill string
 }
 
 // Classifier is implemented by actions whose class depends on their params (http.request's

@@ -152,8 +152,10 @@ func TestDrillIncidentMessages(t *testing.T) {
 	}
 }
 
-// TestDrillPage: a page of a drill says DRILL with the run id; a page of a drill that pages for
-// real says so in its incident message.
+// TestDrillPage: a page of a drill responder started (the engine's Invocation.Drill) says DRILL
+// with the run id; the same label on a page the engine does not know as a drill's (a label copied
+// onto a real alert) pages without DRILL; a page of a drill that pages for real says so in its
+// incident message.
 func TestDrillPage(t *testing.T) {
 	e := newEnv(t)
 	incID, _ := e.incident("api-34", 1)
@@ -161,13 +163,25 @@ func TestDrillPage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := act.Do(context.Background(), handlers.Invocation{IncidentID: incID, IdempotencyKey: "responder-action-90"},
+	if _, err := act.Do(context.Background(), handlers.Invocation{IncidentID: incID, IdempotencyKey: "responder-action-90", Drill: drillRun},
 		drillAlert("api-34", drillRun, e.clock.Now())); err != nil {
 		t.Fatal(err)
 	}
 	c := e.rec.Calls()[0]
 	if c.Channel != drillChannel || !strings.Contains(c.Text, "<!subteam^S0ONCALL01> :construction: *DRILL* `"+drillRun+"`: api-34 did not recover") {
 		t.Errorf("drill page to %s: %q", c.Channel, c.Text)
+	}
+	forged, err := e.s.PageHandler().Build(handlers.Params{"text": "api-34 is down", "channel": testChannel})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := forged.Do(context.Background(), handlers.Invocation{IncidentID: incID, IdempotencyKey: "responder-action-91"},
+		drillAlert("api-34", drillRun, e.clock.Now())); err != nil {
+		t.Fatal(err)
+	}
+	c = e.rec.Calls()[len(e.rec.Calls())-1]
+	if c.Channel != testChannel || strings.Contains(c.Text, "DRILL") || !strings.Contains(c.Text, ":rotating_light: api-34 is down") {
+		t.Errorf("a page with a drill label the engine does not know went to %s as %q; want %s, no DRILL", c.Channel, c.Text, testChannel)
 	}
 	realPage := drillAlert("api-35", drillRun, e.clock.Now())
 	realPage.Labels[alert.DrillPageLabel] = "real"

@@ -149,13 +149,17 @@ func (a *pageAction) Scope() string                            { return "slack" 
 func (a *pageAction) Class() vocab.Class                       { return vocab.ClassNotify }
 func (a *pageAction) Check(context.Context, alert.Alert) error { return handlers.ErrNotCheckable }
 func (a *pageAction) NotCheckable()                            {}
-func (a *pageAction) message(inc int64, al alert.Alert) (string, []slack.Block) {
+// message is the page's text and blocks. It says DRILL only for a drill responder started
+// (inv.Drill), never for the alert's label alone: a copied label must not make a real page look
+// like one the on-call may ignore.
+func (a *pageAction) message(inv handlers.Invocation, al alert.Alert) (string, []slack.Block) {
+	inc := inv.IncidentID
 	mention := ""
 	if a.group != "" {
 		mention = "<!subteam^" + a.group + "> "
 	}
 	head := fmt.Sprintf("%s:rotating_light: %s", mention, esc(a.text))
-	if run := al.Drill(); run != "" {
+	if run := inv.Drill; run != "" {
 		head = fmt.Sprintf("%s:construction: *DRILL* `%s`: %s", mention, esc(run), esc(a.text))
 	}
 	var sum []string
@@ -198,7 +202,7 @@ func (a *pageAction) Do(ctx context.Context, inv handlers.Invocation, al alert.A
 		}
 	}
 	inc := inv.IncidentID
-	text, blocks := a.message(inc, al)
+	text, blocks := a.message(inv, al)
 	var channel, ts string
 	err := s.call(ctx, "chat.postMessage", func(ctx context.Context) error {
 		var err error
