@@ -139,13 +139,17 @@ func (s *Store) Audit(ctx context.Context, es ...AuditInsert) error {
 
 // DeleteBefore removes incidents resolved or abandoned before cutoff (with their actions and
 // timers), and audit rows (the timers' re-check rows too), cooldowns, budget spend and recorded
-// firing alerts older than cutoff. Open incidents are kept whatever their age (Retain abandons
+// firing alerts older than cutoff, and drill runs that ended (or started, if they never ended)
+// before cutoff and no incident names any longer: a run is kept while an incident of it is, since
+// that incident is a drill's only while its run is known. Open incidents are kept whatever their age (Retain abandons
 // those nobody heard of); dead letters are Retain's, which counts the unreplayed ones first.
 func (s *Store) DeleteBefore(ctx context.Context, cutoff time.Time) (int64, error) {
 	var total int64
 	for _, q := range []string{
 		`DELETE FROM incidents WHERE state IN ` + list(vocab.IncidentResolved, vocab.IncidentAbandoned) + ` AND resolved_at < $1`,
 		`DELETE FROM audit WHERE at < $1`,
+		`DELETE FROM drill_runs r WHERE coalesce(r.finished_at, r.started_at) < $1 AND NOT EXISTS (
+    SELECT 1 FROM incidents i WHERE i.labels ? '` + alert.DrillLabel + `' AND i.labels->>'` + alert.DrillLabel + `' = r.run_id)`,
 		`DELETE FROM cooldowns WHERE until < $1`,
 		`DELETE FROM budget_spend WHERE at < $1`,
 		// An alert re-sent while it fires refreshes last_seen; one not seen since is long stale.

@@ -252,3 +252,56 @@ func TestConcurrentRetentionAuditsEachExpiryOnce(t *testing.T) {
 		t.Errorf("%d expiries audited, want 1", n)
 	}
 }
+
+// Retention deletes a drill run that ended (or, never finished, started) before the cutoff once
+// no incident names it; a run an incident still names is kept (the incident is a drill's only
+// while its run is known), and so is a recent one.
+func TestRetentionDeletesOldDrillRunsNoIncidentNames(t *testing.T) {
+	ctx := context.Background()
+	s := retentionStore(t)
+	now := time.Date(2026, 12, 12, 10, 0, 0, 0, time.UTC)
+	cutoff := now.Add(-30 * 24 * time.Hour)
+	old := cutoff.Add(-time.Hour)
+	start := func(name string, at time.Time, finish bool) store.DrillRun {
+		t.Helper()
+		d, ok, err := s.StartDrillRun(ctx, store.NewDrillRun{Name: name, Trigger: store.DrillTriggerCLI, Actor: "ci", RTO: time.Minute, At: at})
+		if err != nil || !ok {
+			t.Fatalf("start %s: %v %v", name, ok, err)
+		}
+		if finish {
+			if _, err := s.FinishDrillRun(ctx, d.ID, store.DrillFinish{Passed: true, At: at.Add(time.Minute), Actor: "ci"}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return d
+	}
+	gone := start("gone", old, true)
+	crashed := start("crashed", old, false)
+	named := start("named", old, true)
+	recent := start("recent", now.Add(-time.Hour), true)
+
+	// An incident of the run "named", still open and heard of recently (retention keeps it).
+	a := alert.Alert{Status: alert.StatusFiring, Labels: map[string]string{"alertname": "ApiDown", alert.DrillLabel: named.RunID},
+		StartsAt: now.Add(-time.Minute), ReceivedAt: now.Add(-time.Minute)}
+	if err := a.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.InTx(ctx, func(tx pgx.Tx) error {
+		_, err := s.UpsertIncidentsTx(ctx, tx, []store.IncidentUpsert{{Rule: "r", RuleHash: "h", Alert: a, State: vocab.IncidentFiring, At: a.ReceivedAt}})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+
+	if _, err := s.DeleteBefore(ctx, cutoff); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		run  store.DrillRun
+		kept bool
+	}{{gone, false}, {crashed, false}, {named, true}, {recent, true}} {
+		if n := countRows(t, s, `SELECT count(*) FROM drill_runs WHERE id = $1`, tc.run.ID); (n == 1) != tc.kept {
+			t.Errorf("drill run %s: %d rows after retention, want kept %v", tc.run.Name, n, tc.kept)
+		}
+	}
+}
