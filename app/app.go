@@ -405,14 +405,10 @@ func engineBudgets(cfg *config.Config) []engine.Budget {
 	return budgets
 }
 
-// drillBudget is cfg's drills.budget as the engine counts it (drills, "*", global); unset, 10 per
-// 1h (engine.Options.DrillBudget).
+// drillBudget is cfg's drills.budget as the engine counts it (drills, "*", global; unset, 10 per
+// 1h).
 func drillBudget(cfg *config.Config) engine.Budget {
-	b := cfg.Drills.Budget
-	if b.Max == 0 && b.Window == 0 {
-		return engine.Budget{Name: config.DrillBudgetName, Match: "*", Per: "global", Max: 10, Window: time.Hour}
-	}
-	return engine.Budget{Name: config.DrillBudgetName, Match: "*", Per: "global", Max: b.Max, Window: b.Window.D()}
+	return engine.DrillBudgetOf(cfg.Drills.Budget.Max, cfg.Drills.Budget.Window.D())
 }
 
 // engineSettings are what the engine takes from cfg and a reload changes (engine.Settings).

@@ -10,6 +10,7 @@ import (
 	"maps"
 	"net/http"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -521,11 +522,12 @@ func (a *App) leaderStatus() apiLeader {
 	return apiLeader{Replica: a.owner, Leading: leading, Token: token}
 }
 
-// budgetStatus is every budget with the most any scope used in its window ("unavailable" when
-// that could not be read); never nil.
+// budgetStatus is every budget, safety.budgets then the drills budget, with the most any scope
+// used in its window ("unavailable" when that could not be read); never nil.
 func (a *App) budgetStatus(ctx context.Context) []apiBudget {
 	out := []apiBudget{}
-	for _, b := range a.cur().budgets {
+	l := a.cur()
+	for _, b := range append(slices.Clip(l.budgets), drillBudget(l.cfg)) {
 		used, err := a.st.BudgetMostUsed(ctx, b.Name, b.Window, a.o.Now())
 		st := apiBudget{Name: b.Name, Match: b.Match, Per: b.Per, Max: b.Max, Window: b.Window.String(), MostUsed: used}
 		if err != nil {

@@ -235,8 +235,8 @@ func reloadBudget(t *testing.T, o fixtureOpts) {
 	if changed := f.mustReload(o); !slices.Equal(changed, []string{"safety.budgets[0].max"}) {
 		t.Errorf("changed = %v", changed)
 	}
-	if st := f.status(); len(st.Budgets) != 1 || st.Budgets[0].Max != 3 {
-		t.Errorf("status budgets = %+v", st.Budgets)
+	if st := f.status(); len(st.Budgets) != 2 || st.Budgets[0].Max != 3 || st.Budgets[1].Name != "drills" || st.Budgets[1].Max != 10 {
+		t.Errorf("status budgets = %+v; want restarts (max 3), then drills (max 10)", st.Budgets)
 	}
 	f.fire("c", "d")
 	f.waitAction("c", "succeeded")

@@ -86,6 +86,13 @@ func (o *Options) budgetsOf(d drillOf) []Budget {
 	return o.Budgets
 }
 
+// DrillBudgetOf is the drills budget as the engine counts it (name drills, every handler, one
+// global scope) with at most max actions per window; a zero max or window takes the default, 10
+// per 1h.
+func DrillBudgetOf(max int, window time.Duration) Budget {
+	return drillBudgetDefaults(Budget{Max: max, Window: window})
+}
+
 // drillBudgetDefaults gives the drills budget its fixed name, match and scope, and the default
 // bound (10 per 1h) to a field left zero.
 func drillBudgetDefaults(b Budget) Budget {
