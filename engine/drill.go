@@ -87,10 +87,10 @@ func (o *Options) budgetsOf(d drillOf) []Budget {
 }
 
 // DrillBudgetOf is the drills budget as the engine counts it (name drills, every handler, one
-// global scope) with at most max actions per window; a zero max or window takes the default, 10
+// global scope) with at most limit actions per window; a zero limit or window takes the default, 10
 // per 1h.
-func DrillBudgetOf(max int, window time.Duration) Budget {
-	return drillBudgetDefaults(Budget{Max: max, Window: window})
+func DrillBudgetOf(limit int, window time.Duration) Budget {
+	return drillBudgetDefaults(Budget{Max: limit, Window: window})
 }
 
 // drillBudgetDefaults gives the drills budget its fixed name, match and scope, and the default
