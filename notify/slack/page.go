@@ -149,6 +149,7 @@ func (a *pageAction) Scope() string                            { return "slack" 
 func (a *pageAction) Class() vocab.Class                       { return vocab.ClassNotify }
 func (a *pageAction) Check(context.Context, alert.Alert) error { return handlers.ErrNotCheckable }
 func (a *pageAction) NotCheckable()                            {}
+
 // message is the page's text and blocks. It says DRILL only for a drill responder started
 // (inv.Drill), never for the alert's label alone: a copied label must not make a real page look
 // like one the on-call may ignore.
