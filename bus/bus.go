@@ -401,20 +401,42 @@ func (b *Bus) setup(ctx context.Context) error {
 	if got.Storage != want.Storage {
 		return streamMismatch(o.Stream, "storage", strings.ToLower(got.Storage.String()), strings.ToLower(want.Storage.String()), "the server did not apply file storage")
 	}
-	b.consumer, err = js.CreateOrUpdateConsumer(ctx, o.Stream, jetstream.ConsumerConfig{
-		Durable:       o.Durable,
-		Description:   "responder engine (shared by all replicas)",
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       o.AckWait,
-		MaxDeliver:    -1,
-		MaxAckPending: max(8*o.FetchBatch, 4096),
-		FilterSubject: o.Subject,
-		DeliverPolicy: jetstream.DeliverAllPolicy,
-	})
+	b.consumer, err = js.CreateOrUpdateConsumer(ctx, o.Stream, b.consumerConfig())
 	if err != nil {
 		return fmt.Errorf("bus: create or update consumer %s: %w", o.Durable, err)
 	}
 	return nil
+}
+
+// consumerConfig is the durable consumer's config: one for every replica.
+func (b *Bus) consumerConfig() jetstream.ConsumerConfig {
+	return jetstream.ConsumerConfig{
+		Durable:       b.o.Durable,
+		Description:   "responder engine (shared by all replicas)",
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       b.o.AckWait,
+		MaxDeliver:    -1,
+		MaxAckPending: max(8*b.o.FetchBatch, 4096),
+		FilterSubject: b.o.Subject,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+	}
+}
+
+// restoreConsumer creates the durable consumer again when it is gone (deleted by hand, or lost
+// with its stream's state): without it nothing is consumed while intake goes on storing. It
+// reports whether it created it. The new consumer starts at the stream's first message, so
+// messages processed but not purged yet are delivered again (processing is idempotent).
+func (b *Bus) restoreConsumer(ctx context.Context) (bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	_, err := b.js.Consumer(ctx, b.o.Stream, b.o.Durable)
+	if !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return false, nil // there, or the server cannot say: nothing to restore
+	}
+	if _, err := b.js.CreateOrUpdateConsumer(ctx, b.o.Stream, b.consumerConfig()); err != nil {
+		return false, fmt.Errorf("bus: create consumer %s again: %w", b.o.Durable, err)
+	}
+	return true, nil
 }
 
 // streamMismatch is Open's refusal to run on a stream whose key (replicas, storage) has the value

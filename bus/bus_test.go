@@ -16,6 +16,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/responder-sre/responder/alert"
@@ -736,5 +737,51 @@ func TestPermanentFailureIsolatesTheFailingAlerts(t *testing.T) {
 	}
 	if got := metricValue(t, reg, "responder_bus_terminated_total"); got != 1 {
 		t.Errorf("terminated = %v, want 1", got)
+	}
+}
+
+// TestDeletedConsumerIsCreatedAgain: the durable consumer deleted by hand (nats consumer rm) while
+// the bus consumes is created again, and what is published afterwards is processed; nothing is
+// dead-lettered.
+func TestDeletedConsumerIsCreatedAgain(t *testing.T) {
+	srv := bustest.Start(t)
+	b, _ := open(t, bus.Options{URL: srv.URL()})
+	rec := newRecorder()
+	consume(t, b, rec)
+	publish(t, b, group("Before", 1))
+	testwait.Until(t, settle, "the first alert processed", func() bool { n, _ := rec.count(); return n == 1 })
+
+	nc, err := nats.Connect(srv.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	if err := js.DeleteConsumer(ctx, bus.DefaultStream, bus.DefaultDurable); err != nil {
+		t.Fatalf("delete the consumer: %v", err)
+	}
+	publish(t, b, group("After", 1))
+	testwait.UntilDetail(t, 2*settle, "the alert published after the deletion processed", func() (bool, string) {
+		rec.mu.Lock()
+		defer rec.mu.Unlock()
+		for _, ms := range rec.processed {
+			for _, m := range ms {
+				if m.Alerts[0].Name == "After" {
+					return true, ""
+				}
+			}
+		}
+		return false, fmt.Sprintf("%d messages processed", len(rec.processed))
+	})
+	if _, err := js.Consumer(ctx, bus.DefaultStream, bus.DefaultDurable); err != nil {
+		t.Errorf("the consumer after the bus restored it: %v", err)
+	}
+	if _, d := rec.count(); d != 0 {
+		t.Errorf("%d dead letters, want none", d)
 	}
 }

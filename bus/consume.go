@@ -131,6 +131,16 @@ func (b *Bus) Consume(ctx context.Context, p Processor) error {
 		}
 		if err != nil {
 			b.log.Warn("bus fetch failed", "err", err)
+			if errors.Is(err, errConsumerGone) || errors.Is(err, ErrUnavailable) {
+				// A pull to a deleted consumer is answered "no responders", as one to a server
+				// without JetStream is: ask whether the consumer is still there.
+				if made, rerr := b.restoreConsumer(ctx); made {
+					b.log.Error("bus durable consumer was gone; created it again (messages not purged yet are delivered again)", "consumer", b.o.Durable)
+					continue
+				} else if rerr != nil {
+					b.log.Warn("bus consumer check failed", "err", rerr)
+				}
+			}
 			_ = clock.Sleep(ctx, bo.NextBackOff()) // a cancelled ctx ends the loop
 			continue
 		}
