@@ -232,7 +232,7 @@ type Bus struct {
 	lastPend atomic.Uint64
 
 	fetchMu     sync.Mutex
-	fetchCancel context.CancelFunc // cancels the current waiting fetch
+	fetchCancel map[*puller]context.CancelFunc // cancel the waiting fetch of each Consume
 
 	mu        sync.Mutex // guards closed and consumers.Add
 	closed    bool
@@ -274,6 +274,11 @@ func Open(ctx context.Context, o Options) (*Bus, error) {
 		// answered with an error.
 		nats.ReconnectBufSize(-1),
 		nats.RetryOnFailedConnect(false),
+		// Asynchronous errors: a slow consumer (the consumer's inbox full: the messages dropped come
+		// back after AckWait), a permissions violation.
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+			b.log.Warn("bus connection error", "err", err)
+		}),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			b.log.Warn("bus disconnected", "err", err)
 			b.commit.disconnected()
@@ -281,8 +286,8 @@ func Open(ctx context.Context, o Options) (*Bus, error) {
 		nats.ReconnectHandler(func(c *nats.Conn) {
 			b.log.Info("bus reconnected", "url", RedactURL(c.ConnectedUrl())) // ConnectedUrlRedacted keeps a token
 			b.fetchMu.Lock()
-			if b.fetchCancel != nil {
-				b.fetchCancel()
+			for _, cancel := range b.fetchCancel {
+				cancel()
 			}
 			b.fetchMu.Unlock()
 		}),

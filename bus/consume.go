@@ -106,11 +106,16 @@ func (b *Bus) Consume(ctx context.Context, p Processor) error {
 		}
 	}()
 
-	pl, err := newPuller(b.nc, b.o.Stream, b.o.Durable, b.o.FetchBatch)
+	pl, err := newPuller(b.nc, b.o.Stream, b.o.Durable, b.o.FetchBatch, b.consumerConfig().MaxAckPending)
 	if err != nil {
 		return err
 	}
+	hctx, stopHold := context.WithCancel(ctx)
+	held := make(chan struct{})
+	go func() { defer close(held); pl.holdEvery(hctx, max(b.o.AckWait/4, time.Millisecond)) }()
 	defer func() {
+		stopHold()
+		<-held
 		// Messages that came for this consumer and were not handled go back now, to another
 		// replica, rather than after AckWait.
 		for _, m := range pl.close() {
@@ -128,6 +133,11 @@ func (b *Bus) Consume(ctx context.Context, p Processor) error {
 		}
 		if len(raw) > 0 {
 			b.handle(ctx, p, raw)
+		}
+		if errors.Is(err, errPullRefused) {
+			b.log.Debug("bus pull refused; pulling again after a pause", "err", err)
+			_ = clock.Sleep(ctx, bo.NextBackOff())
+			continue
 		}
 		if err != nil {
 			b.log.Warn("bus fetch failed", "err", err)
@@ -163,8 +173,16 @@ func (b *Bus) fetch(ctx context.Context, pl *puller) ([]*delivery, error) {
 	defer cancel()
 	// A reconnect cancels the wait: the server may have lost the pull request.
 	b.fetchMu.Lock()
-	b.fetchCancel = cancel
+	if b.fetchCancel == nil {
+		b.fetchCancel = map[*puller]context.CancelFunc{}
+	}
+	b.fetchCancel[pl] = cancel
 	b.fetchMu.Unlock()
+	defer func() {
+		b.fetchMu.Lock()
+		delete(b.fetchCancel, pl)
+		b.fetchMu.Unlock()
+	}()
 	// One message: not followed by a pull of what else arrived, which would wait availableWait
 	// for the server's answer, and this message with it.
 	return pl.pull(fctx, 1, budget, fetchWait)
