@@ -98,8 +98,11 @@ func TestToken(t *testing.T) {
 	}
 }
 
-func TestNkeySeedFile(t *testing.T) {
-	kp, err := nkeys.CreateUser()
+// newKeyPair creates a key pair with create (nkeys.CreateUser, CreateAccount, CreateOperator)
+// and returns it with its public key.
+func newKeyPair(t *testing.T, create func() (nkeys.KeyPair, error)) (nkeys.KeyPair, string) {
+	t.Helper()
+	kp, err := create()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,6 +110,11 @@ func TestNkeySeedFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return kp, pub
+}
+
+func TestNkeySeedFile(t *testing.T) {
+	kp, pub := newKeyPair(t, nkeys.CreateUser)
 	seed, err := kp.Seed()
 	if err != nil {
 		t.Fatal(err)
@@ -416,14 +424,7 @@ type jwtOperator struct {
 
 func newJWTOperator(t *testing.T) *jwtOperator {
 	t.Helper()
-	kp, err := nkeys.CreateOperator()
-	if err != nil {
-		t.Fatal(err)
-	}
-	pub, err := kp.PublicKey()
-	if err != nil {
-		t.Fatal(err)
-	}
+	kp, pub := newKeyPair(t, nkeys.CreateOperator)
 	encoded, err := jwt.NewOperatorClaims(pub).Encode(kp)
 	if err != nil {
 		t.Fatal(err)
@@ -439,14 +440,7 @@ func newJWTOperator(t *testing.T) *jwtOperator {
 // returns the account's key and JWT.
 func (op *jwtOperator) account(t *testing.T, js bool) (nkeys.KeyPair, string) {
 	t.Helper()
-	kp, err := nkeys.CreateAccount()
-	if err != nil {
-		t.Fatal(err)
-	}
-	pub, err := kp.PublicKey()
-	if err != nil {
-		t.Fatal(err)
-	}
+	kp, pub := newKeyPair(t, nkeys.CreateAccount)
 	claims := jwt.NewAccountClaims(pub)
 	if js {
 		claims.Limits.JetStreamLimits = jwt.JetStreamLimits{MemoryStorage: -1, DiskStorage: -1, Streams: -1, Consumer: -1}
@@ -463,14 +457,7 @@ func (op *jwtOperator) account(t *testing.T, js bool) (nkeys.KeyPair, string) {
 // file's path, the user's JWT and its seed.
 func userCreds(t *testing.T, issuer nkeys.KeyPair, edit func(*jwt.UserClaims)) (path, userJWT, seed string) {
 	t.Helper()
-	kp, err := nkeys.CreateUser()
-	if err != nil {
-		t.Fatal(err)
-	}
-	pub, err := kp.PublicKey()
-	if err != nil {
-		t.Fatal(err)
-	}
+	kp, pub := newKeyPair(t, nkeys.CreateUser)
 	s, err := kp.Seed()
 	if err != nil {
 		t.Fatal(err)
