@@ -90,19 +90,14 @@ func (b *bench) scalingRun(ctx context.Context, bin string, k int, bodies [][]by
 	if err != nil {
 		return res, err
 	}
-	rs := make([]*responder, 0, k)
+	rs, urls, err := startReplicas(ctx, path, dir, k)
 	defer func() {
 		for _, r := range rs {
 			r.stop()
 		}
 	}()
-	urls := make([]string, 0, k)
-	for i := range k {
-		r, err := startResponder(ctx, childSpec{ConfigFile: path, StoragePath: filepath.Join(dir, fmt.Sprintf("data-%d", i+1)), DryRun: true})
-		if err != nil {
-			return res, fmt.Errorf("replica %d: %w", i+1, err)
-		}
-		rs, urls = append(rs, r), append(urls, r.url)
+	if err != nil {
+		return res, err
 	}
 	db, err := pgx.Connect(ctx, url)
 	if err != nil {
@@ -126,13 +121,7 @@ func (b *bench) scalingRun(ctx context.Context, bin string, k int, bodies [][]by
 		fmt.Printf("%s: 99%% of the actions recorded after %s (%.0f alerts/s)\n", phase, t99.Sub(begin).Round(time.Millisecond), res.Rate99)
 	}
 	cpu, natsCPU, pg := respondersCPU(rs)-cpu0, clusterCPU(c)-nats0, backendCPUSince(pg0, backendCPU(ctx, db))
-	if ci, err := consumerInfo(ctx, c.URL()); err != nil {
-		fmt.Printf("%s: the consumer's info: %v\n", phase, err)
-	} else {
-		res.Messages, res.Deliveries = ci.Delivered.Stream, ci.Delivered.Consumer
-		fmt.Printf("%s: the consumer made %d deliveries of the stream's %d messages (%d again: a delivery lost or unacked is redelivered, at the latest after ack_wait %s)\n",
-			phase, ci.Delivered.Consumer, ci.Delivered.Stream, ci.Delivered.Consumer-ci.Delivered.Stream, ci.Config.AckWait)
-	}
+	res.noteDeliveries(ctx, c.URL())
 	check, err := checkStore(ctx, db, want, vocab.StateDryRun)
 	if err != nil {
 		return res, fmt.Errorf("store check: %w", err)
@@ -146,13 +135,51 @@ func (b *bench) scalingRun(ctx context.Context, bin string, k int, bodies [][]by
 	res.WebhookRate, res.Rate = float64(want)/accepted.Seconds(), float64(want)/elapsed.Seconds()
 	res.P50ms, res.P99ms = ms(pct(lat, 50)), ms(pct(lat, 99))
 	res.CPUSeconds, res.NATSCPUSeconds, res.StoreCPUSeconds = cpu.Seconds(), natsCPU.Seconds(), pg.Seconds()
-	fmt.Printf("%s: %d alerts accepted by %s in %s (%.0f alerts/s at the webhooks); all %d actions recorded after %s\n",
-		phase, want, replicasText(k), accepted.Round(time.Millisecond), res.WebhookRate, want, elapsed.Round(time.Millisecond))
-	fmt.Printf("%s: end to end %.0f alerts/s; webhook p50 %s p99 %s\n", phase, res.Rate, pct(lat, 50), pct(lat, 99))
-	e := elapsed.Seconds()
-	fmt.Printf("%s: CPU in the phase: %s %.1f s (%.2f cores), the %d nats-servers %.1f s (%.2f cores), their PostgreSQL sessions %.1f s (%.2f cores)\n",
-		phase, replicasText(k), cpu.Seconds(), cpu.Seconds()/e, scalingNodes, natsCPU.Seconds(), natsCPU.Seconds()/e, pg.Seconds(), pg.Seconds()/e)
+	res.printScaling(lat)
 	return res, nil
+}
+
+// startReplicas starts k responders on the config at path, each with its own storage under dir.
+// It returns those it started (the caller stops them) and their URLs.
+func startReplicas(ctx context.Context, path, dir string, k int) ([]*responder, []string, error) {
+	rs, urls := make([]*responder, 0, k), make([]string, 0, k)
+	for i := range k {
+		r, err := startResponder(ctx, childSpec{ConfigFile: path, StoragePath: filepath.Join(dir, fmt.Sprintf("data-%d", i+1)), DryRun: true})
+		if err != nil {
+			return rs, urls, fmt.Errorf("replica %d: %w", i+1, err)
+		}
+		rs, urls = append(rs, r), append(urls, r.url)
+	}
+	return rs, urls, nil
+}
+
+// noteDeliveries records (and prints) the shared consumer's deliveries against the stream's
+// messages: more deliveries than messages are redeliveries.
+func (res *phaseResult) noteDeliveries(ctx context.Context, natsURL string) {
+	ci, err := consumerInfo(ctx, natsURL)
+	if err != nil {
+		fmt.Printf("%s: the consumer's info: %v\n", res.Phase, err)
+		return
+	}
+	res.Messages, res.Deliveries = ci.Delivered.Stream, ci.Delivered.Consumer
+	fmt.Printf("%s: the consumer made %d deliveries of the stream's %d messages (%d again: a delivery lost or unacked is redelivered, at the latest after ack_wait %s)\n",
+		res.Phase, ci.Delivered.Consumer, ci.Delivered.Stream, ci.Delivered.Consumer-ci.Delivered.Stream, ci.Config.AckWait)
+}
+
+// printScaling prints a scaling run's figures: intake, end to end, webhook latency (lat), CPU.
+func (res *phaseResult) printScaling(lat []time.Duration) {
+	k, want := replicasText(res.Replicas), res.Alerts
+	fmt.Printf("%s: %d alerts accepted by %s in %s (%.0f alerts/s at the webhooks); all %d actions recorded after %s\n",
+		res.Phase, want, k, secs(res.AcceptedSeconds), res.WebhookRate, want, secs(res.ElapsedSeconds))
+	fmt.Printf("%s: end to end %.0f alerts/s; webhook p50 %s p99 %s\n", res.Phase, res.Rate, pct(lat, 50), pct(lat, 99))
+	e := res.ElapsedSeconds
+	fmt.Printf("%s: CPU in the phase: %s %.1f s (%.2f cores), the %d nats-servers %.1f s (%.2f cores), their PostgreSQL sessions %.1f s (%.2f cores)\n",
+		res.Phase, k, res.CPUSeconds, res.CPUSeconds/e, scalingNodes, res.NATSCPUSeconds, res.NATSCPUSeconds/e, res.StoreCPUSeconds, res.StoreCPUSeconds/e)
+}
+
+// secs is s seconds as a duration rounded to the millisecond, for printing.
+func secs(s float64) time.Duration {
+	return time.Duration(s * float64(time.Second)).Round(time.Millisecond)
 }
 
 // scalingConfig is the configuration every replica of a scaling run shares: the dry-run phases'
