@@ -24,6 +24,7 @@ import (
 
 	"github.com/responder-sre/responder/bus"
 	"github.com/responder-sre/responder/bus/clustertest"
+	"github.com/responder-sre/responder/internal/clock"
 	"github.com/responder-sre/responder/internal/testwait"
 	"github.com/responder-sre/responder/store/pgtest"
 )
@@ -256,7 +257,9 @@ safety:
 			c.Resume(paused)
 		}
 	})
-	<-time.After(pauseFor) // the length of the fault, not a wait for a condition
+	// The length of the fault, not a wait for a condition: what happened meanwhile is checked
+	// from the answers recorded, below.
+	_ = clock.Sleep(t.Context(), pauseFor)
 	c.Resume(paused)
 	resumed = true
 	tResume := time.Now()
