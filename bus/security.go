@@ -10,11 +10,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strings"
 
 	"github.com/nats-io/nats.go"
+
+	"github.com/responder-sre/responder/config"
 )
 
 // Bus security: the credentials and TLS of the connection, and the HMAC every message carries.
@@ -275,7 +276,7 @@ func credsFromFile(path string) nats.Option {
 			switch {
 			case err != nil:
 				return "", fmt.Errorf("credentials file %s: %w", path, err)
-			case !jwtForm.MatchString(s):
+			case !config.IsJWT(s):
 				return "", fmt.Errorf("credentials file %s holds no user JWT (want a .creds file as nsc writes it)", path)
 			}
 			return s, nil
@@ -283,9 +284,6 @@ func credsFromFile(path string) nats.Option {
 		return nil
 	}
 }
-
-// jwtForm is the form of a JWT: three base64url parts. A seed has no dot.
-var jwtForm = regexp.MustCompile(`^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$`)
 
 // connectError explains a failed connect: a refusal of the credentials says so, naming which
 // credentials (never their values).

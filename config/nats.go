@@ -131,5 +131,8 @@ func (c *Config) FilePath(p string) string {
 	return absPath(c.Dir, p)
 }
 
-// jwtForm is the form of a JWT: three base64url parts (bus checks the same before it connects).
+// IsJWT reports whether s has the form of a JWT: three base64url parts and nothing else (a seed
+// has no dot). The config checks nats.creds_file with it, and bus checks what it would send.
+func IsJWT(s string) bool { return jwtForm.MatchString(s) }
+
 var jwtForm = regexp.MustCompile(`^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$`)
