@@ -410,11 +410,21 @@ func (c *Cluster) streamInfo(ctx context.Context, stream string) (*jetstream.Str
 // now (within 2 s).
 func (c *Cluster) ConsumerInfo(t testing.TB, stream, durable string) (*jetstream.ConsumerInfo, error) {
 	t.Helper()
-	js, err := jetstream.New(c.Connect(t))
+	return c.ConsumerInfoContext(t.Context(), stream, durable)
+}
+
+// ConsumerInfoContext is ConsumerInfo outside a test (a cluster from New), within 5 s of ctx.
+func (c *Cluster) ConsumerInfoContext(ctx context.Context, stream, durable string) (*jetstream.ConsumerInfo, error) {
+	nc, err := c.connect()
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	cons, err := js.Consumer(ctx, stream, durable)
 	if err != nil {

@@ -11,8 +11,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/responder-sre/responder/bus"
 	"github.com/responder-sre/responder/bus/clustertest"
@@ -121,7 +119,7 @@ func (b *bench) scalingRun(ctx context.Context, bin string, k int, bodies [][]by
 		fmt.Printf("%s: 99%% of the actions recorded after %s (%.0f alerts/s)\n", phase, t99.Sub(begin).Round(time.Millisecond), res.Rate99)
 	}
 	cpu, natsCPU, pg := respondersCPU(rs)-cpu0, clusterCPU(c)-nats0, backendCPUSince(pg0, backendCPU(ctx, db))
-	res.noteDeliveries(ctx, c.URL())
+	res.noteDeliveries(ctx, c)
 	check, err := checkStore(ctx, db, want, vocab.StateDryRun)
 	if err != nil {
 		return res, fmt.Errorf("store check: %w", err)
@@ -155,8 +153,8 @@ func startReplicas(ctx context.Context, path, dir string, k int) ([]*responder, 
 
 // noteDeliveries records (and prints) the shared consumer's deliveries against the stream's
 // messages: more deliveries than messages are redeliveries.
-func (res *phaseResult) noteDeliveries(ctx context.Context, natsURL string) {
-	ci, err := consumerInfo(ctx, natsURL)
+func (res *phaseResult) noteDeliveries(ctx context.Context, c *clustertest.Cluster) {
+	ci, err := c.ConsumerInfoContext(ctx, bus.DefaultStream, bus.DefaultDurable)
 	if err != nil {
 		fmt.Printf("%s: the consumer's info: %v\n", res.Phase, err)
 		return
@@ -258,24 +256,4 @@ func clusterCPU(c *clustertest.Cluster) time.Duration {
 		}
 	}
 	return d
-}
-
-// consumerInfo is the info of the replicas' durable consumer, as its leader reports it.
-func consumerInfo(ctx context.Context, url string) (*jetstream.ConsumerInfo, error) {
-	nc, err := nats.Connect(url, nats.Name("responder-bench"))
-	if err != nil {
-		return nil, err
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return nil, err
-	}
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	cons, err := js.Consumer(ctx, bus.DefaultStream, bus.DefaultDurable)
-	if err != nil {
-		return nil, err
-	}
-	return cons.Info(ctx)
 }
